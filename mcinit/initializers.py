@@ -1,0 +1,66 @@
+"""Initialisation schemes (DESIGN section 3), resolved to plain arrays for the kernels.
+
+Variance-scaling family: Var(W_l,ij) = scale / fan with fan_in = n_(l-1),
+fan_out = n_l, fan_avg = (n_(l-1) + n_l) / 2; normal or uniform (same variance:
+U(-a, a) with a = sqrt(3 Var)).  Weight-normalised schemes draw each row as
+g_l v / ||v||, v ~ N(0, I).
+"""
+
+import numpy as np
+
+__all__ = ["SCHEMES", "layer_scheme", "DIST_NORMAL", "DIST_UNIFORM", "DIST_WN"]
+
+DIST_NORMAL, DIST_UNIFORM, DIST_WN = 0, 1, 2
+
+#: name -> (scale, fan) for the variance-scaling presets
+SCHEMES = {
+    "he": (2.0, "fan_out"),
+    "he-in": (2.0, "fan_in"),
+    "glorot": (1.0, "fan_avg"),
+    "lecun": (1.0, "fan_in"),
+}
+
+
+def layer_scheme(init, dist, all_widths):
+    """(dist_code, variance[L], gain[L]) for hidden layers 1..L.
+
+    all_widths  (n_0, n_1, ..., n_L)
+    variance    per-entry variance v_l of W_l (for wn schemes: g_l^2 / n_(l-1),
+                the variance of one entry of g v/||v||)
+    gain        g_l for weight-normalised schemes, 0 otherwise
+    """
+    n = np.asarray(all_widths, dtype=np.float64)
+    fan_in, fan_out = n[:-1], n[1:]
+    L = len(n) - 1
+    if init in SCHEMES:
+        scale, fan = SCHEMES[init]
+        f = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[fan]
+        var = scale / f
+        code = DIST_NORMAL if dist == "normal" else DIST_UNIFORM
+        return code, var, np.zeros(L)
+    if init == "wn":
+        gain = np.sqrt(2.0 * fan_in / fan_out)
+    elif init == "wn-unit":
+        gain = np.ones(L)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    return DIST_WN, gain ** 2 / fan_in, gain
+
+
+def expected_forward(init, dist, all_widths):
+    """Per-input E rho_l and, for Gaussian weights, Var rho_l (else NaN), l = 1..L.
+
+    One layer factor r = rho_l / rho_(l-1): for Gaussian weights r = v chi2(K),
+    K ~ Binomial(n_l, 1/2), so E r = v n/2 and E r^2 = v^2 (n^2/4 + 5n/4).
+    For any symmetric weights E r = v n / 2 (weight-normalised: g^2 n_l / (2 n_(l-1))).
+    """
+    code, var, _ = layer_scheme(init, dist, all_widths)
+    n = np.asarray(all_widths[1:], dtype=np.float64)
+    m1 = var * n / 2
+    mean = np.cumprod(m1)
+    if code == DIST_NORMAL:
+        m2 = var ** 2 * (n ** 2 / 4 + 5 * n / 4)
+        variance = np.cumprod(m2) - mean ** 2
+    else:
+        variance = np.full(len(n), np.nan)
+    return mean, variance

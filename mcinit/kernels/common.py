@@ -1,0 +1,153 @@
+"""What every kernel shares: the resolved plan, small numba helpers, the ratio formulas.
+
+Every kernel has one call shape (``fill(plan, first, count, fwd, bwd, dead)``):
+trials ``first .. first+count-1`` are computed into
+
+    fwd[t, x, l-1] = rho_l(x)   = ||h^l(x)||^2 / ||x||^2
+    bwd[t, x, l-1] = gamma_l(x) = ||dloss/dW_l||_F^2 / (||x||^2 ||delta^L(x)||^2)
+    dead[t]        = some h^l(x) = 0 or some delta^L(x) = 0
+
+(DESIGN section 2).  gamma is +inf where delta^L(x) = 0 (undefined: a dead
+network); rho is 0 from a dead layer on.  The kernels know nothing of files.
+"""
+
+import math
+import os
+
+import numpy as np
+from numba import njit
+
+from .. import initializers, rng
+from ..config import DATA_RANDOM
+
+__all__ = ["Plan", "make_plan", "n_chunks"]
+
+HEAD_SOFTMAX, HEAD_GAUSSIAN = 0, 1
+DATA_GAUSSIAN, DATA_SPHERE, DATA_FIXED = 0, 1, 2
+
+
+class Plan:
+    """A run configuration resolved to plain arrays and scalars for nopython code.
+
+    widths   int64 (L+1,): n_0 .. n_L
+    var      float64 (L,): per-entry weight variance v_l
+    gain     float64 (L,): weight-normalisation gains (0 when unused)
+    dist     0 normal, 1 uniform, 2 weight-normalised rows
+    head     0 softmax, 1 gaussian; classes = K
+    data     0 gaussian, 1 sphere, 2 fixed; X0 (N, n_0) the fixed inputs (else empty)
+    k0, k1   the Philox key of the seed
+    """
+
+    def __init__(self, config, fixed_data=None):
+        self.config = config
+        self.widths = np.asarray(config.all_widths, dtype=np.int64)
+        self.depth = config.depth
+        self.samples = config.samples
+        self.dist, self.var, self.gain = initializers.layer_scheme(
+            config.init, config.dist, config.all_widths)
+        self.head = HEAD_SOFTMAX if config.head[0] == "softmax" else HEAD_GAUSSIAN
+        self.classes = config.head[1]
+        if config.data in DATA_RANDOM:
+            self.data = DATA_GAUSSIAN if config.data == "gaussian" else DATA_SPHERE
+            self.X0 = np.zeros((0, config.input_dim))
+        else:
+            if fixed_data is None:
+                from ..data import load_fixed
+                fixed_data = load_fixed(config.data, samples=config.samples)
+            self.data = DATA_FIXED
+            self.X0 = np.ascontiguousarray(fixed_data, dtype=np.float64)
+        k0, k1 = rng.seed_key(config.seed)
+        self.k0, self.k1 = np.uint64(k0), np.uint64(k1)
+
+
+def make_plan(config, fixed_data=None):
+    return Plan(config, fixed_data)
+
+
+def n_chunks(count):
+    """Work units of a batch: a few per thread, so threads stay busy to the end."""
+    from numba import get_num_threads
+    return max(1, min(count, 4 * get_num_threads()))
+
+
+@njit(cache=True, inline="always")
+def dot(a, b, n):
+    """sum_j a[j] b[j] in a fixed order (four interleaved partial sums)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+    for j in range(m, n):
+        s0 += a[j] * b[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True)
+def draw_inputs(k0, k1, trial, data, X0, N, n0, H0):
+    """H0[x, :] = input x of the trial: fixed rows, N(0, I) or uniform on the sphere."""
+    if data == DATA_FIXED:
+        for x in range(N):
+            for j in range(n0):
+                H0[x, j] = X0[x, j]
+        return
+    c2, c3 = rng.counter_words(trial, 0, rng.STREAM_DATA)
+    for x in range(N):
+        rng.fill_normal_row(k0, k1, c2, c3, x, 1.0, H0[x], n0)
+        if data == DATA_SPHERE:
+            s = 1.0 / math.sqrt(dot(H0[x], H0[x], n0))
+            for j in range(n0):
+                H0[x, j] *= s
+
+
+@njit(cache=True)
+def head_error(k0, k1, trial, layer, head, z, x, e, K):
+    """e = softmax(z) - t for input x (t: K uniforms normalised to sum 1), or e ~ N(0, I_K).
+
+    The targets / errors are row x of (layer, STREAM_TARGET), layer = L + 1."""
+    c2, c3 = rng.counter_words(trial, layer, rng.STREAM_TARGET)
+    if head == HEAD_GAUSSIAN:
+        rng.fill_normal_row(k0, k1, c2, c3, x, 1.0, e, K)
+        return
+    rng.fill_uniform_row(k0, k1, c2, c3, x, 0.0, 1.0, e, K)
+    ts = 0.0
+    for c in range(K):
+        ts += e[c]
+    zmax = z[0]
+    for c in range(1, K):
+        if z[c] > zmax:
+            zmax = z[c]
+    s = 0.0
+    for c in range(K):
+        s += math.exp(z[c] - zmax)
+    for c in range(K):
+        e[c] = math.exp(z[c] - zmax) / s - e[c] / ts
+
+
+@njit(cache=True)
+def write_ratios(hn2, dn2, L, fwd, bwd):
+    """Ratios of one input from its squared norms hn2[l] = ||h^l||^2 (l = 0..L) and
+    dn2[l] = ||delta^l||^2 (l = 1..L).  Returns True when the input makes the trial dead."""
+    dead = dn2[L] == 0.0
+    for l in range(1, L + 1):
+        fwd[l - 1] = hn2[l] / hn2[0]
+        if hn2[l] == 0.0:
+            dead = True
+        if dn2[L] == 0.0:
+            bwd[l - 1] = np.inf
+        else:
+            bwd[l - 1] = (dn2[l] / dn2[L]) * (hn2[l - 1] / hn2[0])
+    return dead
+
+
+def workspace_mb():
+    """Per-work-unit memory budget for stored dense weights (MCINIT_WORKSPACE_MB, default 512)."""
+    try:
+        return float(os.environ.get("MCINIT_WORKSPACE_MB", "512"))
+    except ValueError:
+        return 512.0

@@ -1,0 +1,195 @@
+"""The projected kernel: exact in law for Gaussian weights, without drawing W (DESIGN section 4).
+
+Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
+- forward:  a^l(x) = W_l h^(l-1)(x) = G R[:, x] with G = W_l Q an n_l x r matrix of
+            independent N(0, v_l) entries (its columns are rows of (layer l, STREAM_PROJ_G));
+- backward: W_l (I - QQ^T) is independent of G and of every delta^l, so with
+            Delta = [delta^l(x_j)] = Q_D R_D,
+            W_l^T Delta = Q G^T Delta + (I - QQ^T) Y R_D,
+            Y an n_(l-1) x rank(Delta) matrix of N(0, v_l) (columns from STREAM_PROJ_Y).
+The head W_o (N(0, 1), layer L + 1) is handled the same way with Delta = E, the
+errors.  Only Gram-matrix information of each layer's inputs enters, so the
+cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .. import rng
+from .common import dot, draw_inputs, head_error, n_chunks, write_ratios
+
+__all__ = ["fill"]
+
+#: a column whose residual after projection is below this fraction of its norm
+#: lies in the span of the previous ones (its part outside is rounding noise)
+RANK_TOL = 1e-10
+
+
+@njit(cache=True)
+def mgs(A, N, n, Q, R, v):
+    """Thin QR of the N vectors A[x, :n]: Q[k, :n] orthonormal (k < r), A[x] = sum_k R[k, x] Q[k].
+
+    Modified Gram-Schmidt with one re-orthogonalisation; columns in the span of
+    earlier ones add no basis vector.  Returns the rank r."""
+    r = 0
+    rmax = Q.shape[0]
+    for x in range(N):
+        for j in range(n):
+            v[j] = A[x, j]
+        for k in range(r):
+            R[k, x] = 0.0
+        a2 = dot(v, v, n)
+        if a2 == 0.0:
+            continue
+        for _ in range(2):
+            for k in range(r):
+                c = dot(Q[k], v, n)
+                R[k, x] += c
+                for j in range(n):
+                    v[j] -= c * Q[k, j]
+        nv = math.sqrt(dot(v, v, n))
+        if r < rmax and nv > RANK_TOL * math.sqrt(a2):
+            inv = 1.0 / nv
+            for j in range(n):
+                Q[r, j] = v[j] * inv
+            for xp in range(x):
+                R[r, xp] = 0.0
+            R[r, x] = nv
+            r += 1
+    return r
+
+
+@njit(cache=True)
+def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v):
+    """Dout[x] = 1[h > 0] (Q G^T D[x] + (I - QQ^T) sum_m Rd[m, x] Y[m]).
+
+    Q (r x n) basis of the layer's inputs, G (r x n_out) the layer's projected
+    weights (G^T row by row), D (N x n_out) the deltas above, Rd (rd x N) their R
+    factor, Y (rd x n) fresh Gaussian rows."""
+    for x in range(Nv):
+        for j in range(n):
+            s = 0.0
+            for m in range(rd):
+                s += Rd[m, x] * Y[m, j]
+            v[j] = s
+        for k in range(r):
+            c = dot(Q[k], v, n)
+            p = dot(G[k], D[x], n_out)
+            for j in range(n):
+                v[j] += (p - c) * Q[k, j]
+        for j in range(n):
+            Dout[x, j] = v[j] if Hmask[x, j] > 0.0 else 0.0
+
+
+@njit(cache=True)
+def projected_trial(trial, k0, k1, widths, var, head, K, data, X0, N,
+                    H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, hn2, dn2, fwd, bwd):
+    L = widths.shape[0] - 1
+    draw_inputs(k0, k1, trial, data, X0, N, widths[0], H[0])
+    rank[0] = mgs(H[0], N, widths[0], Q[0], R[0], v)
+    # forward: a^l(x) = sum_k R[k, x] G[k, :], G = (W_l Q)^T rows ~ N(0, v_l)
+    for l in range(1, L + 1):
+        n = widths[l]
+        r = rank[l - 1]
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_G)
+        sd = math.sqrt(var[l - 1])
+        Gl = G[l]
+        for k in range(r):
+            rng.fill_normal_row(k0, k1, c2, c3, k, sd, Gl[k], n)
+        Rp = R[l - 1]
+        Hl = H[l]
+        for x in range(N):
+            for i in range(n):
+                Hl[x, i] = 0.0
+            for k in range(r):
+                c = Rp[k, x]
+                for i in range(n):
+                    Hl[x, i] += c * Gl[k, i]
+            for i in range(n):
+                if Hl[x, i] < 0.0:
+                    Hl[x, i] = 0.0
+        rank[l] = mgs(Hl, N, n, Q[l], R[l], v)
+    # head: z = G_o R_L, G_o = W_o Q_L ~ N(0, 1)
+    rL = rank[L]
+    nL = widths[L]
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_PROJ_G)
+    for k in range(rL):
+        rng.fill_normal_row(k0, k1, c2, c3, k, 1.0, Go[k], K)
+    for x in range(N):
+        for c in range(K):
+            s = 0.0
+            for k in range(rL):
+                s += R[L][k, x] * Go[k, c]
+            Z[x, c] = s
+        head_error(k0, k1, trial, L + 1, head, Z[x], x, E[x], K)
+    # delta^L = 1[a^L > 0] (Q_L G_o^T e + (I - Q_L Q_L^T) Y_o R_E)
+    re = mgs(E, N, K, Qs, Rs, v)
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_PROJ_Y)
+    for m in range(re):
+        rng.fill_normal_row(k0, k1, c2, c3, m, 1.0, Y[m], nL)
+    back_step(Q[L], rL, Go, K, E, N, re, Rs, Y, nL, H[L], Dl, v)
+    for x in range(N):
+        dn2[x, L] = dot(Dl[x], Dl[x], nL)
+    # delta^(l-1) = 1[a^(l-1) > 0] (Q G_l^T delta^l + (I - QQ^T) Y_l R_D)
+    for l in range(L, 1, -1):
+        n_out = widths[l]
+        n = widths[l - 1]
+        rd = mgs(Dl, N, n_out, Qs, Rs, v)
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_Y)
+        sd = math.sqrt(var[l - 1])
+        for m in range(rd):
+            rng.fill_normal_row(k0, k1, c2, c3, m, sd, Y[m], n)
+        back_step(Q[l - 1], rank[l - 1], G[l], n_out, Dl, N, rd, Rs, Y, n, H[l - 1], Dn, v)
+        for x in range(N):
+            dn2[x, l - 1] = dot(Dn[x], Dn[x], n)
+        Dl, Dn = Dn, Dl
+    dead = False
+    for x in range(N):
+        for l in range(L + 1):
+            hn2[x, l] = dot(H[l][x], H[l][x], widths[l])
+        if write_ratios(hn2[x], dn2[x], L, fwd[x], bwd[x]):
+            dead = True
+    return dead
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, X0, N, fwd, bwd, dead):
+    L = widths.shape[0] - 1
+    nmax = K
+    for l in range(L + 1):
+        nmax = max(nmax, widths[l])
+    rs = min(N, nmax)
+    for c in prange(nchunks):
+        lo = first + (count * c) // nchunks
+        hi = first + (count * (c + 1)) // nchunks
+        H = [np.empty((N, widths[l])) for l in range(L + 1)]
+        Q = [np.empty((min(N, widths[l]), widths[l])) for l in range(L + 1)]
+        R = [np.empty((min(N, widths[l]), N)) for l in range(L + 1)]
+        G = [np.empty((min(N, widths[max(l - 1, 0)]), widths[l])) for l in range(L + 1)]
+        Go = np.empty((min(N, widths[L]), K))
+        rank = np.zeros(L + 1, dtype=np.int64)
+        Dl = np.empty((N, nmax))
+        Dn = np.empty((N, nmax))
+        E = np.empty((N, K))
+        Z = np.empty((N, K))
+        Qs = np.empty((rs, nmax))
+        Rs = np.empty((rs, N))
+        Y = np.empty((rs, nmax))
+        v = np.empty(nmax)
+        hn2 = np.empty((N, L + 1))
+        dn2 = np.zeros((N, L + 1))
+        for t in range(lo, hi):
+            j = t - first
+            dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, X0, N,
+                                      H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v,
+                                      hn2, dn2, fwd[j], bwd[j])
+
+
+def fill(plan, first, count, fwd, bwd, dead):
+    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
+    if plan.dist != 0:
+        raise ValueError("the projected kernel is exact for Gaussian weights only")
+    _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.head,
+           plan.classes, plan.data, plan.X0, plan.samples, fwd, bwd, dead)

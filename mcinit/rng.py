@@ -1,0 +1,264 @@
+"""Counter-based random numbers: Philox4x32-10 and the variates mcinit derives from it.
+
+Every random number of a run is a pure function of
+
+    (seed, trial, layer, stream, row, column)
+
+so a trial draws the same numbers whatever the thread count, batch size, shard,
+backend or resume point (DESIGN section 6).  The layout of one Philox call:
+
+    key     = (seed mod 2**32, seed div 2**32)                      64-bit seed
+    counter = (column // 4,  row,  trial mod 2**32,
+               (trial div 2**32) << 24 | layer << 12 | stream)
+
+and lane ``column % 4`` of the 4x32-bit output is the word for that column.
+So ``trial`` < 2**40, ``layer`` < 4096, ``stream`` < 4096, ``row`` < 2**32.
+Each row of a matrix starts a fresh Philox block, which lets a kernel
+regenerate any row of any weight matrix on its own.
+
+Variates from one 32-bit word ``w``:
+- uniform on (0, 1):  u = (w + 0.5) / 2**32
+- standard normal:    z = Phi^-1(u) by Wichura's algorithm AS 241 (PPND16,
+  relative accuracy about 1e-16).  |z| <= 6.36; the normal mass beyond is
+  2e-10, far below any Monte Carlo resolution mcinit reaches.
+Variates from two words (lanes 0 and 1): u53, a uniform with 53 random bits.
+
+Streams used by the kernels (the numbers are part of the random-number
+contract: changing one changes every result).
+"""
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "philox4x32_10", "seed_key", "counter_words", "normal_matrix", "uniform_matrix",
+    "STREAM_WEIGHTS", "STREAM_PROJ_G", "STREAM_PROJ_Y", "STREAM_TARGET", "STREAM_DATA",
+    "STREAM_LAW", "MAX_TRIALS", "MAX_LAYER", "MAX_STREAM",
+]
+
+#: dense weight rows W_l[i, :] (layer l = 1..L, head = L + 1)
+STREAM_WEIGHTS = 0
+#: projected kernel: G_l = W_l Q rows
+STREAM_PROJ_G = 1
+#: projected kernel: backward complement Y_l rows
+STREAM_PROJ_Y = 2
+#: head: softmax targets t (uniforms) or gaussian errors e, row = input index
+STREAM_TARGET = 3
+#: layer 0: random inputs, row = input index
+STREAM_DATA = 4
+#: law kernel: binomial, chi-square and head variates
+STREAM_LAW = 5
+
+MAX_TRIALS = 1 << 40
+MAX_LAYER = 1 << 12
+MAX_STREAM = 1 << 12
+
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = np.uint64(0x9E3779B9)
+_W1 = np.uint64(0xBB67AE85)
+_MASK = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_S24 = np.uint64(24)
+_S12 = np.uint64(12)
+_TWO_M32 = 2.0 ** -32
+_TWO_M53 = 2.0 ** -53
+
+
+@njit(cache=True, inline="always")
+def philox_block(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of counter (c0..c3) under key (k0, k1); uint64 holding 32-bit words."""
+    c0 = np.uint64(c0)
+    c1 = np.uint64(c1)
+    c2 = np.uint64(c2)
+    c3 = np.uint64(c3)
+    k0 = np.uint64(k0)
+    k1 = np.uint64(k1)
+    for _ in range(10):
+        p0 = _M0 * c0
+        p1 = _M1 * c2
+        n0 = (p1 >> _S32) ^ c1 ^ k0
+        n2 = (p0 >> _S32) ^ c3 ^ k1
+        c1 = p1 & _MASK
+        c3 = p0 & _MASK
+        c0 = n0
+        c2 = n2
+        k0 = (k0 + _W0) & _MASK
+        k1 = (k1 + _W1) & _MASK
+    return c0, c1, c2, c3
+
+
+@njit(cache=True, inline="always")
+def counter_words(trial, layer, stream):
+    """The two high counter words (c2, c3) of (trial, layer, stream), as uint64."""
+    t = np.uint64(trial)
+    c2 = t & _MASK
+    c3 = ((t >> _S32) << _S24) | (np.uint64(layer) << _S12) | np.uint64(stream)
+    return c2, c3
+
+
+@njit(cache=True, inline="always")
+def u32_to_uniform(w):
+    """Uniform on (0, 1) from one 32-bit word: (w + 1/2) 2^-32."""
+    return (np.float64(w) + 0.5) * _TWO_M32
+
+
+@njit(cache=True, inline="always")
+def words_to_u53(w0, w1):
+    """Uniform on [0, 1) with 53 random bits from two 32-bit words."""
+    return (np.float64(w0 >> np.uint64(5)) * 67108864.0 + np.float64(w1 >> np.uint64(6))) * _TWO_M53
+
+
+@njit(cache=True)
+def ndtri(p):
+    """Standard normal quantile Phi^-1(p), 0 < p < 1 (Wichura, AS 241, PPND16)."""
+    q = p - 0.5
+    if abs(q) <= 0.425:
+        r = 0.180625 - q * q
+        num = (((((((2509.0809287301226727 * r + 33430.575583588128105) * r
+                    + 67265.770927008700853) * r + 45921.953931549871457) * r
+                  + 13731.693765509461125) * r + 1971.5909503065514427) * r
+                + 133.14166789178437745) * r + 3.3871328727963666080)
+        den = (((((((5226.4952788528545610 * r + 28729.085735721942674) * r
+                    + 39307.895800092710610) * r + 21213.794301586595867) * r
+                  + 5394.1960214247511077) * r + 687.18700749205790830) * r
+                + 42.313330701600911252) * r + 1.0)
+        return q * num / den
+    r = p if q < 0.0 else 1.0 - p
+    r = np.sqrt(-np.log(r))
+    if r <= 5.0:
+        r -= 1.6
+        num = (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r
+                    + 2.41780725177450611770e-1) * r + 1.27045825245236838258) * r
+                  + 3.64784832476320460504) * r + 5.76949722146069140550) * r
+                + 4.63033784615654529590) * r + 1.42343711074968357734)
+        den = (((((((1.05075007164441684324e-9 * r + 5.47593808499534494600e-4) * r
+                    + 1.51986665636164571966e-2) * r + 1.48103976427480074590e-1) * r
+                  + 6.89767334985100004550e-1) * r + 1.67638483018380384940) * r
+                + 2.05319162663775882187) * r + 1.0)
+    else:
+        r -= 5.0
+        num = (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r
+                    + 1.24266094738807843860e-3) * r + 2.65321895265761230930e-2) * r
+                  + 2.96560571828504891230e-1) * r + 1.78482653991729133580) * r
+                + 5.46378491116411436990) * r + 6.65790464350110377720)
+        den = (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r
+                    + 1.84631831751005468180e-5) * r + 7.86869131145613259100e-4) * r
+                  + 1.48753612908506148525e-2) * r + 1.36929880922735805310e-1) * r
+                + 5.99832206555887937690e-1) * r + 1.0)
+    z = num / den
+    return -z if q < 0.0 else z
+
+
+@njit(cache=True, inline="always")
+def u32_to_normal(w):
+    """Standard normal from one 32-bit word by inversion."""
+    return ndtri(u32_to_uniform(w))
+
+
+@njit(cache=True)
+def fill_normal_row(k0, k1, c2, c3, row, scale, out, n):
+    """out[j] = scale * N(0, 1) for columns j = 0..n-1 of ``row``."""
+    r = np.uint64(row)
+    nfull = n // 4
+    for b in range(nfull):
+        w0, w1, w2, w3 = philox_block(np.uint64(b), r, c2, c3, k0, k1)
+        j = 4 * b
+        out[j] = scale * u32_to_normal(w0)
+        out[j + 1] = scale * u32_to_normal(w1)
+        out[j + 2] = scale * u32_to_normal(w2)
+        out[j + 3] = scale * u32_to_normal(w3)
+    rem = n - 4 * nfull
+    if rem > 0:
+        w0, w1, w2, w3 = philox_block(np.uint64(nfull), r, c2, c3, k0, k1)
+        j = 4 * nfull
+        out[j] = scale * u32_to_normal(w0)
+        if rem > 1:
+            out[j + 1] = scale * u32_to_normal(w1)
+        if rem > 2:
+            out[j + 2] = scale * u32_to_normal(w2)
+
+
+@njit(cache=True)
+def fill_uniform_row(k0, k1, c2, c3, row, lo, hi, out, n):
+    """out[j] = lo + (hi - lo) U(0, 1) for columns j = 0..n-1 of ``row``."""
+    r = np.uint64(row)
+    width = hi - lo
+    nb = (n + 3) // 4
+    for b in range(nb):
+        w0, w1, w2, w3 = philox_block(np.uint64(b), r, c2, c3, k0, k1)
+        j = 4 * b
+        out[j] = lo + width * u32_to_uniform(w0)
+        if j + 1 < n:
+            out[j + 1] = lo + width * u32_to_uniform(w1)
+        if j + 2 < n:
+            out[j + 2] = lo + width * u32_to_uniform(w2)
+        if j + 3 < n:
+            out[j + 3] = lo + width * u32_to_uniform(w3)
+
+
+# ---------------------------------------------------------------- Python API
+
+def seed_key(seed):
+    """The Philox key (k0, k1) of a seed 0 <= seed < 2**64, as uint64 words."""
+    seed = int(seed)
+    if not 0 <= seed < 1 << 64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+
+
+@njit(cache=True)
+def _philox_many(ctr, key, out):
+    for i in range(ctr.shape[0]):
+        a, b, c, d = philox_block(np.uint64(ctr[i, 0]), np.uint64(ctr[i, 1]),
+                                  np.uint64(ctr[i, 2]), np.uint64(ctr[i, 3]),
+                                  np.uint64(key[i, 0]), np.uint64(key[i, 1]))
+        out[i, 0] = a
+        out[i, 1] = b
+        out[i, 2] = c
+        out[i, 3] = d
+
+
+def philox4x32_10(counter, key):
+    """Philox4x32-10 (Random123): uint32 counter[..., 4] and key[..., 2] -> uint32[..., 4]."""
+    counter = np.asarray(counter, dtype=np.uint32)
+    key = np.asarray(key, dtype=np.uint32)
+    if counter.shape[-1] != 4 or key.shape[-1] != 2:
+        raise ValueError("counter must have last dimension 4 and key last dimension 2")
+    shape = np.broadcast_shapes(counter.shape[:-1], key.shape[:-1])
+    ctr = np.ascontiguousarray(np.broadcast_to(counter, shape + (4,)).reshape(-1, 4))
+    k = np.ascontiguousarray(np.broadcast_to(key, shape + (2,)).reshape(-1, 2))
+    out = np.empty(ctr.shape, dtype=np.uint32)
+    _philox_many(ctr, k, out)
+    return out.reshape(shape + (4,))
+
+
+@njit(cache=True)
+def _normal_matrix(k0, k1, c2, c3, rows, cols, scale, out):
+    for i in range(rows):
+        fill_normal_row(k0, k1, c2, c3, i, scale, out[i], cols)
+
+
+@njit(cache=True)
+def _uniform_matrix(k0, k1, c2, c3, rows, cols, lo, hi, out):
+    for i in range(rows):
+        fill_uniform_row(k0, k1, c2, c3, i, lo, hi, out[i], cols)
+
+
+def normal_matrix(seed, trial, layer, stream, rows, cols, scale=1.0):
+    """The (rows x cols) matrix of scale * N(0, 1) numbers that the kernels draw
+    for (seed, trial, layer, stream); row i is the generator's row i."""
+    k0, k1 = seed_key(seed)
+    c2, c3 = (np.uint64(w) for w in counter_words(trial, layer, stream))
+    out = np.empty((rows, cols))
+    _normal_matrix(k0, k1, c2, c3, rows, cols, float(scale), out)
+    return out
+
+
+def uniform_matrix(seed, trial, layer, stream, rows, cols, lo=0.0, hi=1.0):
+    """The (rows x cols) matrix of uniforms on (lo, hi) for (seed, trial, layer, stream)."""
+    k0, k1 = seed_key(seed)
+    c2, c3 = (np.uint64(w) for w in counter_words(trial, layer, stream))
+    out = np.empty((rows, cols))
+    _uniform_matrix(k0, k1, c2, c3, rows, cols, float(lo), float(hi), out)
+    return out
