@@ -1,0 +1,110 @@
+"""Command line: parses, validates and calls the Python API; nothing else."""
+
+import functools
+import sys
+
+import click
+
+from ._version import __version__
+from .config import ConfigError
+
+DEFAULT_OUTPUT = "mcinit-run.h5"
+
+
+def _fail(message):
+    click.echo(f"mcinit: error: {message}", err=True)
+    sys.exit(2)
+
+
+def user_errors(fn):
+    """Bad input ends in one line on stderr and exit status 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .store import StoreError
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, StoreError) as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(f"{e.strerror or e}{': ' + e.filename if getattr(e, 'filename', None) else ''}")
+        except KeyboardInterrupt:
+            click.echo("mcinit: interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.version_option(__version__, prog_name="mcinit")
+def main():
+    """mcinit: Monte Carlo of norm preservation in randomly initialised deep ReLU networks."""
+
+
+RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "init", "dist",
+            "head", "kernel", "seed")
+
+
+@main.command()
+@click.option("--trials", help="Number of trials (networks), e.g. 250000 or 1e6.  [default: 1e5]")
+@click.option("--input-dim", help="Input dimension n_0 (taken from the data for a .npy file).  [default: 500]")
+@click.option("--width", help="Width of every hidden layer.  [default: 512]")
+@click.option("--depth", help="Number of hidden layers L.  [default: 10]")
+@click.option("--widths", help="One width per hidden layer, e.g. 64,128,96 (instead of --width/--depth).")
+@click.option("--samples", help="Inputs per trial N (first N rows of a .npy dataset).  [default: 1]")
+@click.option("--data", help="gaussian | sphere | PATH.npy (fixed dataset, one input per row).  [default: gaussian]")
+@click.option("--init", help="he | he-in | glorot | lecun | wn | wn-unit.  [default: he]")
+@click.option("--dist", help="normal | uniform weight entries.  [default: normal]")
+@click.option("--head", help="softmax:K (cross-entropy, random soft targets) | gaussian:K.  [default: softmax:20]")
+@click.option("--kernel", help="auto | dense | projected | law.  [default: auto]")
+@click.option("--seed", help="Seed, 0 <= seed < 2**64.  [default: 0]")
+@click.option("--threads", type=int, help="CPU threads (results do not depend on it).  [default: all]")
+@click.option("--batch-size", type=int, help="Trials per batch (results do not depend on it).  [default: auto]")
+@click.option("-o", "--output", help=f"Results file (HDF5).  [default: {DEFAULT_OUTPUT}]")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing results file.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bar and no summary.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="JSON or TOML file with the same keys (options given here win).")
+@user_errors
+def run(config_file, threads, batch_size, output, overwrite, quiet, **given):
+    """Run trials and stream per-trial records and summaries into an HDF5 file."""
+    from .config import build, load_config_file
+    from .engine import resolve, run as run_engine
+    from .store import HDF5Sink
+    from .summary_text import run_summary
+
+    values = {}
+    if config_file:
+        values = load_config_file(config_file)
+        unknown = set(values) - set(RUN_KEYS) - {"threads", "batch_size", "output", "overwrite", "quiet"}
+        if unknown:
+            raise ConfigError(f"unknown key(s) in {config_file}: {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in given.items() if v is not None})
+    for key, val in (("threads", threads), ("batch_size", batch_size), ("output", output),
+                     ("overwrite", overwrite), ("quiet", quiet)):
+        if val is not None:
+            values[key] = val
+    threads = _opt_int(values.pop("threads", None), "threads")
+    batch_size = _opt_int(values.pop("batch_size", None), "batch-size")
+    output = str(values.pop("output", DEFAULT_OUTPUT))
+    overwrite = bool(values.pop("overwrite", False))
+    quiet = bool(values.pop("quiet", False))
+    cfg, data = build(**values)
+    cfg = resolve(cfg)
+    sink = HDF5Sink(output, overwrite=overwrite)
+    sink.check_writable()
+    result = run_engine(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet)
+    if not quiet:
+        from numba import get_num_threads
+        click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
+
+
+def _opt_int(value, name):
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The engine: runs trials in batches through a kernel, reduces them, streams them to a sink.
+
+    cfg, data = mcinit.config.build(trials=1e5, width=256, depth=10)
+    result = mcinit.engine.run(cfg, data)          # in memory
+    result.summary, result.records["fwd_max"]
+
+Batches are a unit of work only: a trial's numbers depend on (seed, trial index)
+alone, so results are bit-identical for every batch size and thread count.
+Writing a batch to the sink happens on a background thread while the next batch
+is computed (the kernels release the GIL).
+"""
+
+import dataclasses
+import queue
+import threading
+import time
+
+import numpy as np
+
+from . import kernels
+from ._version import __version__
+from .config import ConfigError
+from .kernels.common import make_plan
+from .progress import progress_bar
+from .stats import Summary, failure_counts, reduce_batch
+from .store import MemorySink
+
+__all__ = ["run", "resolve", "RunResult", "default_batch_size"]
+
+#: tolerances at which a run counts failures as it goes (norm form), for its closing summary
+REPORT_EPS = (0.1, 0.25, 0.5)
+#: budget for one batch's (trial, input, layer) ratio arrays, in float64 values
+_BATCH_VALUES = 1 << 23
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced: its configuration, summary, timing, and (in memory) its records."""
+
+    config: object
+    summary: Summary
+    elapsed: float
+    sink: object
+    eps: np.ndarray
+    failures: dict  # prop -> counts at each eps, norm form
+
+
+    @property
+    def records(self):
+        return self.sink.records if isinstance(self.sink, MemorySink) else None
+
+
+def resolve(config):
+    """The configuration with its kernel resolved ('auto' -> a concrete kernel)."""
+    from .initializers import layer_scheme
+    dist, _, _ = layer_scheme(config.init, config.dist, config.all_widths)
+    name = kernels.resolve(config.kernel, dist, config.all_widths, config.samples,
+                           config.head[1], config.init)
+    return dataclasses.replace(config, kernel=name)
+
+
+def default_batch_size(config):
+    """Trials per batch: about a quarter-second of work, within the memory budget."""
+    c = kernels.cost(config.kernel, config.all_widths, config.samples, config.head[1])
+    by_work = int(3e7 / max(c, 1.0))
+    by_mem = _BATCH_VALUES // (2 * config.samples * config.depth)
+    return int(max(1, min(by_work, by_mem, 1 << 16, config.trials)))
+
+
+class _Writer:
+    """Hands batches to the sink on one background thread, in order; errors come back."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.q = queue.Queue(maxsize=2)
+        self.error = None
+        self.t = threading.Thread(target=self._loop, daemon=True)
+        self.t.start()
+
+    def _loop(self):
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.sink.write(*item)
+                except BaseException as e:  # re-raised in the engine's thread
+                    self.error = e
+
+    def put(self, first, records, summary):
+        if self.error is not None:
+            raise self.error
+        self.q.put((first, records, summary))
+
+    def finish(self):
+        self.q.put(None)
+        self.t.join()
+        if self.error is not None:
+            raise self.error
+
+
+def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True, on_batch=None):
+    """Run all trials of ``config`` into ``sink`` (a MemorySink when None).
+
+    data        the fixed dataset (N, n_0) when config.data is a file (read when None)
+    threads     numba threads (all cores when None); never changes a result
+    batch_size  trials per batch (automatic when None); never changes a result
+    quiet       no progress bar
+    on_batch    optional callback(completed) after each batch is handed to the sink
+    """
+    from numba import get_num_threads, set_num_threads
+
+    if config.kernel == "auto":
+        config = resolve(config)
+    if threads is not None:
+        import numba
+        if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+            raise ConfigError(f"threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
+        set_num_threads(int(threads))
+    if batch_size is None:
+        batch_size = default_batch_size(config)
+    elif batch_size < 1:
+        raise ConfigError("batch size must be at least 1")
+    sink = MemorySink() if sink is None else sink
+    kernel = kernels.get(config.kernel)
+    plan = make_plan(config, data)
+    L, N, T = config.depth, config.samples, config.trials
+    summary = Summary(L)
+    sink.open(dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
+                   depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
+                   threads=get_num_threads()))
+    writer = _Writer(sink)
+    bar = progress_bar(T, quiet=quiet)
+    eps = np.array(REPORT_EPS)
+    failures = {k: np.zeros(len(eps), dtype=np.int64) for k in ("forward", "backward", "both")}
+    t0 = time.perf_counter()
+    try:
+        first = 0
+        while first < T:
+            B = min(batch_size, T - first)
+            fwd = np.empty((B, N, L))
+            bwd = np.empty((B, N, L))
+            dead = np.zeros(B, dtype=np.bool_)
+            kernel.fill(plan, first, B, fwd, bwd, dead)
+            records = reduce_batch(fwd, bwd, dead, summary)
+            for k, v in failure_counts(records, eps, "norm").items():
+                failures[k] += v
+            writer.put(first, records, summary.copy())
+            first += B
+            bar.update(B)
+            if on_batch is not None:
+                on_batch(first)
+        writer.finish()
+    finally:
+        bar.close()
+        if writer.t.is_alive():
+            writer.q.put(None)
+            writer.t.join()
+    sink.close()
+    return RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
+                     eps=eps, failures=failures)

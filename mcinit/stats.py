@@ -1,0 +1,193 @@
+"""Per-trial records and mergeable per-layer summary statistics (DESIGN sections 2 and 7).
+
+The reducer turns a batch of per-(trial, input, layer) ratios into per-trial
+records (min and max over the trial's inputs) and updates, in global trial
+order and input order, one Welford accumulator per (quantity, space, layer):
+
+    quantity  0 = forward ratio rho_l, 1 = backward ratio gamma_l
+    space     0 = the ratio itself (finite values), 1 = its natural log (values > 0)
+
+plus fixed-edge histograms.  Because the update order is the trial order, the
+summary is bit-identical for any thread count and batch size; summaries of
+disjoint runs merge exactly in count and to rounding in mean and M2 (Chan et al.).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from scipy import stats as sps
+
+__all__ = ["Summary", "reduce_batch", "deviation", "failure_counts", "clopper_pearson",
+           "HIST_RANGE", "HIST_BINS"]
+
+#: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
+HIST_RANGE = ((0.0, 4.0), (-4.0, 4.0))
+HIST_BINS = 400
+QUANTITIES = ("fwd", "bwd")
+SPACES = ("ratio", "log")
+
+
+class Summary:
+    """Streaming statistics per (quantity, space, layer) over all (trial, input) pairs."""
+
+    def __init__(self, depth):
+        self.depth = depth
+        shape = (2, 2, depth)
+        self.count = np.zeros(shape, dtype=np.int64)
+        self.mean = np.zeros(shape)
+        self.m2 = np.zeros(shape)
+        self.min = np.full(shape, np.inf)
+        self.max = np.full(shape, -np.inf)
+        self.hist = np.zeros(shape + (HIST_BINS + 2,), dtype=np.int64)
+        self.trials = 0
+        self.dead = 0
+
+    def arrays(self):
+        return dict(count=self.count, mean=self.mean, m2=self.m2, min=self.min, max=self.max,
+                    hist=self.hist)
+
+    @staticmethod
+    def edges(space):
+        lo, hi = HIST_RANGE[space]
+        return np.linspace(lo, hi, HIST_BINS + 1)
+
+    def variance(self):
+        """Unbiased variance per (quantity, space, layer) (NaN below two values)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), np.nan)
+
+    def merge(self, other):
+        """Add another summary (disjoint trials) into this one (Chan's parallel update)."""
+        na, nb = self.count.astype(float), other.count.astype(float)
+        n = na + nb
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = other.mean - self.mean
+            mean = np.where(n > 0, self.mean + delta * nb / np.maximum(n, 1), 0.0)
+            m2 = self.m2 + other.m2 + delta ** 2 * na * nb / np.maximum(n, 1)
+        self.mean = np.where(nb == 0, self.mean, np.where(na == 0, other.mean, mean))
+        self.m2 = np.where(nb == 0, self.m2, np.where(na == 0, other.m2, m2))
+        self.count = self.count + other.count
+        self.min = np.minimum(self.min, other.min)
+        self.max = np.maximum(self.max, other.max)
+        self.hist = self.hist + other.hist
+        self.trials += other.trials
+        self.dead += other.dead
+
+    def copy(self):
+        s = Summary(self.depth)
+        for k, v in self.arrays().items():
+            setattr(s, k, v.copy())
+        s.trials, s.dead = self.trials, self.dead
+        return s
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+    T, N, L = fwd.shape
+    for job in prange(2 * L):
+        q = job // L
+        l = job % L
+        src = fwd if q == 0 else bwd
+        for t in range(T):
+            mn = np.inf
+            mx = -np.inf
+            for x in range(N):
+                r = src[t, x, l]
+                if r < mn:
+                    mn = r
+                if r > mx:
+                    mx = r
+                for s in range(2):
+                    if s == 0:
+                        if not math.isfinite(r):
+                            continue
+                        v = r
+                    else:
+                        if not (r > 0.0 and math.isfinite(r)):
+                            continue
+                        v = math.log(r)
+                    n = count[q, s, l] + 1
+                    count[q, s, l] = n
+                    d = v - mean[q, s, l]
+                    mean[q, s, l] += d / n
+                    m2[q, s, l] += d * (v - mean[q, s, l])
+                    if v < vmin[q, s, l]:
+                        vmin[q, s, l] = v
+                    if v > vmax[q, s, l]:
+                        vmax[q, s, l] = v
+                    if v < lo[s]:
+                        b = 0
+                    elif v >= hi[s]:
+                        b = nbins + 1
+                    else:
+                        b = 1 + int((v - lo[s]) / (hi[s] - lo[s]) * nbins)
+                        if b > nbins:
+                            b = nbins
+                    hist[q, s, l, b] += 1
+            rec_min[q, t, l] = mn
+            rec_max[q, t, l] = mx
+
+
+def reduce_batch(fwd, bwd, dead, summary):
+    """Per-trial records of a batch, and the summary updated in trial order.
+
+    fwd, bwd  (T, N, L) ratios;  dead (T,) bool
+    returns   dict of fwd_min, fwd_max, bwd_min, bwd_max (T, L) and dead (T,)
+    """
+    T, N, L = fwd.shape
+    rec_min = np.empty((2, T, L))
+    rec_max = np.empty((2, T, L))
+    lo = np.array([r[0] for r in HIST_RANGE])
+    hi = np.array([r[1] for r in HIST_RANGE])
+    _reduce(fwd, bwd, rec_min, rec_max, summary.count, summary.mean, summary.m2,
+            summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
+    summary.trials += T
+    summary.dead += int(np.count_nonzero(dead))
+    return dict(fwd_min=rec_min[0], fwd_max=rec_max[0], bwd_min=rec_min[1], bwd_max=rec_max[1],
+                dead=np.asarray(dead, dtype=bool))
+
+
+def deviation(rmin, rmax, form="norm"):
+    """Per-trial deviation max_l max(|f(min) - 1|, |f(max) - 1|), f = sqrt (norm form) or identity (squared form)."""
+    if form == "norm":
+        a, b = np.sqrt(rmin), np.sqrt(rmax)
+    elif form == "squared":
+        a, b = rmin, rmax
+    else:
+        raise ValueError("form must be 'norm' or 'squared'")
+    with np.errstate(invalid="ignore"):
+        dev = np.maximum(np.abs(a - 1.0), np.abs(b - 1.0))
+    dev = np.where(np.isnan(dev), np.inf, dev)
+    return dev.max(axis=1)
+
+
+def failure_counts(records, eps, form="norm"):
+    """Failures at each eps: dict prop -> int array (len(eps)), props forward, backward, both.
+
+    A trial fails the forward property when some rho_l deviates by more than eps
+    or some layer is dead (rho_l = 0); the backward property when some gamma_l
+    deviates by more than eps (gamma = inf when delta^L = 0, a dead network)."""
+    eps = np.atleast_1d(np.asarray(eps, dtype=float))
+    fdev = deviation(records["fwd_min"], records["fwd_max"], form)
+    fdead = np.any(records["fwd_min"] == 0.0, axis=1)
+    bdev = deviation(records["bwd_min"], records["bwd_max"], form)
+    out = {"forward": [], "backward": [], "both": []}
+    for e in eps:
+        ff = (fdev > e) | fdead
+        bf = bdev > e
+        out["forward"].append(int(np.count_nonzero(ff)))
+        out["backward"].append(int(np.count_nonzero(bf)))
+        out["both"].append(int(np.count_nonzero(ff | bf)))
+    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+
+def clopper_pearson(k, n, level=0.95):
+    """Exact (Clopper-Pearson) two-sided interval for a binomial proportion k/n."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    a = 1.0 - level
+    with np.errstate(invalid="ignore"):
+        low = np.where(k > 0, sps.beta.ppf(a / 2, k, n - k + 1), 0.0)
+        high = np.where(k < n, sps.beta.ppf(1 - a / 2, k + 1, n - k), 1.0)
+    return low, high

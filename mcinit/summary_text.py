@@ -1,0 +1,57 @@
+"""The short summary printed at the end of a run."""
+
+import numpy as np
+
+from .initializers import expected_forward
+from .stats import clopper_pearson
+
+__all__ = ["run_summary"]
+
+
+def _ci(k, n):
+    lo, hi = clopper_pearson(k, n)
+    return f"{k / n:.4g} [{float(lo):.4g}, {float(hi):.4g}]"
+
+
+def run_summary(result, output=None, threads=None):
+    """Lines: what ran, per-layer ratio mean and spread beside the exact law, failure rates."""
+    cfg, s = result.config, result.summary
+    T = s.trials
+    rate = T / result.elapsed if result.elapsed > 0 else float("inf")
+    where = f" -> {output}" if output else ""
+    thr = f", {threads} threads" if threads else ""
+    lines = [
+        f"mcinit: {T:,} trials in {result.elapsed:.1f} s ({rate:,.0f} trials/s), kernel {cfg.kernel}{thr}{where}",
+        f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
+        f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)})",
+        "",
+        "per layer, over all (trial, input) pairs; rho = ||h^l||^2/||x||^2, gamma = backward ratio (DESIGN 2);",
+        "exact = one-input law of Gaussian weights (DESIGN 4)",
+        f"{'layer':>5} {'width':>6} {'rho mean':>10} {'rho sd':>9} {'exact mean':>10} {'exact sd':>9}"
+        f" {'gamma mean':>10} {'gamma sd':>9}",
+    ]
+    mean_x, var_x = expected_forward(cfg.init, cfg.dist, cfg.all_widths)
+    sd = np.sqrt(s.variance())
+    for l in range(cfg.depth):
+        ex_sd = f"{np.sqrt(var_x[l]):9.4f}" if np.isfinite(var_x[l]) else f"{'-':>9}"
+        lines.append(f"{l + 1:>5} {cfg.widths[l]:>6} {s.mean[0, 0, l]:10.5f} {sd[0, 0, l]:9.4f} "
+                     f"{mean_x[l]:10.5f} {ex_sd} {s.mean[1, 0, l]:10.5f} {sd[1, 0, l]:9.4f}")
+    lines += ["", "failure probability, norm form (|sqrt(ratio) - 1| > eps at some layer and input),"
+                  " with exact 95% intervals:",
+              f"{'eps':>6}  {'forward':<30} {'backward':<30} {'both':<30}"]
+    for i, e in enumerate(result.eps):
+        f = result.failures
+        lines.append(f"{e:>6g}  {_ci(f['forward'][i], T):<30} {_ci(f['backward'][i], T):<30} "
+                     f"{_ci(f['both'][i], T):<30}")
+    lines.append(f"dead networks (some h^l = 0 or delta^L = 0): {s.dead:,}")
+    return lines
+
+
+def _widths(ws):
+    if len(set(ws)) == 1:
+        return f"{ws[0]} x {len(ws)}"
+    return ",".join(str(w) for w in ws)
+
+
+def _data(cfg):
+    return cfg.data if not cfg.fixed_data else f"fixed {cfg.data}"
