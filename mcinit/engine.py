@@ -111,8 +111,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     """
     from numba import get_num_threads, set_num_threads
 
-    if config.kernel == "auto":
-        config = resolve(config)
+    config = resolve(config)
     if threads is not None:
         import numba
         if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:

@@ -1,0 +1,84 @@
+"""An independent NumPy implementation of DESIGN section 1, for tests.
+
+It draws the same weights, inputs and targets as the dense kernel through the
+generator's public API (``mcinit.rng.normal_matrix`` / ``uniform_matrix``, the
+random-number contract) and computes the network with plain NumPy matrix
+products, so it checks the kernel's network arithmetic, not its generator.
+"""
+
+import numpy as np
+
+from mcinit import rng
+from mcinit.initializers import layer_scheme
+
+
+def weights(cfg, trial):
+    """W_1..W_L and W_o of a trial, as the dense kernel draws them."""
+    dist, var, gain = layer_scheme(cfg.init, cfg.dist, cfg.all_widths)
+    n = cfg.all_widths
+    Ws = []
+    for l in range(1, cfg.depth + 1):
+        if dist == 0:
+            W = rng.normal_matrix(cfg.seed, trial, l, rng.STREAM_WEIGHTS, n[l], n[l - 1], np.sqrt(var[l - 1]))
+        elif dist == 1:
+            a = np.sqrt(3 * var[l - 1])
+            W = rng.uniform_matrix(cfg.seed, trial, l, rng.STREAM_WEIGHTS, n[l], n[l - 1], -a, a)
+        else:
+            V = rng.normal_matrix(cfg.seed, trial, l, rng.STREAM_WEIGHTS, n[l], n[l - 1])
+            W = gain[l - 1] * V / np.linalg.norm(V, axis=1, keepdims=True)
+        Ws.append(W)
+    Wo = rng.normal_matrix(cfg.seed, trial, cfg.depth + 1, rng.STREAM_WEIGHTS, cfg.head[1], n[-1])
+    return Ws, Wo
+
+
+def inputs(cfg, trial, fixed=None):
+    """X (N, n_0) of a trial."""
+    if fixed is not None:
+        return np.asarray(fixed, dtype=float)
+    X = rng.normal_matrix(cfg.seed, trial, 0, rng.STREAM_DATA, cfg.samples, cfg.input_dim)
+    if cfg.data == "sphere":
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return X
+
+
+def errors(cfg, trial, Z):
+    """e = softmax(z) - t per row of Z (N, K), or e ~ N(0, I_K) for the gaussian head."""
+    kind, K = cfg.head
+    N = Z.shape[0]
+    layer = cfg.depth + 1
+    if kind == "gaussian":
+        return rng.normal_matrix(cfg.seed, trial, layer, rng.STREAM_TARGET, N, K)
+    T = rng.uniform_matrix(cfg.seed, trial, layer, rng.STREAM_TARGET, N, K)
+    T = T / T.sum(axis=1, keepdims=True)
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return P / P.sum(axis=1, keepdims=True) - T
+
+
+def ratios(X, Ws, Wo, error_fn):
+    """rho (N, L) and gamma (N, L) of DESIGN section 2 for inputs X (N, n_0)."""
+    H = [X]
+    A = []
+    for W in Ws:                       # a^l = W_l h^(l-1), h^l = ReLU(a^l)
+        A.append(H[-1] @ W.T)
+        H.append(np.maximum(A[-1], 0.0))
+    E = error_fn(H[-1] @ Wo.T)         # e = dloss/dz
+    D = [None] * len(Ws)
+    D[-1] = (A[-1] > 0) * (E @ Wo)     # delta^L = 1[a^L > 0] (W_o^T e)
+    for l in range(len(Ws) - 1, 0, -1):  # delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l)
+        D[l - 1] = (A[l - 1] > 0) * (D[l] @ Ws[l])
+    x2 = np.sum(X * X, axis=1)
+    rho = np.stack([np.sum(h * h, axis=1) / x2 for h in H[1:]], axis=1)
+    # ||dloss/dW_l||_F^2 = ||delta^l||^2 ||h^(l-1)||^2 (outer product), relative to ||x||^2 ||delta^L||^2
+    grad2 = np.stack([np.sum(np.einsum("ni,nj->nij", D[l], H[l]) ** 2, axis=(1, 2))
+                      for l in range(len(Ws))], axis=1)
+    dL2 = np.sum(D[-1] ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.where(dL2[:, None] > 0, grad2 / (x2 * dL2)[:, None], np.inf)
+    return rho, gamma
+
+
+def trial_ratios(cfg, trial, fixed=None):
+    """rho, gamma (N, L) of one trial of the dense kernel, computed independently."""
+    Ws, Wo = weights(cfg, trial)
+    X = inputs(cfg, trial, fixed)
+    return ratios(X, Ws, Wo, lambda Z: errors(cfg, trial, Z))

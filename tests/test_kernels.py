@@ -1,0 +1,190 @@
+"""The kernels against the exact law (DESIGN section 4), an independent NumPy
+implementation (DESIGN section 1), and each other.
+
+Statistical tests: fixed seeds; each Kolmogorov-Smirnov, binomial or z test
+fails for a correct kernel with probability below 1e-6 (threshold p < 1e-6, or
+6 sigma).  With fewer than 60 such tests in this module, a false failure of
+the module has probability below 6e-5; with the fixed seeds the outcome is
+deterministic.
+"""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mcinit import config, engine
+from mcinit.initializers import layer_scheme
+from mcinit.kernels import common, dense, law, projected
+
+import reference
+
+P_MIN = 1e-6
+KERNELS = {"dense": dense, "projected": projected, "law": law}
+
+
+def fill(kernel, cfg, data, first, count, **kw):
+    plan = common.make_plan(cfg, data)
+    N, L = cfg.samples, cfg.depth
+    fwd = np.empty((count, N, L))
+    bwd = np.empty((count, N, L))
+    dead = np.zeros(count, dtype=bool)
+    KERNELS[kernel].fill(plan, first, count, fwd, bwd, dead, **kw)
+    return fwd, bwd, dead
+
+
+def factor_cdf(x, n, v):
+    """P(v chi2(K) <= x), K ~ Binomial(n, 1/2), chi2(0) = 0: one layer's factor."""
+    k = np.arange(n + 1)
+    w = stats.binom.pmf(k, n, 0.5)
+    x = np.asarray(x, dtype=float)[..., None]
+    c = np.where(k == 0, (x >= 0).astype(float), stats.chi2.cdf(x / v, np.maximum(k, 1)))
+    return np.sum(w * c, axis=-1)
+
+
+# ------------------------------------------------------------------ reference
+
+REFERENCE_CASES = [
+    dict(widths="30,50,20", head="softmax:7", init="he"),                      # fixed correlated data
+    dict(input_dim=23, widths="40,17,33", samples=3, head="gaussian:5", init="he-in"),
+    dict(input_dim=11, widths="25,25", samples=2, data="sphere", init="glorot", dist="uniform"),
+    dict(input_dim=16, widths="24,12,30", samples=2, init="wn"),
+    dict(input_dim=16, widths="24,24", samples=1, init="wn-unit", head="softmax:3"),
+    dict(input_dim=9, widths="5,6,4,7", samples=1, init="lecun", seed=2 ** 63 + 11),
+]
+
+
+@pytest.mark.parametrize("case", range(len(REFERENCE_CASES)))
+def test_dense_matches_numpy_reference(case, correlated_npy):
+    kw = dict(REFERENCE_CASES[case])
+    if case == 0:
+        kw["data"] = correlated_npy[0]
+    cfg, data = config.build(trials=10, **kw)
+    for first in (0, 2 ** 33 + 5):           # trial indices above 2**32 use the high counter word
+        fwd, bwd, dead = fill("dense", cfg, data, first, 6)
+        for j in range(6):
+            rho, gamma = reference.trial_ratios(cfg, first + j, data)
+            np.testing.assert_allclose(fwd[j], rho, rtol=1e-11, atol=0)
+            np.testing.assert_allclose(bwd[j], gamma, rtol=1e-9, atol=0)
+            assert dead[j] == bool(np.any(rho == 0) or np.any(np.isinf(gamma)))
+
+
+def test_dense_regenerated_weights_equal_stored_weights(correlated_npy):
+    cfg, data = config.build(trials=10, data=correlated_npy[0], widths="30,50,20", init="he-in")
+    a = fill("dense", cfg, data, 3, 7, store=True)
+    b = fill("dense", cfg, data, 3, 7, store=False)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+# ------------------------------------------------------------------ exact law
+
+UNEVEN = dict(input_dim=45, widths="37,80,51,120,64,90")
+
+
+@pytest.mark.parametrize("kernel,trials,init", [("dense", 12000, "he-in"), ("projected", 60000, "he"),
+                                                ("projected", 60000, "he-in"), ("law", 200000, "he"),
+                                                ("law", 200000, "glorot")])
+def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init):
+    """rho_l / rho_(l-1) = v_l chi2(K_l), K_l ~ Binomial(n_l, 1/2), independent across layers."""
+    cfg, data = config.build(trials=trials, init=init, kernel=kernel, **UNEVEN)
+    fwd, bwd, dead = fill(kernel, cfg, data, 0, trials)
+    rho = fwd[:, 0, :]
+    _, var, _ = layer_scheme(cfg.init, cfg.dist, cfg.all_widths)
+    prev = np.ones(trials)
+    factors = []
+    for l, n in enumerate(cfg.widths):
+        ok = prev > 0
+        f = rho[ok, l] / prev[ok]
+        p = stats.kstest(f, lambda x: factor_cdf(x, n, var[l])).pvalue
+        assert p > P_MIN, (kernel, l, p)
+        factors.append(rho[:, l] / prev)
+        prev = rho[:, l]
+    for a, b in zip(factors[:-1], factors[1:]):   # independence of consecutive factors
+        assert abs(np.corrcoef(a, b)[0, 1]) < 6 / np.sqrt(trials)
+
+
+@pytest.mark.parametrize("kernel,trials", [("law", 1_000_000), ("projected", 100_000)])
+def test_last_layer_mean_and_variance(kernel, trials):
+    """E rho_L = 1 and Var rho_L = prod(1 + 5/n_l) - 1 for He (DESIGN section 4), to 6 sigma."""
+    widths = [64, 48, 64, 80, 64]
+    res, cfg, _ = run_memory_rho(kernel, trials, widths)
+    r = res
+    m, s2 = r.mean(), r.var(ddof=1)
+    var = np.prod(1 + 5 / np.array(widths)) - 1
+    assert abs(m - 1) < 6 * np.sqrt(var / trials)
+    se_var = np.sqrt(np.var((r - m) ** 2) / trials)
+    assert abs(s2 - var) < 6 * se_var
+
+
+def run_memory_rho(kernel, trials, widths):
+    cfg, data = config.build(trials=trials, input_dim=30, widths=",".join(map(str, widths)), kernel=kernel)
+    res = engine.run(cfg, data)
+    # the streamed summary over (trial, input) pairs equals the records' statistics
+    last = res.records["fwd_max"][:, -1]
+    assert res.summary.count[0, 0, -1] == trials
+    np.testing.assert_allclose(res.summary.mean[0, 0, -1], last.mean(), rtol=1e-10)
+    return last, cfg, data
+
+
+def test_dead_network_probability_is_exact():
+    """One input: P(dead) = 1 - prod_l (1 - 2^-n_l) (some layer has no active unit)."""
+    widths = [3, 2, 4]
+    p = 1 - np.prod([1 - 0.5 ** n for n in widths])
+    for kernel, trials in (("law", 200000), ("projected", 100000), ("dense", 100000)):
+        cfg, data = config.build(trials=trials, input_dim=5, widths="3,2,4", kernel=kernel)
+        fwd, bwd, dead = fill(kernel, cfg, data, 0, trials)
+        k = int(dead.sum())
+        assert stats.binomtest(k, trials, p).pvalue > P_MIN, (kernel, k / trials, p)
+        assert np.all(np.isinf(bwd[dead])) and np.all(np.isfinite(bwd[~dead]))
+        assert np.all(fwd[dead][:, 0, -1] == 0)
+
+
+# ------------------------------------------------------------------ two-sample
+
+def _two_sample(a, b, label):
+    for name in ("fwd_min", "fwd_max", "bwd_min", "bwd_max"):
+        for l in range(a[name].shape[1]):
+            x, y = a[name][:, l], b[name][:, l]
+            x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+            p = stats.ks_2samp(x, y).pvalue
+            assert p > P_MIN, (label, name, l, p)
+
+
+@pytest.mark.parametrize("head", ["softmax:20", "gaussian:4"])
+def test_kernels_agree_on_one_input(head):
+    kw = dict(input_dim=50, widths="30,70,40,25", head=head, init="he-in")
+    recs = {}
+    for kernel, trials in (("dense", 30000), ("projected", 30000), ("law", 30000)):
+        cfg, data = config.build(trials=trials, kernel=kernel, seed=1 + len(recs), **kw)
+        recs[kernel] = engine.run(cfg, data).records
+    _two_sample(recs["dense"], recs["projected"], "dense-projected")
+    _two_sample(recs["dense"], recs["law"], "dense-law")
+
+
+def test_projected_agrees_with_dense_on_a_correlated_dataset(correlated_npy):
+    kw = dict(data=correlated_npy[0], widths="20,35,8,30", head="softmax:5", init="he-in")
+    recs = {}
+    for kernel, trials in (("dense", 20000), ("projected", 20000)):
+        cfg, data = config.build(trials=trials, kernel=kernel, seed=5 + len(recs), **kw)
+        recs[kernel] = engine.run(cfg, data).records
+    _two_sample(recs["dense"], recs["projected"], "fixed-data")
+
+
+def test_projected_agrees_with_dense_on_random_inputs_with_more_inputs_than_width():
+    kw = dict(input_dim=6, widths="5,9,4", samples=8, data="gaussian", head="gaussian:3")
+    recs = {}
+    for kernel in ("dense", "projected"):
+        cfg, data = config.build(trials=20000, kernel=kernel, seed=9 + len(recs), **kw)
+        recs[kernel] = engine.run(cfg, data).records
+    _two_sample(recs["dense"], recs["projected"], "rank-deficient")
+
+
+def test_projected_and_law_refuse_non_gaussian_weights():
+    for kernel in ("projected", "law"):
+        for kw in (dict(dist="uniform"), dict(init="wn")):
+            cfg, data = config.build(trials=5, input_dim=4, widths="3,3", kernel=kernel, **kw)
+            with pytest.raises(config.ConfigError, match="Gaussian"):
+                engine.run(cfg, data)
+    cfg, data = config.build(trials=5, input_dim=4, widths="3,3", samples=2, kernel="law")
+    with pytest.raises(config.ConfigError, match="one input"):
+        engine.run(cfg, data)
