@@ -6,10 +6,6 @@ import pytest
 from mcinit import config, engine
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long statistical runs (deselect with -m 'not slow')")
-
-
 def run_memory(threads=None, batch_size=None, fixed=None, **kw):
     """Build a config and run it in memory; returns (RunResult, config, fixed data)."""
     cfg, data = config.build(**kw)

@@ -1,0 +1,109 @@
+"""The mcinit command line: runs, config files, and one-line errors for bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mcinit.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_run_writes_a_file_and_a_summary(tmp_path):
+    out = tmp_path / "r.h5"
+    r = invoke("run", "--trials", "2e3", "--input-dim", 20, "--widths", "16,24,8", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "kernel law" in r.output and "exact mean" in r.output and "forward" in r.output
+    with h5py.File(out, "r") as f:
+        assert f.attrs["completed"] == 2000
+        assert f["trials/fwd_max"].shape == (2000, 3)
+
+
+def test_config_file_and_option_precedence(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('trials = 300\ninput_dim = 8\nwidth = 12\ndepth = 3\nsamples = 2\nhead = "gaussian:4"\nseed = 7\n')
+    out = tmp_path / "c.h5"
+    r = invoke("run", "--config", cfg, "--seed", 9, "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as f:
+        c = json.loads(f.attrs["config"])
+    assert c["trials"] == 300 and c["widths"] == [12, 12, 12] and c["seed"] == 9
+    assert c["head"] == "gaussian:4" and c["samples"] == 2
+    js = tmp_path / "c.json"
+    js.write_text(json.dumps({"trials": "1e2", "input-dim": 5, "widths": "4,6", "kernel": "dense"}))
+    r = invoke("run", "--config", js, "-o", tmp_path / "j.h5", "-q")
+    assert r.exit_code == 0, r.output
+
+
+def test_fixed_dataset_from_npy(tmp_path, correlated_npy):
+    out = tmp_path / "f.h5"
+    r = invoke("run", "--trials", 50, "--data", correlated_npy[0], "--width", 16, "--depth", 3, "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as f:
+        c = json.loads(f.attrs["config"])
+    assert c["samples"] == 6 and c["input_dim"] == 40 and len(c["data_sha256"]) == 64
+
+
+BAD = [
+    (["--trials", "abc"], "trials"),
+    (["--trials", "0"], "at least 1"),
+    (["--trials", "1.5"], "whole number"),
+    (["--width", "-3"], "width"),
+    (["--widths", "4,x"], "width"),
+    (["--width", 8, "--widths", "4,4"], "either"),
+    (["--init", "xavier"], "init"),
+    (["--dist", "cauchy"], "dist"),
+    (["--head", "hinge:3"], "head"),
+    (["--head", "softmax:1"], "2 classes"),
+    (["--kernel", "magic"], "kernel"),
+    (["--kernel", "projected", "--dist", "uniform"], "Gaussian"),
+    (["--kernel", "law", "--samples", 3], "one input"),
+    (["--init", "wn", "--dist", "uniform"], "does not apply"),
+    (["--seed", "-1"], "seed"),
+    (["--data", "nosuchfile.npy"], "not found"),
+    (["--data", "banana"], ".npy"),
+    (["--threads", 0], "threads"),
+    (["--config", "missing.toml"], "not found"),
+]
+
+
+@pytest.mark.parametrize("args,word", BAD)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, word):
+    out = tmp_path / "bad.h5"
+    r = invoke("run", "--trials", 10, *args, "-o", out, "-q") if "--trials" not in args else \
+        invoke("run", *args, "-o", out, "-q")
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mcinit: error:") and word in lines[0], r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_bad_datasets(tmp_path):
+    cases = {"nan.npy": np.array([[1.0, np.nan]]), "zero.npy": np.zeros((2, 3)),
+             "empty.npy": np.zeros((0, 3)), "cube.npy": np.ones((2, 2, 2)), "text.npy": np.array([["a"]])}
+    for name, arr in cases.items():
+        np.save(tmp_path / name, arr)
+        r = invoke("run", "--trials", 5, "--data", tmp_path / name, "-o", tmp_path / "o.h5", "-q")
+        assert r.exit_code == 2 and r.output.startswith("mcinit: error:"), (name, r.output)
+    (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
+    r = invoke("run", "--trials", 5, "--data", tmp_path / "junk.npy", "-o", tmp_path / "o.h5", "-q")
+    assert r.exit_code == 2 and "cannot read" in r.output
+    r = invoke("run", "--trials", 5, "--data", tmp_path / "nan.npy", "--input-dim", 7, "-o", tmp_path / "o.h5")
+    assert r.exit_code == 2
+
+
+def test_existing_output_is_kept(tmp_path):
+    out = tmp_path / "keep.h5"
+    assert invoke("run", "--trials", 20, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q").exit_code == 0
+    before = out.read_bytes()
+    r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q")
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert out.read_bytes() == before
+    r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q", "--overwrite")
+    assert r.exit_code == 0
