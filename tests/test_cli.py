@@ -69,6 +69,8 @@ BAD = [
     (["--data", "banana"], ".npy"),
     (["--threads", 0], "threads"),
     (["--config", "missing.toml"], "not found"),
+    (["--compress", 12], "0-9"),
+    (["--batch-size", 0], "batch size"),
 ]
 
 
