@@ -1,0 +1,940 @@
+"""Analytic side of mcinit (DESIGN sections 3 to 5).
+
+Everything here is for one hidden-layer stack with Gaussian weights, no biases
+and ReLU activations.  For a single input x != 0 the forward ratios
+``rho_l = ||h^l||^2 / ||x||^2`` (l = 1..L, stored squared as everywhere in
+mcinit) follow an exact product law (DESIGN section 4):
+
+    rho_l = r_1 r_2 ... r_l,   r_l = v_l * chi2(K_l),   K_l ~ Binomial(n_l, 1/2),
+
+independent across layers, with v_l the per-entry weight variance of layer l and
+chi2(0) = 0 (all units of the layer inactive: a dead network).
+
+Deviations come in two forms (DESIGN section 2): the *norm* form
+``|sqrt(rho) - 1|`` and the *squared* form ``|rho - 1|``.  A layer is *safe*
+at tolerance eps when its deviation is at most eps, i.e. when rho lies in
+
+    norm form:     [(1 - eps)^2, (1 + eps)^2]   (eps < 1),   (0, (1 + eps)^2]   (eps >= 1)
+    squared form:  [1 - eps, 1 + eps]           (eps < 1),   (0, 1 + eps]       (eps >= 1)
+
+A dead layer (rho = 0) is never safe.  The *forward failure* event is "some
+layer l = 1..L is not safe".
+
+Contents:
+
+- :func:`layer_variances`: v_l for the Gaussian initialisation presets.
+- :func:`paper_eps`, :func:`paper_delta`, :func:`paper_width`: the bound of
+  Arpit & Bengio (arXiv:1901.03611) as encoded in the authors' reference code.
+- :func:`factor_moment`, :func:`log_factor_moment`, :func:`moments`: exact
+  moments of the layer factor r_l and of rho_l.
+- :func:`exact_forward_failure`, :func:`exact_forward_failure_layers`: the exact
+  single-input failure probability, accurate to about 8 significant digits
+  also where it is 1e-12 or far smaller.
+- :func:`chernoff_bound`: a rigorous Chernoff + union bound for N inputs.
+- :func:`required_width`, :func:`required_widths`: the smallest equal hidden
+  width at which each bound reaches a failure probability delta.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy import optimize, special, stats
+
+__all__ = [
+    "GAUSSIAN_INITS", "FORMS", "layer_variances",
+    "paper_eps", "paper_delta", "paper_width",
+    "log_factor_moment", "factor_moment", "Moments", "moments",
+    "exact_forward_failure", "exact_forward_failure_layers",
+    "chernoff_bound", "required_width", "required_widths",
+]
+
+#: initialisation presets with Gaussian weights (DESIGN section 3) that the exact laws cover
+GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun")
+#: deviation forms (DESIGN section 2)
+FORMS = ("norm", "squared")
+
+_LN2 = math.log(2.0)
+#: Gauss-Legendre nodes per panel of the exact recursion
+_GL_ORDER = 16
+#: panel width of the exact recursion, in units of the narrowest local scale of the
+#: densities of ln chi2(k) among the binomial terms kept (see _LayerLaw)
+_PANEL_SD = 3.0
+#: that local scale is taken where the density has fallen by e^-_FLANK from its mode
+_FLANK = 37.0
+#: the exact recursion drops at most this much probability in its first pass ...
+_LOG_TOL_FIRST = math.log(1e-30)
+#: ... and, when the result is small, reruns with 1e-10 times the result, never below this
+_LOG_TOL_FLOOR = math.log(1e-300)
+#: largest width required_width searches
+_MAX_WIDTH = 2 ** 21
+#: elements per chunk of the vectorised (t or node) x (k) computations
+_CHUNK = 1 << 21
+
+
+# ---------------------------------------------------------------------------
+# argument checks and small numerical helpers
+
+def _as_widths(widths):
+    w = np.asarray(widths)
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError("widths must be a non-empty 1-D sequence of hidden widths n_1..n_L")
+    if w.dtype.kind not in "iuf" or np.any(w < 1) or np.any(w != np.floor(w)):
+        raise ValueError(f"widths must be positive integers, got {widths!r}")
+    return w.astype(np.int64)
+
+
+def _as_positive_int(x, name):
+    if isinstance(x, (bool, np.bool_)) or not float(x).is_integer() or x < 1:
+        raise ValueError(f"{name} must be a positive integer, got {x!r}")
+    return int(x)
+
+
+def _check_form(form):
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+
+
+def _as_eps(eps):
+    e = np.asarray(eps, dtype=float)
+    if not np.all(np.isfinite(e)) or np.any(e <= 0):
+        raise ValueError(f"eps must be finite and > 0, got {eps!r}")
+    return e
+
+
+def _as_prob(delta, name="delta"):
+    d = np.asarray(delta, dtype=float)
+    if np.any(~(d > 0)) or np.any(d >= 1):
+        raise ValueError(f"{name} must lie in (0, 1), got {delta!r}")
+    return d
+
+
+def _scalar_or_array(x, like_scalar):
+    return float(x) if like_scalar else x
+
+
+def _lse(x, axis=-1):
+    """log(sum(exp(x))) along an axis; -inf for an all -inf slice."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(x - m), axis=axis)) + np.squeeze(m, axis=axis)
+
+
+def _log_binom_half(n, k):
+    """log P(K = k) for K ~ Binomial(n, 1/2), k an integer array in [0, n].
+
+    Boost's binomial pmf (relative error ~1e-11 at n = 1e5, against 1e-10 for
+    differences of log-gamma functions) where it does not underflow.
+    """
+    k = np.asarray(k, dtype=float)
+    with np.errstate(divide="ignore"):
+        direct = np.log(stats.binom.pmf(k, n, 0.5))
+    small = direct < -600.0
+    if np.any(small):
+        ks = k[small]
+        direct[small] = (special.gammaln(n + 1.0) - special.gammaln(ks + 1.0)
+                         - special.gammaln(n - ks + 1.0) - n * _LN2)
+    return direct
+
+
+def _log_binom_below(n):
+    """Array c of length n + 2 with c[j] = log P(K < j), K ~ Binomial(n, 1/2)."""
+    lp = _log_binom_half(n, np.arange(n + 1))
+    return np.concatenate(([-np.inf], np.logaddexp.accumulate(lp)))
+
+
+def _log_safe_interval(eps, form):
+    """(ln A, ln B) of the safe set of rho at tolerance eps (scalar); ln A = -inf when A = 0."""
+    if form == "norm":
+        a = 2.0 * math.log1p(-eps) if eps < 1 else -math.inf
+        b = 2.0 * math.log1p(eps)
+    else:
+        a = math.log1p(-eps) if eps < 1 else -math.inf
+        b = math.log1p(eps)
+    return a, b
+
+
+# ---------------------------------------------------------------------------
+# 1. initialisation
+
+def layer_variances(widths, input_dim=None, init="he"):
+    """Per-entry variance v_l of the Gaussian weights of every hidden layer.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Hidden widths n_1..n_L.
+    input_dim : int or None
+        Input dimension n_0.  Needed by every preset except ``"he"``, which uses
+        fan_out = n_l only (it is accepted and checked but unused there).
+    init : str
+        One of :data:`GAUSSIAN_INITS` (DESIGN section 3):
+        ``"he"``: v_l = 2/n_l (fan_out, the paper's);
+        ``"he-in"``: v_l = 2/n_(l-1) (fan_in, torch's kaiming_normal_ default);
+        ``"glorot"``: v_l = 2/(n_(l-1) + n_l);
+        ``"lecun"``: v_l = 1/n_(l-1).
+        The weight-normalised presets (``"wn"``, ``"wn-unit"``) do not have
+        Gaussian weights and are rejected.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (L,)
+    """
+    w = _as_widths(widths)
+    if init not in GAUSSIAN_INITS:
+        raise ValueError(f"init must be one of {GAUSSIAN_INITS} (Gaussian weights; the exact laws "
+                         f"do not cover weight-normalised rows), got {init!r}")
+    n0 = None if input_dim is None else _as_positive_int(input_dim, "input_dim")
+    if init == "he":
+        return 2.0 / w
+    if n0 is None:
+        raise ValueError(f"init={init!r} depends on fan_in, so input_dim (n_0) is required")
+    fan_in = np.concatenate(([n0], w[:-1])).astype(float)
+    if init == "he-in":
+        return 2.0 / fan_in
+    if init == "glorot":
+        return 2.0 / (fan_in + w)
+    return 1.0 / fan_in
+
+
+# ---------------------------------------------------------------------------
+# 2. the paper's bound
+
+def paper_eps(width, samples, depth, delta):
+    """Tolerance eps of the paper bound: (1 + 4 ln(4 N L / delta) / m)^L - 1.
+
+    Claimed: with probability at least 1 - delta, every norm-form deviation
+    |sqrt(rho) - 1| over the N inputs and L layers is at most this eps.
+
+    Provenance: Arpit & Bengio, "The Benefits of Over-parameterization at
+    Initialization in Deep ReLU Networks" (arXiv:1901.03611), as encoded in the
+    authors' public reference code for their bound-comparison figure
+    (repository devansharpit/overparametrization_benefits, file
+    bound_comparison.py: ``epsilon = (1 + (4/m) log(4 N L / delta))**L - 1``).
+    It is derived for He initialisation (v = 2/n_l); the authors compare it
+    with the norm form, and mcinit applies it to that form, for the forward and
+    the backward property alike (DESIGN section 5).
+
+    Caution: the encoded bound decays like exp(-m eps / (4 L)) while the true
+    probability decays like exp(-c m eps^2 / L), so at small eps and large m
+    it is *not* an upper bound: at m = 4000, L = 10, N = 1, eps = 0.15,
+    :func:`paper_delta` gives 3.1e-5 where the exact probability
+    (:func:`exact_forward_failure`) is 9.6e-3.
+
+    Parameters
+    ----------
+    width : float or array
+        Hidden width m (real values allowed, as in the reference code's curves).
+    samples : int or array
+        Number of inputs N.
+    depth : int or array
+        Number of hidden layers L.
+    delta : float or array
+        Failure probability, in (0, 1).
+
+    Returns float for scalar arguments, else a broadcast array.
+    """
+    m, N, L = (np.asarray(x, dtype=float) for x in (width, samples, depth))
+    d = _as_prob(delta)
+    if np.any(m <= 0) or np.any(N < 1) or np.any(L < 1):
+        raise ValueError("width must be > 0, samples and depth >= 1")
+    x = 4.0 * (np.log(4.0 * N * L) - np.log(d)) / m
+    out = np.expm1(L * np.log1p(x))
+    return _scalar_or_array(out, out.ndim == 0)
+
+
+def paper_delta(width, eps, samples, depth):
+    """Failure probability of the paper bound: min(1, 4 N L exp(-m ((1+eps)^(1/L) - 1) / 4)).
+
+    The inverse of :func:`paper_eps` in delta; ``eps`` is a norm-form
+    tolerance > 0, the other arguments are as in :func:`paper_eps`.
+
+    Provenance: Arpit & Bengio (arXiv:1901.03611), the bound as encoded in the
+    authors' reference code (devansharpit/overparametrization_benefits,
+    bound_comparison.py), solved for delta; derived for He initialisation and
+    applied to the norm form (DESIGN section 5).  See the caution in
+    :func:`paper_eps`: at small eps and large m this value lies below the
+    exact failure probability.
+    """
+    m, N, L = (np.asarray(x, dtype=float) for x in (width, samples, depth))
+    e = _as_eps(eps)
+    if np.any(m <= 0) or np.any(N < 1) or np.any(L < 1):
+        raise ValueError("width must be > 0, samples and depth >= 1")
+    eps_layer = np.expm1(np.log1p(e) / L)
+    out = np.exp(np.minimum(0.0, np.log(4.0 * N * L) - m * eps_layer / 4.0))
+    return _scalar_or_array(out, out.ndim == 0)
+
+
+def paper_width(eps, delta, samples, depth):
+    """Width the paper bound requires: ceil(4 ln(4 N L / delta) / ((1+eps)^(1/L) - 1)).
+
+    The smallest integer m with :func:`paper_delta` (m, eps) <= delta.
+    ``eps`` is a norm-form tolerance > 0, ``delta`` in (0, 1), N = samples,
+    L = depth.  Returns int for scalar arguments, else an int64 array.
+
+    Provenance: Arpit & Bengio (arXiv:1901.03611), as encoded in the authors'
+    reference code (devansharpit/overparametrization_benefits,
+    bound_comparison.py, whose comment gives m = (4/eps') log(4 N L / delta)
+    with eps' = (1+eps)^(1/L) - 1); derived for He initialisation and applied
+    to the norm form (DESIGN section 5).  See the caution in :func:`paper_eps`.
+    """
+    e = _as_eps(eps)
+    d = _as_prob(delta)
+    N, L = np.asarray(samples, dtype=float), np.asarray(depth, dtype=float)
+    if np.any(N < 1) or np.any(L < 1):
+        raise ValueError("samples and depth must be >= 1")
+    eps_layer = np.expm1(np.log1p(e) / L)
+    out = np.ceil(4.0 * (np.log(4.0 * N * L) - np.log(d)) / eps_layer).astype(np.int64)
+    return int(out) if out.ndim == 0 else out
+
+
+# ---------------------------------------------------------------------------
+# 3. moments
+
+def _log_moment_terms(k, logw, log2v, t):
+    """Matrix (len(t), len(k)) of log(P(K=k) E[(v chi2(k))^t]) = logw + t ln(2v) + lnG(k/2+t) - lnG(k/2)."""
+    hk = 0.5 * k
+    t = np.asarray(t, dtype=float)[:, None]
+    return logw - special.gammaln(hk) + t * log2v + special.gammaln(hk + t)
+
+
+def _log_moment(k, logw, log2v, t):
+    """log sum_k P(K=k) E[(v chi2(k))^t] for an array t, chunked over t."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    out = np.empty(t.shape)
+    step = max(1, _CHUNK // max(1, len(k)))
+    for i in range(0, len(t), step):
+        out[i:i + step] = _lse(_log_moment_terms(k, logw, log2v, t[i:i + step]), axis=1)
+    return out
+
+
+def log_factor_moment(t, width, variance, kmin=0):
+    """log E[r^t ; K >= kmin] for the layer factor r = v chi2(K), K ~ Binomial(n, 1/2).
+
+    The natural logarithm of :func:`factor_moment`; see there.  Computed in log
+    space (log-gamma ratios, log-sum-exp over the binomial), accurate for widths
+    up to 1e5 and beyond and for |t| in the hundreds or thousands.
+    """
+    n = _as_positive_int(width, "width")
+    v = float(variance)
+    if not v > 0:
+        raise ValueError(f"variance must be > 0, got {variance!r}")
+    if isinstance(kmin, (bool, np.bool_)) or not float(kmin).is_integer() or kmin < 0:
+        raise ValueError(f"kmin must be a non-negative integer, got {kmin!r}")
+    kmin = int(kmin)
+    tt = np.asarray(t, dtype=float)
+    if not np.all(np.isfinite(tt)):
+        raise ValueError("t must be finite")
+    if np.any((tt < 0) & (tt <= -kmin / 2.0)):
+        raise ValueError(f"E[r^t; K >= {kmin}] is infinite for t <= -kmin/2 = {-kmin / 2.0}; "
+                         f"raise kmin above -2t (got t = {t!r})")
+    k = np.arange(max(kmin, 1), n + 1)
+    flat = tt.ravel()
+    out = _log_moment(k, _log_binom_half(n, k), math.log(2.0 * v), flat) if k.size else \
+        np.full(flat.shape, -np.inf)
+    if kmin == 0:  # r = 0 on K = 0: r^0 = 1 there, r^t = 0 for t > 0
+        out = np.where(flat == 0, np.logaddexp(out, -n * _LN2), out)
+    out = out.reshape(tt.shape)
+    return _scalar_or_array(out, tt.ndim == 0)
+
+
+def factor_moment(t, width, variance, kmin=0):
+    """E[r^t ; K >= kmin] for one layer factor r = rho_l / rho_(l-1) = v chi2(K).
+
+    For one input and Gaussian weights of per-entry variance v, the factor is
+    r = v chi2(K) with K ~ Binomial(n, 1/2) (chi2(0) = 0, a dead layer), so
+
+        E[r^t ; K >= kmin] = sum_{k >= kmin} P(K=k) v^t 2^t Gamma(k/2 + t) / Gamma(k/2),
+
+    where the K = 0 term (present only for kmin = 0) is 0 for t > 0 and
+    P(K = 0) for t = 0 (r^0 = 1).  Negative moments exist only away from small
+    K: for t < 0 the sum is finite iff t > -kmin/2, and a ValueError is raised
+    otherwise (in particular for any t < 0 with kmin = 0): it never restricts
+    the event silently.
+
+    Parameters
+    ----------
+    t : float or array
+        Real order(s) of the moment.
+    width : int
+        n, the width of the layer (the number of ReLU units).
+    variance : float
+        v, the per-entry weight variance (:func:`layer_variances`).
+    kmin : int
+        Restrict the expectation to the event K >= kmin.
+
+    Returns float for scalar t, else an array of t's shape.  Underflows to 0
+    and overflows to inf where the value is beyond double precision; use
+    :func:`log_factor_moment` there.
+    """
+    with np.errstate(over="ignore"):
+        out = np.exp(log_factor_moment(t, width, variance, kmin))
+    return _scalar_or_array(out, np.ndim(t) == 0)
+
+
+class Moments(NamedTuple):
+    """Per-layer mean and variance of rho_l for one input (arrays of shape (L,))."""
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def moments(widths, input_dim=None, init="he"):
+    """Exact E rho_l and Var rho_l, l = 1..L, for one input and Gaussian weights.
+
+    rho_l = ||h^l||^2 / ||x||^2 is in squared form.  With independent factors,
+    E rho_l = prod_k E r_k and E rho_l^2 = prod_k E r_k^2, where
+    E r = v n / 2 and E r^2 = v^2 n (n + 5) / 4, so that
+
+        Var rho_l = (E rho_l)^2 (prod_(k<=l) (1 + 5/n_k) - 1),
+
+    computed without cancellation.  For He (v = 2/n) E rho_l = 1 and
+    Var rho_l = prod_(k<=l) (1 + 5/n_k) - 1 (DESIGN section 4).
+
+    Parameters are those of :func:`layer_variances`.  Returns a
+    :class:`Moments` (mean, var).
+    """
+    w = _as_widths(widths)
+    v = layer_variances(w, input_dim, init)
+    mean = np.cumprod(v * w / 2.0)
+    rel = np.expm1(np.cumsum(np.log1p(5.0 / w)))
+    return Moments(mean=mean, var=mean ** 2 * rel)
+
+
+# ---------------------------------------------------------------------------
+# 4. exact single-input forward failure probability
+
+class _LayerLaw:
+    """Law of s = ln r for one layer, the binomial restricted to K in [klo, khi] (K >= 1).
+
+    The kept range drops at most exp(log_tol) of probability (Hoeffding's
+    bound on each binomial tail); K = 0 (dead) is kept aside as a certain exit.
+    """
+
+    def __init__(self, n, v, log_tol):
+        half = math.sqrt(0.5 * n * (_LN2 - log_tol))       # P(|K - n/2| >= half) <= exp(log_tol)
+        self.klo = max(1, math.ceil(n / 2.0 - half))
+        self.khi = min(n, math.floor(n / 2.0 + half))
+        self.k = np.arange(self.klo, self.khi + 1, dtype=float)
+        self.logw = _log_binom_half(n, self.k)
+        self.w = np.exp(self.logw)
+        self.dead = math.exp(-n * _LN2)
+        self.log2v = math.log(2.0 * v)
+        self._c = self.logw - special.gammaln(0.5 * self.k)
+        # Narrowest local scale of the kept densities of w = ln(chi2/2): the log-density
+        # (k/2) w - e^w has curvature e^w, largest on the right flank; at the point where the
+        # density of the largest kept k has fallen e^-_FLANK below its mode, e^w = s x with
+        # s = khi/2 and x - 1 - ln x = _FLANK / s (x > 1, a Lambert W solution).
+        s = 0.5 * self.khi
+        x = -special.lambertw(-math.exp(-1.0 - _FLANK / s), k=-1).real
+        self.scale = 1.0 / math.sqrt(s * x)
+
+    def density(self, s):
+        """Sub-density of ln r at s (array), for the kept K.
+
+        With w = s - ln(2v), ln chi2(k) = ln(2) + w has density
+        exp((k/2) w - e^w - lnGamma(k/2)).
+        """
+        s = np.asarray(s, dtype=float)
+        flat = s.ravel() - self.log2v
+        out = np.empty(flat.shape)
+        step = max(1, _CHUNK // len(self.k))
+        for i in range(0, flat.size, step):
+            wv = flat[i:i + step]
+            with np.errstate(over="ignore"):
+                out[i:i + step] = _lse(self._c + 0.5 * self.k * wv[:, None], axis=1) - np.exp(wv)
+        return np.exp(out).reshape(s.shape)
+
+    def exit_prob(self, x, a, b):
+        """P(x + ln r not in [a, b]) for the kept K, plus the dead mass P(K = 0); x an array."""
+        x = np.asarray(x, dtype=float)
+        flat = x.ravel()
+        out = np.full(flat.shape, self.dead)
+        hk = 0.5 * self.k
+        step = max(1, _CHUNK // len(self.k))
+        for i in range(0, flat.size, step):
+            xs = flat[i:i + step, None]
+            # v chi2(k) > B e^-x  <=>  Gamma(k/2, 1) variate > exp(b - x - ln 2v)
+            with np.errstate(over="ignore"):
+                p = special.gammaincc(hk, np.exp(b - xs - self.log2v))
+                if a > -math.inf:
+                    p = p + special.gammainc(hk, np.exp(a - xs - self.log2v))
+            out[i:i + step] += p @ self.w
+        return out.reshape(x.shape)
+
+    def below(self, x, c):
+        """P(x + ln r < c, K kept) at the points x (array): the mass entering the lumped low state."""
+        x = np.asarray(x, dtype=float)
+        with np.errstate(over="ignore"):
+            p = special.gammainc(0.5 * self.k, np.exp(c - x.ravel()[:, None] - self.log2v))
+        return (p @ self.w).reshape(x.shape)
+
+    def log_moment(self, t):
+        """log E[r^t ; K in [klo, khi]] for an array t."""
+        return _log_moment(self.k, self.logw, self.log2v, t)
+
+
+def _truncated_domain(a, b, laws, log_tol):
+    """Interval [lo, hi] of the recursion's nodes, for the layers' laws (layers 1..L).
+
+    Chernoff bounds on the kept-K walk y_l = ln rho_l, with
+    Lambda_l(t) = sum_(k<=l) log E[r_k^t ; K_k kept] (any t gives a valid
+    point; a geometric grid of t is used):
+
+    - hi: P(y_l >= hi) <= exp(Lambda_l(t) - t hi) <= exp(log_tol) / L for the
+      layers l = 1..L-1 whose sub-densities are propagated;
+    - lo, when a > -inf: likewise P(y_l <= lo) <= exp(log_tol) / L;
+    - lo, when a = -inf (no lower exit): paths below lo are lumped into one
+      state that can only die, and lo = hi - D <= b - D with D such that a rise of D
+      over any window of layers 2..L has probability <= exp(log_tol) / L
+      (Lambda over a window <= sum of the positive parts Lambda_k^+).
+    Mass moving outside [lo, hi] (and inside [a, b]) is dropped with these
+    probabilities, never added.
+    """
+    walk = laws[:-1]
+    L = len(walk)
+    c = math.log(L) - log_tol
+    uniq = {id(law): law for law in laws}
+    nmax = max(law.khi for law in laws)
+    t_up = np.geomspace(1e-3, 40.0 * math.sqrt(nmax) + 2.0 * c, 64)
+    up = {i: law.log_moment(t_up) for i, law in uniq.items()}
+    lam_up = np.cumsum([up[id(law)] for law in walk], axis=0)
+    hi = min(b, np.max(np.min((lam_up + c) / t_up, axis=1)))
+    if a == -math.inf:
+        rise = np.sum([np.maximum(up[id(law)], 0.0) for law in laws[1:]], axis=0)
+        return hi - np.min((rise + c) / t_up), hi
+    kmin = min(law.klo for law in walk)
+    t_dn = np.geomspace(min(1e-3, 0.25 * kmin), 0.5 * kmin * (1.0 - 1e-9), 64)
+    dn = {id(law): law.log_moment(-t_dn) for law in walk}
+    lam_dn = np.cumsum([dn[id(law)] for law in walk], axis=0)
+    lo = np.min(np.max(-(lam_dn + c) / t_dn, axis=1))
+    return max(a, lo), hi
+
+
+def _toeplitz_apply(qd, g):
+    """out[i, al] = sum_(j, be) qd[i - j + P - 1, al, be] g[j, be] for panels i, j = 0..P-1."""
+    P = g.shape[0]
+    out = np.zeros_like(g)
+    for d in range(-(P - 1), P):
+        blk = qd[d + P - 1].T
+        if d >= 0:
+            out[d:] += g[:P - d] @ blk
+        else:
+            out[:P + d] += g[-d:] @ blk
+    return out
+
+
+def _first_exit(a, b, widths, variances, log_tol, refine):
+    """First-exit probabilities e_l = P(layers < l safe, layer l not safe), l = 1..L.
+
+    Recursion on the sub-density f_l of y = ln rho_l restricted to the safe
+    interval [a, b] (rho_0 = 1: y_0 = 0).  Composite Gauss-Legendre panels on
+    [lo, hi] (:func:`_truncated_domain`), of width _PANEL_SD / refine local
+    scales of the narrowest kept density (see _LayerLaw):
+
+        e_l      = sum_j W_j f_(l-1)(x_j) P(x_j + ln r_l not in [a, b])
+        f_l(y_i) = sum_j W_j f_(l-1)(x_j) q_l(y_i - x_j),
+
+    q_l the density of ln r_l.  When a = -inf (eps >= 1), the mass z below lo
+    is kept as one state whose only exit is death, P(K_l = 0).  All terms
+    are positive; the truncations of the binomials and of the domain drop
+    (never add) at most exp(log_tol) of probability in all.
+    """
+    L = len(widths)
+    log_tol_k = log_tol - math.log(3.0 * L)
+    cache = {}
+    laws = []
+    for n, v in zip(widths, variances):
+        key = (int(n), float(v))
+        if key not in cache:
+            cache[key] = _LayerLaw(int(n), float(v), log_tol_k)
+        laws.append(cache[key])
+    e = np.empty(L)
+    e[0] = laws[0].exit_prob(np.zeros(1), a, b)[0]
+    if L == 1:
+        return e
+    lo, hi = _truncated_domain(a, b, laws, log_tol - math.log(3.0))
+    if hi <= lo:
+        # the kept walk is inside [a, b] after any of the layers 1..L-1 with probability
+        # <= exp(log_tol) (the Chernoff intervals miss the safe set): no later exit counts
+        e[1:] = 0.0
+        return e
+    scale = min(law.scale for law in laws)
+    P = max(1, math.ceil((hi - lo) * refine / (_PANEL_SD * scale)))
+    h = (hi - lo) / P
+    u, wq = np.polynomial.legendre.leggauss(_GL_ORDER)
+    x = lo + h * (np.arange(P)[:, None] + 0.5 * (u + 1.0))          # (P, p) nodes
+    W = 0.5 * h * wq                                                 # weights of every panel
+    diffs = h * (np.arange(-(P - 1), P)[:, None, None] + 0.5 * (u[:, None] - u[None, :]))
+    lumped = a == -math.inf
+    kernels, exits, drops = {}, {}, {}
+    f = laws[0].density(x)
+    z = laws[0].below(np.zeros(1), lo)[0] if lumped else 0.0
+    for l in range(1, L):
+        law = laws[l]
+        if id(law) not in exits:
+            exits[id(law)] = law.exit_prob(x, a, b)
+        g = W * f
+        e[l] = np.sum(g * exits[id(law)]) + z * law.dead
+        if l < L - 1:
+            if id(law) not in kernels:
+                kernels[id(law)] = law.density(diffs)
+            if lumped:
+                if id(law) not in drops:
+                    drops[id(law)] = law.below(x, lo)
+                z = z * (1.0 - law.dead) + np.sum(g * drops[id(law)])
+            f = _toeplitz_apply(kernels[id(law)], g)
+    return e
+
+
+def _exact_layers_one(eps, widths, variances, form, refine):
+    """First-exit terms at one eps: a pass dropping <= 1e-30, rerun at 1e-10 x the result when small."""
+    a, b = _log_safe_interval(eps, form)
+    e = _first_exit(a, b, widths, variances, _LOG_TOL_FIRST, refine)
+    total = e.sum()
+    if total < 1e9 * math.exp(_LOG_TOL_FIRST):
+        log_tol = max(math.log(total) + math.log(1e-10), _LOG_TOL_FLOOR) if total > 0 else _LOG_TOL_FLOOR
+        e = _first_exit(a, b, widths, variances, log_tol, refine)
+    return e
+
+
+def exact_forward_failure_layers(eps, widths, form="norm", input_dim=None, init="he", *, refine=1):
+    """Per-layer first-exit probabilities of the single-input forward failure.
+
+    e_l = P(layers 1..l-1 safe, layer l not safe) for one input and Gaussian
+    weights; their sum over l is :func:`exact_forward_failure`.  Arguments as
+    there.  Returns an array of shape ``np.shape(eps) + (L,)``.
+    """
+    _check_form(form)
+    e = _as_eps(eps)
+    w = _as_widths(widths)
+    v = layer_variances(w, input_dim, init)
+    if not (float(refine).is_integer() and refine >= 1):
+        raise ValueError(f"refine must be a positive integer, got {refine!r}")
+    out = np.empty(e.shape + (len(w),))
+    for idx in np.ndindex(e.shape):
+        out[idx] = _exact_layers_one(float(e[idx]), w, v, form, int(refine))
+    return out
+
+
+def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *, refine=1):
+    """Exact P(some layer l = 1..L has deviation > eps) for one input, Gaussian weights.
+
+    The deviation of rho_l is |sqrt(rho_l) - 1| (form="norm") or
+    |rho_l - 1| (form="squared"); a dead layer (rho_l = 0) is a failure at
+    every eps, also for eps >= 1 (DESIGN section 2).  The value does not
+    depend on the input (any x != 0).
+
+    Computed as the sum of the first-exit probabilities of
+    :func:`exact_forward_failure_layers`, every one a sum of positive terms,
+    by a recursion over layers on the sub-density of ln rho_l kept inside the
+    safe interval (Gauss-Legendre panels; chi-square tails from the regularised
+    incomplete gamma functions; the binomial mixture over K).  Accuracy: in
+    the tests it agrees with independent one- and two-layer computations to
+    about 1e-13 relative and is stable under refinement to about 1e-12, also
+    for probabilities of 1e-12 and far below, where 1 - P(success) would lose
+    every digit.  The truncations drop at most 1e-30 of probability,
+    and when the result is below 1e-21 the computation is rerun dropping at
+    most 1e-10 times the result (never below 1e-300), so tiny probabilities
+    keep their relative accuracy down to about 1e-290.
+
+    Parameters
+    ----------
+    eps : float or array
+        Tolerance(s) > 0, in the given form.
+    widths : sequence of int
+        Hidden widths n_1..n_L.
+    form : {"norm", "squared"}
+        Deviation form.
+    input_dim : int or None
+        n_0, needed for fan_in-based inits (:func:`layer_variances`).
+    init : str
+        Gaussian initialisation preset, one of :data:`GAUSSIAN_INITS`.
+    refine : int
+        Divides the quadrature panel width (1 is converged; larger values
+        are for convergence checks and cost ~refine^2 more).
+
+    Returns float for scalar eps, else an array of eps's shape.
+    """
+    out = exact_forward_failure_layers(eps, widths, form, input_dim, init, refine=refine).sum(axis=-1)
+    return _scalar_or_array(out, np.ndim(eps) == 0)
+
+
+# ---------------------------------------------------------------------------
+# 5. Chernoff + union bound
+
+#: the lower tail uses K_l >= kmin_l with P(K_l < kmin_l) <= 10^-s for s in this list
+#: (and kmin_l = 1, the dead event alone); the smallest resulting bound is reported
+_KMIN_LEVELS = (2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 90, 128, 180, 256, 300)
+_T_GRID = 96
+
+
+class _MomentTables:
+    """log E[r^t ; K >= j] of one layer type (n, v), tabulated on t grids, with scalar refinement."""
+
+    def __init__(self, n, v, t_pos, t_neg, kmin_cols):
+        self.log2v = math.log(2.0 * v)
+        self.k = np.arange(1, n + 1, dtype=float)
+        self.logw = _log_binom_half(n, self.k)
+        self.pos = _log_moment(self.k, self.logw, self.log2v, t_pos)
+        cols = np.asarray(kmin_cols, dtype=np.int64)           # the kmin values needed
+        self.neg = {}
+        table = np.empty((len(t_neg), len(cols)))
+        step = max(1, _CHUNK // n)
+        for i in range(0, len(t_neg), step):
+            tt = t_neg[i:i + step]
+            with np.errstate(invalid="ignore"):
+                terms = _log_moment_terms(self.k, self.logw, self.log2v, -tt)
+            terms[self.k[None, :] <= 2.0 * tt[:, None]] = np.inf   # infinite moments: not allowed
+            # reverse cumulative log-sum: rev[:, j-1] = log sum_(k >= j)
+            rev = np.logaddexp.accumulate(terms[:, ::-1], axis=1)[:, ::-1]
+            table[i:i + step] = rev[:, cols - 1]
+        for c, kmin in enumerate(cols):
+            self.neg[int(kmin)] = table[:, c]
+
+    def log_moment(self, t, kmin=1):
+        """log E[r^t ; K >= kmin] at one t; +inf where the moment is infinite (t <= -kmin/2)."""
+        if t <= -0.5 * kmin:
+            return math.inf
+        k = self.k[kmin - 1:]
+        return float(_log_moment(k, self.logw[kmin - 1:], self.log2v, [t])[0])
+
+
+def _layer_types(widths, variances):
+    """Distinct (n, v) pairs, and the index of each layer's pair."""
+    keys, idx = [], []
+    for n, v in zip(widths, variances):
+        key = (int(n), float(v))
+        if key not in keys:
+            keys.append(key)
+        idx.append(keys.index(key))
+    return keys, np.asarray(idx)
+
+
+def _best_t(grid_vals, t, scalar_fun):
+    """min over t of a convex function: grid argmin, then minimize_scalar in the bracketing cell."""
+    i = int(np.argmin(grid_vals))
+    best = grid_vals[i]
+    if not np.isfinite(best):
+        return best
+    j, k = max(i - 1, 0), min(i + 1, len(t) - 1)
+    lo = t[j] if np.isfinite(grid_vals[j]) else t[i]       # stay where the moments are finite
+    hi = t[k] if np.isfinite(grid_vals[k]) else t[i]
+    if lo == hi:
+        return best
+    res = optimize.minimize_scalar(scalar_fun, bounds=(lo, hi), method="bounded",
+                                   options={"xatol": 1e-4 * t[i]})
+    return min(best, float(res.fun))
+
+
+def _log_dead_union(log_p):
+    """log P(some layer event), independent events of log-probabilities log_p."""
+    log_p = np.asarray(log_p, dtype=float)
+    if np.max(log_p) < -30:                 # union bound, relative excess < 1e-13, never below
+        return float(_lse(log_p))
+    return math.log(-math.expm1(np.sum(np.log1p(-np.exp(log_p)))))
+
+
+def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he"):
+    """Rigorous upper bound on P(some input, some layer has deviation > eps).
+
+    For N inputs and Gaussian weights: by the union bound over inputs (each
+    input has the single-input law, DESIGN section 4),
+
+        P(fail) <= min(1, N [P(D) + sum_l (P(rho_l > B) + P(rho_l < A, not D))]),
+
+    with [A, B] the safe set of rho (module docstring) and D the event that
+    some layer has K_l < kmin_l, which contains the dead networks (kmin_l >= 1),
+    so a dead layer counts as a failure at every eps.  Each tail is bounded by
+    Chernoff/Markov with the exact moments of the layer factors:
+
+        P(rho_l > B)          <= inf_(t>0)        prod_(k<=l) E[r_k^t] / B^t,
+        P(rho_l < A, not D)   <= inf_(0<t<kmin/2) prod_(k<=l) E[r_k^-t ; K_k >= kmin_k] A^t,
+
+    the infimum taken per layer over t (a grid, then
+    scipy.optimize.minimize_scalar on the bracketing interval), and
+    P(D) = 1 - prod_l (1 - P(K_l < kmin_l)).  kmin_l is searched over the
+    binomial quantiles P(K_l < kmin_l) <= 10^-s, s in a fixed ladder from 2
+    to 300, and kmin_l = 1; every choice gives a valid bound and the smallest
+    is returned.  When A = 0 (eps >= 1) the lower tail is the dead event alone.
+    Work is in log space; the cost is O(n) per layer width per t.
+
+    Parameters
+    ----------
+    eps : float or array
+        Tolerance(s) > 0 in the given form.
+    widths : sequence of int
+        Hidden widths n_1..n_L.
+    samples : int
+        N, the number of inputs.
+    form : {"norm", "squared"}
+        Deviation form.
+    input_dim, init
+        As in :func:`layer_variances`.
+
+    Returns float for scalar eps, else an array of eps's shape.
+    """
+    _check_form(form)
+    e = _as_eps(eps)
+    N = _as_positive_int(samples, "samples")
+    w = _as_widths(widths)
+    v = layer_variances(w, input_dim, init)
+    keys, tidx = _layer_types(w, v)
+    L = len(w)
+    log_b_max = _log_safe_interval(float(np.max(e)), form)[1]
+    t_pos = np.geomspace(1e-3, math.exp(log_b_max) / (2.0 * float(np.min(v))) + 10.0, _T_GRID)
+    nmax = max(n for n, _ in keys)
+    t_neg = np.geomspace(1e-3, 0.5 * nmax, _T_GRID)
+    # kmin per level and layer type: the dead event alone, then binomial quantiles
+    below = {key: _log_binom_below(key[0]) for key in keys}
+    kmins = [[1] * len(keys)]
+    for s in _KMIN_LEVELS:
+        kmins.append([max(1, int(np.searchsorted(below[key], -s * math.log(10.0), side="right")) - 1)
+                      for key in keys])
+    tables = [_MomentTables(n, vv, t_pos, t_neg, sorted({km[j] for km in kmins}))
+              for j, (n, vv) in enumerate(keys)]
+    lam_pos = np.cumsum([tables[j].pos for j in tidx], axis=0)          # (L, T)
+
+    log_pd = [_log_dead_union([below[keys[j]][km[j]] for j in tidx]) for km in kmins]
+    counts = [np.bincount(tidx[:l + 1], minlength=len(keys)) for l in range(L)]
+
+    def lam_scalar(l, t, km):
+        return sum(c * tables[j].log_moment(t, km[j]) for j, c in enumerate(counts[l]) if c)
+
+    out = np.empty(e.shape)
+    for idx in np.ndindex(e.shape):
+        a, b = _log_safe_interval(float(e[idx]), form)
+        upper = [_best_t(lam_pos[l] - t_pos * b, t_pos, lambda t, l=l: lam_scalar(l, t, [1] * len(keys)) - t * b)
+                 for l in range(L)]
+        log_upper = _lse(np.asarray(upper))
+        if a == -math.inf:                       # A = 0: the lower tail is the dead event alone
+            out[idx] = math.exp(min(0.0, math.log(N) + np.logaddexp(log_pd[0], log_upper)))
+            continue
+        # the lower tail at every kmin level on the grid; refine the best level only
+        grid = []
+        for km in kmins:
+            lam = np.cumsum([tables[j].neg[km[j]] for j in tidx], axis=0)           # (L, T)
+            cap = 0.5 * np.minimum.accumulate(np.asarray([km[j] for j in tidx], dtype=float))
+            vals = np.where(t_neg[None, :] < cap[:, None], lam + t_neg * a, np.inf)
+            grid.append(vals)
+        totals = [np.logaddexp(pd, np.logaddexp(log_upper, _lse(np.min(vals, axis=1))))
+                  for pd, vals in zip(log_pd, grid)]
+        i = int(np.argmin(totals))
+        km, vals = kmins[i], grid[i]
+        lower = [_best_t(vals[l], t_neg, lambda t, l=l: lam_scalar(l, -t, km) + t * a) for l in range(L)]
+        best = np.logaddexp(log_pd[i], np.logaddexp(log_upper, _lse(np.asarray(lower))))
+        out[idx] = math.exp(min(0.0, math.log(N) + min(best, totals[i])))
+    return _scalar_or_array(out, e.ndim == 0)
+
+
+# ---------------------------------------------------------------------------
+# 6. required widths
+
+_BOUNDS = ("paper", "chernoff", "exact")
+
+
+def _equal_width_bound(kind, eps, m, depth, samples, form, init):
+    """Failure bound at equal hidden widths m (n_0 = m) for the bounds other than the paper's."""
+    widths = [m] * depth
+    if kind == "chernoff":
+        return chernoff_bound(eps, widths, samples, form, m, init)
+    return min(1.0, samples * exact_forward_failure(eps, widths, form, m, init))
+
+
+def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", init="he"):
+    """Smallest equal hidden width m at which a bound on the forward failure is <= delta.
+
+    All L hidden layers have width m and the input dimension is n_0 = m, so
+    ``"he-in"`` coincides with ``"he"`` and ``"glorot"`` and ``"lecun"`` have
+    E r_l = 1/2 in every layer.
+
+    Parameters
+    ----------
+    eps : float
+        Tolerance > 0 in the given form.
+    delta : float
+        Target failure probability in (0, 1).
+    depth : int
+        L, the number of hidden layers.
+    samples : int
+        N, the number of inputs.
+    bound : {"paper", "chernoff", "exact"}
+        ``"paper"``: :func:`paper_width` in closed form.  That bound is
+        derived for He initialisation and stated for the *norm* form; it is
+        accepted for init "he" and "he-in" only, and for form="squared" it is
+        applied at the norm tolerance sqrt(1 + eps) - 1, which implies a
+        squared deviation <= eps on both sides.
+        ``"chernoff"``: :func:`chernoff_bound` with N inputs.
+        ``"exact"``: N times :func:`exact_forward_failure` (capped at 1), the
+        exact probability for N = 1 and for N > 1 the union bound over inputs
+        (the exact N-input probability has no closed form; DESIGN section 5).
+    form : {"norm", "squared"}
+        Deviation form of eps.
+    init : str
+        One of :data:`GAUSSIAN_INITS`.
+
+    Returns
+    -------
+    int
+        m with bound(m) <= delta < bound(m - 1) (bound(0) counts as 1).  The
+        chernoff and exact widths are found by doubling and integer
+        bisection, which assumes the bound decreases in m (true of the paper
+        bound; observed for the others under He).  A ValueError is raised
+        when the large-width limit of some rho_l (prod_k v_k n_k / 2) lies
+        outside the open safe interval, so that no width suffices, or when
+        more than 2**21 units would be needed.
+    """
+    _check_form(form)
+    if bound not in _BOUNDS:
+        raise ValueError(f"bound must be one of {_BOUNDS}, got {bound!r}")
+    if init not in GAUSSIAN_INITS:
+        raise ValueError(f"init must be one of {GAUSSIAN_INITS}, got {init!r}")
+    e = float(_as_eps(eps))
+    d = float(_as_prob(delta))
+    L = _as_positive_int(depth, "depth")
+    N = _as_positive_int(samples, "samples")
+    if bound == "paper":
+        if init not in ("he", "he-in"):
+            raise ValueError("the paper bound is derived for He initialisation; "
+                             f"it does not apply to init={init!r}")
+        e_norm = e if form == "norm" else math.sqrt(1.0 + e) - 1.0
+        return paper_width(e_norm, d, N, L)
+    # large-width limit of rho_l: v_l n_l / 2 does not depend on m when n_0 = m
+    m0 = 2
+    limit = np.cumsum(np.log(layer_variances([m0] * L, m0, init) * m0 / 2.0))
+    a, b = _log_safe_interval(e, form)
+    if np.any(limit <= a) or np.any(limit >= b):
+        raise ValueError(f"with init={init!r} rho_l tends to {np.exp(limit)} as the width grows, "
+                         f"not inside the safe set at eps={e} ({form} form): no width suffices")
+
+    def ok(m):
+        return _equal_width_bound(bound, e, m, L, N, form, init) <= d
+    lo, hi = 0, 1                                       # invariant: bound(lo) > delta (lo = 0: by convention)
+    while not ok(hi):
+        lo, hi = hi, 2 * hi
+        if hi > _MAX_WIDTH:
+            raise ValueError(f"the {bound} bound needs a width above {_MAX_WIDTH} at eps={e}, delta={d}")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def required_widths(eps, delta, depth, samples=1, form="norm", init="he"):
+    """:func:`required_width` for every bound: {"paper": m, "chernoff": m, "exact": m}.
+
+    Arguments as in :func:`required_width` ("exact" is the union bound
+    N * P_exact for N > 1; "paper" is for the norm form and He
+    initialisation, and is None for init "glorot" and "lecun", where it does
+    not apply).
+    """
+    out = {}
+    for kind in _BOUNDS:
+        if kind == "paper" and init not in ("he", "he-in"):
+            out[kind] = None
+        else:
+            out[kind] = required_width(eps, delta, depth, samples, kind, form, init)
+    return out
