@@ -22,10 +22,14 @@ Variates from one 32-bit word ``w``:
   relative accuracy about 1e-16).  |z| <= 6.36; the normal mass beyond is
   2e-10, far below any Monte Carlo resolution mcinit reaches.
 Variates from two words (lanes 0 and 1): u53, a uniform with 53 random bits.
+Gamma(a) variates (chi2(k) = 2 Gamma(k/2)) by Marsaglia and Tsang's exact
+rejection method, attempt j using block j of a row (``sample_gamma``).
 
 Streams used by the kernels (the numbers are part of the random-number
 contract: changing one changes every result).
 """
+
+import math
 
 import numpy as np
 from numba import njit
@@ -180,6 +184,55 @@ def fill_normal_row(k0, k1, c2, c3, row, scale, out, n):
 
 
 @njit(cache=True)
+def fill_normal_row_where(k0, k1, c2, c3, row, scale, out, n, need):
+    """As fill_normal_row, but only the columns j with need[j] != 0 are computed
+    (the others are set to 0): the same numbers where computed."""
+    r = np.uint64(row)
+    nb = (n + 3) // 4
+    for b in range(nb):
+        j = 4 * b
+        m = min(4, n - j)
+        any_needed = False
+        for i in range(m):
+            if need[j + i] != 0:
+                any_needed = True
+        if not any_needed:
+            for i in range(m):
+                out[j + i] = 0.0
+            continue
+        w0, w1, w2, w3 = philox_block(np.uint64(b), r, c2, c3, k0, k1)
+        out[j] = scale * u32_to_normal(w0) if need[j] != 0 else 0.0
+        if m > 1:
+            out[j + 1] = scale * u32_to_normal(w1) if need[j + 1] != 0 else 0.0
+        if m > 2:
+            out[j + 2] = scale * u32_to_normal(w2) if need[j + 2] != 0 else 0.0
+        if m > 3:
+            out[j + 3] = scale * u32_to_normal(w3) if need[j + 3] != 0 else 0.0
+
+
+_HALF = np.uint64(1 << 31)
+
+
+@njit(cache=True)
+def fill_relu_normal_row(k0, k1, c2, c3, row, scale, out, n):
+    """out[j] = max(0, scale z_j) with z_j the normals of fill_normal_row and scale > 0.
+
+    z_j > 0 exactly when its word is >= 2^31, so the inversion runs only there."""
+    r = np.uint64(row)
+    nb = (n + 3) // 4
+    for b in range(nb):
+        w0, w1, w2, w3 = philox_block(np.uint64(b), r, c2, c3, k0, k1)
+        j = 4 * b
+        out[j] = scale * u32_to_normal(w0) if w0 >= _HALF else 0.0
+        if j + 1 < n:
+            out[j + 1] = scale * u32_to_normal(w1) if w1 >= _HALF else 0.0
+        if j + 2 < n:
+            out[j + 2] = scale * u32_to_normal(w2) if w2 >= _HALF else 0.0
+        if j + 3 < n:
+            out[j + 3] = scale * u32_to_normal(w3) if w3 >= _HALF else 0.0
+
+
+@njit(cache=True)
 def fill_uniform_row(k0, k1, c2, c3, row, lo, hi, out, n):
     """out[j] = lo + (hi - lo) U(0, 1) for columns j = 0..n-1 of ``row``."""
     r = np.uint64(row)
@@ -195,6 +248,41 @@ def fill_uniform_row(k0, k1, c2, c3, row, lo, hi, out, n):
             out[j + 2] = lo + width * u32_to_uniform(w2)
         if j + 3 < n:
             out[j + 3] = lo + width * u32_to_uniform(w3)
+
+
+_BOOST_BLOCK = 0xFFFFFFFF
+
+
+@njit(cache=True)
+def sample_gamma(a, k0, k1, c2, c3, row):
+    """Gamma(a, 1), a >= 0, from (row, block j) for attempt j (Marsaglia-Tsang 2000).
+
+    For a < 1: Gamma(a + 1) U^(1/a), U from block 2**32 - 1 of the row."""
+    if a <= 0.0:
+        return 0.0
+    boost = a < 1.0
+    b = a + 1.0 if boost else a
+    d = b - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    r = np.uint64(row)
+    j = 0
+    while True:
+        w0, w1, w2, w3 = philox_block(np.uint64(j), r, c2, c3, k0, k1)
+        j += 1
+        x = u32_to_normal(w0)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        u = u32_to_uniform(w1)
+        x2 = x * x
+        if u < 1.0 - 0.0331 * x2 * x2 or math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
+            g = d * v
+            break
+    if boost:
+        w0, w1, w2, w3 = philox_block(np.uint64(_BOOST_BLOCK), r, c2, c3, k0, k1)
+        g *= math.exp(math.log(u32_to_uniform(w0)) / a)
+    return g
 
 
 # ---------------------------------------------------------------- Python API

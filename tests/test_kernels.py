@@ -170,8 +170,10 @@ def test_projected_agrees_with_dense_on_a_correlated_dataset(correlated_npy):
     _two_sample(recs["dense"], recs["projected"], "fixed-data")
 
 
-def test_projected_agrees_with_dense_on_random_inputs_with_more_inputs_than_width():
-    kw = dict(input_dim=6, widths="5,9,4", samples=8, data="gaussian", head="gaussian:3")
+@pytest.mark.parametrize("data,samples", [("gaussian", 8), ("sphere", 3), ("sphere", 1)])
+def test_projected_agrees_with_dense_on_random_inputs(data, samples):
+    """Includes more inputs than the input dimension and the narrowest layer (rank-deficient)."""
+    kw = dict(input_dim=6, widths="5,9,4", samples=samples, data=data, head="softmax:3")
     recs = {}
     for kernel in ("dense", "projected"):
         cfg, data = config.build(trials=20000, kernel=kernel, seed=9 + len(recs), **kw)

@@ -34,42 +34,7 @@ from scipy import stats
 from .. import rng
 from .common import DATA_FIXED, DATA_GAUSSIAN, head_error, n_chunks
 
-__all__ = ["fill", "binomial_tables", "sample_gamma", "sample_binomial"]
-
-_BOOST_BLOCK = 0xFFFFFFFF
-
-
-@njit(cache=True)
-def sample_gamma(a, k0, k1, c2, c3, row):
-    """Gamma(a, 1), a >= 0, from (row, block j) for attempt j (Marsaglia-Tsang 2000).
-
-    For a < 1: Gamma(a + 1) U^(1/a), U from block 2**32 - 1 of the row."""
-    if a <= 0.0:
-        return 0.0
-    boost = a < 1.0
-    b = a + 1.0 if boost else a
-    d = b - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    r = np.uint64(row)
-    j = 0
-    while True:
-        w0, w1, w2, w3 = rng.philox_block(np.uint64(j), r, c2, c3, k0, k1)
-        j += 1
-        x = rng.u32_to_normal(w0)
-        v = 1.0 + c * x
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        u = rng.u32_to_uniform(w1)
-        x2 = x * x
-        if u < 1.0 - 0.0331 * x2 * x2 or math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
-            g = d * v
-            break
-    if boost:
-        w0, w1, w2, w3 = rng.philox_block(np.uint64(_BOOST_BLOCK), r, c2, c3, k0, k1)
-        g *= math.exp(math.log(rng.u32_to_uniform(w0)) / a)
-    return g
-
+__all__ = ["fill", "binomial_tables", "sample_binomial"]
 
 @njit(cache=True)
 def sample_binomial(cdf, lo, n, k0, k1, c2, c3, row):
@@ -110,8 +75,8 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
     for l in range(1, L + 1):
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
         Kl = sample_binomial(cdf, offs[l - 1], widths[l], k0, k1, c2, c3, 0)
-        c[l] = 2.0 * sample_gamma(0.5 * Kl, k0, k1, c2, c3, 1)
-        d[l] = 2.0 * sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, 2) if Kl > 1 else 0.0
+        c[l] = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, 1)
+        d[l] = 2.0 * rng.sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, 2) if Kl > 1 else 0.0
         r *= var[l - 1] * c[l]
         rho[l] = r
     # ||x||^2
@@ -119,7 +84,7 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
         s02 = xnorm2
     elif data == DATA_GAUSSIAN:
         c2, c3 = rng.counter_words(trial, 0, rng.STREAM_LAW)
-        s02 = 2.0 * sample_gamma(0.5 * widths[0], k0, k1, c2, c3, 0)
+        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, 0)
     else:
         s02 = 1.0
     # head: G_o ~ N(0, I_K), z = s_L G_o, beta_L = G_o . e, ||u_L||^2 = ||e||^2 d_L

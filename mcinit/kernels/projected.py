@@ -8,7 +8,10 @@ Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
             W_l^T Delta = Q G^T Delta + (I - QQ^T) Y R_D,
             Y an n_(l-1) x rank(Delta) matrix of N(0, v_l) (columns from STREAM_PROJ_Y).
 The head W_o (N(0, 1), layer L + 1) is handled the same way with Delta = E, the
-errors.  Only Gram-matrix information of each layer's inputs enters, so the
+errors.  The inputs enter only through R of H = X (no input is ever drawn for
+random data: R is sampled directly by the Bartlett decomposition), and only the
+rows of Y on the units some input activates are computed (the others never
+reach a delta).  Only Gram-matrix information of each layer's inputs enters, so the
 cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).
 """
 
@@ -18,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import rng
-from .common import dot, draw_inputs, head_error, n_chunks, write_ratios
+from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, n_chunks, write_ratios
 
 __all__ = ["fill"]
 
@@ -70,10 +73,11 @@ def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v):
     factor, Y (rd x n) fresh Gaussian rows."""
     for x in range(Nv):
         for j in range(n):
-            s = 0.0
-            for m in range(rd):
-                s += Rd[m, x] * Y[m, j]
-            v[j] = s
+            v[j] = 0.0
+        for m in range(rd):
+            c = Rd[m, x]
+            for j in range(n):
+                v[j] += c * Y[m, j]
         for k in range(r):
             c = dot(Q[k], v, n)
             p = dot(G[k], D[x], n_out)
@@ -84,11 +88,60 @@ def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v):
 
 
 @njit(cache=True)
-def projected_trial(trial, k0, k1, widths, var, head, K, data, X0, N,
-                    H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, hn2, dn2, fwd, bwd):
+def input_factor(k0, k1, trial, data, R0fixed, r0fixed, n0, N, R, xn2):
+    """R (r x N) with R^T R = the Gram matrix of the trial's inputs; returns r.
+
+    Fixed data: the precomputed thin-QR factor.  Gaussian data, by the Bartlett
+    decomposition of a Gaussian n0 x N matrix X = Q R: R[k, k] = chi(n0 - k),
+    R[k, j] ~ N(0, 1) for j > k, k < min(N, n0); the sphere divides each column
+    by its norm.  Rows: (layer 0, STREAM_PROJ_G, row k) for R[k, j], and
+    (layer 0, STREAM_PROJ_Y, row k) for the chi-square R[k, k]^2."""
+    if data == DATA_FIXED:
+        for k in range(r0fixed):
+            for x in range(N):
+                R[k, x] = R0fixed[k, x]
+        r = r0fixed
+    else:
+        r = min(N, n0)
+        c2, c3 = rng.counter_words(trial, 0, rng.STREAM_PROJ_G)
+        d2, d3 = rng.counter_words(trial, 0, rng.STREAM_PROJ_Y)
+        for k in range(r):
+            rng.fill_normal_row(k0, k1, c2, c3, k, 1.0, R[k], N)
+            for x in range(k):
+                R[k, x] = 0.0
+            R[k, k] = math.sqrt(2.0 * rng.sample_gamma(0.5 * (n0 - k), k0, k1, d2, d3, k))
+        if data == DATA_SPHERE:
+            for x in range(N):
+                s = 0.0
+                for k in range(min(x + 1, r)):
+                    s += R[k, x] * R[k, x]
+                s = 1.0 / math.sqrt(s)
+                for k in range(min(x + 1, r)):
+                    R[k, x] *= s
+    for x in range(N):
+        s = 0.0
+        for k in range(r):
+            s += R[k, x] * R[k, x]
+        xn2[x] = s
+    return r
+
+
+@njit(cache=True)
+def support(H, N, n, need):
+    """need[j] = 1 where some input has h_j > 0 (outside it no delta or basis vector lives)."""
+    for j in range(n):
+        need[j] = 0
+    for x in range(N):
+        for j in range(n):
+            if H[x, j] > 0.0:
+                need[j] = 1
+
+
+@njit(cache=True)
+def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+                    H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, hn2, dn2, fwd, bwd):
     L = widths.shape[0] - 1
-    draw_inputs(k0, k1, trial, data, X0, N, widths[0], H[0])
-    rank[0] = mgs(H[0], N, widths[0], Q[0], R[0], v)
+    rank[0] = input_factor(k0, k1, trial, data, R0fixed, r0fixed, widths[0], N, R[0], hn2[:, 0])
     # forward: a^l(x) = sum_k R[k, x] G[k, :], G = (W_l Q)^T rows ~ N(0, v_l)
     for l in range(1, L + 1):
         n = widths[l]
@@ -96,10 +149,18 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, X0, N,
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_G)
         sd = math.sqrt(var[l - 1])
         Gl = G[l]
-        for k in range(r):
-            rng.fill_normal_row(k0, k1, c2, c3, k, sd, Gl[k], n)
         Rp = R[l - 1]
         Hl = H[l]
+        if N == 1 and r == 1:
+            # one input: h = ReLU(||h^(l-1)|| g); G keeps only g's positive part, all the backward uses
+            rng.fill_relu_normal_row(k0, k1, c2, c3, 0, sd, Gl[0], n)
+            s = Rp[0, 0]
+            for i in range(n):
+                Hl[0, i] = s * Gl[0, i]
+            rank[l] = mgs(Hl, N, n, Q[l], R[l], v)
+            continue
+        for k in range(r):
+            rng.fill_normal_row(k0, k1, c2, c3, k, sd, Gl[k], n)
         for x in range(N):
             for i in range(n):
                 Hl[x, i] = 0.0
@@ -127,8 +188,9 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, X0, N,
     # delta^L = 1[a^L > 0] (Q_L G_o^T e + (I - Q_L Q_L^T) Y_o R_E)
     re = mgs(E, N, K, Qs, Rs, v)
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_PROJ_Y)
+    support(H[L], N, nL, need)
     for m in range(re):
-        rng.fill_normal_row(k0, k1, c2, c3, m, 1.0, Y[m], nL)
+        rng.fill_normal_row_where(k0, k1, c2, c3, m, 1.0, Y[m], nL, need)
     back_step(Q[L], rL, Go, K, E, N, re, Rs, Y, nL, H[L], Dl, v)
     for x in range(N):
         dn2[x, L] = dot(Dl[x], Dl[x], nL)
@@ -139,15 +201,16 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, X0, N,
         rd = mgs(Dl, N, n_out, Qs, Rs, v)
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_Y)
         sd = math.sqrt(var[l - 1])
+        support(H[l - 1], N, n, need)
         for m in range(rd):
-            rng.fill_normal_row(k0, k1, c2, c3, m, sd, Y[m], n)
+            rng.fill_normal_row_where(k0, k1, c2, c3, m, sd, Y[m], n, need)
         back_step(Q[l - 1], rank[l - 1], G[l], n_out, Dl, N, rd, Rs, Y, n, H[l - 1], Dn, v)
         for x in range(N):
             dn2[x, l - 1] = dot(Dn[x], Dn[x], n)
         Dl, Dn = Dn, Dl
     dead = False
     for x in range(N):
-        for l in range(L + 1):
+        for l in range(1, L + 1):
             hn2[x, l] = dot(H[l][x], H[l][x], widths[l])
         if write_ratios(hn2[x], dn2[x], L, fwd[x], bwd[x]):
             dead = True
@@ -155,7 +218,8 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, X0, N,
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, X0, N, fwd, bwd, dead):
+def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+           fwd, bwd, dead):
     L = widths.shape[0] - 1
     nmax = K
     for l in range(L + 1):
@@ -164,8 +228,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, X0, N, fwd
     for c in prange(nchunks):
         lo = first + (count * c) // nchunks
         hi = first + (count * (c + 1)) // nchunks
-        H = [np.empty((N, widths[l])) for l in range(L + 1)]
-        Q = [np.empty((min(N, widths[l]), widths[l])) for l in range(L + 1)]
+        H = [np.empty((N if l > 0 else 0, widths[l])) for l in range(L + 1)]
+        Q = [np.empty((min(N, widths[l]) if l > 0 else 0, widths[l])) for l in range(L + 1)]
         R = [np.empty((min(N, widths[l]), N)) for l in range(L + 1)]
         G = [np.empty((min(N, widths[max(l - 1, 0)]), widths[l])) for l in range(L + 1)]
         Go = np.empty((min(N, widths[L]), K))
@@ -178,12 +242,13 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, X0, N, fwd
         Rs = np.empty((rs, N))
         Y = np.empty((rs, nmax))
         v = np.empty(nmax)
+        need = np.zeros(nmax, dtype=np.uint8)
         hn2 = np.empty((N, L + 1))
         dn2 = np.zeros((N, L + 1))
         for t in range(lo, hi):
             j = t - first
-            dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, X0, N,
-                                      H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v,
+            dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+                                      H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need,
                                       hn2, dn2, fwd[j], bwd[j])
 
 
@@ -191,5 +256,13 @@ def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
     if plan.dist != 0:
         raise ValueError("the projected kernel is exact for Gaussian weights only")
+    if not hasattr(plan, "_input_factor"):
+        N, n0 = plan.samples, int(plan.widths[0])
+        R0 = np.zeros((min(N, n0), N))
+        r0 = 0
+        if plan.data == DATA_FIXED:
+            r0 = mgs(plan.X0, N, n0, np.empty((min(N, n0), n0)), R0, np.empty(n0))
+        plan._input_factor = (R0, r0)
+    R0, r0 = plan._input_factor
     _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.head,
-           plan.classes, plan.data, plan.X0, plan.samples, fwd, bwd, dead)
+           plan.classes, plan.data, R0, r0, plan.samples, fwd, bwd, dead)
