@@ -59,11 +59,12 @@ def resolve(config):
     return dataclasses.replace(config, kernel=name)
 
 
-def default_batch_size(config):
-    """Trials per batch: about a quarter-second of work, within the memory budget."""
+def default_batch_size(config, threads=1):
+    """Trials per batch: about a second of work, at least four work units per thread,
+    within the memory budget."""
     c = kernels.cost(config.kernel, config.all_widths, config.samples, config.head[1])
-    by_work = int(3e7 / max(c, 1.0))
-    by_mem = _BATCH_VALUES // (2 * config.samples * config.depth)
+    by_work = max(int(2e8 / max(c, 1.0)), 4 * threads)
+    by_mem = max(1, _BATCH_VALUES // (2 * config.samples * config.depth))
     return int(max(1, min(by_work, by_mem, 1 << 16, config.trials)))
 
 
@@ -118,7 +119,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             raise ConfigError(f"threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
         set_num_threads(int(threads))
     if batch_size is None:
-        batch_size = default_batch_size(config)
+        batch_size = default_batch_size(config, get_num_threads())
     elif batch_size < 1:
         raise ConfigError("batch size must be at least 1")
     sink = MemorySink() if sink is None else sink

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 from scipy import stats as sps
 
-__all__ = ["Summary", "reduce_batch", "deviation", "failure_counts", "clopper_pearson",
+__all__ = ["Summary", "reduce_batch", "failure_counts", "clopper_pearson",
            "HIST_RANGE", "HIST_BINS"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
@@ -148,18 +148,36 @@ def reduce_batch(fwd, bwd, dead, summary):
                 dead=np.asarray(dead, dtype=bool))
 
 
-def deviation(rmin, rmax, form="norm"):
-    """Per-trial deviation max_l max(|f(min) - 1|, |f(max) - 1|), f = sqrt (norm form) or identity (squared form)."""
-    if form == "norm":
-        a, b = np.sqrt(rmin), np.sqrt(rmax)
-    elif form == "squared":
-        a, b = rmin, rmax
-    else:
-        raise ValueError("form must be 'norm' or 'squared'")
-    with np.errstate(invalid="ignore"):
-        dev = np.maximum(np.abs(a - 1.0), np.abs(b - 1.0))
-    dev = np.where(np.isnan(dev), np.inf, dev)
-    return dev.max(axis=1)
+@njit(cache=True, inline="always")
+def _dev(r, norm):
+    if r != r or r == np.inf:
+        return np.inf
+    return abs(math.sqrt(r) - 1.0) if norm else abs(r - 1.0)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts):
+    """counts[chunk, prop, e]: failures of trials in a chunk (prop 0 forward, 1 backward, 2 both)."""
+    T, L = fmin.shape
+    for c in prange(nchunks):
+        for t in range((T * c) // nchunks, (T * (c + 1)) // nchunks):
+            fd = 0.0
+            bd = 0.0
+            dead = False
+            for l in range(L):
+                fd = max(fd, _dev(fmin[t, l], norm), _dev(fmax[t, l], norm))
+                bd = max(bd, _dev(bmin[t, l], norm), _dev(bmax[t, l], norm))
+                if fmin[t, l] == 0.0:
+                    dead = True
+            for i in range(eps.shape[0]):
+                ff = dead or fd > eps[i]
+                bf = bd > eps[i]
+                if ff:
+                    counts[c, 0, i] += 1
+                if bf:
+                    counts[c, 1, i] += 1
+                if ff or bf:
+                    counts[c, 2, i] += 1
 
 
 def failure_counts(records, eps, form="norm"):
@@ -168,18 +186,17 @@ def failure_counts(records, eps, form="norm"):
     A trial fails the forward property when some rho_l deviates by more than eps
     or some layer is dead (rho_l = 0); the backward property when some gamma_l
     deviates by more than eps (gamma = inf when delta^L = 0, a dead network)."""
-    eps = np.atleast_1d(np.asarray(eps, dtype=float))
-    fdev = deviation(records["fwd_min"], records["fwd_max"], form)
-    fdead = np.any(records["fwd_min"] == 0.0, axis=1)
-    bdev = deviation(records["bwd_min"], records["bwd_max"], form)
-    out = {"forward": [], "backward": [], "both": []}
-    for e in eps:
-        ff = (fdev > e) | fdead
-        bf = bdev > e
-        out["forward"].append(int(np.count_nonzero(ff)))
-        out["backward"].append(int(np.count_nonzero(bf)))
-        out["both"].append(int(np.count_nonzero(ff | bf)))
-    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+    if form not in ("norm", "squared"):
+        raise ValueError("form must be 'norm' or 'squared'")
+    eps = np.ascontiguousarray(np.atleast_1d(np.asarray(eps, dtype=float)))
+    fmin = np.ascontiguousarray(records["fwd_min"], dtype=float)
+    nchunks = max(1, min(64, len(fmin) // 4096))
+    counts = np.zeros((nchunks, 3, len(eps)), dtype=np.int64)
+    _tally(fmin, np.ascontiguousarray(records["fwd_max"], dtype=float),
+           np.ascontiguousarray(records["bwd_min"], dtype=float),
+           np.ascontiguousarray(records["bwd_max"], dtype=float), eps, form == "norm", nchunks, counts)
+    total = counts.sum(axis=0)
+    return {"forward": total[0], "backward": total[1], "both": total[2]}
 
 
 def clopper_pearson(k, n, level=0.95):
