@@ -19,11 +19,12 @@ setup(
         "h5py>=3.8",
         "click>=8.0",
         "tqdm>=4.60",
+        "pandas>=1.5",
+        "matplotlib>=3.6",
         "tomli>=1.1; python_version<'3.11'",
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "analysis": ["pandas>=1.5", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["mcinit = mcinit.cli:main"]},
 )

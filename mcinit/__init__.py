@@ -2,4 +2,10 @@
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+
+def load(path):
+    """The results of a run or sweep file (mcinit.results.Results; only completed trials)."""
+    from .results import load as _load
+    return _load(path)

@@ -9,6 +9,7 @@ from ._version import __version__
 from .config import ConfigError
 
 DEFAULT_OUTPUT = "mcinit-run.h5"
+DEFAULT_SWEEP_OUTPUT = "mcinit-sweep.h5"
 
 
 def _fail(message):
@@ -23,6 +24,9 @@ def user_errors(fn):
         from .store import StoreError
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # output piped into head and the like
+            sys.stderr.close()
+            sys.exit(0)
         except (ConfigError, StoreError) as e:
             _fail(str(e))
         except OSError as e:
@@ -41,63 +45,112 @@ def main():
 
 RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "init", "dist",
             "head", "kernel", "seed")
+EXEC_KEYS = ("threads", "batch_size", "output", "overwrite", "compress", "quiet")
+
+_LIST = "  A sweep takes a comma-separated list."
+_RUN_OPTIONS = [
+    click.option("--trials", help="Number of trials (networks), e.g. 250000 or 1e6.  [default: 1e5]"),
+    click.option("--input-dim", help="Input dimension n_0 (taken from the data for a .npy file).  [default: 500]"),
+    click.option("--width", help="Width of every hidden layer.  [default: 512]" + _LIST),
+    click.option("--depth", help="Number of hidden layers L.  [default: 10]" + _LIST),
+    click.option("--widths", help="One width per hidden layer, e.g. 64,128,96 (instead of --width/--depth)."),
+    click.option("--samples", help="Inputs per trial N (first N rows of a .npy dataset).  [default: 1]" + _LIST),
+    click.option("--data", help="gaussian | sphere | PATH.npy (fixed dataset, one input per row).  [default: gaussian]"),
+    click.option("--init", help="he | he-in | glorot | lecun | wn | wn-unit.  [default: he]" + _LIST),
+    click.option("--dist", help="normal | uniform weight entries.  [default: normal]"),
+    click.option("--head", help="softmax:K (cross-entropy, random soft targets) | gaussian:K.  [default: softmax:20]"),
+    click.option("--kernel", help="auto | dense | projected | law.  [default: auto]"),
+    click.option("--seed", help="Seed, 0 <= seed < 2**64.  [default: 0]"),
+    click.option("--threads", type=int, help="CPU threads (results do not depend on it).  [default: all]"),
+    click.option("--batch-size", type=int, help="Trials per batch (results do not depend on it).  [default: auto]"),
+    click.option("-o", "--output", help="Results file (HDF5).  [default: mcinit-run.h5, sweeps mcinit-sweep.h5]"),
+    click.option("--overwrite", is_flag=True, default=None, help="Replace an existing results file."),
+    click.option("--compress", type=int, help="Deflate level 0-9 of the per-trial ratios in the file "
+                 "(they are random doubles: about 17% smaller, much slower).  [default: 0]"),
+    click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bar and no summary."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="JSON or TOML file with the same keys (options given here win)."),
+]
+
+
+def run_options(fn):
+    for opt in reversed(_RUN_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def _values(config_file, given):
+    """Configuration-file keys overlaid with the options given on the command line."""
+    from .config import load_config_file
+    values = {}
+    if config_file:
+        values = load_config_file(config_file)
+        unknown = set(values) - set(RUN_KEYS) - set(EXEC_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in {config_file}: {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in given.items() if v is not None})
+    execution = dict(threads=_opt_int(values.pop("threads", None), "threads"),
+                     batch_size=_opt_int(values.pop("batch_size", None), "batch-size"),
+                     output=values.pop("output", None),
+                     overwrite=bool(values.pop("overwrite", False)),
+                     compress=_opt_int(values.pop("compress", 0), "compress"),
+                     quiet=bool(values.pop("quiet", False)))
+    return values, execution
 
 
 @main.command()
-@click.option("--trials", help="Number of trials (networks), e.g. 250000 or 1e6.  [default: 1e5]")
-@click.option("--input-dim", help="Input dimension n_0 (taken from the data for a .npy file).  [default: 500]")
-@click.option("--width", help="Width of every hidden layer.  [default: 512]")
-@click.option("--depth", help="Number of hidden layers L.  [default: 10]")
-@click.option("--widths", help="One width per hidden layer, e.g. 64,128,96 (instead of --width/--depth).")
-@click.option("--samples", help="Inputs per trial N (first N rows of a .npy dataset).  [default: 1]")
-@click.option("--data", help="gaussian | sphere | PATH.npy (fixed dataset, one input per row).  [default: gaussian]")
-@click.option("--init", help="he | he-in | glorot | lecun | wn | wn-unit.  [default: he]")
-@click.option("--dist", help="normal | uniform weight entries.  [default: normal]")
-@click.option("--head", help="softmax:K (cross-entropy, random soft targets) | gaussian:K.  [default: softmax:20]")
-@click.option("--kernel", help="auto | dense | projected | law.  [default: auto]")
-@click.option("--seed", help="Seed, 0 <= seed < 2**64.  [default: 0]")
-@click.option("--threads", type=int, help="CPU threads (results do not depend on it).  [default: all]")
-@click.option("--batch-size", type=int, help="Trials per batch (results do not depend on it).  [default: auto]")
-@click.option("-o", "--output", help=f"Results file (HDF5).  [default: {DEFAULT_OUTPUT}]")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing results file.")
-@click.option("--compress", type=int, help="Deflate level 0-9 of the per-trial ratios in the file "
-              "(they are random doubles: about 17% smaller, much slower).  [default: 0]")
-@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bar and no summary.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="JSON or TOML file with the same keys (options given here win).")
+@run_options
 @user_errors
-def run(config_file, threads, batch_size, output, overwrite, compress, quiet, **given):
+def run(config_file, **given):
     """Run trials and stream per-trial records and summaries into an HDF5 file."""
-    from .config import build, load_config_file
+    from .config import build
     from .engine import resolve, run as run_engine
     from .store import HDF5Sink
     from .summary_text import run_summary
 
-    values = {}
-    if config_file:
-        values = load_config_file(config_file)
-        unknown = set(values) - set(RUN_KEYS) - {"threads", "batch_size", "output", "overwrite", "compress", "quiet"}
-        if unknown:
-            raise ConfigError(f"unknown key(s) in {config_file}: {', '.join(sorted(unknown))}")
-    values.update({k: v for k, v in given.items() if v is not None})
-    for key, val in (("threads", threads), ("batch_size", batch_size), ("output", output),
-                     ("overwrite", overwrite), ("compress", compress), ("quiet", quiet)):
-        if val is not None:
-            values[key] = val
-    threads = _opt_int(values.pop("threads", None), "threads")
-    batch_size = _opt_int(values.pop("batch_size", None), "batch-size")
-    output = str(values.pop("output", DEFAULT_OUTPUT))
-    overwrite = bool(values.pop("overwrite", False))
-    compress = _opt_int(values.pop("compress", 0), "compress")
-    quiet = bool(values.pop("quiet", False))
+    values, ex = _values(config_file, given)
+    output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     cfg = resolve(cfg)
-    sink = HDF5Sink(output, overwrite=overwrite, compress=compress)
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], compress=ex["compress"])
     sink.check_writable()
-    result = run_engine(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet)
-    if not quiet:
+    result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
+                        quiet=ex["quiet"])
+    if not ex["quiet"]:
         from numba import get_num_threads
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
+
+
+@main.command()
+@run_options
+@user_errors
+def sweep(config_file, **given):
+    """Run the Cartesian product of listed widths, depths, samples and inits into one file.
+
+    Example: mcinit sweep --width 128,256,512,1024 --init he,glorot --trials 1e5
+    """
+    from . import sweep as sweep_mod
+    from .store import HDF5Sink
+    from .summary_text import run_summary
+
+    values, ex = _values(config_file, given)
+    output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
+    runs = sweep_mod.expand(values)
+    HDF5Sink(output, overwrite=ex["overwrite"], compress=ex["compress"]).check_writable()
+    if ex["threads"] is not None:
+        from .engine import set_threads
+        set_threads(ex["threads"])
+    if not ex["quiet"]:
+        click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
+
+    def done(name, result):
+        if not ex["quiet"]:
+            click.echo(f"\n[{name}]")
+            click.echo("\n".join(run_summary(result)))
+
+    sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], compress=ex["compress"],
+                        threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
+                        on_run=done)
 
 
 def _opt_int(value, name):

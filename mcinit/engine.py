@@ -25,7 +25,7 @@ from .progress import progress_bar
 from .stats import Summary, failure_counts, reduce_batch
 from .store import MemorySink
 
-__all__ = ["run", "resolve", "RunResult", "default_batch_size"]
+__all__ = ["run", "resolve", "RunResult", "default_batch_size", "set_threads"]
 
 #: tolerances at which a run counts failures as it goes (norm form), for its closing summary
 REPORT_EPS = (0.1, 0.25, 0.5)
@@ -57,6 +57,14 @@ def resolve(config):
     name = kernels.resolve(config.kernel, dist, config.all_widths, config.samples,
                            config.head[1], config.init)
     return dataclasses.replace(config, kernel=name)
+
+
+def set_threads(threads):
+    """Use ``threads`` numba threads (1 .. NUMBA_NUM_THREADS); never changes a result."""
+    import numba
+    if not 1 <= int(threads) <= numba.config.NUMBA_NUM_THREADS:
+        raise ConfigError(f"threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
+    numba.set_num_threads(int(threads))
 
 
 def default_batch_size(config, threads=1):
@@ -110,14 +118,11 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     quiet       no progress bar
     on_batch    optional callback(completed) after each batch is handed to the sink
     """
-    from numba import get_num_threads, set_num_threads
+    from numba import get_num_threads
 
     config = resolve(config)
     if threads is not None:
-        import numba
-        if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-            raise ConfigError(f"threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
-        set_num_threads(int(threads))
+        set_threads(threads)
     if batch_size is None:
         batch_size = default_batch_size(config, get_num_threads())
     elif batch_size < 1:

@@ -5,6 +5,9 @@ once per batch in trial order, then ``sink.close()``.  The store knows nothing
 of networks: it writes arrays and attributes.
 
 HDF5 layout (DESIGN section 7):
+A sweep file has root attributes format, format_version, kind="sweep", runs
+(JSON list of run names) and one such run group per run under /runs/<name>/.
+
   /            attrs format="mcinit", format_version=1, mcinit_version, config,
                config_hash, rng="philox4x32-10", seed, created, trials (planned),
                kernel, completed (trials durably written; trust nothing past it)
@@ -38,7 +41,7 @@ import numpy as np
 from .stats import QUANTITIES, Summary
 
 __all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS",
-           "read_summary"]
+           "read_summary", "check_output", "create_file"]
 
 FORMAT_VERSION = 1
 RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
@@ -141,88 +144,125 @@ class _ChunkedColumns:
         self.tail_start = start + full
 
 
-class HDF5Sink:
-    """Writes a run into an HDF5 file, batch by batch (format version 1)."""
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-    def __init__(self, path, overwrite=False, compress=0, threads=None):
+
+def check_output(path, overwrite=False):
+    """Refuse an existing file without overwrite, or an unwritable place, before any work."""
+    if os.path.isdir(path):
+        raise StoreError(f"output {path} is a directory")
+    if os.path.exists(path) and not overwrite:
+        raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another -o")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise StoreError(f"output directory {d} does not exist")
+    if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise StoreError(f"output {path} is not writable")
+
+
+def create_file(path, attrs, build=None):
+    """Create ``path`` whole or not at all: written under a temporary name, then renamed.
+
+    attrs: root attributes; build(f): adds groups and datasets before the rename."""
+    tmp = path + f".creating-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "mcinit"
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["created"] = _now()
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            if build is not None:
+                build(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
+
+
+class HDF5Sink:
+    """Writes a run into an HDF5 file, batch by batch (format version 1).
+
+    The run lives at the file's root, or in ``group`` (e.g. ``runs/w512-d10-n1-he``)
+    of an existing sweep file."""
+
+    def __init__(self, path, overwrite=False, compress=0, threads=None, group=None):
         """path: the results file; overwrite: replace an existing file; compress: deflate
-        level 0-9 of the per-trial float datasets (0: unfiltered); threads: compressors."""
+        level 0-9 of the per-trial float datasets (0: unfiltered); threads: compressors;
+        group: the run's group inside an existing file (None: a new file, the run at its root)."""
         if not 0 <= int(compress) <= 9:
             raise StoreError(f"compression level must be 0-9, got {compress}")
         self.path = path
         self.overwrite = overwrite
         self.compress = int(compress)
         self.threads = threads or min(4, os.cpu_count() or 1)
+        self.group = group
         self.completed = 0
         self._pool = None
         self._columns = None
 
     def check_writable(self):
-        """Refuse an existing file without overwrite, or an unwritable place, before any work."""
-        path = self.path
-        if os.path.isdir(path):
-            raise StoreError(f"output {path} is a directory")
-        if os.path.exists(path) and not self.overwrite:
-            raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another -o")
-        d = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(d):
-            raise StoreError(f"output directory {d} does not exist")
-        if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-            raise StoreError(f"output {path} is not writable")
+        if self.group is None:
+            check_output(self.path, self.overwrite)
 
-    def open(self, meta):
-        self.check_writable()
+    def _build(self, g, meta):
         L = int(meta["depth"])
         kw = dict(compression="gzip", compression_opts=1, shuffle=True)
         kw_rec = dict(compression="gzip", compression_opts=self.compress, shuffle=True) if self.compress else {}
-        tmp = self.path + f".creating-{os.getpid()}"
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = "mcinit"
-                f.attrs["format_version"] = FORMAT_VERSION
-                f.attrs["mcinit_version"] = meta["mcinit_version"]
-                f.attrs["config"] = meta["config"]
-                f.attrs["config_hash"] = meta["config_hash"]
-                f.attrs["rng"] = "philox4x32-10"
-                f.attrs["seed"] = np.uint64(meta["seed"])
-                f.attrs["kernel"] = meta["kernel"]
-                f.attrs["trials"] = np.int64(meta["trials"])
-                f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-                f.attrs["completed"] = np.int64(0)
-                g = f.create_group("trials")
-                rows = _CHUNK_ROWS
-                g.create_dataset("index", shape=(0,), maxshape=(None,), dtype=np.int64,
-                                 chunks=(rows,), **kw)
-                for name in RECORD_FIELDS:
-                    g.create_dataset(name, shape=(0, L), maxshape=(None, L), dtype=np.float64,
-                                     chunks=(rows, L), **kw_rec)
-                g.create_dataset("dead", shape=(0,), maxshape=(None,), dtype=bool, chunks=(rows,), **kw)
-                self._write_summary(f, Summary(L), create=True)
-            os.replace(tmp, self.path)
-        except OSError as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise StoreError(f"cannot create {self.path}: {e.strerror or e}") from None
+        g.attrs["format"] = "mcinit"
+        g.attrs["format_version"] = FORMAT_VERSION
+        g.attrs["mcinit_version"] = meta["mcinit_version"]
+        g.attrs["config"] = meta["config"]
+        g.attrs["config_hash"] = meta["config_hash"]
+        g.attrs["rng"] = "philox4x32-10"
+        g.attrs["seed"] = np.uint64(meta["seed"])
+        g.attrs["kernel"] = meta["kernel"]
+        g.attrs["trials"] = np.int64(meta["trials"])
+        g.attrs["created"] = _now()
+        g.attrs["completed"] = np.int64(0)
+        t = g.create_group("trials")
+        rows = _CHUNK_ROWS
+        t.create_dataset("index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(rows,), **kw)
+        for name in RECORD_FIELDS:
+            t.create_dataset(name, shape=(0, L), maxshape=(None, L), dtype=np.float64,
+                             chunks=(rows, L), **kw_rec)
+        t.create_dataset("dead", shape=(0,), maxshape=(None,), dtype=bool, chunks=(rows,), **kw)
+        self._write_summary(g, Summary(L), create=True)
+
+    def open(self, meta):
+        if self.group is None:
+            self.check_writable()
+            create_file(self.path, {}, lambda f: self._build(f, meta))
+        else:
+            try:
+                with h5py.File(self.path, "a", locking=False) as f:
+                    if self.group in f:
+                        raise StoreError(f"{self.path} already holds a run {self.group}")
+                    self._build(f.create_group(self.group), meta)
+            except OSError as e:
+                raise StoreError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.completed = 0
         self._pool = ThreadPoolExecutor(self.threads)
         levels = dict(index=1, dead=1, **{name: self.compress for name in RECORD_FIELDS})
         self._columns = _ChunkedColumns(_CHUNK_ROWS, levels, self._pool)
 
-    def _write_summary(self, f, summary, create=False):
-        s = f.require_group("summary")
+    def _write_summary(self, g, summary, create=False):
+        s = g.require_group("summary")
         s.attrs["trials"] = np.int64(summary.trials)
         s.attrs["dead"] = np.int64(summary.dead)
         for qname, name, arr in _summary_arrays(summary):
-            g = s.require_group(qname)
+            q = s.require_group(qname)
             if create:
-                g.create_dataset(name, data=arr)
+                q.create_dataset(name, data=arr)
             else:
-                g[name][...] = arr
+                q[name][...] = arr
         if create:
             for qname in QUANTITIES:
-                g = s[qname]
-                g.create_dataset("hist_edges", data=Summary.edges(0))
-                g.create_dataset("log_hist_edges", data=Summary.edges(1))
+                q = s[qname]
+                q.create_dataset("hist_edges", data=Summary.edges(0))
+                q.create_dataset("log_hist_edges", data=Summary.edges(1))
 
     def write(self, first, records, summary):
         if first != self.completed:
@@ -233,10 +273,11 @@ class HDF5Sink:
         columns.update({name: np.asarray(records[name], np.float64) for name in RECORD_FIELDS})
         # no HDF5 file lock: a reader holding the file open must not stop the run
         with h5py.File(self.path, "a", locking=False) as f:
-            self._columns.append(f["trials"], first, columns)
-            self._write_summary(f, summary)
+            g = f[self.group] if self.group else f
+            self._columns.append(g["trials"], first, columns)
+            self._write_summary(g, summary)
             f.flush()
-            f.attrs["completed"] = np.int64(end)
+            g.attrs["completed"] = np.int64(end)
         self.completed = end
 
     def close(self):

@@ -109,3 +109,14 @@ def test_existing_output_is_kept(tmp_path):
     assert out.read_bytes() == before
     r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q", "--overwrite")
     assert r.exit_code == 0
+
+
+def test_sweep_command(tmp_path):
+    out = tmp_path / "s.h5"
+    r = invoke("sweep", "--trials", 200, "--width", "8,16", "--depth", "2,3", "--input-dim", 6, "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as f:
+        assert sorted(f["runs"]) == ["w16-d2-n1-he", "w16-d3-n1-he", "w8-d2-n1-he", "w8-d3-n1-he"]
+    r = invoke("sweep", "--trials", 200, "--width", "8,zero", "-o", tmp_path / "bad.h5", "-q")
+    assert r.exit_code == 2 and r.output.startswith("mcinit: error:") and len(r.output.splitlines()) == 1
+    assert not (tmp_path / "bad.h5").exists()

@@ -1,0 +1,208 @@
+"""Reading results: ``mcinit.load(path)`` for a run file or a sweep file.
+
+    res = mcinit.load("mcinit-run.h5")
+    res.failure([0.1, 0.25], prop="forward", form="norm")   # pandas DataFrame
+    res.layers()                                             # per-layer statistics
+    res.runs[0].records()                                    # per-trial arrays
+
+Only the first ``completed`` trials of each run are read, so a file that is
+still being written can be loaded at any time.
+"""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from . import theory
+from .config import RunConfig
+from .initializers import expected_forward
+from .stats import QUANTITIES, clopper_pearson, failure_counts
+from .store import RECORD_FIELDS, StoreError, read_summary
+
+__all__ = ["load", "Results", "Run", "PROPS", "FORMS"]
+
+PROPS = ("forward", "backward", "both")
+FORMS = ("norm", "squared")
+_BLOCK = 1 << 20
+_PAPER_INITS = ("he", "he-in")
+_EXACT_INITS = ("he", "he-in", "glorot", "lecun")
+
+
+class Run:
+    """One run of a results file: its configuration, progress, records and summary."""
+
+    def __init__(self, path, group, name):
+        self.path = path
+        self.group = group          # "/" or "runs/<name>"
+        self.name = name
+        with _open(path) as f:
+            g = f[group]
+            try:
+                self.config = RunConfig.from_json(g.attrs["config"])
+            except (KeyError, ValueError, TypeError) as e:
+                raise StoreError(f"{path}: run {name} has no valid configuration ({e})") from None
+            self.completed = int(g.attrs["completed"])
+            self.planned = int(g.attrs["trials"])
+            self.kernel = str(g.attrs["kernel"])
+            self.config_hash = str(g.attrs["config_hash"])
+
+    def __repr__(self):
+        return f"Run({self.name!r}, {self.completed}/{self.planned} trials, kernel {self.kernel})"
+
+    def records(self, fields=RECORD_FIELDS + ("dead", "index"), start=0, stop=None):
+        """Per-trial arrays of the completed trials [start, stop)."""
+        stop = self.completed if stop is None else min(stop, self.completed)
+        with _open(self.path) as f:
+            t = f[self.group]["trials"]
+            return {k: t[k][start:stop] for k in fields}
+
+    def summary(self):
+        """The streamed per-layer Summary (mcinit.stats.Summary)."""
+        with _open(self.path) as f:
+            return read_summary(f[self.group]["summary"], self.config.depth)
+
+    def failure_counts(self, eps, form="norm"):
+        """Failures per property at each eps over the completed trials, read in blocks."""
+        eps = np.atleast_1d(np.asarray(eps, dtype=float))
+        total = {p: np.zeros(len(eps), dtype=np.int64) for p in PROPS}
+        for start in range(0, self.completed, _BLOCK):
+            rec = self.records(RECORD_FIELDS, start, start + _BLOCK)
+            for p, v in failure_counts(rec, eps, form).items():
+                total[p] += v
+        return total
+
+
+class Results:
+    """The runs of a results file (one for a run file, several for a sweep)."""
+
+    def __init__(self, path):
+        if not os.path.isfile(path):
+            raise StoreError(f"results file not found: {path}")
+        self.path = path
+        with _open(path) as f:
+            if f.attrs.get("format") != "mcinit":
+                raise StoreError(f"{path} is not an mcinit results file")
+            version = int(f.attrs.get("format_version", -1))
+            if version != 1:
+                raise StoreError(f"{path} has format version {version}; this mcinit reads version 1")
+            self.kind = str(f.attrs.get("kind", "run"))
+            if self.kind == "sweep":
+                names = json.loads(f.attrs["runs"])
+                present = [n for n in names if f"runs/{n}" in f]
+            else:
+                present = None
+        if present is None:
+            self.runs = [Run(path, "/", os.path.splitext(os.path.basename(path))[0])]
+        else:
+            self.runs = [Run(path, f"runs/{n}", n) for n in present]
+
+    def __repr__(self):
+        return f"Results({self.path!r}, {self.kind}, {len(self.runs)} run(s))"
+
+    def __getitem__(self, name):
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def failure(self, eps, prop="forward", form="norm", level=0.95):
+        """Empirical failure probability beside the bounds: one row per run and eps.
+
+        eps     tolerance(s); a trial fails when the deviation of some layer and input
+                exceeds eps, |sqrt(ratio) - 1| in the norm form, |ratio - 1| in the squared form
+        prop    forward (rho), backward (gamma) or both
+        level   confidence level of the exact Clopper-Pearson interval
+        Columns: run, width (the narrowest hidden layer), widths, depth, samples, init,
+        dist, kernel, prop, form, eps, trials, failures, p_hat, ci_low, ci_high,
+        paper_delta (the bound encoded in the authors' reference code bound_comparison.py,
+        norm form; for the squared form at the norm tolerance sqrt(1 + eps) - 1; He inits),
+        chernoff (the rigorous Chernoff + union bound of the forward property, Gaussian
+        weights), p_exact (exact forward failure probability, one input, Gaussian weights),
+        bound_violated (interval entirely above paper_delta), paper_vacuous (paper_delta >= 1).
+        """
+        if prop not in PROPS:
+            raise ValueError(f"prop must be one of {PROPS}")
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}")
+        eps = np.atleast_1d(np.asarray(eps, dtype=float))
+        if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
+            raise ValueError("eps must be positive")
+        rows = []
+        for run in self.runs:
+            c = run.config
+            T = run.completed
+            k = run.failure_counts(eps, form)[prop]
+            lo, hi = clopper_pearson(k, T, level) if T > 0 else (np.full(len(eps), np.nan),) * 2
+            p_hat = k / T if T > 0 else np.full(len(eps), np.nan)
+            bounds = _bounds(c, eps, prop, form)
+            for i, e in enumerate(eps):
+                rows.append(dict(run=run.name, width=min(c.widths), widths=",".join(map(str, c.widths)),
+                                 depth=c.depth, samples=c.samples, init=c.init, dist=c.dist,
+                                 kernel=run.kernel, prop=prop, form=form, eps=float(e), trials=T,
+                                 failures=int(k[i]), p_hat=float(p_hat[i]), ci_low=float(lo[i]),
+                                 ci_high=float(hi[i]), paper_delta=bounds["paper_delta"][i],
+                                 chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i]))
+        df = pd.DataFrame(rows)
+        df["bound_violated"] = df["ci_low"] > df["paper_delta"]
+        df["paper_vacuous"] = df["paper_delta"] >= 1.0
+        return df
+
+    def layers(self):
+        """Per-layer statistics over all (trial, input) pairs of each run.
+
+        Columns: run, layer, width, count, rho_mean, rho_sd, rho_min, rho_max,
+        log_rho_mean, log_rho_sd, gamma_mean, gamma_sd, gamma_min, gamma_max,
+        log_gamma_mean, log_gamma_sd, exact_rho_mean, exact_rho_sd (one-input law;
+        the sd for Gaussian weights only), dead (dead trials of the run)."""
+        rows = []
+        for run in self.runs:
+            c = run.config
+            s = run.summary()
+            sd = np.sqrt(s.variance())
+            em, ev = expected_forward(c.init, c.dist, c.all_widths)
+            for l in range(c.depth):
+                row = dict(run=run.name, layer=l + 1, width=c.widths[l], count=int(s.count[0, 0, l]))
+                for q, qn in enumerate(("rho", "gamma")):
+                    row[f"{qn}_mean"] = s.mean[q, 0, l]
+                    row[f"{qn}_sd"] = sd[q, 0, l]
+                    row[f"{qn}_min"] = s.min[q, 0, l]
+                    row[f"{qn}_max"] = s.max[q, 0, l]
+                    row[f"log_{qn}_mean"] = s.mean[q, 1, l]
+                    row[f"log_{qn}_sd"] = sd[q, 1, l]
+                row["exact_rho_mean"] = em[l]
+                row["exact_rho_sd"] = np.sqrt(ev[l])
+                row["dead"] = s.dead
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _bounds(c, eps, prop, form):
+    """paper_delta, chernoff and p_exact arrays (NaN where not defined) for a run's config."""
+    n = len(eps)
+    out = {k: np.full(n, np.nan) for k in ("paper_delta", "chernoff", "p_exact")}
+    gaussian = c.dist == "normal" and c.init in _EXACT_INITS
+    if c.init in _PAPER_INITS:
+        e_norm = eps if form == "norm" else np.sqrt(1.0 + eps) - 1.0
+        out["paper_delta"] = np.asarray(theory.paper_delta(min(c.widths), e_norm, c.samples, c.depth), float)
+    if gaussian and prop == "forward":
+        out["chernoff"] = np.asarray(theory.chernoff_bound(eps, list(c.widths), c.samples, form,
+                                                           c.input_dim, c.init), float)
+        if c.samples == 1:
+            out["p_exact"] = np.asarray(theory.exact_forward_failure(eps, list(c.widths), form,
+                                                                     c.input_dim, c.init), float)
+    return out
+
+
+def _open(path):
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as e:
+        raise StoreError(f"cannot open {path} as an HDF5 file: {str(e).splitlines()[0]}") from None
+
+
+def load(path):
+    """The results of a run or sweep file (only its completed trials)."""
+    return Results(str(path))

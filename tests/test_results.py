@@ -1,0 +1,117 @@
+"""Loading results, failure tables against hand computation, and sweeps."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from scipy import stats
+
+import mcinit
+from mcinit import config, engine, sweep, theory
+from mcinit.store import HDF5Sink, StoreError
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("sw") / "sweep.h5")
+    runs = sweep.expand(dict(trials=6000, width="24,48", depth="3", input_dim=20, init="he,glorot",
+                             seed=3))
+    sweep.run_sweep(runs, path)
+    return path
+
+
+def test_sweep_layout(sweep_file):
+    with h5py.File(sweep_file, "r") as f:
+        assert f.attrs["kind"] == "sweep" and f.attrs["format_version"] == 1
+        names = json.loads(f.attrs["runs"])
+        assert names == ["w24-d3-n1-he", "w24-d3-n1-glorot", "w48-d3-n1-he", "w48-d3-n1-glorot"]
+        for n in names:
+            g = f["runs"][n]
+            assert g.attrs["format"] == "mcinit" and g.attrs["completed"] == 6000
+            assert g["trials/fwd_max"].shape == (6000, 3)
+            c = json.loads(g.attrs["config"])
+            assert c["widths"] == [int(n[1:3])] * 3 and c["init"] == n.split("-")[-1]
+
+
+def test_failure_table_equals_hand_computation(sweep_file):
+    res = mcinit.load(sweep_file)
+    eps = [0.1, 0.3, 0.7]
+    for form in ("norm", "squared"):
+        for prop in ("forward", "backward", "both"):
+            df = res.failure(eps, prop=prop, form=form, level=0.9)
+            assert len(df) == 4 * len(eps)
+            with h5py.File(sweep_file, "r") as f:
+                for _, row in df.iterrows():
+                    t = f["runs"][row["run"]]["trials"]
+                    f_ = (lambda r: np.sqrt(r)) if form == "norm" else (lambda r: r)
+                    fdev = np.maximum(np.abs(f_(t["fwd_min"][...]) - 1), np.abs(f_(t["fwd_max"][...]) - 1)).max(1)
+                    fdead = (t["fwd_min"][...] == 0).any(1)
+                    bdev = np.maximum(np.abs(f_(t["bwd_min"][...]) - 1), np.abs(f_(t["bwd_max"][...]) - 1)).max(1)
+                    ff = (fdev > row["eps"]) | fdead
+                    bf = bdev > row["eps"]
+                    k = int({"forward": ff, "backward": bf, "both": ff | bf}[prop].sum())
+                    assert row["failures"] == k and row["trials"] == 6000
+                    assert row["p_hat"] == k / 6000
+                    ci = stats.binomtest(k, 6000).proportion_ci(0.9, method="exact")
+                    assert np.isclose(row["ci_low"], ci.low, rtol=1e-9, atol=1e-15)
+                    assert np.isclose(row["ci_high"], ci.high, rtol=1e-9)
+
+
+def test_failure_table_bounds(sweep_file):
+    df = mcinit.load(sweep_file).failure([0.5], prop="forward")
+    he = df[df.init == "he"].iloc[0]
+    assert he["paper_delta"] == theory.paper_delta(24, 0.5, 1, 3)
+    assert he["p_exact"] == pytest.approx(theory.exact_forward_failure(0.5, [24, 24, 24]), rel=1e-12)
+    assert he["chernoff"] >= he["p_exact"]
+    # the measurement agrees with the exact value: two-sided binomial test, p > 1e-6
+    for _, row in df.iterrows():
+        assert stats.binomtest(int(row["failures"]), 6000, row["p_exact"]).pvalue > 1e-6
+    assert np.isnan(df[df.init == "glorot"].iloc[0]["paper_delta"])   # the paper bound is for He
+    back = mcinit.load(sweep_file).failure([0.5], prop="backward")
+    assert back["p_exact"].isna().all() and back["chernoff"].isna().all()
+
+
+def test_layers_table(sweep_file):
+    res = mcinit.load(sweep_file)
+    lt = res.layers()
+    assert len(lt) == 4 * 3
+    rec = res["w48-d3-n1-he"].records()
+    row = lt[(lt.run == "w48-d3-n1-he") & (lt.layer == 3)].iloc[0]
+    assert row["rho_mean"] == pytest.approx(rec["fwd_max"][:, 2].mean(), rel=1e-12)
+    assert row["rho_sd"] == pytest.approx(rec["fwd_max"][:, 2].std(ddof=1), rel=1e-9)
+    assert row["exact_rho_mean"] == 1.0
+
+
+def test_load_sees_only_completed_trials_while_running(tmp_path):
+    path = str(tmp_path / "live.h5")
+    cfg, data = config.build(trials=5000, input_dim=10, widths="8,8", kernel="law")
+    seen = []
+
+    def peek(done):
+        seen.append(mcinit.load(path).runs[0].completed)
+
+    engine.run(cfg, data, sink=HDF5Sink(path), batch_size=1000, on_batch=peek)
+    res = mcinit.load(path)
+    assert res.runs[0].completed == 5000 and len(res.runs[0].records()["index"]) == 5000
+    assert seen and max(seen) <= 5000
+
+
+def test_load_refuses_other_files(tmp_path):
+    p = tmp_path / "x.h5"
+    with h5py.File(p, "w") as f:
+        f.attrs["format"] = "other"
+    with pytest.raises(StoreError, match="not an mcinit"):
+        mcinit.load(p)
+    (tmp_path / "t.h5").write_text("hello")
+    with pytest.raises(StoreError, match="cannot open"):
+        mcinit.load(tmp_path / "t.h5")
+    with pytest.raises(StoreError, match="not found"):
+        mcinit.load(tmp_path / "none.h5")
+
+
+def test_sweep_validates_every_run_before_writing(tmp_path):
+    with pytest.raises(config.ConfigError):
+        sweep.expand(dict(trials=10, width="8,-1", input_dim=4))
+    with pytest.raises(config.ConfigError, match="twice"):
+        sweep.expand(dict(trials=10, width="8,8", input_dim=4))
