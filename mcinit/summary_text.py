@@ -36,15 +36,26 @@ def run_summary(result, output=None, threads=None):
         ex_sd = f"{np.sqrt(var_x[l]):9.4f}" if np.isfinite(var_x[l]) else f"{'-':>9}"
         lines.append(f"{l + 1:>5} {cfg.widths[l]:>6} {s.mean[0, 0, l]:10.5f} {sd[0, 0, l]:9.4f} "
                      f"{mean_x[l]:10.5f} {ex_sd} {s.mean[1, 0, l]:10.5f} {sd[1, 0, l]:9.4f}")
+    exact = _exact_forward(cfg, result.eps)
     lines += ["", "failure probability, norm form (|sqrt(ratio) - 1| > eps at some layer and input),"
-                  " with exact 95% intervals:",
-              f"{'eps':>6}  {'forward':<30} {'backward':<30} {'both':<30}"]
+                  " with exact 95% intervals" + ("; exact = forward, one input, Gaussian weights:" if exact is not None
+                                                 else ":"),
+              f"{'eps':>6}  {'forward':<30} {'exact':<11}{'backward':<30} {'both':<30}"]
     for i, e in enumerate(result.eps):
         f = result.failures
-        lines.append(f"{e:>6g}  {_ci(f['forward'][i], T):<30} {_ci(f['backward'][i], T):<30} "
+        ex = f"{exact[i]:<11.4g}" if exact is not None else f"{'-':<11}"
+        lines.append(f"{e:>6g}  {_ci(f['forward'][i], T):<30} {ex}{_ci(f['backward'][i], T):<30} "
                      f"{_ci(f['both'][i], T):<30}")
     lines.append(f"dead networks (some h^l = 0 or delta^L = 0): {s.dead:,}")
     return lines
+
+
+def _exact_forward(cfg, eps):
+    """Exact forward failure probabilities (norm form) where defined, else None."""
+    if cfg.samples != 1 or cfg.dist != "normal" or cfg.init not in ("he", "he-in", "glorot", "lecun"):
+        return None
+    from .theory import exact_forward_failure
+    return exact_forward_failure(eps, list(cfg.widths), "norm", cfg.input_dim, cfg.init)
 
 
 def _widths(ws):
