@@ -1,6 +1,8 @@
 """Command line: parses, validates and calls the Python API; nothing else."""
 
 import functools
+import os
+import signal
 import sys
 
 import click
@@ -37,7 +39,29 @@ def user_errors(fn):
     return wrapper
 
 
-@click.group(context_settings=dict(help_option_names=["-h", "--help"]))
+class _Main(click.Group):
+    """The command group; a malformed command line is one line on stderr and exit status 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
+                click.echo(e.ctx.get_help())
+                sys.exit(0)
+            hint = f" (see mcinit {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent else ""
+            click.echo(f"mcinit: error: {e.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"mcinit: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("mcinit: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Main, context_settings=dict(help_option_names=["-h", "--help"]))
 @click.version_option(__version__, prog_name="mcinit")
 def main():
     """mcinit: Monte Carlo of norm preservation in randomly initialised deep ReLU networks."""
@@ -45,7 +69,7 @@ def main():
 
 RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "init", "dist",
             "head", "kernel", "seed")
-EXEC_KEYS = ("threads", "batch_size", "output", "overwrite", "compress", "quiet")
+EXEC_KEYS = ("threads", "batch_size", "output", "overwrite", "resume", "quiet")
 
 _LIST = "  A sweep takes a comma-separated list."
 _RUN_OPTIONS = [
@@ -65,8 +89,8 @@ _RUN_OPTIONS = [
     click.option("--batch-size", type=int, help="Trials per batch (results do not depend on it).  [default: auto]"),
     click.option("-o", "--output", help="Results file (HDF5).  [default: mcinit-run.h5, sweeps mcinit-sweep.h5]"),
     click.option("--overwrite", is_flag=True, default=None, help="Replace an existing results file."),
-    click.option("--compress", type=int, help="Deflate level 0-9 of the per-trial ratios in the file "
-                 "(they are random doubles: about 17% smaller, much slower).  [default: 0]"),
+    click.option("--resume", is_flag=True, default=None,
+                 help="Continue the run in the output file where it stopped (start it if there is none)."),
     click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bar and no summary."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="JSON or TOML file with the same keys (options given here win)."),
@@ -93,29 +117,73 @@ def _values(config_file, given):
                      batch_size=_opt_int(values.pop("batch_size", None), "batch-size"),
                      output=values.pop("output", None),
                      overwrite=bool(values.pop("overwrite", False)),
-                     compress=_opt_int(values.pop("compress", 0), "compress"),
+                     resume=bool(values.pop("resume", False)),
                      quiet=bool(values.pop("quiet", False)))
     return values, execution
 
 
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the run to stop at the next batch boundary; a second one stops at once."""
+
+    def __enter__(self):
+        self.signum = None
+        self.old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        click.echo(f"\nmcinit: {signal.Signals(signum).name} received: stopping after this batch", err=True)
+
+    def requested(self):
+        return self.signum is not None
+
+    def __exit__(self, *exc):
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _parse_shard(text):
+    if text is None:
+        return None
+    try:
+        i, k = (int(p) for p in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"shard must be I/K (e.g. 0/4), got {text!r}") from None
+    if not (k >= 1 and 0 <= i < k):
+        raise ConfigError(f"shard must be I/K with 0 <= I < K, got {text!r}")
+    return i, k
+
+
 @main.command()
 @run_options
+@click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
+              "merge the shard files with `mcinit merge`.")
 @user_errors
-def run(config_file, **given):
+def run(config_file, shard, **given):
     """Run trials and stream per-trial records and summaries into an HDF5 file."""
     from .config import build
-    from .engine import resolve, run as run_engine
+    from .engine import Stopped, resolve, run as run_engine
     from .store import HDF5Sink
     from .summary_text import run_summary
 
     values, ex = _values(config_file, given)
+    shard = _parse_shard(shard)
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     cfg = resolve(cfg)
-    sink = HDF5Sink(output, overwrite=ex["overwrite"], compress=ex["compress"])
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"])
     sink.check_writable()
-    result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
-                        quiet=ex["quiet"])
+    with _StopOnSignal() as stop:
+        try:
+            result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
+                                quiet=ex["quiet"], shard=shard, stop_requested=stop.requested)
+        except Stopped as e:
+            click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
+                       "run the same command with --resume to continue", err=True)
+            sys.exit(128 + stop.signum)
     if not ex["quiet"]:
         from numba import get_num_threads
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
@@ -130,13 +198,15 @@ def sweep(config_file, **given):
     Example: mcinit sweep --width 128,256,512,1024 --init he,glorot --trials 1e5
     """
     from . import sweep as sweep_mod
-    from .store import HDF5Sink
+    from .engine import Stopped
+    from .store import check_output
     from .summary_text import run_summary
 
     values, ex = _values(config_file, given)
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
-    HDF5Sink(output, overwrite=ex["overwrite"], compress=ex["compress"]).check_writable()
+    if not (ex["resume"] and os.path.exists(output)):
+        check_output(output, ex["overwrite"])
     if ex["threads"] is not None:
         from .engine import set_threads
         set_threads(ex["threads"])
@@ -148,9 +218,35 @@ def sweep(config_file, **given):
             click.echo(f"\n[{name}]")
             click.echo("\n".join(run_summary(result)))
 
-    sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], compress=ex["compress"],
-                        threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
-                        on_run=done)
+    with _StopOnSignal() as stop:
+        try:
+            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"],
+                                threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
+                                on_run=done, stop_requested=stop.requested)
+        except Stopped as e:
+            click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
+                       "to continue", err=True)
+            sys.exit(128 + stop.signum)
+
+
+@main.command()
+@click.argument("parts", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The merged results file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--allow-partial", is_flag=True,
+              help="Merge even when trials are missing (the output is marked partial).")
+@click.option("--sweep", "as_sweep", is_flag=True,
+              help="Parts of several configurations become the runs of one sweep file.")
+@click.option("--quiet", "-q", is_flag=True)
+@user_errors
+def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
+    """Merge shard files (and sweep files of shards) into one results file equal to the single run."""
+    from .merge import merge_files
+    info = merge_files(list(parts), output, overwrite=overwrite, allow_partial=allow_partial,
+                       sweep=as_sweep)
+    if not quiet:
+        for line in info:
+            click.echo(line)
 
 
 def _opt_int(value, name):

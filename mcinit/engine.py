@@ -25,7 +25,7 @@ from .progress import progress_bar
 from .stats import Summary, failure_counts, reduce_batch
 from .store import MemorySink
 
-__all__ = ["run", "resolve", "RunResult", "default_batch_size", "set_threads"]
+__all__ = ["run", "resolve", "RunResult", "Stopped", "default_batch_size", "set_threads", "shard_range"]
 
 #: tolerances at which a run counts failures as it goes (norm form), for its closing summary
 REPORT_EPS = (0.1, 0.25, 0.5)
@@ -43,6 +43,7 @@ class RunResult:
     sink: object
     eps: np.ndarray
     failures: dict  # prop -> counts at each eps, norm form
+    computed: int = 0  # trials computed by this call (less than summary.trials after a resume)
 
 
     @property
@@ -109,14 +110,35 @@ class _Writer:
             raise self.error
 
 
-def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True, on_batch=None):
-    """Run all trials of ``config`` into ``sink`` (a MemorySink when None).
+class Stopped(Exception):
+    """A run stopped early on request (SIGINT/SIGTERM) at a batch boundary; its file can be resumed."""
 
-    data        the fixed dataset (N, n_0) when config.data is a file (read when None)
-    threads     numba threads (all cores when None); never changes a result
-    batch_size  trials per batch (automatic when None); never changes a result
-    quiet       no progress bar
-    on_batch    optional callback(completed) after each batch is handed to the sink
+    def __init__(self, completed, result):
+        super().__init__(f"stopped after trial {completed}")
+        self.completed = completed
+        self.result = result
+
+
+def shard_range(trials, shard):
+    """The contiguous share [first, stop) of trial indices 0..trials-1 of shard (I, K)."""
+    i, k = shard
+    return (trials * i) // k, (trials * (i + 1)) // k
+
+
+def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True, on_batch=None,
+        shard=None, stop_requested=None):
+    """Run the trials of ``config`` into ``sink`` (a MemorySink when None).
+
+    data            the fixed dataset (N, n_0) when config.data is a file (read when None)
+    threads         numba threads (all cores when None); never changes a result
+    batch_size      trials per batch (automatic when None); never changes a result
+    quiet           no progress bar
+    on_batch        optional callback(next trial index) after each batch is handed to the sink
+    shard           (I, K): run only the contiguous share I of K of the trial indices
+    stop_requested  optional callable; when it returns True after a batch, the run stops
+                    there (everything written so far is complete) and raises Stopped
+    A sink that resumes (HDF5Sink(resume=True)) continues where its file ends; the
+    result is bit-identical to an uninterrupted run.
     """
     from numba import get_num_threads
 
@@ -127,23 +149,43 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         batch_size = default_batch_size(config, get_num_threads())
     elif batch_size < 1:
         raise ConfigError("batch size must be at least 1")
+    T = config.trials
+    if shard is not None:
+        i, k = shard
+        if not (k >= 1 and 0 <= i < k):
+            raise ConfigError(f"shard must be I/K with 0 <= I < K, got {i}/{k}")
+        if k > T:
+            raise ConfigError(f"{k} shards need at least {k} trials")
+    first_index, stop = shard_range(T, shard) if shard is not None else (0, T)
     sink = MemorySink() if sink is None else sink
     kernel = kernels.get(config.kernel)
     plan = make_plan(config, data)
-    L, N, T = config.depth, config.samples, config.trials
-    summary = Summary(L)
-    sink.open(dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
-                   depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
-                   threads=get_num_threads()))
-    writer = _Writer(sink)
-    bar = progress_bar(T, quiet=quiet)
+    L, N = config.depth, config.samples
+    meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
+                depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
+                first_index=first_index, rows=stop - first_index,
+                shard=f"{shard[0]}/{shard[1]}" if shard is not None else "")
+    state = sink.open(meta)
     eps = np.array(REPORT_EPS)
     failures = {k: np.zeros(len(eps), dtype=np.int64) for k in ("forward", "backward", "both")}
+    if state is None:
+        first, summary = first_index, Summary(L)
+    else:
+        first, summary = state
+        done = first - first_index
+        for a in range(0, done, 1 << 20):   # the tallies of the part already written
+            rec = sink.read_records(a, min(done, a + (1 << 20)))
+            for k, v in failure_counts(rec, eps, "norm").items():
+                failures[k] += v
+    writer = _Writer(sink)
+    bar = progress_bar(stop - first_index, quiet=quiet)
+    bar.update(first - first_index)
     t0 = time.perf_counter()
+    start = first
+    stopped = False
     try:
-        first = 0
-        while first < T:
-            B = min(batch_size, T - first)
+        while first < stop:
+            B = min(batch_size, stop - first)
             fwd = np.empty((B, N, L))
             bwd = np.empty((B, N, L))
             dead = np.zeros(B, dtype=np.bool_)
@@ -156,6 +198,9 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             bar.update(B)
             if on_batch is not None:
                 on_batch(first)
+            if stop_requested is not None and first < stop and stop_requested():
+                stopped = True
+                break
         writer.finish()
     finally:
         bar.close()
@@ -163,5 +208,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             writer.q.put(None)
             writer.t.join()
     sink.close()
-    return RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
-                     eps=eps, failures=failures)
+    result = RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
+                       eps=eps, failures=failures, computed=first - start)
+    if stopped:
+        raise Stopped(first, result)
+    return result

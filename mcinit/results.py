@@ -20,7 +20,7 @@ from . import theory
 from .config import RunConfig
 from .initializers import expected_forward
 from .stats import QUANTITIES, clopper_pearson, failure_counts
-from .store import RECORD_FIELDS, StoreError, read_summary
+from .store import RECORD_FIELDS, StoreError, checkpoint_slot, open_results, read_summary
 
 __all__ = ["load", "Results", "Run", "PROPS", "FORMS"]
 
@@ -60,9 +60,12 @@ class Run:
             return {k: t[k][start:stop] for k in fields}
 
     def summary(self):
-        """The streamed per-layer Summary (mcinit.stats.Summary)."""
+        """The streamed per-layer Summary (mcinit.stats.Summary) of the completed trials."""
         with _open(self.path) as f:
-            return read_summary(f[self.group]["summary"], self.config.depth)
+            g = f[self.group]
+            slot = checkpoint_slot(g)
+            src = g["checkpoint"][f"slot{slot}"] if slot is not None else g["summary"]
+            return read_summary(src, self.config.depth)
 
     def failure_counts(self, eps, form="norm"):
         """Failures per property at each eps over the completed trials, read in blocks."""
@@ -79,8 +82,6 @@ class Results:
     """The runs of a results file (one for a run file, several for a sweep)."""
 
     def __init__(self, path):
-        if not os.path.isfile(path):
-            raise StoreError(f"results file not found: {path}")
         self.path = path
         with _open(path) as f:
             if f.attrs.get("format") != "mcinit":
@@ -197,10 +198,7 @@ def _bounds(c, eps, prop, form):
 
 
 def _open(path):
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as e:
-        raise StoreError(f"cannot open {path} as an HDF5 file: {str(e).splitlines()[0]}") from None
+    return open_results(path)
 
 
 def load(path):

@@ -1,39 +1,52 @@
 """Where results go: an in-memory sink, and the HDF5 results file (format version 1).
 
-The engine calls ``sink.open(meta)``, then ``sink.write(first, records, summary)``
-once per batch in trial order, then ``sink.close()``.  The store knows nothing
-of networks: it writes arrays and attributes.
+The engine calls ``state = sink.open(meta)`` (None, or where to resume), then
+``sink.write(first, records, summary)`` once per batch in trial order (``first``
+is a global trial index), then ``sink.close()``.  The store knows nothing of
+networks: it writes arrays and attributes.
 
-HDF5 layout (DESIGN section 7):
-A sweep file has root attributes format, format_version, kind="sweep", runs
-(JSON list of run names) and one such run group per run under /runs/<name>/.
+HDF5 layout (DESIGN section 7)::
 
   /            attrs format="mcinit", format_version=1, mcinit_version, config,
-               config_hash, rng="philox4x32-10", seed, created, trials (planned),
-               kernel, completed (trials durably written; trust nothing past it)
-  /trials/     index (T,) int64; fwd_min, fwd_max, bwd_min, bwd_max (T, L) float64;
-               dead (T,) bool
-  /summary/    attrs trials, dead; one group per quantity (fwd, bwd) holding
+               config_hash, rng="philox4x32-10", seed, created, kernel,
+               trials (planned for the run), first_index, rows (trials this file
+               holds: trials, or a shard's share), shard ("I/K", shards only),
+               completed (rows durably written; trust nothing past it)
+  /trials/     index (rows,) int64; fwd_min, fwd_max, bwd_min, bwd_max (rows, L)
+               float64; dead (rows,) bool
+  /summary/    trials, dead (scalars); one group per quantity (fwd, bwd) holding
                count, mean, m2, min, max (L,) of the ratio over all (trial, input)
                pairs with a finite ratio, the same with a log_ prefix for ln(ratio)
                over positive ratios, hist / log_hist (L, bins + 2) counts with an
-               underflow and an overflow bin, and hist_edges / log_hist_edges.
-The file is opened for each batch and closed after it, so between batches it is
-complete and any reader (h5py, h5dump) can open it.
+               underflow and an overflow bin, and hist_edges / log_hist_edges
+  /checkpoint/ slot0, slot1: two copies of the summary layout, the resume state
 
-All datasets are chunked.  ``index``, ``dead`` and the summary use HDF5's
-standard shuffle + deflate filters.  The float64 per-trial ratios are stored
-without a filter by default: their mantissas are random, so deflate saves only
-about 17% of the space at about 64 MB/s per core, three times the cost of
-computing them with the law kernel (``compress=LEVEL`` turns it on).  Filtered
-chunks are compressed by mcinit on a pool of threads (zlib releases the GIL)
-and stored with direct chunk writes; h5py and h5dump read them as usual.
+A sweep file has root attributes format, format_version, kind="sweep", runs
+(JSON list of run names) and one such run group per run under /runs/<name>/.
+
+Crash safety.  A file is created whole under a temporary name and renamed.
+Every dataset is allocated at its final size when the file is created (early
+allocation, no fill, so unwritten space stays sparse) and is never filtered,
+so writing a batch changes no HDF5 structure: it overwrites raw data in
+place, and then one attribute, ``completed``.  Per batch, in this order, each
+step flushed and fsync'ed before the next:
+  1. the batch's records (rows past ``completed``: invisible to readers);
+  2. the summary after the batch into the checkpoint slot not holding the state
+     at ``completed``, and into /summary;
+  3. ``completed``.
+A process killed at any instant leaves ``completed`` at the old or the new
+value, the records up to it intact, and one checkpoint slot whose ``trials``
+equals it: the exact state to resume from (/summary may be one batch ahead
+until the run resumes; its ``trials`` says which).  Per-trial records are not
+deflated: compressed chunks change size when rewritten, which is a structure
+change, and random float64 mantissas compress by only about 17% anyway.
+The file is opened for each batch and closed after it, without an HDF5 file
+lock (a reader holding the file must not stop a run).
 """
 
 import datetime
 import os
-import zlib
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import h5py
 import numpy as np
@@ -41,10 +54,12 @@ import numpy as np
 from .stats import QUANTITIES, Summary
 
 __all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS",
-           "read_summary", "check_output", "create_file"]
+           "read_summary", "write_summary", "check_output", "create_file", "open_results", "build_run",
+           "checkpoint_slot"]
 
 FORMAT_VERSION = 1
 RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
+COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
 _CHUNK_ROWS = 16384
 
 
@@ -59,16 +74,19 @@ class MemorySink:
         self.meta = None
         self._parts = []
         self.summary = None
+        self.first = 0
         self.completed = 0
 
     def open(self, meta):
         self.meta = dict(meta)
+        self.first = int(meta.get("first_index", 0))
+        return None
 
     def write(self, first, records, summary):
-        if first != self.completed:
-            raise StoreError(f"batch starts at trial {first}, expected {self.completed}")
+        if first != self.first + self.completed:
+            raise StoreError(f"batch starts at trial {first}, expected {self.first + self.completed}")
         self._parts.append({k: np.array(v) for k, v in records.items()})
-        self.completed = first + len(records["dead"])
+        self.completed += len(records["dead"])
         self.summary = summary
 
     def close(self):
@@ -80,68 +98,8 @@ class MemorySink:
         if not self._parts:
             return {}
         out = {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
-        out["index"] = np.arange(self.completed, dtype=np.int64)
+        out["index"] = np.arange(self.first, self.first + self.completed, dtype=np.int64)
         return out
-
-
-def _summary_arrays(summary):
-    """name -> (quantity group, dataset name, array (L, ...)) of a Summary."""
-    for q, qname in enumerate(QUANTITIES):
-        for s, prefix in ((0, ""), (1, "log_")):
-            for key in ("count", "mean", "m2", "min", "max"):
-                yield qname, prefix + key, getattr(summary, key)[q, s]
-            yield qname, prefix + "hist", summary.hist[q, s]
-
-
-def _shuffle_deflate(block, level):
-    """HDF5's shuffle filter (byte planes) then deflate, as the file's filter pipeline expects;
-    level 0: the raw bytes of an unfiltered dataset."""
-    b = np.ascontiguousarray(block)
-    if level == 0:
-        return b.tobytes()
-    size = b.dtype.itemsize
-    raw = b.view(np.uint8).reshape(-1, size).T.tobytes() if size > 1 else b.tobytes()
-    return zlib.compress(raw, level)
-
-
-class _ChunkedColumns:
-    """Appends rows to chunked, filtered datasets by direct chunk writes.
-
-    The rows of the last, partial chunk are kept in memory (and written padded,
-    the dataset's extent hiding the padding) until the chunk is complete."""
-
-    def __init__(self, rows, levels, pool):
-        self.rows = rows
-        self.levels = levels  # name -> deflate level, 0 for an unfiltered dataset
-        self.pool = pool
-        self.tail = {}       # name -> rows of the partial chunk at the end
-        self.tail_start = 0  # first trial of that chunk
-
-    def append(self, group, first, columns):
-        R = self.rows
-        start = self.tail_start
-        data = {k: (np.concatenate([self.tail[k], v]) if k in self.tail else v) for k, v in columns.items()}
-        n = len(next(iter(data.values())))
-        end = start + n
-        jobs = []
-        for name, arr in data.items():
-            ds = group[name]
-            for c0 in range(0, n, R):
-                block = arr[c0:c0 + R]
-                if len(block) < R:
-                    pad = np.zeros((R,) + block.shape[1:], dtype=block.dtype)
-                    pad[:len(block)] = block
-                    block = pad
-                offset = (start + c0,) + (0,) * (arr.ndim - 1)
-                jobs.append((ds, offset, self.pool.submit(_shuffle_deflate, block, self.levels[name])))
-        for name in data:
-            ds = group[name]
-            ds.resize((end,) + ds.shape[1:])
-        for ds, offset, fut in jobs:
-            ds.id.write_direct_chunk(offset, fut.result(), 0)
-        full = (n // R) * R
-        self.tail = {k: v[full:].copy() for k, v in data.items()}
-        self.tail_start = start + full
 
 
 def _now():
@@ -175,6 +133,7 @@ def create_file(path, attrs, build=None):
                 f.attrs[k] = v
             if build is not None:
                 build(f)
+        _fsync_path(tmp)
         os.replace(tmp, path)
     except OSError as e:
         if os.path.exists(tmp):
@@ -182,118 +141,241 @@ def create_file(path, attrs, build=None):
         raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
 
 
+def open_results(path, mode="r"):
+    """h5py.File without an HDF5 lock; a missing or non-HDF5 file is a StoreError."""
+    if mode == "r" and not os.path.isfile(path):
+        raise StoreError(f"results file not found: {path}")
+    try:
+        return h5py.File(path, mode, locking=False)
+    except OSError as e:
+        raise StoreError(f"cannot open {path} as an HDF5 file: {str(e).splitlines()[0]}") from None
+
+
+def _open_for_write(path, patience=30.0):
+    """The file for writing, without an HDF5 lock.  Within one process HDF5 refuses this while
+    the same file is open for reading (mcinit.load during a run): wait for the reader."""
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while True:
+        try:
+            return h5py.File(path, "a", locking=False)
+        except OSError as e:
+            if "already open" not in str(e) or time.monotonic() > deadline:
+                raise StoreError(f"cannot write {path}: {str(e).splitlines()[0]}") from None
+            time.sleep(delay)
+            delay = min(0.2, 2 * delay)
+
+
+def _fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable_flush(f):
+    """Flush HDF5's buffers to the OS, then the OS's to the disk."""
+    f.flush()
+    os.fsync(f.id.get_vfd_handle())
+
+
+def _fixed_dataset(g, name, shape, dtype, chunks):
+    """A chunked dataset allocated at its full size now, never filled (sparse until written)."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    return g.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, dcpl=dcpl)
+
+
+def _summary_arrays(summary):
+    """(quantity group, dataset name, array (L, ...)) of a Summary."""
+    for q, qname in enumerate(QUANTITIES):
+        for s, prefix in ((0, ""), (1, "log_")):
+            for key in ("count", "mean", "m2", "min", "max"):
+                yield qname, prefix + key, getattr(summary, key)[q, s]
+            yield qname, prefix + "hist", summary.hist[q, s]
+
+
+def write_summary(g, summary, create=False):
+    """Write (or create) the summary layout in group g."""
+    if create:
+        g.create_dataset("trials", data=np.int64(summary.trials))
+        g.create_dataset("dead", data=np.int64(summary.dead))
+    else:
+        g["trials"][()] = np.int64(summary.trials)
+        g["dead"][()] = np.int64(summary.dead)
+    for qname, name, arr in _summary_arrays(summary):
+        q = g.require_group(qname)
+        if create:
+            q.create_dataset(name, data=arr)
+        else:
+            q[name][...] = arr
+    if create:
+        for qname in QUANTITIES:
+            g[qname].create_dataset("hist_edges", data=Summary.edges(0))
+            g[qname].create_dataset("log_hist_edges", data=Summary.edges(1))
+
+
+def read_summary(g, depth):
+    """A Summary from a group written by write_summary."""
+    s = Summary(depth)
+    for q, qname in enumerate(QUANTITIES):
+        qg = g[qname]
+        for sp, prefix in ((0, ""), (1, "log_")):
+            for key in ("count", "mean", "m2", "min", "max", "hist"):
+                getattr(s, key)[q, sp] = qg[prefix + key][...]
+    s.trials = int(g["trials"][()])
+    s.dead = int(g["dead"][()])
+    return s
+
+
+def checkpoint_slot(g):
+    """The index of the checkpoint slot holding the state at ``completed``, or None."""
+    done = int(g.attrs["completed"])
+    for i in (0, 1):
+        if int(g["checkpoint"][f"slot{i}"]["trials"][()]) == done:
+            return i
+    return None
+
+
+def build_run(g, meta):
+    """Create the layout of one run in group g (the file's root or a sweep's run group).
+
+    meta: config, config_hash, seed, depth, trials, kernel, mcinit_version, and optionally
+    first_index, rows, shard and extra_attrs (more root attributes)."""
+    L = int(meta["depth"])
+    rows = int(meta.get("rows", meta["trials"]))
+    g.attrs["format"] = "mcinit"
+    g.attrs["format_version"] = FORMAT_VERSION
+    g.attrs["mcinit_version"] = meta["mcinit_version"]
+    g.attrs["config"] = meta["config"]
+    g.attrs["config_hash"] = meta["config_hash"]
+    g.attrs["rng"] = "philox4x32-10"
+    g.attrs["seed"] = np.uint64(meta["seed"])
+    g.attrs["kernel"] = meta["kernel"]
+    g.attrs["trials"] = np.int64(meta["trials"])
+    g.attrs["first_index"] = np.int64(meta.get("first_index", 0))
+    g.attrs["rows"] = np.int64(rows)
+    if meta.get("shard"):
+        g.attrs["shard"] = meta["shard"]
+    for k, v in meta.get("extra_attrs", {}).items():
+        g.attrs[k] = v
+    g.attrs["created"] = _now()
+    g.attrs["completed"] = np.int64(0)
+    t = g.create_group("trials")
+    R = max(1, min(_CHUNK_ROWS, rows))
+    _fixed_dataset(t, "index", (rows,), np.int64, (R,))
+    for name in RECORD_FIELDS:
+        _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
+    _fixed_dataset(t, "dead", (rows,), np.bool_, (R,))
+    empty = Summary(L)
+    write_summary(g.create_group("summary"), empty, create=True)
+    c = g.create_group("checkpoint")
+    for i in (0, 1):
+        write_summary(c.create_group(f"slot{i}"), empty, create=True)
+    c["slot1"]["trials"][()] = -1   # slot0 holds the state at completed = 0
+
+
 class HDF5Sink:
-    """Writes a run into an HDF5 file, batch by batch (format version 1).
+    """Writes a run into an HDF5 file, batch by batch, crash-safely (format version 1).
 
-    The run lives at the file's root, or in ``group`` (e.g. ``runs/w512-d10-n1-he``)
-    of an existing sweep file."""
+    path       the results file
+    overwrite  replace an existing file (a new file only)
+    resume     continue the run in an existing file (or start it when there is none)
+    group      the run's group inside an existing sweep file (None: the run at the root)
+    """
 
-    def __init__(self, path, overwrite=False, compress=0, threads=None, group=None):
-        """path: the results file; overwrite: replace an existing file; compress: deflate
-        level 0-9 of the per-trial float datasets (0: unfiltered); threads: compressors;
-        group: the run's group inside an existing file (None: a new file, the run at its root)."""
-        if not 0 <= int(compress) <= 9:
-            raise StoreError(f"compression level must be 0-9, got {compress}")
-        self.path = path
+    def __init__(self, path, overwrite=False, resume=False, group=None):
+        self.path = str(path)
         self.overwrite = overwrite
-        self.compress = int(compress)
-        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.resume = resume
         self.group = group
+        self.first = 0
         self.completed = 0
-        self._pool = None
-        self._columns = None
+        self._slot = 0
 
     def check_writable(self):
-        if self.group is None:
+        if self.group is None and not (self.resume and os.path.exists(self.path)):
             check_output(self.path, self.overwrite)
 
-    def _build(self, g, meta):
-        L = int(meta["depth"])
-        kw = dict(compression="gzip", compression_opts=1, shuffle=True)
-        kw_rec = dict(compression="gzip", compression_opts=self.compress, shuffle=True) if self.compress else {}
-        g.attrs["format"] = "mcinit"
-        g.attrs["format_version"] = FORMAT_VERSION
-        g.attrs["mcinit_version"] = meta["mcinit_version"]
-        g.attrs["config"] = meta["config"]
-        g.attrs["config_hash"] = meta["config_hash"]
-        g.attrs["rng"] = "philox4x32-10"
-        g.attrs["seed"] = np.uint64(meta["seed"])
-        g.attrs["kernel"] = meta["kernel"]
-        g.attrs["trials"] = np.int64(meta["trials"])
-        g.attrs["created"] = _now()
-        g.attrs["completed"] = np.int64(0)
-        t = g.create_group("trials")
-        rows = _CHUNK_ROWS
-        t.create_dataset("index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(rows,), **kw)
-        for name in RECORD_FIELDS:
-            t.create_dataset(name, shape=(0, L), maxshape=(None, L), dtype=np.float64,
-                             chunks=(rows, L), **kw_rec)
-        t.create_dataset("dead", shape=(0,), maxshape=(None,), dtype=bool, chunks=(rows,), **kw)
-        self._write_summary(g, Summary(L), create=True)
+    def _check_resumable(self, g, meta):
+        if g.attrs.get("format") != "mcinit":
+            raise StoreError(f"{self.path} is not an mcinit results file")
+        if g.attrs.get("config_hash") != meta["config_hash"]:
+            raise StoreError(f"cannot resume {self.path}: it holds a run of another configuration")
+        for key in ("first_index", "rows"):
+            want = int(meta.get(key, 0 if key == "first_index" else meta["trials"]))
+            if int(g.attrs.get(key, -1)) != want:
+                raise StoreError(f"cannot resume {self.path}: it holds another share of the trials")
+        slot = checkpoint_slot(g)
+        if slot is None:
+            raise StoreError(f"cannot resume {self.path}: no checkpoint matches its completed trials")
+        return slot
 
     def open(self, meta):
+        """Create the run (or find where to resume it); returns None or (next trial, Summary)."""
+        self.first = int(meta.get("first_index", 0))
+        if self.resume and self.group is None and os.path.exists(self.path):
+            with open_results(self.path, "a") as f:
+                slot = self._check_resumable(f, meta)
+                self.completed = int(f.attrs["completed"])
+                summary = read_summary(f["checkpoint"][f"slot{slot}"], int(meta["depth"]))
+            self._slot = slot
+            return self.first + self.completed, summary
         if self.group is None:
             self.check_writable()
-            create_file(self.path, {}, lambda f: self._build(f, meta))
+            create_file(self.path, {}, lambda f: build_run(f, meta))
         else:
             try:
                 with h5py.File(self.path, "a", locking=False) as f:
                     if self.group in f:
-                        raise StoreError(f"{self.path} already holds a run {self.group}")
-                    self._build(f.create_group(self.group), meta)
+                        g = f[self.group]
+                        if not self.resume:
+                            raise StoreError(f"{self.path} already holds a run {self.group}")
+                        slot = self._check_resumable(g, meta)
+                        self.completed = int(g.attrs["completed"])
+                        self._slot = slot
+                        return (self.first + self.completed,
+                                read_summary(g["checkpoint"][f"slot{slot}"], int(meta["depth"])))
+                    build_run(f.create_group(self.group), meta)
+                    _durable_flush(f)
             except OSError as e:
                 raise StoreError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.completed = 0
-        self._pool = ThreadPoolExecutor(self.threads)
-        levels = dict(index=1, dead=1, **{name: self.compress for name in RECORD_FIELDS})
-        self._columns = _ChunkedColumns(_CHUNK_ROWS, levels, self._pool)
-
-    def _write_summary(self, g, summary, create=False):
-        s = g.require_group("summary")
-        s.attrs["trials"] = np.int64(summary.trials)
-        s.attrs["dead"] = np.int64(summary.dead)
-        for qname, name, arr in _summary_arrays(summary):
-            q = s.require_group(qname)
-            if create:
-                q.create_dataset(name, data=arr)
-            else:
-                q[name][...] = arr
-        if create:
-            for qname in QUANTITIES:
-                q = s[qname]
-                q.create_dataset("hist_edges", data=Summary.edges(0))
-                q.create_dataset("log_hist_edges", data=Summary.edges(1))
+        self._slot = 0
+        return None
 
     def write(self, first, records, summary):
-        if first != self.completed:
-            raise StoreError(f"batch starts at trial {first}, expected {self.completed}")
+        if first != self.first + self.completed:
+            raise StoreError(f"batch starts at trial {first}, expected {self.first + self.completed}")
         n = len(records["dead"])
-        end = first + n
-        columns = {"index": np.arange(first, end, dtype=np.int64), "dead": np.asarray(records["dead"], bool)}
-        columns.update({name: np.asarray(records[name], np.float64) for name in RECORD_FIELDS})
-        # no HDF5 file lock: a reader holding the file open must not stop the run
-        with h5py.File(self.path, "a", locking=False) as f:
+        a, b = self.completed, self.completed + n
+        slot = 1 - self._slot
+        with _open_for_write(self.path) as f:
             g = f[self.group] if self.group else f
-            self._columns.append(g["trials"], first, columns)
-            self._write_summary(g, summary)
-            f.flush()
-            g.attrs["completed"] = np.int64(end)
-        self.completed = end
+            t = g["trials"]
+            if b > t["index"].shape[0]:
+                raise StoreError(f"{self.path} holds {t['index'].shape[0]} trials; batch ends at {b}")
+            t["index"][a:b] = np.arange(first, first + n, dtype=np.int64)
+            for name in RECORD_FIELDS:
+                t[name][a:b] = records[name]
+            t["dead"][a:b] = records["dead"]
+            _durable_flush(f)
+            write_summary(g["checkpoint"][f"slot{slot}"], summary)
+            write_summary(g["summary"], summary)
+            _durable_flush(f)
+            g.attrs.modify("completed", np.int64(b))
+            _durable_flush(f)
+        self.completed = b
+        self._slot = slot
 
     def close(self):
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        pass
 
-
-def read_summary(group, depth):
-    """A Summary from an HDF5 /summary group."""
-    s = Summary(depth)
-    for q, qname in enumerate(QUANTITIES):
-        g = group[qname]
-        for sp, prefix in ((0, ""), (1, "log_")):
-            for key in ("count", "mean", "m2", "min", "max", "hist"):
-                getattr(s, key)[q, sp] = g[prefix + key][...]
-    s.trials = int(group.attrs["trials"])
-    s.dead = int(group.attrs["dead"])
-    return s
+    def read_records(self, start=0, stop=None):
+        """Rows [start, stop) of the records already in the file, for a resumed run's tallies."""
+        with open_results(self.path) as f:
+            g = f[self.group] if self.group else f
+            stop = self.completed if stop is None else stop
+            return {k: g["trials"][k][start:stop] for k in COLUMNS}

@@ -17,11 +17,12 @@ def run_summary(result, output=None, threads=None):
     """Lines: what ran, per-layer ratio mean and spread beside the exact law, failure rates."""
     cfg, s = result.config, result.summary
     T = s.trials
-    rate = T / result.elapsed if result.elapsed > 0 else float("inf")
+    rate = result.computed / result.elapsed if result.elapsed > 0 else float("inf")
     where = f" -> {output}" if output else ""
     thr = f", {threads} threads" if threads else ""
     lines = [
-        f"mcinit: {T:,} trials in {result.elapsed:.1f} s ({rate:,.0f} trials/s), kernel {cfg.kernel}{thr}{where}",
+        f"mcinit: {T:,} trials{_resumed(result)} in {result.elapsed:.1f} s ({rate:,.0f} trials/s), "
+        f"kernel {cfg.kernel}{thr}{where}",
         f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
         f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)})",
         "",
@@ -48,6 +49,11 @@ def run_summary(result, output=None, threads=None):
                      f"{_ci(f['both'][i], T):<30}")
     lines.append(f"dead networks (some h^l = 0 or delta^L = 0): {s.dead:,}")
     return lines
+
+
+def _resumed(result):
+    done = result.summary.trials - result.computed
+    return f" ({done:,} of them from before a resume)" if done else ""
 
 
 def _exact_forward(cfg, eps):

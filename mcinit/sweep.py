@@ -8,11 +8,12 @@ runs are then less noisy than independent runs would make them.
 
 import itertools
 import json
+import os
 
 from . import engine
 from ._version import __version__
 from .config import ConfigError, build
-from .store import HDF5Sink, check_output, create_file
+from .store import HDF5Sink, StoreError, check_output, create_file, open_results
 
 __all__ = ["SWEEP_KEYS", "expand", "run_name", "run_sweep"]
 
@@ -64,19 +65,26 @@ def expand(values):
     return runs
 
 
-def run_sweep(runs, path, overwrite=False, compress=0, threads=None, batch_size=None, quiet=True,
-              on_run=None):
+def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
+              on_run=None, stop_requested=None):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
-    on_run(name, result) is called after each run."""
-    check_output(path, overwrite)
+    resume          continue an interrupted sweep file with the same runs
+    on_run(name, result) is called after each run; stop_requested as in engine.run."""
     names = [name for name, _, _ in runs]
-    create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
-                lambda f: f.create_group("runs"))
+    if resume and os.path.exists(path):
+        with open_results(path) as f:
+            if f.attrs.get("kind") != "sweep" or json.loads(f.attrs["runs"]) != names:
+                raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs")
+    else:
+        check_output(path, overwrite)
+        create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
+                    lambda f: f.create_group("runs"))
     results = []
     for name, cfg, data in runs:
-        sink = HDF5Sink(path, compress=compress, group=f"runs/{name}")
-        res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet)
+        sink = HDF5Sink(path, group=f"runs/{name}", resume=resume)
+        res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
+                         stop_requested=stop_requested)
         results.append(res)
         if on_run is not None:
             on_run(name, res)

@@ -69,7 +69,11 @@ BAD = [
     (["--data", "banana"], ".npy"),
     (["--threads", 0], "threads"),
     (["--config", "missing.toml"], "not found"),
-    (["--compress", 12], "0-9"),
+    (["--shard", "3/2"], "shard"),
+    (["--shard", "x"], "shard"),
+    (["--shard", "0/20", "--trials", 10], "20 shards"),
+    (["--frobnicate"], "No such option"),
+    (["--threads", "many"], "threads"),
     (["--batch-size", 0], "batch size"),
 ]
 
