@@ -46,6 +46,7 @@ lock (a reader holding the file must not stop a run).
 
 import datetime
 import os
+import re
 import time
 
 import h5py
@@ -138,7 +139,17 @@ def create_file(path, attrs, build=None):
     except OSError as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
+        raise StoreError(f"cannot create {path}: {_reason(e)}") from None
+
+
+def _reason(e):
+    """The short reason of an OSError raised by the OS or by HDF5."""
+    text = (e.strerror or str(e) or type(e).__name__).splitlines()[0]
+    m = re.search(r"error message = '([^']*)'", text)
+    if m:
+        return m.group(1)
+    m = re.search(r"\(([^()]*)\)\s*$", text)
+    return m.group(1) if m else text
 
 
 def open_results(path, mode="r"):
@@ -148,7 +159,7 @@ def open_results(path, mode="r"):
     try:
         return h5py.File(path, mode, locking=False)
     except OSError as e:
-        raise StoreError(f"cannot open {path} as an HDF5 file: {str(e).splitlines()[0]}") from None
+        raise StoreError(f"cannot open {path} as an HDF5 file: {_reason(e)}") from None
 
 
 def _open_for_write(path, patience=30.0):
