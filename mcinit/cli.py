@@ -67,8 +67,8 @@ def main():
     """mcinit: Monte Carlo of norm preservation in randomly initialised deep ReLU networks."""
 
 
-RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "init", "dist",
-            "head", "kernel", "seed")
+RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "normalize", "init",
+            "wn_gain", "dist", "head", "kernel", "seed")
 EXEC_KEYS = ("threads", "batch_size", "output", "overwrite", "resume", "quiet")
 
 _LIST = "  A sweep takes a comma-separated list."
@@ -79,8 +79,13 @@ _RUN_OPTIONS = [
     click.option("--depth", help="Number of hidden layers L.  [default: 10]" + _LIST),
     click.option("--widths", help="One width per hidden layer, e.g. 64,128,96 (instead of --width/--depth)."),
     click.option("--samples", help="Inputs per trial N (first N rows of a .npy dataset).  [default: 1]" + _LIST),
-    click.option("--data", help="gaussian | sphere | PATH.npy (fixed dataset, one input per row).  [default: gaussian]"),
+    click.option("--data", help="gaussian | sphere (random inputs) | digits | PATH.npy | PATH.h5:DATASET "
+                 "(fixed datasets, one input per row).  [default: gaussian]"),
+    click.option("--normalize", help="none | center | unit: centre a fixed dataset (and scale its inputs "
+                 "to unit norm).  [default: none]"),
     click.option("--init", help="he | he-in | glorot | lecun | wn | wn-unit.  [default: he]" + _LIST),
+    click.option("--wn-gain", help="Constant gain g of weight-normalised rows g v/||v|| (with --init wn).  "
+                 "[default: sqrt(2 n_(l-1)/n_l) for wn, 1 for wn-unit]"),
     click.option("--dist", help="normal | uniform weight entries.  [default: normal]"),
     click.option("--head", help="softmax:K (cross-entropy, random soft targets) | gaussian:K.  [default: softmax:20]"),
     click.option("--kernel", help="auto | dense | projected | law.  [default: auto]"),
@@ -247,6 +252,66 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
     if not quiet:
         for line in info:
             click.echo(line)
+
+
+@main.command()
+@click.argument("path")
+@click.option("--eps", help="Tolerances, comma-separated, e.g. 0.1,0.25,0.5.  [default: chosen for the runs]")
+@click.option("--form", type=click.Choice(["norm", "squared"]), default="norm", show_default=True,
+              help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
+@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
+@click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
+@user_errors
+def report(path, eps, form, level, plot_path):
+    """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
+    from . import load
+    from .report import plot_report, report_text
+    eps_values = _floats(eps, "eps") if eps else None
+    if not 0 < level < 1:
+        raise ConfigError("level must be between 0 and 1")
+    if plot_path:
+        from .store import check_output
+        check_output(plot_path, overwrite=True)
+    res = load(path)
+    click.echo(report_text(res, eps=eps_values, form=form, level=level))
+    if plot_path:
+        plot_report(res, plot_path, eps=eps_values, form=form)
+        click.echo(f"figures -> {plot_path}")
+
+
+@main.command()
+@click.option("--eps", required=True, help="Tolerance(s), comma-separated.")
+@click.option("--delta", required=True, type=float, help="Failure probability allowed.")
+@click.option("--depth", required=True, type=int, help="Number of hidden layers L.")
+@click.option("--samples", default=1, show_default=True, type=int, help="Number of inputs N.")
+@click.option("--width", help="Equal hidden widths m at which to evaluate each bound, comma-separated.")
+@click.option("--form", type=click.Choice(["norm", "squared"]), default="norm", show_default=True)
+@click.option("--init", default="he", show_default=True, help="he | he-in | glorot | lecun.")
+@user_errors
+def bound(eps, delta, depth, samples, width, form, init):
+    """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths."""
+    from .report import bound_text
+    eps_values = _floats(eps, "eps")
+    if not 0 < delta < 1:
+        raise ConfigError("delta must be between 0 and 1")
+    if depth < 1 or samples < 1:
+        raise ConfigError("depth and samples must be at least 1")
+    widths = [int(w) for w in _floats(width, "width")] if width else None
+    try:
+        for e in eps_values:
+            click.echo(bound_text(e, delta, depth, samples=samples, widths=widths, form=form, init=init))
+    except ValueError as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
+
+
+def _floats(text, name):
+    try:
+        values = [float(p) for p in str(text).split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be numbers separated by commas, got {text!r}") from None
+    if not values or any(not (v > 0 and v < float("inf")) for v in values):
+        raise ConfigError(f"{name} must be positive numbers, got {text!r}")
+    return values
 
 
 def _opt_int(value, name):

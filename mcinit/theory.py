@@ -657,7 +657,7 @@ def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *
     Returns float for scalar eps, else an array of eps's shape.
     """
     out = exact_forward_failure_layers(eps, widths, form, input_dim, init, refine=refine).sum(axis=-1)
-    return _scalar_or_array(out, np.ndim(eps) == 0)
+    return _scalar_or_array(np.minimum(out, 1.0), np.ndim(eps) == 0)  # a probability, despite rounding
 
 
 # ---------------------------------------------------------------------------
@@ -904,7 +904,8 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
     limit = np.cumsum(np.log(layer_variances([m0] * L, m0, init) * m0 / 2.0))
     a, b = _log_safe_interval(e, form)
     if np.any(limit <= a) or np.any(limit >= b):
-        raise ValueError(f"with init={init!r} rho_l tends to {np.exp(limit)} as the width grows, "
+        tends = ", ".join(f"{v:.4g}" for v in np.exp(limit))
+        raise ValueError(f"with init={init!r} rho_l tends to ({tends}) as the width grows, "
                          f"not inside the safe set at eps={e} ({form} form): no width suffices")
 
     def ok(m):

@@ -124,3 +124,29 @@ def test_sweep_command(tmp_path):
     r = invoke("sweep", "--trials", 200, "--width", "8,zero", "-o", tmp_path / "bad.h5", "-q")
     assert r.exit_code == 2 and r.output.startswith("mcinit: error:") and len(r.output.splitlines()) == 1
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_report_and_plot(tmp_path):
+    out = tmp_path / "s.h5"
+    assert invoke("sweep", "--trials", 2000, "--width", "16,32", "--depth", 3, "--input-dim", 8,
+                  "--init", "he,glorot", "-o", out, "-q").exit_code == 0
+    png = tmp_path / "fig.png"
+    r = invoke("report", out, "--eps", "0.25,0.5", "--plot", png)
+    assert r.exit_code == 0, r.output
+    assert "bound_comparison.py" in r.output and "norm form" in r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+    assert matplotlib.image.imread(str(png)).shape[0] > 400
+    r = invoke("report", tmp_path / "missing.h5")
+    assert r.exit_code == 2 and r.output.startswith("mcinit: error:")
+    r = invoke("report", out, "--eps", "-1")
+    assert r.exit_code == 2
+
+
+def test_bound_prints_the_paper_width():
+    from mcinit import theory
+    r = invoke("bound", "--eps", 0.2, "--delta", 0.01, "--depth", 5, "--samples", 3)
+    assert r.exit_code == 0, r.output
+    assert f"{theory.paper_width(0.2, 0.01, 3, 5):,}" in r.output
+    r = invoke("bound", "--eps", 0.2, "--delta", 2, "--depth", 5)
+    assert r.exit_code == 2 and r.output.startswith("mcinit: error:")
