@@ -88,7 +88,7 @@ def parse_head(value):
     return kind, k
 
 
-def _sha256_file(path):
+def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -103,9 +103,12 @@ class RunConfig:
     widths      hidden widths n_1..n_L (n_0 = input_dim)
     input_dim   n_0, the input dimension
     samples     N, inputs per trial
-    data        'gaussian' (x ~ N(0, I)), 'sphere' (uniform on the unit sphere),
-                or a path to a .npy file (a fixed dataset, one input per row)
-    data_sha256 content hash of a fixed dataset (part of the identity of a run)
+    data        'gaussian' (x ~ N(0, I)), 'sphere' (uniform on the unit sphere), or a
+                fixed dataset, one input per row: 'digits' (the bundled 8x8 digits),
+                a .npy file, or PATH.h5:DATASET (absolute paths)
+    data_sha256 content hash of a fixed dataset's file (part of the identity of a run)
+    normalize   none | center | unit: what is done to a fixed dataset (mcinit.data)
+    wn_gain     constant gain of weight-normalised rows (None: the init's gains)
     init        he | he-in | glorot | lecun | wn | wn-unit (DESIGN section 3)
     dist        normal | uniform (variance-scaling family; not used by wn inits)
     head        ('softmax', K) or ('gaussian', K)
@@ -125,6 +128,8 @@ class RunConfig:
     kernel: str
     seed: int
     trials: int
+    normalize: str = "none"
+    wn_gain: float = None
 
     @property
     def depth(self):
@@ -185,7 +190,8 @@ def load_config_file(path):
 
 
 def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
-          data=None, init=None, dist=None, head=None, kernel=None, seed=None):
+          data=None, init=None, dist=None, head=None, kernel=None, seed=None, normalize=None,
+          wn_gain=None):
     """Validate user values (None = default) and return (RunConfig with kernel
     possibly 'auto', fixed dataset or None).  Raises ConfigError with one line."""
     from . import data as data_mod  # local: data imports numpy only
@@ -228,24 +234,40 @@ def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samp
     if not 0 <= seed_v < 1 << 64:
         raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed_v}")
 
+    gain = None
+    if wn_gain is not None:
+        if not init.startswith("wn"):
+            raise ConfigError("--wn-gain applies to weight-normalised rows (--init wn or wn-unit)")
+        try:
+            gain = float(wn_gain)
+        except (TypeError, ValueError):
+            raise ConfigError(f"wn-gain must be a positive number, got {wn_gain!r}") from None
+        if not (math.isfinite(gain) and gain > 0):
+            raise ConfigError(f"wn-gain must be a positive number, got {wn_gain!r}")
+    norm = str(normalize or "none").strip().lower()
+    if norm not in data_mod.NORMALIZE:
+        raise ConfigError(f"normalize must be one of {', '.join(data_mod.NORMALIZE)}; got {normalize!r}")
     src = str(d["data"]).strip()
     samples_given = samples is not None
     fixed = None
     sha = ""
     if src.lower() in DATA_RANDOM:
         src = src.lower()
+        if norm != "none":
+            raise ConfigError("--normalize applies to fixed datasets, not to random inputs")
         n0 = parse_count(d["input_dim"], "input_dim")
         N = parse_count(d["samples"], "samples")
     else:
-        fixed = data_mod.load_fixed(src, samples=parse_count(samples, "samples") if samples_given else None,
-                                    input_dim=parse_count(input_dim, "input_dim") if input_dim is not None else None)
+        src, fixed, sha = data_mod.load_fixed(
+            src, samples=parse_count(samples, "samples") if samples_given else None,
+            input_dim=parse_count(input_dim, "input_dim") if input_dim is not None else None,
+            normalize=norm)
         N, n0 = fixed.shape
-        src = os.path.abspath(src)
-        sha = _sha256_file(src)
     if n0 > MAX_WIDTH:
         raise ConfigError(f"input_dim must be at most {MAX_WIDTH}")
     if N > 1 << 20:
         raise ConfigError("samples must be at most 2**20 per trial")
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
-                    init=init, dist=dist, head=head, kernel=kernel, seed=seed_v, trials=trials)
+                    init=init, dist=dist, head=head, kernel=kernel, seed=seed_v, trials=trials,
+                    normalize=norm, wn_gain=gain)
     return cfg, fixed

@@ -53,8 +53,8 @@ class RunResult:
 
 def resolve(config):
     """The configuration with its kernel resolved ('auto' -> a concrete kernel)."""
-    from .initializers import layer_scheme
-    dist, _, _ = layer_scheme(config.init, config.dist, config.all_widths)
+    from .initializers import scheme_of
+    dist, _, _ = scheme_of(config)
     name = kernels.resolve(config.kernel, dist, config.all_widths, config.samples,
                            config.head[1], config.init)
     return dataclasses.replace(config, kernel=name)

@@ -8,7 +8,8 @@ g_l v / ||v||, v ~ N(0, I).
 
 import numpy as np
 
-__all__ = ["SCHEMES", "layer_scheme", "DIST_NORMAL", "DIST_UNIFORM", "DIST_WN"]
+__all__ = ["SCHEMES", "layer_scheme", "scheme_of", "expected_forward", "DIST_NORMAL", "DIST_UNIFORM",
+           "DIST_WN"]
 
 DIST_NORMAL, DIST_UNIFORM, DIST_WN = 0, 1, 2
 
@@ -21,10 +22,11 @@ SCHEMES = {
 }
 
 
-def layer_scheme(init, dist, all_widths):
+def layer_scheme(init, dist, all_widths, wn_gain=None):
     """(dist_code, variance[L], gain[L]) for hidden layers 1..L.
 
     all_widths  (n_0, n_1, ..., n_L)
+    wn_gain     a constant gain for weight-normalised rows (None: the init's gains)
     variance    per-entry variance v_l of W_l (for wn schemes: g_l^2 / n_(l-1),
                 the variance of one entry of g v/||v||)
     gain        g_l for weight-normalised schemes, 0 otherwise
@@ -38,7 +40,9 @@ def layer_scheme(init, dist, all_widths):
         var = scale / f
         code = DIST_NORMAL if dist == "normal" else DIST_UNIFORM
         return code, var, np.zeros(L)
-    if init == "wn":
+    if wn_gain is not None:
+        gain = np.full(L, float(wn_gain))
+    elif init == "wn":
         gain = np.sqrt(2.0 * fan_in / fan_out)
     elif init == "wn-unit":
         gain = np.ones(L)
@@ -47,15 +51,20 @@ def layer_scheme(init, dist, all_widths):
     return DIST_WN, gain ** 2 / fan_in, gain
 
 
-def expected_forward(init, dist, all_widths):
+def scheme_of(cfg):
+    """layer_scheme of a RunConfig."""
+    return layer_scheme(cfg.init, cfg.dist, cfg.all_widths, cfg.wn_gain)
+
+
+def expected_forward(cfg):
     """Per-input E rho_l and, for Gaussian weights, Var rho_l (else NaN), l = 1..L.
 
     One layer factor r = rho_l / rho_(l-1): for Gaussian weights r = v chi2(K),
     K ~ Binomial(n_l, 1/2), so E r = v n/2 and E r^2 = v^2 (n^2/4 + 5n/4).
     For any symmetric weights E r = v n / 2 (weight-normalised: g^2 n_l / (2 n_(l-1))).
     """
-    code, var, _ = layer_scheme(init, dist, all_widths)
-    n = np.asarray(all_widths[1:], dtype=np.float64)
+    code, var, _ = scheme_of(cfg)
+    n = np.asarray(cfg.widths, dtype=np.float64)
     m1 = var * n / 2
     mean = np.cumprod(m1)
     if code == DIST_NORMAL:

@@ -31,7 +31,7 @@ def run_summary(result, output=None, threads=None):
         f"{'layer':>5} {'width':>6} {'rho mean':>10} {'rho sd':>9} {'exact mean':>10} {'exact sd':>9}"
         f" {'gamma mean':>10} {'gamma sd':>9}",
     ]
-    mean_x, var_x = expected_forward(cfg.init, cfg.dist, cfg.all_widths)
+    mean_x, var_x = expected_forward(cfg)
     sd = np.sqrt(s.variance())
     for l in range(cfg.depth):
         ex_sd = f"{np.sqrt(var_x[l]):9.4f}" if np.isfinite(var_x[l]) else f"{'-':>9}"

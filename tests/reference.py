@@ -9,12 +9,12 @@ products, so it checks the kernel's network arithmetic, not its generator.
 import numpy as np
 
 from mcinit import rng
-from mcinit.initializers import layer_scheme
+from mcinit.initializers import scheme_of
 
 
 def weights(cfg, trial):
     """W_1..W_L and W_o of a trial, as the dense kernel draws them."""
-    dist, var, gain = layer_scheme(cfg.init, cfg.dist, cfg.all_widths)
+    dist, var, gain = scheme_of(cfg)
     n = cfg.all_widths
     Ws = []
     for l in range(1, cfg.depth + 1):

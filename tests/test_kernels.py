@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from mcinit import config, engine
-from mcinit.initializers import layer_scheme
+from mcinit.initializers import scheme_of
 from mcinit.kernels import common, dense, law, projected
 
 import reference
@@ -89,7 +89,7 @@ def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init):
     cfg, data = config.build(trials=trials, init=init, kernel=kernel, **UNEVEN)
     fwd, bwd, dead = fill(kernel, cfg, data, 0, trials)
     rho = fwd[:, 0, :]
-    _, var, _ = layer_scheme(cfg.init, cfg.dist, cfg.all_widths)
+    _, var, _ = scheme_of(cfg)
     prev = np.ones(trials)
     factors = []
     for l, n in enumerate(cfg.widths):

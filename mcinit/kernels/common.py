@@ -43,8 +43,7 @@ class Plan:
         self.widths = np.asarray(config.all_widths, dtype=np.int64)
         self.depth = config.depth
         self.samples = config.samples
-        self.dist, self.var, self.gain = initializers.layer_scheme(
-            config.init, config.dist, config.all_widths)
+        self.dist, self.var, self.gain = initializers.scheme_of(config)
         self.head = HEAD_SOFTMAX if config.head[0] == "softmax" else HEAD_GAUSSIAN
         self.classes = config.head[1]
         if config.data in DATA_RANDOM:
@@ -52,8 +51,12 @@ class Plan:
             self.X0 = np.zeros((0, config.input_dim))
         else:
             if fixed_data is None:
+                from ..config import ConfigError
                 from ..data import load_fixed
-                fixed_data = load_fixed(config.data, samples=config.samples)
+                _, fixed_data, sha = load_fixed(config.data, samples=config.samples,
+                                                normalize=config.normalize)
+                if sha != config.data_sha256:
+                    raise ConfigError(f"the data file {config.data} changed since this run was configured")
             self.data = DATA_FIXED
             self.X0 = np.ascontiguousarray(fixed_data, dtype=np.float64)
         k0, k1 = rng.seed_key(config.seed)
