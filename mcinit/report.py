@@ -918,7 +918,6 @@ def _panel_hist(ax, results, colors, vary):
             space = 1
     edges = Summary.edges(space)
     bw = edges[1] - edges[0]
-    mids = 0.5 * (edges[1:] + edges[:-1])
     notes, lo_x, hi_x = [], [], []
     exact_missing = []
     dead_masses = []

@@ -12,14 +12,13 @@ still being written can be loaded at any time.
 import json
 import os
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from . import theory
 from .config import RunConfig
 from .initializers import expected_forward
-from .stats import QUANTITIES, clopper_pearson, failure_counts
+from .stats import clopper_pearson, failure_counts
 from .store import RECORD_FIELDS, StoreError, checkpoint_slot, open_results, read_summary
 
 __all__ = ["load", "Results", "Run", "PROPS", "FORMS"]

@@ -1,16 +1,5 @@
-import os
-
 import numpy as np
 import pytest
-
-from mcinit import config, engine
-
-
-def run_memory(threads=None, batch_size=None, fixed=None, **kw):
-    """Build a config and run it in memory; returns (RunResult, config, fixed data)."""
-    cfg, data = config.build(**kw)
-    res = engine.run(cfg, data, threads=threads, batch_size=batch_size)
-    return res, res.config, data
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 results file is modified."""
 
 import hashlib
-import shutil
 
 import h5py
 import numpy as np

@@ -1,0 +1,355 @@
+"""SLURM submissions: the scripts `mcinit submit` writes, the sbatch calls it makes (with a
+fake sbatch), `mcinit status`, one-line errors, and a real one-node cluster (tests/slurm_cluster.py)."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mcinit import config, engine, hpc
+from mcinit.cli import main
+from mcinit.cli_hpc import status as status_cmd, submit as submit_cmd
+
+from slurm_cluster import slurm_cluster  # noqa: F401  (the session fixture)
+
+assert main.commands["submit"] is submit_cmd and main.commands["status"] is status_cmd
+
+BASH = shutil.which("bash") or "/bin/bash"
+SMALL = ["--trials", 200, "--input-dim", 6, "--widths", "5,7", "--kernel", "dense"]
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def one_line_error(r, word):
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and lines[0].startswith("mcinit: error:") and word in lines[0], r.output
+
+
+def write_exe(path, text):
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """A directory first on PATH with an sbatch that records its arguments and answers
+    'Submitted batch job 123' (then 124, ...), and an scontrol that says COMPLETED."""
+    d = tmp_path / "fakebin"
+    d.mkdir()
+    log = tmp_path / "sbatch.log"
+    write_exe(d / "sbatch", f"""#!/bin/bash
+if [ -n "$FAKE_SBATCH_FAIL" ]; then echo "sbatch: error: $FAKE_SBATCH_FAIL" >&2; exit 1; fi
+n=$(( $(wc -l < {log} 2>/dev/null || echo 0) + 123 ))
+echo "$*" >> {log}
+echo "Submitted batch job $n"
+""")
+    state = tmp_path / "scontrol.state"
+    state.write_text("COMPLETED 0:0")
+    write_exe(d / "scontrol", f"""#!/bin/bash
+read st code < {state}
+echo "JobId=$4 JobName=x UserId=root(0) JobState=$st Reason=None Dependency=(null) ExitCode=$code"
+""")
+    monkeypatch.setenv("PATH", f"{d}{os.pathsep}{os.environ['PATH']}")
+    return dict(log=log, state=state, bin=d)
+
+
+def test_dry_run_writes_the_scripts(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM needed
+    out = tmp_path / "r.h5"
+    r = invoke("submit", *SMALL, "--samples", 2, "--shards", 4, "--cpus-per-task", 2, "--partition", "short",
+               "--time", "0:30:00", "--mem", "2G", "--account", "proj", "--sbatch-arg=--qos=low",
+               "-o", out, "--dry-run")
+    assert r.exit_code == 0, r.output
+    d = tmp_path / "r.h5.parts"
+    array, merge = (d / "array.sbatch").read_text(), (d / "merge.sbatch").read_text()
+    assert array in r.output and merge in r.output and "nothing submitted" in r.output
+    py = os.path.abspath(sys.executable)
+    for line in ("#SBATCH --array=0-3", "#SBATCH --cpus-per-task=2", "#SBATCH --partition=short",
+                 "#SBATCH --time=0:30:00", "#SBATCH --mem=2G", "#SBATCH --account=proj", "#SBATCH --qos=low",
+                 f"#SBATCH --output={d}/logs/slurm-%A_%a.out"):
+        assert line + "\n" in array, line
+    assert f"exec {py} -m mcinit run --config \"$CONFIG\" --shard \"$SHARD/4\" -o \"$PART\" --resume -q " \
+           "--threads 2" in array
+    assert f"exec {py} -m mcinit merge" in merge and f"-o {out}" in merge and "--sweep" not in merge
+    assert "#SBATCH --cpus-per-task=1\n" in merge and "#SBATCH --partition=short\n" in merge
+    assert "--array" not in merge
+    for k in range(4):
+        assert f"{d}/w5_7-d2-n2-he.shard-{k}-of-4.h5" in merge
+    for script in (d / "array.sbatch", d / "merge.sbatch"):
+        assert subprocess.run([BASH, "-n", str(script)]).returncode == 0
+    assert os.path.isdir(d / "logs") and not (d / "jobs.json").exists() and not out.exists()
+    plan = json.loads((d / "plan.json").read_text())
+    assert plan["shards"] == 4 and plan["tasks"] == 4 and not plan["sweep"] and plan["python"] == py
+    # the status of a plan nothing ran for
+    r = invoke("status", out)
+    assert r.exit_code == 0, r.output
+    assert "shards: 0/4 complete" in r.output and "not written yet" in r.output and "not submitted" in r.output
+
+
+def test_run_configs_round_trip_to_the_same_hash(tmp_path, correlated_npy):
+    cases = [
+        (dict(trials=300, input_dim=9, widths="5,7,3", samples=2, kernel="projected", seed=5), 1),
+        (dict(trials=300, input_dim=9, width="8,12", depth="2,3", init="he,glorot", head="gaussian:3"), 8),
+        (dict(trials=50, data=correlated_npy[0], samples=4, width=6, depth=2, dist="uniform"), 1),
+    ]
+    for i, (values, nruns) in enumerate(cases):
+        plan = hpc.make_plan(values, str(tmp_path / f"o{i}.h5"), 3)
+        hpc.check_destination(plan)
+        hpc.write_plan(plan)
+        assert len(plan.runs) == nruns and plan.sweep == (nruns > 1)
+        for name, cfg, _ in plan.runs:
+            keys = json.loads(open(plan.config_path(name)).read())
+            assert set(keys) == set(hpc.CONFIG_KEYS)
+            rebuilt = engine.resolve(config.build(**keys)[0])
+            assert rebuilt.config_hash() == cfg.config_hash(), name
+        if nruns == 1:  # and a direct build of the same options
+            direct = engine.resolve(config.build(**values)[0])
+            assert direct.config_hash() == plan.runs[0][1].config_hash()
+    # the config file is what `mcinit run --config` reads
+    plan = hpc.make_plan(cases[0][0], str(tmp_path / "x.h5"), 2)
+    hpc.write_plan(plan)
+    cfg_file = plan.config_path(plan.runs[0][0])
+    r = invoke("run", "--config", cfg_file, "--shard", "1/2", "-o", tmp_path / "part.h5", "-q")
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "part.h5", "r") as f:
+        assert f.attrs["config_hash"] == plan.runs[0][1].config_hash()
+
+
+def test_sweep_tasks_map_to_run_and_shard(tmp_path):
+    """2 widths x 2 shards: task t runs shard t % 2 of run t // 2; the script itself is run
+    with a stand-in interpreter that prints its arguments."""
+    fake_py = write_exe(tmp_path / "python", "#!/bin/bash\nprintf '%s\\n' \"$@\"\n")
+    plan = hpc.make_plan(dict(trials=100, input_dim=4, width="16,8", depth=2), str(tmp_path / "s.h5"), 2,
+                         python=str(fake_py))
+    hpc.check_destination(plan)
+    hpc.write_plan(plan)
+    assert [name for name, _, _ in plan.runs] == ["w16-d2-n1-he", "w8-d2-n1-he"]
+    assert plan.sweep and plan.tasks == 4
+    assert "#SBATCH --array=0-3\n" in open(plan.array_path).read()
+    assert "--sweep" in open(plan.merge_path).read()
+    expected = {0: ("w16-d2-n1-he", 0), 1: ("w16-d2-n1-he", 1), 2: ("w8-d2-n1-he", 0), 3: ("w8-d2-n1-he", 1)}
+    for task, (name, shard) in expected.items():
+        assert plan.task(task) == (name, shard)
+        p = subprocess.run([BASH, plan.array_path], env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)),
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        said, *args = p.stdout.splitlines()
+        assert said.startswith(f"mcinit task {task}: shard {shard}/2 of {name}")
+        assert args[:3] == ["-m", "mcinit", "run"]
+        assert args[args.index("--config") + 1] == plan.config_path(name)
+        assert args[args.index("--shard") + 1] == f"{shard}/2"
+        assert args[args.index("-o") + 1] == plan.part_path(name, shard)
+        assert "--resume" in args and args[args.index("--threads") + 1] == "1"
+    p = subprocess.run([BASH, plan.array_path], env=dict(os.environ, SLURM_ARRAY_TASK_ID="4"),
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "outside" in p.stderr
+    # the merge lists the parts in task order
+    p = subprocess.run([BASH, plan.merge_path], capture_output=True, text=True)
+    said, *args = p.stdout.splitlines()
+    assert said.startswith(f"mcinit merge into {plan.output}")
+    assert args[:3] == ["-m", "mcinit", "merge"]
+    assert args[3:7] == plan.parts() and args[7:] == ["-o", plan.output, "--sweep"]
+    # the shares are those of `mcinit run --shard`
+    for k in (1, 2, 3, 7):
+        assert [hpc.shard_range(100, i, k) for i in range(k)] == [engine.shard_range(100, (i, k)) for i in range(k)]
+
+
+def test_submit_calls_sbatch_with_the_dependency(tmp_path, fake_slurm):
+    out = tmp_path / "s.h5"
+    r = invoke("submit", "--trials", 200, "--input-dim", 6, "--width", "4,6", "--depth", 2, "--shards", 2, "-o", out)
+    assert r.exit_code == 0, r.output
+    d = tmp_path / "s.h5.parts"
+    calls = fake_slurm["log"].read_text().splitlines()
+    assert calls == [f"{d}/array.sbatch",
+                     f"--dependency=afterok:123 --kill-on-invalid-dep=yes {d}/merge.sbatch"]
+    assert "array job 123 (4 tasks), merge job 124" in r.output
+    assert json.loads((d / "jobs.json").read_text())["array"] == "123"
+    assert json.loads((d / "jobs.json").read_text())["merge"] == "124"
+    # a second submit without --overwrite or --resume is refused, nothing changes
+    before = (d / "plan.json").read_text()
+    r = invoke("submit", "--trials", 200, "--input-dim", 6, "--width", "4,6", "--depth", 2, "--shards", 2, "-o", out)
+    one_line_error(r, "--resume")
+    assert (d / "plan.json").read_text() == before and len(fake_slurm["log"].read_text().splitlines()) == 2
+    # --resume of another plan is refused; of the same plan it submits again and keeps the files
+    r = invoke("submit", "--trials", 200, "--input-dim", 6, "--width", "4,6", "--depth", 2, "--shards", 3,
+               "-o", out, "--resume")
+    one_line_error(r, "other runs or shards")
+    (d / "w4-d2-n1-he.shard-0-of-2.h5").write_bytes(b"kept")
+    r = invoke("submit", "--trials", 200, "--input-dim", 6, "--width", "4,6", "--depth", 2, "--shards", 2,
+               "-o", out, "--resume", "-q")
+    assert r.exit_code == 0, r.output
+    assert (d / "w4-d2-n1-he.shard-0-of-2.h5").read_bytes() == b"kept"
+    assert json.loads((d / "jobs.json").read_text()) | {"submitted": 0} == {"array": "125", "merge": "126",
+                                                                           "submitted": 0}
+
+
+def test_sbatch_failure_is_one_line_and_leaves_nothing(tmp_path, fake_slurm, monkeypatch):
+    monkeypatch.setenv("FAKE_SBATCH_FAIL", "Batch job submission failed: Invalid partition name specified")
+    r = invoke("submit", *SMALL, "--shards", 2, "--partition", "nope", "-o", tmp_path / "f.h5")
+    one_line_error(r, "Invalid partition name specified")
+    assert not (tmp_path / "f.h5.parts").exists()
+
+
+def test_submit_wait_exits_with_the_merge_status(tmp_path, fake_slurm):
+    args = [*SMALL, "--shards", 2, "-o", tmp_path / "w.h5", "--wait", "-q"]
+    fake_slurm["state"].write_text("FAILED 3:0")
+    r = invoke("submit", *args)
+    assert r.exit_code == 3, r.output
+    assert "merge job 124 ended FAILED (exit status 3)" in r.output
+    fake_slurm["state"].write_text("COMPLETED 0:0")
+    (tmp_path / "w.h5").write_bytes(b"an earlier merge")
+    r = invoke("submit", *args, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "w.h5").exists()  # removed once the new array is queued
+
+
+BAD = [
+    ([], "--shards"),
+    (["--shards", 2, "--wiat"], "No such option"),
+    (["--shards", 0], "shards must be at least 1"),
+    (["--shards", "x"], "shards"),
+    (["--shards", 300], "300 shards need at least 300 trials"),
+    (["--shards", 2, "--cpus-per-task", 0], "cpus-per-task"),
+    (["--shards", 2, "--time", "soon"], "--time"),
+    (["--shards", 2, "--mem", "lots"], "--mem"),
+    (["--shards", 2, "--partition", "a b"], "--partition"),
+    (["--shards", 2, "--sbatch-arg", "qos=low"], "--sbatch-arg"),
+    (["--shards", 2, "--sbatch-arg=--array=0-9"], "--sbatch-arg"),
+    (["--shards", 2, "--width", "4,4"], "twice"),
+    (["--shards", 2, "--init", "he,xavier"], "init"),
+    (["--shards", 2, "--resume", "--overwrite"], "not both"),
+]
+
+
+@pytest.mark.parametrize("args,word", BAD)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, fake_slurm, args, word):
+    out = tmp_path / "bad.h5"
+    widths = [] if "--width" in args else ["--widths", "5,7"]
+    r = invoke("submit", "--trials", 200, "--input-dim", 6, *widths, *args, "-o", out, "--dry-run")
+    one_line_error(r, word)
+    assert "Traceback" not in r.output
+    assert not out.exists() and not (tmp_path / "bad.h5.parts").exists()
+    assert not fake_slurm["log"].exists()
+
+
+def test_existing_output_and_missing_sbatch(tmp_path, monkeypatch):
+    out = tmp_path / "o.h5"
+    out.write_bytes(b"earlier results")
+    r = invoke("submit", *SMALL, "--shards", 2, "-o", out)
+    one_line_error(r, "--overwrite")
+    assert out.read_bytes() == b"earlier results" and not (tmp_path / "o.h5.parts").exists()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    r = invoke("submit", *SMALL, "--shards", 2, "-o", out, "--overwrite")
+    one_line_error(r, "sbatch not found")
+    assert out.read_bytes() == b"earlier results" and not (tmp_path / "o.h5.parts").exists()
+    r = invoke("status", tmp_path / "none.h5")
+    one_line_error(r, "no submission")
+
+
+def test_status_reads_the_shards(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # status works without SLURM
+    out = tmp_path / "p.h5"
+    assert invoke("submit", *SMALL, "--shards", 3, "-o", out, "--dry-run").exit_code == 0
+    plan = hpc.load_plan(str(out))
+    d = plan["dir"]
+    cfg = os.path.join(d, plan["runs"][0]["config"])
+    part = os.path.join(d, plan["runs"][0]["parts"][1])
+    r = invoke("run", "--config", cfg, "--shard", "1/3", "-o", part, "-q")
+    assert r.exit_code == 0, r.output
+    st = hpc.read_status(str(out))
+    shards = st["runs"][0]["shards"]
+    assert [s["state"] for s in shards] == ["missing", "done", "missing"]
+    assert shards[1]["completed"] == shards[1]["planned"] == 67 and st["completed"] == 67
+    assert st["shards_done"] == 1 and st["planned"] == 200 and not st["merged"]["exists"]
+    r = invoke("status", out)
+    assert r.exit_code == 0 and "shards: 1/3 complete; trials: 67/200" in r.output, r.output
+
+
+def _trials(path, group="/"):
+    with h5py.File(path, "r") as f:
+        g = f[group]["trials"]
+        return {k: g[k][...] for k in ("index", "fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead")}
+
+
+def test_real_cluster_submit_wait_and_status(tmp_path, slurm_cluster):  # noqa: F811
+    """A run of 4 shards through a real one-node SLURM cluster equals the local run bit for bit."""
+    opts = ["--trials", 2000, "--input-dim", 20, "--widths", "16,24,8", "--samples", 2, "--kernel", "projected"]
+    out = tmp_path / "cluster.h5"
+    env = {k: slurm_cluster.env[k] for k in ("SLURM_CONF", "MUNGE_SOCKET", "PATH")}
+    t0 = time.monotonic()
+    r = invoke("submit", *opts, "--shards", 4, "--cpus-per-task", 1, "-o", out, "--wait", env=env)
+    elapsed = time.monotonic() - t0
+    logs = tmp_path / "cluster.h5.parts" / "logs"
+    diag = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(logs.glob("*.out"))) if logs.exists() else ""
+    assert r.exit_code == 0, r.output + diag + slurm_cluster.diagnostics()
+    print(f"submit --wait on the cluster: {elapsed:.1f} s")
+    assert out.exists()
+    local = tmp_path / "local.h5"
+    r2 = invoke("run", *opts, "-o", local, "-q")
+    assert r2.exit_code == 0, r2.output
+    a, b = _trials(out), _trials(local)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes(), k
+    assert (a["index"] == np.arange(2000)).all()
+    r3 = invoke("status", out, env=env)
+    assert r3.exit_code == 0, r3.output
+    assert "shards: 4/4 complete; trials: 2000/2000 (100.0%)" in r3.output, r3.output
+    assert f"merged: {out} complete" in r3.output, r3.output
+    logs = sorted(p.name for p in logs.iterdir())
+    assert len([n for n in logs if n.startswith("slurm-")]) == 4 and any(n.startswith("merge-") for n in logs)
+
+
+def test_real_cluster_failed_shard_ends_the_wait(tmp_path, slurm_cluster, monkeypatch):  # noqa: F811
+    """A shard that fails (its file holds another configuration) cancels the merge: --wait
+    returns non-zero instead of waiting for ever, and status shows which shard."""
+    out = tmp_path / "bad.h5"
+    opts = [*SMALL, "--shards", 2, "-o", out]
+    env = {k: slurm_cluster.env[k] for k in ("SLURM_CONF", "MUNGE_SOCKET", "PATH")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert invoke("submit", *opts, "--dry-run").exit_code == 0
+    part = hpc.read_status(str(out))["runs"][0]["shards"][1]["part"]
+    r = invoke("run", *SMALL[2:], "--trials", 150, "--shard", "1/2", "-o", part, "-q")
+    assert r.exit_code == 0, r.output
+    t0 = time.monotonic()
+    r = invoke("submit", *opts, "--resume", "--wait", "-q", env=env)
+    print(f"failing submit --wait: {time.monotonic() - t0:.1f} s")
+    assert r.exit_code != 0, r.output
+    assert "ended CANCELLED" in r.output and "first unfinished shard" in r.output, r.output
+    assert not out.exists()
+    st = hpc.read_status(str(out))
+    assert [s["state"] for s in st["runs"][0]["shards"]] == ["done", "other configuration"]
+    assert st["slurm"][st["runs"][0]["shards"][1]["job"]]["state"] == "FAILED"
+    r = invoke("status", out)
+    assert "FAILED" in r.output and "CANCELLED" in r.output, r.output
+    print(r.output)
+
+
+def test_real_cluster_sweep_equals_the_local_sweep(tmp_path, slurm_cluster, monkeypatch):  # noqa: F811
+    """2 widths x 2 shards: the merged sweep file holds each run as the local `mcinit sweep` does."""
+    for k in ("SLURM_CONF", "MUNGE_SOCKET", "PATH"):
+        monkeypatch.setenv(k, slurm_cluster.env[k])
+    opts = ["--trials", 600, "--input-dim", 8, "--width", "12,6", "--depth", 2, "--samples", 2]
+    out = tmp_path / "sweep.h5"
+    r = invoke("submit", *opts, "--shards", 2, "-o", out, "--wait", "-q")
+    assert r.exit_code == 0, r.output + slurm_cluster.diagnostics()
+    local = tmp_path / "local-sweep.h5"
+    assert invoke("sweep", *opts, "-o", local, "-q").exit_code == 0
+    for name in ("w12-d2-n2-he", "w6-d2-n2-he"):
+        a, b = _trials(out, f"runs/{name}"), _trials(local, f"runs/{name}")
+        for k in a:
+            assert a[k].tobytes() == b[k].tobytes() and a[k].shape == b[k].shape, (name, k)
+    st = hpc.read_status(str(out))
+    assert st["shards_done"] == 4 and st["merged"]["complete"]
