@@ -172,7 +172,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, seed):
     progress = []
     while kills < 8:
         proc = subprocess.Popen(_cli(*KILL_RUN, "-o", path, "--resume"))
-        time.sleep(rng.uniform(0.6, 2.5))  # startup (imports, cached compilation) then batches
+        deadline = time.time() + 120      # startup (imports, compilation) takes a while on a busy machine
+        while not path.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.5))  # then a random moment among the batches
         if proc.poll() is not None:
             break                        # it finished before the kill
         proc.send_signal(signal.SIGKILL)
