@@ -153,6 +153,17 @@ def _cli(*args):
     return [sys.executable, "-m", "mcinit.cli", *[str(a) for a in args]]
 
 
+def _completed(path):
+    """The file's completed trials (0 before it exists, -1 while a write makes it unreadable)."""
+    if not path.exists():
+        return 0
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f.attrs["completed"])
+    except (OSError, KeyError):
+        return -1
+
+
 KILL_RUN = ("run", "--trials", 4000, "--kernel", "dense", "--input-dim", 120, "--widths", "150,90,130",
             "--samples", 2, "--batch-size", 37, "-q")
 
@@ -171,19 +182,21 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, seed):
     kills = 0
     progress = []
     while kills < 8:
+        before = max(_completed(path), 0)
+        target = before + int(rng.integers(40, 400))   # kill after a random amount of progress,
         proc = subprocess.Popen(_cli(*KILL_RUN, "-o", path, "--resume"))
-        deadline = time.time() + 120      # startup (imports, compilation) takes a while on a busy machine
-        while not path.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.5))  # then a random moment among the batches
+        deadline = time.time() + 120
+        while _completed(path) < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))            # at a random moment within a batch
         if proc.poll() is not None:
-            break                        # it finished before the kill
+            break                                     # it finished (or failed) before the kill
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
         c = _same_records(path, ref_rec)   # the file opens; its completed trials are intact
         progress.append(c)
-    assert kills >= 6, f"runs finished too early to be killed ({progress})"
+    assert kills == 8, f"a run ended before it was killed ({progress})"
     assert progress == sorted(progress) and progress[-1] > 0
     subprocess.run(_cli(*KILL_RUN, "-o", path, "--resume"), check=True)
     assert _same_records(path, ref_rec) == 4000
