@@ -34,7 +34,7 @@ def cost(name, widths, samples, classes):
         return 60.0 * (len(n) - 1) + 10.0 * classes
     if name == "dense":
         w = float(np.sum(n[1:] * n[:-1])) + classes * n[-1]
-        return w * (1.0 + 3.0 * N)
+        return w * (1.0 + 2.5 * N)
     r = np.minimum(n, N)
     g = float(np.sum(r[:-1] * n[1:] + np.minimum(n[1:], N) * n[:-1]))
     qr = float(np.sum(n * N * r)) * 6.0
