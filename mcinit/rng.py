@@ -132,7 +132,7 @@ def _ndtri_central(q):
 def _ndtri_tail(p, q):
     """Phi^-1(p) for |q| = |p - 1/2| > 0.425 (AS 241's tail approximations)."""
     r = p if q < 0.0 else 1.0 - p
-    r = np.sqrt(-np.log(r))
+    r = math.sqrt(-math.log(r))
     if r <= 5.0:
         r -= 1.6
         num = (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r
@@ -180,6 +180,18 @@ def fill_normal_row(k0, k1, c2, c3, row, scale, out, n):
     the central approximation for every column (vectorised: no branch), then the
     tail approximation where |u - 1/2| > 0.425 (about 15% of the columns)."""
     r = np.uint64(row)
+    if n < 32:   # short rows: one pass, no scratch allocation
+        for b in range((n + 3) // 4):
+            w0, w1, w2, w3 = philox_block(np.uint64(b), r, c2, c3, k0, k1)
+            j = 4 * b
+            out[j] = scale * u32_to_normal(w0)
+            if j + 1 < n:
+                out[j + 1] = scale * u32_to_normal(w1)
+            if j + 2 < n:
+                out[j + 2] = scale * u32_to_normal(w2)
+            if j + 3 < n:
+                out[j + 3] = scale * u32_to_normal(w3)
+        return
     u = np.empty(n)
     nfull = n // 4
     for b in range(nfull):

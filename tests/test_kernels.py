@@ -190,3 +190,26 @@ def test_projected_and_law_refuse_non_gaussian_weights():
     cfg, data = config.build(trials=5, input_dim=4, widths="3,3", samples=2, kernel="law")
     with pytest.raises(config.ConfigError, match="one input"):
         engine.run(cfg, data)
+
+
+def test_binomial_guide_table_gives_the_binary_search_answer():
+    """The law kernel's guided search returns exactly the inversion by binary search."""
+    from numba import njit
+    from mcinit import rng
+    from mcinit.kernels.law import GUIDE, binomial_tables, guide_tables, sample_binomial, sample_binomial_guided
+
+    @njit
+    def mismatches(T, cdf, offs, guide, ws, k0, k1):
+        bad = 0
+        for t in range(T):
+            for l in range(len(ws)):
+                c2, c3 = rng.counter_words(t, l + 1, rng.STREAM_LAW)
+                a = sample_binomial(cdf, offs[l], ws[l], k0, k1, c2, c3, 0)
+                b = sample_binomial_guided(cdf, offs[l], ws[l], guide, l * GUIDE, k0, k1, c2, c3, 0)
+                bad += a != b
+        return bad
+
+    ws = np.array([1, 2, 3, 37, 1024, 5000])
+    cdf, offs = binomial_tables(ws)
+    k0, k1 = rng.seed_key(5)
+    assert mismatches(100000, cdf, offs, guide_tables(cdf, offs), ws, k0, k1) == 0

@@ -34,7 +34,7 @@ from scipy import stats
 from .. import rng
 from .common import DATA_FIXED, DATA_GAUSSIAN, head_error, n_chunks
 
-__all__ = ["fill", "binomial_tables", "sample_binomial"]
+__all__ = ["fill", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided"]
 
 @njit(cache=True)
 def sample_binomial(cdf, lo, n, k0, k1, c2, c3, row):
@@ -52,6 +52,33 @@ def sample_binomial(cdf, lo, n, k0, k1, c2, c3, row):
     return a
 
 
+#: guide-table resolution: bucket g of a uniform u holds u in [g/GUIDE, (g+1)/GUIDE)
+GUIDE = 4096
+
+
+@njit(cache=True)
+def sample_binomial_guided(cdf, lo, n, guide, glo, k0, k1, c2, c3, row):
+    """The same K as sample_binomial, found from u's guide-table bucket by a short linear search."""
+    w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(row), c2, c3, k0, k1)
+    u = rng.words_to_u53(w0, w1)
+    k = guide[glo + int(u * GUIDE)]
+    while k < n and cdf[lo + k] <= u:
+        k += 1
+    return k
+
+
+def guide_tables(cdf, offs):
+    """For each table and bucket g, the smallest k with cdf[k] > g / GUIDE (the answer for
+    any u in the bucket is at least that k)."""
+    L = len(offs) - 1
+    guide = np.empty(L * GUIDE, dtype=np.int64)
+    g = np.arange(GUIDE) / GUIDE
+    for i in range(L):
+        c = cdf[offs[i]:offs[i + 1]]
+        guide[i * GUIDE:(i + 1) * GUIDE] = np.searchsorted(c, g, side="right")
+    return guide
+
+
 def binomial_tables(widths):
     """Flat CDF tables of Binomial(n_l, 1/2), l = 1..L, and their offsets."""
     offs = np.zeros(len(widths) + 1, dtype=np.int64)
@@ -67,14 +94,14 @@ def binomial_tables(widths):
 
 
 @njit(cache=True)
-def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
               c, d, rho, dn2, Go, z, e, fwd, bwd):
     L = widths.shape[0] - 1
     # forward: rho_l = prod v_k chi2(K_k)
     r = 1.0
     for l in range(1, L + 1):
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
-        Kl = sample_binomial(cdf, offs[l - 1], widths[l], k0, k1, c2, c3, 0)
+        Kl = sample_binomial_guided(cdf, offs[l - 1], widths[l], guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
         c[l] = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, 1)
         d[l] = 2.0 * rng.sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, 2) if Kl > 1 else 0.0
         r *= var[l - 1] * c[l]
@@ -119,7 +146,7 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
            fwd, bwd, dead):
     L = widths.shape[0] - 1
     for ch in prange(nchunks):
@@ -134,7 +161,7 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cd
         e = np.empty(K)
         for t in range(lo, hi):
             j = t - first
-            dead[j] = law_trial(t, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+            dead[j] = law_trial(t, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
                                 c, d, rho, dn2, Go, z, e, fwd[j, 0], bwd[j, 0])
 
 
@@ -143,8 +170,9 @@ def fill(plan, first, count, fwd, bwd, dead):
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
     if not hasattr(plan, "_law_tables"):
-        plan._law_tables = binomial_tables(plan.widths[1:])
-    cdf, offs = plan._law_tables
+        cdf, offs = binomial_tables(plan.widths[1:])
+        plan._law_tables = cdf, offs, guide_tables(cdf, offs)
+    cdf, offs, guide = plan._law_tables
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0
     _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.head,
-           plan.classes, plan.data, xnorm2, cdf, offs, fwd, bwd, dead)
+           plan.classes, plan.data, xnorm2, cdf, offs, guide, fwd, bwd, dead)
