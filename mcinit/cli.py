@@ -81,7 +81,7 @@ def _parse_shard(text):
 def run(config_file, shard, **given):
     """Run trials and stream per-trial records and summaries into an HDF5 file."""
     from .config import build
-    from .engine import Stopped, resolve, run as run_engine
+    from .engine import Stopped, resolve, resolve_backend, run as run_engine
     from .store import HDF5Sink
     from .summary_text import run_summary
 
@@ -90,12 +90,14 @@ def run(config_file, shard, **given):
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     cfg = resolve(cfg)
+    resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
     sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"])
     sink.check_writable()
     with _StopOnSignal() as stop:
         try:
             result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
-                                quiet=ex["quiet"], shard=shard, stop_requested=stop.requested)
+                                quiet=ex["quiet"], shard=shard, stop_requested=stop.requested,
+                                backend=ex["backend"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
                        "run the same command with --resume to continue", err=True)
@@ -121,6 +123,8 @@ def sweep(config_file, **given):
     values, ex = _values(config_file, given)
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
+    from .engine import resolve_backend
+    resolve_backend(ex["backend"])
     if not (ex["resume"] and os.path.exists(output)):
         check_output(output, ex["overwrite"])
     if ex["threads"] is not None:
@@ -138,7 +142,7 @@ def sweep(config_file, **given):
         try:
             sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"],
                                 threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
-                                on_run=done, stop_requested=stop.requested)
+                                on_run=done, stop_requested=stop.requested, backend=ex["backend"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)

@@ -38,7 +38,7 @@ def user_errors(fn):
 
 RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "normalize", "init",
             "wn_gain", "dist", "head", "kernel", "seed")
-EXEC_KEYS = ("threads", "batch_size", "output", "overwrite", "resume", "quiet")
+EXEC_KEYS = ("threads", "batch_size", "backend", "output", "overwrite", "resume", "quiet")
 
 _LIST = "  A sweep takes a comma-separated list."
 _RUN_OPTIONS = [
@@ -59,6 +59,7 @@ _RUN_OPTIONS = [
     click.option("--head", help="softmax:K (cross-entropy, random soft targets) | gaussian:K.  [default: softmax:20]"),
     click.option("--kernel", help="auto | dense | projected | law.  [default: auto]"),
     click.option("--seed", help="Seed, 0 <= seed < 2**64.  [default: 0]"),
+    click.option("--backend", help="cpu | cuda | auto (CUDA when an NVIDIA GPU is present).  [default: cpu]"),
     click.option("--threads", type=int, help="CPU threads (results do not depend on it).  [default: all]"),
     click.option("--batch-size", type=int, help="Trials per batch (results do not depend on it).  [default: auto]"),
     click.option("-o", "--output", help="Results file (HDF5).  [default: mcinit-run.h5, sweeps mcinit-sweep.h5]"),
@@ -89,6 +90,7 @@ def _values(config_file, given):
     values.update({k: v for k, v in given.items() if v is not None})
     execution = dict(threads=_opt_int(values.pop("threads", None), "threads"),
                      batch_size=_opt_int(values.pop("batch_size", None), "batch-size"),
+                     backend=str(values.pop("backend", None) or "cpu"),
                      output=values.pop("output", None),
                      overwrite=bool(values.pop("overwrite", False)),
                      resume=bool(values.pop("resume", False)),

@@ -25,7 +25,8 @@ from .progress import progress_bar
 from .stats import Summary, failure_counts, reduce_batch
 from .store import MemorySink
 
-__all__ = ["run", "resolve", "RunResult", "Stopped", "default_batch_size", "set_threads", "shard_range"]
+__all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
+           "shard_range", "BACKENDS"]
 
 #: tolerances at which a run counts failures as it goes (norm form), for its closing summary
 REPORT_EPS = (0.1, 0.25, 0.5)
@@ -125,8 +126,28 @@ def shard_range(trials, shard):
     return (trials * i) // k, (trials * (i + 1)) // k
 
 
+BACKENDS = ("cpu", "cuda", "auto")
+
+
+def resolve_backend(backend):
+    """'cpu' or 'cuda' for a request ('auto': CUDA when an NVIDIA GPU is present)."""
+    backend = (backend or "cpu").lower()
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be cpu, cuda or auto; got {backend!r}")
+    if backend == "cpu":
+        return "cpu"
+    try:
+        from .kernels import cuda
+        ok = cuda.available() or cuda.simulator()
+    except ImportError:
+        ok = False
+    if backend == "cuda" and not ok:
+        raise ConfigError("--backend cuda needs an NVIDIA GPU and the CUDA extra (pip install mcinit[cuda])")
+    return "cuda" if ok else "cpu"
+
+
 def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True, on_batch=None,
-        shard=None, stop_requested=None):
+        shard=None, stop_requested=None, backend="cpu"):
     """Run the trials of ``config`` into ``sink`` (a MemorySink when None).
 
     data            the fixed dataset (N, n_0) when config.data is a file (read when None)
@@ -137,6 +158,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     shard           (I, K): run only the contiguous share I of K of the trial indices
     stop_requested  optional callable; when it returns True after a batch, the run stops
                     there (everything written so far is complete) and raises Stopped
+    backend         cpu | cuda | auto: where the kernel runs; a trial draws the same random
+                    numbers on both (the GPU's fused multiply-adds change the last bits)
     A sink that resumes (HDF5Sink(resume=True)) continues where its file ends; the
     result is bit-identical to an uninterrupted run.
     """
@@ -158,7 +181,13 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             raise ConfigError(f"{k} shards need at least {k} trials")
     first_index, stop = shard_range(T, shard) if shard is not None else (0, T)
     sink = MemorySink() if sink is None else sink
-    kernel = kernels.get(config.kernel)
+    if resolve_backend(backend) == "cuda":
+        from .kernels import cuda
+
+        def fill(plan, first, count, fwd, bwd, dead):
+            cuda.fill(plan, first, count, fwd, bwd, dead, config.kernel)
+    else:
+        fill = kernels.get(config.kernel).fill
     plan = make_plan(config, data)
     L, N = config.depth, config.samples
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
@@ -189,7 +218,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             fwd = np.empty((B, N, L))
             bwd = np.empty((B, N, L))
             dead = np.zeros(B, dtype=np.bool_)
-            kernel.fill(plan, first, B, fwd, bwd, dead)
+            fill(plan, first, B, fwd, bwd, dead)
             records = reduce_batch(fwd, bwd, dead, summary)
             for k, v in failure_counts(records, eps, "norm").items():
                 failures[k] += v

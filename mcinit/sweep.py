@@ -66,7 +66,7 @@ def expand(values):
 
 
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
-              on_run=None, stop_requested=None):
+              on_run=None, stop_requested=None, backend="cpu"):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
     resume          continue an interrupted sweep file with the same runs
@@ -84,7 +84,7 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
     for name, cfg, data in runs:
         sink = HDF5Sink(path, group=f"runs/{name}", resume=resume)
         res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
-                         stop_requested=stop_requested)
+                         stop_requested=stop_requested, backend=backend)
         results.append(res)
         if on_run is not None:
             on_run(name, res)

@@ -68,6 +68,7 @@ CASES = {
     "shard malformed": ["run", "--shard", "1-4"],
     "shard out of range": ["run", "--shard", "4/4"],
     "unknown option": ["run", "--colour", "red"],
+    "unknown backend": ["run", "--backend", "tpu"],
     "data file missing": ["run", "--data", "{d}/absent.npy"],
     "data not .npy": ["run", "--data", "{d}/text.h5"],
     "data with NaN": ["run", "--data", "{d}/nan.npy"],

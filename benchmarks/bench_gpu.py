@@ -1,0 +1,325 @@
+#!/usr/bin/env python
+"""mcinit on a GPU: trials/s of the CUDA kernels against the CPU kernels and the GPU's own floor.
+
+    python benchmarks/bench_gpu.py                # all cases; writes benchmarks/RESULTS_GPU.md
+    python benchmarks/bench_gpu.py --quick        # short measurements
+    python benchmarks/bench_gpu.py --cases C2,L1 --no-cpu --output /tmp/r.md
+
+Cases (as benchmarks/bench.py: He init, Gaussian weights and inputs, softmax head
+with 20 classes): C1 500/100/10, one input; C2 1024/1024/10, one input; C3 64
+inputs of dimension 64, width 256, depth 10; L1 the law kernel at width 1024,
+depth 10.  For every case and kernel: the CUDA backend's trials/s
+(mcinit.kernels.cuda.fill, results copied back to the host included), the CPU
+kernel's trials/s on this machine's cores, and a check that the first trials
+agree (max relative difference).  The GPU's floors: the rate of normal variates
+from the same Philox4x32-10 + inversion in a pure-generation kernel (the dense
+kernel must draw every weight: gen floor = that rate / weights per trial), and the
+float64 matrix-product rate (cupy's cuBLAS if cupy is installed, else a tiled
+numba kernel; FLOP floor = that rate / 2 sum n_l n_(l-1) N x 2).  Timings are
+reported, never asserted.  Needs an NVIDIA GPU: it stops with a message without one.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+CASES = {
+    "C1": dict(input_dim=500, width=100, depth=10, samples=1, kernels=("dense", "projected", "law")),
+    "C2": dict(input_dim=1024, width=1024, depth=10, samples=1, kernels=("dense", "projected", "law")),
+    "C3": dict(input_dim=64, width=256, depth=10, samples=64, kernels=("dense", "projected")),
+    "L1": dict(input_dim=1024, width=1024, depth=10, samples=1, kernels=("law",)),
+}
+CLASSES = 20
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="short measurements (about 0.3 s each)")
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated cases (default: all)")
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU kernels")
+    p.add_argument("--cpu-seconds", type=float, default=None, help="time per CPU measurement")
+    p.add_argument("--output", default=os.path.join(HERE, "RESULTS_GPU.md"),
+                   help="Markdown report (default: benchmarks/RESULTS_GPU.md); '' to skip")
+    a = p.parse_args(argv)
+    a.cases = [c.strip().upper() for c in a.cases.split(",") if c.strip()]
+    bad = [c for c in a.cases if c not in CASES]
+    if bad:
+        p.error(f"unknown case(s) {', '.join(bad)}; choose from {', '.join(CASES)}")
+    return a
+
+
+def weights(c):
+    w = [c["input_dim"]] + [c["width"]] * c["depth"]
+    return sum(w[i] * w[i - 1] for i in range(1, len(w)))
+
+
+def normals_per_trial(c):
+    return weights(c) + CLASSES * c["width"]
+
+
+def flops_per_trial(c):
+    return 2 * weights(c) * c["samples"] * 2
+
+
+def measure(fn, seconds, n=1, cap=1 << 26):
+    """Best rate of fn(n) -> seconds over 2 repetitions, n grown until a call takes ~seconds."""
+    while True:
+        t = fn(n)
+        if t >= 0.6 * seconds or n >= cap:
+            break
+        n = min(cap, max(n + 1, int(n * min(50.0, 1.1 * seconds / max(t, 1e-6)))))
+    return max(n / t, n / fn(n)), n
+
+
+def fmt(x):
+    if x is None or not math.isfinite(x):
+        return "–"
+    for unit, s in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= s:
+            return f"{x / s:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        sys.exit("bench_gpu.py: NUMBA_ENABLE_CUDASIM=1 selects the CUDA simulator, not a GPU; unset it.")
+    import numpy as np
+    import numba
+    from mcinit import config
+    from mcinit.kernels import common, cuda as kc, dense, law, projected
+
+    if not kc.available():
+        sys.exit("bench_gpu.py: no CUDA GPU found (numba sees no device, or no CUDA driver). "
+                 "Run it on a machine with an NVIDIA GPU and `pip install mcinit[cuda]`.")
+    from numba import cuda
+
+    cpu_kernels = {"dense": dense, "projected": projected, "law": law}
+    gpu_s = 0.3 if args.quick else 1.5
+    cpu_s = args.cpu_seconds or (0.3 if args.quick else 1.0)
+    device = kc.describe_device()
+    print(f"device: {device}; package {kc.PACKAGE}; numba {numba.__version__}", file=sys.stderr)
+
+    # ---- floors
+    k0, k1 = np.uint64(12345), np.uint64(678)
+    sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    grid, tpb = 16 * sms, kc.LAUNCH_BOUNDS["normals"][0]
+    acc = cuda.device_array(grid * tpb)
+
+    def gen(n):                         # n rows of 4096 normals
+        kc._normals_kernel[grid, tpb](k0, k1, 0, n, 4096, acc)
+        cuda.synchronize()
+        t = time.perf_counter()
+        kc._normals_kernel[grid, tpb](k0, k1, 0, n, 4096, acc)
+        cuda.synchronize()
+        return time.perf_counter() - t
+    gen_rows, _ = measure(gen, gpu_s, n=1024)
+    normal_rate = gen_rows * 4096
+    print(f"normals: {normal_rate / 1e9:.2f} G/s", file=sys.stderr)
+    flop_rate, flop_src = _matmul_rate(np, cuda, gpu_s)
+    print(f"float64 matmul: {flop_rate / 1e12:.2f} TFLOP/s ({flop_src})", file=sys.stderr)
+
+    # ---- kernels
+    rows = []
+    for name in args.cases:
+        c = CASES[name]
+        for kernel in c["kernels"]:
+            cfg, data = config.build(input_dim=c["input_dim"], width=c["width"], depth=c["depth"],
+                                     samples=c["samples"], trials=1 << 30, kernel=kernel)
+            plan = common.make_plan(cfg, data)
+            N, L = c["samples"], c["depth"]
+            first = [0]
+
+            def run_gpu(n):
+                fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
+                t = time.perf_counter()
+                kc.fill(plan, first[0], n, fwd, bwd, dead, kernel)
+                first[0] += n
+                return time.perf_counter() - t
+
+            def run_cpu(n):
+                fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
+                t = time.perf_counter()
+                cpu_kernels[kernel].fill(plan, first[0], n, fwd, bwd, dead)
+                first[0] += n
+                return time.perf_counter() - t
+
+            t0 = time.perf_counter()
+            run_gpu(4)                                         # compile
+            compile_s = time.perf_counter() - t0
+            check = _check(np, plan, kernel, cpu_kernels[kernel], kc, N, L,
+                           8 if kernel != "dense" or c["width"] < 512 else 2)
+            gpu_rate, n_gpu = measure(run_gpu, gpu_s, n=64)
+            cpu_rate = None
+            if not args.no_cpu:
+                run_cpu(1)                                     # compile / load the cache
+                cpu_rate, _ = measure(run_cpu, cpu_s, n=1)
+            gen_floor = normal_rate / normals_per_trial(c) if kernel == "dense" else None
+            flop_floor = flop_rate / flops_per_trial(c) if kernel == "dense" else None
+            rows.append(dict(case=name, kernel=kernel, net=f"{c['input_dim']}/{c['width']}/{c['depth']}"
+                             + (f", N={N}" if N > 1 else ""), gpu=gpu_rate, n=n_gpu, cpu=cpu_rate,
+                             gen_floor=gen_floor, flop_floor=flop_floor, check=check,
+                             compile=compile_s))
+            print(f"{name} {kernel}: {gpu_rate:.4g} trials/s on the GPU"
+                  + (f", {cpu_rate:.4g} on the CPU" if cpu_rate else "") + f", check {check:.1e}",
+                  file=sys.stderr)
+
+    header = ["case", "network", "kernel", "GPU trials/s", "CPU trials/s", "GPU / CPU",
+              "gen floor", "GPU / gen floor", "FLOP floor", "GPU / FLOP floor", "max rel diff"]
+    table = [header]
+    for r in rows:
+        table.append([r["case"], r["net"], r["kernel"], fmt(r["gpu"]), fmt(r["cpu"]),
+                      f"×{r['gpu'] / r['cpu']:.3g}" if r["cpu"] else "–", fmt(r["gen_floor"]),
+                      f"{100 * r['gpu'] / r['gen_floor']:.0f}%" if r["gen_floor"] else "–",
+                      fmt(r["flop_floor"]),
+                      f"{100 * r['gpu'] / r['flop_floor']:.1f}%" if r["flop_floor"] else "–",
+                      f"{r['check']:.1e}"])
+    md = _md(table)
+    print(md)
+    if args.output:
+        _write(args, md, rows, device, kc, numba, np, normal_rate, flop_rate, flop_src, cpu_s, gpu_s)
+        print(f"wrote {args.output}", file=sys.stderr)
+
+
+def _check(np, plan, kernel, cpu_mod, kc, N, L, n):
+    """Max relative difference GPU vs CPU over the first n trials (dead flags must agree)."""
+    out = []
+    for backend in ("cpu", "gpu"):
+        fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
+        if backend == "cpu":
+            cpu_mod.fill(plan, 0, n, fwd, bwd, dead)
+        else:
+            kc.fill(plan, 0, n, fwd, bwd, dead, kernel)
+        out.append((fwd, bwd, dead))
+    (f1, b1, d1), (f2, b2, d2) = out
+    if not np.array_equal(d1, d2):
+        return float("inf")
+    worst = 0.0
+    for a, b in ((f1, f2), (b1, b2)):
+        fin = np.isfinite(a)
+        if not np.array_equal(fin, np.isfinite(b)):
+            return float("inf")
+        den = np.where(a[fin] == 0, 1.0, np.abs(a[fin]))
+        worst = max(worst, float(np.max(np.abs(a[fin] - b[fin]) / den, initial=0.0)))
+    return worst
+
+
+def _matmul_rate(np, cuda, seconds):
+    """float64 matmul FLOP/s: cupy (cuBLAS) if installed, else a tiled numba kernel."""
+    n = 4096
+    try:
+        import cupy
+        a = cupy.random.standard_normal((n, n))
+        b = cupy.random.standard_normal((n, n))
+
+        def f(k):
+            cupy.cuda.Device().synchronize()
+            t = time.perf_counter()
+            for _ in range(k):
+                a @ b
+            cupy.cuda.Device().synchronize()
+            return time.perf_counter() - t
+        f(1)
+        reps, _ = measure(f, seconds, n=1, cap=1000)
+        return reps * 2.0 * n ** 3, "cupy (cuBLAS dgemm)"
+    except ImportError:
+        pass
+    kern = _numba_matmul(cuda)
+    a = cuda.to_device(np.random.default_rng(0).standard_normal((n, n)))
+    b = cuda.to_device(np.random.default_rng(1).standard_normal((n, n)))
+    c = cuda.device_array((n, n))
+    grid = (n // 16, n // 16)
+
+    def f(k):
+        cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(k):
+            kern[grid, (16, 16)](a, b, c)
+        cuda.synchronize()
+        return time.perf_counter() - t
+    f(1)
+    reps, _ = measure(f, seconds, n=1, cap=1000)
+    return reps * 2.0 * n ** 3, "numba 16x16 shared-memory tiled kernel (cupy not installed)"
+
+
+def _numba_matmul(cuda):
+    from numba import float64
+
+    @cuda.jit
+    def mm(A, B, C):
+        sA = cuda.shared.array((16, 16), float64)
+        sB = cuda.shared.array((16, 16), float64)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row = cuda.blockIdx.y * 16 + ty
+        col = cuda.blockIdx.x * 16 + tx
+        acc = 0.0
+        for k0 in range(0, A.shape[1], 16):
+            sA[ty, tx] = A[row, k0 + tx]
+            sB[ty, tx] = B[k0 + ty, col]
+            cuda.syncthreads()
+            for k in range(16):
+                acc += sA[ty, k] * sB[k, tx]
+            cuda.syncthreads()
+        C[row, col] = acc
+    return mm
+
+
+def _md(table):
+    w = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+    lines = ["| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) + " |" for r in table]
+    lines.insert(1, "|" + "|".join("-" * (x + 2) for x in w) + "|")
+    return "\n".join(lines)
+
+
+def _write(args, md, rows, device, kc, numba, np, normal_rate, flop_rate, flop_src, cpu_s, gpu_s):
+    try:
+        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip() or "n/a"
+    except Exception:
+        commit = "n/a"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"""# mcinit GPU benchmark results
+
+Written by `python benchmarks/bench_gpu.py{' --quick' if args.quick else ''}`
+({datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC, commit {commit}).
+
+- GPU: {device}
+- CUDA package: {kc.PACKAGE}; numba {numba.__version__}; numpy {np.__version__}
+- CPU for the CPU columns: {cpu}, {cores} cores (numba threads: {numba.get_num_threads()})
+- measurement: best of 2 repetitions of about {gpu_s} s (GPU) / {cpu_s} s (CPU); GPU times
+  include copying the ratios back to the host
+- GPU normal variates (Philox4x32-10 + inversion, as the kernels draw them): {normal_rate / 1e9:.3g} G/s
+- GPU float64 matrix product: {flop_rate / 1e12:.3g} TFLOP/s ({flop_src})
+
+## Throughput (trials/s)
+
+{md}
+
+gen floor = GPU normal rate / normals the dense kernel must draw per trial (every hidden
+weight and the head, once; the kernel draws the weights of active units a second time in
+the backward pass and skips the inactive ones).  FLOP floor = matmul rate / (2 sum n_l
+n_(l-1) N, forward and backward).  Neither floor applies to the projected and law kernels,
+which do not draw every weight.  max rel diff: the GPU against the CPU kernel on the same
+trials (sums in another order; dead flags must agree).
+"""
+    with open(args.output, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
