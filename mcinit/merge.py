@@ -138,17 +138,13 @@ def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False
         raise StoreError(f"the parts hold {len(groups)} different configurations; "
                          "merge shards of one run, or pass --sweep")
     plan = []
-    names = set()
-    for h, qs in groups.items():
+    names = sweep_mod.name_runs([qs[0].config for qs in groups.values()])
+    for name, qs in zip(names, groups.values()):
         qs, missing = _coverage(qs, qs[0].trials)
         if missing and not allow_partial:
             n = sum(b - a for a, b in missing)
             raise StoreError(f"{n} of {qs[0].trials} trials are missing (first range {missing[0][0]}-"
                              f"{missing[0][1]}); pass --allow-partial to merge what exists")
-        name = sweep_mod.run_name(qs[0].config)
-        if name in names:
-            raise StoreError(f"two different configurations are both named {name}")
-        names.add(name)
         plan.append((name, qs, missing))
     lines = []
 

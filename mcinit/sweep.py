@@ -15,10 +15,10 @@ from ._version import __version__
 from .config import ConfigError, build
 from .store import HDF5Sink, StoreError, check_output, create_file, open_results
 
-__all__ = ["SWEEP_KEYS", "expand", "run_name", "run_sweep"]
+__all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
 
 #: the options a sweep may list, comma-separated
-SWEEP_KEYS = ("width", "depth", "samples", "init")
+SWEEP_KEYS = ("width", "depth", "samples", "init", "input_dim")
 
 
 def _split(value):
@@ -34,11 +34,21 @@ def run_name(cfg):
     return f"w{w}-d{cfg.depth}-n{cfg.samples}-{cfg.init}"
 
 
+def name_runs(cfgs):
+    """Names of the runs of one file: run_name, with -i<input_dim> where that alone would
+    repeat a name, and the configuration hash's first 8 digits where even that would."""
+    names = [run_name(c) for c in cfgs]
+    for extra in (lambda c: f"-i{c.input_dim}", lambda c: f"-{c.config_hash()[:8]}"):
+        repeated = {n for n in names if names.count(n) > 1}
+        names = [n + extra(c) if n in repeated else n for n, c in zip(names, cfgs)]
+    return names
+
+
 def expand(values):
     """[(name, resolved RunConfig, fixed data)] for every combination of the listed values.
 
-    values: the keys of ``config.build``; width, depth, samples and init may be lists
-    or comma-separated strings.  Every configuration is validated before any run."""
+    values: the keys of ``config.build``; width, depth, samples, init and input_dim may
+    be lists or comma-separated strings.  Every configuration is validated before any run."""
     values = dict(values)
     if values.get("widths") is not None and any(values.get(k) is not None for k in ("width", "depth")):
         raise ConfigError("give either --widths or --width/--depth, not both")
@@ -50,19 +60,19 @@ def expand(values):
                 raise ConfigError(f"--{key} lists no value")
             lists[key] = items
     keys = list(lists)
-    runs = []
+    built = []
     seen = set()
     for combo in itertools.product(*(lists[k] for k in keys)):
         v = dict(values)
         v.update(zip(keys, combo))
         cfg, data = build(**v)
         cfg = engine.resolve(cfg)
-        name = run_name(cfg)
-        if name in seen:
-            raise ConfigError(f"the sweep lists run {name} twice")
-        seen.add(name)
-        runs.append((name, cfg, data))
-    return runs
+        if cfg.config_hash() in seen:
+            raise ConfigError(f"the sweep lists run {run_name(cfg)} twice")
+        seen.add(cfg.config_hash())
+        built.append((cfg, data))
+    names = name_runs([c for c, _ in built])
+    return [(name, cfg, data) for name, (cfg, data) in zip(names, built)]
 
 
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
