@@ -37,7 +37,7 @@ def user_errors(fn):
 
 
 RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "normalize", "init",
-            "wn_gain", "dist", "head", "kernel", "seed")
+            "wn_gain", "dist", "head", "kernel", "seed", "sup_search")
 EXEC_KEYS = ("threads", "batch_size", "backend", "output", "overwrite", "resume", "quiet")
 
 _LIST = "  A sweep takes a comma-separated list."
@@ -58,6 +58,9 @@ _RUN_OPTIONS = [
     click.option("--dist", help="normal | uniform weight entries.  [default: normal]"),
     click.option("--head", help="softmax:K (cross-entropy, random soft targets) | gaussian:K.  [default: softmax:20]"),
     click.option("--kernel", help="auto | dense | projected | law.  [default: auto]"),
+    click.option("--sup-search", help="STARTS,STEPS: per trial, also search the unit sphere for the extreme "
+                 "forward ratios of every layer (the property for all inputs), from STARTS of the --samples "
+                 "random sphere inputs per layer and direction, STEPS points each (e.g. 4,50)."),
     click.option("--seed", help="Seed, 0 <= seed < 2**64.  [default: 0]"),
     click.option("--backend", help="cpu | cuda | auto (CUDA when an NVIDIA GPU is present).  [default: cpu]"),
     click.option("--threads", type=int, help="CPU threads (results do not depend on it).  [default: all]"),

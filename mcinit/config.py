@@ -109,6 +109,9 @@ class RunConfig:
     data_sha256 content hash of a fixed dataset's file (part of the identity of a run)
     normalize   none | center | unit: what is done to a fixed dataset (mcinit.data)
     wn_gain     constant gain of weight-normalised rows (None: the init's gains)
+    sup_starts, sup_steps
+                the supremum search over the unit sphere (kernels/sup.py): local searches
+                per layer and direction, and points each evaluates (None: no search)
     init        he | he-in | glorot | lecun | wn | wn-unit (DESIGN section 3)
     dist        normal | uniform (variance-scaling family; not used by wn inits)
     head        ('softmax', K) or ('gaussian', K)
@@ -130,6 +133,13 @@ class RunConfig:
     trials: int
     normalize: str = "none"
     wn_gain: float = None
+    sup_starts: int = None
+    sup_steps: int = None
+
+    @property
+    def sup(self):
+        """Whether each trial also searches the sphere for the extreme forward ratios."""
+        return self.sup_starts is not None
 
     @property
     def depth(self):
@@ -191,7 +201,7 @@ def load_config_file(path):
 
 def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
           data=None, init=None, dist=None, head=None, kernel=None, seed=None, normalize=None,
-          wn_gain=None):
+          wn_gain=None, sup_search=None):
     """Validate user values (None = default) and return (RunConfig with kernel
     possibly 'auto', fixed dataset or None).  Raises ConfigError with one line."""
     from . import data as data_mod  # local: data imports numpy only
@@ -234,6 +244,20 @@ def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samp
     if not 0 <= seed_v < 1 << 64:
         raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed_v}")
 
+    sup_starts = sup_steps = None
+    if sup_search is not None:
+        parts = [p.strip() for p in str(sup_search).split(",")]
+        if len(parts) != 2:
+            raise ConfigError(f"sup-search must be STARTS,STEPS (e.g. 4,50), got {sup_search!r}")
+        sup_starts = parse_count(parts[0], "sup-search starts")
+        sup_steps = parse_count(parts[1], "sup-search steps")
+        if data is None:
+            d["data"] = "sphere"
+        elif str(data).strip().lower() != "sphere":
+            raise ConfigError("the supremum search draws its inputs on the unit sphere: use --data sphere")
+        if kernel not in ("auto", "dense"):
+            raise ConfigError("the supremum search needs every weight: use --kernel dense")
+        kernel = "dense"
     gain = None
     if wn_gain is not None:
         if not init.startswith("wn"):
@@ -269,5 +293,7 @@ def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samp
         raise ConfigError("samples must be at most 2**20 per trial")
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
                     init=init, dist=dist, head=head, kernel=kernel, seed=seed_v, trials=trials,
-                    normalize=norm, wn_gain=gain)
+                    normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps)
+    if cfg.sup and sup_starts > N:
+        raise ConfigError(f"sup-search starts ({sup_starts}) cannot exceed the random inputs (--samples {N})")
     return cfg, fixed

@@ -120,6 +120,16 @@ class Stopped(Exception):
         self.result = result
 
 
+def _sup_extremes(plan, config, first, count):
+    """sup_min, sup_max: rho_l's extremes over the random and the searched inputs (kernels/sup.py)."""
+    from .kernels import sup
+    L = config.depth
+    smin, smax, bmin, bmax, dev = (np.empty((count, L)) for _ in range(5))
+    sup.fill(plan, first, count, smin, smax, bmin, bmax, dev, np.zeros(count, dtype=np.bool_),
+             config.samples, config.sup_starts, config.sup_steps)
+    return {"sup_min": smin, "sup_max": smax}
+
+
 def shard_range(trials, shard):
     """The contiguous share [first, stop) of trial indices 0..trials-1 of shard (I, K)."""
     i, k = shard
@@ -192,7 +202,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     L, N = config.depth, config.samples
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
-                first_index=first_index, rows=stop - first_index,
+                first_index=first_index, rows=stop - first_index, sup=config.sup,
                 shard=f"{shard[0]}/{shard[1]}" if shard is not None else "")
     state = sink.open(meta)
     eps = np.array(REPORT_EPS)
@@ -220,6 +230,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             dead = np.zeros(B, dtype=np.bool_)
             fill(plan, first, B, fwd, bwd, dead)
             records = reduce_batch(fwd, bwd, dead, summary)
+            if config.sup:
+                records.update(_sup_extremes(plan, config, first, B))
             for k, v in failure_counts(records, eps, "norm").items():
                 failures[k] += v
             writer.put(first, records, summary.copy())

@@ -19,11 +19,13 @@ from . import theory
 from .config import RunConfig
 from .initializers import expected_forward
 from .stats import clopper_pearson, failure_counts
-from .store import RECORD_FIELDS, StoreError, checkpoint_slot, open_results, read_summary
+from .store import RECORD_FIELDS, SUP_FIELDS, StoreError, checkpoint_slot, open_results, read_summary
 
-__all__ = ["load", "Results", "Run", "PROPS", "FORMS"]
+__all__ = ["load", "Results", "Run", "PROPS", "FORMS", "SUP"]
 
 PROPS = ("forward", "backward", "both")
+#: the forward property over all of R^n, from the supremum search (a lower estimate)
+SUP = "sup"
 FORMS = ("norm", "squared")
 _BLOCK = 1 << 20
 _EXACT_INITS = ("he", "he-in", "glorot", "lecun")
@@ -66,13 +68,19 @@ class Run:
             return read_summary(src, self.config.depth)
 
     def failure_counts(self, eps, form="norm"):
-        """Failures per property at each eps over the completed trials, read in blocks."""
+        """Failures per property at each eps over the completed trials, read in blocks;
+        with the supremum search also "sup": the forward property over every evaluated input."""
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
-        total = {p: np.zeros(len(eps), dtype=np.int64) for p in PROPS}
+        props = PROPS + ((SUP,) if self.config.sup else ())
+        total = {p: np.zeros(len(eps), dtype=np.int64) for p in props}
+        fields = RECORD_FIELDS + (SUP_FIELDS if self.config.sup else ())
         for start in range(0, self.completed, _BLOCK):
-            rec = self.records(RECORD_FIELDS, start, start + _BLOCK)
+            rec = self.records(fields, start, start + _BLOCK)
             for p, v in failure_counts(rec, eps, form).items():
                 total[p] += v
+            if self.config.sup:
+                searched = dict(rec, fwd_min=rec["sup_min"], fwd_max=rec["sup_max"])
+                total[SUP] += failure_counts(searched, eps, form)["forward"]
         return total
 
 
@@ -112,7 +120,9 @@ class Results:
 
         eps     tolerance(s); a trial fails when the deviation of some layer and input
                 exceeds eps, |sqrt(ratio) - 1| in the norm form, |ratio - 1| in the squared form
-        prop    forward (rho), backward (gamma) or both
+        prop    forward (rho), backward (gamma) or both; or sup: the forward property over
+                every input the supremum search evaluated, a lower estimate of the failure
+                probability for all of R^n (only runs made with --sup-search)
         level   confidence level of the exact Clopper-Pearson interval
         Columns: run, width (the narrowest hidden layer), widths, depth, samples, init,
         dist, kernel, prop, form, eps, trials, failures, p_hat, ci_low, ci_high,
@@ -124,8 +134,8 @@ class Results:
         weights), p_exact (exact forward failure probability, one input, Gaussian weights),
         bound_violated (interval entirely above paper_delta), paper_vacuous (paper_delta >= 1).
         """
-        if prop not in PROPS:
-            raise ValueError(f"prop must be one of {PROPS}")
+        if prop not in PROPS + (SUP,):
+            raise ValueError(f"prop must be one of {PROPS + (SUP,)}")
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}")
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
@@ -134,6 +144,8 @@ class Results:
         rows = []
         for run in self.runs:
             c = run.config
+            if prop == SUP and not c.sup:
+                continue
             T = run.completed
             k = run.failure_counts(eps, form)[prop]
             lo, hi = clopper_pearson(k, T, level) if T > 0 else (np.full(len(eps), np.nan),) * 2
@@ -141,11 +153,13 @@ class Results:
             bounds = _bounds(c, eps, prop, form)
             for i, e in enumerate(eps):
                 rows.append(dict(run=run.name, width=min(c.widths), widths=",".join(map(str, c.widths)),
-                                 depth=c.depth, samples=c.samples, init=c.init, dist=c.dist,
+                                 input_dim=c.input_dim, depth=c.depth, samples=c.samples, init=c.init, dist=c.dist,
                                  kernel=run.kernel, prop=prop, form=form, eps=float(e), trials=T,
                                  failures=int(k[i]), p_hat=float(p_hat[i]), ci_low=float(lo[i]),
                                  ci_high=float(hi[i]), paper_delta=bounds["paper_delta"][i],
                                  chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i]))
+        if not rows:
+            raise ValueError("no run of this file was made with the supremum search (--sup-search)")
         df = pd.DataFrame(rows)
         df["bound_violated"] = df["ci_low"] > df["paper_delta"]
         df["paper_vacuous"] = df["paper_delta"] >= 1.0
@@ -186,6 +200,8 @@ def _bounds(c, eps, prop, form):
     n = len(eps)
     out = {k: np.full(n, np.nan) for k in ("paper_delta", "chernoff", "p_exact")}
     gaussian = c.dist == "normal" and c.init in _EXACT_INITS
+    if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
+        return out
     if _paper_setting(c):
         e_norm = eps if form == "norm" else np.sqrt(1.0 + eps) - 1.0
         d = np.asarray(theory.paper_delta(min(c.widths), e_norm, c.samples, c.depth), float)

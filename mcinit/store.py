@@ -13,7 +13,8 @@ HDF5 layout (DESIGN section 7)::
                holds: trials, or a shard's share), shard ("I/K", shards only),
                completed (rows durably written; trust nothing past it)
   /trials/     index (rows,) int64; fwd_min, fwd_max, bwd_min, bwd_max (rows, L)
-               float64; dead (rows,) bool
+               float64; dead (rows,) bool; with the supremum search also sup_min,
+               sup_max (rows, L): rho_l's extremes over every input evaluated
   /summary/    trials, dead (scalars); one group per quantity (fwd, bwd) holding
                count, mean, m2, min, max (L,) of the ratio over all (trial, input)
                pairs with a finite ratio, the same with a log_ prefix for ln(ratio)
@@ -61,6 +62,9 @@ __all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIE
 FORMAT_VERSION = 1
 RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
 COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
+#: per-trial columns of runs with the supremum search: min and max of rho_l over every
+#: input evaluated (random and searched)
+SUP_FIELDS = ("sup_min", "sup_max")
 _CHUNK_ROWS = 16384
 
 
@@ -280,6 +284,9 @@ def build_run(g, meta):
     for name in RECORD_FIELDS:
         _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
     _fixed_dataset(t, "dead", (rows,), np.bool_, (R,))
+    if meta.get("sup"):
+        for name in SUP_FIELDS:
+            _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
     empty = Summary(L)
     write_summary(g.create_group("summary"), empty, create=True)
     c = g.create_group("checkpoint")
@@ -369,8 +376,9 @@ class HDF5Sink:
             if b > t["index"].shape[0]:
                 raise StoreError(f"{self.path} holds {t['index'].shape[0]} trials; batch ends at {b}")
             t["index"][a:b] = np.arange(first, first + n, dtype=np.int64)
-            for name in RECORD_FIELDS:
-                t[name][a:b] = records[name]
+            for name in RECORD_FIELDS + SUP_FIELDS:
+                if name in records:
+                    t[name][a:b] = records[name]
             t["dead"][a:b] = records["dead"]
             _durable_flush(f)
             write_summary(g["checkpoint"][f"slot{slot}"], summary)
