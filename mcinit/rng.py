@@ -37,7 +37,7 @@ from numba import njit
 __all__ = [
     "philox4x32_10", "seed_key", "counter_words", "normal_matrix", "uniform_matrix",
     "STREAM_WEIGHTS", "STREAM_PROJ_G", "STREAM_PROJ_Y", "STREAM_TARGET", "STREAM_DATA",
-    "STREAM_LAW", "MAX_TRIALS", "MAX_LAYER", "MAX_STREAM",
+    "STREAM_LAW", "STREAM_SUP", "MAX_TRIALS", "MAX_LAYER", "MAX_STREAM",
 ]
 
 #: dense weight rows W_l[i, :] (layer l = 1..L, head = L + 1)
@@ -52,6 +52,9 @@ STREAM_TARGET = 3
 STREAM_DATA = 4
 #: law kernel: binomial, chi-square and head variates
 STREAM_LAW = 5
+#: sup kernel: perturbations of the local search, layer l, row (iteration << 12) | (start << 1) | direction
+#: (n_0 + 1 normals per row: a tangent direction and the angle)
+STREAM_SUP = 6
 
 MAX_TRIALS = 1 << 40
 MAX_LAYER = 1 << 12

@@ -87,8 +87,8 @@ from .common import DATA_SPHERE, dot, draw_inputs, n_chunks
 
 __all__ = ["fill", "STREAM_SUP", "PARAMS", "MAX_STARTS", "MAX_STEPS", "search_cost"]
 
-#: the search's perturbations: layer l, row (iteration << 12) | (start << 1) | direction
-STREAM_SUP = 6
+#: the search's perturbations (the stream's number lives in rng with the others)
+STREAM_SUP = rng.STREAM_SUP
 #: limits of that row layout
 MAX_STARTS = 1 << 11
 MAX_STEPS = 1 << 20
