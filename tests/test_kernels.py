@@ -213,3 +213,21 @@ def test_binomial_guide_table_gives_the_binary_search_answer():
     cdf, offs = binomial_tables(ws)
     k0, k1 = rng.seed_key(5)
     assert mismatches(100000, cdf, offs, guide_tables(cdf, offs), ws, k0, k1) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel,trials", [("law", 10_000_000), ("projected", 2_000_000)])
+def test_failure_probability_equals_the_exact_one_at_scale(kernel, trials):
+    """Long run (pytest -m slow): the measured single-input forward failure probability equals
+    theory.exact_forward_failure at three tolerances, two-sided binomial test p > 1e-6 each."""
+    from mcinit import theory
+    from mcinit.stats import failure_counts
+    widths = [64, 96, 128, 96, 64]
+    cfg, data = config.build(trials=trials, input_dim=80, widths=",".join(map(str, widths)), kernel=kernel,
+                             init="he-in", seed=11)
+    res = engine.run(cfg, data)
+    eps = np.array([0.4, 0.8, 1.2])
+    k = failure_counts(res.records, eps, "norm")["forward"]
+    p = theory.exact_forward_failure(eps, widths, "norm", input_dim=80, init="he-in")
+    for ki, pi in zip(k, p):
+        assert stats.binomtest(int(ki), trials, float(pi)).pvalue > P_MIN, (ki / trials, pi)
