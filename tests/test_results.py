@@ -115,3 +115,21 @@ def test_sweep_validates_every_run_before_writing(tmp_path):
         sweep.expand(dict(trials=10, width="8,-1", input_dim=4))
     with pytest.raises(config.ConfigError, match="twice"):
         sweep.expand(dict(trials=10, width="8,8", input_dim=4))
+
+
+def test_a_stopped_sweep_resumes_to_the_uninterrupted_one(tmp_path):
+    runs = sweep.expand(dict(trials=900, width="8,12", depth=2, input_dim=5, samples=2, seed=4))
+    whole = str(tmp_path / "whole.h5")
+    sweep.run_sweep(runs, whole, batch_size=200)
+    part = str(tmp_path / "part.h5")
+    calls = []
+    with pytest.raises(engine.Stopped):
+        sweep.run_sweep(runs, part, batch_size=200, stop_requested=lambda: calls.append(1) or len(calls) >= 6)
+    sweep.run_sweep(runs, part, batch_size=300, resume=True)
+    a, b = mcinit.load(whole), mcinit.load(part)
+    for ra, rb in zip(a.runs, b.runs):
+        assert ra.name == rb.name and rb.completed == 900
+        for k, v in ra.records().items():
+            assert np.array_equal(v, rb.records()[k]), (ra.name, k)
+        for k, v in ra.summary().arrays().items():
+            assert np.array_equal(v, rb.summary().arrays()[k]), (ra.name, k)

@@ -22,7 +22,9 @@ def test_search_extends_the_random_inputs_extremes(tmp_path):
     res = engine.run(cfg, data, sink=HDF5Sink(path), batch_size=50)
     mem = engine.run(cfg, data, batch_size=120).records
     assert np.all(mem["sup_max"] >= mem["fwd_max"]) and np.all(mem["sup_min"] <= mem["fwd_min"])
-    assert np.mean(mem["sup_max"][:, -1] > mem["fwd_max"][:, -1]) > 0.5   # the search does find more
+    # the search does find more: with 12 random inputs in 4 dimensions the last layer's maximum over
+    # the sphere exceeds theirs in nearly every trial (a fixed seed; over 0.5 by a wide margin)
+    assert np.mean(mem["sup_max"][:, -1] > mem["fwd_max"][:, -1]) > 0.5
     # the random-input records and the summary are those of a plain dense run on the sphere dataset
     plain_cfg, _ = config.build(**{k: v for k, v in KW.items() if k != "sup_search"}, data="sphere", kernel="dense")
     plain = engine.run(plain_cfg).records
