@@ -37,13 +37,6 @@ DIGITS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 def _digits_file():
     if os.path.isfile(DIGITS_PATH):
         return DIGITS_PATH
-    try:  # an installed (non-editable) copy carries it as package data
-        from importlib import resources
-        p = resources.files("mcinit").joinpath("_data/digits.csv.gz")
-        if p.is_file():
-            return str(p)
-    except (ImportError, AttributeError, FileNotFoundError):
-        pass
     raise ConfigError("the bundled digits dataset (data/digits.csv.gz) is missing from this installation")
 
 

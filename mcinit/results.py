@@ -28,7 +28,6 @@ PROPS = ("forward", "backward", "both")
 SUP = "sup"
 FORMS = ("norm", "squared")
 _BLOCK = 1 << 20
-_EXACT_INITS = ("he", "he-in", "glorot", "lecun")
 
 
 class Run:
@@ -38,7 +37,7 @@ class Run:
         self.path = path
         self.group = group          # "/" or "runs/<name>"
         self.name = name
-        with _open(path) as f:
+        with open_results(path) as f:
             g = f[group]
             try:
                 self.config = RunConfig.from_json(g.attrs["config"])
@@ -55,13 +54,13 @@ class Run:
     def records(self, fields=RECORD_FIELDS + ("dead", "index"), start=0, stop=None):
         """Per-trial arrays of the completed trials [start, stop)."""
         stop = self.completed if stop is None else min(stop, self.completed)
-        with _open(self.path) as f:
+        with open_results(self.path) as f:
             t = f[self.group]["trials"]
             return {k: t[k][start:stop] for k in fields}
 
     def summary(self):
         """The streamed per-layer Summary (mcinit.stats.Summary) of the completed trials."""
-        with _open(self.path) as f:
+        with open_results(self.path) as f:
             g = f[self.group]
             slot = checkpoint_slot(g)
             src = g["checkpoint"][f"slot{slot}"] if slot is not None else g["summary"]
@@ -89,7 +88,7 @@ class Results:
 
     def __init__(self, path):
         self.path = path
-        with _open(path) as f:
+        with open_results(path) as f:
             if f.attrs.get("format") != "mcinit":
                 raise StoreError(f"{path} is not an mcinit results file")
             version = int(f.attrs.get("format_version", -1))
@@ -199,7 +198,7 @@ def _bounds(c, eps, prop, form):
     """paper_delta, chernoff and p_exact arrays (NaN where not defined) for a run's config."""
     n = len(eps)
     out = {k: np.full(n, np.nan) for k in ("paper_delta", "chernoff", "p_exact")}
-    gaussian = c.dist == "normal" and c.init in _EXACT_INITS
+    gaussian = c.dist == "normal" and c.init in theory.GAUSSIAN_INITS
     if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
         return out
     if _paper_setting(c):
@@ -222,10 +221,6 @@ def _paper_setting(c):
     if c.dist != "normal":
         return False
     return c.init == "he" or (c.init == "he-in" and len(set(c.all_widths)) == 1)
-
-
-def _open(path):
-    return open_results(path)
 
 
 def load(path):

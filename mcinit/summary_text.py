@@ -58,9 +58,9 @@ def _resumed(result):
 
 def _exact_forward(cfg, eps):
     """Exact forward failure probabilities (norm form) where defined, else None."""
-    if cfg.samples != 1 or cfg.dist != "normal" or cfg.init not in ("he", "he-in", "glorot", "lecun"):
+    from .theory import GAUSSIAN_INITS, exact_forward_failure
+    if cfg.samples != 1 or cfg.dist != "normal" or cfg.init not in GAUSSIAN_INITS:
         return None
-    from .theory import exact_forward_failure
     return exact_forward_failure(eps, list(cfg.widths), "norm", cfg.input_dim, cfg.init)
 
 
