@@ -105,6 +105,8 @@ def parse_args(argv=None):
                    help="compile the kernels from scratch (empty temporary numba cache), so the "
                         "compile column shows true compile times")
     p.add_argument("--no-scaling", action="store_true", help="skip the 1- vs 2-thread table")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip the PyTorch column even when torch is installed (as if it were not)")
     args = p.parse_args(argv)
     names = [c.strip().upper() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in names if c not in CASES]
@@ -321,6 +323,71 @@ class Suite:
         self.log(f"check: dense kernel vs NumPy reference on identical weights (C1 shape, 1 and 3 "
                  f"inputs): max relative difference {worst:.1e} {'ok' if ok else 'MISMATCH'}")
 
+    # -------------------------------------------------------------- PyTorch (optional)
+
+    def torch_module(self):
+        """torch with its intra-op threads set to T, or None (``self.torch_status`` says why)."""
+        if not hasattr(self, "torch_status"):
+            self.torch = None
+            if self.args.no_torch:
+                self.torch_status = "skipped (--no-torch)"
+            else:
+                try:
+                    import torch
+                except ImportError:
+                    self.torch_status = "not installed (`pip install torch`)"
+                else:
+                    torch.set_num_threads(self.threads)
+                    self.torch = torch
+                    self.torch_status = f"{torch.__version__}, {torch.get_num_threads()} intra-op threads"
+        return self.torch
+
+    def check_torch(self):
+        """The batched PyTorch reference and the NumPy reference on identical numbers must agree
+        to rounding (the same weights, inputs and targets as the dense kernel's check)."""
+        self.torch_check_result = None
+        if self.torch_module() is None:
+            self.log(f"check: PyTorch reference {self.torch_status}")
+            return
+        np = self.np
+        import numpy_reference as ref
+        import torch_reference as tref
+
+        c1 = CASES["C1"]
+        widths = (c1.input_dim,) + (c1.width,) * c1.depth
+        worst = 0.0
+        for samples in (1, 3):
+            trials = [ref.mcinit_draws(12345, t, widths, samples, c1.classes) for t in range(2)]
+            rho, gamma = tref.ratios(*tref.from_numpy_trials(trials))
+            for t, draws in enumerate(trials):
+                r, g = ref.ratios(*draws)
+                worst = max(worst, float(np.max(np.abs(rho[t].numpy() / r - 1))),
+                            float(np.max(np.abs(gamma[t].numpy() / g - 1))))
+        ok = worst < 1e-12
+        self.torch_check_result = (worst, ok)
+        self.log(f"check: PyTorch reference (batched, autograd, float64) vs NumPy reference on "
+                 f"identical weights (C1 shape, 1 and 3 inputs): max relative difference {worst:.1e} "
+                 f"{'ok' if ok else 'MISMATCH'}")
+
+    def torch_rate(self, case):
+        """Trials/s of the batched PyTorch reference (float64, autograd) on T intra-op threads,
+        in batches of ``torch_reference.batch_size`` trials; None without torch."""
+        if self.torch_module() is None:
+            return None
+        import torch_reference as tref
+        B = tref.batch_size(case.widths, case.samples, case.classes)
+        key = ("torch", case.shape_key, self.threads, B)
+        if key not in self.cache:
+            tref.run_trials((8, 8, 8), 1, 2, 2, 2)   # first call (autograd set-up) outside the timing
+
+            def fn(n):
+                return timed(lambda: tref.run_trials(case.widths, case.samples, case.classes, n, B))
+
+            self.cache[key] = measure(fn, self.per_rep, self.reps, n=B, multiple=B)
+            self.log(f"  {case.name} torch (batch {B}, {self.threads} thr): "
+                     f"{self.cache[key].rate:,.4g} trials/s")
+        return self.cache[key]
+
     # -------------------------------------------------------------- hardware rates
 
     def hardware(self):
@@ -527,6 +594,7 @@ class Suite:
             if k in needed or k == "dense":
                 self.warm(k)
         self.check()
+        self.check_torch()
         self.hardware()
         self.rows = []
         for name in self.args.cases:
@@ -555,6 +623,11 @@ class Suite:
                     self.scaling.append((k, {t: self.engine_rate(case, k, threads=t) for t in counts}))
                 self.scaling_counts = counts
             self.numba.set_num_threads(self.threads)
+        # PyTorch last, so that its OpenMP threads cannot disturb the other measurements
+        for row in self.rows:
+            if self.torch_module() is not None:
+                self.log(f"{row['case'].name}: torch")
+            row["torch"] = self.torch_rate(row["case"])
         self.elapsed = time.perf_counter() - t0
         self.load_end = _loadavg()
         self.other, self.steal = meter.stop()
@@ -578,6 +651,7 @@ class Suite:
         info = machine_info(self.numba, np)
         info["threads (numba and BLAS)"] = str(T)
         info["numba threading layer"] = _threading_layer(self.numba)
+        info["PyTorch (torch column)"] = getattr(self, "torch_status", "not measured")
         info["date (UTC)"] = self.start.strftime("%Y-%m-%d %H:%M")
         info["mode"] = mode
         info["command"] = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
@@ -594,16 +668,28 @@ class Suite:
         worst, ok = self.check_result
         w(f"- correctness check: dense kernel vs NumPy reference on identical weights, "
           f"max relative difference {worst:.1e} ({'ok' if ok else '**MISMATCH**'})")
+        if getattr(self, "torch_check_result", None):
+            tworst, tok = self.torch_check_result
+            w(f"- correctness check: PyTorch reference (batched, autograd, float64) vs NumPy reference "
+              f"on identical weights, max relative difference {tworst:.1e} "
+              f"({'ok' if tok else '**MISMATCH**'})")
+        else:
+            w(f"- correctness check: PyTorch reference {getattr(self, 'torch_status', 'not measured')}")
         w("")
 
         w(f"## Throughput (trials/s, {T} thread{'s' if T > 1 else ''}; ×: speed-up over the NumPy reference)\n")
-        hdr = ["case", "network (in/width/depth)", "numpy ref", "mcinit dense", "mcinit projected",
-               "mcinit law", "gen floor", "dense / gen floor", "FLOP floor", "dense / FLOP floor"]
+        hdr = ["case", "network (in/width/depth)", "numpy ref", "torch (batched, autograd)",
+               "mcinit dense", "mcinit projected", "mcinit law", "gen floor", "dense / gen floor", "FLOP floor", "dense / FLOP floor"]
         rows = []
         for r in self.rows:
             c = r["case"]
             base = r["numpy"].rate
             cells = [c.name, c.label(), fmt_rate(base)]
+            tm = r.get("torch")
+            cells.append(f"{fmt_rate(tm.rate)} (×{fmt_ratio(tm.rate / base)})" if tm else
+                         ("–" if getattr(self, "torch", None) is not None else
+                          "not installed" if "not installed" in getattr(self, "torch_status", "")
+                          else "skipped"))
             for k in KERNEL_ORDER:
                 if k in r["kernels"]:
                     x = r["kernels"][k].rate
@@ -619,6 +705,13 @@ class Suite:
             rows.append(cells)
         w(md_table(hdr, rows))
         w("")
+        if getattr(self, "torch", None) is not None:
+            w(f"torch = `torch_reference.py`: PyTorch {self.torch.__version__} on the CPU, float64, "
+              f"{self.threads} intra-op thread{'s' if self.threads > 1 else ''}, a batch of B "
+              "networks at once (`torch.randn` weights, `torch.bmm` and `relu`, the backward pass by "
+              "autograd; B under the measurement details), measured after everything else.\n")
+        else:
+            w(f"torch: not measured: PyTorch {getattr(self, 'torch_status', 'not checked')}.\n")
         numpy_note = ""
         if len(self.blas_counts) > 1:
             numpy_note = (f"numpy ref = the faster of the NumPy loop with BLAS on {T} threads and on "
@@ -745,6 +838,8 @@ class Suite:
         for key, m in self.cache.items():
             if key[0] == "numpy":
                 what = f"numpy {key[1]} BLAS {key[2]} thr"
+            elif key[0] == "torch":
+                what = f"torch float64 autograd {key[1]} {key[2]} thr batch {key[3]}"
             elif key[0] == "kernel":
                 what = f"{key[2]} fill-only {key[1]} {key[3]} thr"
             else:
