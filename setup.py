@@ -25,6 +25,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
+        # the benchmark's optional PyTorch column (benchmarks/README.md); not needed by CI or the tests
+        "bench": ["torch>=2.1"],
         # GPU backend; CUDA 13.0 compiler wheels: PTX ISA 9.0, read by any R580+ driver and 13.0 ptxas
         "cuda": ["numba-cuda[cu13]>=0.30.4,<0.31", "cuda-toolkit[nvvm,nvrtc,cudart]==13.0.*"],
     },
