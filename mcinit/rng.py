@@ -169,19 +169,184 @@ def ndtri(p):
     return _ndtri_tail(p, q)
 
 
-@njit(cache=True, inline="always")
+# log(m 2^-33) for the odd integers m of the tail (fdlibm's e_log.c: |error| < 1 ulp),
+# in plain IEEE arithmetic: the same numbers on every machine, vectorisable, and
+# compilable for the GPU (no libm call, no bit casts)
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_SQRT2 = 1.4142135623730951
+#: the tail of AS 241 in words: |(w + 1/2) 2^-32 - 1/2| > 0.425 exactly when
+#: min(w, 2^32 - 1 - w) < TAIL_WORDS
+TAIL_WORDS = 322122547
+_TAIL_WORDS = np.uint32(TAIL_WORDS)
+_HALF32 = np.uint32(1 << 31)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _log_odd(m):
+    """log(m 2^-33) for an integer 1 <= m < 2^31 (any integer type)."""
+    x = np.int64(m)
+    k = 0
+    sc = 1.0
+    # m = f 2^k with f in [1, 2): five branch-free halvings of the exponent range
+    t = x >> 16
+    c = t != 0
+    x = t if c else x
+    k += 16 if c else 0
+    sc *= 1.52587890625e-05 if c else 1.0
+    t = x >> 8
+    c = t != 0
+    x = t if c else x
+    k += 8 if c else 0
+    sc *= 0.00390625 if c else 1.0
+    t = x >> 4
+    c = t != 0
+    x = t if c else x
+    k += 4 if c else 0
+    sc *= 0.0625 if c else 1.0
+    t = x >> 2
+    c = t != 0
+    x = t if c else x
+    k += 2 if c else 0
+    sc *= 0.25 if c else 1.0
+    c = (x >> 1) != 0
+    k += 1 if c else 0
+    sc *= 0.5 if c else 1.0
+    f = np.float64(np.int32(m)) * sc
+    big = f >= _SQRT2            # f in [sqrt(2)/2, sqrt(2))
+    f = f * 0.5 if big else f
+    k += 1 if big else 0
+    dk = np.float64(np.int32(k - 33))
+    f = f - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    return dk * _LN2_HI - ((hfsq - (s * (hfsq + (t2 + t1)) + dk * _LN2_LO)) - f)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _tail_of_distance(d):
+    """|Phi^-1(u)| for u = (d + 1/2) 2^-32 (or 1 - u), d = min(w, 2^32 - 1 - w) < TAIL_WORDS.
+
+    AS 241's first tail approximation in r = sqrt(-log u) (r <= 4.8 for every
+    32-bit word: the second one, r > 5, is never needed)."""
+    r = math.sqrt(-_log_odd(2 * np.int64(d) + 1)) - 1.6
+    num = (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r
+                + 2.41780725177450611770e-1) * r + 1.27045825245236838258) * r
+              + 3.64784832476320460504) * r + 5.76949722146069140550) * r
+            + 4.63033784615654529590) * r + 1.42343711074968357734)
+    den = (((((((1.05075007164441684324e-9 * r + 5.47593808499534494600e-4) * r
+                + 1.51986665636164571966e-2) * r + 1.48103976427480074590e-1) * r
+              + 6.89767334985100004550e-1) * r + 1.67638483018380384940) * r
+            + 2.05319162663775882187) * r + 1.0)
+    return num / den
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def u32_to_normal(w):
-    """Standard normal from one 32-bit word by inversion."""
-    return ndtri(u32_to_uniform(w))
+    """Standard normal from one 32-bit word by inversion: Phi^-1((w + 1/2) 2^-32).
+
+    AS 241 (PPND16); in the tails its logarithm is _log_odd's, not libm's, so the
+    numbers are the same on every machine and backend."""
+    w32 = np.uint32(w)
+    d = min(w32, ~w32)
+    if d >= _TAIL_WORDS:
+        return _ndtri_central(u32_to_uniform(w32) - 0.5)
+    z = _tail_of_distance(d)
+    return -z if w32 < _HALF32 else z
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _philox_words(k0, k1, c2, c3, row, nb, words):
+    """words[4 b + i] = word i of Philox block (b, row, c2, c3), b = 0..nb-1.
+
+    The same function as philox_block, written on masked uint64 lanes so that the
+    loop over blocks vectorises (32 x 32 -> 64-bit products)."""
+    r = np.uint64(row) & _MASK
+    c2 = np.uint64(c2) & _MASK
+    c3 = np.uint64(c3) & _MASK
+    k0 = np.uint64(k0) & _MASK
+    k1 = np.uint64(k1) & _MASK
+    for b in range(nb):
+        x0 = np.uint64(np.uint32(b))
+        x1 = r
+        x2 = c2
+        x3 = c3
+        kk0 = k0
+        kk1 = k1
+        for _ in range(10):
+            p0 = _M0 * x0
+            p1 = _M1 * x2
+            n0 = (p1 >> _S32) ^ x1 ^ kk0
+            n2 = (p0 >> _S32) ^ x3 ^ kk1
+            x1 = p1 & _MASK
+            x3 = p0 & _MASK
+            x0 = n0 & _MASK
+            x2 = n2 & _MASK
+            kk0 = (kk0 + _W0) & _MASK
+            kk1 = (kk1 + _W1) & _MASK
+        words[4 * b] = np.uint32(x0)
+        words[4 * b + 1] = np.uint32(x1)
+        words[4 * b + 2] = np.uint32(x2)
+        words[4 * b + 3] = np.uint32(x3)
+
+
+@njit(cache=True)
+def row_workspace(n):
+    """Scratch for the row generators below on rows of up to n columns (float64, 4 n + 16)."""
+    return np.empty(4 * n + 16)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _normals_of_words(words, m, scale, out, ws):
+    """out[i] = scale * u32_to_normal(words[i]), i < m, in three vectorised passes:
+    the central approximation for every word, the tail words gathered, their
+    values, and a scatter.  ws: at least 2 m float64 slots, not overlapping words."""
+    for i in range(m):
+        out[i] = scale * _ndtri_central(u32_to_uniform(words[i]) - 0.5)
+    wsu = ws.view(np.uint32)
+    idx = wsu[:m]              # float slots 0..m-1: tail positions and distances
+    dist = wsu[m:2 * m]
+    tv = ws[m:2 * m]           # float slots m..2m-1: tail values
+    nt = 0
+    for i in range(m):
+        w = words[i]
+        d = min(w, ~w)
+        idx[nt] = i
+        dist[nt] = d
+        nt += d < _TAIL_WORDS
+    for t in range(nt):
+        tv[t] = _tail_of_distance(dist[t])
+    for t in range(nt):
+        i = idx[t]
+        z = tv[t]
+        out[i] = scale * (-z if words[i] < _HALF32 else z)
+
+
+@njit(cache=True, error_model="numpy")
+def fill_normal_row_ws(k0, k1, c2, c3, row, scale, out, n, ws):
+    """fill_normal_row with caller-provided scratch ws = row_workspace(n') for n' >= n."""
+    nb = (n + 3) // 4
+    wsu = ws.view(np.uint32)
+    words = wsu[wsu.shape[0] - 4 * nb:]
+    _philox_words(k0, k1, c2, c3, row, nb, words)
+    _normals_of_words(words, n, scale, out, ws[:ws.shape[0] - 2 * nb])
 
 
 @njit(cache=True, error_model="numpy")
 def fill_normal_row(k0, k1, c2, c3, row, scale, out, n):
-    """out[j] = scale * N(0, 1) for columns j = 0..n-1 of ``row``.
-
-    Three passes that give exactly ndtri's numbers: the Philox words as uniforms,
-    the central approximation for every column (vectorised: no branch), then the
-    tail approximation where |u - 1/2| > 0.425 (about 15% of the columns)."""
+    """out[j] = scale * N(0, 1) for columns j = 0..n-1 of ``row``: u32_to_normal of
+    word j (lane j % 4 of block j // 4).  Long rows go through fill_normal_row_ws."""
     r = np.uint64(row)
     if n < 32:   # short rows: one pass, no scratch allocation
         for b in range((n + 3) // 4):
@@ -195,30 +360,24 @@ def fill_normal_row(k0, k1, c2, c3, row, scale, out, n):
             if j + 3 < n:
                 out[j + 3] = scale * u32_to_normal(w3)
         return
-    u = np.empty(n)
-    nfull = n // 4
-    for b in range(nfull):
-        w0, w1, w2, w3 = philox_block(np.uint64(b), r, c2, c3, k0, k1)
-        j = 4 * b
-        u[j] = u32_to_uniform(w0)
-        u[j + 1] = u32_to_uniform(w1)
-        u[j + 2] = u32_to_uniform(w2)
-        u[j + 3] = u32_to_uniform(w3)
-    rem = n - 4 * nfull
-    if rem > 0:
-        w0, w1, w2, w3 = philox_block(np.uint64(nfull), r, c2, c3, k0, k1)
-        j = 4 * nfull
-        u[j] = u32_to_uniform(w0)
-        if rem > 1:
-            u[j + 1] = u32_to_uniform(w1)
-        if rem > 2:
-            u[j + 2] = u32_to_uniform(w2)
-    for j in range(n):
-        out[j] = scale * _ndtri_central(u[j] - 0.5)
-    for j in range(n):
-        q = u[j] - 0.5
-        if abs(q) > 0.425:
-            out[j] = scale * _ndtri_tail(u[j], q)
+    fill_normal_row_ws(k0, k1, c2, c3, row, scale, out, n, row_workspace(n))
+
+
+@njit(cache=True, error_model="numpy")
+def fill_normal_cols_ws(k0, k1, c2, c3, row, scale, cols, m, out, ws):
+    """out[i] = scale * (the normal of column cols[i] of ``row``), i < m: only the
+    columns asked for are transformed.  cols ascending; ws = row_workspace(n) with
+    n > cols[m - 1]."""
+    if m == 0:
+        return
+    nb = cols[m - 1] // 4 + 1
+    wsu = ws.view(np.uint32)
+    words = wsu[wsu.shape[0] - 4 * nb:]
+    _philox_words(k0, k1, c2, c3, row, nb, words)
+    picked = wsu[wsu.shape[0] - 4 * nb - m:wsu.shape[0] - 4 * nb]
+    for i in range(m):
+        picked[i] = words[cols[i]]
+    _normals_of_words(picked, m, scale, out, ws[:(wsu.shape[0] - 4 * nb - m) // 2])
 
 
 @njit(cache=True)
@@ -268,6 +427,58 @@ def fill_relu_normal_row(k0, k1, c2, c3, row, scale, out, n):
             out[j + 2] = scale * u32_to_normal(w2) if w2 >= _HALF else 0.0
         if j + 3 < n:
             out[j + 3] = scale * u32_to_normal(w3) if w3 >= _HALF else 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _expand(out, pos, m, n):
+    """out[pos[k]] = out[k] (k < m, pos ascending, pos[k] >= k), zeros elsewhere, in place."""
+    k = m - 1
+    for j in range(n - 1, -1, -1):
+        if k >= 0 and pos[k] == j:
+            out[j] = out[k]
+            k -= 1
+        else:
+            out[j] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def fill_normal_row_where_ws(k0, k1, c2, c3, row, scale, out, n, need, ws):
+    """fill_normal_row_where (the same numbers) with scratch ws = row_workspace(n') for n' >= n:
+    only the needed columns are transformed, in vectorised passes."""
+    nb = (n + 3) // 4
+    wsu = ws.view(np.uint32)
+    top = wsu.shape[0] - 4 * nb
+    words = wsu[top:]
+    _philox_words(k0, k1, c2, c3, row, nb, words)
+    pos = wsu[top - n:top]
+    picked = wsu[top - 2 * n:top - n]
+    m = 0
+    for j in range(n):
+        pos[m] = j
+        picked[m] = words[j]
+        m += need[j] != 0
+    _normals_of_words(picked, m, scale, out, ws[:(top - 2 * n) // 2])
+    _expand(out, pos, m, n)
+
+
+@njit(cache=True, error_model="numpy")
+def fill_relu_normal_row_ws(k0, k1, c2, c3, row, scale, out, n, ws):
+    """fill_relu_normal_row (the same numbers) with scratch ws = row_workspace(n') for n' >= n."""
+    nb = (n + 3) // 4
+    wsu = ws.view(np.uint32)
+    top = wsu.shape[0] - 4 * nb
+    words = wsu[top:]
+    _philox_words(k0, k1, c2, c3, row, nb, words)
+    pos = wsu[top - n:top]
+    picked = wsu[top - 2 * n:top - n]
+    m = 0
+    for j in range(n):
+        w = words[j]
+        pos[m] = j
+        picked[m] = w
+        m += w >= _HALF32
+    _normals_of_words(picked, m, scale, out, ws[:(top - 2 * n) // 2])
+    _expand(out, pos, m, n)
 
 
 @njit(cache=True)

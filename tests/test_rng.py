@@ -5,6 +5,7 @@ probability below 1e-6 (threshold p < 1e-6)."""
 
 import numpy as np
 import pytest
+from numba import njit
 from scipy import special, stats
 
 from mcinit import rng
@@ -78,3 +79,81 @@ def test_bad_seed_is_refused():
         rng.seed_key(-1)
     with pytest.raises(ValueError):
         rng.seed_key(1 << 64)
+
+
+@njit(cache=True)
+def _normals_of(words, out):
+    for i in range(words.shape[0]):
+        out[i] = rng.u32_to_normal(words[i])
+
+
+@njit(cache=True)
+def _logs_of(m, out):
+    for i in range(m.shape[0]):
+        out[i] = rng._log_odd(m[i])
+
+
+def _tail_edges():
+    t = rng.TAIL_WORDS
+    low = np.concatenate([np.arange(0, 4096), np.arange(t - 2048, t + 2048)]).astype(np.uint64)
+    return np.concatenate([low, np.uint64(2 ** 32 - 1) - low])
+
+
+def test_word_to_normal_is_the_normal_quantile_of_its_uniform():
+    # Phi^-1((w + 1/2) 2^-32): every tail boundary word and both ends, and 2e6 random words
+    w = np.concatenate([_tail_edges(), np.random.default_rng(1).integers(0, 2 ** 32, 2_000_000,
+                                                                         dtype=np.uint64)])
+    z = np.empty(w.size)
+    _normals_of(w, z)
+    ref = special.ndtri((w.astype(np.float64) + 0.5) * 2.0 ** -32)
+    assert np.max(np.abs(z - ref) / np.abs(ref)) < 5e-15
+    # the tail test in words is the quantile's own test |u - 1/2| > 0.425
+    u = (w.astype(np.float64) + 0.5) * 2.0 ** -32
+    assert np.array_equal(np.minimum(w, 2 ** 32 - 1 - w) < rng.TAIL_WORDS, np.abs(u - 0.5) > 0.425)
+
+
+def test_tail_logarithm_is_within_one_ulp():
+    # log(m 2^-33) for the odd m of the tail, against 80-bit long double
+    d = np.concatenate([np.arange(0, 70000), np.random.default_rng(2).integers(0, rng.TAIL_WORDS, 1_000_000),
+                        np.arange(rng.TAIL_WORDS - 70000, rng.TAIL_WORDS)]).astype(np.int64)
+    m = 2 * d + 1
+    ours = np.empty(m.size)
+    _logs_of(m, ours)
+    exact = np.log(m.astype(np.longdouble)) - 33 * np.log(np.longdouble(2))
+    if np.finfo(np.longdouble).nmant < 60:
+        pytest.skip("no extended precision long double on this platform")
+    ulps = np.abs((ours - exact) / np.spacing(np.abs(exact.astype(np.float64))).astype(np.longdouble))
+    assert float(ulps.max()) < 1.0
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 31, 32, 33, 100, 257, 1024, 1027])
+def test_vectorised_rows_give_the_words_numbers(n):
+    k0, k1 = rng.seed_key(12345)
+    c2, c3 = rng.counter_words((1 << 33) + 7, 3, 0)
+    words = rng.philox4x32_10(np.array([[b, 5, int(c2), int(c3)] for b in range((n + 3) // 4)], np.uint32),
+                              np.array([int(k0), int(k1)], np.uint32)).ravel()[:n].astype(np.uint64)
+    want = np.empty(n)
+    _normals_of(words, want)
+    want *= 0.7
+    ws = rng.row_workspace(n + 5)
+    got = np.empty(n)
+    rng.fill_normal_row(k0, k1, c2, c3, 5, 0.7, got, n)
+    assert np.array_equal(got, want)
+    got[:] = np.nan
+    rng.fill_normal_row_ws(k0, k1, c2, c3, 5, 0.7, got, n, ws)
+    assert np.array_equal(got, want)
+    pick = np.random.default_rng(n).random(n) < 0.5
+    cols = np.flatnonzero(pick).astype(np.int64)
+    part = np.empty(cols.size)
+    rng.fill_normal_cols_ws(k0, k1, c2, c3, 5, 0.7, cols, cols.size, part, ws)
+    assert np.array_equal(part, want[cols])
+    for f in (rng.fill_normal_row_where, rng.fill_normal_row_where_ws):
+        got[:] = np.nan
+        args = (k0, k1, c2, c3, 5, 0.7, got, n, pick.astype(np.uint8))
+        f(*(args + (ws,) if f is rng.fill_normal_row_where_ws else args))
+        assert np.array_equal(got, np.where(pick, want, 0.0))
+    for f in (rng.fill_relu_normal_row, rng.fill_relu_normal_row_ws):
+        got[:] = np.nan
+        args = (k0, k1, c2, c3, 5, 0.7, got, n)
+        f(*(args + (ws,) if f is rng.fill_relu_normal_row_ws else args))
+        assert np.array_equal(got, np.maximum(want, 0.0))

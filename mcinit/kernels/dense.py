@@ -4,9 +4,11 @@ Forward  a^l = W_l h^(l-1), h^l = ReLU(a^l); logits z = W_o h^L.
 Backward delta^L = 1[a^L > 0] (W_o^T e), delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l).
 Row i of W_l is row i of (layer l, STREAM_WEIGHTS): N(0, v_l), U(-a, a) with
 a = sqrt(3 v_l), or g_l v/||v|| with v ~ N(0, I) (weight normalisation); the head
-W_o is N(0, 1), layer L + 1.  The backward pass reads the weights stored by the
-forward pass or, when they exceed the workspace budget, regenerates each row
-from its counter: both give identical numbers.
+W_o is N(0, 1), layer L + 1.  Only the weights that meet an active unit are
+drawn (the columns of the support of h^(l-1); about half of them past the first
+layer).  The backward pass reads the rows the forward pass kept (those of active
+units, at those columns) or, when they exceed the workspace budget, redraws them
+from their counters: both give identical numbers.
 """
 
 import math
@@ -35,6 +37,30 @@ def weight_row(k0, k1, trial, layer, i, n_in, dist, var, gain, out):
         s = gain / math.sqrt(dot(out, out, n_in))
         for j in range(n_in):
             out[j] *= s
+
+
+@njit(cache=True)
+def weight_cols(k0, k1, c2, c3, i, n_in, dist, var, gain, cols, m, out, full, ws):
+    """out[k] = W[i, cols[k]], k < m: row i of a layer's weights (counter words c2, c3)
+    at the columns asked for, the same numbers as weight_row's.  Normal rows
+    transform only those columns; uniform and weight-normalised rows (whose scale
+    needs the whole row) are drawn whole into ``full`` and picked."""
+    if dist == DIST_NORMAL:
+        if m == n_in:
+            rng.fill_normal_row_ws(k0, k1, c2, c3, i, math.sqrt(var), out, n_in, ws)
+        else:
+            rng.fill_normal_cols_ws(k0, k1, c2, c3, i, math.sqrt(var), cols, m, out, ws)
+        return
+    if dist == DIST_UNIFORM:
+        a = math.sqrt(3.0 * var)
+        rng.fill_uniform_row(k0, k1, c2, c3, i, -a, a, full, n_in)
+    else:
+        rng.fill_normal_row_ws(k0, k1, c2, c3, i, 1.0, full, n_in, ws)
+        s = gain / math.sqrt(dot(full, full, n_in))
+        for j in range(n_in):
+            full[j] *= s
+    for k in range(m):
+        out[k] = full[cols[k]]
 
 
 @njit(cache=True, inline="always")
@@ -78,67 +104,116 @@ def mask_norms(D, H, n, N, dn2, l):
             dn2[x, l] += D[j, x] * D[j, x]
 
 
+@njit(cache=True, inline="always")
+def support(H, n, N, cols, Hc):
+    """cols = the units j some input activates (H[j, x] != 0), ascending; Hc = those rows of
+    H, compacted.  Returns their number m.  Outside them a weight column meets only zeros,
+    forward and backward, so it is never drawn."""
+    m = 0
+    for j in range(n):
+        on = False
+        for x in range(N):
+            if H[j, x] != 0.0:
+                on = True
+        if on:
+            cols[m] = j
+            for x in range(N):
+                Hc[m, x] = H[j, x]
+            m += 1
+    return m
+
+
 @njit(cache=True)
 def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-                store, wbuf, H, D0, D1, row, z, e, col, hn2, dn2, fwd, bwd):
-    """One trial; H[l] is (n_l, N) for l = 0..L (input x in column x); returns the dead flag."""
+                store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
+                wrow, full, ws, z, e, col, hn2, dn2, fwd, bwd):
+    """One trial; H[l] is (n_l, N) for l = 0..L (input x in column x); returns the dead flag.
+
+    Only the weights that meet an active unit are drawn: W_l[i, j] for j in the
+    support of h^(l-1) (the forward pass), kept (``store``) or redrawn for the rows i
+    that delta^l reaches (the backward pass, l >= 2).  The numbers are those of the
+    whole matrices; sums run over the support only, so they differ from sums over
+    all columns only by the order of rounding."""
     L = widths.shape[0] - 1
     n0 = widths[0]
     draw_inputs(k0, k1, trial, data, X0, N, n0, col)   # (N, n0) rows into col ...
     for x in range(N):
         for j in range(n0):
             H[0][j, x] = col[x, j]                      # ... as columns of H[0]
-    # forward: a_i = W_l[i, :] h, W_l[i, :] from philox(key, (trial, l, 0, i, j))
+    # forward: a_i = sum_(j in support) W_l[i, j] h_j, W_l[i, :] from philox(key, (trial, l, 0, i, j))
     off = 0
     for l in range(1, L + 1):
         n_in = widths[l - 1]
         n_out = widths[l]
-        Hin = H[l - 1]
         Hout = H[l]
+        m = support(H[l - 1], n_in, N, cols[l - 1], Hc)
+        ncols[l - 1] = m
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_WEIGHTS)
+        roff[l] = off
+        nr = 0
+        keep = store and l >= 2   # W_1 is never needed backward
         for i in range(n_out):
-            w = wbuf[off + i * n_in: off + (i + 1) * n_in] if store else row
-            weight_row(k0, k1, trial, l, i, n_in, dist, var[l - 1], gain[l - 1], w)
+            w = wbuf[off: off + m] if keep else wrow
+            weight_cols(k0, k1, c2, c3, i, n_in, dist, var[l - 1], gain[l - 1],
+                        cols[l - 1], m, w, full, ws)
             a = Hout[i]
-            row_times(w, Hin, n_in, N, a)
+            row_times(w, Hc, m, N, a)
+            on = False
             for x in range(N):
-                if a[x] < 0.0:
+                if a[x] > 0.0:
+                    on = True
+                else:
                     a[x] = 0.0
-        if store:
-            off += n_out * n_in
+            if on and keep:     # only rows that can carry a delta are kept
+                rows[l, nr] = i
+                nr += 1
+                off += m
+        nrows[l] = nr
     # head: z = W_o h^L, W_o ~ N(0, 1) rows of layer L + 1
     nL = widths[L]
+    m = support(H[L], nL, N, cols[L], Hc)
+    ncols[L] = m
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_WEIGHTS)
     woff = off
     for c in range(K):
-        w = wbuf[woff + c * nL: woff + (c + 1) * nL] if store else row
-        rng.fill_normal_row(k0, k1, c2, c3, c, 1.0, w, nL)
-        row_times(w, H[L], nL, N, z[c])
+        w = wbuf[woff + c * m: woff + (c + 1) * m] if store else wrow
+        rng.fill_normal_cols_ws(k0, k1, c2, c3, c, 1.0, cols[L], m, w, ws)
+        row_times(w, Hc, m, N, z[c])
     for x in range(N):
         for c in range(K):
             col[x, c] = z[c, x]
         head_error(k0, k1, trial, L + 1, head, col[x], x, col[x, K:], K)
         for c in range(K):
             e[c, x] = col[x, K + c]
-    # delta^L = 1[a^L > 0] (W_o^T e)
+    # delta^L = 1[a^L > 0] (W_o^T e), on the support of h^L
     Dcur = D0[:nL]
     Dcur[:, :] = 0.0
+    Dcc = Dc[:m]
+    Dcc[:, :] = 0.0
     for c in range(K):
         if store:
-            w = wbuf[woff + c * nL: woff + (c + 1) * nL]
+            w = wbuf[woff + c * m: woff + (c + 1) * m]
         else:
-            w = row
-            rng.fill_normal_row(k0, k1, c2, c3, c, 1.0, w, nL)
-        add_outer(w, e[c], nL, N, Dcur)
+            w = wrow
+            rng.fill_normal_cols_ws(k0, k1, c2, c3, c, 1.0, cols[L], m, w, ws)
+        add_outer(w, e[c], m, N, Dcc)
+    for k in range(m):
+        for x in range(N):
+            Dcur[cols[L][k], x] = Dcc[k, x]
     mask_norms(Dcur, H[L], nL, N, dn2, L)
-    # backward: delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l)
+    # backward: delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l), on the support of h^(l-1)
     use0 = False   # D0 holds delta^L; the next delta goes into the other buffer
     for l in range(L, 1, -1):
         n_in = widths[l - 1]
         n_out = widths[l]
-        off -= n_out * n_in if store else 0
-        Dnext = D0[:n_in] if use0 else D1[:n_in]
-        Dnext[:, :] = 0.0
-        for i in range(n_out):
+        m = ncols[l - 1]
+        cl = cols[l - 1]
+        Dcc = Dc[:m]
+        Dcc[:, :] = 0.0
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_WEIGHTS)
+        nr = nrows[l] if store else n_out
+        for r in range(nr):
+            i = rows[l, r] if store else r
             d = Dcur[i]
             active = False
             for x in range(N):
@@ -147,11 +222,16 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
             if not active:   # a unit no input activates passes nothing back
                 continue
             if store:
-                w = wbuf[off + i * n_in: off + (i + 1) * n_in]
+                w = wbuf[roff[l] + r * m: roff[l] + (r + 1) * m]
             else:
-                w = row
-                weight_row(k0, k1, trial, l, i, n_in, dist, var[l - 1], gain[l - 1], w)
-            add_outer(w, d, n_in, N, Dnext)
+                w = wrow
+                weight_cols(k0, k1, c2, c3, i, n_in, dist, var[l - 1], gain[l - 1], cl, m, w, full, ws)
+            add_outer(w, d, m, N, Dcc)
+        Dnext = D0[:n_in] if use0 else D1[:n_in]
+        Dnext[:, :] = 0.0
+        for k in range(m):
+            for x in range(N):
+                Dnext[cl[k], x] = Dcc[k, x]
         mask_norms(Dnext, H[l - 1], n_in, N, dn2, l - 1)
         use0 = not use0
         Dcur = Dnext
@@ -176,7 +256,7 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data
     nw = 0
     for l in range(L + 1):
         nmax = max(nmax, widths[l])
-        if l >= 1:
+        if l >= 2:
             nw += widths[l] * widths[l - 1]
     nw += K * widths[L]
     for c in prange(nchunks):
@@ -186,7 +266,16 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data
         wbuf = np.empty(nw if store else 0)
         D0 = np.empty((nmax, N))
         D1 = np.empty((nmax, N))
-        row = np.empty(nmax)
+        Dc = np.empty((nmax, N))
+        Hc = np.empty((nmax, N))
+        cols = np.empty((L + 1, nmax), dtype=np.int64)
+        ncols = np.empty(L + 1, dtype=np.int64)
+        rows = np.empty((L + 1, nmax), dtype=np.int64)
+        nrows = np.zeros(L + 1, dtype=np.int64)
+        roff = np.zeros(L + 1, dtype=np.int64)
+        wrow = np.empty(nmax)
+        full = np.empty(nmax)
+        ws = rng.row_workspace(nmax)
         z = np.empty((K, N))
         e = np.empty((K, N))
         col = np.empty((N, max(widths[0], 2 * K)))
@@ -195,13 +284,15 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data
         for t in range(lo, hi):
             j = t - first
             dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-                                  store, wbuf, H, D0, D1, row, z, e, col, hn2, dn2, fwd[j], bwd[j])
+                                  store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
+                                  wrow, full, ws, z, e, col, hn2, dn2, fwd[j], bwd[j])
 
 
 def weights_fit(plan):
-    """Whether one trial's weights fit the workspace budget (else they are regenerated)."""
+    """Whether the weights one trial may keep for its backward pass (W_2..W_L and the
+    head) fit the workspace budget (else they are redrawn)."""
     w = plan.widths
-    nw = int(np.sum(w[1:] * w[:-1])) + plan.classes * int(w[-1])
+    nw = int(np.sum(w[2:] * w[1:-1])) + plan.classes * int(w[-1])
     return nw * 8 <= workspace_mb() * 2 ** 20
 
 

@@ -139,7 +139,7 @@ def support(H, N, n, need):
 
 @njit(cache=True)
 def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
-                    H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, hn2, dn2, fwd, bwd):
+                    H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws, hn2, dn2, fwd, bwd):
     L = widths.shape[0] - 1
     rank[0] = input_factor(k0, k1, trial, data, R0fixed, r0fixed, widths[0], N, R[0], hn2[:, 0])
     # forward: a^l(x) = sum_k R[k, x] G[k, :], G = (W_l Q)^T rows ~ N(0, v_l)
@@ -153,14 +153,14 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
         Hl = H[l]
         if N == 1 and r == 1:
             # one input: h = ReLU(||h^(l-1)|| g); G keeps only g's positive part, all the backward uses
-            rng.fill_relu_normal_row(k0, k1, c2, c3, 0, sd, Gl[0], n)
+            rng.fill_relu_normal_row_ws(k0, k1, c2, c3, 0, sd, Gl[0], n, ws)
             s = Rp[0, 0]
             for i in range(n):
                 Hl[0, i] = s * Gl[0, i]
             rank[l] = mgs(Hl, N, n, Q[l], R[l], v)
             continue
         for k in range(r):
-            rng.fill_normal_row(k0, k1, c2, c3, k, sd, Gl[k], n)
+            rng.fill_normal_row_ws(k0, k1, c2, c3, k, sd, Gl[k], n, ws)
         for x in range(N):
             for i in range(n):
                 Hl[x, i] = 0.0
@@ -190,7 +190,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_PROJ_Y)
     support(H[L], N, nL, need)
     for m in range(re):
-        rng.fill_normal_row_where(k0, k1, c2, c3, m, 1.0, Y[m], nL, need)
+        rng.fill_normal_row_where_ws(k0, k1, c2, c3, m, 1.0, Y[m], nL, need, ws)
     back_step(Q[L], rL, Go, K, E, N, re, Rs, Y, nL, H[L], Dl, v)
     for x in range(N):
         dn2[x, L] = dot(Dl[x], Dl[x], nL)
@@ -203,7 +203,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
         sd = math.sqrt(var[l - 1])
         support(H[l - 1], N, n, need)
         for m in range(rd):
-            rng.fill_normal_row_where(k0, k1, c2, c3, m, sd, Y[m], n, need)
+            rng.fill_normal_row_where_ws(k0, k1, c2, c3, m, sd, Y[m], n, need, ws)
         back_step(Q[l - 1], rank[l - 1], G[l], n_out, Dl, N, rd, Rs, Y, n, H[l - 1], Dn, v)
         for x in range(N):
             dn2[x, l - 1] = dot(Dn[x], Dn[x], n)
@@ -243,12 +243,13 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, R0fixed, r
         Y = np.empty((rs, nmax))
         v = np.empty(nmax)
         need = np.zeros(nmax, dtype=np.uint8)
+        ws = rng.row_workspace(nmax)
         hn2 = np.empty((N, L + 1))
         dn2 = np.zeros((N, L + 1))
         for t in range(lo, hi):
             j = t - first
             dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
-                                      H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need,
+                                      H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws,
                                       hn2, dn2, fwd[j], bwd[j])
 
 
