@@ -429,6 +429,47 @@ def fill_relu_normal_row(k0, k1, c2, c3, row, scale, out, n):
             out[j + 3] = scale * u32_to_normal(w3) if w3 >= _HALF else 0.0
 
 
+#: values per block of rows in fill_normal_block_cols: the block's scratch stays in cache
+BLOCK_VALUES = 8192
+
+
+@njit(cache=True)
+def block_rows(n):
+    """Rows of n columns per block of fill_normal_block_cols."""
+    return max(1, BLOCK_VALUES // max(n, 1))
+
+
+@njit(cache=True)
+def block_workspace(n):
+    """Scratch for fill_normal_block_cols on rows of up to n columns, block_rows of them at a
+    time (block_rows(n') for any n' <= n)."""
+    return np.empty(max(5 * BLOCK_VALUES, 3 * n + 8) + 16)
+
+
+@njit(cache=True, error_model="numpy")
+def fill_normal_block_cols(k0, k1, c2, c3, row0, nrows, scale, cols, m, out, ws):
+    """out[r m + i] = scale * (the normal of column cols[i] of row row0 + r), r < nrows, i < m:
+    a block of rows at once, so the vectorised passes run over nrows m values.
+    cols ascending; nrows <= block_rows(n) for n > cols[m - 1], and ws = block_workspace(n') for n' >= n."""
+    if m == 0:
+        return
+    nb = cols[m - 1] // 4 + 1
+    wsu = ws.view(np.uint32)
+    stride = 4 * nb
+    top = wsu.shape[0] - nrows * stride
+    words = wsu[top:]
+    for r in range(nrows):
+        _philox_words(k0, k1, c2, c3, row0 + r, nb, words[r * stride:(r + 1) * stride])
+    total = nrows * m
+    picked = wsu[top - total:top]
+    for r in range(nrows):
+        wr = words[r * stride:(r + 1) * stride]
+        pr = picked[r * m:(r + 1) * m]
+        for i in range(m):
+            pr[i] = wr[cols[i]]
+    _normals_of_words(picked, total, scale, out, ws[:(top - total) // 2])
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _expand(out, pos, m, n):
     """out[pos[k]] = out[k] (k < m, pos ascending, pos[k] >= k), zeros elsewhere, in place."""

@@ -126,7 +126,7 @@ def support(H, n, N, cols, Hc):
 @njit(cache=True)
 def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
-                wrow, full, ws, z, e, col, hn2, dn2, fwd, bwd):
+                wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd, bwd):
     """One trial; H[l] is (n_l, N) for l = 0..L (input x in column x); returns the dead flag.
 
     Only the weights that meet an active unit are drawn: W_l[i, j] for j in the
@@ -150,8 +150,35 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         ncols[l - 1] = m
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_WEIGHTS)
         roff[l] = off
-        nr = 0
         keep = store and l >= 2   # W_1 is never needed backward
+        if dist == DIST_NORMAL:
+            # blocks of rows at once; only the rows of active units are kept
+            sd = math.sqrt(var[l - 1])
+            step = rng.block_rows(n_in)
+            nr = 0
+            for i0 in range(0, n_out, step):
+                nb = min(step, n_out - i0)
+                blk = wblk[:nb * m]
+                rng.fill_normal_block_cols(k0, k1, c2, c3, i0, nb, sd, cols[l - 1], m, blk, wsb)
+                for r in range(nb):
+                    i = i0 + r
+                    w = blk[r * m:(r + 1) * m]
+                    a = Hout[i]
+                    row_times(w, Hc, m, N, a)
+                    on = False
+                    for x in range(N):
+                        if a[x] > 0.0:
+                            on = True
+                        else:
+                            a[x] = 0.0
+                    if on and keep:
+                        wbuf[off: off + m] = w
+                        rows[l, nr] = i
+                        nr += 1
+                        off += m
+            nrows[l] = nr
+            continue
+        nr = 0
         for i in range(n_out):
             w = wbuf[off: off + m] if keep else wrow
             weight_cols(k0, k1, c2, c3, i, n_in, dist, var[l - 1], gain[l - 1],
@@ -175,10 +202,13 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     ncols[L] = m
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_WEIGHTS)
     woff = off
-    for c in range(K):
-        w = wbuf[woff + c * m: woff + (c + 1) * m] if store else wrow
-        rng.fill_normal_cols_ws(k0, k1, c2, c3, c, 1.0, cols[L], m, w, ws)
-        row_times(w, Hc, m, N, z[c])
+    step = rng.block_rows(nL)
+    for c0 in range(0, K, step):
+        nr = min(step, K - c0)
+        blk = wbuf[woff + c0 * m: woff + (c0 + nr) * m] if store else wblk[:nr * m]
+        rng.fill_normal_block_cols(k0, k1, c2, c3, c0, nr, 1.0, cols[L], m, blk, wsb)
+        for r in range(nr):
+            row_times(blk[r * m:(r + 1) * m], Hc, m, N, z[c0 + r])
     for x in range(N):
         for c in range(K):
             col[x, c] = z[c, x]
@@ -276,6 +306,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data
         wrow = np.empty(nmax)
         full = np.empty(nmax)
         ws = rng.row_workspace(nmax)
+        wsb = rng.block_workspace(nmax)
+        wblk = np.empty(max(rng.BLOCK_VALUES, nmax))
         z = np.empty((K, N))
         e = np.empty((K, N))
         col = np.empty((N, max(widths[0], 2 * K)))
@@ -285,7 +317,7 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data
             j = t - first
             dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                                   store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
-                                  wrow, full, ws, z, e, col, hn2, dn2, fwd[j], bwd[j])
+                                  wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j])
 
 
 def weights_fit(plan):
