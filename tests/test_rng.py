@@ -157,3 +157,20 @@ def test_vectorised_rows_give_the_words_numbers(n):
         args = (k0, k1, c2, c3, 5, 0.7, got, n)
         f(*(args + (ws,) if f is rng.fill_relu_normal_row_ws else args))
         assert np.array_equal(got, np.maximum(want, 0.0))
+
+
+@pytest.mark.parametrize("n", [1, 5, 100, 1030])
+def test_blocks_of_rows_give_the_rows_numbers(n):
+    k0, k1 = rng.seed_key(5)
+    c2, c3 = rng.counter_words(77, 2, 0)
+    ws = rng.block_workspace(n)
+    for density in (1.0, 0.5, 0.1):
+        cols = np.flatnonzero(np.random.default_rng(n).random(n) < density).astype(np.int64)
+        cols = cols if cols.size else np.array([n - 1], dtype=np.int64)
+        for nrows in sorted({1, rng.block_rows(n)}):
+            out = np.full(nrows * cols.size, np.nan)
+            rng.fill_normal_block_cols(k0, k1, c2, c3, 3, nrows, 0.5, cols, cols.size, out, ws)
+            for r in range(nrows):
+                full = np.empty(n)
+                rng.fill_normal_row(k0, k1, c2, c3, 3 + r, 0.5, full, n)
+                assert np.array_equal(out[r * cols.size:(r + 1) * cols.size], full[cols])
