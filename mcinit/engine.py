@@ -222,12 +222,19 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     t0 = time.perf_counter()
     start = first
     stopped = False
+    # the ratio arrays are reused from batch to batch (the records handed to the writer are
+    # fresh arrays): no page faults on fresh memory per batch
+    cap = min(batch_size, stop - first)
+    fwd_buf = np.empty((cap, N, L))
+    bwd_buf = np.empty((cap, N, L))
+    dead_buf = np.zeros(cap, dtype=np.bool_)
     try:
         while first < stop:
             B = min(batch_size, stop - first)
-            fwd = np.empty((B, N, L))
-            bwd = np.empty((B, N, L))
-            dead = np.zeros(B, dtype=np.bool_)
+            fwd = fwd_buf[:B]
+            bwd = bwd_buf[:B]
+            dead = dead_buf[:B]
+            dead[:] = False
             fill(plan, first, B, fwd, bwd, dead)
             records = reduce_batch(fwd, bwd, dead, summary)
             if config.sup:

@@ -106,6 +106,72 @@ def test_failure_counts_by_hand():
     assert c["forward"].tolist() == [2, 2, 1] and c["backward"].tolist() == [2, 1, 1]
 
 
+def test_failure_counts_equal_the_layerwise_definition():
+    """The tally's shortcut (the largest deviation is at a trial's smallest or largest
+    ratio) gives the counts of the definition, layer by layer, with zeros, infinities,
+    NaNs and values exactly at a tolerance."""
+    rs = np.random.RandomState(3)
+    T, L = 20000, 7
+    rec = {}
+    for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max"):
+        a = rs.gamma(20, 1 / 20, (T, L))
+        for v, p in ((0.0, 0.01), (np.inf, 0.01), (np.nan, 0.005), (1.0, 0.02), (0.5625, 0.02), (1.5625, 0.02)):
+            a[rs.rand(T, L) < p] = v
+        rec[k] = a
+    eps = np.array([0.0, 0.1, 0.25, 0.3, 0.4375, 0.5625, 1.0, 2.0])
+    for form in ("norm", "squared"):
+        def dev(r):
+            with np.errstate(invalid="ignore"):
+                d = np.abs(np.sqrt(r) - 1.0) if form == "norm" else np.abs(r - 1.0)
+            return np.where(np.isnan(r) | (r == np.inf), np.inf, d)
+        fd = np.maximum(dev(rec["fwd_min"]), dev(rec["fwd_max"])).max(axis=1)
+        bd = np.maximum(dev(rec["bwd_min"]), dev(rec["bwd_max"])).max(axis=1)
+        dead = (rec["fwd_min"] == 0.0).any(axis=1)
+        ff = dead[:, None] | (fd[:, None] > eps)
+        bf = bd[:, None] > eps
+        c = failure_counts(rec, eps, form)
+        assert c["forward"].tolist() == ff.sum(axis=0).tolist()
+        assert c["backward"].tolist() == bf.sum(axis=0).tolist()
+        assert c["both"].tolist() == (ff | bf).sum(axis=0).tolist()
+
+
+def test_summary_equals_the_sequential_welford_recursion():
+    """reduce_batch's summary is, bit for bit, Welford's recursion run value by value in
+    (trial, input) order per (quantity, space, layer), with ratios that are 0, inf or NaN."""
+    import math
+    from mcinit.stats import HIST_BINS, HIST_RANGE
+    rs = np.random.RandomState(4)
+    T, N, L = 700, 3, 4
+    fwd = rs.gamma(30, 1 / 30, (T, N, L))
+    bwd = rs.gamma(3, 1 / 2, (T, N, L))
+    fwd[rs.rand(T, N, L) < 0.02] = 0.0
+    bwd[rs.rand(T, N, L) < 0.02] = np.inf
+    bwd[rs.rand(T, N, L) < 0.01] = np.nan
+    s = Summary(L)
+    for lo in range(0, T, 256):
+        reduce_batch(fwd[lo:lo + 256], bwd[lo:lo + 256], np.zeros(min(256, T - lo), dtype=bool), s)
+    for q, arr in enumerate((fwd, bwd)):
+        for sp in range(2):
+            for l in range(L):
+                n, mean, m2 = 0, 0.0, 0.0
+                hist = np.zeros(HIST_BINS + 2, dtype=np.int64)
+                lo_, hi_ = HIST_RANGE[sp]
+                for r in arr[:, :, l].ravel():
+                    if not math.isfinite(r) or (sp == 1 and not r > 0.0):
+                        continue
+                    v = r if sp == 0 else math.log(r)
+                    n += 1
+                    d = v - mean
+                    mean += d / n
+                    m2 += d * (v - mean)
+                    b = 0 if v < lo_ else (HIST_BINS + 1 if v >= hi_ else
+                                           min(HIST_BINS, 1 + int((v - lo_) / (hi_ - lo_) * HIST_BINS)))
+                    hist[b] += 1
+                assert s.count[q, sp, l] == n
+                assert s.mean[q, sp, l] == mean and s.m2[q, sp, l] == m2, (q, sp, l)
+                assert np.array_equal(s.hist[q, sp, l], hist)
+
+
 def test_engine_failure_tally_equals_records():
     res = _run("law", None, 333, trials=4000, input_dim=20, widths="16,24,8")
     direct = failure_counts(res.records, res.eps, "norm")

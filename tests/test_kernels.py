@@ -215,6 +215,43 @@ def test_binomial_guide_table_gives_the_binary_search_answer():
     assert mismatches(100000, cdf, offs, guide_tables(cdf, offs), ws, k0, k1) == 0
 
 
+@pytest.mark.parametrize("kw,first,count", [
+    (dict(input_dim=1024, width=1024, depth=10), 0, 3000),
+    (dict(input_dim=3, widths="1,2,3,1,2"), 5, 2011),                    # K = 0, 1, 2: a < 1 and a = 0
+    (dict(input_dim=5, widths="4,3,7", head="gaussian:3", data="sphere"), 2 ** 33 + 7, 1000),
+    (dict(input_dim=5, widths="40,30,70", head="softmax:37", seed=2 ** 63 + 5), 2 ** 32 - 100, 777),
+    (dict(input_dim=6, widths="9,8", head="gaussian:1", init="glorot"), 1, 63),
+])
+def test_law_lanes_equal_law_trial(kw, first, count):
+    """The CPU law kernel's lane blocks draw exactly law_trial's numbers (what the CUDA
+    kernel runs), trial by trial, for every block size and offset."""
+    cfg, data = config.build(trials=10, kernel="law", **kw)
+    plan = common.make_plan(cfg, data)
+    L = cfg.depth
+    out = []
+    for batch in (law._batch, law._batch_scalar):
+        fwd = np.full((count, 1, L), -1.0)
+        bwd = np.full((count, 1, L), -1.0)
+        dead = np.zeros(count, dtype=bool)
+        cdf, offs, guide = law.tables(plan.widths[1:])
+        batch(first, count, 3, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
+              1.0, cdf, offs, guide, fwd, bwd, dead)
+        out.append((fwd, bwd, dead))
+    for a, b in zip(*out):
+        assert np.array_equal(a, b)
+
+
+def test_law_fixed_input_equals_law_trial(correlated_npy):
+    cfg, data = config.build(trials=10, kernel="law", data=correlated_npy[0], samples=1, widths="30,50,20")
+    plan = common.make_plan(cfg, data)
+    fwd, bwd, dead = fill("law", cfg, data, 17, 300)
+    cdf, offs, guide = law.tables(plan.widths[1:])
+    f2, b2, d2 = np.empty_like(fwd), np.empty_like(bwd), np.zeros_like(dead)
+    law._batch_scalar(17, 300, 2, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
+                      float(plan.X0[0] @ plan.X0[0]), cdf, offs, guide, f2, b2, d2)
+    assert np.array_equal(fwd, f2) and np.array_equal(bwd, b2) and np.array_equal(dead, d2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel,trials", [("law", 10_000_000), ("projected", 2_000_000)])
 def test_failure_probability_equals_the_exact_one_at_scale(kernel, trials):

@@ -23,6 +23,14 @@ binomial CDF with a 53-bit uniform; row 1: c_l; row 2: d_l; layer 0 row 0:
 ||x||^2; layer L+1 row 0: G_o; targets/errors as in every kernel (STREAM_TARGET).
 Chi-square variates are 2 Gamma(k/2) by Marsaglia and Tsang's exact rejection
 method, attempt j using block j of the row.
+
+Two implementations draw these numbers: ``law_trial``, one trial at a time (the
+reference, and what the CUDA kernel runs per thread), and ``law_block``, which the
+CPU's ``fill`` runs: the same numbers for LANES trials at a time, stage by stage
+(all binomials, then the first Marsaglia-Tsang attempt of every chi-square, then
+the head), each stage a loop across the trials, so that independent Philox blocks,
+normal inversions and exponentials overlap or vectorise instead of waiting on one
+trial's branches.  The tests check the two trial by trial.
 """
 
 import math
@@ -32,9 +40,10 @@ from numba import njit, prange
 from scipy import stats
 
 from .. import rng
-from .common import DATA_FIXED, DATA_GAUSSIAN, head_error, n_chunks
+from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, n_chunks
 
-__all__ = ["fill", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided"]
+__all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
+           "law_trial", "law_block", "LANES"]
 
 @njit(cache=True)
 def sample_binomial(cdf, lo, n, k0, k1, c2, c3, row):
@@ -145,9 +154,306 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
     return dead
 
 
+#: trials per lane block of the batched CPU path: every stage below is a loop over
+#: the block's trials, so independent Philox blocks and normal inversions overlap
+#: (and vectorise) instead of running one trial's chain at a time
+LANES = 64
+_THIRD = 1.0 / 3.0
+
+
+@njit(cache=True)
+def _gamma_after_squeeze(a, x, u, k0, k1, c2, c3, row):
+    """rng.sample_gamma(a, ...) for a >= 1, given attempt 0's normal x and uniform u
+    (from block 0 of the row): the same number, continuing its rejection loop."""
+    d = a - _THIRD
+    c = 1.0 / math.sqrt(9.0 * d)
+    r = np.uint64(row)
+    j = 0
+    while True:
+        if j > 0:
+            w0, w1, w2, w3 = rng.philox_block(np.uint64(j), r, c2, c3, k0, k1)
+            x = rng.u32_to_normal(w0)
+            u = rng.u32_to_uniform(w1)
+        j += 1
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        x2 = x * x
+        if u < 1.0 - 0.0331 * x2 * x2 or math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
+            return d * v
+
+
+#: AS 241's tail in words: |(w + 1/2) 2^-32 - 1/2| > 0.425 exactly when min(w, 2^32-1-w) < this
+_TAIL_WORDS = np.uint32(322122547)
+
+
+@njit(cache=True, error_model="numpy")
+def _normals(W, X, m, idx, Y):
+    """X[i] = rng.u32_to_normal(W[i]), i < m (W uint32 words).
+
+    The words are split into the central ones and the tail ones (about 15%), and
+    each group is converted in its own loop: no mispredicted branch per word, and
+    independent conversions overlap (the central ones vectorise).
+    idx (int64, 2 m) and Y (2 m): scratch."""
+    nc = 0
+    nt = m
+    for i in range(m):      # branch-free partition: central from the front, tails from the back
+        w = W[i]
+        t = min(w, ~w) < _TAIL_WORDS
+        idx[nc] = i
+        idx[m + nt - 1] = i
+        nc += 1 - t
+        nt -= t
+    V = Y[m:].view(np.uint64)
+    for j in range(nc):
+        V[j] = W[idx[j]]
+    for j in range(nc):     # (the test repeats u32_to_normal's own, so its tail code drops out)
+        w = np.uint32(V[j])
+        Y[j] = rng.u32_to_normal(w) if min(w, ~w) >= _TAIL_WORDS else 0.0
+    for j in range(nc):
+        X[idx[j]] = Y[j]
+    nn = m - nt
+    for j in range(nn):
+        V[j] = W[idx[m + nt + j]]
+    for j in range(nn):
+        w = np.uint32(V[j])
+        Y[j] = rng.u32_to_normal(w) if min(w, ~w) < _TAIL_WORDS else 0.0
+    for j in range(nn):
+        X[idx[m + nt + j]] = Y[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _gammas(A, W, U, X, G, m, k0, k1, t0, layer, row, stream, idx, Y):
+    """G[i] = rng.sample_gamma(A[i], k0, k1, counter_words(t0 + i % LANES, layer[i], stream), row[i]),
+    i < m, given attempt 0's words: W[i] (uint32, for the normal) and U[i] (as a uniform).
+
+    Marsaglia-Tsang's first attempt for every lane, branch-free up to its squeeze
+    (which accepts about 92%); the others (the log test, further attempts, a < 1)
+    are gathered and finished one by one.  idx, Y: scratch of length m."""
+    _normals(W, X, m, idx, Y)
+    for i in range(m):
+        d = A[i] - _THIRD
+        c = 1.0 / math.sqrt(9.0 * d)
+        x = X[i]
+        v = 1.0 + c * x
+        v3 = v * v * v
+        x2 = x * x
+        ok = (v > 0.0) & (U[i] < 1.0 - 0.0331 * x2 * x2) & (A[i] >= 1.0)
+        G[i] = d * v3 if ok else -1.0
+    k = 0
+    for i in range(m):
+        idx[k] = i
+        k += G[i] < 0.0
+    for j in range(k):
+        i = idx[j]
+        a = A[i]
+        c2, c3 = rng.counter_words(t0 + i % LANES, layer[i], stream)
+        if a <= 0.0:
+            G[i] = 0.0
+        elif a < 1.0:
+            G[i] = rng.sample_gamma(a, k0, k1, c2, c3, row[i])
+        else:
+            G[i] = _gamma_after_squeeze(a, X[i], U[i], k0, k1, c2, c3, row[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _softmax_error(Z, T, E, K, n, Q):
+    """E[:, i] = softmax(Z[:, i]) - T[:, i] / sum(T[:, i]) for i < n, as common.head_error
+    computes it (the same sums in the same order), in loops over i.  Q: (3, LANES) scratch."""
+    ts = Q[0]
+    zmax = Q[1]
+    s = Q[2]
+    for i in range(n):
+        ts[i] = 0.0
+        zmax[i] = Z[0, i]
+        s[i] = 0.0
+    for j in range(K):
+        for i in range(n):
+            ts[i] += T[j, i]
+    for j in range(1, K):
+        for i in range(n):
+            if Z[j, i] > zmax[i]:
+                zmax[i] = Z[j, i]
+    for j in range(K):
+        for i in range(n):
+            E[j, i] = math.exp(Z[j, i] - zmax[i])
+    for j in range(K):
+        for i in range(n):
+            s[i] += E[j, i]
+    for j in range(K):
+        for i in range(n):
+            E[j, i] = E[j, i] / s[i] - T[j, i] / ts[i]
+
+
+@njit(cache=True, error_model="numpy")
+def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ws, fwd, bwd, dead, j0):
+    """Trials t0 .. t0+n-1 (n <= LANES) into fwd[j0 + i, 0], bwd[j0 + i, 0], dead[j0 + i]:
+    law_trial's numbers, computed stage by stage across the block's trials.
+
+    ws: the workspace of make_workspace."""
+    KL, S, W, P, U, X, G, layer, row, rho, cc, dd, H, R, Z, E, I, Y, Q = ws
+    L = widths.shape[0] - 1
+    # K_l by guided inversion (layer l, row 0, block 0)
+    for l in range(1, L + 1):
+        for i in range(n):
+            c2, c3 = rng.counter_words(t0 + i, l, rng.STREAM_LAW)
+            w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(0), c2, c3, k0, k1)
+            U[i] = rng.words_to_u53(w0, w1)
+        lo = offs[l - 1]
+        glo = (l - 1) * GUIDE
+        nl = widths[l]
+        for i in range(n):
+            u = U[i]
+            k = guide[glo + int(u * GUIDE)]
+            while k < nl and cdf[lo + k] <= u:
+                k += 1
+            KL[l, i] = k
+    # Gamma shapes, in slots: c_l (layer l, row 1), d_l (layer l, row 2), ||x||^2 (layer 0, row 0)
+    ns = 2 * L + (1 if data == DATA_GAUSSIAN else 0)
+    for s in range(ns):
+        if s < 2 * L:
+            l = s // 2 + 1
+            rw = 1 + s % 2
+        else:
+            l = 0
+            rw = 0
+        for i in range(n):
+            if s < 2 * L:
+                k = KL[l, i]
+                S[s * LANES + i] = 0.5 * k if rw == 1 else (0.5 * (k - 1) if k > 1 else 0.0)
+            else:
+                S[s * LANES + i] = 0.5 * widths[0]
+            layer[s * LANES + i] = l
+            row[s * LANES + i] = rw
+        for i in range(n, LANES):
+            S[s * LANES + i] = 1.0
+            layer[s * LANES + i] = l
+            row[s * LANES + i] = rw
+        for i in range(LANES):
+            c2, c3 = rng.counter_words(t0 + i, l, rng.STREAM_LAW)
+            w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(rw), c2, c3, k0, k1)
+            W[s * LANES + i] = np.uint32(w0)
+            U[s * LANES + i] = rng.u32_to_uniform(w1)
+    _gammas(S, W, U, X, G, ns * LANES, k0, k1, t0, layer, row, rng.STREAM_LAW, I, Y)
+    # forward: rho_l = prod v_k c_k, c_l = 2 Gamma(K_l / 2); d_l = 2 Gamma((K_l - 1) / 2)
+    for i in range(n):
+        rho[0, i] = 1.0
+    for l in range(1, L + 1):
+        vl = var[l - 1]
+        for i in range(n):
+            cl = 2.0 * G[(2 * l - 2) * LANES + i]
+            cc[l, i] = cl
+            dd[l, i] = 2.0 * G[(2 * l - 1) * LANES + i] if KL[l, i] > 1 else 0.0
+            rho[l, i] = rho[l - 1, i] * (vl * cl)
+    # ||x||^2, then the head's logits z = s_L G_o, G_o ~ N(0, I_K) (layer L+1, row 0)
+    nb = (K + 3) // 4
+    for i in range(n):
+        if data == DATA_FIXED:
+            s02 = xnorm2
+        elif data == DATA_GAUSSIAN:
+            s02 = 2.0 * G[2 * L * LANES + i]
+        else:
+            s02 = 1.0
+        R[i] = math.sqrt(s02 * rho[L, i])
+    for b in range(nb):
+        for i in range(n):
+            c2, c3 = rng.counter_words(t0 + i, L + 1, rng.STREAM_LAW)
+            w0, w1, w2, w3 = rng.philox_block(np.uint64(b), np.uint64(0), c2, c3, k0, k1)
+            W[(4 * b) * LANES + i] = np.uint32(w0)
+            W[(4 * b + 1) * LANES + i] = np.uint32(w1)
+            W[(4 * b + 2) * LANES + i] = np.uint32(w2)
+            W[(4 * b + 3) * LANES + i] = np.uint32(w3)
+    _normals(W, X, K * LANES, I, Y)
+    Go = X[:K * LANES].reshape((K, LANES))
+    for j in range(K):
+        for i in range(n):
+            Z[j, i] = R[i] * Go[j, i]
+    # targets or errors (layer L+1, STREAM_TARGET, row 0), as common.head_error
+    for b in range(nb):
+        for i in range(n):
+            c2, c3 = rng.counter_words(t0 + i, L + 1, rng.STREAM_TARGET)
+            w0, w1, w2, w3 = rng.philox_block(np.uint64(b), np.uint64(0), c2, c3, k0, k1)
+            W[(4 * b) * LANES + i] = np.uint32(w0)
+            W[(4 * b + 1) * LANES + i] = np.uint32(w1)
+            W[(4 * b + 2) * LANES + i] = np.uint32(w2)
+            W[(4 * b + 3) * LANES + i] = np.uint32(w3)
+    T = P[:K * LANES].reshape((K, LANES))
+    if head == HEAD_GAUSSIAN:
+        _normals(W, G, K * LANES, I, Y)
+        for j in range(K):
+            for i in range(n):
+                E[j, i] = G[j * LANES + i]
+    else:
+        for j in range(K):
+            for i in range(n):
+                T[j, i] = rng.u32_to_uniform(W[j * LANES + i])
+        _softmax_error(Z, T, E, K, n, Q)
+    # beta_L = G_o . e, ||delta^L||^2 = beta_L^2 + ||e||^2 d_L; then the backward recursion
+    bt = Q[0]
+    e2 = Q[1]
+    for i in range(n):
+        bt[i] = 0.0
+        e2[i] = 0.0
+    for j in range(K):
+        for i in range(n):
+            bt[i] += Go[j, i] * E[j, i]
+            e2[i] += E[j, i] * E[j, i]
+    for i in range(n):
+        live = rho[L, i] != 0.0
+        beta = bt[i] if live else 0.0
+        H[L, i] = beta * beta + (e2[i] if live else 0.0) * dd[L, i]
+        R[i] = beta
+    for l in range(L, 1, -1):
+        vl = var[l - 1]
+        for i in range(n):
+            beta = R[i] * math.sqrt(vl * cc[l, i])
+            R[i] = beta
+            H[l - 1, i] = beta * beta + H[l, i] * vl * dd[l - 1, i]
+    for i in range(n):
+        j = j0 + i
+        dn2L = H[L, i]
+        dd_ = dn2L == 0.0
+        prev = 1.0
+        for l in range(1, L + 1):
+            r = rho[l, i]
+            fwd[j, 0, l - 1] = r
+            if r == 0.0:
+                dd_ = True
+            bwd[j, 0, l - 1] = np.inf if dn2L == 0.0 else (H[l, i] / dn2L) * prev
+            prev = r
+        dead[j] = dd_
+
+
+@njit(cache=True)
+def make_workspace(L, K):
+    """Scratch of law_block for depth L and K classes."""
+    m = max(2 * L + 1, K + 4 - K % 4 if K % 4 else K) * LANES
+    return (np.zeros((L + 1, LANES), dtype=np.int64), np.ones(m), np.zeros(m, dtype=np.uint32), np.full(m, 0.5), np.full(m, 0.5),
+            np.zeros(m), np.zeros(m), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64),
+            np.zeros((L + 1, LANES)), np.zeros((L + 1, LANES)), np.zeros((L + 1, LANES)),
+            np.zeros((L + 1, LANES)), np.zeros(LANES), np.zeros((K, LANES)), np.zeros((K, LANES)),
+            np.zeros(2 * m, dtype=np.int64), np.zeros(2 * m),
+            np.zeros((3, LANES)))
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
            fwd, bwd, dead):
+    L = widths.shape[0] - 1
+    for ch in prange(nchunks):
+        lo = first + (count * ch) // nchunks
+        hi = first + (count * (ch + 1)) // nchunks
+        ws = make_workspace(L, K)
+        for t0 in range(lo, hi, LANES):
+            law_block(t0, min(LANES, hi - t0), k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+                      guide, ws, fwd, bwd, dead, t0 - first)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _batch_scalar(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
+                  fwd, bwd, dead):
+    """The reference path: law_trial one trial at a time (what the CUDA kernel runs)."""
     L = widths.shape[0] - 1
     for ch in prange(nchunks):
         lo = first + (count * ch) // nchunks
@@ -165,13 +471,26 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cd
                                 c, d, rho, dn2, Go, z, e, fwd[j, 0], bwd[j, 0])
 
 
+_TABLES = {}
+
+
+def tables(widths):
+    """(cdf, offs, guide) for hidden widths n_1..n_L, kept for the process (a few runs' worth)."""
+    key = tuple(int(n) for n in widths)
+    if key not in _TABLES:
+        if len(_TABLES) >= 16:
+            _TABLES.pop(next(iter(_TABLES)))
+        cdf, offs = binomial_tables(np.asarray(key))
+        _TABLES[key] = cdf, offs, guide_tables(cdf, offs)
+    return _TABLES[key]
+
+
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,)."""
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
     if not hasattr(plan, "_law_tables"):
-        cdf, offs = binomial_tables(plan.widths[1:])
-        plan._law_tables = cdf, offs, guide_tables(cdf, offs)
+        plan._law_tables = tables(plan.widths[1:])
     cdf, offs, guide = plan._law_tables
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0
     _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.head,
