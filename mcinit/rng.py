@@ -303,8 +303,8 @@ def _philox_words(k0, k1, c2, c3, row, nb, words):
 
 @njit(cache=True)
 def row_workspace(n):
-    """Scratch for the row generators below on rows of up to n columns (float64, 4 n + 16)."""
-    return np.empty(4 * n + 16)
+    """Scratch for the row generators below on rows of up to n columns (float64, 5 n + 16)."""
+    return np.empty(5 * n + 16)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -471,15 +471,12 @@ def fill_normal_block_cols(k0, k1, c2, c3, row0, nrows, scale, cols, m, out, ws)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _expand(out, pos, m, n):
-    """out[pos[k]] = out[k] (k < m, pos ascending, pos[k] >= k), zeros elsewhere, in place."""
-    k = m - 1
-    for j in range(n - 1, -1, -1):
-        if k >= 0 and pos[k] == j:
-            out[j] = out[k]
-            k -= 1
-        else:
-            out[j] = 0.0
+def _scatter(vals, pos, m, n, out):
+    """out[pos[k]] = vals[k] (k < m), zeros elsewhere: no data-dependent branch."""
+    for j in range(n):
+        out[j] = 0.0
+    for k in range(m):
+        out[pos[k]] = vals[k]
 
 
 @njit(cache=True, error_model="numpy")
@@ -498,8 +495,9 @@ def fill_normal_row_where_ws(k0, k1, c2, c3, row, scale, out, n, need, ws):
         pos[m] = j
         picked[m] = words[j]
         m += need[j] != 0
-    _normals_of_words(picked, m, scale, out, ws[:(top - 2 * n) // 2])
-    _expand(out, pos, m, n)
+    vals = ws[:n]
+    _normals_of_words(picked, m, scale, vals, ws[n:(top - 2 * n) // 2])
+    _scatter(vals, pos, m, n, out)
 
 
 @njit(cache=True, error_model="numpy")
@@ -518,8 +516,9 @@ def fill_relu_normal_row_ws(k0, k1, c2, c3, row, scale, out, n, ws):
         pos[m] = j
         picked[m] = w
         m += w >= _HALF32
-    _normals_of_words(picked, m, scale, out, ws[:(top - 2 * n) // 2])
-    _expand(out, pos, m, n)
+    vals = ws[:n]
+    _normals_of_words(picked, m, scale, vals, ws[n:(top - 2 * n) // 2])
+    _scatter(vals, pos, m, n, out)
 
 
 @njit(cache=True)

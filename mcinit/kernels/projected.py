@@ -130,11 +130,10 @@ def input_factor(k0, k1, trial, data, R0fixed, r0fixed, n0, N, R, xn2):
 def support(H, N, n, need):
     """need[j] = 1 where some input has h_j > 0 (outside it no delta or basis vector lives)."""
     for j in range(n):
-        need[j] = 0
-    for x in range(N):
+        need[j] = H[0, j] > 0.0
+    for x in range(1, N):
         for j in range(n):
-            if H[x, j] > 0.0:
-                need[j] = 1
+            need[j] |= H[x, j] > 0.0
 
 
 @njit(cache=True)
