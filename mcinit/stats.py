@@ -5,7 +5,8 @@ records (min and max over the trial's inputs) and updates, in global trial
 order and input order, one Welford accumulator per (quantity, space, layer):
 
     quantity  0 = forward ratio rho_l, 1 = backward ratio gamma_l
-    space     0 = the ratio itself (finite values), 1 = its natural log (values > 0)
+    space     0 = the ratio itself (finite values), 1 = its natural log (values > 0;
+              fdlibm's log, log_values: within an ulp, the same on every machine)
 
 plus fixed-edge histograms.  Because the update order is the trial order, the
 summary is bit-identical for any thread count and batch size; summaries of
@@ -18,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 from scipy import stats as sps
 
-__all__ = ["Summary", "reduce_batch", "failure_counts", "clopper_pearson",
+__all__ = ["Summary", "reduce_batch", "failure_counts", "clopper_pearson", "log_values",
            "HIST_RANGE", "HIST_BINS"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
@@ -82,6 +83,89 @@ class Summary:
         return s
 
 
+# fdlibm's e_log.c (Sun Microsystems, 1993): log(1 + f) = f - hfsq + s (hfsq + R), |error| < 1 ulp
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_TWO54 = 18014398509481984.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _log_reduced(f, dk, big):
+    """fdlibm's log of (1 + f) 2^dk, f in [sqrt(2)/2 - 1, sqrt(2) - 1); big: its choice of form."""
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    R = t2 + t1
+    hfsq = 0.5 * f * f
+    a = dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f)
+    b = dk * _LN2_HI - ((s * (f - R) - dk * _LN2_LO) - f)
+    return a if big else b
+
+
+@njit(cache=True, error_model="numpy")
+def _log_scalar(x):
+    """_log_reduced for one finite x > 0 (any, subnormals included), by frexp."""
+    k = 0
+    if x < 2.2250738585072014e-308:
+        x *= _TWO54
+        k = -54
+    m, e = math.frexp(x)            # x = m 2^e, m in [1/2, 1)
+    m *= 2.0
+    e -= 1                          # m in [1, 2)
+    hm = int(m * 1048576.0) - 1048576   # the top 20 bits of the fraction
+    j = (hm + 0x95f64) & 0x100000
+    if j:
+        m *= 0.5
+        e += 1
+    hx = hm
+    big = ((hx - 0x6147a) | (0x6b851 - hx)) > 0
+    return _log_reduced(m - 1.0, float(e + k), big)
+
+
+@njit(cache=True, error_model="numpy")
+def log_values(x, out, m, ws):
+    """out[i] = log(x[i]) for finite x[i] > 0, NaN for every other x[i], i < m.
+
+    fdlibm's algorithm (|error| < 1 ulp) in plain IEEE arithmetic on the bits: the same
+    numbers on every machine, and it vectorises (libm's log is a call per value).
+    x: contiguous float64; ws: int64 scratch of length 2 m."""
+    xb = x[:m].view(np.int64)
+    kb = ws[:m]
+    fb = ws[m:2 * m]
+    for i in range(m):
+        ib = xb[i]
+        hx = ib >> 32
+        hm = hx & 0x000fffff
+        j = (hm + 0x95f64) & 0x100000           # 0 when the fraction < sqrt(2), else 2^20
+        # x = (1 + f) 2^k with 1 + f in [sqrt(2)/2, sqrt(2)): the fraction's bits, the
+        # exponent set to 0 or -1; the form fdlibm picks, from the top 20 bits
+        fb[i] = ((hm | (j ^ 0x3ff00000)) << 32) | (ib & 0xffffffff)
+        kb[i] = ((hm - 0x6147a) | (0x6b851 - hm)) > 0
+        out[i] = np.float64(np.int32(((hx >> 20) - 1023) + (j >> 20)))     # k (int32: vectorises)
+    ff = fb.view(np.float64)
+    tiny = False
+    for i in range(m):
+        out[i] = _log_reduced(ff[i] - 1.0, out[i], kb[i] != 0)
+    for i in range(m):
+        xi = x[i]
+        ok = (xi > 0.0) & (xi < np.inf)
+        tiny |= ok & (xi < 2.2250738585072014e-308)
+        out[i] = out[i] if ok else np.nan
+    if tiny:
+        for i in range(m):
+            if 0.0 < x[i] < 2.2250738585072014e-308:
+                out[i] = _log_scalar(x[i])
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
     """The accumulators of quantity q (src) in space s: layer by layer in (trial, input)
@@ -100,19 +184,22 @@ def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, 
     mx_ = vmax[q, s].copy()
     h = hist[q, s]
     CH = 128
-    V = np.empty((CH, N, L))
+    M = CH * N * L
+    xs = np.empty(M)
+    V = np.empty(M)
+    ws = np.empty(2 * M, dtype=np.int64)
     for t in range(T):
         if s == 1 and t % CH == 0:
-            # the logarithms of the next CH trials first (NaN: no value), so that no call
-            # interrupts the update loop and the calls overlap one another
+            # the logarithms of the next CH trials first, vectorised (NaN: no value)
+            m = min(CH, T - t) * N * L
             for tt in range(min(CH, T - t)):
                 for x in range(N):
                     for l in range(L):
-                        r = src[t + tt, x, l]
-                        V[tt, x, l] = math.log(r) if r > 0.0 and math.isfinite(r) else np.nan
+                        xs[(tt * N + x) * L + l] = src[t + tt, x, l]
+            log_values(xs, V, m, ws)
         for x in range(N):
             for l in range(L):
-                v = src[t, x, l] if s == 0 else V[t % CH, x, l]
+                v = src[t, x, l] if s == 0 else V[((t % CH) * N + x) * L + l]
                 if not math.isfinite(v):
                     continue
                 n = n_[l] + 1
