@@ -1,6 +1,9 @@
 """mcinit: Monte Carlo of norm preservation in randomly initialised deep ReLU networks."""
 
+from . import _cache_guard
 from ._version import __version__
+
+_cache_guard.check()   # before any kernel module is imported: see _cache_guard
 
 __all__ = ["__version__", "load"]
 
