@@ -192,35 +192,26 @@ _TAIL_WORDS = np.uint32(322122547)
 def _normals(W, X, m, idx, Y):
     """X[i] = rng.u32_to_normal(W[i]), i < m (W uint32 words).
 
-    The words are split into the central ones and the tail ones (about 15%), and
-    each group is converted in its own loop: no mispredicted branch per word, and
-    independent conversions overlap (the central ones vectorise).
-    idx (int64, 2 m) and Y (2 m): scratch."""
-    nc = 0
-    nt = m
-    for i in range(m):      # branch-free partition: central from the front, tails from the back
+    Two loops without a branch per word: every word as a central one (vectorised;
+    the tail words give 0 there), then the tail words (about 15%), gathered.  Each
+    loop repeats u32_to_normal's own test, so the other branch drops out of it.
+    idx (int64, m) and Y (2 m): scratch."""
+    for i in range(m):
         w = W[i]
-        t = min(w, ~w) < _TAIL_WORDS
-        idx[nc] = i
-        idx[m + nt - 1] = i
-        nc += 1 - t
-        nt -= t
+        X[i] = rng.u32_to_normal(w) if min(w, ~w) >= _TAIL_WORDS else 0.0
+    nt = 0
+    for i in range(m):      # branch-free compaction of the tail positions
+        w = W[i]
+        idx[nt] = i
+        nt += min(w, ~w) < _TAIL_WORDS
     V = Y[m:].view(np.uint64)
-    for j in range(nc):
+    for j in range(nt):
         V[j] = W[idx[j]]
-    for j in range(nc):     # (the test repeats u32_to_normal's own, so its tail code drops out)
-        w = np.uint32(V[j])
-        Y[j] = rng.u32_to_normal(w) if min(w, ~w) >= _TAIL_WORDS else 0.0
-    for j in range(nc):
-        X[idx[j]] = Y[j]
-    nn = m - nt
-    for j in range(nn):
-        V[j] = W[idx[m + nt + j]]
-    for j in range(nn):
+    for j in range(nt):
         w = np.uint32(V[j])
         Y[j] = rng.u32_to_normal(w) if min(w, ~w) < _TAIL_WORDS else 0.0
-    for j in range(nn):
-        X[idx[m + nt + j]] = Y[j]
+    for j in range(nt):
+        X[idx[j]] = Y[j]
 
 
 @njit(cache=True, error_model="numpy")
