@@ -22,7 +22,7 @@ from ._version import __version__
 from .config import ConfigError
 from .kernels.common import make_plan
 from .progress import progress_bar
-from .stats import Summary, failure_counts, reduce_batch
+from .stats import Summary, failure_counts, record_buffers, reduce_batch
 from .store import MemorySink
 
 __all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
@@ -81,9 +81,12 @@ def default_batch_size(config, threads=1):
 class _Writer:
     """Hands batches to the sink on one background thread, in order; errors come back."""
 
+    #: batches waiting for the sink at most
+    QUEUE = 2
+
     def __init__(self, sink):
         self.sink = sink
-        self.q = queue.Queue(maxsize=2)
+        self.q = queue.Queue(maxsize=self.QUEUE)
         self.error = None
         self.t = threading.Thread(target=self._loop, daemon=True)
         self.t.start()
@@ -171,7 +174,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     backend         cpu | cuda | auto: where the kernel runs; a trial draws the same random
                     numbers on both (the GPU's fused multiply-adds change the last bits)
     A sink that resumes (HDF5Sink(resume=True)) continues where its file ends; the
-    result is bit-identical to an uninterrupted run.
+    result is bit-identical to an uninterrupted run.  A sink's write must copy (or
+    write out) the record arrays it is handed: the engine reuses them a few batches on.
     """
     from numba import get_num_threads
 
@@ -228,6 +232,11 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     fwd_buf = np.empty((cap, N, L))
     bwd_buf = np.empty((cap, N, L))
     dead_buf = np.zeros(cap, dtype=np.bool_)
+    # so are the record arrays, in a ring: a batch's records are in the writer's queue
+    # (at most 2), being written (1) or being filled (1) until the sink has them; every
+    # sink copies or writes what it is handed (MemorySink keeps copies)
+    ring = []
+    nbatch = 0
     try:
         while first < stop:
             B = min(batch_size, stop - first)
@@ -236,7 +245,10 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             dead = dead_buf[:B]
             dead[:] = False
             fill(plan, first, B, fwd, bwd, dead)
-            records = reduce_batch(fwd, bwd, dead, summary)
+            if len(ring) < _Writer.QUEUE + 2:
+                ring.append(record_buffers(cap, L))
+            records = reduce_batch(fwd, bwd, dead, summary, out=ring[nbatch % len(ring)])
+            nbatch += 1
             if config.sup:
                 records.update(_sup_extremes(plan, config, first, B))
             for k, v in failure_counts(records, eps, "norm").items():

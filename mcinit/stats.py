@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 from scipy import stats as sps
 
-__all__ = ["Summary", "reduce_batch", "failure_counts", "clopper_pearson", "log_values",
+__all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
            "HIST_RANGE", "HIST_BINS"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
@@ -251,23 +251,36 @@ def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, h
                     lo[s], hi[s], nbins)
 
 
-def reduce_batch(fwd, bwd, dead, summary):
+def record_buffers(capacity, depth):
+    """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials."""
+    return dict(rec_min=np.empty((2, capacity, depth)), rec_max=np.empty((2, capacity, depth)),
+                dead=np.empty(capacity, dtype=bool))
+
+
+def reduce_batch(fwd, bwd, dead, summary, out=None):
     """Per-trial records of a batch, and the summary updated in trial order.
 
     fwd, bwd  (T, N, L) ratios;  dead (T,) bool
+    out       optional record_buffers(C >= T, L) to write the records into (fresh arrays
+              otherwise): reusing them spares the page faults of fresh memory, which
+              serialise threads
     returns   dict of fwd_min, fwd_max, bwd_min, bwd_max (T, L) and dead (T,)
     """
     T, N, L = fwd.shape
-    rec_min = np.empty((2, T, L))
-    rec_max = np.empty((2, T, L))
+    if out is None:
+        out = record_buffers(T, L)
+    rec_min = out["rec_min"][:, :T]
+    rec_max = out["rec_max"][:, :T]
+    dead_rec = out["dead"][:T]
+    dead_rec[:] = dead
     lo = np.array([r[0] for r in HIST_RANGE])
     hi = np.array([r[1] for r in HIST_RANGE])
     _reduce(fwd, bwd, rec_min, rec_max, summary.count, summary.mean, summary.m2,
             summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
     summary.trials += T
-    summary.dead += int(np.count_nonzero(dead))
+    summary.dead += int(np.count_nonzero(dead_rec))
     return dict(fwd_min=rec_min[0], fwd_max=rec_max[0], bwd_min=rec_min[1], bwd_max=rec_max[1],
-                dead=np.array(dead, dtype=bool))
+                dead=dead_rec)
 
 
 @njit(cache=True, inline="always")

@@ -215,17 +215,17 @@ def _normals(W, X, m, idx, Y):
 
 
 @njit(cache=True, error_model="numpy")
-def _gammas(A, W, U, X, G, m, k0, k1, t0, layer, row, stream, idx, Y):
+def _gammas(A, W, U, X, G, m, k0, k1, t0, layer, row, stream, idx, Y, gc):
     """G[i] = rng.sample_gamma(A[i], k0, k1, counter_words(t0 + i % LANES, layer[i], stream), row[i]),
     i < m, given attempt 0's words: W[i] (uint32, for the normal) and U[i] (as a uniform).
 
     Marsaglia-Tsang's first attempt for every lane, branch-free up to its squeeze
     (which accepts about 92%); the others (the log test, further attempts, a < 1)
-    are gathered and finished one by one.  idx, Y: scratch of length m."""
+    are gathered and finished one by one.  idx, Y: scratch of length m; gc: gamma_table."""
     _normals(W, X, m, idx, Y)
     for i in range(m):
         d = A[i] - _THIRD
-        c = 1.0 / math.sqrt(9.0 * d)
+        c = gc[int(2.0 * A[i])]
         x = X[i]
         v = 1.0 + c * x
         v3 = v * v * v
@@ -278,11 +278,11 @@ def _softmax_error(Z, T, E, K, n, Q):
 
 
 @njit(cache=True, error_model="numpy")
-def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ws, fwd, bwd, dead, j0):
+def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ws, gc, fwd, bwd, dead, j0):
     """Trials t0 .. t0+n-1 (n <= LANES) into fwd[j0 + i, 0], bwd[j0 + i, 0], dead[j0 + i]:
     law_trial's numbers, computed stage by stage across the block's trials.
 
-    ws: the workspace of make_workspace."""
+    ws: the workspace of make_workspace; gc: gamma_table(max(widths))."""
     KL, S, W, P, U, X, G, layer, row, rho, cc, dd, H, R, Z, E, I, Y, Q = ws
     L = widths.shape[0] - 1
     # K_l by guided inversion (layer l, row 0, block 0)
@@ -326,7 +326,7 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
             w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(rw), c2, c3, k0, k1)
             W[s * LANES + i] = np.uint32(w0)
             U[s * LANES + i] = rng.u32_to_uniform(w1)
-    _gammas(S, W, U, X, G, ns * LANES, k0, k1, t0, layer, row, rng.STREAM_LAW, I, Y)
+    _gammas(S, W, U, X, G, ns * LANES, k0, k1, t0, layer, row, rng.STREAM_LAW, I, Y, gc)
     # forward: rho_l = prod v_k c_k, c_l = 2 Gamma(K_l / 2); d_l = 2 Gamma((K_l - 1) / 2)
     for i in range(n):
         rho[0, i] = 1.0
@@ -416,6 +416,16 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         dead[j] = dd_
 
 
+@njit(cache=True, error_model="numpy")
+def gamma_table(n):
+    """c = 1 / sqrt(9 d), d = a - 1/3, of Marsaglia-Tsang for the shapes a = k / 2, k = 0..n
+    (as rng.sample_gamma computes them; entries for a < 1 are unused)."""
+    gc = np.empty(n + 1)
+    for k in range(n + 1):
+        gc[k] = 1.0 / math.sqrt(9.0 * (0.5 * k - _THIRD))
+    return gc
+
+
 @njit(cache=True)
 def make_workspace(L, K):
     """Scratch of law_block for depth L and K classes."""
@@ -436,9 +446,10 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cd
         lo = first + (count * ch) // nchunks
         hi = first + (count * (ch + 1)) // nchunks
         ws = make_workspace(L, K)
+        gc = gamma_table(widths.max())
         for t0 in range(lo, hi, LANES):
             law_block(t0, min(LANES, hi - t0), k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
-                      guide, ws, fwd, bwd, dead, t0 - first)
+                      guide, ws, gc, fwd, bwd, dead, t0 - first)
 
 
 @njit(cache=True, parallel=True, nogil=True)
