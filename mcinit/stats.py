@@ -191,12 +191,12 @@ def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, 
     for t in range(T):
         if s == 1 and t % CH == 0:
             # the logarithms of the next CH trials first, vectorised (NaN: no value)
-            m = min(CH, T - t) * N * L
-            for tt in range(min(CH, T - t)):
+            nt = min(CH, T - t)
+            for tt in range(nt):
                 for x in range(N):
                     for l in range(L):
                         xs[(tt * N + x) * L + l] = src[t + tt, x, l]
-            log_values(xs, V, m, ws)
+            log_values(xs, V, nt * N * L, ws)
         for x in range(N):
             for l in range(L):
                 v = src[t, x, l] if s == 0 else V[((t % CH) * N + x) * L + l]
