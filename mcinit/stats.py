@@ -16,7 +16,7 @@ disjoint runs merge exactly in count and to rounding in mean and M2 (Chan et al.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy import stats as sps
 
 __all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
@@ -241,14 +241,34 @@ def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, 
     vmax[q, s] = mx_
 
 
-@njit(cache=True, parallel=True, nogil=True)
+_POOL = None
+
+
 def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
-    """One job per (quantity, space), in parallel (the order within each is the trial order)."""
-    for job in prange(4):
-        q = job // 2
-        s = job % 2
-        _reduce_job(fwd if q == 0 else bwd, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist,
+    """One job per (quantity, space), on up to four threads (the order within each is the
+    trial order, so the numbers do not depend on the threads).  Python threads over the
+    nogil job rather than a parallel numba function: that would re-optimise the job when
+    it compiles, seconds of a newcomer's first run."""
+    global _POOL
+    from numba import get_num_threads
+
+    jobs = [(fwd if q == 0 else bwd, q, s) for q in (0, 1) for s in (0, 1)]
+
+    def job(a):
+        src, q, s = a
+        _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist,
                     lo[s], hi[s], nbins)
+
+    threads = min(4, get_num_threads())
+    if threads <= 1 or fwd.shape[0] < 64:
+        for a in jobs:
+            job(a)
+        return
+    if _POOL is None or _POOL._max_workers != threads:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit-reduce")
+    for f in [_POOL.submit(job, a) for a in jobs]:
+        f.result()
 
 
 def record_buffers(capacity, depth):
@@ -290,7 +310,7 @@ def _dev(r, norm):
     return abs(math.sqrt(r) - 1.0) if norm else abs(r - 1.0)
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts):
     """counts[chunk, prop, e]: failures of trials in a chunk (prop 0 forward, 1 backward, 2 both).
 
@@ -298,7 +318,7 @@ def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts):
     sqrt(r) - 1 and r - 1 are non-decreasing in r (correctly rounded), so |.| of them peaks
     at an end.  Two square roots per quantity and trial instead of 2 L; the same counts."""
     T, L = fmin.shape
-    for c in prange(nchunks):
+    for c in range(nchunks):
         for t in range((T * c) // nchunks, (T * (c + 1)) // nchunks):
             flo = np.inf
             fhi = -np.inf

@@ -40,7 +40,7 @@ from numba import njit, prange
 from scipy import stats
 
 from .. import rng
-from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, n_chunks
+from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, n_chunks, run_chunks
 
 __all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
            "law_trial", "law_block", "LANES"]
@@ -438,18 +438,24 @@ def make_workspace(L, K):
             np.zeros((3, LANES)))
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, nogil=True)
+def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
+           fwd, bwd, dead):
+    """Trials lo..hi-1 in blocks of LANES, with one workspace: a work unit of fill."""
+    L = widths.shape[0] - 1
+    ws = make_workspace(L, K)
+    gc = gamma_table(widths.max())
+    for t0 in range(lo, hi, LANES):
+        law_block(t0, min(LANES, hi - t0), k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+                  guide, ws, gc, fwd, bwd, dead, t0 - first)
+
+
 def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
            fwd, bwd, dead):
-    L = widths.shape[0] - 1
-    for ch in prange(nchunks):
-        lo = first + (count * ch) // nchunks
-        hi = first + (count * (ch + 1)) // nchunks
-        ws = make_workspace(L, K)
-        gc = gamma_table(widths.max())
-        for t0 in range(lo, hi, LANES):
-            law_block(t0, min(LANES, hi - t0), k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
-                      guide, ws, gc, fwd, bwd, dead, t0 - first)
+    """fill's work units, nchunks of them, one after the other (for tests)."""
+    for ch in range(nchunks):
+        _chunk(first + (count * ch) // nchunks, first + (count * (ch + 1)) // nchunks, first,
+               k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, fwd, bwd, dead)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -495,5 +501,6 @@ def fill(plan, first, count, fwd, bwd, dead):
         plan._law_tables = tables(plan.widths[1:])
     cdf, offs, guide = plan._law_tables
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0
-    _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.head,
-           plan.classes, plan.data, xnorm2, cdf, offs, guide, fwd, bwd, dead)
+    args = (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
+            xnorm2, cdf, offs, guide, fwd, bwd, dead)
+    run_chunks(_chunk, first, count, args)
