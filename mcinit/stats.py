@@ -244,31 +244,40 @@ def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, 
 _POOL = None
 
 
-def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
-    """One job per (quantity, space), on up to four threads (the order within each is the
-    trial order, so the numbers do not depend on the threads).  Python threads over the
-    nogil job rather than a parallel numba function: that would re-optimise the job when
-    it compiles, seconds of a newcomer's first run."""
+def _on_threads(jobs):
+    """Run the callables (nogil numba calls) on numba's thread count of Python threads,
+    taken in order; serially on one thread."""
     global _POOL
     from numba import get_num_threads
 
-    jobs = [(fwd if q == 0 else bwd, q, s) for q in (0, 1) for s in (0, 1)]
-
-    def job(a):
-        src, q, s = a
-        _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist,
-                    lo[s], hi[s], nbins)
-
-    threads = min(4, get_num_threads())
-    if threads <= 1 or fwd.shape[0] < 64:
-        for a in jobs:
-            job(a)
+    threads = min(len(jobs), get_num_threads())
+    if threads <= 1:
+        for job in jobs:
+            job()
         return
     if _POOL is None or _POOL._max_workers != threads:
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit-reduce")
-    for f in [_POOL.submit(job, a) for a in jobs]:
+    for f in [_POOL.submit(job) for job in jobs]:
         f.result()
+
+
+def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+    """One job per (quantity, space), on up to four threads (the order within each is the
+    trial order, so the numbers do not depend on the threads).  Python threads over the
+    nogil job rather than a parallel numba function: that would re-optimise the job when
+    it compiles, seconds of a newcomer's first run.  The logarithm jobs, the longer ones,
+    go first."""
+    order = [(0, 1), (1, 1), (0, 0), (1, 0)] if fwd.shape[0] >= 64 else []
+    if not order:
+        for q in (0, 1):
+            for sp in (0, 1):
+                _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count, mean, m2, vmin,
+                            vmax, hist, lo[sp], hi[sp], nbins)
+        return
+    _on_threads([(lambda q=q, sp=sp: _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count,
+                                                 mean, m2, vmin, vmax, hist, lo[sp], hi[sp], nbins))
+                 for q, sp in order])
 
 
 def record_buffers(capacity, depth):
@@ -311,14 +320,15 @@ def _dev(r, norm):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts):
-    """counts[chunk, prop, e]: failures of trials in a chunk (prop 0 forward, 1 backward, 2 both).
+def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts, c_lo, c_hi):
+    """counts[chunk, prop, e]: failures of trials in a chunk (prop 0 forward, 1 backward, 2 both),
+    for the chunks c_lo .. c_hi - 1 of nchunks.
 
     A trial's largest deviation max_l _dev(r_l) is max(_dev(min_l r_l), _dev(max_l r_l)):
     sqrt(r) - 1 and r - 1 are non-decreasing in r (correctly rounded), so |.| of them peaks
     at an end.  Two square roots per quantity and trial instead of 2 L; the same counts."""
     T, L = fmin.shape
-    for c in range(nchunks):
+    for c in range(c_lo, c_hi):
         for t in range((T * c) // nchunks, (T * (c + 1)) // nchunks):
             flo = np.inf
             fhi = -np.inf
@@ -364,9 +374,10 @@ def failure_counts(records, eps, form="norm"):
     fmin = np.ascontiguousarray(records["fwd_min"], dtype=float)
     nchunks = max(1, min(64, len(fmin) // 4096))
     counts = np.zeros((nchunks, 3, len(eps)), dtype=np.int64)
-    _tally(fmin, np.ascontiguousarray(records["fwd_max"], dtype=float),
-           np.ascontiguousarray(records["bwd_min"], dtype=float),
-           np.ascontiguousarray(records["bwd_max"], dtype=float), eps, form == "norm", nchunks, counts)
+    args = (fmin, np.ascontiguousarray(records["fwd_max"], dtype=float),
+            np.ascontiguousarray(records["bwd_min"], dtype=float),
+            np.ascontiguousarray(records["bwd_max"], dtype=float), eps, form == "norm", nchunks, counts)
+    _on_threads([(lambda c=c: _tally(*args, c, c + 1)) for c in range(nchunks)])
     total = counts.sum(axis=0)
     return {"forward": total[0], "backward": total[1], "both": total[2]}
 
