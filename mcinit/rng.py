@@ -169,9 +169,9 @@ def ndtri(p):
     return _ndtri_tail(p, q)
 
 
-# log(m 2^-33) for the odd integers m of the tail (fdlibm's e_log.c: |error| < 1 ulp),
-# in plain IEEE arithmetic: the same numbers on every machine, vectorisable, and
-# compilable for the GPU (no libm call, no bit casts)
+# fdlibm's e_log.c (Sun Microsystems, 1993): log((1 + f) 2^k) = k ln2 + f - hfsq + s (hfsq + R),
+# |error| < 1 ulp, in plain IEEE arithmetic: the same numbers on every machine,
+# vectorisable, and compilable for the GPU (no libm call)
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _LG1 = 6.666666666666735130e-01
@@ -182,6 +182,23 @@ _LG5 = 1.818357216161805012e-01
 _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
 _SQRT2 = 1.4142135623730951
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _log_reduced(f, dk, big):
+    """fdlibm's log of (1 + f) 2^dk, f in [sqrt(2)/2 - 1, sqrt(2) - 1); big: its choice of form."""
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    R = t2 + t1
+    hfsq = 0.5 * f * f
+    a = dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f)
+    b = dk * _LN2_HI - ((s * (f - R) - dk * _LN2_LO) - f)
+    return a if big else b
+
+
 #: the tail of AS 241 in words: |(w + 1/2) 2^-32 - 1/2| > 0.425 exactly when
 #: min(w, 2^32 - 1 - w) < TAIL_WORDS
 TAIL_WORDS = 322122547
@@ -223,15 +240,7 @@ def _log_odd(m):
     big = f >= _SQRT2            # f in [sqrt(2)/2, sqrt(2))
     f = f * 0.5 if big else f
     k += 1 if big else 0
-    dk = np.float64(np.int32(k - 33))
-    f = f - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    hfsq = 0.5 * f * f
-    return dk * _LN2_HI - ((hfsq - (s * (hfsq + (t2 + t1)) + dk * _LN2_LO)) - f)
+    return _log_reduced(f - 1.0, np.float64(np.int32(k - 33)), True)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -479,10 +488,10 @@ def _scatter(vals, pos, m, n, out):
         out[pos[k]] = vals[k]
 
 
-@njit(cache=True, error_model="numpy")
-def fill_normal_row_where_ws(k0, k1, c2, c3, row, scale, out, n, need, ws):
-    """fill_normal_row_where (the same numbers) with scratch ws = row_workspace(n') for n' >= n:
-    only the needed columns are transformed, in vectorised passes."""
+@njit(cache=True, inline="always", error_model="numpy")
+def _sparse_row(k0, k1, c2, c3, row, scale, out, n, need, relu, ws):
+    """out[j] = scale * (the normal of column j) where wanted, 0 elsewhere; wanted: need[j] != 0,
+    or (relu) a positive normal, whose word is >= 2^31.  Only those columns are transformed."""
     nb = (n + 3) // 4
     wsu = ws.view(np.uint32)
     top = wsu.shape[0] - 4 * nb
@@ -491,34 +500,27 @@ def fill_normal_row_where_ws(k0, k1, c2, c3, row, scale, out, n, need, ws):
     pos = wsu[top - n:top]
     picked = wsu[top - 2 * n:top - n]
     m = 0
-    for j in range(n):
+    for j in range(n):       # branch-free compaction of the wanted columns
+        w = words[j]
         pos[m] = j
-        picked[m] = words[j]
-        m += need[j] != 0
+        picked[m] = w
+        m += (w >= _HALF32) if relu else (need[j] != 0)
     vals = ws[:n]
     _normals_of_words(picked, m, scale, vals, ws[n:(top - 2 * n) // 2])
     _scatter(vals, pos, m, n, out)
+
+
+@njit(cache=True, error_model="numpy")
+def fill_normal_row_where_ws(k0, k1, c2, c3, row, scale, out, n, need, ws):
+    """fill_normal_row_where (the same numbers) with scratch ws = row_workspace(n') for n' >= n:
+    only the needed columns are transformed, in vectorised passes."""
+    _sparse_row(k0, k1, c2, c3, row, scale, out, n, need, False, ws)
 
 
 @njit(cache=True, error_model="numpy")
 def fill_relu_normal_row_ws(k0, k1, c2, c3, row, scale, out, n, ws):
     """fill_relu_normal_row (the same numbers) with scratch ws = row_workspace(n') for n' >= n."""
-    nb = (n + 3) // 4
-    wsu = ws.view(np.uint32)
-    top = wsu.shape[0] - 4 * nb
-    words = wsu[top:]
-    _philox_words(k0, k1, c2, c3, row, nb, words)
-    pos = wsu[top - n:top]
-    picked = wsu[top - 2 * n:top - n]
-    m = 0
-    for j in range(n):
-        w = words[j]
-        pos[m] = j
-        picked[m] = w
-        m += w >= _HALF32
-    vals = ws[:n]
-    _normals_of_words(picked, m, scale, vals, ws[n:(top - 2 * n) // 2])
-    _scatter(vals, pos, m, n, out)
+    _sparse_row(k0, k1, c2, c3, row, scale, out, n, out, True, ws)
 
 
 @njit(cache=True)

@@ -19,6 +19,8 @@ import numpy as np
 from numba import njit
 from scipy import stats as sps
 
+from . import rng
+
 __all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
            "HIST_RANGE", "HIST_BINS"]
 
@@ -83,32 +85,9 @@ class Summary:
         return s
 
 
-# fdlibm's e_log.c (Sun Microsystems, 1993): log(1 + f) = f - hfsq + s (hfsq + R), |error| < 1 ulp
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_LG1 = 6.666666666666735130e-01
-_LG2 = 3.999999999940941908e-01
-_LG3 = 2.857142874366239149e-01
-_LG4 = 2.222219843214978396e-01
-_LG5 = 1.818357216161805012e-01
-_LG6 = 1.531383769920937332e-01
-_LG7 = 1.479819860511658591e-01
+# fdlibm's logarithm (rng._log_reduced): the same numbers on every machine, vectorisable
+_log_reduced = rng._log_reduced
 _TWO54 = 18014398509481984.0
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _log_reduced(f, dk, big):
-    """fdlibm's log of (1 + f) 2^dk, f in [sqrt(2)/2 - 1, sqrt(2) - 1); big: its choice of form."""
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    R = t2 + t1
-    hfsq = 0.5 * f * f
-    a = dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f)
-    b = dk * _LN2_HI - ((s * (f - R) - dk * _LN2_LO) - f)
-    return a if big else b
 
 
 @njit(cache=True, error_model="numpy")
