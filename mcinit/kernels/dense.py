@@ -14,11 +14,11 @@ from their counters: both give identical numbers.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
-from .common import dot, draw_inputs, head_error, n_chunks, workspace_mb, write_ratios
+from .common import dot, draw_inputs, head_error, run_chunks, workspace_mb, write_ratios
 
 __all__ = ["fill", "weights_fit"]
 
@@ -278,9 +278,10 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     return dead
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
+@njit(cache=True, nogil=True)
+def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
            store, fwd, bwd, dead):
+    """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = 0
     nw = 0
@@ -289,35 +290,32 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, head, K, data
         if l >= 2:
             nw += widths[l] * widths[l - 1]
     nw += K * widths[L]
-    for c in prange(nchunks):
-        lo = first + (count * c) // nchunks
-        hi = first + (count * (c + 1)) // nchunks
-        H = [np.empty((widths[l], N)) for l in range(L + 1)]
-        wbuf = np.empty(nw if store else 0)
-        D0 = np.empty((nmax, N))
-        D1 = np.empty((nmax, N))
-        Dc = np.empty((nmax, N))
-        Hc = np.empty((nmax, N))
-        cols = np.empty((L + 1, nmax), dtype=np.int64)
-        ncols = np.empty(L + 1, dtype=np.int64)
-        rows = np.empty((L + 1, nmax), dtype=np.int64)
-        nrows = np.zeros(L + 1, dtype=np.int64)
-        roff = np.zeros(L + 1, dtype=np.int64)
-        wrow = np.empty(nmax)
-        full = np.empty(nmax)
-        ws = rng.row_workspace(nmax)
-        wsb = rng.block_workspace(nmax)
-        wblk = np.empty(max(rng.BLOCK_VALUES, nmax))
-        z = np.empty((K, N))
-        e = np.empty((K, N))
-        col = np.empty((N, max(widths[0], 2 * K)))
-        hn2 = np.empty((N, L + 1))
-        dn2 = np.zeros((N, L + 1))
-        for t in range(lo, hi):
-            j = t - first
-            dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-                                  store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
-                                  wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j])
+    H = [np.empty((widths[l], N)) for l in range(L + 1)]
+    wbuf = np.empty(nw if store else 0)
+    D0 = np.empty((nmax, N))
+    D1 = np.empty((nmax, N))
+    Dc = np.empty((nmax, N))
+    Hc = np.empty((nmax, N))
+    cols = np.empty((L + 1, nmax), dtype=np.int64)
+    ncols = np.empty(L + 1, dtype=np.int64)
+    rows = np.empty((L + 1, nmax), dtype=np.int64)
+    nrows = np.zeros(L + 1, dtype=np.int64)
+    roff = np.zeros(L + 1, dtype=np.int64)
+    wrow = np.empty(nmax)
+    full = np.empty(nmax)
+    ws = rng.row_workspace(nmax)
+    wsb = rng.block_workspace(nmax)
+    wblk = np.empty(max(rng.BLOCK_VALUES, nmax))
+    z = np.empty((K, N))
+    e = np.empty((K, N))
+    col = np.empty((N, max(widths[0], 2 * K)))
+    hn2 = np.empty((N, L + 1))
+    dn2 = np.zeros((N, L + 1))
+    for t in range(lo, hi):
+        j = t - first
+        dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
+                              store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
+                              wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j])
 
 
 def weights_fit(plan):
@@ -332,6 +330,6 @@ def fill(plan, first, count, fwd, bwd, dead, store=None):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
     if store is None:
         store = weights_fit(plan)
-    _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.gain,
-           plan.dist, plan.head, plan.classes, plan.data, plan.X0, plan.samples, bool(store),
-           fwd, bwd, dead)
+    run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.gain,
+                                      plan.dist, plan.head, plan.classes, plan.data, plan.X0,
+                                      plan.samples, bool(store), fwd, bwd, dead))

@@ -18,10 +18,10 @@ cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import rng
-from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, n_chunks, write_ratios
+from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, run_chunks, write_ratios
 
 __all__ = ["fill"]
 
@@ -216,40 +216,38 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
     return dead
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+@njit(cache=True, nogil=True)
+def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
            fwd, bwd, dead):
+    """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = K
     for l in range(L + 1):
         nmax = max(nmax, widths[l])
     rs = min(N, nmax)
-    for c in prange(nchunks):
-        lo = first + (count * c) // nchunks
-        hi = first + (count * (c + 1)) // nchunks
-        H = [np.empty((N if l > 0 else 0, widths[l])) for l in range(L + 1)]
-        Q = [np.empty((min(N, widths[l]) if l > 0 else 0, widths[l])) for l in range(L + 1)]
-        R = [np.empty((min(N, widths[l]), N)) for l in range(L + 1)]
-        G = [np.empty((min(N, widths[max(l - 1, 0)]), widths[l])) for l in range(L + 1)]
-        Go = np.empty((min(N, widths[L]), K))
-        rank = np.zeros(L + 1, dtype=np.int64)
-        Dl = np.empty((N, nmax))
-        Dn = np.empty((N, nmax))
-        E = np.empty((N, K))
-        Z = np.empty((N, K))
-        Qs = np.empty((rs, nmax))
-        Rs = np.empty((rs, N))
-        Y = np.empty((rs, nmax))
-        v = np.empty(nmax)
-        need = np.zeros(nmax, dtype=np.uint8)
-        ws = rng.row_workspace(nmax)
-        hn2 = np.empty((N, L + 1))
-        dn2 = np.zeros((N, L + 1))
-        for t in range(lo, hi):
-            j = t - first
-            dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
-                                      H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws,
-                                      hn2, dn2, fwd[j], bwd[j])
+    H = [np.empty((N if l > 0 else 0, widths[l])) for l in range(L + 1)]
+    Q = [np.empty((min(N, widths[l]) if l > 0 else 0, widths[l])) for l in range(L + 1)]
+    R = [np.empty((min(N, widths[l]), N)) for l in range(L + 1)]
+    G = [np.empty((min(N, widths[max(l - 1, 0)]), widths[l])) for l in range(L + 1)]
+    Go = np.empty((min(N, widths[L]), K))
+    rank = np.zeros(L + 1, dtype=np.int64)
+    Dl = np.empty((N, nmax))
+    Dn = np.empty((N, nmax))
+    E = np.empty((N, K))
+    Z = np.empty((N, K))
+    Qs = np.empty((rs, nmax))
+    Rs = np.empty((rs, N))
+    Y = np.empty((rs, nmax))
+    v = np.empty(nmax)
+    need = np.zeros(nmax, dtype=np.uint8)
+    ws = rng.row_workspace(nmax)
+    hn2 = np.empty((N, L + 1))
+    dn2 = np.zeros((N, L + 1))
+    for t in range(lo, hi):
+        j = t - first
+        dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+                                  H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws,
+                                  hn2, dn2, fwd[j], bwd[j])
 
 
 def fill(plan, first, count, fwd, bwd, dead):
@@ -264,5 +262,5 @@ def fill(plan, first, count, fwd, bwd, dead):
             r0 = mgs(plan.X0, N, n0, np.empty((min(N, n0), n0)), R0, np.empty(n0))
         plan._input_factor = (R0, r0)
     R0, r0 = plan._input_factor
-    _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.head,
-           plan.classes, plan.data, R0, r0, plan.samples, fwd, bwd, dead)
+    run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head,
+                                      plan.classes, plan.data, R0, r0, plan.samples, fwd, bwd, dead))
