@@ -20,6 +20,7 @@ from numba import njit
 from scipy import stats as sps
 
 from . import rng
+from .threads import on_threads
 
 __all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
            "HIST_RANGE", "HIST_BINS"]
@@ -220,27 +221,6 @@ def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, 
     vmax[q, s] = mx_
 
 
-_POOL = None
-
-
-def _on_threads(jobs):
-    """Run the callables (nogil numba calls) on numba's thread count of Python threads,
-    taken in order; serially on one thread."""
-    global _POOL
-    from numba import get_num_threads
-
-    threads = min(len(jobs), get_num_threads())
-    if threads <= 1:
-        for job in jobs:
-            job()
-        return
-    if _POOL is None or _POOL._max_workers != threads:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit-reduce")
-    for f in [_POOL.submit(job) for job in jobs]:
-        f.result()
-
-
 def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
     """One job per (quantity, space), on up to four threads (the order within each is the
     trial order, so the numbers do not depend on the threads).  Python threads over the
@@ -254,7 +234,7 @@ def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, h
                 _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count, mean, m2, vmin,
                             vmax, hist, lo[sp], hi[sp], nbins)
         return
-    _on_threads([(lambda q=q, sp=sp: _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count,
+    on_threads([(lambda q=q, sp=sp: _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count,
                                                  mean, m2, vmin, vmax, hist, lo[sp], hi[sp], nbins))
                  for q, sp in order])
 
@@ -356,7 +336,7 @@ def failure_counts(records, eps, form="norm"):
     args = (fmin, np.ascontiguousarray(records["fwd_max"], dtype=float),
             np.ascontiguousarray(records["bwd_min"], dtype=float),
             np.ascontiguousarray(records["bwd_max"], dtype=float), eps, form == "norm", nchunks, counts)
-    _on_threads([(lambda c=c: _tally(*args, c, c + 1)) for c in range(nchunks)])
+    on_threads([(lambda c=c: _tally(*args, c, c + 1)) for c in range(nchunks)])
     total = counts.sum(axis=0)
     return {"forward": total[0], "backward": total[1], "both": total[2]}
 

@@ -73,42 +73,16 @@ def n_chunks(count):
     return max(1, min(count, 4 * get_num_threads()))
 
 
-_POOL = None
-
-
 def run_chunks(chunk, first, count, args):
     """chunk(lo, hi, *args) over the n_chunks(count) work units of trials first..first+count-1,
-    on numba's thread count of Python threads (chunk is a nogil @njit function).
+    on threads (mcinit.threads.on_threads; chunk is a nogil @njit function): the same work
+    units as a prange over them, so the same numbers."""
+    from functools import partial
 
-    The same work units as a prange over them, so the same numbers; the kernels whose
-    compile time matters most (a newcomer's first run) use this instead of a parallel
-    numba function, whose compilation re-optimises every function it calls."""
-    global _POOL
-    from concurrent.futures import ThreadPoolExecutor
-
-    from numba import get_num_threads
+    from ..threads import on_threads
     nchunks = n_chunks(count)
-    bounds = [(first + (count * c) // nchunks, first + (count * (c + 1)) // nchunks) for c in range(nchunks)]
-    threads = min(get_num_threads(), nchunks)
-    if threads <= 1:
-        for lo, hi in bounds:
-            chunk(lo, hi, *args)
-        return
-    if _POOL is None or _POOL._max_workers != threads:
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit")
-    it = iter(bounds)
-    lock = __import__("threading").Lock()
-
-    def worker():
-        while True:
-            with lock:
-                b = next(it, None)
-            if b is None:
-                return
-            chunk(b[0], b[1], *args)
-
-    for f in [_POOL.submit(worker) for _ in range(threads)]:
-        f.result()
+    on_threads([partial(chunk, first + (count * c) // nchunks, first + (count * (c + 1)) // nchunks, *args)
+                for c in range(nchunks)])
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,28 @@
+"""Work on Python threads over nogil numba functions.
+
+The kernels' work units and the summary jobs run here rather than in parallel numba
+functions: compiling a parallel numba function re-optimises every function it calls,
+seconds of a newcomer's first run.  The thread count is numba's (``--threads``)."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["on_threads"]
+
+_POOL = None
+
+
+def on_threads(jobs):
+    """Run the callables (each a call of a nogil @njit function) on numba's thread count of
+    Python threads, taken in list order as threads come free; serially on one thread."""
+    global _POOL
+    from numba import get_num_threads
+
+    threads = min(len(jobs), get_num_threads())
+    if threads <= 1:
+        for job in jobs:
+            job()
+        return
+    if _POOL is None or _POOL._max_workers != threads:
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit")
+    for f in [_POOL.submit(job) for job in jobs]:
+        f.result()
