@@ -78,6 +78,19 @@ def row_times(w, H, n, N, out):
 
 
 @njit(cache=True, inline="always")
+def relu_row(w, Hc, m, N, a):
+    """a[x] = ReLU(w . Hc[:, x]), one unit for every input; True when some input activates it."""
+    row_times(w, Hc, m, N, a)
+    on = False
+    for x in range(N):
+        if a[x] > 0.0:
+            on = True
+        else:
+            a[x] = 0.0
+    return on
+
+
+@njit(cache=True, inline="always")
 def add_outer(w, d, n, N, out):
     """out[j, x] += w[j] d[x]: one row of W^T delta, accumulated."""
     if N == 1:
@@ -163,15 +176,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 for r in range(nb):
                     i = i0 + r
                     w = blk[r * m:(r + 1) * m]
-                    a = Hout[i]
-                    row_times(w, Hc, m, N, a)
-                    on = False
-                    for x in range(N):
-                        if a[x] > 0.0:
-                            on = True
-                        else:
-                            a[x] = 0.0
-                    if on and keep:
+                    if relu_row(w, Hc, m, N, Hout[i]) and keep:
                         wbuf[off: off + m] = w
                         rows[l, nr] = i
                         nr += 1
@@ -183,15 +188,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
             w = wbuf[off: off + m] if keep else wrow
             weight_cols(k0, k1, c2, c3, i, n_in, dist, var[l - 1], gain[l - 1],
                         cols[l - 1], m, w, full, ws)
-            a = Hout[i]
-            row_times(w, Hc, m, N, a)
-            on = False
-            for x in range(N):
-                if a[x] > 0.0:
-                    on = True
-                else:
-                    a[x] = 0.0
-            if on and keep:     # only rows that can carry a delta are kept
+            if relu_row(w, Hc, m, N, Hout[i]) and keep:     # only rows that can carry a delta are kept
                 rows[l, nr] = i
                 nr += 1
                 off += m

@@ -184,34 +184,11 @@ def _gamma_after_squeeze(a, x, u, k0, k1, c2, c3, row):
             return d * v
 
 
-#: AS 241's tail in words: |(w + 1/2) 2^-32 - 1/2| > 0.425 exactly when min(w, 2^32-1-w) < this
-_TAIL_WORDS = np.uint32(322122547)
-
-
 @njit(cache=True, error_model="numpy")
-def _normals(W, X, m, idx, Y):
-    """X[i] = rng.u32_to_normal(W[i]), i < m (W uint32 words).
-
-    Two loops without a branch per word: every word as a central one (vectorised;
-    the tail words give 0 there), then the tail words (about 15%), gathered.  Each
-    loop repeats u32_to_normal's own test, so the other branch drops out of it.
-    idx (int64, m) and Y (2 m): scratch."""
-    for i in range(m):
-        w = W[i]
-        X[i] = rng.u32_to_normal(w) if min(w, ~w) >= _TAIL_WORDS else 0.0
-    nt = 0
-    for i in range(m):      # branch-free compaction of the tail positions
-        w = W[i]
-        idx[nt] = i
-        nt += min(w, ~w) < _TAIL_WORDS
-    V = Y[m:].view(np.uint64)
-    for j in range(nt):
-        V[j] = W[idx[j]]
-    for j in range(nt):
-        w = np.uint32(V[j])
-        Y[j] = rng.u32_to_normal(w) if min(w, ~w) < _TAIL_WORDS else 0.0
-    for j in range(nt):
-        X[idx[j]] = Y[j]
+def _normals(W, X, m, Y):
+    """X[i] = rng.u32_to_normal(W[i]), i < m (W uint32 words): the generator's own vectorised
+    passes (central values for all, the tail words gathered).  Y: float64 scratch, 2 m."""
+    rng._normals_of_words(W, m, 1.0, X, Y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -222,7 +199,7 @@ def _gammas(A, W, U, X, G, m, k0, k1, t0, layer, row, stream, idx, Y, gc):
     Marsaglia-Tsang's first attempt for every lane, branch-free up to its squeeze
     (which accepts about 92%); the others (the log test, further attempts, a < 1)
     are gathered and finished one by one.  idx, Y: scratch of length m; gc: gamma_table."""
-    _normals(W, X, m, idx, Y)
+    _normals(W, X, m, Y)
     for i in range(m):
         d = A[i] - _THIRD
         c = gc[int(2.0 * A[i])]
@@ -355,7 +332,7 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
             W[(4 * b + 1) * LANES + i] = np.uint32(w1)
             W[(4 * b + 2) * LANES + i] = np.uint32(w2)
             W[(4 * b + 3) * LANES + i] = np.uint32(w3)
-    _normals(W, X, K * LANES, I, Y)
+    _normals(W, X, K * LANES, Y)
     Go = X[:K * LANES].reshape((K, LANES))
     for j in range(K):
         for i in range(n):
@@ -371,7 +348,7 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
             W[(4 * b + 3) * LANES + i] = np.uint32(w3)
     T = P[:K * LANES].reshape((K, LANES))
     if head == HEAD_GAUSSIAN:
-        _normals(W, G, K * LANES, I, Y)
+        _normals(W, G, K * LANES, Y)
         for j in range(K):
             for i in range(n):
                 E[j, i] = G[j * LANES + i]
