@@ -113,7 +113,9 @@ def u32_to_uniform(w):
 @njit(cache=True, inline="always")
 def words_to_u53(w0, w1):
     """Uniform on [0, 1) with 53 random bits from two 32-bit words."""
-    return (np.float64(w0 >> np.uint64(5)) * 67108864.0 + np.float64(w1 >> np.uint64(6))) * _TWO_M53
+    a = np.int32(np.uint64(w0) >> np.uint64(5))     # < 2^27 (int32: converts in vector lanes)
+    b = np.int32(np.uint64(w1) >> np.uint64(6))     # < 2^26
+    return (np.float64(a) * 67108864.0 + np.float64(b)) * _TWO_M53
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -197,6 +199,96 @@ def _log_reduced(f, dk, big):
     a = dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f)
     b = dk * _LN2_HI - ((s * (f - R) - dk * _LN2_LO) - f)
     return a if big else b
+
+
+_TWO54 = 18014398509481984.0
+_MIN_NORMAL = 2.2250738585072014e-308
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def log_pos(x):
+    """fdlibm's log(x) for a finite x > 0 (normal or subnormal), within 1 ulp: the
+    same numbers on every machine and on the GPU (libm's log does not promise that).
+    The frexp form of the bit manipulation of stats.log_values, which it equals."""
+    k = 0
+    if x < _MIN_NORMAL:
+        x *= _TWO54
+        k = -54
+    m, e = math.frexp(x)            # x = m 2^e, m in [1/2, 1)
+    m *= 2.0
+    e -= 1                          # m in [1, 2)
+    hm = int(m * 1048576.0) - 1048576   # the top 20 bits of the fraction
+    if (hm + 0x95f64) & 0x100000:   # 1 + f in [sqrt(2)/2, sqrt(2))
+        m *= 0.5
+        e += 1
+    big = ((hm - 0x6147a) | (0x6b851 - hm)) > 0
+    return _log_reduced(m - 1.0, float(e + k), big)
+
+
+_EXP_HI = 709.782712893383973096       # above: exp overflows (fdlibm's o_threshold)
+_EXP_LO = -745.133219101941108420      # below: exp rounds to 0 (u_threshold)
+_INV_LN2 = 1.44269504088896338700
+_LN2_HI_E = 6.93147180369123816490e-01
+_LN2_LO_E = 1.90821492927058770002e-10
+_EP1 = 1.66666666666666019037e-01
+_EP2 = -2.77777777770155933842e-03
+_EP3 = 6.61375632143793436117e-05
+_EP4 = -1.65339022054652515390e-06
+_EP5 = 4.13813679705723846039e-08
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp_reduced(x):
+    """(y, k) with exp(x) = y 2^k, for -746 < x < 710: fdlibm's reduction
+    x = k ln2 + r, |r| <= ln2 / 2 (k by rounding half away from zero), and its
+    rational approximation of exp(r)."""
+    k = np.int32(_INV_LN2 * x + (0.5 if x > 0.0 else -0.5))
+    t = np.float64(k)
+    hi = x - t * _LN2_HI_E          # exact: ln2_hi has 32 trailing zero bits
+    lo = t * _LN2_LO_E
+    r = hi - lo
+    r2 = r * r
+    c = r - r2 * (_EP1 + r2 * (_EP2 + r2 * (_EP3 + r2 * (_EP4 + r2 * _EP5))))
+    return 1.0 - ((lo - (r * c) / (2.0 - c)) - hi), k
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def exp(x):
+    """fdlibm's exp(x), within 1 ulp: the same numbers on every machine and on the GPU.
+
+    y 2^k is scaled in two exact halves, (y 2^(k >> 1)) 2^(k - (k >> 1)), so the one
+    rounding is the last product's: the correctly rounded y 2^k, subnormals included."""
+    if not (x >= _EXP_LO and x <= _EXP_HI):
+        if x != x:
+            return x
+        return np.inf if x > 0.0 else 0.0
+    y, k = _exp_reduced(x)
+    k1 = k >> 1
+    return (y * math.ldexp(1.0, k1)) * math.ldexp(1.0, k - k1)
+
+
+@njit(cache=True, error_model="numpy")
+def exp_values(x, out, m, ws):
+    """out[i] = exp(x[i]), i < m: the same numbers as exp, in passes that vectorise
+    (the powers of two built from their bits).  ws: int64 scratch of length 2 m."""
+    p1 = ws[:m]
+    p2 = ws[m:2 * m]
+    for i in range(m):
+        xi = x[i]
+        ok = (xi >= _EXP_LO) & (xi <= _EXP_HI)
+        y, k = _exp_reduced(xi if ok else 0.0)
+        k1 = k >> 1
+        out[i] = y
+        p1[i] = np.int64(k1 + 1023) << 52
+        p2[i] = np.int64(k - k1 + 1023) << 52
+    f1 = p1.view(np.float64)
+    f2 = p2.view(np.float64)
+    for i in range(m):
+        xi = x[i]
+        v = (out[i] * f1[i]) * f2[i]
+        v = v if xi <= _EXP_HI else np.inf
+        v = v if xi >= _EXP_LO else 0.0
+        out[i] = v if xi == xi else xi
 
 
 #: the tail of AS 241 in words: |(w + 1/2) 2^-32 - 1/2| > 0.425 exactly when
@@ -308,6 +400,41 @@ def _philox_words(k0, k1, c2, c3, row, nb, words):
         words[4 * b + 1] = np.uint32(x1)
         words[4 * b + 2] = np.uint32(x2)
         words[4 * b + 3] = np.uint32(x3)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def philox_lanes(k0, k1, b, row, t0, n, layer, stream, out, base, stride):
+    """out[base + c stride + i] = word c of Philox block (b, row) of
+    counter_words(t0 + i, layer, stream), c = 0..3, i < n: one block for each of n
+    consecutive trials, on masked uint64 lanes so that the loop over trials vectorises."""
+    x0b = np.uint64(b) & _MASK
+    r = np.uint64(row) & _MASK
+    lo = ((np.uint64(layer) << _S12) | np.uint64(stream)) & _MASK
+    k0 = np.uint64(k0) & _MASK
+    k1 = np.uint64(k1) & _MASK
+    for i in range(n):
+        t = np.uint64(t0 + i)
+        x0 = x0b
+        x1 = r
+        x2 = t & _MASK
+        x3 = (((t >> _S32) << _S24) | lo) & _MASK
+        kk0 = k0
+        kk1 = k1
+        for _ in range(10):
+            p0 = _M0 * x0
+            p1 = _M1 * x2
+            n0 = (p1 >> _S32) ^ x1 ^ kk0
+            n2 = (p0 >> _S32) ^ x3 ^ kk1
+            x1 = p1 & _MASK
+            x3 = p0 & _MASK
+            x0 = n0 & _MASK
+            x2 = n2 & _MASK
+            kk0 = (kk0 + _W0) & _MASK
+            kk1 = (kk1 + _W1) & _MASK
+        out[base + i] = np.uint32(x0)
+        out[base + stride + i] = np.uint32(x1)
+        out[base + 2 * stride + i] = np.uint32(x2)
+        out[base + 3 * stride + i] = np.uint32(x3)
 
 
 @njit(cache=True)
@@ -567,12 +694,12 @@ def sample_gamma(a, k0, k1, c2, c3, row):
         v = v * v * v
         u = u32_to_uniform(w1)
         x2 = x * x
-        if u < 1.0 - 0.0331 * x2 * x2 or math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
+        if u < 1.0 - 0.0331 * x2 * x2 or log_pos(u) < 0.5 * x2 + d * (1.0 - v + log_pos(v)):
             g = d * v
             break
     if boost:
         w0, w1, w2, w3 = philox_block(np.uint64(_BOOST_BLOCK), r, c2, c3, k0, k1)
-        g *= math.exp(math.log(u32_to_uniform(w0)) / a)
+        g *= exp(log_pos(u32_to_uniform(w0)) / a)
     return g
 
 

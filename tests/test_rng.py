@@ -126,6 +126,68 @@ def test_tail_logarithm_is_within_one_ulp():
     assert float(ulps.max()) < 1.0
 
 
+@njit(cache=True)
+def _scalar_of(f, x, out):
+    for i in range(x.shape[0]):
+        out[i] = f(x[i])
+
+
+def _ulps(ours, exact):
+    """|ours - exact| in units of the last place of the double nearest exact."""
+    return np.abs((ours - exact) / np.spacing(np.abs(exact.astype(np.float64))).astype(np.longdouble))
+
+
+def test_exp_is_within_one_ulp_and_the_vector_pass_equals_the_scalar():
+    rs = np.random.default_rng(7)
+    x = np.concatenate([rs.uniform(-745.13, 709.78, 600_000), rs.uniform(-1.0, 1.0, 200_000),
+                        rs.uniform(-40.0, 0.0, 200_000), rs.standard_normal(50_000) * 1e-10,
+                        np.array([0.0, -0.0, 1e-300, -1e-300, 0.5 * np.log(2.0), -0.5 * np.log(2.0),
+                                  1.5 * np.log(2.0), -708.39, -708.4, -720.5, -745.0,
+                                  709.782712893384, -745.1332191019411])])
+    ours = np.empty(x.size)
+    rng.exp_values(x, ours, x.size, np.empty(2 * x.size, np.int64))
+    scalar = np.empty(x.size)
+    _scalar_of(rng.exp, x, scalar)
+    assert np.array_equal(ours.view(np.int64), scalar.view(np.int64))
+    if np.finfo(np.longdouble).nmant < 60:
+        pytest.skip("no extended precision long double on this platform")
+    exact = np.exp(x.astype(np.longdouble))
+    assert float(_ulps(ours, exact).max()) < 1.0     # subnormal results included
+    assert np.isfinite(ours[-2]) and ours[-1] == 5e-324     # fdlibm's two thresholds
+
+
+def test_exp_edges():
+    x = np.array([np.nan, np.inf, -np.inf, 709.79, -745.14, -1e308, 1e308, 0.0])
+    ours = np.empty(x.size)
+    rng.exp_values(x, ours, x.size, np.empty(2 * x.size, np.int64))
+    scalar = np.empty(x.size)
+    _scalar_of(rng.exp, x, scalar)
+    for got in (ours, scalar):
+        assert np.isnan(got[0])
+        assert np.array_equal(got[1:], [np.inf, 0.0, np.inf, 0.0, 0.0, np.inf, 1.0])
+
+
+def test_log_pos_is_within_one_ulp_and_equals_the_summaries_log():
+    from mcinit.stats import log_values
+    rs = np.random.default_rng(8)
+    x = np.concatenate([rs.uniform(0.0, 4.0, 300_000), np.exp(rs.uniform(-744.0, 709.0, 300_000)),
+                        np.array([5e-324, 1e-310, 2.2250738585072014e-308, 0.5, 1.0, 2.0,
+                                  np.sqrt(0.5), np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 0.0),
+                                  np.finfo(np.float64).max])])
+    x = x[x > 0]
+    ours = np.empty(x.size)
+    _scalar_of(rng.log_pos, x, ours)
+    vec = np.empty(x.size)
+    log_values(x, vec, x.size, np.empty(2 * x.size, np.int64))
+    assert np.array_equal(ours.view(np.int64), vec.view(np.int64))
+    if np.finfo(np.longdouble).nmant < 60:
+        pytest.skip("no extended precision long double on this platform")
+    exact = np.log(x.astype(np.longdouble))
+    nz = exact != 0
+    assert float(_ulps(ours[nz], exact[nz]).max()) < 1.0
+    assert ours[~nz].tolist() == [0.0]
+
+
 @pytest.mark.parametrize("n", [1, 3, 4, 31, 32, 33, 100, 257, 1024, 1027])
 def test_vectorised_rows_give_the_words_numbers(n):
     k0, k1 = rng.seed_key(12345)

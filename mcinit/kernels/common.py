@@ -123,6 +123,7 @@ def draw_inputs(k0, k1, trial, data, X0, N, n0, H0):
 @njit(cache=True)
 def head_error(k0, k1, trial, layer, head, z, x, e, K):
     """e = softmax(z) - t for input x (t: K uniforms normalised to sum 1), or e ~ N(0, I_K).
+    The exponentials are rng.exp's (fdlibm's): the same on every machine and backend.
 
     The targets / errors are row x of (layer, STREAM_TARGET), layer = L + 1."""
     c2, c3 = rng.counter_words(trial, layer, rng.STREAM_TARGET)
@@ -139,9 +140,9 @@ def head_error(k0, k1, trial, layer, head, z, x, e, K):
             zmax = z[c]
     s = 0.0
     for c in range(K):
-        s += math.exp(z[c] - zmax)
+        s += rng.exp(z[c] - zmax)
     for c in range(K):
-        e[c] = math.exp(z[c] - zmax) / s - e[c] / ts
+        e[c] = rng.exp(z[c] - zmax) / s - e[c] / ts
 
 
 @njit(cache=True)

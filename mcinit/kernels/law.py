@@ -40,6 +40,7 @@ from numba import njit, prange
 from scipy import stats
 
 from .. import rng
+from ..stats import log_values
 from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, n_chunks, run_chunks
 
 __all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
@@ -180,7 +181,7 @@ def _gamma_after_squeeze(a, x, u, k0, k1, c2, c3, row):
             continue
         v = v * v * v
         x2 = x * x
-        if u < 1.0 - 0.0331 * x2 * x2 or math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
+        if u < 1.0 - 0.0331 * x2 * x2 or rng.log_pos(u) < 0.5 * x2 + d * (1.0 - v + rng.log_pos(v)):
             return d * v
 
 
@@ -192,17 +193,20 @@ def _normals(W, X, m, Y):
 
 
 @njit(cache=True, error_model="numpy")
-def _gammas(A, W, U, X, G, m, k0, k1, t0, layer, row, stream, idx, Y, gc):
-    """G[i] = rng.sample_gamma(A[i], k0, k1, counter_words(t0 + i % LANES, layer[i], stream), row[i]),
-    i < m, given attempt 0's words: W[i] (uint32, for the normal) and U[i] (as a uniform).
+def _gammas(A, W, U, X, G, m, k0, k1, t0, L, idx, Y, V):
+    """G[s LANES + i] = rng.sample_gamma(A[s LANES + i], ...) of trial t0 + i in slot s (layer
+    s // 2 + 1, row 1 + s % 2 for s < 2 L; layer 0, row 0 after), given attempt 0's words:
+    W (uint32, for the normal) and U (as a uniform), for the m = slots x LANES entries.
 
-    Marsaglia-Tsang's first attempt for every lane, branch-free up to its squeeze
-    (which accepts about 92%); the others (the log test, further attempts, a < 1)
-    are gathered and finished one by one.  idx, Y: scratch of length m; gc: gamma_table."""
+    Marsaglia-Tsang's first attempt for every entry, branch-free up to its squeeze
+    (which accepts about 90%); then, for the others, its logarithmic test in vectorised
+    passes (fdlibm's log, rng.log_pos's numbers); what is left (v <= 0, a rejected
+    first attempt, a < 1: about 1%) is finished one by one.
+    idx: int64 scratch (m); Y: float64 scratch (2 m); V: float64 scratch (4 m)."""
     _normals(W, X, m, Y)
     for i in range(m):
         d = A[i] - _THIRD
-        c = gc[int(2.0 * A[i])]
+        c = 1.0 / math.sqrt(9.0 * d)     # rng.sample_gamma's c (NaN for a < 1/3: unused)
         x = X[i]
         v = 1.0 + c * x
         v3 = v * v * v
@@ -213,22 +217,51 @@ def _gammas(A, W, U, X, G, m, k0, k1, t0, layer, row, stream, idx, Y, gc):
     for i in range(m):
         idx[k] = i
         k += G[i] < 0.0
+    # the log test log u < x^2 / 2 + d (1 - v + log v) of the failures, in gathered arrays
+    Ug = V[:k]
+    Vg = V[k:2 * k]
+    Lu = V[2 * k:3 * k]
+    Lv = V[3 * k:4 * k]
     for j in range(k):
         i = idx[j]
+        Ug[j] = U[i]
+        v = 1.0 + (1.0 / math.sqrt(9.0 * (A[i] - _THIRD))) * X[i]
+        Vg[j] = v * v * v          # <= 0 when v <= 0: its log is NaN, the test fails
+    ws = Y.view(np.int64)
+    log_values(Ug, Lu, k, ws)
+    log_values(Vg, Lv, k, ws)
+    for j in range(k):
+        i = idx[j]
+        d = A[i] - _THIRD
+        x = X[i]
+        v3 = Vg[j]
+        ok = (Lu[j] < 0.5 * (x * x) + d * (1.0 - v3 + Lv[j])) & (A[i] >= 1.0)
+        G[i] = d * v3 if ok else -1.0
+    r = 0
+    for j in range(k):
+        i = idx[j]
+        idx[r] = i
+        r += G[i] < 0.0
+    for j in range(r):
+        i = idx[j]
         a = A[i]
-        c2, c3 = rng.counter_words(t0 + i % LANES, layer[i], stream)
+        s = i // LANES
+        layer = s // 2 + 1 if s < 2 * L else 0
+        row = 1 + s % 2 if s < 2 * L else 0
+        c2, c3 = rng.counter_words(t0 + i % LANES, layer, rng.STREAM_LAW)
         if a <= 0.0:
             G[i] = 0.0
         elif a < 1.0:
-            G[i] = rng.sample_gamma(a, k0, k1, c2, c3, row[i])
+            G[i] = rng.sample_gamma(a, k0, k1, c2, c3, row)
         else:
-            G[i] = _gamma_after_squeeze(a, X[i], U[i], k0, k1, c2, c3, row[i])
+            G[i] = _gamma_after_squeeze(a, X[i], U[i], k0, k1, c2, c3, row)
 
 
 @njit(cache=True, error_model="numpy")
-def _softmax_error(Z, T, E, K, n, Q):
+def _softmax_error(Z, T, E, K, n, Q, A, ws):
     """E[:, i] = softmax(Z[:, i]) - T[:, i] / sum(T[:, i]) for i < n, as common.head_error
-    computes it (the same sums in the same order), in loops over i.  Q: (3, LANES) scratch."""
+    computes it (the same sums in the same order, rng.exp's exponentials), in loops over i.
+    Q: (3, LANES) scratch; A: (K, LANES) float64 scratch; ws: int64 scratch (2 K LANES)."""
     ts = Q[0]
     zmax = Q[1]
     s = Q[2]
@@ -245,7 +278,8 @@ def _softmax_error(Z, T, E, K, n, Q):
                 zmax[i] = Z[j, i]
     for j in range(K):
         for i in range(n):
-            E[j, i] = math.exp(Z[j, i] - zmax[i])
+            A[j, i] = Z[j, i] - zmax[i]
+    rng.exp_values(A.reshape(-1), E.reshape(-1), K * LANES, ws)
     for j in range(K):
         for i in range(n):
             s[i] += E[j, i]
@@ -255,19 +289,18 @@ def _softmax_error(Z, T, E, K, n, Q):
 
 
 @njit(cache=True, error_model="numpy")
-def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ws, gc, fwd, bwd, dead, j0):
+def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ws, fwd, bwd, dead, j0):
     """Trials t0 .. t0+n-1 (n <= LANES) into fwd[j0 + i, 0], bwd[j0 + i, 0], dead[j0 + i]:
     law_trial's numbers, computed stage by stage across the block's trials.
 
-    ws: the workspace of make_workspace; gc: gamma_table(max(widths))."""
-    KL, S, W, P, U, X, G, layer, row, rho, cc, dd, H, R, Z, E, I, Y, Q = ws
+    ws: the workspace of make_workspace."""
+    KL, S, W, P, U, X, G, V, A, rho, cc, dd, H, R, Z, E, I, Y, Q, Wb = ws
     L = widths.shape[0] - 1
     # K_l by guided inversion (layer l, row 0, block 0)
     for l in range(1, L + 1):
+        rng.philox_lanes(k0, k1, 0, 0, t0, n, l, rng.STREAM_LAW, Wb, 0, LANES)
         for i in range(n):
-            c2, c3 = rng.counter_words(t0 + i, l, rng.STREAM_LAW)
-            w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(0), c2, c3, k0, k1)
-            U[i] = rng.words_to_u53(w0, w1)
+            U[i] = rng.words_to_u53(Wb[i], Wb[LANES + i])
         lo = offs[l - 1]
         glo = (l - 1) * GUIDE
         nl = widths[l]
@@ -286,24 +319,23 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         else:
             l = 0
             rw = 0
-        for i in range(n):
-            if s < 2 * L:
-                k = KL[l, i]
-                S[s * LANES + i] = 0.5 * k if rw == 1 else (0.5 * (k - 1) if k > 1 else 0.0)
-            else:
+        if s >= 2 * L:
+            for i in range(n):
                 S[s * LANES + i] = 0.5 * widths[0]
-            layer[s * LANES + i] = l
-            row[s * LANES + i] = rw
+        elif rw == 1:
+            for i in range(n):
+                S[s * LANES + i] = 0.5 * KL[l, i]
+        else:
+            for i in range(n):
+                k = KL[l, i]
+                S[s * LANES + i] = 0.5 * (k - 1) if k > 1 else 0.0
         for i in range(n, LANES):
             S[s * LANES + i] = 1.0
-            layer[s * LANES + i] = l
-            row[s * LANES + i] = rw
+        rng.philox_lanes(k0, k1, 0, rw, t0, LANES, l, rng.STREAM_LAW, Wb, 0, LANES)
         for i in range(LANES):
-            c2, c3 = rng.counter_words(t0 + i, l, rng.STREAM_LAW)
-            w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(rw), c2, c3, k0, k1)
-            W[s * LANES + i] = np.uint32(w0)
-            U[s * LANES + i] = rng.u32_to_uniform(w1)
-    _gammas(S, W, U, X, G, ns * LANES, k0, k1, t0, layer, row, rng.STREAM_LAW, I, Y, gc)
+            W[s * LANES + i] = Wb[i]
+            U[s * LANES + i] = rng.u32_to_uniform(Wb[LANES + i])
+    _gammas(S, W, U, X, G, ns * LANES, k0, k1, t0, L, I, Y, V)
     # forward: rho_l = prod v_k c_k, c_l = 2 Gamma(K_l / 2); d_l = 2 Gamma((K_l - 1) / 2)
     for i in range(n):
         rho[0, i] = 1.0
@@ -325,13 +357,7 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
             s02 = 1.0
         R[i] = math.sqrt(s02 * rho[L, i])
     for b in range(nb):
-        for i in range(n):
-            c2, c3 = rng.counter_words(t0 + i, L + 1, rng.STREAM_LAW)
-            w0, w1, w2, w3 = rng.philox_block(np.uint64(b), np.uint64(0), c2, c3, k0, k1)
-            W[(4 * b) * LANES + i] = np.uint32(w0)
-            W[(4 * b + 1) * LANES + i] = np.uint32(w1)
-            W[(4 * b + 2) * LANES + i] = np.uint32(w2)
-            W[(4 * b + 3) * LANES + i] = np.uint32(w3)
+        rng.philox_lanes(k0, k1, b, 0, t0, n, L + 1, rng.STREAM_LAW, W, 4 * b * LANES, LANES)
     _normals(W, X, K * LANES, Y)
     Go = X[:K * LANES].reshape((K, LANES))
     for j in range(K):
@@ -339,13 +365,7 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
             Z[j, i] = R[i] * Go[j, i]
     # targets or errors (layer L+1, STREAM_TARGET, row 0), as common.head_error
     for b in range(nb):
-        for i in range(n):
-            c2, c3 = rng.counter_words(t0 + i, L + 1, rng.STREAM_TARGET)
-            w0, w1, w2, w3 = rng.philox_block(np.uint64(b), np.uint64(0), c2, c3, k0, k1)
-            W[(4 * b) * LANES + i] = np.uint32(w0)
-            W[(4 * b + 1) * LANES + i] = np.uint32(w1)
-            W[(4 * b + 2) * LANES + i] = np.uint32(w2)
-            W[(4 * b + 3) * LANES + i] = np.uint32(w3)
+        rng.philox_lanes(k0, k1, b, 0, t0, n, L + 1, rng.STREAM_TARGET, W, 4 * b * LANES, LANES)
     T = P[:K * LANES].reshape((K, LANES))
     if head == HEAD_GAUSSIAN:
         _normals(W, G, K * LANES, Y)
@@ -356,7 +376,7 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         for j in range(K):
             for i in range(n):
                 T[j, i] = rng.u32_to_uniform(W[j * LANES + i])
-        _softmax_error(Z, T, E, K, n, Q)
+        _softmax_error(Z, T, E, K, n, Q, A, I)
     # beta_L = G_o . e, ||delta^L||^2 = beta_L^2 + ||e||^2 d_L; then the backward recursion
     bt = Q[0]
     e2 = Q[1]
@@ -393,26 +413,16 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         dead[j] = dd_
 
 
-@njit(cache=True, error_model="numpy")
-def gamma_table(n):
-    """c = 1 / sqrt(9 d), d = a - 1/3, of Marsaglia-Tsang for the shapes a = k / 2, k = 0..n
-    (as rng.sample_gamma computes them; entries for a < 1 are unused)."""
-    gc = np.empty(n + 1)
-    for k in range(n + 1):
-        gc[k] = 1.0 / math.sqrt(9.0 * (0.5 * k - _THIRD))
-    return gc
-
-
 @njit(cache=True)
 def make_workspace(L, K):
     """Scratch of law_block for depth L and K classes."""
     m = max(2 * L + 1, K + 4 - K % 4 if K % 4 else K) * LANES
     return (np.zeros((L + 1, LANES), dtype=np.int64), np.ones(m), np.zeros(m, dtype=np.uint32), np.full(m, 0.5), np.full(m, 0.5),
-            np.zeros(m), np.zeros(m), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64),
+            np.zeros(m), np.zeros(m), np.zeros(4 * m), np.zeros((K, LANES)),
             np.zeros((L + 1, LANES)), np.zeros((L + 1, LANES)), np.zeros((L + 1, LANES)),
             np.zeros((L + 1, LANES)), np.zeros(LANES), np.zeros((K, LANES)), np.zeros((K, LANES)),
             np.zeros(2 * m, dtype=np.int64), np.zeros(2 * m),
-            np.zeros((3, LANES)))
+            np.zeros((3, LANES)), np.zeros(4 * LANES, dtype=np.uint32))
 
 
 @njit(cache=True, nogil=True)
@@ -421,10 +431,9 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
     """Trials lo..hi-1 in blocks of LANES, with one workspace: a work unit of fill."""
     L = widths.shape[0] - 1
     ws = make_workspace(L, K)
-    gc = gamma_table(widths.max())
     for t0 in range(lo, hi, LANES):
         law_block(t0, min(LANES, hi - t0), k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
-                  guide, ws, gc, fwd, bwd, dead, t0 - first)
+                  guide, ws, fwd, bwd, dead, t0 - first)
 
 
 def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
