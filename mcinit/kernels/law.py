@@ -398,19 +398,15 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
             beta = R[i] * math.sqrt(vl * cc[l, i])
             R[i] = beta
             H[l - 1, i] = beta * beta + H[l, i] * vl * dd[l - 1, i]
+    # the ratios, layer by layer across the trials; rho_l = 0 from a dead layer on, so
+    # rho_L = 0 exactly when some layer is dead
+    for l in range(1, L + 1):
+        for i in range(n):
+            dn2L = H[L, i]
+            fwd[j0 + i, 0, l - 1] = rho[l, i]
+            bwd[j0 + i, 0, l - 1] = np.inf if dn2L == 0.0 else (H[l, i] / dn2L) * rho[l - 1, i]
     for i in range(n):
-        j = j0 + i
-        dn2L = H[L, i]
-        dd_ = dn2L == 0.0
-        prev = 1.0
-        for l in range(1, L + 1):
-            r = rho[l, i]
-            fwd[j, 0, l - 1] = r
-            if r == 0.0:
-                dd_ = True
-            bwd[j, 0, l - 1] = np.inf if dn2L == 0.0 else (H[l, i] / dn2L) * prev
-            prev = r
-        dead[j] = dd_
+        dead[j0 + i] = (H[L, i] == 0.0) | (rho[L, i] == 0.0)
 
 
 @njit(cache=True)
