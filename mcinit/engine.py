@@ -88,6 +88,7 @@ class _Writer:
         self.sink = sink
         self.q = queue.Queue(maxsize=self.QUEUE)
         self.error = None
+        self.written = 0    # batches the sink has had (written, or dropped after an error)
         self.t = threading.Thread(target=self._loop, daemon=True)
         self.t.start()
 
@@ -101,6 +102,7 @@ class _Writer:
                     self.sink.write(*item)
                 except BaseException as e:  # re-raised in the engine's thread
                     self.error = e
+            self.written += 1
 
     def put(self, first, records, summary):
         if self.error is not None:
@@ -232,10 +234,11 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     fwd_buf = np.empty((cap, N, L))
     bwd_buf = np.empty((cap, N, L))
     dead_buf = np.zeros(cap, dtype=np.bool_)
-    # so are the record arrays, in a ring: a batch's records are in the writer's queue
-    # (at most 2), being written (1) or being filled (1) until the sink has them; every
-    # sink copies or writes what it is handed (MemorySink keeps copies)
-    ring = []
+    # so are the record arrays: a batch's records are in the writer's queue (at most 2),
+    # being written (1) or being filled (1) until the sink has them (every sink copies or
+    # writes what it is handed); a batch takes the arrays of one the sink has had, new
+    # ones only when there is none (at most 4, as few as the sink's pace allows)
+    ring = []   # [batch number, record arrays]
     nbatch = 0
     try:
         while first < stop:
@@ -245,9 +248,12 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             dead = dead_buf[:B]
             dead[:] = False
             fill(plan, first, B, fwd, bwd, dead)
-            if len(ring) < _Writer.QUEUE + 2:
-                ring.append(record_buffers(cap, L))
-            records = reduce_batch(fwd, bwd, dead, summary, out=ring[nbatch % len(ring)])
+            slot = next((r for r in ring if r[0] < writer.written), None)
+            if slot is None:
+                slot = [0, record_buffers(cap, L)]
+                ring.append(slot)
+            slot[0] = nbatch
+            records = reduce_batch(fwd, bwd, dead, summary, out=slot[1])
             nbatch += 1
             if config.sup:
                 records.update(_sup_extremes(plan, config, first, B))

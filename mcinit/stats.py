@@ -28,6 +28,9 @@ __all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopp
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
 HIST_RANGE = ((0.0, 4.0), (-4.0, 4.0))
 HIST_BINS = 400
+# _reduce_job bins (v - lo) (nbins / (hi - lo)), the bin of (v - lo) / (hi - lo) nbins when
+# hi - lo is a power of two
+assert all(math.frexp(hi - lo)[0] == 0.5 for lo, hi in HIST_RANGE), "HIST_RANGE spans must be powers of two"
 QUANTITIES = ("fwd", "bwd")
 SPACES = ("ratio", "log")
 
@@ -146,97 +149,142 @@ def log_values(x, out, m, ws):
                 out[i] = _log_scalar(x[i])
 
 
+#: values per pass of _reduce_job (whole trials): its buffers stay in the core's caches
+_CHUNK_VALUES = 1024
+#: lanes from which LLVM vectorises _reduce_job's row loop (its cost model's minimum trip
+#: count on AVX2); rows of half as many lanes or more are padded up to it with empty lanes
+_VECTOR_LANES = 20
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _reduce_job(src, q, s, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
-    """The accumulators of quantity q (src) in space s: layer by layer in (trial, input)
-    order, the layers interleaved so that their chains of dependent divisions overlap.
-    Space 0 also writes the records (min and max over the inputs)."""
+def _reduce_job(src, q, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+    """The accumulators of quantity q (src, (T, N, L)) in both spaces, updated per (trial,
+    input) row in order, and its records rec_min, rec_max (T, L): min and max over the inputs.
+
+    A row's 2 L values (the ratios where finite, their logarithms where positive, NaN
+    where there is none) are the lanes of one loop, one accumulator chain per lane.  Its
+    body is branch-free (a NaN changes nothing) so that it vectorises across the lanes and
+    the chains' dependent divisions overlap; each chain takes the same operations in the
+    same order as the value-by-value recursion, so the numbers are the same.  The loop also
+    writes each value's histogram bin; a scalar pass counts them."""
     T, N, L = src.shape
-    # the bin 1 + (v - lo) / (hi - lo) nbins: with hi - lo a power of two the division is
-    # a multiplication by its exact reciprocal, the same number
-    span = hi - lo
-    inv = 1.0 / span
-    exact = inv * span == 1.0 and math.frexp(span)[0] == 0.5
-    n_ = count[q, s].copy()
-    mu = mean[q, s].copy()
-    sq = m2[q, s].copy()
-    mn_ = vmin[q, s].copy()
-    mx_ = vmax[q, s].copy()
-    h = hist[q, s]
-    CH = 128
-    M = CH * N * L
-    xs = np.empty(M)
-    V = np.empty(M)
-    ws = np.empty(2 * M, dtype=np.int64)
-    for t in range(T):
-        if s == 1 and t % CH == 0:
-            # the logarithms of the next CH trials first, vectorised (NaN: no value)
-            nt = min(CH, T - t)
-            for tt in range(nt):
-                for x in range(N):
-                    for l in range(L):
-                        xs[(tt * N + x) * L + l] = src[t + tt, x, l]
-            log_values(xs, V, nt * N * L, ws)
-        for x in range(N):
+    K = 2 * L
+    KP = max(K, _VECTOR_LANES) if 2 * K >= _VECTOR_LANES else K
+    W = nbins + 2
+    fn = np.float64(nbins)
+    # lane k = L space + layer: the accumulators (the count as a float: no conversion in the
+    # loop) and its bin constants.  The bin of v is 1 + int((v - lo) / (hi - lo) nbins), at
+    # most nbins; with hi - lo a power of two (HIST_RANGE), (v - lo) c with c = nbins / (hi - lo)
+    # is the same number (or both are below 1).  Empty lanes (KP > K) take neutral values.
+    acc = np.zeros((5, KP))
+    con = np.ones((3, KP))
+    off = np.empty(KP, dtype=np.int32)
+    for k in range(KP):
+        off[k] = k * W + 1
+    for s in range(2):
+        for l in range(L):
+            k = s * L + l
+            acc[0, k] = count[q, s, l]
+            acc[1, k] = mean[q, s, l]
+            acc[2, k] = m2[q, s, l]
+            acc[3, k] = vmin[q, s, l]
+            acc[4, k] = vmax[q, s, l]
+            con[0, k] = lo[s]
+            con[1, k] = hi[s]
+            con[2, k] = fn / (hi[s] - lo[s])
+    n0 = acc[0, :K].copy()
+    h = np.zeros(KP * W, dtype=np.int64)
+    R = N * L
+    CH = max(1, _CHUNK_VALUES // R)
+    flat = src.reshape(T * R)
+    V = np.full((CH * N, KP), np.nan)
+    B = np.empty((CH * N, KP), dtype=np.uint32)
+    lg = np.empty(CH * R)
+    lg2 = lg.reshape(CH * N, L)
+    ws = np.empty(2 * CH * R, dtype=np.int64)
+    for t0 in range(0, T, CH):
+        nt = min(CH, T - t0)
+        log_values(flat[t0 * R:(t0 + nt) * R], lg, nt * R, ws)
+        blk = src[t0:t0 + nt]
+        for t in range(nt):
+            x0 = blk[t, 0]
+            rmn = rec_min[t0 + t]
+            rmx = rec_max[t0 + t]
             for l in range(L):
-                v = src[t, x, l] if s == 0 else V[((t % CH) * N + x) * L + l]
-                if not math.isfinite(v):
-                    continue
-                n = n_[l] + 1
-                n_[l] = n
-                d = v - mu[l]
-                m = mu[l] + d / n
-                mu[l] = m
-                sq[l] += d * (v - m)
-                if v < mn_[l]:
-                    mn_[l] = v
-                if v > mx_[l]:
-                    mx_[l] = v
-                if v < lo:
-                    b = 0
-                elif v >= hi:
-                    b = nbins + 1
-                else:
-                    f = (v - lo) * inv if exact else (v - lo) / span
-                    b = 1 + int(f * nbins)
-                    if b > nbins:
-                        b = nbins
-                h[l, b] += 1
-        if s == 0:
-            for l in range(L):
-                mn = np.inf
-                mx = -np.inf
-                for x in range(N):
-                    r = src[t, x, l]
-                    if r < mn:
-                        mn = r
-                    if r > mx:
-                        mx = r
-                rec_min[q, t, l] = mn
-                rec_max[q, t, l] = mx
-    count[q, s] = n_
-    mean[q, s] = mu
-    m2[q, s] = sq
-    vmin[q, s] = mn_
-    vmax[q, s] = mx_
+                r = x0[l]
+                rmn[l] = r if r < np.inf else np.inf
+                rmx[l] = r if r > -np.inf else -np.inf
+            for x in range(1, N):
+                xr = blk[t, x]
+                for l in range(L):
+                    r = xr[l]
+                    a = rmn[l]
+                    b = rmx[l]
+                    rmn[l] = r if r < a else a
+                    rmx[l] = r if r > b else b
+            for x in range(N):
+                xr = blk[t, x]
+                vr = V[t * N + x]
+                lr = lg2[t * N + x]
+                for l in range(L):
+                    r = xr[l]
+                    vr[l] = r if r - r == 0.0 else np.nan
+                    vr[L + l] = lr[l]
+        for j in range(nt * N):
+            vr = V[j]
+            br = B[j]
+            for k in range(KP):
+                v = vr[k]
+                n = acc[0, k]
+                mu = acc[1, k]
+                sq = acc[2, k]
+                mn = acc[3, k]
+                mx = acc[4, k]
+                ok = v == v
+                d = v - mu
+                m = mu + d / (n + 1.0)
+                e = sq + d * (v - m)
+                acc[0, k] = n + (1.0 if ok else 0.0)
+                acc[1, k] = m if ok else mu
+                acc[2, k] = e if ok else sq
+                acc[3, k] = v if v < mn else mn
+                acc[4, k] = v if v > mx else mx
+                # the bin, less one (NaN: the underflow bin, taken out below)
+                c = (v - con[0, k]) * con[2, k]
+                c = c if c < fn - 1.0 else fn - 1.0
+                c = c if v >= con[0, k] else -1.0
+                c = fn if v >= con[1, k] else c
+                br[k] = np.uint32(np.int32(c) + off[k])
+        for j in range(nt * N):
+            br = B[j]
+            for k in range(K):
+                h[br[k]] += 1
+    hq = hist[q]
+    for s in range(2):
+        for l in range(L):
+            k = s * L + l
+            count[q, s, l] = np.int64(acc[0, k])
+            mean[q, s, l] = acc[1, k]
+            m2[q, s, l] = acc[2, k]
+            vmin[q, s, l] = acc[3, k]
+            vmax[q, s, l] = acc[4, k]
+            for i in range(W):
+                hq[s, l, i] += h[k * W + i]
+            hq[s, l, 0] -= T * N - np.int64(acc[0, k] - n0[k])
 
 
 def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
-    """One job per (quantity, space), on up to four threads (the order within each is the
-    trial order, so the numbers do not depend on the threads).  Python threads over the
-    nogil job rather than a parallel numba function: that would re-optimise the job when
-    it compiles, seconds of a newcomer's first run.  The logarithm jobs, the longer ones,
-    go first."""
-    order = [(0, 1), (1, 1), (0, 0), (1, 0)] if fwd.shape[0] >= 64 else []
-    if not order:
-        for q in (0, 1):
-            for sp in (0, 1):
-                _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count, mean, m2, vmin,
-                            vmax, hist, lo[sp], hi[sp], nbins)
+    """One job per quantity, on up to two threads (the order within each is the trial
+    order, so the numbers do not depend on the threads).  Python threads over the nogil
+    job rather than a parallel numba function: that would re-optimise the job when it
+    compiles, seconds of a newcomer's first run."""
+    jobs = [(lambda q=q: _reduce_job(fwd if q == 0 else bwd, q, rec_min[q], rec_max[q], count, mean, m2,
+                                      vmin, vmax, hist, lo, hi, nbins)) for q in (0, 1)]
+    if fwd.shape[0] < 64:
+        for job in jobs:
+            job()
         return
-    on_threads([(lambda q=q, sp=sp: _reduce_job(fwd if q == 0 else bwd, q, sp, rec_min, rec_max, count,
-                                                 mean, m2, vmin, vmax, hist, lo[sp], hi[sp], nbins))
-                 for q, sp in order])
+    on_threads(jobs)
 
 
 def record_buffers(capacity, depth):
@@ -248,13 +296,17 @@ def record_buffers(capacity, depth):
 def reduce_batch(fwd, bwd, dead, summary, out=None):
     """Per-trial records of a batch, and the summary updated in trial order.
 
-    fwd, bwd  (T, N, L) ratios;  dead (T,) bool
+    fwd, bwd  (T, N, L) ratios, N >= 1;  dead (T,) bool
     out       optional record_buffers(C >= T, L) to write the records into (fresh arrays
               otherwise): reusing them spares the page faults of fresh memory, which
               serialise threads
     returns   dict of fwd_min, fwd_max, bwd_min, bwd_max (T, L) and dead (T,)
     """
+    fwd = np.ascontiguousarray(fwd, dtype=np.float64)
+    bwd = np.ascontiguousarray(bwd, dtype=np.float64)
     T, N, L = fwd.shape
+    if N < 1:
+        raise ValueError("reduce_batch needs at least one input per trial")
     if out is None:
         out = record_buffers(T, L)
     rec_min = out["rec_min"][:, :T]

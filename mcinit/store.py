@@ -73,11 +73,15 @@ class StoreError(RuntimeError):
 
 
 class MemorySink:
-    """Keeps everything in memory: for tests and the Python API."""
+    """Keeps everything in memory: for tests and the Python API.
+
+    Each record column is one array, allocated for the rows the run announces
+    (meta["rows"]) and grown by doubling past them; a batch is copied into its rows."""
 
     def __init__(self):
         self.meta = None
-        self._parts = []
+        self._columns = {}
+        self._capacity = 0
         self.summary = None
         self.first = 0
         self.completed = 0
@@ -85,13 +89,24 @@ class MemorySink:
     def open(self, meta):
         self.meta = dict(meta)
         self.first = int(meta.get("first_index", 0))
+        self._capacity = int(meta.get("rows", 0))
         return None
 
     def write(self, first, records, summary):
         if first != self.first + self.completed:
             raise StoreError(f"batch starts at trial {first}, expected {self.first + self.completed}")
-        self._parts.append({k: np.array(v) for k, v in records.items()})
-        self.completed += len(records["dead"])
+        a = self.completed
+        b = a + len(records["dead"])
+        for k, v in records.items():
+            v = np.asarray(v)
+            col = self._columns.get(k)
+            if col is None or len(col) < b:
+                grown = np.empty((max(b, self._capacity, 2 * a),) + v.shape[1:], dtype=v.dtype)
+                if col is not None:
+                    grown[:a] = col[:a]
+                col = self._columns[k] = grown
+            col[a:b] = v
+        self.completed = b
         self.summary = summary
 
     def close(self):
@@ -100,9 +115,9 @@ class MemorySink:
     @property
     def records(self):
         """Per-trial records: index, fwd_min, fwd_max, bwd_min, bwd_max, dead."""
-        if not self._parts:
+        if not self._columns:
             return {}
-        out = {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
+        out = {k: v[:self.completed] for k, v in self._columns.items()}
         out["index"] = np.arange(self.first, self.first + self.completed, dtype=np.int64)
         return out
 
