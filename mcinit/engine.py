@@ -14,6 +14,7 @@ import dataclasses
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -228,47 +229,69 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     t0 = time.perf_counter()
     start = first
     stopped = False
-    # the ratio arrays are reused from batch to batch (the records handed to the writer are
-    # fresh arrays): no page faults on fresh memory per batch
+    # Two sets of ratio arrays, reused from batch to batch (no page faults on fresh memory):
+    # with more than one thread, batch k + 1 is computed into one while batch k is reduced,
+    # tallied and handed to the writer from the other, on one background thread, so the
+    # threads of the two steps share the pool with no idle barrier between them.  Batches
+    # are reduced one at a time in order: the summary's update order is the trial order.
     cap = min(batch_size, stop - first)
-    fwd_buf = np.empty((cap, N, L))
-    bwd_buf = np.empty((cap, N, L))
-    dead_buf = np.zeros(cap, dtype=np.bool_)
-    # so are the record arrays: a batch's records are in the writer's queue (at most 2),
+    bufs = [(np.empty((cap, N, L)), np.empty((cap, N, L)), np.zeros(cap, dtype=np.bool_))
+            for _ in range(2)]
+    # the record arrays: a batch's records are in the writer's queue (at most 2),
     # being written (1) or being filled (1) until the sink has them (every sink copies or
     # writes what it is handed); a batch takes the arrays of one the sink has had, new
     # ones only when there is none (at most 4, as few as the sink's pace allows)
     ring = []   # [batch number, record arrays]
-    nbatch = 0
+    nbatch = [0]
+
+    def finish(first, B, fwd, bwd, dead):
+        """Reduce, tally and hand over the batch of trials first..first+B-1."""
+        slot = next((r for r in ring if r[0] < writer.written), None)
+        if slot is None:
+            slot = [0, record_buffers(cap, L)]
+            ring.append(slot)
+        slot[0] = nbatch[0]
+        records = reduce_batch(fwd, bwd, dead, summary, out=slot[1])
+        nbatch[0] += 1
+        if config.sup:
+            records.update(_sup_extremes(plan, config, first, B))
+        for k, v in failure_counts(records, eps, "norm").items():
+            failures[k] += v
+        writer.put(first, records, summary.copy())
+        bar.update(B)
+        if on_batch is not None:
+            on_batch(first + B)
+
+    from numba import get_num_threads
+    behind = ThreadPoolExecutor(1, thread_name_prefix="mcinit-reduce") if get_num_threads() > 1 else None
+    pending = None
+    k = 0
     try:
         while first < stop:
             B = min(batch_size, stop - first)
-            fwd = fwd_buf[:B]
-            bwd = bwd_buf[:B]
-            dead = dead_buf[:B]
+            fwd, bwd, dead = (a[:B] for a in bufs[k % 2])
+            k += 1
             dead[:] = False
             fill(plan, first, B, fwd, bwd, dead)
-            slot = next((r for r in ring if r[0] < writer.written), None)
-            if slot is None:
-                slot = [0, record_buffers(cap, L)]
-                ring.append(slot)
-            slot[0] = nbatch
-            records = reduce_batch(fwd, bwd, dead, summary, out=slot[1])
-            nbatch += 1
-            if config.sup:
-                records.update(_sup_extremes(plan, config, first, B))
-            for k, v in failure_counts(records, eps, "norm").items():
-                failures[k] += v
-            writer.put(first, records, summary.copy())
+            if behind is None:
+                finish(first, B, fwd, bwd, dead)
+            else:
+                if pending is not None:
+                    pending.result()
+                pending = behind.submit(finish, first, B, fwd, bwd, dead)
             first += B
-            bar.update(B)
-            if on_batch is not None:
-                on_batch(first)
             if stop_requested is not None and first < stop and stop_requested():
                 stopped = True
                 break
+        if pending is not None:
+            pending.result()
+            pending = None
         writer.finish()
     finally:
+        if pending is not None:
+            pending.exception()     # let it finish; an error of the step that failed first wins
+        if behind is not None:
+            behind.shutdown()
         bar.close()
         if writer.t.is_alive():
             writer.q.put(None)

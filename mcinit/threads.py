@@ -4,11 +4,13 @@ The kernels' work units and the summary jobs run here rather than in parallel nu
 functions: compiling a parallel numba function re-optimises every function it calls,
 seconds of a newcomer's first run.  The thread count is numba's (``--threads``)."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["on_threads"]
 
 _POOL = None
+_LOCK = threading.Lock()
 
 
 def on_threads(jobs):
@@ -17,12 +19,14 @@ def on_threads(jobs):
     global _POOL
     from numba import get_num_threads
 
-    threads = min(len(jobs), get_num_threads())
-    if threads <= 1:
+    threads = get_num_threads()
+    if threads <= 1 or len(jobs) <= 1:
         for job in jobs:
             job()
         return
-    if _POOL is None or _POOL._max_workers != threads:
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit")
-    for f in [_POOL.submit(job) for job in jobs]:
+    with _LOCK:     # the engine calls this from two threads (a batch's fill, the last one's reduction)
+        if _POOL is None or _POOL._max_workers != threads:
+            _POOL = ThreadPoolExecutor(threads, thread_name_prefix="mcinit")
+        pool = _POOL
+    for f in [pool.submit(job) for job in jobs]:
         f.result()
