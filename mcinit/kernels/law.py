@@ -274,8 +274,8 @@ def _softmax_error(Z, T, E, K, n, Q, A, ws):
             ts[i] += T[j, i]
     for j in range(1, K):
         for i in range(n):
-            if Z[j, i] > zmax[i]:
-                zmax[i] = Z[j, i]
+            z = Z[j, i]
+            zmax[i] = z if z > zmax[i] else zmax[i]
     for j in range(K):
         for i in range(n):
             A[j, i] = Z[j, i] - zmax[i]
