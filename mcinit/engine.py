@@ -6,8 +6,9 @@
 
 Batches are a unit of work only: a trial's numbers depend on (seed, trial index)
 alone, so results are bit-identical for every batch size and thread count.
-Writing a batch to the sink happens on a background thread while the next batch
-is computed (the kernels release the GIL).
+With more than one thread, a batch is reduced, tallied and handed to the sink on a
+background thread while the next batch is computed (the kernels and the reduction
+release the GIL and share one pool of threads); the sink writes on another.
 """
 
 import dataclasses
