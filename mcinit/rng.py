@@ -73,26 +73,28 @@ _TWO_M53 = 2.0 ** -53
 
 
 @njit(cache=True, inline="always")
-def philox_block(c0, c1, c2, c3, k0, k1):
-    """Philox4x32-10 of counter (c0..c3) under key (k0, k1); uint64 holding 32-bit words."""
-    c0 = np.uint64(c0)
-    c1 = np.uint64(c1)
-    c2 = np.uint64(c2)
-    c3 = np.uint64(c3)
-    k0 = np.uint64(k0)
-    k1 = np.uint64(k1)
+def _rounds_masked(x0, x1, x2, x3, k0, k1):
+    """philox_block's ten rounds on words held in uint64 lanes masked to 32 bits (inputs
+    already masked), so that loops over blocks vectorise (32 x 32 -> 64-bit products)."""
     for _ in range(10):
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        n0 = (p1 >> _S32) ^ c1 ^ k0
-        n2 = (p0 >> _S32) ^ c3 ^ k1
-        c1 = p1 & _MASK
-        c3 = p0 & _MASK
-        c0 = n0
-        c2 = n2
+        p0 = _M0 * x0
+        p1 = _M1 * x2
+        n0 = (p1 >> _S32) ^ x1 ^ k0
+        n2 = (p0 >> _S32) ^ x3 ^ k1
+        x1 = p1 & _MASK
+        x3 = p0 & _MASK
+        x0 = n0 & _MASK
+        x2 = n2 & _MASK
         k0 = (k0 + _W0) & _MASK
         k1 = (k1 + _W1) & _MASK
-    return c0, c1, c2, c3
+    return x0, x1, x2, x3
+
+
+@njit(cache=True, inline="always")
+def philox_block(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of counter (c0..c3) under key (k0, k1); uint64 holding 32-bit words."""
+    return _rounds_masked(np.uint64(c0) & _MASK, np.uint64(c1) & _MASK, np.uint64(c2) & _MASK,
+                          np.uint64(c3) & _MASK, np.uint64(k0) & _MASK, np.uint64(k1) & _MASK)
 
 
 @njit(cache=True, inline="always")
@@ -209,7 +211,8 @@ _MIN_NORMAL = 2.2250738585072014e-308
 def log_pos(x):
     """fdlibm's log(x) for a finite x > 0 (normal or subnormal), within 1 ulp: the
     same numbers on every machine and on the GPU (libm's log does not promise that).
-    The frexp form of the bit manipulation of stats.log_values, which it equals."""
+    The frexp form of the bit manipulation of stats.log_values, which it equals (and
+    calls for subnormals)."""
     k = 0
     if x < _MIN_NORMAL:
         x *= _TWO54
@@ -379,23 +382,7 @@ def _philox_words(k0, k1, c2, c3, row, nb, words):
     k0 = np.uint64(k0) & _MASK
     k1 = np.uint64(k1) & _MASK
     for b in range(nb):
-        x0 = np.uint64(np.uint32(b))
-        x1 = r
-        x2 = c2
-        x3 = c3
-        kk0 = k0
-        kk1 = k1
-        for _ in range(10):
-            p0 = _M0 * x0
-            p1 = _M1 * x2
-            n0 = (p1 >> _S32) ^ x1 ^ kk0
-            n2 = (p0 >> _S32) ^ x3 ^ kk1
-            x1 = p1 & _MASK
-            x3 = p0 & _MASK
-            x0 = n0 & _MASK
-            x2 = n2 & _MASK
-            kk0 = (kk0 + _W0) & _MASK
-            kk1 = (kk1 + _W1) & _MASK
+        x0, x1, x2, x3 = _rounds_masked(np.uint64(np.uint32(b)), r, c2, c3, k0, k1)
         words[4 * b] = np.uint32(x0)
         words[4 * b + 1] = np.uint32(x1)
         words[4 * b + 2] = np.uint32(x2)
@@ -414,23 +401,7 @@ def philox_lanes(k0, k1, b, row, t0, n, layer, stream, out, base, stride):
     k1 = np.uint64(k1) & _MASK
     for i in range(n):
         t = np.uint64(t0 + i)
-        x0 = x0b
-        x1 = r
-        x2 = t & _MASK
-        x3 = (((t >> _S32) << _S24) | lo) & _MASK
-        kk0 = k0
-        kk1 = k1
-        for _ in range(10):
-            p0 = _M0 * x0
-            p1 = _M1 * x2
-            n0 = (p1 >> _S32) ^ x1 ^ kk0
-            n2 = (p0 >> _S32) ^ x3 ^ kk1
-            x1 = p1 & _MASK
-            x3 = p0 & _MASK
-            x0 = n0 & _MASK
-            x2 = n2 & _MASK
-            kk0 = (kk0 + _W0) & _MASK
-            kk1 = (kk1 + _W1) & _MASK
+        x0, x1, x2, x3 = _rounds_masked(x0b, r, t & _MASK, (((t >> _S32) << _S24) | lo) & _MASK, k0, k1)
         out[base + i] = np.uint32(x0)
         out[base + stride + i] = np.uint32(x1)
         out[base + 2 * stride + i] = np.uint32(x2)

@@ -91,29 +91,6 @@ class Summary:
 
 # fdlibm's logarithm (rng._log_reduced): the same numbers on every machine, vectorisable
 _log_reduced = rng._log_reduced
-_TWO54 = 18014398509481984.0
-
-
-@njit(cache=True, error_model="numpy")
-def _log_scalar(x):
-    """_log_reduced for one finite x > 0 (any, subnormals included), by frexp."""
-    k = 0
-    if x < 2.2250738585072014e-308:
-        x *= _TWO54
-        k = -54
-    m, e = math.frexp(x)            # x = m 2^e, m in [1/2, 1)
-    m *= 2.0
-    e -= 1                          # m in [1, 2)
-    hm = int(m * 1048576.0) - 1048576   # the top 20 bits of the fraction
-    j = (hm + 0x95f64) & 0x100000
-    if j:
-        m *= 0.5
-        e += 1
-    hx = hm
-    big = ((hx - 0x6147a) | (0x6b851 - hx)) > 0
-    return _log_reduced(m - 1.0, float(e + k), big)
-
-
 @njit(cache=True, error_model="numpy")
 def log_values(x, out, m, ws):
     """out[i] = log(x[i]) for finite x[i] > 0, NaN for every other x[i], i < m.
@@ -146,7 +123,7 @@ def log_values(x, out, m, ws):
     if tiny:
         for i in range(m):
             if 0.0 < x[i] < 2.2250738585072014e-308:
-                out[i] = _log_scalar(x[i])
+                out[i] = rng.log_pos(x[i])
 
 
 #: values per pass of _reduce_job (whole trials): its buffers stay in the core's caches
