@@ -555,17 +555,18 @@ class Suite:
                      f"{self.cache[key].rate:,.4g} trials/s")
         return self.cache[key]
 
-    def kernel_only_rate(self, case, kernel):
+    def kernel_only_rate(self, case, kernel, threads=None):
         """Trials/s of kernel.fill alone, in the engine's default batches (no reduction, no sink)."""
-        key = ("kernel", case.shape_key, kernel, self.threads)
+        threads = threads or self.threads
+        key = ("kernel", case.shape_key, kernel, threads)
         if key not in self.cache:
             np = self.np
             from mcinit import engine, kernels
             from mcinit.kernels.common import make_plan
             self.warm(kernel)
-            self.numba.set_num_threads(self.threads)
+            self.numba.set_num_threads(threads)
             cfg = engine.resolve(self.config(case, kernel, 1 << 30))
-            B = engine.default_batch_size(cfg)
+            B = engine.default_batch_size(cfg, threads)
             plan = make_plan(cfg)
             mod = kernels.get(kernel)
             L, N = case.depth, case.samples
@@ -581,9 +582,10 @@ class Suite:
                     first += b
                 return time.perf_counter() - t0
 
-            self.cache[key] = measure(fn, self.per_rep, self.reps, n=self.threads,
-                                      multiple=self.threads)
-            self.log(f"  {case.name} {kernel} kernel only: {self.cache[key].rate:,.4g} trials/s")
+            self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
+            self.numba.set_num_threads(self.threads)
+            self.log(f"  {case.name} {kernel} kernel only ({threads} thr): "
+                     f"{self.cache[key].rate:,.4g} trials/s")
         return self.cache[key]
 
     def default_batch(self, case, kernel):
@@ -628,7 +630,8 @@ class Suite:
             if len(counts) > 1:
                 self.log(f"thread scaling on C1: {counts}")
                 for k in case.kernels:
-                    self.scaling.append((k, {t: self.engine_rate(case, k, threads=t) for t in counts}))
+                    self.scaling.append((k, {t: self.engine_rate(case, k, threads=t) for t in counts},
+                                         {t: self.kernel_only_rate(case, k, threads=t) for t in counts}))
                 self.scaling_counts = counts
             self.numba.set_num_threads(self.threads)
         # PyTorch last, so that its OpenMP threads cannot disturb the other measurements
@@ -834,15 +837,21 @@ class Suite:
 
         if self.scaling:
             counts = self.scaling_counts
-            w("## Thread scaling on C1 (engine, trials/s)\n")
+            w("## Thread scaling on C1 (trials/s)\n")
             srows = []
-            for k, d in self.scaling:
+            for k, d, dk in self.scaling:
                 cells = [k] + [fmt_rate(d[t].rate) for t in counts]
                 cells.append(f"×{fmt_ratio(d[counts[-1]].rate / d[counts[0]].rate)}")
+                cells += [fmt_rate(dk[t].rate) for t in counts]
+                cells.append(f"×{fmt_ratio(dk[counts[-1]].rate / dk[counts[0]].rate)}")
                 srows.append(cells)
-            w(md_table(["kernel"] + [f"{t} thread{'s' if t > 1 else ''}" for t in counts]
-                       + [f"{counts[-1]} vs {counts[0]}"], srows))
-            w("")
+            names = [f"{t} thread{'s' if t > 1 else ''}" for t in counts]
+            w(md_table(["kernel"] + [f"engine, {n}" for n in names] + [f"engine {counts[-1]} vs {counts[0]}"]
+                       + [f"fill only, {n}" for n in names] + [f"fill only {counts[-1]} vs {counts[0]}"],
+                       srows))
+            w("\nengine as above (with one thread the background writer still has the other core); "
+              "fill only = the kernel's `fill` alone, in the engine's default batches for that "
+              "thread count.\n")
 
         w("## First call (compile or numba cache load)\n")
         crows = []
