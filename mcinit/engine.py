@@ -238,7 +238,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     cap = min(batch_size, stop - first)
     bufs = [(np.empty((cap, N, L)), np.empty((cap, N, L)), np.zeros(cap, dtype=np.bool_))
             for _ in range(2)]
-    # the record arrays: a batch's records are in the writer's queue (at most 2),
+    # the record arrays (unless the sink lends its own storage, MemorySink.buffers): a
+    # batch's records are in the writer's queue (at most 2),
     # being written (1) or being filled (1) until the sink has them (every sink copies or
     # writes what it is handed); a batch takes the arrays of one the sink has had, new
     # ones only when there is none (at most 4, as few as the sink's pace allows)
@@ -247,12 +248,15 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
 
     def finish(first, B, fwd, bwd, dead):
         """Reduce, tally and hand over the batch of trials first..first+B-1."""
-        slot = next((r for r in ring if r[0] < writer.written), None)
-        if slot is None:
-            slot = [0, record_buffers(cap, L)]
-            ring.append(slot)
-        slot[0] = nbatch[0]
-        records = reduce_batch(fwd, bwd, dead, summary, out=slot[1])
+        out = sink.buffers(first, B, L) if hasattr(sink, "buffers") else None
+        if out is None:
+            slot = next((r for r in ring if r[0] < writer.written), None)
+            if slot is None:
+                slot = [0, record_buffers(cap, L)]
+                ring.append(slot)
+            slot[0] = nbatch[0]
+            out = slot[1]
+        records = reduce_batch(fwd, bwd, dead, summary, out=out)
         nbatch[0] += 1
         if config.sup:
             records.update(_sup_extremes(plan, config, first, B))

@@ -252,7 +252,8 @@ def _reduce_job(src, q, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo,
 
 def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
     """One job per quantity, on up to two threads (the order within each is the trial
-    order, so the numbers do not depend on the threads).  Python threads over the nogil
+    order, so the numbers do not depend on the threads); rec_min, rec_max: (fwd's, bwd's)
+    (T, L) records.  Python threads over the nogil
     job rather than a parallel numba function: that would re-optimise the job when it
     compiles, seconds of a newcomer's first run."""
     jobs = [(lambda q=q: _reduce_job(fwd if q == 0 else bwd, q, rec_min[q], rec_max[q], count, mean, m2,
@@ -266,7 +267,8 @@ def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, h
 
 def record_buffers(capacity, depth):
     """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials."""
-    return dict(rec_min=np.empty((2, capacity, depth)), rec_max=np.empty((2, capacity, depth)),
+    return dict(fwd_min=np.empty((capacity, depth)), fwd_max=np.empty((capacity, depth)),
+                bwd_min=np.empty((capacity, depth)), bwd_max=np.empty((capacity, depth)),
                 dead=np.empty(capacity, dtype=bool))
 
 
@@ -274,9 +276,9 @@ def reduce_batch(fwd, bwd, dead, summary, out=None):
     """Per-trial records of a batch, and the summary updated in trial order.
 
     fwd, bwd  (T, N, L) ratios, N >= 1;  dead (T,) bool
-    out       optional record_buffers(C >= T, L) to write the records into (fresh arrays
-              otherwise): reusing them spares the page faults of fresh memory, which
-              serialise threads
+    out       optional record_buffers(C >= T, L), or any such dict of C-contiguous rows
+              (a sink's own storage), to write the records into (fresh arrays otherwise):
+              reusing them spares the page faults of fresh memory, which serialise threads
     returns   dict of fwd_min, fwd_max, bwd_min, bwd_max (T, L) and dead (T,)
     """
     fwd = np.ascontiguousarray(fwd, dtype=np.float64)
@@ -286,8 +288,9 @@ def reduce_batch(fwd, bwd, dead, summary, out=None):
         raise ValueError("reduce_batch needs at least one input per trial")
     if out is None:
         out = record_buffers(T, L)
-    rec_min = out["rec_min"][:, :T]
-    rec_max = out["rec_max"][:, :T]
+    rec = {k: out[k][:T] for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max")}
+    rec_min = (rec["fwd_min"], rec["bwd_min"])
+    rec_max = (rec["fwd_max"], rec["bwd_max"])
     dead_rec = out["dead"][:T]
     dead_rec[:] = dead
     lo = np.array([r[0] for r in HIST_RANGE])
@@ -296,8 +299,8 @@ def reduce_batch(fwd, bwd, dead, summary, out=None):
             summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
     summary.trials += T
     summary.dead += int(np.count_nonzero(dead_rec))
-    return dict(fwd_min=rec_min[0], fwd_max=rec_max[0], bwd_min=rec_min[1], bwd_max=rec_max[1],
-                dead=dead_rec)
+    rec["dead"] = dead_rec
+    return rec
 
 
 @njit(cache=True, inline="always")

@@ -76,7 +76,8 @@ class MemorySink:
     """Keeps everything in memory: for tests and the Python API.
 
     Each record column is one array, allocated for the rows the run announces
-    (meta["rows"]) and grown by doubling past them; a batch is copied into its rows."""
+    (meta["rows"]) and grown by doubling past them; a batch is copied into its rows,
+    unless the engine reduced it there in place (buffers)."""
 
     def __init__(self):
         self.meta = None
@@ -92,6 +93,24 @@ class MemorySink:
         self._capacity = int(meta.get("rows", 0))
         return None
 
+    def buffers(self, first, count, depth):
+        """Rows first..first+count-1 of the record columns (fwd_min, fwd_max, bwd_min, bwd_max,
+        dead) for the engine to write a batch's records into, so that write need not copy
+        them; None past the rows the run announced (columns are never regrown under a
+        batch in flight)."""
+        a = first - self.first
+        b = a + count
+        if b > self._capacity:
+            return None
+        out = {}
+        for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead"):
+            col = self._columns.get(k)
+            if col is None:
+                shape = (self._capacity,) if k == "dead" else (self._capacity, depth)
+                col = self._columns[k] = np.empty(shape, dtype=bool if k == "dead" else np.float64)
+            out[k] = col[a:b]
+        return out
+
     def write(self, first, records, summary):
         if first != self.first + self.completed:
             raise StoreError(f"batch starts at trial {first}, expected {self.first + self.completed}")
@@ -100,6 +119,9 @@ class MemorySink:
         for k, v in records.items():
             v = np.asarray(v)
             col = self._columns.get(k)
+            if col is not None and len(col) >= b and v.shape == col[a:b].shape and \
+                    v.ctypes.data == col[a:b].ctypes.data:
+                continue    # written in place (buffers)
             if col is None or len(col) < b:
                 grown = np.empty((max(b, self._capacity, 2 * a),) + v.shape[1:], dtype=v.dtype)
                 if col is not None:
