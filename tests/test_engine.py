@@ -7,6 +7,7 @@ from scipy import stats
 
 from mcinit import config, engine
 from mcinit.stats import Summary, clopper_pearson, failure_counts, reduce_batch
+from mcinit.store import MemorySink
 
 FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead")
 
@@ -30,6 +31,28 @@ def test_bit_identical_across_threads_and_batch_sizes(kernel, kw):
         for k, v in base.summary.arrays().items():
             assert np.array_equal(v, other.summary.arrays()[k]), k
     assert np.array_equal(base.records["index"], np.arange(kw["trials"]))
+
+
+class _CopyingSink(MemorySink):
+    """A MemorySink that lends no storage: the engine's own reused record arrays, copied."""
+
+    def buffers(self, first, count, depth):
+        return None
+
+
+@pytest.mark.parametrize("kernel", ["law", "dense"])
+def test_records_reduced_in_the_sinks_storage_equal_copied_ones(kernel):
+    kw = dict(trials=3000 if kernel == "law" else 200, input_dim=12, widths="16,8", samples=1 if kernel == "law" else 2)
+    cfg, data = config.build(kernel=kernel, **kw)
+    lent = engine.run(cfg, data, threads=2, batch_size=97)
+    copied = engine.run(cfg, data, sink=_CopyingSink(), threads=2, batch_size=97)
+    assert lent.sink.buffers(0, 1, 2) is not None and lent.failures.keys() == copied.failures.keys()
+    for f in FIELDS + ("index",):
+        assert np.array_equal(lent.records[f], copied.records[f]), f
+    for k in lent.failures:
+        assert np.array_equal(lent.failures[k], copied.failures[k])
+    for k, v in lent.summary.arrays().items():
+        assert np.array_equal(v, copied.summary.arrays()[k]), k
 
 
 def test_a_trial_does_not_depend_on_the_total_number_of_trials():
