@@ -90,8 +90,10 @@ CASES = {c.name: c for c in (
 
 KERNEL_ORDER = ("dense", "projected", "law")
 
-#: trials per engine.run call: the in-memory sink keeps ~320 bytes per trial
-ENGINE_CHUNK = 1 << 18
+#: trials per engine.run call: the in-memory sink keeps ~330 bytes per trial (~350 MB);
+#: a call's first batch is computed before any reduction overlaps it, and its last batch
+#: is reduced after all computing: long calls are what a long run sees
+ENGINE_CHUNK = 1 << 20
 
 
 # ------------------------------------------------------------------ arguments (before numpy is imported)
@@ -830,7 +832,8 @@ class Suite:
         w(md_table(["case", "kernel", "engine", "kernel.fill only", "engine share of time",
                     "default batch", "engine, batch ≥ threads"], erows))
         w("\nengine = `mcinit.engine.run` (reduction, failure counts, in-memory sink, background "
-          "writer); kernel.fill only = the kernel's `fill` on preallocated arrays in the engine's "
+          "writer; with more than one thread a batch is reduced while the next is computed; calls "
+          f"of up to {ENGINE_CHUNK:,} trials); kernel.fill only = the kernel's `fill` on preallocated arrays in the engine's "
           "default batches. Where the default batch is smaller than the thread count, a batch "
           "runs on fewer threads than available; the last column reruns with `batch_size` = 4 × "
           "threads.\n")
