@@ -282,6 +282,7 @@ class Suite:
         self.reps = 1 if args.quick else 3
         self.hw_time = 0.3 if args.quick else 1.0
         self.cache = {}
+        self.fns = {}     # cache key -> the timed function, for further repetitions
         self.compile = {}
         self.blas = BlasThreads()
         self.blas.set(threads)
@@ -552,6 +553,7 @@ class Suite:
                 return time.perf_counter() - t0
 
             self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
+            self.fns[key] = fn
             extra = f", batch {batch_size}" if batch_size else ""
             self.log(f"  {case.name} {kernel} ({threads} thr{extra}): "
                      f"{self.cache[key].rate:,.4g} trials/s")
@@ -576,16 +578,19 @@ class Suite:
             dead = np.zeros(B, dtype=bool)
 
             def fn(n):
+                self.numba.set_num_threads(threads)
                 t0 = time.perf_counter()
                 first = 0
                 while first < n:
                     b = min(B, n - first)
                     mod.fill(plan, first, b, fwd[:b], bwd[:b], dead[:b])
                     first += b
-                return time.perf_counter() - t0
+                t = time.perf_counter() - t0
+                self.numba.set_num_threads(self.threads)
+                return t
 
             self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
-            self.numba.set_num_threads(self.threads)
+            self.fns[key] = fn
             self.log(f"  {case.name} {kernel} kernel only ({threads} thr): "
                      f"{self.cache[key].rate:,.4g} trials/s")
         return self.cache[key]
@@ -634,6 +639,14 @@ class Suite:
                 for k in case.kernels:
                     self.scaling.append((k, {t: self.engine_rate(case, k, threads=t) for t in counts},
                                          {t: self.kernel_only_rate(case, k, threads=t) for t in counts}))
+                    # as many more repetitions again, the thread counts in turn, so that each
+                    # ratio compares rates from the same minutes of a machine whose speed drifts
+                    keys = [(kind, case.shape_key, k, t) + ((None,) if kind == "engine" else ())
+                            for t in counts for kind in ("engine", "kernel")]
+                    for _ in range(self.reps):
+                        for key in keys:
+                            m = self.cache[key]
+                            m.rates.append(m.n / self.fns[key](m.n))
                 self.scaling_counts = counts
             self.numba.set_num_threads(self.threads)
         # PyTorch last, so that its OpenMP threads cannot disturb the other measurements
@@ -854,7 +867,8 @@ class Suite:
                        srows))
             w("\nengine as above (with one thread the background writer still has the other core); "
               "fill only = the kernel's `fill` alone, in the engine's default batches for that "
-              "thread count.\n")
+              "thread count. Best of the table's repetitions and as many again, taken in turn "
+              "across the thread counts (the ratio compares the same minutes of the machine).\n")
 
         w("## First call (compile or numba cache load)\n")
         crows = []
