@@ -181,11 +181,16 @@ class Measurement:
     """Best rate over repetitions (trials/s or items/s), the trial count of one repetition,
     and the CPU that other processes used meanwhile (cores)."""
 
-    def __init__(self, rates, n, other=0.0, steal=0.0):
+    def __init__(self, rates, n, other=0.0, steal=0.0, fn=None):
         self.rates = rates
         self.n = n
         self.other = other
         self.steal = steal
+        self.fn = fn
+
+    def repeat(self):
+        """One more repetition of the timed function on the same n."""
+        self.rates.append(self.n / self.fn(self.n))
 
     @property
     def rate(self):
@@ -214,7 +219,7 @@ def measure(fn, per_rep, reps, n=1, multiple=1):
         n = max(up(n * min(50.0, 1.1 * per_rep / max(t, 1e-6))), n + multiple)
     while len(rates) < reps:
         rates.append(n / fn(n))
-    return Measurement(rates, n, *meter.stop())
+    return Measurement(rates, n, *meter.stop(), fn=fn)
 
 
 def timed(fn):
@@ -282,7 +287,6 @@ class Suite:
         self.reps = 1 if args.quick else 3
         self.hw_time = 0.3 if args.quick else 1.0
         self.cache = {}
-        self.fns = {}     # cache key -> the timed function, for further repetitions
         self.compile = {}
         self.blas = BlasThreads()
         self.blas.set(threads)
@@ -553,7 +557,6 @@ class Suite:
                 return time.perf_counter() - t0
 
             self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
-            self.fns[key] = fn
             extra = f", batch {batch_size}" if batch_size else ""
             self.log(f"  {case.name} {kernel} ({threads} thr{extra}): "
                      f"{self.cache[key].rate:,.4g} trials/s")
@@ -590,7 +593,6 @@ class Suite:
                 return t
 
             self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
-            self.fns[key] = fn
             self.log(f"  {case.name} {kernel} kernel only ({threads} thr): "
                      f"{self.cache[key].rate:,.4g} trials/s")
         return self.cache[key]
@@ -641,12 +643,11 @@ class Suite:
                                          {t: self.kernel_only_rate(case, k, threads=t) for t in counts}))
                     # as many more repetitions again, the thread counts in turn, so that each
                     # ratio compares rates from the same minutes of a machine whose speed drifts
-                    keys = [(kind, case.shape_key, k, t) + ((None,) if kind == "engine" else ())
-                            for t in counts for kind in ("engine", "kernel")]
+                    _, d, dk = self.scaling[-1]
                     for _ in range(self.reps):
-                        for key in keys:
-                            m = self.cache[key]
-                            m.rates.append(m.n / self.fns[key](m.n))
+                        for t in counts:
+                            d[t].repeat()
+                            dk[t].repeat()
                 self.scaling_counts = counts
             self.numba.set_num_threads(self.threads)
         # PyTorch last, so that its OpenMP threads cannot disturb the other measurements

@@ -239,10 +239,10 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     bufs = [(np.empty((cap, N, L)), np.empty((cap, N, L)), np.zeros(cap, dtype=np.bool_))
             for _ in range(2)]
     # the record arrays (unless the sink lends its own storage, MemorySink.buffers): a
-    # batch's records are in the writer's queue (at most 2),
-    # being written (1) or being filled (1) until the sink has them (every sink copies or
-    # writes what it is handed); a batch takes the arrays of one the sink has had, new
-    # ones only when there is none (at most 4, as few as the sink's pace allows)
+    # batch's records are in the writer's queue (at most 2), being written (1) or being
+    # filled (1) until the sink has them (every sink copies or writes what it is handed);
+    # a batch takes the arrays of one the sink has had, new ones only when there is none
+    # (at most 4, as few as the sink's pace allows)
     ring = []   # [batch number, record arrays]
     nbatch = [0]
 
@@ -267,7 +267,6 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         if on_batch is not None:
             on_batch(first + B)
 
-    from numba import get_num_threads
     behind = ThreadPoolExecutor(1, thread_name_prefix="mcinit-reduce") if get_num_threads() > 1 else None
     pending = None
     k = 0

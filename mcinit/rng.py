@@ -211,8 +211,8 @@ _MIN_NORMAL = 2.2250738585072014e-308
 def log_pos(x):
     """fdlibm's log(x) for a finite x > 0 (normal or subnormal), within 1 ulp: the
     same numbers on every machine and on the GPU (libm's log does not promise that).
-    The frexp form of the bit manipulation of stats.log_values, which it equals (and
-    calls for subnormals)."""
+    The frexp form of log_values's bit manipulation, which it equals (and which calls
+    it for subnormals)."""
     k = 0
     if x < _MIN_NORMAL:
         x *= _TWO54
@@ -228,11 +228,44 @@ def log_pos(x):
     return _log_reduced(m - 1.0, float(e + k), big)
 
 
+@njit(cache=True, error_model="numpy")
+def log_values(x, out, m, ws):
+    """out[i] = log(x[i]) for finite x[i] > 0, NaN for every other x[i], i < m.
+
+    fdlibm's algorithm (|error| < 1 ulp) in plain IEEE arithmetic on the bits: the same
+    numbers on every machine, and it vectorises (libm's log is a call per value).
+    x: contiguous float64; ws: int64 scratch of length 2 m."""
+    xb = x[:m].view(np.int64)
+    kb = ws[:m]
+    fb = ws[m:2 * m]
+    for i in range(m):
+        ib = xb[i]
+        hx = ib >> 32
+        hm = hx & 0x000fffff
+        j = (hm + 0x95f64) & 0x100000           # 0 when the fraction < sqrt(2), else 2^20
+        # x = (1 + f) 2^k with 1 + f in [sqrt(2)/2, sqrt(2)): the fraction's bits, the
+        # exponent set to 0 or -1; the form fdlibm picks, from the top 20 bits
+        fb[i] = ((hm | (j ^ 0x3ff00000)) << 32) | (ib & 0xffffffff)
+        kb[i] = ((hm - 0x6147a) | (0x6b851 - hm)) > 0
+        out[i] = np.float64(np.int32(((hx >> 20) - 1023) + (j >> 20)))     # k (int32: vectorises)
+    ff = fb.view(np.float64)
+    tiny = False
+    for i in range(m):
+        out[i] = _log_reduced(ff[i] - 1.0, out[i], kb[i] != 0)
+    for i in range(m):
+        xi = x[i]
+        ok = (xi > 0.0) & (xi < np.inf)
+        tiny |= ok & (xi < _MIN_NORMAL)
+        out[i] = out[i] if ok else np.nan
+    if tiny:
+        for i in range(m):
+            if 0.0 < x[i] < _MIN_NORMAL:
+                out[i] = log_pos(x[i])
+
+
 _EXP_HI = 709.782712893383973096       # above: exp overflows (fdlibm's o_threshold)
 _EXP_LO = -745.133219101941108420      # below: exp rounds to 0 (u_threshold)
 _INV_LN2 = 1.44269504088896338700
-_LN2_HI_E = 6.93147180369123816490e-01
-_LN2_LO_E = 1.90821492927058770002e-10
 _EP1 = 1.66666666666666019037e-01
 _EP2 = -2.77777777770155933842e-03
 _EP3 = 6.61375632143793436117e-05
@@ -247,8 +280,8 @@ def _exp_reduced(x):
     rational approximation of exp(r)."""
     k = np.int32(_INV_LN2 * x + (0.5 if x > 0.0 else -0.5))
     t = np.float64(k)
-    hi = x - t * _LN2_HI_E          # exact: ln2_hi has 32 trailing zero bits
-    lo = t * _LN2_LO_E
+    hi = x - t * _LN2_HI          # exact: ln2_hi has 32 trailing zero bits
+    lo = t * _LN2_LO
     r = hi - lo
     r2 = r * r
     c = r - r2 * (_EP1 + r2 * (_EP2 + r2 * (_EP3 + r2 * (_EP4 + r2 * _EP5))))

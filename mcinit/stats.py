@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 from scipy import stats as sps
 
-from . import rng
+from .rng import log_values
 from .threads import on_threads
 
 __all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
@@ -87,43 +87,6 @@ class Summary:
             setattr(s, k, v.copy())
         s.trials, s.dead = self.trials, self.dead
         return s
-
-
-# fdlibm's logarithm (rng._log_reduced): the same numbers on every machine, vectorisable
-_log_reduced = rng._log_reduced
-@njit(cache=True, error_model="numpy")
-def log_values(x, out, m, ws):
-    """out[i] = log(x[i]) for finite x[i] > 0, NaN for every other x[i], i < m.
-
-    fdlibm's algorithm (|error| < 1 ulp) in plain IEEE arithmetic on the bits: the same
-    numbers on every machine, and it vectorises (libm's log is a call per value).
-    x: contiguous float64; ws: int64 scratch of length 2 m."""
-    xb = x[:m].view(np.int64)
-    kb = ws[:m]
-    fb = ws[m:2 * m]
-    for i in range(m):
-        ib = xb[i]
-        hx = ib >> 32
-        hm = hx & 0x000fffff
-        j = (hm + 0x95f64) & 0x100000           # 0 when the fraction < sqrt(2), else 2^20
-        # x = (1 + f) 2^k with 1 + f in [sqrt(2)/2, sqrt(2)): the fraction's bits, the
-        # exponent set to 0 or -1; the form fdlibm picks, from the top 20 bits
-        fb[i] = ((hm | (j ^ 0x3ff00000)) << 32) | (ib & 0xffffffff)
-        kb[i] = ((hm - 0x6147a) | (0x6b851 - hm)) > 0
-        out[i] = np.float64(np.int32(((hx >> 20) - 1023) + (j >> 20)))     # k (int32: vectorises)
-    ff = fb.view(np.float64)
-    tiny = False
-    for i in range(m):
-        out[i] = _log_reduced(ff[i] - 1.0, out[i], kb[i] != 0)
-    for i in range(m):
-        xi = x[i]
-        ok = (xi > 0.0) & (xi < np.inf)
-        tiny |= ok & (xi < 2.2250738585072014e-308)
-        out[i] = out[i] if ok else np.nan
-    if tiny:
-        for i in range(m):
-            if 0.0 < x[i] < 2.2250738585072014e-308:
-                out[i] = rng.log_pos(x[i])
 
 
 #: values per pass of _reduce_job (whole trials): its buffers stay in the core's caches

@@ -53,7 +53,7 @@ import time
 import h5py
 import numpy as np
 
-from .stats import QUANTITIES, Summary
+from .stats import QUANTITIES, Summary, record_buffers
 
 __all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS",
            "read_summary", "write_summary", "check_output", "create_file", "open_results", "build_run",
@@ -102,14 +102,9 @@ class MemorySink:
         b = a + count
         if b > self._capacity:
             return None
-        out = {}
-        for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead"):
-            col = self._columns.get(k)
-            if col is None:
-                shape = (self._capacity,) if k == "dead" else (self._capacity, depth)
-                col = self._columns[k] = np.empty(shape, dtype=bool if k == "dead" else np.float64)
-            out[k] = col[a:b]
-        return out
+        if "dead" not in self._columns:      # the record columns come and go together
+            self._columns.update(record_buffers(self._capacity, depth))
+        return {k: self._columns[k][a:b] for k in RECORD_FIELDS + ("dead",)}
 
     def write(self, first, records, summary):
         if first != self.first + self.completed:

@@ -40,8 +40,7 @@ from numba import njit, prange
 from scipy import stats
 
 from .. import rng
-from ..stats import log_values
-from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, n_chunks, run_chunks
+from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, run_chunks
 
 __all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
            "law_trial", "law_block", "LANES"]
@@ -228,8 +227,8 @@ def _gammas(A, W, U, X, G, m, k0, k1, t0, L, idx, Y, V):
         v = 1.0 + (1.0 / math.sqrt(9.0 * (A[i] - _THIRD))) * X[i]
         Vg[j] = v * v * v          # <= 0 when v <= 0: its log is NaN, the test fails
     ws = Y.view(np.int64)
-    log_values(Ug, Lu, k, ws)
-    log_values(Vg, Lv, k, ws)
+    rng.log_values(Ug, Lu, k, ws)
+    rng.log_values(Vg, Lv, k, ws)
     for j in range(k):
         i = idx[j]
         d = A[i] - _THIRD
