@@ -81,10 +81,15 @@ def default_batch_size(config, threads=1):
 
 
 class _Writer:
-    """Hands batches to the sink on one background thread, in order; errors come back."""
+    """Hands batches to the sink on one background thread, in order; errors come back.
+
+    Batches that queue up while the sink is busy go to it together (``write_many``, where
+    the sink has it): an HDF5 file then commits them at once, with one set of fsyncs and
+    one summary for several batches, so that a fast kernel is not held to the pace of the
+    disk's commits.  A sink that keeps up still commits every batch."""
 
     #: batches waiting for the sink at most
-    QUEUE = 2
+    QUEUE = 3
 
     def __init__(self, sink):
         self.sink = sink
@@ -95,16 +100,28 @@ class _Writer:
         self.t.start()
 
     def _loop(self):
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if self.error is None:
+        many = getattr(self.sink, "write_many", None)
+        done = False
+        while not done:
+            items = [self.q.get()]
+            while len(items) < self.QUEUE and items[-1] is not None:
                 try:
-                    self.sink.write(*item)
+                    items.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            if items[-1] is None:
+                items.pop()
+                done = True
+            if items and self.error is None:
+                try:
+                    if many is not None:
+                        many(items)
+                    else:
+                        for item in items:
+                            self.sink.write(*item)
                 except BaseException as e:  # re-raised in the engine's thread
                     self.error = e
-            self.written += 1
+            self.written += len(items)
 
     def put(self, first, records, summary):
         if self.error is not None:
@@ -210,7 +227,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     L, N = config.depth, config.samples
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
-                first_index=first_index, rows=stop - first_index, sup=config.sup,
+                first_index=first_index, rows=stop - first_index, sup=config.sup, samples=N,
                 shard=f"{shard[0]}/{shard[1]}" if shard is not None else "")
     state = sink.open(meta)
     eps = np.array(REPORT_EPS)
@@ -239,10 +256,10 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     bufs = [(np.empty((cap, N, L)), np.empty((cap, N, L)), np.zeros(cap, dtype=np.bool_))
             for _ in range(2)]
     # the record arrays (unless the sink lends its own storage, MemorySink.buffers): a
-    # batch's records are in the writer's queue (at most 2), being written (1) or being
-    # filled (1) until the sink has them (every sink copies or writes what it is handed);
-    # a batch takes the arrays of one the sink has had, new ones only when there is none
-    # (at most 4, as few as the sink's pace allows)
+    # batch's records are in the writer's queue (at most _Writer.QUEUE), being written (as
+    # many again) or being filled (1) until the sink has them (every sink copies or writes
+    # what it is handed); a batch takes the arrays of one the sink has had, new ones only
+    # when there is none (as few as the sink's pace allows)
     ring = []   # [batch number, record arrays]
     nbatch = [0]
 

@@ -23,7 +23,7 @@ from ._version import __version__
 from .config import RunConfig
 from .stats import Summary
 from .store import (COLUMNS, SUP_FIELDS, StoreError, build_run, check_output, checkpoint_slot, create_file,
-                    open_results, read_summary, write_summary)
+                    open_results, read_summary, stored_columns, write_summary)
 
 __all__ = ["merge_files", "read_parts"]
 
@@ -102,18 +102,19 @@ def _write_run(out, group, parts, missing, meta_extra):
         summary.merge(q.summary)
     meta = dict(config=first.config_json, config_hash=first.config_hash, seed=cfg.seed,
                 depth=cfg.depth, trials=cfg.trials, kernel=first.kernel, mcinit_version=__version__,
-                first_index=0, rows=rows, sup=cfg.sup,
+                first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples,
                 extra_attrs=dict(merged_from=json.dumps([q.name for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
     g = out.create_group(group) if group != "/" else out
     build_run(g, meta)
     pos = 0
+    names = stored_columns(g["trials"], COLUMNS + SUP_FIELDS)
     for q in parts:
         with open_results(q.path) as f:
             src = f[q.group]["trials"]
             for a in range(0, q.completed, _BLOCK):
                 b = min(q.completed, a + _BLOCK)
-                for k in COLUMNS + SUP_FIELDS:
+                for k in names:
                     if k in src:
                         g["trials"][k][pos + a:pos + b] = src[k][a:b]
         pos += q.completed

@@ -14,7 +14,10 @@ HDF5 layout (DESIGN section 7)::
                completed (rows durably written; trust nothing past it)
   /trials/     index (rows,) int64; fwd_min, fwd_max, bwd_min, bwd_max (rows, L)
                float64; dead (rows,) bool; with the supremum search also sup_min,
-               sup_max (rows, L): rho_l's extremes over every input evaluated
+               sup_max (rows, L): rho_l's extremes over every input evaluated.
+               With one input per trial the min and the max are the same numbers:
+               fwd_max and bwd_max are then soft links to fwd_min and bwd_min
+               (read like datasets; half the bytes to write and to keep)
   /summary/    trials, dead (scalars); one group per quantity (fwd, bwd) holding
                count, mean, m2, min, max (L,) of the ratio over all (trial, input)
                pairs with a finite ratio, the same with a log_ prefix for ln(ratio)
@@ -29,11 +32,12 @@ Crash safety.  A file is created whole under a temporary name and renamed.
 Every dataset is allocated at its final size when the file is created (early
 allocation, no fill, so unwritten space stays sparse) and is never filtered,
 so writing a batch changes no HDF5 structure: it overwrites raw data in
-place, and then one attribute, ``completed``.  Per batch, in this order, each
-step flushed and fsync'ed before the next:
-  1. the batch's records (rows past ``completed``: invisible to readers);
-  2. the summary after the batch into the checkpoint slot not holding the state
-     at ``completed``, and into /summary;
+place, and then one attribute, ``completed``.  Per commit (one batch, or the
+batches that queued up while the previous commit was on its way to the disk),
+in this order, each step flushed and fsync'ed before the next:
+  1. the batches' records (rows past ``completed``: invisible to readers);
+  2. the summary after the last of them into the checkpoint slot not holding
+     the state at ``completed``, and into /summary;
   3. ``completed``.
 A process killed at any instant leaves ``completed`` at the old or the new
 value, the records up to it intact, and one checkpoint slot whose ``trials``
@@ -55,13 +59,15 @@ import numpy as np
 
 from .stats import QUANTITIES, Summary, record_buffers
 
-__all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS",
+__all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED", "stored_columns",
            "read_summary", "write_summary", "check_output", "create_file", "open_results", "build_run",
            "checkpoint_slot"]
 
 FORMAT_VERSION = 1
 RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
 COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
+#: with one input per trial (meta samples = 1), these columns are soft links to their twins
+LINKED = {"fwd_max": "fwd_min", "bwd_max": "bwd_min"}
 #: per-trial columns of runs with the supremum search: min and max of rho_l over every
 #: input evaluated (random and searched)
 SUP_FIELDS = ("sup_min", "sup_max")
@@ -227,6 +233,12 @@ def _durable_flush(f):
     os.fsync(f.id.get_vfd_handle())
 
 
+def stored_columns(t, names):
+    """The names among ``names`` that are datasets of group ``t`` in their own right (not
+    soft links to a twin, LINKED): the columns a writer writes."""
+    return [n for n in names if isinstance(t.get(n, getlink=True), h5py.HardLink)]
+
+
 def _fixed_dataset(g, name, shape, dtype, chunks):
     """A chunked dataset allocated at its full size now, never filled (sparse until written)."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -246,22 +258,25 @@ def _summary_arrays(summary):
 
 def write_summary(g, summary, create=False):
     """Write (or create) the summary layout in group g."""
-    if create:
-        g.create_dataset("trials", data=np.int64(summary.trials))
-        g.create_dataset("dead", data=np.int64(summary.dead))
-    else:
-        g["trials"][()] = np.int64(summary.trials)
-        g["dead"][()] = np.int64(summary.dead)
+    if not create:
+        # a commit's step: the datasets' low-level writes (h5py's slicing machinery costs
+        # more than the few kilobytes themselves, twice per commit)
+        every = h5py.h5s.ALL
+        g["trials"].id.write(every, every, np.array(summary.trials, dtype=np.int64))
+        g["dead"].id.write(every, every, np.array(summary.dead, dtype=np.int64))
+        groups = {}
+        for qname, name, arr in _summary_arrays(summary):
+            q = groups[qname] if qname in groups else groups.setdefault(qname, g[qname])
+            ds = q[name]
+            ds.id.write(every, every, np.ascontiguousarray(arr, dtype=ds.dtype))
+        return
+    g.create_dataset("trials", data=np.int64(summary.trials))
+    g.create_dataset("dead", data=np.int64(summary.dead))
     for qname, name, arr in _summary_arrays(summary):
-        q = g.require_group(qname)
-        if create:
-            q.create_dataset(name, data=arr)
-        else:
-            q[name][...] = arr
-    if create:
-        for qname in QUANTITIES:
-            g[qname].create_dataset("hist_edges", data=Summary.edges(0))
-            g[qname].create_dataset("log_hist_edges", data=Summary.edges(1))
+        g.require_group(qname).create_dataset(name, data=arr)
+    for qname in QUANTITIES:
+        g[qname].create_dataset("hist_edges", data=Summary.edges(0))
+        g[qname].create_dataset("log_hist_edges", data=Summary.edges(1))
 
 
 def read_summary(g, depth):
@@ -290,7 +305,8 @@ def build_run(g, meta):
     """Create the layout of one run in group g (the file's root or a sweep's run group).
 
     meta: config, config_hash, seed, depth, trials, kernel, mcinit_version, and optionally
-    first_index, rows, shard and extra_attrs (more root attributes)."""
+    first_index, rows, shard, samples (inputs per trial: with 1, the max columns are soft
+    links to the min columns) and extra_attrs (more root attributes)."""
     L = int(meta["depth"])
     rows = int(meta.get("rows", meta["trials"]))
     g.attrs["format"] = "mcinit"
@@ -313,8 +329,12 @@ def build_run(g, meta):
     t = g.create_group("trials")
     R = max(1, min(_CHUNK_ROWS, rows))
     _fixed_dataset(t, "index", (rows,), np.int64, (R,))
+    single = int(meta.get("samples", 0)) == 1
     for name in RECORD_FIELDS:
-        _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
+        if single and name in LINKED:
+            t[name] = h5py.SoftLink(LINKED[name])     # relative: this group's twin
+        else:
+            _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
     _fixed_dataset(t, "dead", (rows,), np.bool_, (R,))
     if meta.get("sup"):
         for name in SUP_FIELDS:
@@ -397,21 +417,32 @@ class HDF5Sink:
         return None
 
     def write(self, first, records, summary):
-        if first != self.first + self.completed:
-            raise StoreError(f"batch starts at trial {first}, expected {self.first + self.completed}")
-        n = len(records["dead"])
-        a, b = self.completed, self.completed + n
+        self.write_many([(first, records, summary)])
+
+    def write_many(self, batches):
+        """Write consecutive batches [(first, records, summary after the batch), ...] and
+        commit them together: their records, then the last summary, then ``completed``
+        (the protocol above, one set of fsyncs for them all)."""
+        a = b = self.completed
+        for first, records, _ in batches:
+            if first != self.first + b:
+                raise StoreError(f"batch starts at trial {first}, expected {self.first + b}")
+            b += len(records["dead"])
+        summary = batches[-1][2]
         slot = 1 - self._slot
         with _open_for_write(self.path) as f:
             g = f[self.group] if self.group else f
             t = g["trials"]
             if b > t["index"].shape[0]:
                 raise StoreError(f"{self.path} holds {t['index'].shape[0]} trials; batch ends at {b}")
-            t["index"][a:b] = np.arange(first, first + n, dtype=np.int64)
-            for name in RECORD_FIELDS + SUP_FIELDS:
-                if name in records:
-                    t[name][a:b] = records[name]
-            t["dead"][a:b] = records["dead"]
+            t["index"][a:b] = np.arange(self.first + a, self.first + b, dtype=np.int64)
+            names = stored_columns(t, [n for n in RECORD_FIELDS + SUP_FIELDS + ("dead",)
+                                       if n in batches[0][1]])
+            for first, records, _ in batches:
+                r0 = first - self.first
+                r1 = r0 + len(records["dead"])
+                for name in names:
+                    t[name][r0:r1] = records[name]
             _durable_flush(f)
             write_summary(g["checkpoint"][f"slot{slot}"], summary)
             write_summary(g["summary"], summary)

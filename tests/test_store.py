@@ -67,6 +67,68 @@ def test_file_layout_and_equality_with_memory(tmp_path):
     _same_summary(path, mem.summary)
 
 
+def test_one_input_per_trial_stores_the_max_columns_as_links(tmp_path):
+    """With N = 1 a trial's min and max are the same numbers: fwd_max and bwd_max are soft
+    links to fwd_min and bwd_min (in a run's own group), read like the datasets they were;
+    with N = 2 all four are datasets.  Shards of an N = 1 run merge to the single run."""
+    for samples in (1, 2):
+        cfg, data = _cfg(samples=samples, trials=700)
+        path = str(tmp_path / f"n{samples}.h5")
+        engine.run(cfg, data, sink=HDF5Sink(path), batch_size=128)
+        mem = engine.run(cfg, data)
+        assert _same_records(path, mem.records) == 700
+        with h5py.File(path, "r") as f:
+            kinds = {k: type(f["trials"].get(k, getlink=True)).__name__ for k in FIELDS}
+        linked = {"fwd_max", "bwd_max"} if samples == 1 else set()
+        assert {k for k, v in kinds.items() if v == "SoftLink"} == linked, kinds
+        assert all(v == "HardLink" for k, v in kinds.items() if k not in linked), kinds
+        if samples == 1:
+            assert np.array_equal(mem.records["fwd_min"], mem.records["fwd_max"])
+    cfg, data = _cfg(samples=1, trials=500)
+    parts = []
+    for i in range(2):
+        parts.append(str(tmp_path / f"p{i}.h5"))
+        engine.run(cfg, data, sink=HDF5Sink(parts[-1]), shard=(i, 2), batch_size=90)
+    out = str(tmp_path / "merged.h5")
+    merge_files(parts, out)
+    assert _same_records(out, engine.run(cfg, data).records) == 500
+    with h5py.File(out, "r") as f:
+        assert isinstance(f["trials"].get("bwd_max", getlink=True), h5py.SoftLink)
+
+
+class _SlowCommits(HDF5Sink):
+    """An HDF5 sink whose first commits are slow (a busy disk): batches queue up meanwhile."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.groups = []
+
+    def write_many(self, batches):
+        if len(self.groups) < 3:
+            time.sleep(0.3)
+        super().write_many(batches)
+        self.groups.append([first for first, _, _ in batches])
+
+
+def test_batches_that_queue_up_are_committed_together(tmp_path):
+    """When the sink falls behind, the batches waiting for it go into one commit (one set
+    of fsyncs, the last batch's summary): the file is the same as with one commit per batch."""
+    cfg, data = _cfg(trials=3000)
+    path = str(tmp_path / "r.h5")
+    sink = _SlowCommits(path)
+    res = engine.run(cfg, data, sink=sink, batch_size=100, threads=1)
+    firsts = [b for g in sink.groups for b in g]
+    assert firsts == list(range(0, 3000, 100))
+    assert max(len(g) for g in sink.groups) > 1, sink.groups
+    ref = engine.run(cfg, data, batch_size=3000)
+    assert _same_records(path, ref.records) == 3000
+    _same_summary(path, ref.summary)
+    with h5py.File(path, "r") as f:   # the checkpoint holds the state at completed
+        _same_summary(path, res.summary)
+        slot = [i for i in (0, 1) if f["checkpoint"][f"slot{i}"]["trials"][()] == 3000]
+        assert slot and np.array_equal(read_summary(f["checkpoint"][f"slot{slot[0]}"], 3).m2, ref.summary.m2)
+
+
 def test_readable_by_another_process_while_being_written(tmp_path):
     """A reader polling the file of a running `mcinit run` always sees a consistent prefix."""
     path = tmp_path / "live.h5"
