@@ -24,7 +24,7 @@ from ._version import __version__
 from .config import ConfigError
 from .kernels.common import make_plan
 from .progress import progress_bar
-from .stats import Summary, failure_counts, record_buffers, reduce_batch
+from .stats import Summary, failure_counts, record_buffers, reduce_and_tally
 from .store import MemorySink
 
 __all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
@@ -269,15 +269,15 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         if out is None:
             slot = next((r for r in ring if r[0] < writer.written), None)
             if slot is None:
-                slot = [0, record_buffers(cap, L)]
+                slot = [0, record_buffers(cap, L, single=N == 1)]
                 ring.append(slot)
             slot[0] = nbatch[0]
             out = slot[1]
-        records = reduce_batch(fwd, bwd, dead, summary, out=out)
+        records, counts = reduce_and_tally(fwd, bwd, dead, summary, eps, "norm", out=out)
         nbatch[0] += 1
         if config.sup:
             records.update(_sup_extremes(plan, config, first, B))
-        for k, v in failure_counts(records, eps, "norm").items():
+        for k, v in counts.items():
             failures[k] += v
         writer.put(first, records, summary.copy())
         bar.update(B)

@@ -22,7 +22,7 @@ from scipy import stats as sps
 from .rng import log_values
 from .threads import on_threads
 
-__all__ = ["Summary", "reduce_batch", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
+__all__ = ["Summary", "reduce_batch", "reduce_and_tally", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
            "HIST_RANGE", "HIST_BINS"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
@@ -97,9 +97,11 @@ _VECTOR_LANES = 20
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _reduce_job(src, q, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
     """The accumulators of quantity q (src, (T, N, L)) in both spaces, updated per (trial,
-    input) row in order, and its records rec_min, rec_max (T, L): min and max over the inputs.
+    input) row in order; its records rec_min, rec_max (T, L): min and max over the inputs
+    (same: they are one array, N = 1, written once); and each trial's extremes ext (T, 2),
+    flag (T,) for the failure tally (_extremes), from the records while they are in cache.
 
     A row's 2 L values (the ratios where finite, their logarithms where positive, NaN
     where there is none) are the lanes of one loop, one accumulator chain per lane.  Its
@@ -153,7 +155,10 @@ def _reduce_job(src, q, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo,
             for l in range(L):
                 r = x0[l]
                 rmn[l] = r if r < np.inf else np.inf
-                rmx[l] = r if r > -np.inf else -np.inf
+            if not same:
+                for l in range(L):
+                    r = x0[l]
+                    rmx[l] = r if r > -np.inf else -np.inf
             for x in range(1, N):
                 xr = blk[t, x]
                 for l in range(L):
@@ -170,6 +175,7 @@ def _reduce_job(src, q, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo,
                     r = xr[l]
                     vr[l] = r if r - r == 0.0 else np.nan
                     vr[L + l] = lr[l]
+        _extremes(rec_min, rec_max, ext, flag, t0, t0 + nt)
         for j in range(nt * N):
             vr = V[j]
             br = B[j]
@@ -213,13 +219,14 @@ def _reduce_job(src, q, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo,
             hq[s, l, 0] -= T * N - np.int64(acc[0, k] - n0[k])
 
 
-def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+def _reduce(fwd, bwd, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
     """One job per quantity, on up to two threads (the order within each is the trial
-    order, so the numbers do not depend on the threads); rec_min, rec_max: (fwd's, bwd's)
-    (T, L) records.  Python threads over the nogil
-    job rather than a parallel numba function: that would re-optimise the job when it
-    compiles, seconds of a newcomer's first run."""
-    jobs = [(lambda q=q: _reduce_job(fwd if q == 0 else bwd, q, rec_min[q], rec_max[q], count, mean, m2,
+    order, so the numbers do not depend on the threads); rec_min, rec_max, ext, flag:
+    (fwd's, bwd's).  Python threads over the nogil job rather than a parallel numba
+    function: that would re-optimise the job when it compiles, seconds of a newcomer's
+    first run."""
+    jobs = [(lambda q=q: _reduce_job(fwd if q == 0 else bwd, q, rec_min[q], rec_max[q],
+                                      rec_min[q] is rec_max[q], ext[q], flag[q], count, mean, m2,
                                       vmin, vmax, hist, lo, hi, nbins)) for q in (0, 1)]
     if fwd.shape[0] < 64:
         for job in jobs:
@@ -228,42 +235,62 @@ def _reduce(fwd, bwd, rec_min, rec_max, count, mean, m2, vmin, vmax, hist, lo, h
     on_threads(jobs)
 
 
-def record_buffers(capacity, depth):
-    """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials."""
-    return dict(fwd_min=np.empty((capacity, depth)), fwd_max=np.empty((capacity, depth)),
-                bwd_min=np.empty((capacity, depth)), bwd_max=np.empty((capacity, depth)),
-                dead=np.empty(capacity, dtype=bool))
+def record_buffers(capacity, depth, single=False):
+    """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials.  With
+    single (one input per trial) a trial's min and max are the same numbers: fwd_max is
+    fwd_min and bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes,
+    then reads +inf in both, where separate arrays would hold +inf and -inf)."""
+    out = dict(fwd_min=np.empty((capacity, depth)), bwd_min=np.empty((capacity, depth)),
+               dead=np.empty(capacity, dtype=bool))
+    out["fwd_max"] = out["fwd_min"] if single else np.empty((capacity, depth))
+    out["bwd_max"] = out["bwd_min"] if single else np.empty((capacity, depth))
+    return out
 
 
 def reduce_batch(fwd, bwd, dead, summary, out=None):
     """Per-trial records of a batch, and the summary updated in trial order.
 
     fwd, bwd  (T, N, L) ratios, N >= 1;  dead (T,) bool
-    out       optional record_buffers(C >= T, L), or any such dict of C-contiguous rows
-              (a sink's own storage), to write the records into (fresh arrays otherwise):
-              reusing them spares the page faults of fresh memory, which serialise threads
+    out       optional record_buffers(C >= T, L, single), or any such dict of C-contiguous
+              rows (a sink's own storage), to write the records into (fresh arrays
+              otherwise): reusing them spares the page faults of fresh memory, which
+              serialise threads.  Where the max array is the min array (N = 1 only), the
+              records are written once.
     returns   dict of fwd_min, fwd_max, bwd_min, bwd_max (T, L) and dead (T,)
     """
+    return reduce_and_tally(fwd, bwd, dead, summary, None, out=out)[0]
+
+
+def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
+    """reduce_batch, and failure_counts(records, eps, form) from the records as they are
+    made (no second pass over them; None for eps None): (records, failures)."""
     fwd = np.ascontiguousarray(fwd, dtype=np.float64)
     bwd = np.ascontiguousarray(bwd, dtype=np.float64)
     T, N, L = fwd.shape
     if N < 1:
         raise ValueError("reduce_batch needs at least one input per trial")
     if out is None:
-        out = record_buffers(T, L)
+        out = record_buffers(T, L, single=N == 1)
     rec = {k: out[k][:T] for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max")}
+    for k in ("fwd", "bwd"):
+        if out[k + "_max"] is out[k + "_min"]:
+            if N != 1:
+                raise ValueError("the records' min and max can be one array only with one input per trial")
+            rec[k + "_max"] = rec[k + "_min"]
     rec_min = (rec["fwd_min"], rec["bwd_min"])
     rec_max = (rec["fwd_max"], rec["bwd_max"])
+    ext = np.empty((2, T, 2))
+    flag = np.empty((2, T), dtype=np.uint8)
     dead_rec = out["dead"][:T]
     dead_rec[:] = dead
     lo = np.array([r[0] for r in HIST_RANGE])
     hi = np.array([r[1] for r in HIST_RANGE])
-    _reduce(fwd, bwd, rec_min, rec_max, summary.count, summary.mean, summary.m2,
+    _reduce(fwd, bwd, rec_min, rec_max, ext, flag, summary.count, summary.mean, summary.m2,
             summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
     summary.trials += T
     summary.dead += int(np.count_nonzero(dead_rec))
     rec["dead"] = dead_rec
-    return rec
+    return rec, (None if eps is None else _count_failures(ext, flag, eps, form))
 
 
 @njit(cache=True, inline="always")
@@ -273,47 +300,80 @@ def _dev(r, norm):
     return abs(math.sqrt(r) - 1.0) if norm else abs(r - 1.0)
 
 
+@njit(cache=True, inline="always")
+def _extremes(rmin, rmax, ext, flag, t_lo, t_hi):
+    """For trials t_lo..t_hi-1 of records rmin, rmax (T, L): ext[t] = (the smallest, the
+    largest) of the trial's 2 L values, flag[t] = 1 if some value is NaN or +inf (the trial
+    fails at every tolerance), + 2 if some rmin value is 0 (a dead layer, forward)."""
+    L = rmin.shape[1]
+    for t in range(t_lo, t_hi):
+        lo = np.inf
+        hi = -np.inf
+        bad = False
+        zero = False
+        for l in range(L):
+            a = rmin[t, l]
+            b = rmax[t, l]
+            bad |= (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
+            zero |= a == 0.0
+            lo = min(lo, a, b)
+            hi = max(hi, a, b)
+        ext[t, 0] = lo
+        ext[t, 1] = hi
+        flag[t] = np.uint8(bad) + 2 * np.uint8(zero)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _count_chunk(ext, flag, eps, norm, counts, t_lo, t_hi):
+    """counts[prop, e] += failures among trials t_lo..t_hi-1 (prop 0 forward, 1 backward,
+    2 both), from the extremes of both quantities (ext (2, T, 2), flag (2, T)).
+
+    A trial's largest deviation max_l _dev(r_l) is max(_dev(its smallest), _dev(its
+    largest)): sqrt(r) - 1 and r - 1 are non-decreasing in r (correctly rounded), so |.|
+    of them peaks at an end.  Two square roots per quantity and trial instead of 2 L."""
+    for t in range(t_lo, t_hi):
+        ff = flag[0, t]
+        bf = flag[1, t]
+        fd = np.inf if ff & 1 else max(_dev(ext[0, t, 0], norm), _dev(ext[0, t, 1], norm))
+        bd = np.inf if bf & 1 else max(_dev(ext[1, t, 0], norm), _dev(ext[1, t, 1], norm))
+        dead = (ff & 2) != 0
+        for i in range(eps.shape[0]):
+            f = dead or fd > eps[i]
+            b = bd > eps[i]
+            if f:
+                counts[0, i] += 1
+            if b:
+                counts[1, i] += 1
+            if f or b:
+                counts[2, i] += 1
+
+
+def _forms(eps, form):
+    if form not in ("norm", "squared"):
+        raise ValueError("form must be 'norm' or 'squared'")
+    return np.ascontiguousarray(np.atleast_1d(np.asarray(eps, dtype=float))), form == "norm"
+
+
+def _count_failures(ext, flag, eps, form="norm"):
+    eps, norm = _forms(eps, form)
+    counts = np.zeros((3, len(eps)), dtype=np.int64)
+    _count_chunk(ext, flag, eps, norm, counts, 0, ext.shape[1])
+    return {"forward": counts[0], "backward": counts[1], "both": counts[2]}
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts, c_lo, c_hi):
-    """counts[chunk, prop, e]: failures of trials in a chunk (prop 0 forward, 1 backward, 2 both),
-    for the chunks c_lo .. c_hi - 1 of nchunks.
-
-    A trial's largest deviation max_l _dev(r_l) is max(_dev(min_l r_l), _dev(max_l r_l)):
-    sqrt(r) - 1 and r - 1 are non-decreasing in r (correctly rounded), so |.| of them peaks
-    at an end.  Two square roots per quantity and trial instead of 2 L; the same counts."""
-    T, L = fmin.shape
+    """counts[chunk]: the failure counts (_count_chunk) of the trials in a chunk of records,
+    for the chunks c_lo .. c_hi - 1 of nchunks."""
+    T = fmin.shape[0]
     for c in range(c_lo, c_hi):
-        for t in range((T * c) // nchunks, (T * (c + 1)) // nchunks):
-            flo = np.inf
-            fhi = -np.inf
-            blo = np.inf
-            bhi = -np.inf
-            fbad = False
-            bbad = False
-            dead = False
-            for l in range(L):
-                a = fmin[t, l]
-                b = fmax[t, l]
-                fbad |= (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
-                dead |= a == 0.0
-                flo = min(flo, a, b)
-                fhi = max(fhi, a, b)
-                a = bmin[t, l]
-                b = bmax[t, l]
-                bbad |= (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
-                blo = min(blo, a, b)
-                bhi = max(bhi, a, b)
-            fd = np.inf if fbad else max(_dev(flo, norm), _dev(fhi, norm))
-            bd = np.inf if bbad else max(_dev(blo, norm), _dev(bhi, norm))
-            for i in range(eps.shape[0]):
-                ff = dead or fd > eps[i]
-                bf = bd > eps[i]
-                if ff:
-                    counts[c, 0, i] += 1
-                if bf:
-                    counts[c, 1, i] += 1
-                if ff or bf:
-                    counts[c, 2, i] += 1
+        a = (T * c) // nchunks
+        b = (T * (c + 1)) // nchunks
+        ext = np.empty((2, b - a, 2))
+        flag = np.empty((2, b - a), dtype=np.uint8)
+        _extremes(fmin[a:b], fmax[a:b], ext[0], flag[0], 0, b - a)
+        _extremes(bmin[a:b], bmax[a:b], ext[1], flag[1], 0, b - a)
+        _count_chunk(ext, flag, eps, norm, counts[c], 0, b - a)
 
 
 def failure_counts(records, eps, form="norm"):
@@ -322,15 +382,13 @@ def failure_counts(records, eps, form="norm"):
     A trial fails the forward property when some rho_l deviates by more than eps
     or some layer is dead (rho_l = 0); the backward property when some gamma_l
     deviates by more than eps (gamma = inf when delta^L = 0, a dead network)."""
-    if form not in ("norm", "squared"):
-        raise ValueError("form must be 'norm' or 'squared'")
-    eps = np.ascontiguousarray(np.atleast_1d(np.asarray(eps, dtype=float)))
+    eps, norm = _forms(eps, form)
     fmin = np.ascontiguousarray(records["fwd_min"], dtype=float)
     nchunks = max(1, min(64, len(fmin) // 4096))
     counts = np.zeros((nchunks, 3, len(eps)), dtype=np.int64)
     args = (fmin, np.ascontiguousarray(records["fwd_max"], dtype=float),
             np.ascontiguousarray(records["bwd_min"], dtype=float),
-            np.ascontiguousarray(records["bwd_max"], dtype=float), eps, form == "norm", nchunks, counts)
+            np.ascontiguousarray(records["bwd_max"], dtype=float), eps, norm, nchunks, counts)
     on_threads([(lambda c=c: _tally(*args, c, c + 1)) for c in range(nchunks)])
     total = counts.sum(axis=0)
     return {"forward": total[0], "backward": total[1], "both": total[2]}

@@ -103,13 +103,15 @@ class MemorySink:
         """Rows first..first+count-1 of the record columns (fwd_min, fwd_max, bwd_min, bwd_max,
         dead) for the engine to write a batch's records into, so that write need not copy
         them; None past the rows the run announced (columns are never regrown under a
-        batch in flight)."""
+        batch in flight).  With one input per trial (meta samples = 1) fwd_max is fwd_min
+        and bwd_max is bwd_min, as in the file (LINKED): half the memory."""
         a = first - self.first
         b = a + count
         if b > self._capacity:
             return None
         if "dead" not in self._columns:      # the record columns come and go together
-            self._columns.update(record_buffers(self._capacity, depth))
+            single = int(self.meta.get("samples", 0)) == 1
+            self._columns.update(record_buffers(self._capacity, depth, single=single))
         return {k: self._columns[k][a:b] for k in RECORD_FIELDS + ("dead",)}
 
     def write(self, first, records, summary):

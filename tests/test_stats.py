@@ -161,3 +161,35 @@ def test_empty_rows_leave_the_summary_alone():
     for k in ACCUMULATORS:
         assert np.array_equal(_bits(getattr(s, k)), _bits(getattr(empty, k))), k
     assert np.all(rec["fwd_min"][::2] == np.inf) and np.all(rec["fwd_max"][1::2] == -np.inf)
+
+
+@pytest.mark.parametrize("T,N,L", [(1000, 1, 10), (300, 3, 7), (5000, 1, 3), (129, 2, 1)])
+def test_tally_from_the_reduction_equals_the_tally_of_the_records(T, N, L):
+    """reduce_and_tally's failure counts (from each trial's extremes, taken as its records are
+    made) equal failure_counts of the records, in both forms, with zeros, infinities, NaN,
+    negatives and values at a tolerance; with one input per trial also into one array for
+    min and max (record_buffers(single=True)), whose records are the min records."""
+    from mcinit.stats import failure_counts, reduce_and_tally
+    rs = np.random.RandomState(11 * T + N)
+    fwd, bwd = _ratios(rs, (T, N, L))
+    fwd[rs.rand(T, N, L) < 0.05] = 0.5625     # sqrt = 0.75: exactly at eps = 0.25
+    dead = rs.rand(T) < 0.1
+    eps = np.array([0.0, 0.1, 0.25, 0.5, 1.0, np.inf])
+    for single in ((False, True) if N == 1 else (False,)):
+        for form in ("norm", "squared"):
+            out = record_buffers(T, L, single=single)
+            assert (out["fwd_max"] is out["fwd_min"]) == single
+            rec, counts = reduce_and_tally(fwd, bwd, dead, Summary(L), eps, form, out=out)
+            direct = failure_counts(rec, eps, form)
+            for k in ("forward", "backward", "both"):
+                assert counts[k].tolist() == direct[k].tolist(), (single, form, k)
+            full = reduce_batch(fwd, bwd, dead, Summary(L), out=record_buffers(T, L))
+            for k in ("fwd_min", "bwd_min"):
+                assert np.array_equal(_bits(rec[k]), _bits(full[k]))
+            if single:      # min and max differ only where a ratio is NaN (max -inf, min +inf)
+                nan = np.isnan(bwd[:, 0])
+                assert np.array_equal(_bits(rec["bwd_max"][~nan]), _bits(full["bwd_max"][~nan]))
+                assert np.all(rec["bwd_max"][nan] == np.inf) and np.all(full["bwd_max"][nan] == -np.inf)
+    if N > 1:
+        with pytest.raises(ValueError, match="one input per trial"):
+            reduce_batch(fwd, bwd, dead, Summary(L), out=record_buffers(T, L, single=True))
