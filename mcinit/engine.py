@@ -7,10 +7,11 @@
 Batches are a unit of work only: a trial's numbers depend on (seed, trial index)
 alone, so results are bit-identical for every batch size and thread count.
 With more than one thread, a batch is reduced, tallied and handed to the sink on a
-background thread while the next batch is computed (the kernels and the reduction
+background thread while the next batches are computed (the kernels and the reduction
 release the GIL and share one pool of threads); the sink writes on another.
 """
 
+import collections
 import dataclasses
 import queue
 import threading
@@ -247,14 +248,17 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     t0 = time.perf_counter()
     start = first
     stopped = False
-    # Two sets of ratio arrays, reused from batch to batch (no page faults on fresh memory):
-    # with more than one thread, batch k + 1 is computed into one while batch k is reduced,
-    # tallied and handed to the writer from the other, on one background thread, so the
-    # threads of the two steps share the pool with no idle barrier between them.  Batches
-    # are reduced one at a time in order: the summary's update order is the trial order.
+    # Sets of ratio arrays, reused from batch to batch (no page faults on fresh memory).
+    # With more than one thread a batch goes through two background steps: its fill (the
+    # kernel's work units on the shared pool), then its reduction, tally and hand-over to
+    # the writer.  Fills run two at a time, so the next batch's work units queue up behind
+    # this one's and no thread idles at a batch's tail; reductions run one at a time in
+    # order (the summary's update order is the trial order).  Four sets: two being filled,
+    # one waiting to be reduced, one being reduced, so that the pool's queue never runs dry.
     cap = min(batch_size, stop - first)
+    ahead = get_num_threads() > 1 and resolve_backend(backend) == "cpu"
     bufs = [(np.empty((cap, N, L)), np.empty((cap, N, L)), np.zeros(cap, dtype=np.bool_))
-            for _ in range(2)]
+            for _ in range(4 if ahead else 1)]
     # the record arrays (unless the sink lends its own storage, MemorySink.buffers): a
     # batch's records are in the writer's queue (at most _Writer.QUEUE), being written (as
     # many again) or being filled (1) until the sink has them (every sink copies or writes
@@ -284,35 +288,42 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         if on_batch is not None:
             on_batch(first + B)
 
-    behind = ThreadPoolExecutor(1, thread_name_prefix="mcinit-reduce") if get_num_threads() > 1 else None
-    pending = None
+    fillers = ThreadPoolExecutor(2, thread_name_prefix="mcinit-fill") if ahead else None
+    behind = ThreadPoolExecutor(1, thread_name_prefix="mcinit-reduce") if ahead else None
+    inflight = collections.deque()     # the batches' reduction steps, in order
+
+    def fill_then_finish(filled, first, B, fwd, bwd, dead):
+        filled.result()
+        finish(first, B, fwd, bwd, dead)
+
     k = 0
     try:
         while first < stop:
             B = min(batch_size, stop - first)
-            fwd, bwd, dead = (a[:B] for a in bufs[k % 2])
+            if len(inflight) == len(bufs):
+                inflight.popleft().result()     # the batch that last used this set is reduced
+            fwd, bwd, dead = (a[:B] for a in bufs[k % len(bufs)])
             k += 1
             dead[:] = False
-            fill(plan, first, B, fwd, bwd, dead)
-            if behind is None:
+            if fillers is None:
+                fill(plan, first, B, fwd, bwd, dead)
                 finish(first, B, fwd, bwd, dead)
             else:
-                if pending is not None:
-                    pending.result()
-                pending = behind.submit(finish, first, B, fwd, bwd, dead)
+                filled = fillers.submit(fill, plan, first, B, fwd, bwd, dead)
+                inflight.append(behind.submit(fill_then_finish, filled, first, B, fwd, bwd, dead))
             first += B
             if stop_requested is not None and first < stop and stop_requested():
                 stopped = True
                 break
-        if pending is not None:
-            pending.result()
-            pending = None
+        while inflight:
+            inflight.popleft().result()
         writer.finish()
     finally:
-        if pending is not None:
-            pending.exception()     # let it finish; an error of the step that failed first wins
-        if behind is not None:
-            behind.shutdown()
+        for f in inflight:
+            f.exception()     # let them finish; the error of the step that failed first wins
+        for ex in (fillers, behind):
+            if ex is not None:
+                ex.shutdown()
         bar.close()
         if writer.t.is_alive():
             writer.q.put(None)
