@@ -115,6 +115,8 @@ def parse_args(argv=None):
                    help="compile the kernels from scratch (empty temporary numba cache), so the "
                         "compile column shows true compile times")
     p.add_argument("--no-scaling", action="store_true", help="skip the 1- vs 2-thread table")
+    p.add_argument("--no-cli", action="store_true",
+                   help="skip timing the whole `mcinit run --trials 1e6` command (cold and warm cache)")
     p.add_argument("--no-torch", action="store_true",
                    help="skip the PyTorch column even when torch is installed (as if it were not)")
     args = p.parse_args(argv)
@@ -650,6 +652,7 @@ class Suite:
                             dk[t].repeat()
                 self.scaling_counts = counts
             self.numba.set_num_threads(self.threads)
+        self.cli = [] if self.args.no_cli else self.cli_runs()
         # PyTorch last, so that its OpenMP threads cannot disturb the other measurements
         for row in self.rows:
             if self.torch_module() is not None:
@@ -658,6 +661,34 @@ class Suite:
         self.elapsed = time.perf_counter() - t0
         self.load_end = _loadavg()
         self.other, self.steal = meter.stop()
+
+    def cli_runs(self):
+        """The whole command a newcomer types, `mcinit run --trials 1e6` on the defaults (an
+        HDF5 file, the summary printed), timed from the outside: first with an empty numba
+        cache (everything compiles), then again on the cache it filled."""
+        import re
+        cache = tempfile.mkdtemp(prefix="mcinit-bench-cli-")
+        out = []
+        try:
+            for how in ("cold (empty numba cache)", "warm (the cache just filled)"):
+                path = os.path.join(cache, "run.h5")
+                if os.path.exists(path):
+                    os.remove(path)
+                env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(cache, "numba"))
+                self.log(f"mcinit run --trials 1e6, {how}")
+                t = time.perf_counter()
+                p = subprocess.run([sys.executable, "-m", "mcinit.cli", "run", "--trials", "1e6", "-o", path],
+                                   env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - t
+                m = re.search(r"trials in ([0-9.]+) s \(([0-9,]+) trials/s\)", p.stdout)
+                if p.returncode != 0 or m is None:
+                    raise RuntimeError(f"mcinit run failed: {(p.stderr or p.stdout).strip()[-300:]}")
+                out.append((how, wall, float(m.group(1)), float(m.group(2).replace(",", "")),
+                            os.path.getsize(path)))
+                self.log(f"  {wall:.1f} s in all; the run itself {m.group(1)} s")
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        return out
 
     # -------------------------------------------------------------- report
 
@@ -846,7 +877,7 @@ class Suite:
         w(md_table(["case", "kernel", "engine", "kernel.fill only", "engine share of time",
                     "default batch", "engine, batch ≥ threads"], erows))
         w("\nengine = `mcinit.engine.run` (reduction, failure counts, in-memory sink, background "
-          "writer; with more than one thread a batch is reduced while the next is computed; calls "
+          "writer; with more than one thread a batch is reduced while the next ones are computed; calls "
           f"of up to {ENGINE_CHUNK:,} trials); kernel.fill only = the kernel's `fill` on preallocated arrays in the engine's "
           "default batches. Where the default batch is smaller than the thread count, a batch "
           "runs on fewer threads than available; the last column reruns with `batch_size` = 4 × "
@@ -870,6 +901,15 @@ class Suite:
               "fill only = the kernel's `fill` alone, in the engine's default batches for that "
               "thread count. Best of the table's repetitions and as many again, taken in turn "
               "across the thread counts (the ratio compares the same minutes of the machine).\n")
+
+        if self.cli:
+            w("## `mcinit run --trials 1e6` (the defaults: law kernel, HDF5 file, summary printed)\n")
+            w(md_table(["numba cache", "whole command", "the run itself", "trials/s of the run", "file"],
+                       [[how, f"{wall:.1f} s", f"{run:.1f} s", fmt_rate(rate), f"{size / 1e6:.0f} MB"]
+                        for how, wall, run, rate, size in self.cli]))
+            w("\nwhole command = wall time of the process, from the outside (Python start, imports, "
+              "compilation or cache load, the run, the exact laws for the summary); the run itself = "
+              "what the command reports (trials computed, reduced and committed to the file).\n")
 
         w("## First call (compile or numba cache load)\n")
         crows = []

@@ -148,34 +148,67 @@ def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin
         nt = min(CH, T - t0)
         log_values(flat[t0 * R:(t0 + nt) * R], lg, nt * R, ws)
         blk = src[t0:t0 + nt]
-        for t in range(nt):
-            x0 = blk[t, 0]
-            rmn = rec_min[t0 + t]
-            rmx = rec_max[t0 + t]
-            for l in range(L):
-                r = x0[l]
-                rmn[l] = r if r < np.inf else np.inf
-            if not same:
-                for l in range(L):
-                    r = x0[l]
-                    rmx[l] = r if r > -np.inf else -np.inf
-            for x in range(1, N):
-                xr = blk[t, x]
-                for l in range(L):
-                    r = xr[l]
-                    a = rmn[l]
-                    b = rmx[l]
-                    rmn[l] = r if r < a else a
-                    rmx[l] = r if r > b else b
-            for x in range(N):
-                xr = blk[t, x]
-                vr = V[t * N + x]
-                lr = lg2[t * N + x]
+        if N == 1:
+            # one pass per trial: the records (min = max = the ratio; NaN, of no input, is
+            # +inf in min and -inf in max), the row's lanes, and the extremes (_extremes's
+            # numbers where they count: the records hold no NaN, so some value is +inf
+            # exactly when the largest is)
+            for t in range(nt):
+                xr = blk[t, 0]
+                rmn = rec_min[t0 + t]
+                vr = V[t]
+                lr = lg2[t]
+                a = np.inf
+                b = -np.inf
+                zero = False
                 for l in range(L):
                     r = xr[l]
+                    m = r if r < np.inf else np.inf
+                    rmn[l] = m
                     vr[l] = r if r - r == 0.0 else np.nan
                     vr[L + l] = lr[l]
-        _extremes(rec_min, rec_max, ext, flag, t0, t0 + nt)
+                    a = m if m < a else a
+                    b = m if m > b else b
+                    zero |= m == 0.0
+                if not same:
+                    rmx = rec_max[t0 + t]
+                    for l in range(L):
+                        r = xr[l]
+                        m = r if r > -np.inf else -np.inf
+                        rmx[l] = m
+                        b = m if m > b else b
+                ext[t0 + t, 0] = a
+                ext[t0 + t, 1] = b
+                flag[t0 + t] = np.uint8(b == np.inf) + 2 * np.uint8(zero)
+        else:
+            for t in range(nt):
+                x0 = blk[t, 0]
+                rmn = rec_min[t0 + t]
+                rmx = rec_max[t0 + t]
+                for l in range(L):
+                    r = x0[l]
+                    rmn[l] = r if r < np.inf else np.inf
+                if not same:
+                    for l in range(L):
+                        r = x0[l]
+                        rmx[l] = r if r > -np.inf else -np.inf
+                for x in range(1, N):
+                    xr = blk[t, x]
+                    for l in range(L):
+                        r = xr[l]
+                        a = rmn[l]
+                        b = rmx[l]
+                        rmn[l] = r if r < a else a
+                        rmx[l] = r if r > b else b
+                for x in range(N):
+                    xr = blk[t, x]
+                    vr = V[t * N + x]
+                    lr = lg2[t * N + x]
+                    for l in range(L):
+                        r = xr[l]
+                        vr[l] = r if r - r == 0.0 else np.nan
+                        vr[L + l] = lr[l]
+            _extremes(rec_min, rec_max, ext, flag, t0, t0 + nt)
         for j in range(nt * N):
             vr = V[j]
             br = B[j]
