@@ -292,13 +292,21 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     behind = ThreadPoolExecutor(1, thread_name_prefix="mcinit-reduce") if ahead else None
     inflight = collections.deque()     # the batches' reduction steps, in order
 
+    failed = []     # a batch's step failed: no later batch is reduced or handed over
+
     def fill_then_finish(filled, first, B, fwd, bwd, dead):
-        filled.result()
-        finish(first, B, fwd, bwd, dead)
+        if failed:
+            return
+        try:
+            filled.result()
+            finish(first, B, fwd, bwd, dead)
+        except BaseException:
+            failed.append(first)
+            raise
 
     k = 0
     try:
-        while first < stop:
+        while first < stop and not failed:
             B = min(batch_size, stop - first)
             if len(inflight) == len(bufs):
                 inflight.popleft().result()     # the batch that last used this set is reduced

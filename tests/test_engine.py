@@ -242,3 +242,42 @@ def test_auto_picks_the_cheapest_exact_kernel():
     assert pick(init="wn") == "dense"
     assert pick(samples=4, width=256, input_dim=300) == "projected"
     assert pick(samples=2000, width=100, input_dim=500) == "dense"
+
+
+class _FailingSink(MemorySink):
+    def write(self, first, records, summary):
+        if first >= 300:
+            raise OSError("disk full")
+        super().write(first, records, summary)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_errors_of_any_step_reach_the_caller(threads, monkeypatch):
+    """An error in a batch's fill (a background thread with more than one thread), in its
+    reduction or in the sink comes back to the caller as itself, after the batches before
+    it were handed over in order; the run does not hang."""
+    from mcinit.kernels import law
+    cfg, data = config.build(kernel="law", trials=2000, input_dim=12, widths="16,8")
+    real = law.fill
+
+    def failing_fill(plan, first, count, fwd, bwd, dead):
+        if first >= 500:
+            raise RuntimeError("kernel failed")
+        real(plan, first, count, fwd, bwd, dead)
+
+    monkeypatch.setattr(law, "fill", failing_fill)
+    sink = MemorySink()
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        engine.run(cfg, data, sink=sink, threads=threads, batch_size=100)
+    assert sink.completed == 500 and np.array_equal(sink.records["index"], np.arange(500))
+    monkeypatch.setattr(law, "fill", real)
+    with pytest.raises(OSError, match="disk full"):
+        engine.run(cfg, data, sink=_FailingSink(), threads=threads, batch_size=100)
+    import mcinit.engine as eng
+
+    def failing_reduce(*a, **k):
+        raise ValueError("reduction failed")
+
+    monkeypatch.setattr(eng, "reduce_and_tally", failing_reduce)
+    with pytest.raises(ValueError, match="reduction failed"):
+        engine.run(cfg, data, threads=threads, batch_size=100)
