@@ -92,8 +92,9 @@ class Summary:
 #: values per pass of _reduce_job (whole trials): its buffers stay in the core's caches
 _CHUNK_VALUES = 1024
 #: lanes from which LLVM vectorises _reduce_job's row loop (its cost model's minimum trip
-#: count on AVX2); rows of half as many lanes or more are padded up to it with empty lanes
-_VECTOR_LANES = 20
+#: count with the loop's run-time overlap checks: 24 on AVX2 machines, 20 with AVX-512);
+#: rows of half as many lanes or more are padded up to it with empty lanes
+_VECTOR_LANES = 24
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -108,33 +109,37 @@ def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin
     body is branch-free (a NaN changes nothing) so that it vectorises across the lanes and
     the chains' dependent divisions overlap; each chain takes the same operations in the
     same order as the value-by-value recursion, so the numbers are the same.  The loop also
-    writes each value's histogram bin; a scalar pass counts them."""
+    writes each value's histogram bin; a scalar pass counts them.
+
+    The loop touches three arrays only (the state S, the row's values, its bins) and
+    indexes them directly, no row views: every further array adds run-time overlap checks
+    to the vectorised loop, and LLVM then runs the scalar loop below a trip count (28 on
+    AVX-512 machines with five accumulator arrays) above the lanes of a depth-10 network:
+    2.4 times slower."""
     T, N, L = src.shape
     K = 2 * L
     KP = max(K, _VECTOR_LANES) if 2 * K >= _VECTOR_LANES else K
     W = nbins + 2
     fn = np.float64(nbins)
-    # lane k = L space + layer: the accumulators (the count as a float: no conversion in the
-    # loop) and its bin constants.  The bin of v is 1 + int((v - lo) / (hi - lo) nbins), at
-    # most nbins; with hi - lo a power of two (HIST_RANGE), (v - lo) c with c = nbins / (hi - lo)
-    # is the same number (or both are below 1).  Empty lanes (KP > K) take neutral values.
-    acc = np.zeros((5, KP))
-    con = np.ones((3, KP))
-    off = np.empty(KP, dtype=np.int32)
-    for k in range(KP):
-        off[k] = k * W + 1
+    # S rows, lane k = L space + layer: 0-4 the accumulators (count as a float: no
+    # conversion in the loop; mean, m2, min, max), 5-7 the bin constants.  The bin of v is
+    # 1 + int((v - lo) / (hi - lo) nbins), at most nbins; with hi - lo a power of two
+    # (HIST_RANGE), (v - lo) c with c = nbins / (hi - lo) is the same number (or both are
+    # below 1).  Empty lanes (KP > K) take neutral values.
+    S = np.zeros((8, KP))
+    S[5:] = 1.0
     for s in range(2):
         for l in range(L):
             k = s * L + l
-            acc[0, k] = count[q, s, l]
-            acc[1, k] = mean[q, s, l]
-            acc[2, k] = m2[q, s, l]
-            acc[3, k] = vmin[q, s, l]
-            acc[4, k] = vmax[q, s, l]
-            con[0, k] = lo[s]
-            con[1, k] = hi[s]
-            con[2, k] = fn / (hi[s] - lo[s])
-    n0 = acc[0, :K].copy()
+            S[0, k] = count[q, s, l]
+            S[1, k] = mean[q, s, l]
+            S[2, k] = m2[q, s, l]
+            S[3, k] = vmin[q, s, l]
+            S[4, k] = vmax[q, s, l]
+            S[5, k] = lo[s]
+            S[6, k] = hi[s]
+            S[7, k] = fn / (hi[s] - lo[s])
+    n0 = S[0, :K].copy()
     h = np.zeros(KP * W, dtype=np.int64)
     R = N * L
     CH = max(1, _CHUNK_VALUES // R)
@@ -142,114 +147,100 @@ def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin
     V = np.full((CH * N, KP), np.nan)
     B = np.empty((CH * N, KP), dtype=np.uint32)
     lg = np.empty(CH * R)
-    lg2 = lg.reshape(CH * N, L)
     ws = np.empty(2 * CH * R, dtype=np.int64)
     for t0 in range(0, T, CH):
         nt = min(CH, T - t0)
         log_values(flat[t0 * R:(t0 + nt) * R], lg, nt * R, ws)
-        blk = src[t0:t0 + nt]
         if N == 1:
             # one pass per trial: the records (min = max = the ratio; NaN, of no input, is
             # +inf in min and -inf in max), the row's lanes, and the extremes (_extremes's
             # numbers where they count: the records hold no NaN, so some value is +inf
             # exactly when the largest is)
             for t in range(nt):
-                xr = blk[t, 0]
-                rmn = rec_min[t0 + t]
-                vr = V[t]
-                lr = lg2[t]
+                tt = t0 + t
                 a = np.inf
                 b = -np.inf
                 zero = False
                 for l in range(L):
-                    r = xr[l]
+                    r = src[tt, 0, l]
                     m = r if r < np.inf else np.inf
-                    rmn[l] = m
-                    vr[l] = r if r - r == 0.0 else np.nan
-                    vr[L + l] = lr[l]
+                    rec_min[tt, l] = m
+                    V[t, l] = r if r - r == 0.0 else np.nan
+                    V[t, L + l] = lg[t * L + l]
                     a = m if m < a else a
                     b = m if m > b else b
                     zero |= m == 0.0
                 if not same:
-                    rmx = rec_max[t0 + t]
                     for l in range(L):
-                        r = xr[l]
+                        r = src[tt, 0, l]
                         m = r if r > -np.inf else -np.inf
-                        rmx[l] = m
+                        rec_max[tt, l] = m
                         b = m if m > b else b
-                ext[t0 + t, 0] = a
-                ext[t0 + t, 1] = b
-                flag[t0 + t] = np.uint8(b == np.inf) + 2 * np.uint8(zero)
+                ext[tt, 0] = a
+                ext[tt, 1] = b
+                flag[tt] = np.uint8(b == np.inf) + 2 * np.uint8(zero)
         else:
             for t in range(nt):
-                x0 = blk[t, 0]
-                rmn = rec_min[t0 + t]
-                rmx = rec_max[t0 + t]
+                tt = t0 + t
                 for l in range(L):
-                    r = x0[l]
-                    rmn[l] = r if r < np.inf else np.inf
+                    r = src[tt, 0, l]
+                    rec_min[tt, l] = r if r < np.inf else np.inf
                 if not same:
                     for l in range(L):
-                        r = x0[l]
-                        rmx[l] = r if r > -np.inf else -np.inf
+                        r = src[tt, 0, l]
+                        rec_max[tt, l] = r if r > -np.inf else -np.inf
                 for x in range(1, N):
-                    xr = blk[t, x]
                     for l in range(L):
-                        r = xr[l]
-                        a = rmn[l]
-                        b = rmx[l]
-                        rmn[l] = r if r < a else a
-                        rmx[l] = r if r > b else b
+                        r = src[tt, x, l]
+                        a = rec_min[tt, l]
+                        b = rec_max[tt, l]
+                        rec_min[tt, l] = r if r < a else a
+                        rec_max[tt, l] = r if r > b else b
                 for x in range(N):
-                    xr = blk[t, x]
-                    vr = V[t * N + x]
-                    lr = lg2[t * N + x]
+                    j = t * N + x
                     for l in range(L):
-                        r = xr[l]
-                        vr[l] = r if r - r == 0.0 else np.nan
-                        vr[L + l] = lr[l]
+                        r = src[tt, x, l]
+                        V[j, l] = r if r - r == 0.0 else np.nan
+                        V[j, L + l] = lg[j * L + l]
             _extremes(rec_min, rec_max, ext, flag, t0, t0 + nt)
         for j in range(nt * N):
-            vr = V[j]
-            br = B[j]
             for k in range(KP):
-                v = vr[k]
-                n = acc[0, k]
-                mu = acc[1, k]
-                sq = acc[2, k]
-                mn = acc[3, k]
-                mx = acc[4, k]
+                v = V[j, k]
+                n = S[0, k]
+                mu = S[1, k]
+                sq = S[2, k]
+                mn = S[3, k]
+                mx = S[4, k]
                 ok = v == v
                 d = v - mu
                 m = mu + d / (n + 1.0)
                 e = sq + d * (v - m)
-                acc[0, k] = n + (1.0 if ok else 0.0)
-                acc[1, k] = m if ok else mu
-                acc[2, k] = e if ok else sq
-                acc[3, k] = v if v < mn else mn
-                acc[4, k] = v if v > mx else mx
+                S[0, k] = n + (1.0 if ok else 0.0)
+                S[1, k] = m if ok else mu
+                S[2, k] = e if ok else sq
+                S[3, k] = v if v < mn else mn
+                S[4, k] = v if v > mx else mx
                 # the bin, less one (NaN: the underflow bin, taken out below)
-                c = (v - con[0, k]) * con[2, k]
+                c = (v - S[5, k]) * S[7, k]
                 c = c if c < fn - 1.0 else fn - 1.0
-                c = c if v >= con[0, k] else -1.0
-                c = fn if v >= con[1, k] else c
-                br[k] = np.uint32(np.int32(c) + off[k])
+                c = c if v >= S[5, k] else -1.0
+                c = fn if v >= S[6, k] else c
+                B[j, k] = np.uint32(np.int32(c) + np.int32(k * W + 1))
         for j in range(nt * N):
-            br = B[j]
             for k in range(K):
-                h[br[k]] += 1
+                h[B[j, k]] += 1
     hq = hist[q]
     for s in range(2):
         for l in range(L):
             k = s * L + l
-            count[q, s, l] = np.int64(acc[0, k])
-            mean[q, s, l] = acc[1, k]
-            m2[q, s, l] = acc[2, k]
-            vmin[q, s, l] = acc[3, k]
-            vmax[q, s, l] = acc[4, k]
+            count[q, s, l] = np.int64(S[0, k])
+            mean[q, s, l] = S[1, k]
+            m2[q, s, l] = S[2, k]
+            vmin[q, s, l] = S[3, k]
+            vmax[q, s, l] = S[4, k]
             for i in range(W):
                 hq[s, l, i] += h[k * W + i]
-            hq[s, l, 0] -= T * N - np.int64(acc[0, k] - n0[k])
+            hq[s, l, 0] -= T * N - np.int64(S[0, k] - n0[k])
 
 
 def _reduce(fwd, bwd, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
