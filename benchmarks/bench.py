@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -181,18 +182,22 @@ class CpuMeter:
 
 class Measurement:
     """Best rate over repetitions (trials/s or items/s), the trial count of one repetition,
-    and the CPU that other processes used meanwhile (cores)."""
+    and the CPU that other processes used meanwhile (cores); per repetition also the cores
+    this process kept busy (its CPU time / wall time)."""
 
-    def __init__(self, rates, n, other=0.0, steal=0.0, fn=None):
+    def __init__(self, rates, n, other=0.0, steal=0.0, fn=None, busy=None):
         self.rates = rates
         self.n = n
         self.other = other
         self.steal = steal
         self.fn = fn
+        self.busy = busy if busy is not None else []
 
     def repeat(self):
         """One more repetition of the timed function on the same n."""
-        self.rates.append(self.n / self.fn(self.n))
+        rate, busy = _timed_rate(self.fn, self.n)
+        self.rates.append(rate)
+        self.busy.append(busy)
 
     @property
     def rate(self):
@@ -204,6 +209,14 @@ class Measurement:
         return (max(self.rates) - min(self.rates)) / max(self.rates)
 
 
+def _timed_rate(fn, n):
+    """(n / fn(n), the cores this process kept busy meanwhile)."""
+    c0 = sum(os.times()[:2])
+    t = fn(n)
+    c1 = sum(os.times()[:2])
+    return n / t, (c1 - c0) / t
+
+
 def measure(fn, per_rep, reps, n=1, multiple=1):
     """Time ``fn(n) -> seconds`` on n items, growing n until one call takes about
     ``per_rep`` seconds, then repeat; the best rate is kept (least disturbed)."""
@@ -212,16 +225,21 @@ def measure(fn, per_rep, reps, n=1, multiple=1):
 
     n = up(n)
     rates = []
+    busy = []
     meter = CpuMeter()
     while True:
-        t = fn(n)
+        rate, b = _timed_rate(fn, n)
+        t = n / rate
         if t >= 0.6 * per_rep:
-            rates.append(n / t)
+            rates.append(rate)
+            busy.append(b)
             break
         n = max(up(n * min(50.0, 1.1 * per_rep / max(t, 1e-6))), n + multiple)
     while len(rates) < reps:
-        rates.append(n / fn(n))
-    return Measurement(rates, n, *meter.stop(), fn=fn)
+        rate, b = _timed_rate(fn, n)
+        rates.append(rate)
+        busy.append(b)
+    return Measurement(rates, n, *meter.stop(), fn=fn, busy=busy)
 
 
 def timed(fn):
@@ -646,7 +664,7 @@ class Suite:
                     # as many more repetitions again, the thread counts in turn, so that each
                     # ratio compares rates from the same minutes of a machine whose speed drifts
                     _, d, dk = self.scaling[-1]
-                    for _ in range(self.reps):
+                    for _ in range(self.reps + 2):
                         for t in counts:
                             d[t].repeat()
                             dk[t].repeat()
@@ -888,19 +906,31 @@ class Suite:
             w("## Thread scaling on C1 (trials/s)\n")
             srows = []
             for k, d, dk in self.scaling:
-                cells = [k] + [fmt_rate(d[t].rate) for t in counts]
-                cells.append(f"×{fmt_ratio(d[counts[-1]].rate / d[counts[0]].rate)}")
-                cells += [fmt_rate(dk[t].rate) for t in counts]
-                cells.append(f"×{fmt_ratio(dk[counts[-1]].rate / dk[counts[0]].rate)}")
+                cells = [k]
+                for m in (d, dk):
+                    lo, hi = m[counts[0]], m[counts[-1]]
+                    cells += [fmt_rate(m[t].rate) for t in counts]
+                    cells.append(f"×{fmt_ratio(hi.rate / lo.rate)}")
+                    extra = self.reps + 2     # the repetitions taken in turn
+                    cells.append(f"×{fmt_ratio(median([b / a for a, b in zip(lo.rates[-extra:], hi.rates[-extra:])]))}")
+                    cells.append(f"{median(hi.busy[-extra:]):.2f}")
                 srows.append(cells)
             names = [f"{t} thread{'s' if t > 1 else ''}" for t in counts]
-            w(md_table(["kernel"] + [f"engine, {n}" for n in names] + [f"engine {counts[-1]} vs {counts[0]}"]
-                       + [f"fill only, {n}" for n in names] + [f"fill only {counts[-1]} vs {counts[0]}"],
-                       srows))
+            top = f"{counts[-1]} vs {counts[0]}"
+            head = ["kernel"]
+            for what in ("engine", "fill only"):
+                head += [f"{what}, {n}" for n in names] + [f"{what} {top}, best", f"{what} {top}, pairs",
+                                                            f"{what}: cores busy, {names[-1]}"]
+            w(md_table(head, srows))
             w("\nengine as above (with one thread the background writer still has the other core); "
               "fill only = the kernel's `fill` alone, in the engine's default batches for that "
-              "thread count. Best of the table's repetitions and as many again, taken in turn "
-              "across the thread counts (the ratio compares the same minutes of the machine).\n")
+              "thread count. The repetitions of the throughput table and as many again plus two, taken "
+              "in turn across the thread counts. best = the ratio of the best rates; pairs = the "
+              "median ratio of the rates measured one after the other (a host whose speed drifts "
+              "within seconds, as shared virtual machines do, disturbs the best two-thread rate "
+              "more than the best one-thread rate: it needs both cores quiet at once); cores busy "
+              f"= this process's CPU time / wall time with {names[-1]} (median): how fully the code "
+              "keeps the threads at work, which the host's speed does not change.\n")
 
         if self.cli:
             w("## `mcinit run --trials 1e6` (the defaults: law kernel, HDF5 file, summary printed)\n")
