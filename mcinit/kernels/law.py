@@ -43,7 +43,7 @@ from .. import rng
 from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, run_chunks
 
 __all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
-           "law_trial", "law_block", "LANES"]
+           "law_trial", "law_block", "gamma_c_table", "LANES"]
 
 @njit(cache=True)
 def sample_binomial(cdf, lo, n, k0, k1, c2, c3, row):
@@ -162,6 +162,21 @@ _THIRD = 1.0 / 3.0
 
 
 @njit(cache=True)
+def gamma_c_table(widths):
+    """c[j] = 1 / sqrt(9 (j / 2 - 1/3)), Marsaglia-Tsang's c of the shape a = j / 2, for
+    j = 0 .. max(widths) (rng.sample_gamma's numbers, which compute it per call; NaN or
+    unused below a = 1): every chi-square of a trial has such a shape (K_l, K_l - 1, n_0)."""
+    n = 0
+    for w in widths:
+        n = max(n, w)
+    c = np.empty(n + 1)
+    for j in range(n + 1):
+        d = 0.5 * j - 1.0 / 3.0
+        c[j] = 1.0 / math.sqrt(9.0 * d) if d > 0.0 else np.nan
+    return c
+
+
+@njit(cache=True)
 def _gamma_after_squeeze(a, x, u, k0, k1, c2, c3, row):
     """rng.sample_gamma(a, ...) for a >= 1, given attempt 0's normal x and uniform u
     (from block 0 of the row): the same number, continuing its rejection loop."""
@@ -192,10 +207,11 @@ def _normals(W, X, m, Y):
 
 
 @njit(cache=True, error_model="numpy")
-def _gammas(A, W, U, X, G, m, k0, k1, t0, L, idx, Y, V):
+def _gammas(A, C, W, U, X, G, m, k0, k1, t0, L, idx, Y, V):
     """G[s LANES + i] = rng.sample_gamma(A[s LANES + i], ...) of trial t0 + i in slot s (layer
     s // 2 + 1, row 1 + s % 2 for s < 2 L; layer 0, row 0 after), given attempt 0's words:
-    W (uint32, for the normal) and U (as a uniform), for the m = slots x LANES entries.
+    W (uint32, for the normal) and U (as a uniform), for the m = slots x LANES entries;
+    C[i]: the shape's c (gamma_c_table), rng.sample_gamma's number for A[i] >= 1.
 
     Marsaglia-Tsang's first attempt for every entry, branch-free up to its squeeze
     (which accepts about 90%); then, for the others, its logarithmic test in vectorised
@@ -205,7 +221,7 @@ def _gammas(A, W, U, X, G, m, k0, k1, t0, L, idx, Y, V):
     _normals(W, X, m, Y)
     for i in range(m):
         d = A[i] - _THIRD
-        c = 1.0 / math.sqrt(9.0 * d)     # rng.sample_gamma's c (NaN for a < 1/3: unused)
+        c = C[i]
         x = X[i]
         v = 1.0 + c * x
         v3 = v * v * v
@@ -224,7 +240,7 @@ def _gammas(A, W, U, X, G, m, k0, k1, t0, L, idx, Y, V):
     for j in range(k):
         i = idx[j]
         Ug[j] = U[i]
-        v = 1.0 + (1.0 / math.sqrt(9.0 * (A[i] - _THIRD))) * X[i]
+        v = 1.0 + C[i] * X[i]
         Vg[j] = v * v * v          # <= 0 when v <= 0: its log is NaN, the test fails
     ws = Y.view(np.int64)
     rng.log_values(Ug, Lu, k, ws)
@@ -288,12 +304,12 @@ def _softmax_error(Z, T, E, K, n, Q, A, ws):
 
 
 @njit(cache=True, error_model="numpy")
-def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ws, fwd, bwd, dead, j0):
+def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ctab, ws, fwd, bwd, dead, j0):
     """Trials t0 .. t0+n-1 (n <= LANES) into fwd[j0 + i, 0], bwd[j0 + i, 0], dead[j0 + i]:
     law_trial's numbers, computed stage by stage across the block's trials.
 
-    ws: the workspace of make_workspace."""
-    KL, S, W, P, U, X, G, V, A, rho, cc, dd, H, R, Z, E, I, Y, Q, Wb = ws
+    ctab: gamma_c_table(widths); ws: the workspace of make_workspace."""
+    KL, S, W, P, U, X, G, V, A, rho, cc, dd, H, R, Z, E, I, Y, Q, Wb, Cs = ws
     L = widths.shape[0] - 1
     # K_l by guided inversion (layer l, row 0, block 0)
     for l in range(1, L + 1):
@@ -321,20 +337,25 @@ def law_block(t0, n, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         if s >= 2 * L:
             for i in range(n):
                 S[s * LANES + i] = 0.5 * widths[0]
+                Cs[s * LANES + i] = ctab[widths[0]]
         elif rw == 1:
             for i in range(n):
-                S[s * LANES + i] = 0.5 * KL[l, i]
+                k = KL[l, i]
+                S[s * LANES + i] = 0.5 * k
+                Cs[s * LANES + i] = ctab[k]
         else:
             for i in range(n):
                 k = KL[l, i]
                 S[s * LANES + i] = 0.5 * (k - 1) if k > 1 else 0.0
+                Cs[s * LANES + i] = ctab[k - 1] if k > 1 else np.nan
         for i in range(n, LANES):
             S[s * LANES + i] = 1.0
+            Cs[s * LANES + i] = ctab[2]
         rng.philox_lanes(k0, k1, 0, rw, t0, LANES, l, rng.STREAM_LAW, Wb, 0, LANES)
         for i in range(LANES):
             W[s * LANES + i] = Wb[i]
             U[s * LANES + i] = rng.u32_to_uniform(Wb[LANES + i])
-    _gammas(S, W, U, X, G, ns * LANES, k0, k1, t0, L, I, Y, V)
+    _gammas(S, Cs, W, U, X, G, ns * LANES, k0, k1, t0, L, I, Y, V)
     # forward: rho_l = prod v_k c_k, c_l = 2 Gamma(K_l / 2); d_l = 2 Gamma((K_l - 1) / 2)
     for i in range(n):
         rho[0, i] = 1.0
@@ -417,26 +438,27 @@ def make_workspace(L, K):
             np.zeros((L + 1, LANES)), np.zeros((L + 1, LANES)), np.zeros((L + 1, LANES)),
             np.zeros((L + 1, LANES)), np.zeros(LANES), np.zeros((K, LANES)), np.zeros((K, LANES)),
             np.zeros(2 * m, dtype=np.int64), np.zeros(2 * m),
-            np.zeros((3, LANES)), np.zeros(4 * LANES, dtype=np.uint32))
+            np.zeros((3, LANES)), np.zeros(4 * LANES, dtype=np.uint32), np.full(m, np.nan))
 
 
 @njit(cache=True, nogil=True)
-def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
+def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ctab,
            fwd, bwd, dead):
     """Trials lo..hi-1 in blocks of LANES, with one workspace: a work unit of fill."""
     L = widths.shape[0] - 1
     ws = make_workspace(L, K)
     for t0 in range(lo, hi, LANES):
         law_block(t0, min(LANES, hi - t0), k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
-                  guide, ws, fwd, bwd, dead, t0 - first)
+                  guide, ctab, ws, fwd, bwd, dead, t0 - first)
 
 
 def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
            fwd, bwd, dead):
     """fill's work units, nchunks of them, one after the other (for tests)."""
+    ctab = gamma_c_table(widths)
     for ch in range(nchunks):
         _chunk(first + (count * ch) // nchunks, first + (count * (ch + 1)) // nchunks, first,
-               k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, fwd, bwd, dead)
+               k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ctab, fwd, bwd, dead)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -481,7 +503,9 @@ def fill(plan, first, count, fwd, bwd, dead):
     if not hasattr(plan, "_law_tables"):
         plan._law_tables = tables(plan.widths[1:])
     cdf, offs, guide = plan._law_tables
+    if not hasattr(plan, "_law_ctab"):
+        plan._law_ctab = gamma_c_table(plan.widths)
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0
     args = (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
-            xnorm2, cdf, offs, guide, fwd, bwd, dead)
+            xnorm2, cdf, offs, guide, plan._law_ctab, fwd, bwd, dead)
     run_chunks(_chunk, first, count, args)
