@@ -20,7 +20,7 @@ from numba import njit
 from .. import initializers, rng
 from ..config import DATA_RANDOM
 
-__all__ = ["Plan", "make_plan", "n_chunks"]
+__all__ = ["Plan", "make_plan", "n_chunks", "work_units"]
 
 HEAD_SOFTMAX, HEAD_GAUSSIAN = 0, 1
 DATA_GAUSSIAN, DATA_SPHERE, DATA_FIXED = 0, 1, 2
@@ -73,16 +73,36 @@ def n_chunks(count):
     return max(1, min(count, 4 * get_num_threads()))
 
 
+def work_units(count, threads):
+    """Bounds b[0] = 0 < ... < b[-1] = count of the work units of a batch on ``threads``
+    threads: guided sizes, each about 1 / (2 threads) of the trials left and none below
+    count / (16 threads), so that the last units, which decide when the threads finish,
+    are short (a batch ends with the threads idle for about half a last unit; with equal
+    units of count / (4 threads), 2 threads were busy 1.90 of the time on law batches,
+    1.96 with these)."""
+    if threads <= 1:
+        return [0, count]
+    least = max(1, count // (16 * threads))
+    bounds = [0]
+    left = count
+    while left > 0:
+        size = min(left, max(least, -(-left // (2 * threads))))
+        bounds.append(bounds[-1] + size)
+        left -= size
+    return bounds
+
+
 def run_chunks(chunk, first, count, args):
-    """chunk(lo, hi, *args) over the n_chunks(count) work units of trials first..first+count-1,
-    on threads (mcinit.threads.on_threads; chunk is a nogil @njit function): the same work
-    units as a prange over them, so the same numbers."""
+    """chunk(lo, hi, *args) over the work units (work_units) of trials first..first+count-1,
+    on threads (mcinit.threads.on_threads; chunk is a nogil @njit function).  A trial's
+    numbers do not depend on the unit it falls in."""
     from functools import partial
 
+    from numba import get_num_threads
+
     from ..threads import on_threads
-    nchunks = n_chunks(count)
-    on_threads([partial(chunk, first + (count * c) // nchunks, first + (count * (c + 1)) // nchunks, *args)
-                for c in range(nchunks)])
+    b = work_units(count, get_num_threads())
+    on_threads([partial(chunk, first + lo, first + hi, *args) for lo, hi in zip(b[:-1], b[1:])])
 
 
 @njit(cache=True, inline="always")
