@@ -658,13 +658,14 @@ class Suite:
             counts = sorted({t for t in (1, 2, self.threads) if t <= self.numba.config.NUMBA_NUM_THREADS})
             if len(counts) > 1:
                 self.log(f"thread scaling on C1: {counts}")
+                self.scaling_turns = self.reps + 2    # repetitions taken in turn: the pairs
                 for k in case.kernels:
                     self.scaling.append((k, {t: self.engine_rate(case, k, threads=t) for t in counts},
                                          {t: self.kernel_only_rate(case, k, threads=t) for t in counts}))
                     # as many more repetitions again, the thread counts in turn, so that each
                     # ratio compares rates from the same minutes of a machine whose speed drifts
                     _, d, dk = self.scaling[-1]
-                    for _ in range(self.reps + 2):
+                    for _ in range(self.scaling_turns):
                         for t in counts:
                             d[t].repeat()
                             dk[t].repeat()
@@ -941,9 +942,9 @@ class Suite:
                     lo, hi = m[counts[0]], m[counts[-1]]
                     cells += [fmt_rate(m[t].rate) for t in counts]
                     cells.append(f"×{fmt_ratio(hi.rate / lo.rate)}")
-                    extra = self.reps + 2     # the repetitions taken in turn
-                    cells.append(f"×{fmt_ratio(median([b / a for a, b in zip(lo.rates[-extra:], hi.rates[-extra:])]))}")
-                    cells.append(f"{median(hi.busy[-extra:]):.2f}")
+                    turns = self.scaling_turns
+                    cells.append(f"×{fmt_ratio(median([b / a for a, b in zip(lo.rates[-turns:], hi.rates[-turns:])]))}")
+                    cells.append(f"{median(hi.busy[-turns:]):.2f}")
                 srows.append(cells)
             names = [f"{t} thread{'s' if t > 1 else ''}" for t in counts]
             top = f"{counts[-1]} vs {counts[0]}"

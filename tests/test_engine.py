@@ -273,11 +273,10 @@ def test_errors_of_any_step_reach_the_caller(threads, monkeypatch):
     monkeypatch.setattr(law, "fill", real)
     with pytest.raises(OSError, match="disk full"):
         engine.run(cfg, data, sink=_FailingSink(), threads=threads, batch_size=100)
-    import mcinit.engine as eng
 
     def failing_reduce(*a, **k):
         raise ValueError("reduction failed")
 
-    monkeypatch.setattr(eng, "reduce_and_tally", failing_reduce)
+    monkeypatch.setattr(engine, "reduce_and_tally", failing_reduce)
     with pytest.raises(ValueError, match="reduction failed"):
         engine.run(cfg, data, threads=threads, batch_size=100)
