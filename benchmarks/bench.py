@@ -95,6 +95,8 @@ KERNEL_ORDER = ("dense", "projected", "law")
 #: a call's first batch is computed before any reduction overlaps it, and its last batch
 #: is reduced after all computing: long calls are what a long run sees
 ENGINE_CHUNK = 1 << 20
+#: repetitions of the thread-scaling measurements taken with the thread counts in turn
+SCALING_TURNS = 5
 
 
 # ------------------------------------------------------------------ arguments (before numpy is imported)
@@ -304,7 +306,7 @@ class Suite:
         self.cores = cores
         self.quick = args.quick
         self.per_rep = 0.3 if args.quick else 1.0
-        self.reps = 1 if args.quick else 3
+        self.reps = 1 if args.quick else 5
         self.hw_time = 0.3 if args.quick else 1.0
         self.cache = {}
         self.compile = {}
@@ -658,13 +660,18 @@ class Suite:
             counts = sorted({t for t in (1, 2, self.threads) if t <= self.numba.config.NUMBA_NUM_THREADS})
             if len(counts) > 1:
                 self.log(f"thread scaling on C1: {counts}")
-                self.scaling_turns = self.reps + 2    # repetitions taken in turn: the pairs
+                self.scaling_turns = 2 if self.quick else SCALING_TURNS
+                # where each measurement's turns begin in its rates: the 2-thread ones are the
+                # throughput table's, which the second pass repeats once more after the turns
+                self.turns_from = {}
                 for k in case.kernels:
                     self.scaling.append((k, {t: self.engine_rate(case, k, threads=t) for t in counts},
                                          {t: self.kernel_only_rate(case, k, threads=t) for t in counts}))
-                    # as many more repetitions again, the thread counts in turn, so that each
-                    # ratio compares rates from the same minutes of a machine whose speed drifts
+                    # more repetitions, the thread counts in turn, so that each ratio compares
+                    # rates from the same seconds of a machine whose speed drifts
                     _, d, dk = self.scaling[-1]
+                    for m in list(d.values()) + list(dk.values()):
+                        self.turns_from[id(m)] = len(m.rates)
                     for _ in range(self.scaling_turns):
                         for t in counts:
                             d[t].repeat()
@@ -700,6 +707,13 @@ class Suite:
                     finally:
                         self.blas.set(self.threads)
             for m in list(row["kernels"].values()) + list(row["kernel_only"].values()):
+                if id(m) not in done:
+                    done.add(id(m))
+                    m.repeat()
+        # the thread-scaling table's other thread counts too, so that its best rates have had
+        # as many chances at every thread count
+        for _, d, dk in self.scaling:
+            for m in list(d.values()) + list(dk.values()):
                 if id(m) not in done:
                     done.add(id(m))
                     m.repeat()
@@ -942,9 +956,10 @@ class Suite:
                     lo, hi = m[counts[0]], m[counts[-1]]
                     cells += [fmt_rate(m[t].rate) for t in counts]
                     cells.append(f"×{fmt_ratio(hi.rate / lo.rate)}")
-                    turns = self.scaling_turns
-                    cells.append(f"×{fmt_ratio(median([b / a for a, b in zip(lo.rates[-turns:], hi.rates[-turns:])]))}")
-                    cells.append(f"{median(hi.busy[-turns:]):.2f}")
+                    turns = [x.rates[self.turns_from[id(x)]:][:self.scaling_turns] for x in (lo, hi)]
+                    cells.append(f"×{fmt_ratio(median([b / a for a, b in zip(*turns)]))}")
+                    f = self.turns_from[id(hi)]
+                    cells.append(f"{median(hi.busy[f:f + self.scaling_turns]):.2f}")
                 srows.append(cells)
             names = [f"{t} thread{'s' if t > 1 else ''}" for t in counts]
             top = f"{counts[-1]} vs {counts[0]}"
@@ -955,8 +970,8 @@ class Suite:
             w(md_table(head, srows))
             w("\nengine as above (with one thread the background writer still has the other core); "
               "fill only = the kernel's `fill` alone, in the engine's default batches for that "
-              "thread count. The repetitions of the throughput table and as many again plus two, taken "
-              "in turn across the thread counts. best = the ratio of the best rates; pairs = the "
+              f"thread count. The repetitions of the throughput table, then {self.scaling_turns} more of each, "
+              "the thread counts taken in turn. best = the ratio of the best rates; pairs = the "
               "median ratio of the rates measured one after the other (a host whose speed drifts "
               "within seconds, as shared virtual machines do, disturbs the best two-thread rate "
               "more than the best one-thread rate: it needs both cores quiet at once); cores busy "
