@@ -696,27 +696,24 @@ class Suite:
         host's speed drifts over tens of seconds, and a slow phase that covers a whole
         measurement should not decide it.  Every column gets the same, and the best is kept."""
         self.log("second pass: one more repetition of every measurement")
-        done = set()
-        for row in self.rows:
-            for b, m in row["numpy_all"].items():
-                if id(m) not in done:
-                    done.add(id(m))
-                    self.blas.set(b)
-                    try:
-                        m.repeat()
-                    finally:
-                        self.blas.set(self.threads)
-            for m in list(row["kernels"].values()) + list(row["kernel_only"].values()):
-                if id(m) not in done:
-                    done.add(id(m))
-                    m.repeat()
+        # (measurement, BLAS threads it is taken with), each once (rows share measurements);
         # the thread-scaling table's other thread counts too, so that its best rates have had
         # as many chances at every thread count
+        todo = {}
+        for row in self.rows:
+            for b, m in row["numpy_all"].items():
+                todo.setdefault(id(m), (m, b))
+            for m in list(row["kernels"].values()) + list(row["kernel_only"].values()):
+                todo.setdefault(id(m), (m, self.threads))
         for _, d, dk in self.scaling:
             for m in list(d.values()) + list(dk.values()):
-                if id(m) not in done:
-                    done.add(id(m))
-                    m.repeat()
+                todo.setdefault(id(m), (m, self.threads))
+        for m, b in todo.values():
+            self.blas.set(b)
+            try:
+                m.repeat()
+            finally:
+                self.blas.set(self.threads)
         first = self.hw
         self.hardware()
         for k, v in first.items():

@@ -884,9 +884,8 @@ def _host_constants(plan, kernel):
         c["R0"] = np.ascontiguousarray(R0, dtype=np.float64)
         c["r0"] = int(r0)
     else:
-        if not hasattr(plan, "_law_tables"):       # as law.fill builds them
-            cdf, offs = _law.binomial_tables(plan.widths[1:])
-            plan._law_tables = cdf, offs, _law.guide_tables(cdf, offs)
+        if not hasattr(plan, "_law_tables"):       # as law.fill keeps them
+            plan._law_tables = _law.tables(plan.widths[1:])
         cdf, offs, guide = plan._law_tables
         c["cdf"] = np.ascontiguousarray(cdf, dtype=np.float64)
         c["offs"] = np.ascontiguousarray(offs, dtype=np.int64)
