@@ -97,6 +97,11 @@ KERNEL_ORDER = ("dense", "projected", "law")
 ENGINE_CHUNK = 1 << 20
 #: repetitions of the thread-scaling measurements taken with the thread counts in turn
 SCALING_TURNS = 5
+#: kernels also timed into an HDF5 file: the one whose trials are cheap enough for the
+#: file's bytes to matter
+FILE_KERNELS = ("law",)
+#: bytes of the disk-rate measurement (about a 1M-trial results file of the law kernel)
+DISK_BYTES = 192 << 20
 
 
 # ------------------------------------------------------------------ arguments (before numpy is imported)
@@ -310,6 +315,8 @@ class Suite:
         self.hw_time = 0.3 if args.quick else 1.0
         self.cache = {}
         self.compile = {}
+        # results files and the disk-rate file (removed by close)
+        self.scratch = tempfile.mkdtemp(prefix="mcinit-bench-files-")
         self.blas = BlasThreads()
         self.blas.set(threads)
         # thread counts the NumPy reference and dgemm are measured with
@@ -321,6 +328,9 @@ class Suite:
 
     def log(self, msg):
         print(msg, file=sys.stderr, flush=True)
+
+    def close(self):
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     # -------------------------------------------------------------- configuration
 
@@ -501,6 +511,10 @@ class Suite:
             hw["dgemm_1" if b == 1 else "dgemm_T"] = m.rate * 2.0 * n ** 3
         self.blas.set(T)
         hw.setdefault("dgemm_T", hw.get("dgemm_1"))
+        # the disk: a file of DISK_BYTES written in 1 MiB pieces, then fsync'ed (what a run's
+        # records cost the machine at least, beyond the kernel)
+        m = measure(lambda k: self._disk_write(k), self.hw_time, self.reps, n=DISK_BYTES, multiple=DISK_BYTES)
+        hw["disk"] = m.rate
         # the floors use the best rate measured (a floor must not be lowered by contention)
         hw["dgemm"] = max(hw.get("dgemm_1", 0.0), hw["dgemm_T"])
         hw["numpy_gen"] = max(hw["numpy_gen_1"], hw["numpy_gen_T"])
@@ -511,6 +525,21 @@ class Suite:
         self.log(f"hardware: numpy normals {hw['numpy_gen_1'] / 1e6:.0f} M/s/thread, "
                  f"mcinit normals {hw['mcinit_gen_1'] / 1e6:.0f} M/s/thread, "
                  f"dgemm {hw['dgemm'] / 1e9:.1f} GFLOP/s")
+
+    def _disk_write(self, nbytes):
+        """Seconds to write nbytes to a new file in the scratch directory and fsync it."""
+        piece = self.np.frombuffer(os.urandom(1 << 20), dtype=self.np.uint8)
+        path = os.path.join(self.scratch, "disk.bin")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            t0 = time.perf_counter()
+            for at in range(0, nbytes, len(piece)):
+                os.pwrite(fd, piece[:min(len(piece), nbytes - at)], at)
+            os.fsync(fd)
+            return time.perf_counter() - t0
+        finally:
+            os.close(fd)
+            os.remove(path)
 
     # -------------------------------------------------------------- the NumPy reference
 
@@ -584,6 +613,36 @@ class Suite:
                      f"{self.cache[key].rate:,.4g} trials/s")
         return self.cache[key]
 
+    def file_rate(self, case, kernel):
+        """Trials/s through mcinit.engine.run into an HDF5 file (as `mcinit run` writes), and
+        the file's bytes per trial."""
+        key = ("file", case.shape_key, kernel)
+        if key not in self.cache:
+            from mcinit import engine
+            from mcinit.store import HDF5Sink
+            self.warm(kernel)
+            path = os.path.join(self.scratch, "run.h5")
+            size = {}
+
+            def fn(n):
+                t = 0.0
+                done = 0
+                while done < n:
+                    m = min(ENGINE_CHUNK, n - done)
+                    t0 = time.perf_counter()
+                    engine.run(self.config(case, kernel, m), sink=HDF5Sink(path), threads=self.threads)
+                    t += time.perf_counter() - t0
+                    size[m] = os.path.getsize(path)
+                    os.remove(path)
+                    done += m
+                return t
+
+            self.cache[key] = measure(fn, self.per_rep, self.reps, n=self.threads, multiple=self.threads)
+            m = max(size)
+            self.cache[key].bytes_per_trial = size[m] / m
+            self.log(f"  {case.name} {kernel} into an HDF5 file: {self.cache[key].rate:,.4g} trials/s")
+        return self.cache[key]
+
     def kernel_only_rate(self, case, kernel, threads=None):
         """Trials/s of kernel.fill alone, in the engine's default batches (no reduction, no sink)."""
         threads = threads or self.threads
@@ -644,10 +703,12 @@ class Suite:
             numpy_all = {b: self.numpy_rate(case, b) for b in self.blas_counts}
             best = max(numpy_all, key=lambda b: numpy_all[b].rate)
             row = dict(case=case, numpy=numpy_all[best], numpy_blas=best, numpy_all=numpy_all,
-                       kernels={}, kernel_only={}, batch={}, batch_fix={})
+                       kernels={}, kernel_only={}, batch={}, batch_fix={}, file={})
             for k in case.kernels:
                 row["kernels"][k] = self.engine_rate(case, k)
                 row["kernel_only"][k] = self.kernel_only_rate(case, k)
+                if k in FILE_KERNELS:
+                    row["file"][k] = self.file_rate(case, k)
                 B = self.default_batch(case, k)
                 row["batch"][k] = B
                 if B < self.threads:
@@ -703,7 +764,7 @@ class Suite:
         for row in self.rows:
             for b, m in row["numpy_all"].items():
                 todo.setdefault(id(m), (m, b))
-            for m in list(row["kernels"].values()) + list(row["kernel_only"].values()):
+            for m in list(row["kernels"].values()) + list(row["kernel_only"].values()) + list(row["file"].values()):
                 todo.setdefault(id(m), (m, self.threads))
         for _, d, dk in self.scaling:
             for m in list(d.values()) + list(dk.values()):
@@ -930,18 +991,27 @@ class Suite:
                 e = r["kernels"][k].rate
                 ko = r["kernel_only"][k].rate
                 fix = r["batch_fix"].get(k)
+                fm = r["file"].get(k)
+                file_floor = hw["disk"] / fm.bytes_per_trial if fm else None
                 erows.append([c.name, k, fmt_rate(e), fmt_rate(ko), fmt_pct(max(0.0, 1 - e / ko)),
                               str(r["batch"][k]),
                               f"{fmt_rate(fix[1].rate)} (batch {fix[0]}, ×{fmt_ratio(fix[1].rate / e)})"
-                              if fix else "–"])
+                              if fix else "–",
+                              f"{fmt_rate(fm.rate)} ({fmt_pct(fm.rate / e)})" if fm else "–",
+                              f"{fmt_rate(file_floor)} ({fm.bytes_per_trial:.0f} B/trial)" if fm else "–"])
         w(md_table(["case", "kernel", "engine", "kernel.fill only", "engine share of time",
-                    "default batch", "engine, batch ≥ threads"], erows))
+                    "default batch", "engine, batch ≥ threads", "engine into an HDF5 file (of engine)",
+                    "disk floor"], erows))
         w("\nengine = `mcinit.engine.run` (reduction, failure counts, in-memory sink, background "
           "writer; with more than one thread a batch is reduced while the next ones are computed; calls "
           f"of up to {ENGINE_CHUNK:,} trials); kernel.fill only = the kernel's `fill` on preallocated arrays in the engine's "
           "default batches. Where the default batch is smaller than the thread count, a batch "
-          "runs on fewer threads than available; the last column reruns with `batch_size` = 4 × "
-          "threads.\n")
+          "runs on fewer threads than available; `engine, batch ≥ threads` reruns with `batch_size` = 4 × "
+          "threads. engine into an HDF5 file = the same into a results file, as `mcinit run` "
+          "writes it (records staged in place, commits fsync'ed on their own thread); disk floor = "
+          f"the disk's rate ({hw['disk'] / 1e6:,.0f} MB/s: {DISK_BYTES >> 20} MiB written and "
+          "fsync'ed, best of the repetitions) / the file's bytes per trial: no run that keeps "
+          "every trial's records on this disk can beat it.\n")
 
         if self.scaling:
             counts = self.scaling_counts
@@ -1002,6 +1072,8 @@ class Suite:
                 what = f"torch float64 autograd {key[1]} {key[2]} thr batch {key[3]}"
             elif key[0] == "kernel":
                 what = f"{key[2]} fill-only {key[1]} {key[3]} thr"
+            elif key[0] == "file":
+                what = f"{key[2]} engine into an HDF5 file {key[1]} {self.threads} thr"
             else:
                 what = f"{key[2]} engine {key[1]} {key[3]} thr" + (f" batch {key[4]}" if key[4] else "")
             drows.append([what, f"{m.n:,}", str(len(m.rates)), fmt_rate(m.rate),
@@ -1137,11 +1209,14 @@ def main(argv=None):
     args = parse_args(argv)
     threads, cores, cold_dir = configure_environment(args)
     sys.path.insert(0, HERE)
+    suite = None
     try:
         suite = Suite(args, threads, cores)
         suite.run()
         text = suite.report()
     finally:
+        if suite is not None:
+            suite.close()
         if cold_dir:
             shutil.rmtree(cold_dir, ignore_errors=True)
     print(text)

@@ -82,12 +82,16 @@ def default_batch_size(config, threads=1):
 
 
 class _Writer:
-    """Hands batches to the sink on one background thread, in order; errors come back.
+    """Hands batches to the sink on background threads, in order; errors come back.
 
-    Batches that queue up while the sink is busy go to it together (``write_many``, where
-    the sink has it): an HDF5 file then commits them at once, with one set of fsyncs and
-    one summary for several batches, so that a fast kernel is not held to the pace of the
-    disk's commits.  A sink that keeps up still commits every batch."""
+    Batches that queue up while the sink is busy go to it together: an HDF5 file then
+    commits them at once, with one set of fsyncs and one summary for several batches, so
+    that a fast kernel is not held to the pace of the disk's commits.  A sink that stages
+    and commits separately (``pipelined``: HDF5Sink) gets two threads: one stages each
+    batch's records as they come (hands them to the OS, after which their arrays can be
+    reused), the other commits what is staged (fsync, summary, ``completed``), every batch
+    staged meanwhile in one commit; so the next batches' records are copied out while a
+    commit waits for the disk.  Other sinks get ``write_many`` (or ``write``) on one thread."""
 
     #: batches waiting for the sink at most
     QUEUE = 3
@@ -96,42 +100,77 @@ class _Writer:
         self.sink = sink
         self.q = queue.Queue(maxsize=self.QUEUE)
         self.error = None
-        self.written = 0    # batches the sink has had (written, or dropped after an error)
-        self.t = threading.Thread(target=self._loop, daemon=True)
-        self.t.start()
+        self.written = 0    # batches the sink has had (staged or written, or dropped after an error)
+        self.pipelined = bool(getattr(sink, "pipelined", False))
+        self.commits = queue.Queue() if self.pipelined else None
+        self.threads = [threading.Thread(target=self._loop, daemon=True)]
+        if self.pipelined:
+            self.threads.append(threading.Thread(target=self._commit_loop, daemon=True))
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _take(q, most=None):
+        """The next item of q and those queued behind it (up to ``most``); (items, ended)."""
+        items = [q.get()]
+        while (most is None or len(items) < most) and items[-1] is not None:
+            try:
+                items.append(q.get_nowait())
+            except queue.Empty:
+                break
+        if items[-1] is None:
+            return items[:-1], True
+        return items, False
+
+    def _fail(self, e):
+        if self.error is None:  # the first error wins; re-raised in the engine's thread
+            self.error = e
 
     def _loop(self):
         many = getattr(self.sink, "write_many", None)
         done = False
         while not done:
-            items = [self.q.get()]
-            while len(items) < self.QUEUE and items[-1] is not None:
-                try:
-                    items.append(self.q.get_nowait())
-                except queue.Empty:
-                    break
-            if items[-1] is None:
-                items.pop()
-                done = True
+            items, done = self._take(self.q, self.QUEUE)
             if items and self.error is None:
                 try:
-                    if many is not None:
+                    if self.pipelined:
+                        self.sink.stage(items)
+                        self.commits.put((self.sink.staged, items[-1][2]))
+                    elif many is not None:
                         many(items)
                     else:
                         for item in items:
                             self.sink.write(*item)
-                except BaseException as e:  # re-raised in the engine's thread
-                    self.error = e
+                except BaseException as e:
+                    self._fail(e)
             self.written += len(items)
+        if self.pipelined:
+            self.commits.put(None)
+
+    def _commit_loop(self):
+        done = False
+        while not done:
+            requests, done = self._take(self.commits)
+            if requests and self.error is None:
+                try:
+                    self.sink.commit(*requests[-1])     # the last: everything staged so far
+                except BaseException as e:
+                    self._fail(e)
 
     def put(self, first, records, summary):
         if self.error is not None:
             raise self.error
         self.q.put((first, records, summary))
 
+    def stop(self):
+        """End the threads once the batches handed over are written (or dropped after an error)."""
+        if self.threads[0].is_alive():
+            self.q.put(None)
+        for t in self.threads:
+            t.join()
+
     def finish(self):
-        self.q.put(None)
-        self.t.join()
+        self.stop()
         if self.error is not None:
             raise self.error
 
@@ -333,10 +372,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             if ex is not None:
                 ex.shutdown()
         bar.close()
-        if writer.t.is_alive():
-            writer.q.put(None)
-            writer.t.join()
-    sink.close()
+        writer.stop()
+        sink.close()
     result = RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
                        eps=eps, failures=failures, computed=first - start)
     if stopped:

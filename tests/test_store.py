@@ -97,7 +97,29 @@ def test_one_input_per_trial_stores_the_max_columns_as_links(tmp_path):
 
 
 class _SlowCommits(HDF5Sink):
-    """An HDF5 sink whose first commits are slow (a busy disk): batches queue up meanwhile."""
+    """An HDF5 sink whose first commits are slow (a busy disk): batches are staged meanwhile."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.staged_firsts = []
+        self.commits = []
+
+    def stage(self, batches):
+        super().stage(batches)
+        self.staged_firsts += [first for first, _, _ in batches]
+
+    def commit(self, rows, summary):
+        if len(self.commits) < 3:
+            time.sleep(0.3)
+        super().commit(rows, summary)
+        self.commits.append(rows)
+
+
+class _SlowWrites(HDF5Sink):
+    """An HDF5 sink without staging (as a sink of a layout pwrite cannot address), whose
+    first writes are slow: batches queue up meanwhile."""
+
+    pipelined = False
 
     def __init__(self, path):
         super().__init__(path)
@@ -110,23 +132,71 @@ class _SlowCommits(HDF5Sink):
         self.groups.append([first for first, _, _ in batches])
 
 
-def test_batches_that_queue_up_are_committed_together(tmp_path):
-    """When the sink falls behind, the batches waiting for it go into one commit (one set
-    of fsyncs, the last batch's summary): the file is the same as with one commit per batch."""
+def _same_as_reference(path, res, cfg, data, trials):
+    ref = engine.run(cfg, data, batch_size=trials)
+    assert _same_records(path, ref.records) == trials
+    _same_summary(path, ref.summary)
+    with h5py.File(path, "r") as f:   # the checkpoint holds the state at completed
+        _same_summary(path, res.summary)
+        slot = [i for i in (0, 1) if f["checkpoint"][f"slot{i}"]["trials"][()] == trials]
+        assert slot and np.array_equal(read_summary(f["checkpoint"][f"slot{slot[0]}"], 3).m2, ref.summary.m2)
+
+
+def test_batches_staged_during_a_slow_commit_are_committed_together(tmp_path):
+    """Batches are staged (written in place, raw) as they come while a commit waits for the
+    disk; the next commit takes every batch staged meanwhile (one set of fsyncs, the last
+    batch's summary): the file is the same as with one commit per batch."""
     cfg, data = _cfg(trials=3000)
     path = str(tmp_path / "r.h5")
     sink = _SlowCommits(path)
     res = engine.run(cfg, data, sink=sink, batch_size=100, threads=1)
+    assert sink.staged_firsts == list(range(0, 3000, 100))
+    assert sink.commits == sorted(set(sink.commits)) and sink.commits[-1] == 3000
+    assert all(c % 100 == 0 for c in sink.commits)
+    assert len(sink.commits) < 30, sink.commits      # some commits took several batches
+    _same_as_reference(path, res, cfg, data, 3000)
+
+
+def test_batches_that_queue_up_are_written_together_without_staging(tmp_path):
+    """A sink that cannot stage gets the batches that queued up while it was busy in one
+    write_many (one commit)."""
+    cfg, data = _cfg(trials=3000)
+    path = str(tmp_path / "r.h5")
+    sink = _SlowWrites(path)
+    res = engine.run(cfg, data, sink=sink, batch_size=100, threads=1)
     firsts = [b for g in sink.groups for b in g]
     assert firsts == list(range(0, 3000, 100))
     assert max(len(g) for g in sink.groups) > 1, sink.groups
-    ref = engine.run(cfg, data, batch_size=3000)
-    assert _same_records(path, ref.records) == 3000
-    _same_summary(path, ref.summary)
-    with h5py.File(path, "r") as f:   # the checkpoint holds the state at completed
-        _same_summary(path, res.summary)
-        slot = [i for i in (0, 1) if f["checkpoint"][f"slot{i}"]["trials"][()] == 3000]
-        assert slot and np.array_equal(read_summary(f["checkpoint"][f"slot{slot[0]}"], 3).m2, ref.summary.m2)
+    _same_as_reference(path, res, cfg, data, 3000)
+
+
+class _ThroughHDF5(HDF5Sink):
+    """An HDF5 sink that writes records through h5py (as for a layout pwrite cannot address)."""
+
+    def _raw_layout(self):
+        return None
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_records_written_in_place_equal_those_written_through_hdf5(tmp_path, samples):
+    """Staged records (raw bytes at their chunks' places, a run resumed past a chunk
+    boundary) read back the same as records written through h5py, and as in memory."""
+    cfg, data = _cfg(trials=40000, samples=samples, input_dim=6, widths="5,4")
+    raw, via = str(tmp_path / "raw.h5"), str(tmp_path / "via.h5")
+    sink = HDF5Sink(raw)
+    with pytest.raises(engine.Stopped):
+        engine.run(cfg, data, sink=sink, batch_size=7000, stop_requested=lambda: True)
+    assert sink.pipelined and sink.completed == 7000
+    sink = HDF5Sink(raw, resume=True)
+    engine.run(cfg, data, sink=sink, batch_size=9000)
+    assert sink.pipelined and sink.completed == 40000
+    sink = _ThroughHDF5(via)
+    engine.run(cfg, data, sink=sink, batch_size=9000)
+    assert not sink.pipelined and sink.completed == 40000
+    mem = engine.run(cfg, data, batch_size=40000)
+    for path in (raw, via):
+        assert _same_records(path, mem.records) == 40000
+        _same_summary(path, mem.summary)
 
 
 def test_readable_by_another_process_while_being_written(tmp_path):
