@@ -590,33 +590,13 @@ class Suite:
             return "compile or cache load"
         return "compiled" if after > before else "cache load"
 
-    def engine_rate(self, case, kernel, threads=None, batch_size=None):
-        """Trials/s through mcinit.engine.run with an in-memory sink."""
+    def engine_rate(self, case, kernel, threads=None, batch_size=None, to_file=False):
+        """Trials/s through mcinit.engine.run with an in-memory sink, or (to_file) into an HDF5
+        file as `mcinit run` writes it (then also the file's bytes per trial; the file is
+        removed after each call, outside the timing)."""
         threads = threads or self.threads
-        key = ("engine", case.shape_key, kernel, threads, batch_size)
-        if key not in self.cache:
-            from mcinit import engine
-            self.warm(kernel)
-
-            def fn(n):
-                t0 = time.perf_counter()
-                done = 0
-                while done < n:
-                    m = min(ENGINE_CHUNK, n - done)
-                    engine.run(self.config(case, kernel, m), threads=threads, batch_size=batch_size)
-                    done += m
-                return time.perf_counter() - t0
-
-            self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
-            extra = f", batch {batch_size}" if batch_size else ""
-            self.log(f"  {case.name} {kernel} ({threads} thr{extra}): "
-                     f"{self.cache[key].rate:,.4g} trials/s")
-        return self.cache[key]
-
-    def file_rate(self, case, kernel):
-        """Trials/s through mcinit.engine.run into an HDF5 file (as `mcinit run` writes), and
-        the file's bytes per trial."""
-        key = ("file", case.shape_key, kernel)
+        key = ("file", case.shape_key, kernel) if to_file else \
+            ("engine", case.shape_key, kernel, threads, batch_size)
         if key not in self.cache:
             from mcinit import engine
             from mcinit.store import HDF5Sink
@@ -629,18 +609,24 @@ class Suite:
                 done = 0
                 while done < n:
                     m = min(ENGINE_CHUNK, n - done)
+                    sink = HDF5Sink(path) if to_file else None
                     t0 = time.perf_counter()
-                    engine.run(self.config(case, kernel, m), sink=HDF5Sink(path), threads=self.threads)
+                    engine.run(self.config(case, kernel, m), sink=sink, threads=threads,
+                               batch_size=batch_size)
                     t += time.perf_counter() - t0
-                    size[m] = os.path.getsize(path)
-                    os.remove(path)
+                    if to_file:
+                        size[m] = os.path.getsize(path)
+                        os.remove(path)
                     done += m
                 return t
 
-            self.cache[key] = measure(fn, self.per_rep, self.reps, n=self.threads, multiple=self.threads)
-            m = max(size)
-            self.cache[key].bytes_per_trial = size[m] / m
-            self.log(f"  {case.name} {kernel} into an HDF5 file: {self.cache[key].rate:,.4g} trials/s")
+            self.cache[key] = measure(fn, self.per_rep, self.reps, n=threads, multiple=threads)
+            if to_file:
+                self.cache[key].bytes_per_trial = size[max(size)] / max(size)
+            extra = f", batch {batch_size}" if batch_size else ""
+            where = " into an HDF5 file" if to_file else ""
+            self.log(f"  {case.name} {kernel} ({threads} thr{extra}){where}: "
+                     f"{self.cache[key].rate:,.4g} trials/s")
         return self.cache[key]
 
     def kernel_only_rate(self, case, kernel, threads=None):
@@ -708,7 +694,7 @@ class Suite:
                 row["kernels"][k] = self.engine_rate(case, k)
                 row["kernel_only"][k] = self.kernel_only_rate(case, k)
                 if k in FILE_KERNELS:
-                    row["file"][k] = self.file_rate(case, k)
+                    row["file"][k] = self.engine_rate(case, k, to_file=True)
                 B = self.default_batch(case, k)
                 row["batch"][k] = B
                 if B < self.threads:

@@ -396,6 +396,7 @@ class HDF5Sink:
     def open(self, meta):
         """Create the run (or find where to resume it); returns None or (next trial, Summary)."""
         state = self._open(meta)
+        self._rows = int(meta.get("rows", meta["trials"]))     # as build_run made the file
         self.staged = self.completed
         self._raw = self._raw_layout()
         if self._raw is not None:
@@ -427,9 +428,8 @@ class HDF5Sink:
             with open_results(self.path) as f:
                 t = (f[self.group] if self.group else f)["trials"]
                 names = stored_columns(t, [n for n in COLUMNS + SUP_FIELDS if n in t])
-                rows = t["index"].shape[0]
+                rows = self._rows
                 layout = {}
-                self._rows = rows
                 for name in names:
                     ds = t[name]
                     plist = ds.id.get_create_plist()
@@ -502,11 +502,11 @@ class HDF5Sink:
             if first != self.first + b:
                 raise StoreError(f"batch starts at trial {first}, expected {self.first + b}")
             b += len(records["dead"])
+        if b > self._rows:
+            raise StoreError(f"{self.path} holds {self._rows} trials; batch ends at {b}")
         if self._raw is None:
             with _open_for_write(self.path) as f:
                 t = (f[self.group] if self.group else f)["trials"]
-                if b > t["index"].shape[0]:
-                    raise StoreError(f"{self.path} holds {t['index'].shape[0]} trials; batch ends at {b}")
                 t["index"][a:b] = np.arange(self.first + a, self.first + b, dtype=np.int64)
                 names = stored_columns(t, [n for n in RECORD_FIELDS + SUP_FIELDS + ("dead",)
                                            if n in batches[0][1]])
@@ -515,8 +515,6 @@ class HDF5Sink:
                     for name in names:
                         t[name][r0:r0 + len(records["dead"])] = records[name]
         else:
-            if b > self._rows:
-                raise StoreError(f"{self.path} holds {self._rows} trials; batch ends at {b}")
             self._put("index", a, np.arange(self.first + a, self.first + b, dtype=np.int64))
             for first, records, *_ in batches:
                 for name in self._raw:
