@@ -41,7 +41,7 @@ from .sbatch import parse_sbatch_arg, sbatch_line
 from .store import StoreError, check_output
 
 __all__ = ["SlurmError", "Resources", "Plan", "parts_dir", "make_plan", "check_paths", "check_destination",
-           "write_plan", "keep_plan", "discard_plan", "array_script", "merge_script", "job_options",
+           "write_plan", "keep_plan", "discard_plan", "array_script", "merge_script", "job_options", "log_pattern",
            "sbatch_command", "find_sbatch", "submit", "wait_for_job",
            "job_states", "job_names", "read_status", "format_status", "load_plan", "load_jobs",
            "run_config_dict", "shard_range", "PLAN_FORMAT", "CONFIG_KEYS", "CLI_MODULE"]
@@ -284,7 +284,8 @@ def load_jobs(directory):
 
 def check_paths(plan):
     """Refuse paths a batch script cannot hold (a newline, carriage return or NUL ends a line
-    for sbatch and bash), and names that are not text, before any file is written."""
+    for sbatch and bash), names that are not text, and a submission directory that SLURM
+    cannot put log files in by pattern (a backslash), before any file is written."""
     names = [("output", plan.output), ("python interpreter", plan.python)]
     names += [("run name", name) for name, _, _ in plan.runs]
     for what, path in names:
@@ -298,6 +299,9 @@ def check_paths(plan):
         except UnicodeEncodeError:
             raise SlurmError(f"{what} {path!r} is not valid UTF-8; mcinit submit cannot write it "
                              f"into a batch script") from None
+    if "\\" in plan.dir:
+        raise SlurmError(f"output {plan.output!r} has a backslash in its path; SLURM cannot name the "
+                         f"jobs' log files under it (a backslash turns off its %-patterns)")
 
 
 def check_destination(plan, dry_run=False):
@@ -352,19 +356,25 @@ def job_names(output):
     return f"mcinit-{base}", f"mcinit-merge-{base}"
 
 
+def log_pattern(directory, name):
+    """sbatch's --output for log file ``name`` (a SLURM filename pattern such as
+    ``slurm-%A_%a.out``) in ``directory``: SLURM expands %-patterns in the whole path, so each
+    ``%`` of the directory is written ``%%``.  (A backslash anywhere in the path turns the
+    patterns off altogether; check_paths refuses such paths.)"""
+    return os.path.join(directory.replace("%", "%%"), name)
+
+
 def job_options(plan, job):
     """[(sbatch option, value)] that mcinit sets itself for ``job`` ("array" or "merge").
 
     They are written into the script and given again on sbatch's command line at submission
-    (where they win over SBATCH_* variables of the environment).  The logs are named relative
-    to the working directory (--chdir, the submission directory), so that no character of its
-    path is read as one of SLURM's %-patterns."""
+    (where they win over SBATCH_* variables of the environment)."""
     array_name, merge_name = job_names(plan.output)
     if job == "array":
         return [("job-name", array_name), ("array", f"0-{plan.tasks - 1}"), ("chdir", plan.dir),
-                ("output", "logs/slurm-%A_%a.out"), ("open-mode", "append")]
+                ("output", log_pattern(plan.logs, "slurm-%A_%a.out")), ("open-mode", "append")]
     if job == "merge":
-        return [("job-name", merge_name), ("chdir", plan.dir), ("output", "logs/merge-%j.out"),
+        return [("job-name", merge_name), ("chdir", plan.dir), ("output", log_pattern(plan.logs, "merge-%j.out")),
                 ("open-mode", "append")]
     raise ValueError(f"job must be 'array' or 'merge', got {job!r}")
 

@@ -78,14 +78,14 @@ def test_dry_run_writes_the_scripts(tmp_path, monkeypatch):
     py = os.path.abspath(sys.executable)
     for line in ("#SBATCH --array=0-3", "#SBATCH --cpus-per-task=2", "#SBATCH --partition=short",
                  "#SBATCH --time=0:30:00", "#SBATCH --mem=2G", "#SBATCH --account=proj", "#SBATCH --qos=low",
-                 f"#SBATCH --chdir={d}", "#SBATCH --output=logs/slurm-%A_%a.out", "#SBATCH --job-name=mcinit-r.h5"):
+                 f"#SBATCH --chdir={d}", f"#SBATCH --output={d}/logs/slurm-%A_%a.out", "#SBATCH --job-name=mcinit-r.h5"):
         assert line + "\n" in array, line
     assert f"exec {py} -m mcinit run --config \"$CONFIG\" --shard \"$SHARD/4\" -o \"$PART\" --resume -q " \
            "--threads 2" in array
     assert f"exec {py} -m mcinit merge" in merge and f"\nOUTPUT={out}\n" in merge and '-o "$OUTPUT"' in merge \
         and "--sweep" not in merge
     assert "#SBATCH --cpus-per-task=1\n" in merge and "#SBATCH --partition=short\n" in merge
-    assert "--array" not in merge and "#SBATCH --output=logs/merge-%j.out\n" in merge
+    assert "--array" not in merge and f"#SBATCH --output={d}/logs/merge-%j.out\n" in merge
     for k in range(4):
         assert f"{d}/w5_7-d2-n2-he.shard-{k}-of-4.h5" in merge
     for script in (d / "array.sbatch", d / "merge.sbatch"):
@@ -173,9 +173,9 @@ def test_submit_calls_sbatch_with_the_dependency(tmp_path, fake_slurm):
     assert r.exit_code == 0, r.output
     d = tmp_path / "s.h5.parts"
     calls = fake_slurm["log"].read_text().splitlines()
-    assert calls == [f"--job-name=mcinit-s.h5 --array=0-3 --chdir={d} --output=logs/slurm-%A_%a.out "
+    assert calls == [f"--job-name=mcinit-s.h5 --array=0-3 --chdir={d} --output={d}/logs/slurm-%A_%a.out "
                      f"--open-mode=append {d}/array.sbatch",
-                     f"--job-name=mcinit-merge-s.h5 --chdir={d} --output=logs/merge-%j.out --open-mode=append "
+                     f"--job-name=mcinit-merge-s.h5 --chdir={d} --output={d}/logs/merge-%j.out --open-mode=append "
                      f"--dependency=afterok:123 --kill-on-invalid-dep=yes {d}/merge.sbatch"]
     assert "array job 123 (4 tasks), merge job 124" in r.output
     assert json.loads((d / "jobs.json").read_text())["array"] == "123"
