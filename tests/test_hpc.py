@@ -591,3 +591,54 @@ def test_real_cluster_sweep_equals_the_local_sweep(tmp_path, slurm_cluster, monk
             assert a[k].tobytes() == b[k].tobytes() and a[k].shape == b[k].shape, (name, k)
     st = hpc.read_status(str(out))
     assert st["shards_done"] == 4 and st["merged"]["complete"]
+
+
+@pytest.mark.slow
+def test_real_cluster_hostile_paths(tmp_path, slurm_cluster, monkeypatch):  # noqa: F811
+    """Submitted for real into a directory whose name holds shell syntax, quotes, # and SLURM's
+    %-patterns: the jobs run there, their logs land in logs/ under it, the merge writes the output,
+    and nothing of the names is run."""
+    for k in ("SLURM_CONF", "MUNGE_SOCKET", "PATH"):
+        monkeypatch.setenv(k, slurm_cluster.env[k])
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / HOSTILE_DIR
+    d.mkdir()
+    out = d / 'r "x" $(touch PWNED) %x %a.h5'
+    r = invoke("submit", *SMALL, "--shards", 2, "-o", out, "--wait", "-q", '--sbatch-arg=--comment=a "b" #c %j')
+    assert r.exit_code == 0, r.output + slurm_cluster.diagnostics()
+    assert out.exists() and no_injection(tmp_path) == []
+    logs = sorted(p.name for p in (d / (out.name + ".parts") / "logs").iterdir())
+    assert len(logs) == 3 and sum(n.startswith("slurm-") for n in logs) == 2 and logs[0].startswith("merge-")
+    array = hpc.load_jobs(str(d / (out.name + ".parts")))["array"]
+    info = slurm_cluster.run("scontrol", "show", "job", "-o", array, check=False).stdout
+    assert 'Comment=a "b" #c %j ' in info and f"WorkDir={d / (out.name + '.parts')} " in info, info
+
+
+@pytest.mark.slow
+def test_real_cluster_beside_another(slurm_cluster, tmp_path):  # noqa: F811
+    """A second cluster started while the session's runs: its own ports, munge socket and
+    directories; a job submitted to each is seen by that one only; stopping the second leaves
+    nothing of it running and the first idle."""
+    from slurm_cluster import alive, read_pid, start_cluster
+    other = start_cluster(log=lambda m: None)
+    try:
+        assert not set(other.ports) & set(slurm_cluster.ports)
+        assert other.munge_socket != slurm_cluster.munge_socket and other.root != slurm_cluster.root
+        script = tmp_path / "hello.sh"
+        script.write_text(f"#!/bin/bash\n#SBATCH --output={tmp_path}/hello-%j.out\nsleep 1; echo hello\n")
+        ids = []
+        for cluster in (slurm_cluster, other):
+            p = cluster.run("sbatch", "--parsable", "--hold", str(script))
+            ids.append(p.stdout.strip())
+            queued = cluster.run("squeue", "-h", "-o", "%i %j").stdout.split("\n")
+            assert [q.split()[1] for q in queued if q.strip()] == ["hello.sh"], queued
+        for cluster, job in zip((slurm_cluster, other), ids):
+            cluster.run("scontrol", "release", job)
+    finally:
+        daemons = [read_pid(path) for path in other.pidfiles.values()]
+        killed = other.stop()
+        other.cleanup()
+    assert killed == [] and None not in daemons and not [pid for pid in daemons if alive(pid)]
+    assert other._leftovers() == []
+    assert slurm_cluster.run("sinfo", "-h", "-o", "%T").stdout.split() in (["idle"], ["mixed"], ["allocated"])
+
