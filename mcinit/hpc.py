@@ -28,11 +28,12 @@ import datetime
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 from ._version import __version__
@@ -263,13 +264,9 @@ def load_jobs(directory):
     {array: id, merge: id, submitted: time}; a jobs.json that is not such a record is a
     SlurmError (one line), never a traceback."""
     path = os.path.join(directory, "jobs.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            jobs = json.load(f)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return {}
-    except (OSError, ValueError) as e:
-        raise SlurmError(f"cannot read {path}: {_first_line(str(e))}") from None
+    jobs = _read_json(path)
     if not isinstance(jobs, dict):
         raise SlurmError(f"{path} is not a record of mcinit submit's jobs (not a JSON object)")
     for key in ("array", "merge"):
@@ -458,10 +455,11 @@ def write_plan(plan):
     plan.replaced = None
     if os.path.isdir(d) and not plan.resume:
         parent, base = os.path.split(d)
-        stage = tempfile.mkdtemp(prefix=f".{base}.new-", dir=parent)
+        tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        stage, aside = os.path.join(parent, f".{base}.new-{tag}"), os.path.join(parent, f".{base}.old-{tag}")
+        os.mkdir(stage)
         try:
             _write_files(plan, stage)
-            aside = os.path.join(parent, f".{base}.old-{os.getpid()}-{os.path.basename(stage)[-8:]}")
             os.rename(d, aside)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
@@ -474,8 +472,14 @@ def write_plan(plan):
             raise
         plan.replaced = aside
         return d
+    fresh = not os.path.isdir(d)
     os.makedirs(d, exist_ok=True)
-    _write_files(plan, d)
+    try:
+        _write_files(plan, d)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     return d
 
 
@@ -515,6 +519,25 @@ def _write_text(path, text, mode=0o644):
         f.write(text)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+#: plan.json and jobs.json are a few kB; anything far larger was not written by mcinit submit
+_JSON_LIMIT = 64 << 20
+
+
+def _read_json(path):
+    """The JSON value in the regular file ``path``; SlurmError (one line) for anything else
+    (a FIFO or device would block or never end, a huge file fill the memory)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise SlurmError(f"cannot read {path}: not a regular file")
+        if st.st_size > _JSON_LIMIT:
+            raise SlurmError(f"cannot read {path}: {st.st_size} bytes is not a file mcinit submit wrote")
+        with open(path, "rb") as f:
+            return json.loads(f.read(_JSON_LIMIT + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise SlurmError(f"cannot read {path}: {_first_line(str(e)) or type(e).__name__}") from None
 
 
 def _is_count(value, least=0):
@@ -564,13 +587,9 @@ def load_plan(output):
     that is not such a plan is a SlurmError naming what is wrong."""
     d = parts_dir(output)
     path = os.path.join(d, "plan.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            plan = json.load(f)
-    except FileNotFoundError:
-        raise SlurmError(f"no submission for {output}: {path} does not exist") from None
-    except (OSError, ValueError) as e:
-        raise SlurmError(f"cannot read {path}: {_first_line(str(e))}") from None
+    if not os.path.lexists(path):
+        raise SlurmError(f"no submission for {output}: {path} does not exist")
+    plan = _read_json(path)
     _check_plan(plan, path)
     plan["dir"] = d
     return plan

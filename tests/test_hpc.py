@@ -642,3 +642,25 @@ def test_real_cluster_beside_another(slurm_cluster, tmp_path):  # noqa: F811
     assert other._leftovers() == []
     assert slurm_cluster.run("sinfo", "-h", "-o", "%T").stdout.split() in (["idle"], ["mixed"], ["allocated"])
 
+
+
+@pytest.mark.parametrize("name", ["plan.json", "jobs.json"])
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "deep"])
+def test_status_reads_only_regular_json_files(tmp_path, monkeypatch, name, kind):
+    """A FIFO, a directory, a link to a device or a deeply nested JSON value in place of
+    plan.json or jobs.json: one line, no hang."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "p.h5"
+    assert invoke("submit", *SMALL, "--shards", 2, "-o", out, "--dry-run").exit_code == 0
+    path = tmp_path / "p.h5.parts" / name
+    if path.exists():
+        path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text("[" * 100000 + "]" * 100000)
+    one_line_error(invoke("status", out), "cannot read")
