@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 
-__all__ = ["slurm_cluster", "SlurmCluster", "ClusterUnavailable", "start_cluster", "on_ci", "read_pid", "alive"]
+__all__ = ["slurm_cluster", "SlurmCluster", "ClusterUnavailable", "start_cluster", "on_ci", "read_pid", "alive",
+           "free_ports"]
 
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 PORT_TRIES = 3  # starts with newly found free ports when one was taken meanwhile
@@ -105,7 +106,7 @@ def install(log=print):
             raise ClusterUnavailable(f"{name} is still missing after installing slurm-wlm and munge")
 
 
-def _free_ports(n):
+def free_ports(n):
     socks = []
     try:
         for _ in range(n):
@@ -293,7 +294,7 @@ class SlurmCluster:
             u = pwd.getpwnam("slurm")
             for d in ("state", "log", "run"):
                 os.chown(os.path.join(self.root, d), u.pw_uid, u.pw_gid)
-        ctld_port, d_port = self.ports = _free_ports(2)
+        ctld_port, d_port = self.ports = free_ports(2)
         r = self.root
         lines = [
             "ClusterName=mcinittest",

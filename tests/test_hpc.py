@@ -664,3 +664,38 @@ def test_status_reads_only_regular_json_files(tmp_path, monkeypatch, name, kind)
     else:
         path.write_text("[" * 100000 + "]" * 100000)
     one_line_error(invoke("status", out), "cannot read")
+
+
+@pytest.mark.slow
+def test_test_cluster_takes_new_ports_when_one_is_taken(monkeypatch):
+    """The free ports found for a cluster are taken by someone else before its daemons bind
+    them: it starts again with new ones instead of failing."""
+    import socket
+
+    import slurm_cluster as sc
+    taken = socket.socket()
+    taken.bind(("", 0))
+    taken.listen()
+    found = sc.free_ports
+    calls = []
+
+    def first_taken(n):
+        calls.append(n)
+        ports = found(n)
+        return [taken.getsockname()[1]] + ports[1:] if len(calls) == 1 else ports
+
+    monkeypatch.setattr(sc, "free_ports", first_taken)
+    try:
+        cluster = sc.start_cluster(log=lambda m: None)
+    except sc.ClusterUnavailable as e:
+        taken.close()
+        if "port" in str(e) or sc.on_ci():
+            raise
+        pytest.skip(f"no SLURM cluster: {e}")
+    try:
+        assert len(calls) == 2 and taken.getsockname()[1] not in cluster.ports
+        assert cluster.run("sinfo", "-h", "-o", "%T").stdout.split() == ["idle"]
+    finally:
+        taken.close()
+        assert cluster.stop() == []
+        cluster.cleanup()
