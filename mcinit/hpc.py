@@ -24,6 +24,7 @@ squeue/scontrol where SLURM is at hand).
 No click here: the command line is ``mcinit.cli_hpc``.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -96,10 +97,10 @@ class Resources:
         self.partition = _word(partition, "partition")
         self.account = _word(account, "account")
         self.time = None if time is None else str(time).strip()
-        if self.time is not None and not _TIME_RE.match(self.time):
+        if self.time is not None and not _TIME_RE.fullmatch(self.time):
             raise ConfigError(f"--time must be a SLURM time such as 30, 2:00:00 or 1-12:00:00, got {time!r}")
         self.mem = None if mem is None else str(mem).strip()
-        if self.mem is not None and not _MEM_RE.match(self.mem):
+        if self.mem is not None and not _MEM_RE.fullmatch(self.mem):
             raise ConfigError(f"--mem must be a SLURM memory size such as 4000, 4G or 500M, got {mem!r}")
         if isinstance(extra, str):
             extra = [extra]
@@ -128,7 +129,7 @@ def _word(value, name):
     if value is None:
         return None
     text = str(value).strip()
-    if not _WORD_RE.match(text):
+    if not _WORD_RE.fullmatch(text):
         raise ConfigError(f"--{name} must be one word such as 'compute', got {value!r}")
     return text
 
@@ -514,11 +515,19 @@ def discard_plan(plan):
 
 
 def _write_text(path, text, mode=0o644):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Write ``path`` whole: into a new temporary file beside it (never through a link or
+    into a file that is there), then renamed over it."""
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 #: plan.json and jobs.json are a few kB; anything far larger was not written by mcinit submit

@@ -699,3 +699,20 @@ def test_test_cluster_takes_new_ports_when_one_is_taken(monkeypatch):
         taken.close()
         assert cluster.stop() == []
         cluster.cleanup()
+
+
+def test_resume_replaces_links_instead_of_writing_through_them(tmp_path, fake_slurm):
+    """Files of the submission directory are written anew and renamed into place: a link
+    left there (to a file elsewhere) is replaced, and the file it pointed to keeps its bytes."""
+    out = tmp_path / "l.h5"
+    assert invoke("submit", *SMALL, "--shards", 2, "-o", out, "-q").exit_code == 0
+    d = tmp_path / "l.h5.parts"
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_bytes(b"not mcinit's")
+    (d / "array.sbatch").unlink()
+    (d / "array.sbatch").symlink_to(elsewhere)
+    r = invoke("submit", *SMALL, "--shards", 2, "-o", out, "--resume", "-q")
+    assert r.exit_code == 0, r.output
+    assert elsewhere.read_bytes() == b"not mcinit's"
+    assert not (d / "array.sbatch").is_symlink() and "#SBATCH --array=0-1" in (d / "array.sbatch").read_text()
+    assert not [p.name for p in d.iterdir() if ".tmp" in p.name]
