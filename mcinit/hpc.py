@@ -596,6 +596,9 @@ def load_plan(output):
     that is not such a plan is a SlurmError naming what is wrong."""
     d = parts_dir(output)
     path = os.path.join(d, "plan.json")
+    if any(c in path for c in "\n\r\0"):
+        raise SlurmError(f"no submission for {output!r}: mcinit submit writes no path with a newline, "
+                         f"carriage return or NUL")
     if not os.path.lexists(path):
         raise SlurmError(f"no submission for {output}: {path} does not exist")
     plan = _read_json(path)

@@ -716,3 +716,7 @@ def test_resume_replaces_links_instead_of_writing_through_them(tmp_path, fake_sl
     assert elsewhere.read_bytes() == b"not mcinit's"
     assert not (d / "array.sbatch").is_symlink() and "#SBATCH --array=0-1" in (d / "array.sbatch").read_text()
     assert not [p.name for p in d.iterdir() if ".tmp" in p.name]
+
+
+def test_status_of_a_path_with_a_newline_is_one_line(tmp_path):
+    one_line_error(invoke("status", tmp_path / "a\nb.h5"), "no submission for")
