@@ -99,7 +99,7 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
 
 
 @click.command()
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output")
 @user_errors
 def status(output):
     """Progress of a submission (mcinit submit) from its files, and its SLURM jobs where at hand."""

@@ -98,6 +98,8 @@ def resolve_long(name):
     Raises ConfigError for an unknown or ambiguous name."""
     if name in LONG_OPTIONS:
         return name
+    if not name:
+        raise ConfigError("--sbatch-arg: -- without a name is not an sbatch option")
     matches = sorted(n for n in LONG_OPTIONS if n.startswith(name))
     options = sorted({_SAME.get(n, n) for n in matches})
     if not matches:

@@ -720,3 +720,9 @@ def test_resume_replaces_links_instead_of_writing_through_them(tmp_path, fake_sl
 
 def test_status_of_a_path_with_a_newline_is_one_line(tmp_path):
     one_line_error(invoke("status", tmp_path / "a\nb.h5"), "no submission for")
+
+
+@pytest.mark.parametrize("output", ["a\0b.h5", "/", ""])
+def test_status_of_odd_paths_is_one_line(tmp_path, monkeypatch, output):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(invoke("status", output), "no submission for")

@@ -130,6 +130,7 @@ REFUSED = [
     ("--qos=a\0b", "newline"),
     ("qos=high", "one sbatch option"),
     ("--", "one sbatch option"),
+    ("--=x", "without a name"),
     ("-", "one sbatch option"),
     ("", "one sbatch option"),
 ]
