@@ -454,7 +454,7 @@ def write_plan(plan):
     check_paths(plan)
     d = plan.dir
     plan.replaced = None
-    if os.path.isdir(d) and not plan.resume:
+    if plan.overwrite and os.path.isdir(d):
         parent, base = os.path.split(d)
         tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         stage, aside = os.path.join(parent, f".{base}.new-{tag}"), os.path.join(parent, f".{base}.old-{tag}")
@@ -473,8 +473,13 @@ def write_plan(plan):
             raise
         plan.replaced = aside
         return d
-    fresh = not os.path.isdir(d)
-    os.makedirs(d, exist_ok=True)
+    fresh = not (plan.resume and os.path.isdir(d))
+    if fresh:
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            raise SlurmError(f"{d} appeared while mcinit submit was writing it (another submit to "
+                             f"{plan.output}?); nothing was written") from None
     try:
         _write_files(plan, d)
     except BaseException:

@@ -726,3 +726,15 @@ def test_status_of_a_path_with_a_newline_is_one_line(tmp_path):
 def test_status_of_odd_paths_is_one_line(tmp_path, monkeypatch, output):
     monkeypatch.chdir(tmp_path)
     one_line_error(invoke("status", output), "no submission for")
+
+
+def test_a_submission_directory_that_appears_meanwhile_is_left_alone(tmp_path, monkeypatch):
+    """Another submit makes the directory between the checks and the writing: this one
+    refuses with one line and writes nothing into it."""
+    plan = hpc.make_plan(dict(trials=100, input_dim=4, width=8, depth=2), str(tmp_path / "c.h5"), 2)
+    hpc.check_destination(plan)
+    os.mkdir(plan.dir)
+    (tmp_path / "c.h5.parts" / "theirs").write_bytes(b"another submit's")
+    with pytest.raises(hpc.SlurmError, match="appeared while mcinit submit was writing it"):
+        hpc.write_plan(plan)
+    assert os.listdir(plan.dir) == ["theirs"]
