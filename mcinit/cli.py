@@ -7,8 +7,8 @@ import sys
 import click
 
 from ._version import __version__
-from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, _values, run_options, user_errors
-from .config import ConfigError
+from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, option_values, run_options, user_errors
+from .options import FORMS, ConfigError
 
 class _Main(click.Group):
     """The command group; a malformed command line is one line on stderr and exit status 2."""
@@ -73,7 +73,7 @@ def _parse_shard(text):
 
 
 @main.command()
-@run_options
+@run_options()
 @click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
               "merge the shard files with `mcinit merge`.")
 @user_errors
@@ -84,7 +84,7 @@ def run(config_file, shard, **given):
     from .store import HDF5Sink
     from .summary_text import run_summary
 
-    values, ex = _values(config_file, given)
+    values, ex = option_values(config_file, given)
     shard = _parse_shard(shard)
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
@@ -107,10 +107,10 @@ def run(config_file, shard, **given):
 
 
 @main.command()
-@run_options
+@run_options(several=True)
 @user_errors
 def sweep(config_file, **given):
-    """Run the Cartesian product of listed widths, depths, samples and inits into one file.
+    """Run the Cartesian product of the listed values (widths, depths, samples, inits, ...) into one file.
 
     Example: mcinit sweep --width 128,256,512,1024 --init he,glorot --trials 1e5
     """
@@ -119,7 +119,7 @@ def sweep(config_file, **given):
     from .store import check_output
     from .summary_text import run_summary
 
-    values, ex = _values(config_file, given)
+    values, ex = option_values(config_file, given, several=True)
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
     from .engine import resolve_backend
@@ -171,7 +171,7 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
 @main.command()
 @click.argument("path")
 @click.option("--eps", help="Tolerances, comma-separated, e.g. 0.1,0.25,0.5.  [default: chosen for the runs]")
-@click.option("--form", type=click.Choice(["norm", "squared"]), default="norm", show_default=True,
+@click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
               help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
 @click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
@@ -199,7 +199,7 @@ def report(path, eps, form, level, plot_path):
 @click.option("--depth", required=True, type=int, help="Number of hidden layers L.")
 @click.option("--samples", default=1, show_default=True, type=int, help="Number of inputs N.")
 @click.option("--width", help="Equal hidden widths m at which to evaluate each bound, comma-separated.")
-@click.option("--form", type=click.Choice(["norm", "squared"]), default="norm", show_default=True)
+@click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True)
 @click.option("--init", default="he", show_default=True, help="he | he-in | glorot | lecun.")
 @user_errors
 def bound(eps, delta, depth, samples, width, form, init):
