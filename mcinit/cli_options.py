@@ -1,11 +1,12 @@
 """Options and error handling shared by the commands of mcinit.cli and mcinit.cli_hpc."""
 
 import functools
+import math
 import sys
 
 import click
 
-from .options import CHOICE, FLAG, OPTIONS, ConfigError, collect
+from .options import CHOICE, FLAG, OPTIONS, ConfigError, collect, parse_count, parse_float
 
 DEFAULT_OUTPUT = "mcinit-run.h5"
 DEFAULT_SWEEP_OUTPUT = "mcinit-sweep.h5"
@@ -50,8 +51,34 @@ class OptionType(click.ParamType):
             return value
         try:
             return self.option.parse_several(value) if self.several else self.option.parse(value)
+        except ConfigError as e:   # the message names the option already
+            raise click.UsageError(str(e), ctx) from None
+
+
+class _Number(click.ParamType):
+    """A click type for the numbers of other commands, read as strictly as the options
+    (ASCII digits only): whole numbers >= 1 (whole=True) or any finite number."""
+
+    def __init__(self, whole):
+        self.whole = whole
+        self.name = "count" if whole else "number"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        name = param.name if param is not None else self.name
+        try:
+            x = parse_count(value, name) if self.whole else parse_float(value, name)
         except ConfigError as e:
-            self.fail(str(e), param, ctx)
+            raise click.UsageError(str(e), ctx) from None
+        if not math.isfinite(x):
+            raise click.UsageError(f"{name} must be a finite number, got {value!r}", ctx)
+        return x
+
+
+#: click types of whole numbers >= 1 and of finite numbers, for commands outside the table
+WHOLE = _Number(True)
+NUMBER = _Number(False)
 
 
 def click_option(option, several=False):

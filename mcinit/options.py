@@ -28,8 +28,8 @@ import re
 
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
-           "FORMS", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
-           "parse_count", "parse_widths", "parse_head", "parse_sup_search", "run_values",
+           "FORMS", "GAUSSIAN_INITS", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
+           "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search", "run_values",
            "markdown_table"]
 
 
@@ -53,6 +53,9 @@ DATA_RANDOM = ("gaussian", "sphere")
 NORMALIZE = ("none", "center", "unit")
 #: where the kernels run
 BACKENDS = ("cpu", "cuda", "auto")
+#: the initialisations with Gaussian weights of a variance-scaling preset (the bounds' and
+#: exact laws' domain)
+GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun")
 #: deviation forms of the report: |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared)
 FORMS = ("norm", "squared")
 #: the head's class count when a head is named without one
@@ -102,7 +105,8 @@ def parse_count(value, name="trials"):
     return n
 
 
-def _parse_integer(value, name):
+def parse_integer(value, name):
+    """An integer from an int or ASCII text ('-3', '12'); booleans and floats are refused."""
     if isinstance(value, str):
         text = value.strip(" ")
         if not _INTEGER_RE.fullmatch(text):
@@ -113,7 +117,8 @@ def _parse_integer(value, name):
     return int(value)
 
 
-def _parse_float(value, name):
+def parse_float(value, name):
+    """A number from an int, a float or ASCII text ('1.5', '2e-3'); booleans are refused."""
     if isinstance(value, str):
         text = value.strip(" ")
         if not _FLOAT_RE.fullmatch(text):
@@ -225,10 +230,15 @@ class Option:
         """Every key under which a config file may give this option."""
         return tuple(dict.fromkeys((self.name, self.name.replace("_", "-"))))
 
+    @property
+    def label(self):
+        """The option in words, as messages name it (batch size)."""
+        return self.name.replace("_", " ")
+
     def parse(self, value):
         """The checked value of this option from a Python value or command-line text
         (strict; one-line ConfigError naming the option otherwise)."""
-        name = self.name
+        name = self.label
         if self.kind == FLAG:
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -240,9 +250,9 @@ class Option:
         if self.kind == COUNT:
             return parse_count(value, name)
         if self.kind == INTEGER:
-            return _parse_integer(value, name)
+            return parse_integer(value, name)
         if self.kind == FLOAT:
-            return _parse_float(value, name)
+            return parse_float(value, name)
         if self.kind == LIST:
             return parse_widths(value)
         if self.kind == CHOICE:
@@ -421,7 +431,7 @@ def read_config_file(path, several=False):
         try:
             if isinstance(value, dict):
                 raise ConfigError("a table where a value is expected")
-            if several and opt.several and isinstance(value, list):
+            if several and opt.several and isinstance(value, (list, str)):
                 values[opt.name] = opt.parse_several(value)
             elif isinstance(value, list) and opt.kind not in (LIST,) and opt.parse_text is not parse_sup_search:
                 raise ConfigError("a list where one value is expected"
@@ -455,17 +465,23 @@ def collect(config_file, given, several=False):
 # -- documentation -----------------------------------------------------------------------------
 
 
-def markdown_table(several=False):
-    """The options as a Markdown table (option, meaning, default), as docs/cli.md shows them."""
-    rows = ["| option | meaning | default |", "|---|---|---|"]
+_VALUE_TEXT = {COUNT: "whole number >= 1 (`250000`, `1e6`)", INTEGER: "integer", FLOAT: "number",
+               FLAG: "flag (`true`/`false` in a file)", TEXT: "text", LIST: "whole numbers (`64,128,96`)"}
+
+
+def markdown_table():
+    """The options as a Markdown table, as docs/cli.md shows them (``python -m mcinit.options``)."""
+    rows = ["| option | config-file key | value | default | sweep lists | part of | meaning |",
+            "|---|---|---|---|---|---|---|"]
     for o in OPTIONS:
         spell = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
+        value = " \\| ".join(f"`{c}`" for c in o.choices) if o.kind == CHOICE else _VALUE_TEXT[o.kind]
         shown = "" if o.kind == FLAG else (o.default_text if o.default_text is not None else o.default)
-        notes = []
-        if several and o.several:
-            notes.append("a sweep or submission may list several, comma-separated")
-        if o.role == EXEC:
-            notes.append("execution only: never changes a result")
-        meaning = o.help.replace("|", "\\|") + (f" ({'; '.join(notes)})" if notes else "")
-        rows.append(f"| {spell} | {meaning} | {'' if shown is None else shown} |")
+        shown = "" if shown is None else f"{shown}"
+        role = "configuration (hashed)" if o.role == RUN else "execution"
+        meaning = o.help.replace("|", "\\|")
+        rows.append(f"| {spell} | `{o.name}` | {value} | {shown} | {'yes' if o.several else ''} | {role} | {meaning} |")
     return "\n".join(rows) + "\n"
+
+if __name__ == "__main__":   # python -m mcinit.options: the table of docs/cli.md
+    print(markdown_table(), end="")
