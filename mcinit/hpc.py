@@ -226,7 +226,8 @@ class Plan:
 
 def run_config_dict(cfg):
     """The keys of ``mcinit run --config`` that rebuild ``cfg`` (same config hash): every
-    run option that is set (a fixed dataset by its path, which the jobs read)."""
+    run option of CONFIG_KEYS, null where not set (a fixed dataset by its path, which the
+    jobs read)."""
     return cfg.values()
 
 

@@ -66,7 +66,7 @@ EXEC = "exec"   #: how a run is executed: never changes a result
 
 COUNT, INTEGER, FLOAT, FLAG, CHOICE, TEXT, LIST = "count", "integer", "float", "flag", "choice", "text", "list"
 
-_COUNT_RE = re.compile(r"\+?[0-9]+", re.ASCII)
+_COUNT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _FLOAT_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _HEAD_RE = re.compile(r"([A-Za-z]+)(:(.*))?", re.ASCII | re.DOTALL)
@@ -246,7 +246,9 @@ class Option:
         if isinstance(value, (dict, list, tuple)) and self.kind not in (LIST, TEXT):
             raise ConfigError(f"{name} takes one value, got {value!r}")
         if isinstance(value, bool):
-            raise ConfigError(f"{name} must not be a boolean, got {value!r}")
+            raise ConfigError(f"{name} must not be a boolean, got {str(value).lower()}")
+        if self.several and isinstance(value, str) and "," in value:
+            raise ConfigError(f"{name} takes one value here (mcinit sweep and submit take lists), got {value!r}")
         if self.kind == COUNT:
             return parse_count(value, name)
         if self.kind == INTEGER:
@@ -368,15 +370,10 @@ def defaults():
 
 
 def run_values(cfg):
-    """The run options' values that rebuild ``cfg`` with ``build`` (same config hash);
-    options whose value is None (not set) are left out."""
-    values = {}
-    for o in RUN_OPTIONS:
-        if o.value_of is not None:
-            v = o.value_of(cfg)
-            if v is not None:
-                values[o.name] = v
-    return values
+    """{option: value} of every run option that rebuilds ``cfg`` with ``build`` (same config
+    hash); None for an option that is not set (wn_gain, sup_search).  width and depth are
+    carried by widths."""
+    return {o.name: o.value_of(cfg) for o in RUN_OPTIONS if o.value_of is not None}
 
 
 # -- config files ------------------------------------------------------------------------------
@@ -397,7 +394,7 @@ def read_config_file(path, several=False):
     """{option name: checked value} of a JSON or TOML configuration file.
 
     several: the command takes lists (sweep, submit): options with ``several`` may then be
-    given a list.  Unknown keys, a key given twice or under two spellings (input_dim and
+    given a list.  A JSON null is as if the key were not there.  Unknown keys, a key given twice or under two spellings (input_dim and
     input-dim), a value of the wrong type (a string for a flag, a table where one value is
     expected) are refused with the key named."""
     if not os.path.isfile(path):
@@ -428,6 +425,8 @@ def read_config_file(path, several=False):
             raise ConfigError(f"config file {path} gives {opt.name} twice, as {given_as[opt.name]!r} "
                               f"and {key!r}")
         given_as[opt.name] = key
+        if value is None:            # JSON null: as if the key were not there
+            continue
         try:
             if isinstance(value, dict):
                 raise ConfigError("a table where a value is expected")

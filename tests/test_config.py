@@ -103,7 +103,7 @@ def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6,
     (run,) = plan["runs"]
     hashes["plan"] = run["config_hash"]
     per_run = json.loads((parts / run["config"]).read_text())
-    assert set(per_run) <= {o.name for o in options.RUN_OPTIONS}
+    assert set(per_run) == {o.name for o in options.RUN_OPTIONS} - {"width", "depth"}   # widths holds them
     r = invoke("run", "--config", parts / run["config"], "--shard", "0/2", "-o", tmp_path / "shard.h5", "-q")
     assert r.exit_code == 0, r.output
     hashes["submit"] = root_attr(tmp_path / "shard.h5", "config_hash")
@@ -296,6 +296,12 @@ def test_file_booleans_as_booleans_are_taken(files, tmp_path):
     out = tmp_path / "new.h5"
     r = invoke("run", "--config", cfg, "-o", out)
     assert r.exit_code == 0 and r.output == ""          # quiet = true
+
+
+def test_json_null_is_as_if_the_key_were_not_there(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text('{"trials": 20, "wn_gain": null, "overwrite": null}')
+    assert options.read_config_file(str(p)) == {"trials": 20}
 
 
 def test_counts_read_exactly():
