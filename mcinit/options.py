@@ -267,7 +267,7 @@ class Option:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be text, got {value!r}")
         if not value.strip() or "\0" in value:
-            raise ConfigError(f"{name} must not be empty, got {value!r}")
+            raise ConfigError(f"{name} must be non-empty text without NUL characters, got {value!r}")
         return value
 
     def parse_several(self, value):
