@@ -153,7 +153,7 @@ def load_config_file(path, several=False):
     return read_config_file(path, several=several)
 
 
-def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
+def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
           data=None, normalize=None, init=None, wn_gain=None, dist=None, head=None, kernel=None,
           sup_search=None, seed=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed

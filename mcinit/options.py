@@ -23,6 +23,7 @@ are refused with the key named.
 import dataclasses
 import json
 import math
+import numbers
 import os
 import re
 
@@ -73,7 +74,8 @@ _HEAD_RE = re.compile(r"([A-Za-z]+)(:(.*))?", re.ASCII | re.DOTALL)
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number (Python's or NumPy's), not a boolean (NumPy's is no number)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def parse_count(value, name="trials"):
@@ -92,9 +94,9 @@ def parse_count(value, name="trials"):
             n = int(x)
         else:
             raise ConfigError(f"{name} must be a whole number such as 250000 or 1e6, got {value!r}")
-    elif isinstance(value, bool) or not _is_number(value):
+    elif not _is_number(value):
         raise ConfigError(f"{name} must be a whole number such as 250000 or 1e6, got {value!r}")
-    elif isinstance(value, float):
+    elif not isinstance(value, numbers.Integral):
         if not math.isfinite(value) or value != math.floor(value):
             raise ConfigError(f"{name} must be a whole number such as 250000 or 1e6, got {value!r}")
         n = int(value)
@@ -112,7 +114,7 @@ def parse_integer(value, name):
         if not _INTEGER_RE.fullmatch(text):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
         return int(text)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not (_is_number(value) and isinstance(value, numbers.Integral)):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     return int(value)
 

@@ -189,6 +189,17 @@ def test_sweep_lists_seed_dist_and_head():
     assert len(runs) == 8 and len({cfg.config_hash() for _, cfg, _ in runs}) == 8
 
 
+def test_sweep_lists_from_a_config_file(tmp_path):
+    from mcinit import sweep
+    p = tmp_path / "s.toml"
+    p.write_text('trials = 5\ninput_dim = 4\nwidth = [4, 6]\ndepth = 1\ninit = "he,glorot"\n')
+    values = options.read_config_file(str(p), several=True)
+    assert values["width"] == [4, 6] and values["init"] == ["he", "glorot"]
+    assert len(sweep.expand(values)) == 4
+    with pytest.raises(ConfigError, match="one value"):
+        options.read_config_file(str(p), several=False)
+
+
 def test_docs_cli_md_is_the_option_table():
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "cli.md")
     with open(path) as f:
@@ -307,8 +318,9 @@ def test_json_null_is_as_if_the_key_were_not_there(tmp_path):
 def test_counts_read_exactly():
     o = options.BY_NAME["trials"]
     assert o.parse("1e6") == 10 ** 6 and o.parse("2.5e5") == 250_000 and o.parse(" 12 ") == 12
-    assert o.parse(1e6) == 10 ** 6 and o.parse(7) == 7
-    for bad in ("1_000", "1e-3", "-1", "inf", "nan", "", "1,000", True, 2.5, [3]):
+    assert o.parse(1e6) == 10 ** 6 and o.parse(7) == 7 and o.parse(np.int64(9)) == 9
+    assert type(o.parse(np.int64(9))) is int and options.BY_NAME["seed"].parse(np.uint64(2 ** 63)) == 2 ** 63
+    for bad in ("1_000", "1e-3", "-1", "inf", "nan", "", "1,000", True, np.bool_(True), 2.5, [3]):
         with pytest.raises(ConfigError):
             o.parse(bad)
     assert options.parse_head("softmax") == ("softmax", 20) and options.parse_head("Gaussian:3") == ("gaussian", 3)
