@@ -30,6 +30,8 @@ def user_errors(fn):
             _fail(str(e))
         except OSError as e:
             _fail(f"{e.strerror or e}{': ' + e.filename if getattr(e, 'filename', None) else ''}")
+        except MemoryError:
+            _fail("out of memory: lower --batch-size, --samples or --threads")
         except KeyboardInterrupt:
             click.echo("mcinit: interrupted", err=True)
             sys.exit(130)
@@ -38,7 +40,7 @@ def user_errors(fn):
 
 RUN_KEYS = ("trials", "input_dim", "width", "depth", "widths", "samples", "data", "normalize", "init",
             "wn_gain", "dist", "head", "kernel", "seed", "sup_search")
-EXEC_KEYS = ("threads", "batch_size", "backend", "output", "overwrite", "resume", "quiet")
+EXEC_KEYS = ("threads", "batch_size", "backend", "output", "overwrite", "resume", "quiet", "ignore_limits")
 
 _LIST = "  A sweep takes a comma-separated list."
 _RUN_OPTIONS = [
@@ -70,6 +72,8 @@ _RUN_OPTIONS = [
     click.option("--resume", is_flag=True, default=None,
                  help="Continue the run in the output file where it stopped (start it if there is none)."),
     click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bar and no summary."),
+    click.option("--ignore-limits", is_flag=True, default=None,
+                 help="Run even when the memory or disk the run needs exceeds what the machine has."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="JSON or TOML file with the same keys (options given here win)."),
 ]
@@ -97,7 +101,8 @@ def _values(config_file, given):
                      output=values.pop("output", None),
                      overwrite=bool(values.pop("overwrite", False)),
                      resume=bool(values.pop("resume", False)),
-                     quiet=bool(values.pop("quiet", False)))
+                     quiet=bool(values.pop("quiet", False)),
+                     ignore_limits=bool(values.pop("ignore_limits", False)))
     return values, execution
 
 
