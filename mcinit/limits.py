@@ -56,10 +56,12 @@ ADDRESSABLE = 1 << 47
 AUTO_SHARE = 0.5
 #: record sets the writer may hold at once: its queue, as many being written, one being filled
 RECORD_SETS = 7
-#: the summaries' bytes in a results file (the summary and two checkpoint slots, with HDF5's
-#: object headers), per layer and fixed; measured on files of depth 1 to 100
+#: the summaries' bytes in a results file (the summary and two checkpoint slots: per layer,
+#: 2 quantities x 2 scales x (5 statistics + 402 histogram bins) float64 or int64 each), and
+#: HDF5's structure: 100 KiB, and 3 KiB per record column (measured on files of depth 1 to 400)
 _SUMMARY_PER_LAYER = 3 * 2 * 2 * (5 + 402) * 8
-_FILE_FIXED = 256 << 10
+_FILE_FIXED = 100 << 10
+_FILE_PER_COLUMN = 3 << 10
 _CHUNK_ROWS = 16384
 #: the dense kernel's workspace budget for kept weight rows (common.workspace_mb), bytes
 _F = 8      # bytes of a float64
@@ -204,7 +206,9 @@ def file_bytes(config, rows=None):
     rows = int(config.trials if rows is None else rows)
     chunk = max(1, min(_CHUNK_ROWS, rows))
     allocated = -(-rows // chunk) * chunk
-    return allocated * (_record_row_bytes(config) + _F) + config.depth * _SUMMARY_PER_LAYER + _FILE_FIXED
+    columns = 2 + (2 if config.samples == 1 else 4) + (2 if config.sup else 0)
+    return (allocated * (_record_row_bytes(config) + _F) + config.depth * _SUMMARY_PER_LAYER
+            + _FILE_FIXED + columns * _FILE_PER_COLUMN)
 
 
 def _read_int(path):
@@ -260,17 +264,19 @@ def check_sizes(config):
 
 
 def largest_batch(config, memory, threads=1, backend="cpu"):
-    """The largest batch size whose run_memory fits in ``memory`` bytes (0 when not even
-    a batch of one trial does)."""
-    base = run_memory(config, 1, threads, backend)
-    if base.total > memory:
+    """The largest batch size (at most the trials) whose run_memory fits in ``memory`` bytes;
+    0 when not even a batch of one trial does.  run_memory grows with the batch size."""
+    def fits(b):
+        return run_memory(config, b, threads, backend).total <= memory
+    if not fits(1):
         return 0
-    per = max(1, run_memory(config, 2, threads, backend).total - base.total)
-    lo = 1 + int((memory - base.total) // per)
-    lo = min(lo, max(1, int(config.trials)))
-    while lo > 1 and run_memory(config, lo, threads, backend).total > memory:
-        lo -= max(1, lo // 64)
-    return max(1, lo)
+    lo, hi = 1, max(1, int(config.trials))
+    if fits(hi):
+        return hi
+    while hi - lo > 1:          # fits(lo), not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
 
 
 def _why(mem):
