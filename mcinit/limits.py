@@ -17,12 +17,14 @@ and the kernels allocate:
 - each thread's scratch in the kernel's work unit: the dense kernel's activations
   (n_l x N per layer), kept weight rows (when they fit its workspace budget), delta
   buffers (4 nmax x N) and head (2 K x N plus N x 2K); the projected kernel's factors
-  (about n_l min(N, n_l) per layer) and head (N x K); the law kernel's lanes (about
+  (about n_l min(N, n_l) per layer) and head (about 4 N x K); the law kernel's lanes (about
   116 max(2L + 1, K) x 64 bytes);
 - the fixed tables of the run (the law kernel's binomial tables).
 
-These are the dominant terms; the estimates are within a factor 1.5 of the arrays
-allocated (tests/test_limits.py measures them).  The results file (``file_bytes``)
+These are the dominant terms, counted as the pages the run touches (scratch arrays
+whose tail a kernel never writes are counted in the part it writes); the estimates
+are within a factor 1.5 of the peak resident memory a run adds (tests/test_limits.py
+measures it for each kernel).  The results file (``file_bytes``)
 holds per trial its index (8 bytes), dead flag (1), fwd and bwd min and max (L
 float64 each; the max columns are links to the min columns with one input per
 trial) and with the supremum search sup_min and sup_max (L float64 each), in chunks
@@ -137,7 +139,10 @@ def _projected_scratch(widths, N, K):
         total += min(N, n) * N                        # R
         total += min(N, widths[max(l - 1, 0)]) * n    # G
     total += min(N, widths[L]) * K + 2 * N * K       # Go, E, Z
-    total += 2 * N * nmax + 2 * rs * nmax + rs * N + 7 * nmax
+    # Dl, Dn (N, nmax) and Y (rs, nmax) are touched only in their first max(widths) columns
+    # (the pages of the rest are never mapped); Qs (rs, nmax) whole, by the head
+    wmax = max(widths)
+    total += 2 * N * wmax + rs * (nmax + wmax) + rs * N + 7 * nmax
     return total * _F
 
 
