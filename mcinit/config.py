@@ -285,7 +285,7 @@ def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samp
         src, fixed, sha = data_mod.load_fixed(
             src, samples=parse_count(samples, "samples") if samples_given else None,
             input_dim=parse_count(input_dim, "input_dim") if input_dim is not None else None,
-            normalize=norm)
+            normalize=norm, scale_free=head[0] == "gaussian")
         N, n0 = fixed.shape
     if n0 > MAX_WIDTH:
         raise ConfigError(f"input_dim must be at most {MAX_WIDTH}")

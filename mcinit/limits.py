@@ -162,7 +162,7 @@ def _sup_scratch(widths, inputs, L):
     return (nw + 2 * n0 * n0 + inputs * n0 + 6 * (L + 1) * nmax) * _F
 
 
-def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0):
+def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, rows=None):
     """The bytes a run holds at once (a Memory; .total), from its resolved configuration.
 
     config          a RunConfig whose kernel is resolved (engine.resolve)
@@ -170,6 +170,8 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0):
     threads         CPU threads (work units in flight at once)
     backend         cpu | cuda: on cuda only the host's arrays are counted
     in_memory_rows  trials whose records the run keeps in memory (an in-memory sink), 0 for a file
+    rows            trials the run computes (config.trials when None): a run of fewer batches
+                    than the engine keeps sets of arrays for uses one set per batch
     """
     from .kernels.common import workspace_mb
 
@@ -178,10 +180,11 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0):
     widths = [int(n) for n in config.all_widths]
     threads = max(1, int(threads))
     cpu = backend != "cuda"
-    sets = 4 if (threads > 1 and cpu) else 1
+    batches = -(-int(config.trials if rows is None else rows) // max(1, B))
+    sets = min(batches, 4 if (threads > 1 and cpu) else 1)
     ratios = sets * (2 * B * N * L * _F + B)
     row = _record_row_bytes(config)
-    records = in_memory_rows * (row + _F) if in_memory_rows else RECORD_SETS * B * row
+    records = in_memory_rows * (row + _F) if in_memory_rows else min(batches, RECORD_SETS) * B * row
     fixed = 0
     scratch = 0
     if cpu:
@@ -268,14 +271,18 @@ def check_sizes(config):
         raise ConfigError(f"the head has {K} classes; at most {MAX_CLASSES} are supported")
 
 
-def largest_batch(config, memory, threads=1, backend="cpu"):
-    """The largest batch size (at most the trials) whose run_memory fits in ``memory`` bytes;
-    0 when not even a batch of one trial does.  run_memory grows with the batch size."""
+def largest_batch(config, memory, threads=1, backend="cpu", rows=None):
+    """The largest batch size (at most the rows) whose run_memory fits in ``memory`` bytes;
+    0 when not even a batch of one trial does.  run_memory grows with the batch size (but
+    for the fewer sets of arrays of a run of fewer batches, so that a larger size may fit
+    where a few of its neighbours do not)."""
+    rows = int(config.trials if rows is None else rows)
+
     def fits(b):
-        return run_memory(config, b, threads, backend).total <= memory
+        return run_memory(config, b, threads, backend, rows=rows).total <= memory
     if not fits(1):
         return 0
-    lo, hi = 1, max(1, int(config.trials))
+    lo, hi = 1, max(1, rows)
     if fits(hi):
         return hi
     while hi - lo > 1:          # fits(lo), not fits(hi)
@@ -316,7 +323,7 @@ def check_run(config, batch_size=None, threads=1, backend="cpu", output=None, ro
         batch_size = default_batch_size(config, threads)
     batch_size = max(1, min(int(batch_size), max(1, rows)))
     held = rows if in_memory else 0
-    mem = run_memory(config, batch_size, threads, backend, held)
+    mem = run_memory(config, batch_size, threads, backend, held, rows)
     flag = " (or pass --ignore-limits)"
     if mem.total > ADDRESSABLE:
         raise ConfigError(f"a batch of {batch_size} trials needs {human_bytes(mem.total)} of memory, "
@@ -344,7 +351,7 @@ def check_run(config, batch_size=None, threads=1, backend="cpu", output=None, ro
     if auto:
         budget = AUTO_SHARE * available
         if mem.total > budget:
-            fit = largest_batch(config, budget - (mem.records if held else 0), threads, backend)
+            fit = largest_batch(config, budget - (mem.records if held else 0), threads, backend, rows)
             if fit >= 1:
                 return min(fit, batch_size)
         else:
@@ -356,7 +363,7 @@ def check_run(config, batch_size=None, threads=1, backend="cpu", output=None, ro
         what += f" with the records of {rows} trials in memory"
     head = (f"{what} needs {human_bytes(mem.total)} of memory ({_why(mem)}); this machine has "
             f"{human_bytes(available)} available")
-    fit = largest_batch(config, available - (mem.records if held else 0), threads, backend)
+    fit = largest_batch(config, available - (mem.records if held else 0), threads, backend, rows)
     if held and mem.records > available / 2:
         raise LimitError(f"{head}: write the records to a file or lower the trials{flag}")
     if fit >= 1 and not auto:
