@@ -43,25 +43,60 @@ def small_machine(monkeypatch):
 
 # --- refusals: one line, exit 2, no file ---------------------------------------------------
 
+# the cases of docs/bad-input.md ("Memory, disk and numeric limits"), with their messages
+W20 = 1 << 20
 REFUSED = [
-    (["run", "--head", "gaussian:1e12"], "the head has 1000000000000 classes"),
-    (["run", "--samples", 1000, "--depth", 100, "--kernel", "dense", "--batch-size", 100000],
-     "a batch of 100000 trials needs"),
-    (["run", "--trials", "1e10", "--depth", 4], "the results file will take"),
-    (["run", "--width", 1 << 20, "--depth", 2, "--samples", 1 << 16, "--kernel", "dense", "--batch-size", 1],
-     "a batch of 1 trial needs"),
-    (["sweep", "--trials", "1e10", "--width", "16,32", "--depth", 2], "the sweep's results file will take"),
+    (["run", "--head", "gaussian:1e12"],
+     "the head has 1000000000000 classes; at most 1048576 are supported"),
+    (["run", "--samples", 1000, "--depth", 100, "--kernel", "dense", "--batch-size", 100000, "--threads", 1],
+     "a batch of 100000 trials needs 150 GiB of memory (the ratio arrays: 149 GiB); this machine has 8 GiB "
+     "available: lower --batch-size (at most 4897 fits) or --samples (or pass --ignore-limits)"),
+    (["run", "--width", W20, "--depth", 2, "--samples", 1 << 16, "--kernel", "dense", "--batch-size", 1,
+      "--threads", 1],
+     "a batch of 1 trial needs 3 TiB of memory (the kernel's scratch: 3 TiB); this machine has 8 GiB available: "
+     "lower --samples, the widths, the head's classes or --threads (or pass --ignore-limits)"),
+    (["run", "--trials", 1000, "--width", W20, "--depth", 4000, "--samples", W20, "--kernel", "dense",
+      "--batch-size", 1000, "--threads", 1, "--ignore-limits"],
+     "a batch of 1000 trials needs 31.3 PiB of memory, more than any machine can address (the kernel's "
+     "scratch: 31.3 PiB): lower --batch-size, --samples, the widths or the head's classes"),
+    (["run", "--trials", "1e10", "--depth", 4],
+     "the results file will take 680 GiB; DIR has 74.5 GiB free: lower --trials or write elsewhere "
+     "(or pass --ignore-limits)"),
+    (["sweep", "--trials", "1e10", "--width", "16,32", "--depth", 2],
+     "the sweep's results file will take 764 GiB; DIR has 74.5 GiB free: lower --trials or write elsewhere "
+     "(or pass --ignore-limits)"),
     (["sweep", "--trials", "1e5", "--width", "16,32", "--depth", 100, "--samples", 1000, "--kernel", "dense",
-      "--batch-size", 100000], "a batch of 100000 trials needs"),
+      "--batch-size", 100000, "--threads", 1],
+     "a batch of 100000 trials needs 149 GiB of memory (the ratio arrays: 149 GiB); this machine has 8 GiB "
+     "available: lower --batch-size (at most 5269 fits) or --samples (or pass --ignore-limits)"),
+    (["run", "--data", "DIR/big.npy", "--width", 8, "--depth", 2],
+     "data DIR/big.npy: input row 0 has entries of magnitude 2**996, whose squared norm float64 cannot hold, "
+     "and a softmax head depends on the inputs' scale: scale the data, or use --normalize unit or a gaussian head"),
+    (["run", "--data", "DIR/big.npy", "--normalize", "center", "--width", 8, "--depth", 2],
+     "data DIR/big.npy: the dataset has entries of magnitude 2**996, whose squared norm float64 cannot hold, "
+     "and a softmax head depends on the inputs' scale: scale the data, or use --normalize unit or a gaussian head"),
+    (["run", "--data", "DIR/span.npy", "--head", "gaussian:3", "--width", 8, "--depth", 2],
+     "data DIR/span.npy: input row 0 spans more magnitudes than float64 holds (no power of two scales it "
+     "exactly, and its squared norm is out of range)"),
+    (["bound", "--eps", 0.1, "--delta", 0.1, "--depth", 3, "--width", "1e12"],
+     "widths must be at most 2097152 (2**21) to evaluate the bounds at"),
 ]
 
 
 @pytest.mark.parametrize("args,message", REFUSED, ids=[" ".join(map(str, a[:3])) for a, _ in REFUSED])
 def test_refused_before_any_file_exists(tmp_path, small_machine, args, message):
-    out = tmp_path / "out.h5"
-    line = one_error_line(invoke(*args, "-q", "-o", out))
-    assert message in line
-    assert os.listdir(tmp_path) == []      # no output, no temporary
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    np.save(inputs / "big.npy", np.array([[1e300, 1.0], [1.0, 2.0]]))
+    np.save(inputs / "span.npy", np.array([[1e300, 1e-300], [1.0, 1.0]]))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(a).replace("DIR", str(inputs)) for a in args]
+    if args[0] != "bound":
+        args += ["-q", "-o", out / "r.h5"]
+    line = one_error_line(invoke(*args))
+    assert line == "mcinit: error: " + message.replace("DIR", str(out if "free" in message else inputs))
+    assert os.listdir(out) == []      # no output, no temporary
 
 
 def test_memory_refusal_gives_the_numbers_and_a_batch_that_fits(small_machine):
