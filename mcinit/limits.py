@@ -41,7 +41,6 @@ classes) are refused even then.
 """
 
 import dataclasses
-import math
 import os
 
 from .config import MAX_WIDTH, ConfigError
@@ -65,7 +64,6 @@ _SUMMARY_PER_LAYER = 3 * 2 * 2 * (5 + 402) * 8
 _FILE_FIXED = 100 << 10
 _FILE_PER_COLUMN = 3 << 10
 _CHUNK_ROWS = 16384
-#: the dense kernel's workspace budget for kept weight rows (common.workspace_mb), bytes
 _F = 8      # bytes of a float64
 
 
@@ -326,7 +324,8 @@ def check_run(config, batch_size=None, threads=1, backend="cpu", output=None, ro
     mem = run_memory(config, batch_size, threads, backend, held, rows)
     flag = " (or pass --ignore-limits)"
     if mem.total > ADDRESSABLE:
-        raise ConfigError(f"a batch of {batch_size} trials needs {human_bytes(mem.total)} of memory, "
+        raise ConfigError(f"a batch of {batch_size} trial{'s' if batch_size != 1 else ''} needs "
+                          f"{human_bytes(mem.total)} of memory, "
                           f"more than any machine can address ({_why(mem)}): lower --batch-size, "
                           "--samples, the widths or the head's classes")
     if output is not None:
@@ -348,14 +347,14 @@ def check_run(config, batch_size=None, threads=1, backend="cpu", output=None, ro
     available = available_memory() if available is None else available
     if available is None:
         return batch_size
+    kept = mem.records if held else 0       # the in-memory records, whatever the batch size
     if auto:
-        budget = AUTO_SHARE * available
-        if mem.total > budget:
-            fit = largest_batch(config, budget - (mem.records if held else 0), threads, backend, rows)
+        if mem.total <= AUTO_SHARE * available:
+            return batch_size
+        for budget in (AUTO_SHARE * available, available):   # within half, else within all
+            fit = largest_batch(config, budget - kept, threads, backend, rows)
             if fit >= 1:
                 return min(fit, batch_size)
-        else:
-            return batch_size
     if mem.total <= available:
         return batch_size
     what = f"a batch of {batch_size} trial{'s' if batch_size != 1 else ''}"
@@ -363,7 +362,7 @@ def check_run(config, batch_size=None, threads=1, backend="cpu", output=None, ro
         what += f" with the records of {rows} trials in memory"
     head = (f"{what} needs {human_bytes(mem.total)} of memory ({_why(mem)}); this machine has "
             f"{human_bytes(available)} available")
-    fit = largest_batch(config, available - (mem.records if held else 0), threads, backend, rows)
+    fit = largest_batch(config, available - kept, threads, backend, rows)
     if held and mem.records > available / 2:
         raise LimitError(f"{head}: write the records to a file or lower the trials{flag}")
     if fit >= 1 and not auto:
