@@ -42,10 +42,10 @@ import os
 import numpy as np
 
 from .config import ConfigError, sha256_file
+from .options import NORMALIZE
 
 __all__ = ["load_fixed", "scale_rows", "NORMALIZE", "DIGITS_PATH", "SAFE_EXPONENT"]
 
-NORMALIZE = ("none", "center", "unit")
 #: rows whose largest entry lies outside [2**-SAFE_EXPONENT, 2**SAFE_EXPONENT] are scaled by
 #: a power of two (module docstring): their squared norms, and the networks' activations,
 #: then stay far from float64's limits (2**+-1022)
