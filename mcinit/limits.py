@@ -46,7 +46,7 @@ import os
 from .config import MAX_WIDTH, ConfigError
 
 __all__ = ["Memory", "run_memory", "file_bytes", "available_memory", "free_disk", "check_sizes",
-           "check_run", "check_sweep", "largest_batch", "human_bytes", "MAX_CLASSES", "ADDRESSABLE", "AUTO_SHARE",
+           "check_run", "check_sweep", "check_submission", "largest_batch", "human_bytes", "MAX_CLASSES", "ADDRESSABLE", "AUTO_SHARE",
            "RECORD_SETS", "LimitError"]
 
 #: the most classes a head may have (as many as the widest layer)
@@ -387,4 +387,23 @@ def check_sweep(configs, output, threads=1, batch_size=None, backend="cpu", resu
     if not insist and free is not None and need > free:
         d = os.path.dirname(os.path.abspath(output))
         raise LimitError(f"the sweep's results file will take {human_bytes(need)}; {d} has "
+                         f"{human_bytes(free)} free: lower --trials or write elsewhere (or pass --ignore-limits)")
+
+
+def check_submission(configs, output, resume=False, insist=False, free=None):
+    """What a SLURM submission of these runs (resolved RunConfigs) into ``output`` needs before
+    anything is written: sizes that no machine holds are refused (check_sizes), and the disk of
+    the output's directory must hold the part files and the merged file, twice the runs'
+    results files (a LimitError unless insist).  Memory is not checked here: the jobs run on
+    other machines, whose memory their own runs check."""
+    need = 0
+    for config in configs:
+        check_sizes(config)
+        need += 2 * file_bytes(config)
+    if resume:
+        return      # part of it is written already; each shard checks what it adds
+    free = free_disk(output) if free is None else free
+    if not insist and free is not None and need > free:
+        d = os.path.dirname(os.path.abspath(output))
+        raise LimitError(f"the part files and the merged results file will take {human_bytes(need)}; {d} has "
                          f"{human_bytes(free)} free: lower --trials or write elsewhere (or pass --ignore-limits)")

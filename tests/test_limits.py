@@ -231,3 +231,18 @@ def test_memory_estimate_within_a_factor_1_5_of_the_peak(kernel):
     measured, est = json.loads(out.stdout.splitlines()[-1])
     assert measured > 50 << 20, measured          # large enough to dominate the noise
     assert measured / 1.5 <= est <= 1.5 * measured, (measured, est)
+
+
+SUBMIT_REFUSED = [
+    (["--head", "gaussian:1e12"], "the head has 1000000000000 classes; at most 1048576 are supported"),
+    (["--trials", "1e10", "--depth", 4],
+     "the part files and the merged results file will take 1.33 TiB; DIR has 74.5 GiB free: lower --trials "
+     "or write elsewhere (or pass --ignore-limits)"),
+]
+
+
+@pytest.mark.parametrize("args,message", SUBMIT_REFUSED, ids=["head", "disk"])
+def test_submit_refused_before_any_file_exists(tmp_path, small_machine, args, message):
+    line = one_error_line(invoke("submit", *args, "--shards", 2, "--dry-run", "-q", "-o", tmp_path / "r.h5"))
+    assert line == "mcinit: error: " + message.replace("DIR", str(tmp_path))
+    assert os.listdir(tmp_path) == []
