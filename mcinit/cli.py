@@ -90,7 +90,9 @@ def run(config_file, shard, **given):
     cfg, data = build(**values)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
-    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"])
+    # the data file is an input: never the output, even with --overwrite
+    inputs = [p for p in {cfg.data, cfg.data.rsplit(":", 1)[0]} if os.path.isfile(p)]
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs)
     sink.check_writable()
     with _StopOnSignal() as stop:
         try:
@@ -175,22 +177,40 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
               help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
 @click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
 @user_errors
-def report(path, eps, form, level, plot_path):
+def report(path, eps, form, level, plot_path, overwrite):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
-    from .report import plot_report, report_text
+    from .report import report_text
     eps_values = _floats(eps, "eps") if eps else None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
     if plot_path:
         from .store import check_output
-        check_output(plot_path, overwrite=True)
+        check_output(plot_path, overwrite=overwrite, inputs=[path])
     res = load(path)
     click.echo(report_text(res, eps=eps_values, form=form, level=level))
     if plot_path:
-        plot_report(res, plot_path, eps=eps_values, form=form)
+        _write_plot(res, plot_path, eps_values, form, overwrite, path)
         click.echo(f"figures -> {plot_path}")
+
+
+def _write_plot(res, plot_path, eps_values, form, overwrite, source):
+    """The figures of ``res`` into plot_path, whole or not at all (written beside it under a
+    temporary name, then renamed), holding the output's lock."""
+    from .report import plot_report
+    from .store import check_output, output_lock, remove_stale_temporaries, temporary_name
+    with output_lock(plot_path):
+        check_output(plot_path, overwrite=overwrite, inputs=[source])
+        remove_stale_temporaries(plot_path)
+        tmp = temporary_name(plot_path)
+        try:
+            plot_report(res, tmp, eps=eps_values, form=form)
+            os.replace(tmp, plot_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 @main.command()

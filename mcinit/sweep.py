@@ -13,7 +13,9 @@ import os
 from . import engine
 from ._version import __version__
 from .config import ConfigError, build
-from .store import HDF5Sink, StoreError, check_output, create_file, open_results
+from .layout import RUNS, StoreError, run_path
+from .reader import open_file, sweep_names
+from .store import HDF5Sink, check_output, create_file, output_lock
 
 __all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
 
@@ -82,20 +84,22 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
     resume          continue an interrupted sweep file with the same runs
     on_run(name, result) is called after each run; stop_requested as in engine.run."""
     names = [name for name, _, _ in runs]
-    if resume and os.path.exists(path):
-        with open_results(path) as f:
-            if f.attrs.get("kind") != "sweep" or json.loads(f.attrs["runs"]) != names:
+    with output_lock(path):
+        if resume and os.path.lexists(path):
+            with open_file(path) as f:
+                same = f.attrs.get("kind") == "sweep" and sweep_names(f, path, every_run=False) == names
+            if not same:
                 raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs")
-    else:
-        check_output(path, overwrite)
-        create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
-                    lambda f: f.create_group("runs"))
-    results = []
-    for name, cfg, data in runs:
-        sink = HDF5Sink(path, group=f"runs/{name}", resume=resume)
-        res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
-                         stop_requested=stop_requested, backend=backend)
-        results.append(res)
-        if on_run is not None:
-            on_run(name, res)
+        else:
+            check_output(path, overwrite)
+            create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
+                        lambda f: f.create_group(RUNS))
+        results = []
+        for name, cfg, data in runs:
+            sink = HDF5Sink(path, group=run_path(name), resume=resume)
+            res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
+                             stop_requested=stop_requested, backend=backend)
+            results.append(res)
+            if on_run is not None:
+                on_run(name, res)
     return results
