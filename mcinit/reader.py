@@ -150,7 +150,8 @@ def _check_columns(t, rows, config):
         if link is None:
             raise StoreError(f"has no {TRIALS}/{name} dataset")
         if isinstance(link, h5py.SoftLink) and link.path != twin:
-            raise StoreError(f"{TRIALS}/{name} links to {link.path}, expected {twin}")
+            raise StoreError(f"{TRIALS}/{name} is a link to {link.path}, not "
+                             + (f"to {twin}" if twin else "a dataset"))
         if not isinstance(link, (h5py.HardLink, h5py.SoftLink)):
             raise StoreError(f"{TRIALS}/{name} is a link to another file")
         ds = t.get(name)
