@@ -186,31 +186,31 @@ def report(path, eps, form, level, plot_path, overwrite):
     eps_values = _floats(eps, "eps") if eps else None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
-    if plot_path:
-        from .store import check_output
+    if not plot_path:
+        click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
+        return
+    from .store import check_output, output_lock
+    with output_lock(plot_path):        # the figure's only writer, from its check to its rename
         check_output(plot_path, overwrite=overwrite, inputs=[path])
-    res = load(path)
-    click.echo(report_text(res, eps=eps_values, form=form, level=level))
-    if plot_path:
-        _write_plot(res, plot_path, eps_values, form, overwrite, path)
-        click.echo(f"figures -> {plot_path}")
+        res = load(path)
+        click.echo(report_text(res, eps=eps_values, form=form, level=level))
+        _write_plot(res, plot_path, eps_values, form)
+    click.echo(f"figures -> {plot_path}")
 
 
-def _write_plot(res, plot_path, eps_values, form, overwrite, source):
+def _write_plot(res, plot_path, eps_values, form):
     """The figures of ``res`` into plot_path, whole or not at all (written beside it under a
-    temporary name, then renamed), holding the output's lock."""
+    temporary name, then renamed); the caller holds the output's lock."""
     from .report import plot_report
-    from .store import check_output, output_lock, remove_stale_temporaries, temporary_name
-    with output_lock(plot_path):
-        check_output(plot_path, overwrite=overwrite, inputs=[source])
-        remove_stale_temporaries(plot_path)
-        tmp = temporary_name(plot_path)
-        try:
-            plot_report(res, tmp, eps=eps_values, form=form)
-            os.replace(tmp, plot_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    from .store import remove_stale_temporaries, temporary_name
+    remove_stale_temporaries(plot_path)
+    tmp = temporary_name(plot_path)
+    try:
+        plot_report(res, tmp, eps=eps_values, form=form)
+        os.replace(tmp, plot_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 @main.command()

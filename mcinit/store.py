@@ -542,12 +542,18 @@ class HDF5Sink(Sink):
         that the path is still the file this run opened (not one put in its place)."""
         import contextlib
 
+        def check(st):
+            if (st.st_dev, st.st_ino) != self._identity:
+                raise StoreError(f"{self.path} was replaced while this run was writing it")
+
         @contextlib.contextmanager
         def opened():
+            try:
+                check(os.stat(self.path))
+            except FileNotFoundError:
+                raise StoreError(f"{self.path} was removed while this run was writing it") from None
             with _open_for_write(self.path) as f:
-                st = os.fstat(f.id.get_vfd_handle())
-                if (st.st_dev, st.st_ino) != self._identity:
-                    raise StoreError(f"{self.path} was replaced while this run was writing it")
+                check(os.fstat(f.id.get_vfd_handle()))      # the file opened, not only the path
                 yield f[self.group] if self.group else f
         return opened()
 
