@@ -275,10 +275,14 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     else:
         first, summary = state
         done = first - first_index
-        for a in range(0, done, 1 << 20):   # the tallies of the part already written
-            rec = sink.read_records(a, min(done, a + (1 << 20)))
-            for k, v in failure_counts(rec, eps, "norm").items():
-                failures[k] += v
+        try:
+            for a in range(0, done, 1 << 20):   # the tallies of the part already written
+                rec = sink.read_records(a, min(done, a + (1 << 20)))
+                for k, v in failure_counts(rec, eps, "norm").items():
+                    failures[k] += v
+        except BaseException:
+            sink.close()
+            raise
     writer = _Writer(sink)
     bar = progress_bar(stop - first_index, quiet=quiet)
     bar.update(first - first_index)

@@ -28,11 +28,11 @@ import datetime
 import h5py
 import numpy as np
 
-from .stats import QUANTITIES, Summary
+from .stats import HIST_BINS, QUANTITIES, Summary
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "RECORD_FIELDS",
            "COLUMNS", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
-           "slot_group", "column_shapes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
+           "slot_group", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run"]
 
 FORMAT = "mcinit"
@@ -95,6 +95,22 @@ def column_shapes(depth, samples, sup):
         for name in SUP_FIELDS:
             cols[name] = ((int(depth),), np.dtype(np.float64), None)
     return cols
+
+
+def creation_bytes(depth, rows, samples=0, sup=False):
+    """Bytes of disk a new run's layout takes when it is created (build_run): its metadata,
+    chunk indexes and the three summaries; the records' chunks are allocated sparse and
+    take space only as they are written.  An upper estimate (measured: 245 KiB for L = 3
+    and 1e5 rows, 4.0 MiB for L = 100, 655 KiB for L = 3 and 1e7 rows)."""
+    summary = len(QUANTITIES) * 2 * int(depth) * 8 * (len(_SUMMARY_KEYS) - 1 + HIST_BINS + 2)
+    chunks = -(-max(1, int(rows)) // CHUNK_ROWS) * len(column_shapes(depth, samples, sup))
+    return 3 * summary + 256 * 1024 + 128 * chunks
+
+
+def record_bytes(depth, samples=0, sup=False):
+    """Bytes of disk one row of a run's per-trial records takes (its stored columns)."""
+    return sum(dtype.itemsize * int(np.prod(tail, dtype=np.int64))
+               for tail, dtype, twin in column_shapes(depth, samples, sup).values() if twin is None)
 
 
 def stored_columns(t, names):

@@ -21,8 +21,8 @@ import numpy as np
 from . import sweep as sweep_mod
 from ._version import __version__
 from .stats import Summary
-from .layout import (COLUMNS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run, slot_group, stored_columns,
-                     write_summary)
+from .layout import (COLUMNS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
+                     slot_group, stored_columns, write_summary)
 from .reader import open_file, read_file
 from .store import check_output, create_file, output_lock
 
@@ -152,8 +152,13 @@ def _merge(paths, output, allow_partial, sweep):
             lines.append(f"{name}: {len(qs)} part(s), {rows:,} of {qs[0].trials:,} trials"
                          + (f", PARTIAL: {len(missing)} missing range(s)" if missing else ""))
 
+    need = 0
+    for name, qs, missing in plan:
+        c = qs[0].config
+        rows = sum(q.completed for q in qs)
+        need += creation_bytes(c.depth, rows, c.samples, c.sup) + rows * record_bytes(c.depth, c.samples, c.sup)
     attrs = {"kind": "sweep", "runs": json.dumps([p[0] for p in plan]),
              "mcinit_version": __version__} if sweep else {}
-    create_file(output, attrs, build)
+    create_file(output, attrs, build, need)
     lines.append(f"merged -> {output}")
     return lines

@@ -27,12 +27,16 @@ __all__ = ["RunInfo", "FileInfo", "open_file", "read_run", "read_file", "sweep_n
 
 
 def reason(e):
-    """The short reason of an OSError raised by the OS or by HDF5, or of another error."""
+    """The short reason of an OSError or RuntimeError raised by the OS or by HDF5; of any
+    other error, its message's first line."""
     import re
-    text = (getattr(e, "strerror", None) or str(e) or type(e).__name__).splitlines()[0]
-    m = re.search(r"error message = '([^']*)'", text)
+    if not isinstance(e, (OSError, RuntimeError)):
+        return (str(e) or type(e).__name__).splitlines()[0]
+    whole = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    m = re.search(r"error message = '([^']*)'", whole)
     if m:
         return m.group(1)
+    text = whole.splitlines()[0]
     m = re.search(r"\(([^()]*)\)\s*$", text)
     return m.group(1) if m else text
 
@@ -117,7 +121,7 @@ def _int_attr(g, key, what=None):
     if isinstance(v, np.ndarray) and v.shape == ():
         v = v[()]
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise StoreError(f"{what or key} is not an integer ({v!r})")
+        raise StoreError(f"{what or key} is not an integer ({type(v).__name__} {v})")
     return int(v)
 
 

@@ -16,7 +16,8 @@ from . import theory
 from .initializers import expected_forward
 from .stats import clopper_pearson, failure_counts
 from .layout import RECORD_FIELDS, SUP_FIELDS, TRIALS
-from .reader import open_file, read_file
+from .layout import StoreError
+from .reader import open_file, read_file, reason
 
 __all__ = ["load", "Results", "Run", "PROPS", "FORMS", "SUP"]
 
@@ -50,9 +51,14 @@ class Run:
         """Per-trial arrays of the completed trials [start, stop)."""
         stop = self.completed if stop is None else min(stop, self.completed)
         start = max(0, min(start, stop))
-        with open_file(self.path) as f:
-            t = f[self.group][TRIALS]
-            return {k: t[k][start:stop] for k in fields}
+        try:
+            with open_file(self.path) as f:
+                t = f[self.group][TRIALS]
+                return {k: t[k][start:stop] for k in fields}
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"cannot read {self.path}: {reason(e)}") from None
 
     def summary(self):
         """The streamed per-layer Summary (mcinit.stats.Summary) of the completed trials."""

@@ -51,13 +51,14 @@ import h5py
 import numpy as np
 
 from .layout import (COLUMNS, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run,
-                     checkpoint_slot, mark_format, read_summary, slot_group, stored_columns, write_summary)
+                     checkpoint_slot, creation_bytes, mark_format, read_summary, slot_group, stored_columns, write_summary)
 from .reader import open_file, read_file, reason
 from .stats import record_buffers
 
 __all__ = ["Sink", "MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED",
            "stored_columns", "read_summary", "write_summary", "check_output", "create_file", "open_results",
-           "build_run", "checkpoint_slot", "output_lock"]
+           "build_run", "checkpoint_slot", "output_lock", "check_free_space", "temporary_name",
+           "remove_stale_temporaries"]
 
 
 class Sink(abc.ABC):
@@ -272,8 +273,11 @@ class output_lock:
                 except FileNotFoundError:
                     pass
                 os.close(fd)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:       # the pid is for the message of a refused writer only (a full disk: none)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass
             _held[self.lock] = [fd, 1]
             self.held = True
         return self
@@ -334,12 +338,25 @@ def remove_stale_temporaries(path):
                 pass
 
 
-def create_file(path, attrs, build=None):
+def check_free_space(path, need):
+    """Refuse to start writing ``need`` bytes beside ``path`` on a device with less free."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise StoreError(f"cannot create {path}: its device has {free:,} bytes free, about {need:,} needed")
+
+
+def create_file(path, attrs, build=None, need=0):
     """Create ``path`` whole or not at all: written under a temporary name, then renamed
     (the temporary is removed on every error).  Call it holding the output's lock.
 
-    attrs: root attributes; build(f): adds groups and datasets before the rename."""
+    attrs: root attributes; build(f): adds groups and datasets before the rename; need:
+    bytes of disk the creation takes (layout.creation_bytes), checked first."""
     remove_stale_temporaries(path)
+    check_free_space(path, need)
     tmp = temporary_name(path)
     try:
         with h5py.File(tmp, "w") as f:
@@ -350,12 +367,22 @@ def create_file(path, attrs, build=None):
                 build(f)
         _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, (OSError, MemoryError)):
-            raise StoreError(f"cannot create {path}: {reason(e)}") from None
+    except StoreError:
+        _remove(tmp)
         raise
+    except (OSError, RuntimeError, MemoryError) as e:   # HDF5's failures (a full disk) are RuntimeErrors
+        _remove(tmp)
+        raise StoreError(f"cannot create {path}: {reason(e)}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def open_results(path):
@@ -519,7 +546,9 @@ class HDF5Sink(Sink):
                     raise StoreError(f"cannot resume {self.path}: it is a sweep file")
                 return self._resume_point(info.runs[0], meta)
             check_output(self.path, self.overwrite, self.inputs)
-            create_file(self.path, {}, lambda f: build_run(f, meta))
+            need = creation_bytes(meta["depth"], meta.get("rows", meta["trials"]), meta.get("samples", 0),
+                                  meta.get("sup"))
+            create_file(self.path, {}, lambda f: build_run(f, meta), need)
             return None
         with open_file(self.path) as f:
             held = self.group in f
@@ -529,11 +558,15 @@ class HDF5Sink(Sink):
                 info = read_run(f[self.group], self.path, self.group, self.group.rsplit("/", 1)[-1])
         if held:
             return self._resume_point(info, meta)
+        check_free_space(self.path, creation_bytes(meta["depth"], meta.get("rows", meta["trials"]),
+                                                   meta.get("samples", 0), meta.get("sup")))
         try:
             with _open_for_write(self.path) as f:
                 build_run(f.create_group(self.group), meta)
                 _durable_flush(f)
-        except OSError as e:
+        except StoreError:
+            raise
+        except (OSError, RuntimeError) as e:
             raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
         return None
 
@@ -630,7 +663,9 @@ class HDF5Sink(Sink):
                 _durable_flush(g.file)
                 g.attrs.modify("completed", np.int64(rows))
                 _durable_flush(g.file)
-        except OSError as e:
+        except StoreError:
+            raise
+        except (OSError, RuntimeError) as e:    # a full disk: ``completed`` still says what is durable
             raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
         self.completed = rows
         self._slot = slot
@@ -646,7 +681,12 @@ class HDF5Sink(Sink):
 
     def read_records(self, start=0, stop=None):
         """Rows [start, stop) of the records already in the file, for a resumed run's tallies."""
-        with open_file(self.path) as f:
-            g = f[self.group] if self.group else f
-            stop = self.completed if stop is None else stop
-            return {k: g[TRIALS][k][start:stop] for k in COLUMNS}
+        stop = self.completed if stop is None else stop
+        try:
+            with open_file(self.path) as f:
+                t = (f[self.group] if self.group else f)[TRIALS]
+                return {k: t[k][start:stop] for k in COLUMNS}
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"cannot read {self.path}: {reason(e)}") from None

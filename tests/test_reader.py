@@ -201,3 +201,28 @@ def test_a_stopped_run_loads_its_completed_trials(good, tmp_path):
     run = mcinit.load(path).runs[0]
     assert run.completed == 0 and len(run.records()["index"]) == 0 and run.summary().trials == 0
     assert whole.completed == 300
+
+
+def test_status_shows_damaged_parts_and_output_as_unreadable(damaged, tmp_path, monkeypatch):
+    """`mcinit status` reads parts and the merged output through the reader: a damaged part
+    is "unreadable" with the reason, never counted as done; a damaged output "cannot be
+    read"; no byte changes."""
+    monkeypatch.setenv("PATH", str(tmp_path))       # no SLURM
+    out = tmp_path / "p.h5"
+    small = ["--trials", 300, "--input-dim", 6, "--widths", "5,7", "--samples", 2]
+    assert invoke("submit", *small, "--shards", 2, "-o", out, "--dry-run").exit_code == 0
+    from mcinit import hpc
+    plan = hpc.load_plan(str(out))
+    parts = [tmp_path / plan["dir"] / p for p in plan["runs"][0]["parts"]]
+    cfg = tmp_path / plan["dir"] / plan["runs"][0]["config"]
+    assert invoke("run", "--config", cfg, "--shard", "0/2", "-o", parts[0], "-q").exit_code == 0
+    with h5py.File(parts[0], "a") as f:
+        f.attrs.modify("completed", np.int64(10 ** 6))
+    shutil.copy(_path(damaged, "format version 2"), out)
+    before = {p: digest(p) for p in (parts[0], out)}
+    r = invoke("status", out)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert "unreadable (file claims 1000000 completed trials of 150 rows)" in r.output, r.output
+    assert "shards: 0/2 complete; trials: 0/300" in r.output, r.output
+    assert "cannot be read" in r.output and "format version 2" in r.output, r.output
+    assert {p: digest(p) for p in (parts[0], out)} == before

@@ -594,3 +594,54 @@ def test_two_runs_started_together_on_one_output_one_wins(tmp_path):
             refs[seed] = engine.run(cfg, data).records
         _same_records(str(out), refs[seed])
         assert sorted(p.name for p in tmp_path.iterdir()) == ["same.h5"]
+
+
+# ------------------------------------------------------------ a full disk
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 KiB tmpfs (grown with remount); skipped where mounting is not permitted
+    (not root, or in a container without the capability)."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def _resize(disk, size):
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_file_stays_resumable(small_disk):
+    """On a disk too small to create the file: one line, nothing left behind (also when the
+    space check is passed and HDF5 itself fails).  A disk that fills during the run: one
+    line, and the file holds its completed trials and resumes, once there is room, to the
+    uninterrupted run."""
+    out = small_disk / "r.h5"
+    args = ("run", "--trials", 100000, "--width", 16, "--depth", 3, "--batch-size", 5000, "-q", "-o", out)
+    _refused(_invoke(*args), "bytes free")
+    assert list(small_disk.iterdir()) == []
+    from mcinit.layout import build_run
+    from mcinit.store import create_file
+    meta = dict(config="{}", config_hash="x", seed=0, depth=3, trials=100000, kernel="dense",
+                mcinit_version="0", samples=2)
+    with pytest.raises(StoreError, match="No space left on device"):
+        create_file(str(small_disk / "x.h5"), {}, lambda f: build_run(f, meta))
+    assert list(small_disk.iterdir()) == []
+    _resize(small_disk, "2m")
+    _refused(_invoke(*args), "No space left on device")
+    run = mcinit.load(out).runs[0]
+    assert 0 <= run.completed < 100000
+    _resize(small_disk, "20m")
+    assert _invoke(*args, "--resume").exit_code == 0
+    cfg, data = config.build(trials=100000, width=16, depth=3)
+    ref = engine.run(cfg, data)
+    assert _same_records(str(out), ref.records) == 100000
+    _same_summary(str(out), ref.summary)
