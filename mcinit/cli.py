@@ -72,6 +72,12 @@ def _parse_shard(text):
     return i, k
 
 
+def _data_files(configs):
+    """The files the runs of ``configs`` read their data from (FILE.npy, FILE.h5:DATASET):
+    inputs, never to be an output, even with --overwrite."""
+    return sorted({p for c in configs for p in (c.data, c.data.rsplit(":", 1)[0]) if os.path.isfile(p)})
+
+
 @main.command()
 @run_options
 @click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
@@ -90,9 +96,7 @@ def run(config_file, shard, **given):
     cfg, data = build(**values)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
-    # the data file is an input: never the output, even with --overwrite
-    inputs = [p for p in {cfg.data, cfg.data.rsplit(":", 1)[0]} if os.path.isfile(p)]
-    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs)
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
     sink.check_writable()
     with _StopOnSignal() as stop:
         try:
@@ -126,8 +130,9 @@ def sweep(config_file, **given):
     runs = sweep_mod.expand(values)
     from .engine import resolve_backend
     resolve_backend(ex["backend"])
+    inputs = _data_files([cfg for _, cfg, _ in runs])
     if not (ex["resume"] and os.path.exists(output)):
-        check_output(output, ex["overwrite"])
+        check_output(output, ex["overwrite"], inputs)
     if ex["threads"] is not None:
         from .engine import set_threads
         set_threads(ex["threads"])
@@ -141,7 +146,7 @@ def sweep(config_file, **given):
 
     with _StopOnSignal() as stop:
         try:
-            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"],
+            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs,
                                 threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
                                 on_run=done, stop_requested=stop.requested, backend=ex["backend"])
         except Stopped as e:
@@ -191,7 +196,7 @@ def report(path, eps, form, level, plot_path, overwrite):
         return
     from .store import check_output, output_lock
     with output_lock(plot_path):        # the figure's only writer, from its check to its rename
-        check_output(plot_path, overwrite=overwrite, inputs=[path])
+        check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
         res = load(path)
         click.echo(report_text(res, eps=eps_values, form=form, level=level))
         _write_plot(res, plot_path, eps_values, form)

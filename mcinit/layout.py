@@ -24,16 +24,17 @@ the run names) and one run group per name under /runs/.
 """
 
 import datetime
+import json
 
 import h5py
 import numpy as np
 
 from .stats import HIST_BINS, QUANTITIES, Summary
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "RECORD_FIELDS",
+__all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "COMPLETED", "RECORD_FIELDS",
            "COLUMNS", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
            "slot_group", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
-           "checkpoint_slot", "build_run"]
+           "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
 
 FORMAT = "mcinit"
 FORMAT_VERSION = 1
@@ -41,8 +42,10 @@ RNG = "philox4x32-10"
 #: a run's groups: per-trial records, the summary, the two checkpoint slots
 TRIALS, SUMMARY, CHECKPOINT = "trials", "summary", "checkpoint"
 SLOTS = ("slot0", "slot1")
-#: a sweep file's group of runs
+#: a sweep file's group of runs, and its root attribute listing them (JSON)
 RUNS = "runs"
+#: a run's attribute: the rows durably written; nothing past it is trusted
+COMPLETED = "completed"
 RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
 COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
 #: with one input per trial (samples = 1), these columns are soft links to their twins
@@ -185,9 +188,28 @@ def read_summary(g, depth):
     return s
 
 
+def sweep_attrs(names, mcinit_version):
+    """The root attributes of a sweep file of the runs ``names`` (its groups: RUNS/<name>)."""
+    return {"kind": "sweep", "mcinit_version": mcinit_version, RUNS: json.dumps(list(names))}
+
+
+def set_completed(g, rows):
+    """The run in group g holds ``rows`` durable rows (a commit's last step)."""
+    g.attrs.modify(COMPLETED, np.int64(rows))
+
+
+def write_final(g, summary, rows):
+    """A run written whole at once (a merge): its summary at ``rows`` completed rows, in
+    /summary and checkpoint slot 0 (slot 1 marked unused)."""
+    write_summary(g[SUMMARY], summary)
+    write_summary(slot_group(g, 0), summary)
+    slot_group(g, 1)["trials"][()] = -1
+    g.attrs[COMPLETED] = np.int64(rows)
+
+
 def checkpoint_slot(g):
     """The index of the checkpoint slot holding the state at ``completed``, or None."""
-    done = int(g.attrs["completed"])
+    done = int(g.attrs[COMPLETED])
     for i in (0, 1):
         if _scalar_int(slot_group(g, i)["trials"], "checkpoint trials") == done:
             return i
@@ -219,7 +241,7 @@ def build_run(g, meta):
     for k, v in meta.get("extra_attrs", {}).items():
         g.attrs[k] = v
     g.attrs["created"] = now()
-    g.attrs["completed"] = np.int64(0)
+    g.attrs[COMPLETED] = np.int64(0)
     t = g.create_group(TRIALS)
     R = max(1, min(CHUNK_ROWS, rows))
     for name, (tail, dtype, twin) in column_shapes(L, meta.get("samples", 0), meta.get("sup")).items():

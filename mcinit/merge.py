@@ -21,8 +21,8 @@ import numpy as np
 from . import sweep as sweep_mod
 from ._version import __version__
 from .stats import Summary
-from .layout import (COLUMNS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
-                     slot_group, stored_columns, write_summary)
+from .layout import (COLUMNS, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
+                     stored_columns, sweep_attrs, write_final)
 from .reader import open_file, read_file
 from .store import check_output, create_file, output_lock
 
@@ -105,10 +105,7 @@ def _write_run(out, group, parts, missing, meta_extra):
                 for k in names:
                     t[k][pos + a:pos + b] = src[k][a:b]
         pos += q.completed
-    write_summary(g[SUMMARY], summary)
-    write_summary(slot_group(g, 0), summary)
-    slot_group(g, 1)["trials"][()] = -1
-    g.attrs["completed"] = np.int64(rows)
+    write_final(g, summary, rows)
 
 
 def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False):
@@ -145,7 +142,7 @@ def _merge(paths, output, allow_partial, sweep):
 
     def build(f):
         if sweep:
-            f.create_group("runs")
+            f.create_group(RUNS)
         for name, qs, missing in plan:
             _write_run(f, f"runs/{name}" if sweep else "/", qs, missing, {})
             rows = sum(q.completed for q in qs)
@@ -157,8 +154,7 @@ def _merge(paths, output, allow_partial, sweep):
         c = qs[0].config
         rows = sum(q.completed for q in qs)
         need += creation_bytes(c.depth, rows, c.samples, c.sup) + rows * record_bytes(c.depth, c.samples, c.sup)
-    attrs = {"kind": "sweep", "runs": json.dumps([p[0] for p in plan]),
-             "mcinit_version": __version__} if sweep else {}
+    attrs = sweep_attrs([p[0] for p in plan], __version__) if sweep else {}
     create_file(output, attrs, build, need)
     lines.append(f"merged -> {output}")
     return lines

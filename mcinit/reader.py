@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from .config import RunConfig
-from .layout import (CHECKPOINT, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError, checkpoint_slot,
+from .layout import (CHECKPOINT, COMPLETED, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError, checkpoint_slot,
                      column_shapes, read_summary, run_path, slot_group)
 from .stats import Summary
 
@@ -147,6 +147,17 @@ def _check_format(g):
         raise StoreError(f"has format version {version}; this mcinit reads version {FORMAT_VERSION}")
 
 
+def _check_shard(shard, trials, first, rows):
+    """A shard "I/K" holds the contiguous share I of K of the trial indices, as
+    engine.shard_range makes it: [trials I // K, trials (I + 1) // K)."""
+    try:
+        i, k = (int(p) for p in shard.split("/"))
+    except ValueError:
+        raise StoreError(f"shard {shard!r} is not I/K") from None
+    if not 0 <= i < k or (first, first + rows) != ((trials * i) // k, (trials * (i + 1)) // k):
+        raise StoreError(f"holds trials {first}..{first + rows - 1}, not shard {shard} of {trials} trials")
+
+
 def _check_columns(t, rows, config):
     """Every per-trial column present with the shape and type the configuration implies."""
     for name, (tail, dtype, twin) in column_shapes(config.depth, config.samples, config.sup).items():
@@ -186,7 +197,7 @@ def read_run(g, path, group="/", name=None):
         trials = _int_attr(g, "trials")
         first = _int_attr(g, "first_index")
         rows = _int_attr(g, "rows")
-        completed = _int_attr(g, "completed")
+        completed = _int_attr(g, COMPLETED)
         if trials != config.trials:
             raise StoreError(f"plans {trials} trials but its configuration has {config.trials}")
         if not (0 <= first and 0 <= rows and first + rows <= trials):
@@ -194,8 +205,9 @@ def read_run(g, path, group="/", name=None):
         if not 0 <= completed <= rows:
             raise StoreError(f"claims {completed} completed trials of {rows} rows")
         kernel = _str_attr(g, "kernel")
-        shard = g.attrs.get("shard", "")
-        shard = shard.decode() if isinstance(shard, bytes) else str(shard)
+        shard = _str_attr(g, "shard") if "shard" in g.attrs else ""
+        if shard:
+            _check_shard(shard, trials, first, rows)
         partial = bool(g.attrs.get("partial", False))
         for key in (TRIALS, SUMMARY, CHECKPOINT):
             if not isinstance(g.get(key), h5py.Group):
@@ -223,7 +235,7 @@ def sweep_names(f, path, every_run=True):
     sweep being resumed)."""
     try:
         _check_format(f)
-        names = json.loads(_str_attr(f, "runs"))
+        names = json.loads(_str_attr(f, RUNS))
         if not isinstance(names, list) or not all(isinstance(n, str) and n and "/" not in n for n in names):
             raise StoreError("runs is not a list of run names")
         if len(set(names)) != len(names):

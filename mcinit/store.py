@@ -51,7 +51,8 @@ import h5py
 import numpy as np
 
 from .layout import (COLUMNS, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run,
-                     checkpoint_slot, creation_bytes, mark_format, read_summary, slot_group, stored_columns, write_summary)
+                     checkpoint_slot, creation_bytes, mark_format, read_summary, set_completed, slot_group, stored_columns,
+                     write_summary)
 from .reader import open_file, read_file, reason
 from .stats import record_buffers
 
@@ -201,16 +202,17 @@ def _regular(path):
         return False
 
 
-def check_output(path, overwrite=False, inputs=()):
+def check_output(path, overwrite=False, inputs=(), option="-o"):
     """Refuse, before any work, an output that exists (without overwrite), that is not a
     regular file (a directory, a device, a FIFO, a socket, a link to one), that is one of
-    the command's ``inputs`` (paths it reads), or an unwritable place."""
+    the command's ``inputs`` (paths it reads), or an unwritable place.  option: the
+    command-line option naming the output, for the message."""
     path = str(path)
     if os.path.isdir(path):
         raise StoreError(f"output {path} is a directory")
     exists = os.path.lexists(path)
     if exists and not overwrite:
-        raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another -o")
+        raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another {option}")
     if exists and not _regular(path):
         raise StoreError(f"output {path} is not a regular file; --overwrite replaces only files")
     for p in inputs:
@@ -661,7 +663,7 @@ class HDF5Sink(Sink):
                 write_summary(slot_group(g, slot), summary)
                 write_summary(g[SUMMARY], summary)
                 _durable_flush(g.file)
-                g.attrs.modify("completed", np.int64(rows))
+                set_completed(g, rows)
                 _durable_flush(g.file)
         except StoreError:
             raise

@@ -7,13 +7,12 @@ runs are then less noisy than independent runs would make them.
 """
 
 import itertools
-import json
 import os
 
 from . import engine
 from ._version import __version__
 from .config import ConfigError, build
-from .layout import RUNS, StoreError, run_path
+from .layout import RUNS, StoreError, run_path, sweep_attrs
 from .reader import open_file, sweep_names
 from .store import HDF5Sink, check_output, create_file, output_lock
 
@@ -78,10 +77,11 @@ def expand(values):
 
 
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
-              on_run=None, stop_requested=None, backend="cpu"):
+              on_run=None, stop_requested=None, backend="cpu", inputs=()):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
     resume          continue an interrupted sweep file with the same runs
+    inputs          files the runs read (their data): never the output, even with overwrite
     on_run(name, result) is called after each run; stop_requested as in engine.run."""
     names = [name for name, _, _ in runs]
     with output_lock(path):
@@ -91,9 +91,8 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
             if not same:
                 raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs")
         else:
-            check_output(path, overwrite)
-            create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
-                        lambda f: f.create_group(RUNS))
+            check_output(path, overwrite, inputs)
+            create_file(path, sweep_attrs(names, __version__), lambda f: f.create_group(RUNS))
         results = []
         for name, cfg, data in runs:
             sink = HDF5Sink(path, group=run_path(name), resume=resume)

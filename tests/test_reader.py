@@ -98,6 +98,7 @@ DAMAGED = {
     "no checkpoint at completed": ("good", _no_checkpoint_at_completed, "no checkpoint holding"),
     "rows beyond the run": ("good", _attr("first_index", np.int64(100)), "outside the run"),
     "planned trials edited": ("good", _attr("trials", np.int64(500)), "plans 500 trials"),
+    "shard range edited": ("good", _attr("shard", "1/2"), "not shard 1/2 of 300 trials"),
     "sweep runs naming a missing group": ("sweep", _attr("runs", json.dumps(["w5-d2-n1-he", "w9-d2-n1-he"])),
                                           "runs names w9-d2-n1-he"),
     "sweep runs not a list": ("sweep", _attr("runs", "w5"), "damaged"),

@@ -551,6 +551,8 @@ def test_overwrite_refuses_what_is_not_a_results_file(tmp_path):
     before = data.read_bytes()
     _refused(_invoke("run", "--trials", 5, "--data", data, "--width", 4, "--depth", 2, "-q", "-o", data,
                      "--overwrite"), "is one of the inputs")
+    _refused(_invoke("sweep", "--trials", 5, "--data", data, "--width", "4,5", "--depth", 2, "-q", "-o", data,
+                     "--overwrite"), "is one of the inputs")
     assert data.read_bytes() == before
     good = tmp_path / "good.h5"
     assert _invoke(*SMALL, "-o", good).exit_code == 0
