@@ -194,8 +194,8 @@ def report(path, eps, form, level, plot_path, overwrite):
     if not plot_path:
         click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
         return
-    from .store import check_output, output_lock
-    with output_lock(plot_path):        # the figure's only writer, from its check to its rename
+    from .store import OutputLock, check_output
+    with OutputLock(plot_path):        # the figure's only writer, from its check to its rename
         check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
         res = load(path)
         click.echo(report_text(res, eps=eps_values, form=form, level=level))

@@ -207,9 +207,10 @@ def write_final(g, summary, rows):
     g.attrs[COMPLETED] = np.int64(rows)
 
 
-def checkpoint_slot(g):
-    """The index of the checkpoint slot holding the state at ``completed``, or None."""
-    done = int(g.attrs[COMPLETED])
+def checkpoint_slot(g, completed=None):
+    """The index of the checkpoint slot holding the state at ``completed`` (the run's
+    attribute when None), or None."""
+    done = int(g.attrs[COMPLETED]) if completed is None else int(completed)
     for i in (0, 1):
         if _scalar_int(slot_group(g, i)["trials"], "checkpoint trials") == done:
             return i

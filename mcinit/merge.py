@@ -24,7 +24,7 @@ from .stats import Summary
 from .layout import (COLUMNS, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
                      stored_columns, sweep_attrs, write_final)
 from .reader import open_file, read_file
-from .store import check_output, create_file, output_lock
+from .store import OutputLock, check_output, create_file
 
 __all__ = ["merge_files", "read_parts"]
 
@@ -113,7 +113,7 @@ def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False
     out_abs = os.path.abspath(output)
     if any(os.path.abspath(p) == out_abs for p in paths):
         raise StoreError("the output must not be one of the inputs")
-    with output_lock(output):
+    with OutputLock(output):
         check_output(output, overwrite, inputs=paths)
         return _merge(paths, output, allow_partial, sweep)
 

@@ -14,6 +14,7 @@ line naming what is wrong.
 import dataclasses
 import json
 import os
+import time
 
 import h5py
 import numpy as np
@@ -147,6 +148,24 @@ def _check_format(g):
         raise StoreError(f"has format version {version}; this mcinit reads version {FORMAT_VERSION}")
 
 
+def _state_at_completed(g, rows, depth, tries=5):
+    """(completed, its checkpoint slot, the Summary there) of the run in group g.  A file
+    being written moves on while it is read: a commit writes the other slot, then
+    ``completed``, so the slot found holds the state unless two commits overtook the
+    read (its ``trials``, read last, then differs): read again."""
+    for attempt in range(tries):
+        completed = _int_attr(g, COMPLETED)
+        if not 0 <= completed <= rows:
+            raise StoreError(f"claims {completed} completed trials of {rows} rows")
+        slot = checkpoint_slot(g, completed)
+        if slot is not None:
+            summary = read_summary(slot_group(g, slot), depth)
+            if summary.trials == completed:
+                return completed, slot, summary
+        time.sleep(0.01 * (attempt + 1))
+    raise StoreError(f"has no checkpoint holding the state at its {completed} completed trials")
+
+
 def _check_shard(shard, trials, first, rows):
     """A shard "I/K" holds the contiguous share I of K of the trial indices, as
     engine.shard_range makes it: [trials I // K, trials (I + 1) // K)."""
@@ -197,13 +216,10 @@ def read_run(g, path, group="/", name=None):
         trials = _int_attr(g, "trials")
         first = _int_attr(g, "first_index")
         rows = _int_attr(g, "rows")
-        completed = _int_attr(g, COMPLETED)
         if trials != config.trials:
             raise StoreError(f"plans {trials} trials but its configuration has {config.trials}")
         if not (0 <= first and 0 <= rows and first + rows <= trials):
             raise StoreError(f"holds trials {first}..{first + rows - 1}, outside the run's 0..{trials - 1}")
-        if not 0 <= completed <= rows:
-            raise StoreError(f"claims {completed} completed trials of {rows} rows")
         kernel = _str_attr(g, "kernel")
         shard = _str_attr(g, "shard") if "shard" in g.attrs else ""
         if shard:
@@ -214,10 +230,7 @@ def read_run(g, path, group="/", name=None):
                 raise StoreError(f"has no {key} group")
         _check_columns(g[TRIALS], rows, config)
         read_summary(g[SUMMARY], config.depth)
-        slot = checkpoint_slot(g)
-        if slot is None:
-            raise StoreError(f"has no checkpoint holding the state at its {completed} completed trials")
-        summary = read_summary(slot_group(g, slot), config.depth)
+        completed, slot, summary = _state_at_completed(g, rows, config.depth)
         read_summary(slot_group(g, 1 - slot), config.depth)
     except StoreError as e:
         raise StoreError(_about(where, e)) from None

@@ -58,7 +58,7 @@ from .stats import record_buffers
 
 __all__ = ["Sink", "MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED",
            "stored_columns", "read_summary", "write_summary", "check_output", "create_file", "open_results",
-           "build_run", "checkpoint_slot", "output_lock", "check_free_space", "temporary_name",
+           "build_run", "checkpoint_slot", "OutputLock", "check_free_space", "temporary_name",
            "remove_stale_temporaries"]
 
 
@@ -233,7 +233,7 @@ _held = {}      # lock file -> [fd, holders] of this process (a sweep's runs sha
 _held_guard = threading.Lock()
 
 
-class output_lock:
+class OutputLock:
     """One writer per output: while held, no other process can hold it for ``path``.
 
     An exclusive flock on ``<path>.lock`` (created beside the output, removed on release;
@@ -468,7 +468,7 @@ class HDF5Sink(Sink):
     def open(self, meta):
         """Create the run (or find where to resume it); returns None or (next trial, Summary).
         Holds the output's lock from here until close()."""
-        self._lock = output_lock(self.path).acquire()
+        self._lock = OutputLock(self.path).acquire()
         try:
             state = self._open(meta)
             self._rows = int(meta.get("rows", meta["trials"]))     # as build_run made the file
@@ -581,13 +581,21 @@ class HDF5Sink(Sink):
             if (st.st_dev, st.st_ino) != self._identity:
                 raise StoreError(f"{self.path} was replaced while this run was writing it")
 
-        @contextlib.contextmanager
-        def opened():
+        def check_path():
             try:
                 check(os.stat(self.path))
             except FileNotFoundError:
                 raise StoreError(f"{self.path} was removed while this run was writing it") from None
-            with _open_for_write(self.path) as f:
+
+        @contextlib.contextmanager
+        def opened():
+            check_path()
+            try:
+                f = _open_for_write(self.path)
+            except StoreError:
+                check_path()        # replaced meanwhile: say so
+                raise
+            with f:
                 check(os.fstat(f.id.get_vfd_handle()))      # the file opened, not only the path
                 yield f[self.group] if self.group else f
         return opened()

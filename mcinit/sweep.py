@@ -14,7 +14,7 @@ from ._version import __version__
 from .config import ConfigError, build
 from .layout import RUNS, StoreError, run_path, sweep_attrs
 from .reader import open_file, sweep_names
-from .store import HDF5Sink, check_output, create_file, output_lock
+from .store import HDF5Sink, OutputLock, check_output, create_file
 
 __all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
 
@@ -84,7 +84,7 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
     inputs          files the runs read (their data): never the output, even with overwrite
     on_run(name, result) is called after each run; stop_requested as in engine.run."""
     names = [name for name, _, _ in runs]
-    with output_lock(path):
+    with OutputLock(path):
         if resume and os.path.lexists(path):
             with open_file(path) as f:
                 same = f.attrs.get("kind") == "sweep" and sweep_names(f, path, every_run=False) == names

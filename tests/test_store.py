@@ -647,3 +647,23 @@ def test_a_full_disk_is_one_line_and_the_file_stays_resumable(small_disk):
     ref = engine.run(cfg, data)
     assert _same_records(str(out), ref.records) == 100000
     _same_summary(str(out), ref.summary)
+
+
+def test_a_creation_that_fails_leaves_no_temporary(tmp_path):
+    """Whatever stops a file's creation (a refusal raised by the build, an interrupt), the
+    temporary goes and the output is not created."""
+    from mcinit.store import create_file
+    out = tmp_path / "o.h5"
+
+    def refuse(f):
+        f.create_dataset("x", data=np.arange(10))
+        raise StoreError("refused midway")
+
+    def interrupt(f):
+        raise KeyboardInterrupt
+
+    with pytest.raises(StoreError, match="refused midway"):
+        create_file(str(out), {}, refuse)
+    with pytest.raises(KeyboardInterrupt):
+        create_file(str(out), {}, interrupt)
+    assert list(tmp_path.iterdir()) == []
