@@ -26,10 +26,10 @@ import os
 import numpy as np
 
 from .config import ConfigError, sha256_file
+from .options import NORMALIZE
 
 __all__ = ["load_fixed", "NORMALIZE", "DIGITS_PATH"]
 
-NORMALIZE = ("none", "center", "unit")
 DIGITS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                            "digits.csv.gz")
 

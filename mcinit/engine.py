@@ -23,6 +23,7 @@ import numpy as np
 from . import kernels
 from ._version import __version__
 from .config import ConfigError
+from .options import BACKENDS
 from .kernels.common import make_plan
 from .progress import progress_bar
 from .stats import Summary, failure_counts, record_buffers, reduce_and_tally
@@ -196,9 +197,6 @@ def shard_range(trials, shard):
     return (trials * i) // k, (trials * (i + 1)) // k
 
 
-BACKENDS = ("cpu", "cuda", "auto")
-
-
 def resolve_backend(backend):
     """'cpu' or 'cuda' for a request ('auto': CUDA when an NVIDIA GPU is present)."""
     backend = (backend or "cpu").lower()
@@ -266,7 +264,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
                 first_index=first_index, rows=stop - first_index, sup=config.sup, samples=N,
-                shard=f"{shard[0]}/{shard[1]}" if shard is not None else "")
+                shard=f"{shard[0]}/{shard[1]}" if shard is not None else "",
+                extra_attrs={"data_path": config.data_path} if config.data_path else {})
     state = sink.open(meta)
     eps = np.array(REPORT_EPS)
     failures = {k: np.zeros(len(eps), dtype=np.int64) for k in ("forward", "backward", "both")}

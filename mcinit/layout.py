@@ -31,7 +31,7 @@ import numpy as np
 
 from .stats import HIST_BINS, QUANTITIES, Summary
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "COMPLETED", "RECORD_FIELDS",
+__all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
            "COLUMNS", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
            "slot_group", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
@@ -46,6 +46,9 @@ SLOTS = ("slot0", "slot1")
 RUNS = "runs"
 #: a run's attribute: the rows durably written; nothing past it is trusted
 COMPLETED = "completed"
+#: a run's attribute: the path of its fixed dataset's file (provenance; the configuration
+#: knows the file by its content)
+DATA_PATH = "data_path"
 RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
 COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
 #: with one input per trial (samples = 1), these columns are soft links to their twins

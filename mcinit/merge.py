@@ -21,7 +21,7 @@ import numpy as np
 from . import sweep as sweep_mod
 from ._version import __version__
 from .stats import Summary
-from .layout import (COLUMNS, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
+from .layout import (COLUMNS, DATA_PATH, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
                      stored_columns, sweep_attrs, write_final)
 from .reader import open_file, read_file
 from .store import OutputLock, check_output, create_file
@@ -92,6 +92,8 @@ def _write_run(out, group, parts, missing, meta_extra):
                 first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples,
                 extra_attrs=dict(merged_from=json.dumps([q.name for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
+    if cfg.data_path:
+        meta["extra_attrs"][DATA_PATH] = cfg.data_path
     g = out.create_group(group) if group != "/" else out
     build_run(g, meta)
     pos = 0

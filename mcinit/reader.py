@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from .config import RunConfig
-from .layout import (CHECKPOINT, COMPLETED, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError, checkpoint_slot,
+from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError, checkpoint_slot,
                      column_shapes, read_summary, run_path, slot_group)
 from .stats import Summary
 
@@ -207,7 +207,7 @@ def read_run(g, path, group="/", name=None):
         text = _str_attr(g, "config")
         stored_hash = _str_attr(g, "config_hash")
         try:
-            config = RunConfig.from_json(text)
+            config = RunConfig.from_json(text, data_path=_str_attr(g, DATA_PATH) if DATA_PATH in g.attrs else None)
             recomputed = config.config_hash()
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise StoreError(f"has no valid configuration ({reason(e)})") from None

@@ -13,19 +13,14 @@ from . import engine
 from ._version import __version__
 from .config import ConfigError, build
 from .layout import RUNS, StoreError, run_path, sweep_attrs
+from .options import BY_NAME, SEVERAL
 from .reader import open_file, sweep_names
 from .store import HDF5Sink, OutputLock, check_output, create_file
 
 __all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
 
-#: the options a sweep may list, comma-separated
-SWEEP_KEYS = ("width", "depth", "samples", "init", "input_dim")
-
-
-def _split(value):
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [p.strip() for p in str(value).split(",") if p.strip()]
+#: the options a sweep may list, comma-separated (those with ``several`` in mcinit.options)
+SWEEP_KEYS = SEVERAL
 
 
 def run_name(cfg):
@@ -48,18 +43,15 @@ def name_runs(cfgs):
 def expand(values):
     """[(name, resolved RunConfig, fixed data)] for every combination of the listed values.
 
-    values: the keys of ``config.build``; width, depth, samples, init and input_dim may
-    be lists or comma-separated strings.  Every configuration is validated before any run."""
+    values: the keywords of ``config.build``; the options of SWEEP_KEYS may be lists or
+    comma-separated strings.  Every configuration is validated before any run."""
     values = dict(values)
     if values.get("widths") is not None and any(values.get(k) is not None for k in ("width", "depth")):
         raise ConfigError("give either --widths or --width/--depth, not both")
     lists = {}
     for key in SWEEP_KEYS:
         if values.get(key) is not None:
-            items = _split(values[key])
-            if not items:
-                raise ConfigError(f"--{key} lists no value")
-            lists[key] = items
+            lists[key] = BY_NAME[key].parse_several(values[key])
     keys = list(lists)
     built = []
     seen = set()

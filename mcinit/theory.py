@@ -41,6 +41,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, special, stats
 
+from .options import FORMS, GAUSSIAN_INITS  # the enumerations live with the options
+
 __all__ = [
     "GAUSSIAN_INITS", "FORMS", "layer_variances",
     "paper_eps", "paper_delta", "paper_width",
@@ -49,10 +51,6 @@ __all__ = [
     "chernoff_bound", "required_width", "required_widths",
 ]
 
-#: initialisation presets with Gaussian weights (DESIGN section 3) that the exact laws cover
-GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun")
-#: deviation forms (DESIGN section 2)
-FORMS = ("norm", "squared")
 
 _LN2 = math.log(2.0)
 #: Gauss-Legendre nodes per panel of the exact recursion
