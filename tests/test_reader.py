@@ -227,3 +227,20 @@ def test_status_shows_damaged_parts_and_output_as_unreadable(damaged, tmp_path, 
     assert "shards: 0/2 complete; trials: 0/300" in r.output, r.output
     assert "cannot be read" in r.output and "format version 2" in r.output, r.output
     assert {p: digest(p) for p in (parts[0], out)} == before
+
+
+def test_a_run_on_a_data_file_keeps_its_path_through_load_and_merge(tmp_path):
+    """A fixed dataset is in the configuration by its content and beside it by its path:
+    the reader gives the configuration back with the path, and a merge keeps it."""
+    data = tmp_path / "x.npy"
+    np.save(data, np.arange(12.0).reshape(4, 3) + 1)
+    args = ["run", "--trials", 60, "--data", data, "--widths", "5,4", "-q"]
+    parts = [tmp_path / f"p{i}.h5" for i in range(2)]
+    for i, p in enumerate(parts):
+        assert invoke(*args, "--shard", f"{i}/2", "-o", p).exit_code == 0
+    assert invoke("merge", *parts, "-o", tmp_path / "m.h5", "-q").exit_code == 0
+    for p in parts + [tmp_path / "m.h5"]:
+        run = mcinit.load(p).runs[0]
+        assert run.config.data_path == str(data) and run.config.data_sha256
+    r = invoke(*args, "-o", tmp_path / "m.h5", "--resume")
+    assert r.exit_code == 0, r.output

@@ -328,6 +328,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, seed):
         kills += 1
         c = _same_records(path, ref_rec)   # the file opens; its completed trials are intact
         progress.append(c)
+        assert os.path.exists(f"{path}.lock")   # the killed run's lock file: the next run takes it
     assert kills == 8, f"a run ended before it was killed ({progress})"
     assert progress == sorted(progress) and progress[-1] > 0
     subprocess.run(_cli(*KILL_RUN, "-o", path, "--resume"), check=True)
