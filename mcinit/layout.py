@@ -33,7 +33,7 @@ from .stats import HIST_BINS, QUANTITIES, Summary
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
            "COLUMNS", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
-           "slot_group", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
+           "slot_group", "member", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
 
 FORMAT = "mcinit"
@@ -84,7 +84,7 @@ def run_path(name):
 
 def slot_group(g, i):
     """Checkpoint slot i (0 or 1) of the run in group g."""
-    return g[CHECKPOINT][SLOTS[i]]
+    return member(member(g, CHECKPOINT), SLOTS[i])
 
 
 def column_shapes(depth, samples, sup):
@@ -164,6 +164,17 @@ def write_summary(g, summary, create=False):
         g[qname].create_dataset("log_hist_edges", data=Summary.edges(1))
 
 
+def member(g, name):
+    """The group or dataset ``name`` of group g, which must be g's own (a hard link): a link
+    elsewhere, above all to another file, is never followed (StoreError)."""
+    link = g.get(name, getlink=True)
+    if link is None:
+        raise StoreError(f"has no {name}")
+    if not isinstance(link, h5py.HardLink):
+        raise StoreError(f"{name} is a link, not part of the file")
+    return g[name]
+
+
 def _scalar_int(ds, what):
     """The integer held by scalar dataset ds, or a StoreError naming ``what``."""
     if not isinstance(ds, h5py.Dataset) or ds.shape != () or ds.dtype.kind not in "iu":
@@ -176,18 +187,18 @@ def read_summary(g, depth):
     the shape and kind of number a Summary of that depth holds (else a StoreError)."""
     s = Summary(depth)
     for q, qname in enumerate(QUANTITIES):
-        qg = g[qname]
+        qg = member(g, qname)
         for sp, prefix in ((0, ""), (1, "log_")):
             for key in _SUMMARY_KEYS:
                 target = getattr(s, key)[q, sp]
-                ds = qg[prefix + key]
+                ds = member(qg, prefix + key)
                 if (not isinstance(ds, h5py.Dataset) or ds.shape != target.shape
                         or ds.dtype.kind not in ("iu" if target.dtype.kind == "i" else "f")):
                     raise StoreError(f"summary {qname}/{prefix}{key} has shape {getattr(ds, 'shape', None)}, "
                                      f"expected {target.shape}")
                 target[...] = ds[...]
-    s.trials = _scalar_int(g["trials"], "summary trials")
-    s.dead = _scalar_int(g["dead"], "summary dead")
+    s.trials = _scalar_int(member(g, "trials"), "summary trials")
+    s.dead = _scalar_int(member(g, "dead"), "summary dead")
     return s
 
 
@@ -215,7 +226,7 @@ def checkpoint_slot(g, completed=None):
     attribute when None), or None."""
     done = int(g.attrs[COMPLETED]) if completed is None else int(completed)
     for i in (0, 1):
-        if _scalar_int(slot_group(g, i)["trials"], "checkpoint trials") == done:
+        if _scalar_int(member(slot_group(g, i), "trials"), "checkpoint trials") == done:
             return i
     return None
 

@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 
 from .config import RunConfig
-from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError, checkpoint_slot,
-                     column_shapes, read_summary, run_path, slot_group)
+from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError,
+                     checkpoint_slot, column_shapes, member, read_summary, run_path, slot_group)
 from .stats import Summary
 
 __all__ = ["RunInfo", "FileInfo", "open_file", "read_run", "read_file", "sweep_names", "reason"]
@@ -226,8 +226,10 @@ def read_run(g, path, group="/", name=None):
             _check_shard(shard, trials, first, rows)
         partial = bool(g.attrs.get("partial", False))
         for key in (TRIALS, SUMMARY, CHECKPOINT):
-            if not isinstance(g.get(key), h5py.Group):
+            if key not in g:
                 raise StoreError(f"has no {key} group")
+            if not isinstance(member(g, key), h5py.Group):
+                raise StoreError(f"{key} is not a group")
         _check_columns(g[TRIALS], rows, config)
         read_summary(g[SUMMARY], config.depth)
         completed, slot, summary = _state_at_completed(g, rows, config.depth)
@@ -253,8 +255,9 @@ def sweep_names(f, path, every_run=True):
             raise StoreError("runs is not a list of run names")
         if len(set(names)) != len(names):
             raise StoreError("runs names a run twice")
+        runs = member(f, RUNS) if RUNS in f else {}
         for n in names:
-            g = f.get(run_path(n))
+            g = member(runs, n) if n in runs else None
             if g is None and not every_run:
                 continue
             if not isinstance(g, h5py.Group):

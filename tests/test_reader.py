@@ -71,6 +71,13 @@ def _no_checkpoint_at_completed(f):
         f[f"checkpoint/slot{i}/trials"][()] = 17
 
 
+def _external(name, target):
+    def edit(f):
+        del f[name]
+        f[name] = h5py.ExternalLink(target, "/")
+    return edit
+
+
 def _dangling_link(f):
     del f["trials/fwd_max"]
     f["trials/fwd_max"] = h5py.SoftLink("/nowhere")
@@ -95,6 +102,10 @@ DAMAGED = {
     "trials/bwd_min of the wrong type": ("good", _replace("trials/bwd_min", dtype=np.float32), "trials/bwd_min has shape"),
     "summary histogram of the wrong shape": ("good", _replace("summary/fwd/hist", lambda s: (s[0], 3)), "summary fwd/hist"),
     "checkpoint missing": ("good", _del("checkpoint"), "has no checkpoint group"),
+    "summary a link to a FIFO": ("good", _external("summary", "/tmp/mcinit-test-fifo"),
+                                 "summary is a link, not part of the file"),
+    "checkpoint slot a link elsewhere": ("good", _external("checkpoint/slot1", "/dev/zero"),
+                                         "slot1 is a link, not part of the file"),
     "no checkpoint at completed": ("good", _no_checkpoint_at_completed, "no checkpoint holding"),
     "rows beyond the run": ("good", _attr("first_index", np.int64(100)), "outside the run"),
     "planned trials edited": ("good", _attr("trials", np.int64(500)), "plans 500 trials"),
