@@ -197,6 +197,7 @@ def report(path, eps, form, level, plot_path, overwrite):
         click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
         return
     from .store import OutputLock, check_output
+    check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")   # before any lock file
     with OutputLock(plot_path):        # the figure's only writer, from its check to its rename
         check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
         res = load(path)

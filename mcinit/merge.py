@@ -115,6 +115,7 @@ def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False
     out_abs = os.path.abspath(output)
     if any(os.path.abspath(p) == out_abs for p in paths):
         raise StoreError("the output must not be one of the inputs")
+    check_output(output, overwrite, inputs=paths)       # before any lock file
     with OutputLock(output):
         check_output(output, overwrite, inputs=paths)
         return _merge(paths, output, allow_partial, sweep)

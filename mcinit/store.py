@@ -453,6 +453,14 @@ class HDF5Sink(Sink):
         if self.group is None and not (self.resume and os.path.exists(self.path)):
             check_output(self.path, self.overwrite, self.inputs)
 
+    def _check_place(self):
+        """Refuse an output that is not a regular file to resume, or not one to create."""
+        if self.group is None and self.resume and os.path.lexists(self.path):
+            if not _regular(self.path):
+                raise StoreError(f"cannot resume {self.path}: it is not a regular file")
+        else:
+            self.check_writable()
+
     def _resume_point(self, info, meta):
         """Where a validated run (reader.RunInfo) continues, or why it cannot."""
         if info.config_hash != meta["config_hash"]:
@@ -468,6 +476,7 @@ class HDF5Sink(Sink):
     def open(self, meta):
         """Create the run (or find where to resume it); returns None or (next trial, Summary).
         Holds the output's lock from here until close()."""
+        self._check_place()        # before any lock file is made beside it (again under the lock)
         self._lock = OutputLock(self.path).acquire()
         try:
             state = self._open(meta)
@@ -541,8 +550,7 @@ class HDF5Sink(Sink):
         self._slot = 0
         if self.group is None:
             if self.resume and os.path.lexists(self.path):
-                if not _regular(self.path):
-                    raise StoreError(f"cannot resume {self.path}: it is not a regular file")
+                self._check_place()
                 info = read_file(self.path)     # read-only: a refused resume changes no byte
                 if info.kind != "run":
                     raise StoreError(f"cannot resume {self.path}: it is a sweep file")

@@ -76,6 +76,8 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
     inputs          files the runs read (their data): never the output, even with overwrite
     on_run(name, result) is called after each run; stop_requested as in engine.run."""
     names = [name for name, _, _ in runs]
+    if not (resume and os.path.lexists(path)):
+        check_output(path, overwrite, inputs)       # before any lock file
     with OutputLock(path):
         if resume and os.path.lexists(path):
             with open_file(path) as f:

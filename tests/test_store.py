@@ -547,6 +547,8 @@ def test_overwrite_refuses_what_is_not_a_results_file(tmp_path):
     link.symlink_to(fifo)
     for target in ("/dev/null", fifo, link):
         _refused(_invoke(*SMALL, "-o", target, "--overwrite"), "is not a regular file")
+        _refused(_invoke(*SMALL, "-o", target, "--resume"), "is not a regular file")
+    assert not os.path.exists("/dev/null.lock")
     data = tmp_path / "x.npy"
     np.save(data, np.ones((2, 3)))
     before = data.read_bytes()
@@ -560,6 +562,7 @@ def test_overwrite_refuses_what_is_not_a_results_file(tmp_path):
     kept = good.read_bytes()
     _refused(_invoke("report", good, "--plot", good), "exists; pass --overwrite")
     _refused(_invoke("report", good, "--plot", good, "--overwrite"), "is one of the inputs")
+    _refused(_invoke("report", good, "--plot", fifo, "--overwrite"), "is not a regular file")
     png = tmp_path / "fig.png"
     png.write_bytes(b"old")
     _refused(_invoke("report", good, "--plot", png), "exists; pass --overwrite")
