@@ -419,8 +419,11 @@ def _held(sink):
     return run.records(FIELDS), run.summary()
 
 
-def test_every_sink_holds_the_records_and_summary_of_the_run(make_sink):
-    cfg, data = _cfg(trials=700)
+@pytest.mark.parametrize("samples", [1, 2])
+def test_every_sink_holds_the_records_and_summary_of_the_run(make_sink, samples):
+    """Each sink gives back the run's records (also from read_records) and summary: those
+    of one batch in memory, whatever the batches."""
+    cfg, data = _cfg(trials=700, samples=samples)
     ref = engine.run(cfg, data, batch_size=700)
     sink = make_sink()
     assert isinstance(sink, Sink)
