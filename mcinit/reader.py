@@ -275,7 +275,13 @@ def read_file(path):
     path = str(path)
     with open_file(path) as f:
         if f.attrs.get("kind") == "sweep":
-            names = sweep_names(f, path)
+            # a sweep being written (or stopped) holds the runs it began, the first of its
+            # list: those are read; a run missing before one that exists is damage
+            listed = sweep_names(f, path, every_run=False)
+            names = [n for n in listed if run_path(n) in f]
+            if names != listed[:len(names)]:
+                gap = next(n for n in listed if run_path(n) not in f)
+                raise StoreError(f"{path}: runs names {gap}, which the file does not hold")
             runs = [read_run(f[run_path(n)], path, run_path(n), n) for n in names]
             return FileInfo(path=path, kind="sweep", runs=runs)
         if RUNS in f and "config" not in f.attrs:

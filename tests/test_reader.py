@@ -110,7 +110,7 @@ DAMAGED = {
     "rows beyond the run": ("good", _attr("first_index", np.int64(100)), "outside the run"),
     "planned trials edited": ("good", _attr("trials", np.int64(500)), "plans 500 trials"),
     "shard range edited": ("good", _attr("shard", "1/2"), "not shard 1/2 of 300 trials"),
-    "sweep runs naming a missing group": ("sweep", _attr("runs", json.dumps(["w5-d2-n1-he", "w9-d2-n1-he"])),
+    "sweep runs naming a missing group": ("sweep", _attr("runs", json.dumps(["w9-d2-n1-he", "w5-d2-n1-he", "w7-d2-n1-he"])),
                                           "runs names w9-d2-n1-he"),
     "sweep runs not a list": ("sweep", _attr("runs", "w5"), "damaged"),
     "sweep run completed negative": ("sweep", lambda f: f["runs/w7-d2-n1-he"].attrs.modify("completed", -1),
@@ -199,6 +199,16 @@ def test_a_good_file_validates_and_loads_while_held_open(good):
         res = mcinit.load(good / "good.h5")
         assert res.runs[0].completed == int(f.attrs["completed"]) == 300
         assert len(res.runs[0].records()["index"]) == 300
+
+
+def test_a_sweep_being_written_loads_the_runs_it_began(good, tmp_path):
+    """A sweep lists all its runs from the start and adds their groups in order: while it is
+    written (or after a stop) the runs it began load, and the one not begun is not shown."""
+    path = tmp_path / "sweep.h5"
+    shutil.copy(good / "sweep.h5", path)
+    with h5py.File(path, "a") as f:
+        f.attrs.modify("runs", json.dumps(["w5-d2-n1-he", "w7-d2-n1-he", "w9-d2-n1-he"]))
+    assert [r.name for r in mcinit.load(path).runs] == ["w5-d2-n1-he", "w7-d2-n1-he"]
 
 
 def test_a_stopped_run_loads_its_completed_trials(good, tmp_path):
