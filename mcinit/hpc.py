@@ -778,37 +778,38 @@ def wait_for_job(job_id, output=None, poll=0.5, max_poll=5.0, timeout=None):
 
 
 def _read_part(path):
-    """(completed, config_hash, None) of a part file, or (None, None, why)."""
-    if not os.path.exists(path):
+    """(completed, config_hash, None) of a part file, or (None, None, why): it is missing,
+    or the reader refuses it (damaged, foreign; a part is created whole, so a file that
+    exists is never half made)."""
+    from .reader import read_file
+    if not os.path.lexists(path):
         return None, None, "missing"
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f.attrs.get("completed", 0)), f.attrs.get("config_hash"), None
-    except Exception as e:  # a file being created or written can be unreadable for a moment
-        return None, None, f"unreadable ({_first_line(str(e))[:60]})"
+        info = read_file(path)
+    except StoreError as e:
+        return None, None, f"unreadable ({_first_line(str(e)).replace(path, 'file')[:80]})"
+    if info.kind != "run":
+        return None, None, "unreadable (a sweep file)"
+    return info.runs[0].completed, info.runs[0].config_hash, None
 
 
 def _read_merged(path, plan):
-    if not os.path.exists(path):
+    """Whether the merged output exists, can be read, and holds the plan's runs complete."""
+    from .reader import read_file
+    if not os.path.lexists(path):
         return {"exists": False}
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
-            if f.attrs.get("kind") == "sweep" or "runs" in f:
-                groups = f["runs"] if "runs" in f else {}
-                names = sorted(groups)
-                completed = {n: int(groups[n].attrs.get("completed", 0)) for n in names}
-                hashes = {n: groups[n].attrs.get("config_hash") for n in names}
-            else:
-                name = plan["runs"][0]["name"] if plan["runs"] else ""
-                completed = {name: int(f.attrs.get("completed", 0))}
-                hashes = {name: f.attrs.get("config_hash")}
-    except Exception as e:
-        return {"exists": True, "readable": False, "why": _first_line(str(e))[:80]}
+        info = read_file(path)
+    except StoreError as e:
+        return {"exists": True, "readable": False, "why": _first_line(str(e))[:120]}
+    if info.kind == "sweep":
+        runs = {r.name: r for r in info.runs}
+    else:
+        runs = {(plan["runs"][0]["name"] if plan["runs"] else ""): info.runs[0]}
+    completed = {n: r.completed for n, r in runs.items()}
     want = {r["name"]: (r["config_hash"], r["trials"]) for r in plan["runs"]}
-    matches = set(completed) == set(want) and all(
-        hashes[n] == want[n][0] and completed[n] == want[n][1] for n in want)
+    matches = set(runs) == set(want) and all(
+        runs[n].config_hash == want[n][0] and completed[n] == want[n][1] for n in want)
     return {"exists": True, "readable": True, "complete": matches, "completed": completed}
 
 

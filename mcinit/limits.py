@@ -29,7 +29,7 @@ holds per trial its index (8 bytes), dead flag (1), fwd and bwd min and max (L
 float64 each; the max columns are links to the min columns with one input per
 trial) and with the supremum search sup_min and sup_max (L float64 each), in chunks
 of up to 16384 rows allocated whole, and the summaries (the summary and two
-checkpoint slots) of fixed size.
+checkpoint slots) of fixed size: mcinit.layout's record_bytes and creation_bytes.
 
 A run is refused, before any file is created, when it needs more memory than the
 machine has available (MemAvailable, and the cgroup's limit where there is one) or
@@ -57,13 +57,6 @@ ADDRESSABLE = 1 << 47
 AUTO_SHARE = 0.5
 #: record sets the writer may hold at once: its queue, as many being written, one being filled
 RECORD_SETS = 7
-#: the summaries' bytes in a results file (the summary and two checkpoint slots: per layer,
-#: 2 quantities x 2 scales x (5 statistics + 402 histogram bins) float64 or int64 each), and
-#: HDF5's structure: 100 KiB, and 3 KiB per record column (measured on files of depth 1 to 400)
-_SUMMARY_PER_LAYER = 3 * 2 * 2 * (5 + 402) * 8
-_FILE_FIXED = 100 << 10
-_FILE_PER_COLUMN = 3 << 10
-_CHUNK_ROWS = 16384
 _F = 8      # bytes of a float64
 
 
@@ -101,13 +94,10 @@ def human_bytes(n):
 
 
 def _record_row_bytes(config):
-    """Bytes of one trial's records (fwd/bwd min and max, dead; sup columns)."""
-    L = config.depth
-    columns = 2 if config.samples == 1 else 4
-    row = columns * L * _F + 1
-    if config.sup:
-        row += 2 * L * _F
-    return row
+    """Bytes of one trial's records in memory: the file's columns (layout.record_bytes: fwd/bwd
+    min and max, dead, sup columns) but its index."""
+    from .layout import record_bytes
+    return record_bytes(config.depth, config.samples, config.sup) - 8
 
 
 def _dense_scratch(widths, N, K, store_budget):
@@ -208,13 +198,15 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
 
 
 def file_bytes(config, rows=None):
-    """Bytes of the results file of ``rows`` trials of config (its trials when None)."""
+    """Bytes of the results file of ``rows`` trials of config (its trials when None): its
+    rows, whole chunks of them (layout.record_bytes each), and what its creation takes
+    (layout.creation_bytes: metadata and summaries)."""
+    from .layout import CHUNK_ROWS, creation_bytes
     rows = int(config.trials if rows is None else rows)
-    chunk = max(1, min(_CHUNK_ROWS, rows))
+    chunk = max(1, min(CHUNK_ROWS, rows))
     allocated = -(-rows // chunk) * chunk
-    columns = 2 + (2 if config.samples == 1 else 4) + (2 if config.sup else 0)
-    return (allocated * (_record_row_bytes(config) + _F) + config.depth * _SUMMARY_PER_LAYER
-            + _FILE_FIXED + columns * _FILE_PER_COLUMN)
+    return (allocated * (_record_row_bytes(config) + _F)
+            + creation_bytes(config.depth, rows, config.samples, config.sup))
 
 
 def _read_int(path):

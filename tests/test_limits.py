@@ -63,7 +63,7 @@ REFUSED = [
      "the results file will take 680 GiB; DIR has 74.5 GiB free: lower --trials or write elsewhere "
      "(or pass --ignore-limits)"),
     (["sweep", "--trials", "1e10", "--width", "16,32", "--depth", 2],
-     "the sweep's results file will take 764 GiB; DIR has 74.5 GiB free: lower --trials or write elsewhere "
+     "the sweep's results file will take 765 GiB; DIR has 74.5 GiB free: lower --trials or write elsewhere "
      "(or pass --ignore-limits)"),
     (["sweep", "--trials", "1e5", "--width", "16,32", "--depth", 100, "--samples", 1000, "--kernel", "dense",
       "--batch-size", 100000, "--threads", 1],
@@ -176,7 +176,7 @@ def test_file_estimate_matches_the_file(tmp_path):
         engine.run(cfg, data, sink=HDF5Sink(str(out)))
         est = limits.file_bytes(cfg)
         size = os.path.getsize(out)
-        assert size <= est <= 1.15 * size, (kw, est, size)
+        assert size <= est <= 1.1 * size + (256 << 10), (kw, est, size)
 
 
 MEASURE = textwrap.dedent("""
