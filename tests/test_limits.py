@@ -246,3 +246,12 @@ def test_submit_refused_before_any_file_exists(tmp_path, small_machine, args, me
     line = one_error_line(invoke("submit", *args, "--shards", 2, "--dry-run", "-q", "-o", tmp_path / "r.h5"))
     assert line == "mcinit: error: " + message.replace("DIR", str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+def test_what_this_machine_has(tmp_path):
+    mem = limits.available_memory()
+    assert mem is None or mem > 0
+    free = limits.free_disk(str(tmp_path / "r.h5"))
+    assert free is None or free > 0
+    assert limits.free_disk(str(tmp_path / "no" / "such" / "r.h5")) is None
+    assert limits.human_bytes(512) == "512 bytes" and limits.human_bytes(80 * 10 ** 9) == "74.5 GiB"
