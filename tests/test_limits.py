@@ -255,3 +255,14 @@ def test_what_this_machine_has(tmp_path):
     assert free is None or free > 0
     assert limits.free_disk(str(tmp_path / "no" / "such" / "r.h5")) is None
     assert limits.human_bytes(512) == "512 bytes" and limits.human_bytes(80 * 10 ** 9) == "74.5 GiB"
+
+
+def test_submit_insisting_makes_the_shards_insist(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
+    args = ("submit", "--trials", 100, "--width", 8, "--depth", 2, "--shards", 2, "--dry-run", "-q",
+            "-o", tmp_path / "r.h5")
+    assert "free: lower --trials" in one_error_line(invoke(*args))
+    r = invoke(*args, "--ignore-limits")
+    assert r.exit_code == 0, r.output
+    script = (tmp_path / "r.h5.parts" / "array.sbatch").read_text()
+    assert "--ignore-limits" in script
