@@ -104,7 +104,7 @@ def run(config_file, shard, **given):
         try:
             result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
                                 quiet=ex["quiet"], shard=shard, stop_requested=stop.requested,
-                                backend=ex["backend"])
+                                backend=ex["backend"], ignore_limits=ex["ignore_limits"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
                        "run the same command with --resume to continue", err=True)
@@ -138,6 +138,11 @@ def sweep(config_file, **given):
     if ex["threads"] is not None:
         from .engine import set_threads
         set_threads(ex["threads"])
+    from numba import get_num_threads
+
+    from .limits import check_sweep
+    check_sweep([cfg for _, cfg, _ in runs], output, threads=get_num_threads(), batch_size=ex["batch_size"],
+                backend=resolve_backend(ex["backend"]), resume=ex["resume"], insist=ex["ignore_limits"])
     if not ex["quiet"]:
         click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
 
@@ -150,7 +155,8 @@ def sweep(config_file, **given):
         try:
             sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs,
                                 threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
-                                on_run=done, stop_requested=stop.requested, backend=ex["backend"])
+                                on_run=done, stop_requested=stop.requested, backend=ex["backend"],
+                                ignore_limits=ex["ignore_limits"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)

@@ -20,14 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import kernels
+from . import kernels, limits
 from ._version import __version__
 from .config import ConfigError
 from .options import BACKENDS
 from .kernels.common import make_plan
 from .progress import progress_bar
 from .stats import Summary, failure_counts, record_buffers, reduce_and_tally
-from .store import MemorySink, Sink
+from .store import HDF5Sink, MemorySink, Sink
 
 __all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
            "shard_range", "BACKENDS"]
@@ -215,7 +215,7 @@ def resolve_backend(backend):
 
 
 def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True, on_batch=None,
-        shard=None, stop_requested=None, backend="cpu"):
+        shard=None, stop_requested=None, backend="cpu", ignore_limits=False):
     """Run the trials of ``config`` into ``sink`` (a mcinit.store.Sink; a MemorySink when None).
 
     data            the fixed dataset (N, n_0) when config.data is a file (read when None)
@@ -228,6 +228,10 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
                     there (everything written so far is complete) and raises Stopped
     backend         cpu | cuda | auto: where the kernel runs; a trial draws the same random
                     numbers on both (the GPU's fused multiply-adds change the last bits)
+    ignore_limits   run even when the memory or the disk the run needs (mcinit.limits)
+                    exceeds what the machine has; otherwise such a run is refused (a
+                    LimitError) before the sink is opened, and an automatic batch size
+                    is shrunk to fit
     A sink that resumes (HDF5Sink(resume=True)) continues where its file ends; the
     result is bit-identical to an uninterrupted run.  A sink's write must copy (or
     write out) the record arrays it is handed: the engine reuses them a few batches on.
@@ -237,9 +241,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     config = resolve(config)
     if threads is not None:
         set_threads(threads)
-    if batch_size is None:
-        batch_size = default_batch_size(config, get_num_threads())
-    elif batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError("batch size must be at least 1")
     T = config.trials
     if shard is not None:
@@ -252,6 +254,12 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     sink = MemorySink() if sink is None else sink
     if not isinstance(sink, Sink):
         raise TypeError(f"sink must be a mcinit.store.Sink, not {type(sink).__name__}")
+    # what the run needs of the machine, before the sink creates anything
+    to_file = isinstance(sink, HDF5Sink)
+    batch_size = limits.check_run(config, batch_size, get_num_threads(), resolve_backend(backend),
+                                  output=sink.path if to_file else None, rows=stop - first_index,
+                                  in_memory=isinstance(sink, MemorySink),
+                                  resume=to_file and sink.resume, insist=ignore_limits)
     if resolve_backend(backend) == "cuda":
         from .kernels import cuda
 

@@ -139,7 +139,7 @@ class Plan:
     """Everything a submission writes and runs; built and validated before anything is written."""
 
     def __init__(self, output, runs, shards, resources, python=None, threads=None, batch_size=None,
-                 overwrite=False, resume=False):
+                 overwrite=False, resume=False, ignore_limits=False):
         self.output = os.path.abspath(output)
         self.dir = parts_dir(self.output)
         self.runs = runs  # [(name, resolved RunConfig, data)]
@@ -150,6 +150,7 @@ class Plan:
         self.batch_size = batch_size
         self.overwrite = overwrite
         self.resume = resume  # keep the shards of an earlier submission of the same plan
+        self.ignore_limits = ignore_limits  # the shards run beyond their node's memory or disk
 
     @property
     def sweep(self):
@@ -194,6 +195,8 @@ class Plan:
                "-o", part, "--resume", "-q", "--threads", str(self.threads)]
         if self.batch_size is not None:
             cmd += ["--batch-size", str(self.batch_size)]
+        if self.ignore_limits:
+            cmd.append("--ignore-limits")
         return cmd
 
     def merge_command(self):
@@ -233,12 +236,13 @@ def run_config_dict(cfg):
 
 
 def make_plan(values, output, shards, resources=None, python=None, threads=None, batch_size=None,
-              overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5")):
+              overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5"),
+              ignore_limits=False):
     """Expand and validate everything (no file is touched); returns a Plan.
 
     values: the run options (``mcinit.options.collect``); those of ``sweep.SWEEP_KEYS`` may
     list several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
-    one run, default_outputs[1] for several."""
+    one run, default_outputs[1] for several.  ignore_limits: the shards run with --ignore-limits."""
     from . import sweep as sweep_mod
 
     shards = _count(shards, "shards")
@@ -258,7 +262,7 @@ def make_plan(values, output, shards, resources=None, python=None, threads=None,
     if output is None:
         output = default_outputs[len(runs) > 1]
     return Plan(output, runs, shards, resources, python=python, threads=threads, batch_size=batch_size,
-                overwrite=overwrite, resume=resume)
+                overwrite=overwrite, resume=resume, ignore_limits=ignore_limits)
 
 
 def load_jobs(directory):

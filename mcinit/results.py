@@ -187,7 +187,7 @@ def _bounds(c, eps, prop, form):
     if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
         return out
     if _paper_setting(c):
-        e_norm = eps if form == "norm" else np.sqrt(1.0 + eps) - 1.0
+        e_norm = theory.norm_tolerance(eps, form)
         d = np.asarray(theory.paper_delta(min(c.widths), e_norm, c.samples, c.depth), float)
         # each property holds with probability 1 - delta; both together, by the union, 1 - 2 delta
         out["paper_delta"] = np.minimum(1.0, 2.0 * d) if prop == "both" else d

@@ -69,12 +69,13 @@ def expand(values):
 
 
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
-              on_run=None, stop_requested=None, backend="cpu", inputs=()):
+              on_run=None, stop_requested=None, backend="cpu", inputs=(), ignore_limits=False):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
     resume          continue an interrupted sweep file with the same runs
     inputs          files the runs read (their data): never the output, even with overwrite
-    on_run(name, result) is called after each run; stop_requested as in engine.run."""
+    on_run(name, result) is called after each run; stop_requested and ignore_limits as in
+    engine.run."""
     names = [name for name, _, _ in runs]
     if not (resume and os.path.lexists(path)):
         check_output(path, overwrite, inputs)       # before any lock file
@@ -91,7 +92,8 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
         for name, cfg, data in runs:
             sink = HDF5Sink(path, group=run_path(name), resume=resume)
             res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
-                             stop_requested=stop_requested, backend=backend)
+                             stop_requested=stop_requested, backend=backend,
+                             ignore_limits=ignore_limits)
             results.append(res)
             if on_run is not None:
                 on_run(name, res)
