@@ -73,6 +73,13 @@ def _parse_shard(text):
     return int(m.group(1)), int(m.group(2))
 
 
+def _data_files(configs):
+    """The files the runs of ``configs`` read their data from (FILE.npy, FILE.h5:DATASET):
+    inputs, never to be an output, even with --overwrite."""
+    paths = [c.data_path for c in configs if c.data_path]
+    return sorted({p for d in paths for p in (d, d.rsplit(":", 1)[0]) if os.path.isfile(p)})
+
+
 @main.command()
 @run_options()
 @click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
@@ -91,13 +98,13 @@ def run(config_file, shard, **given):
     cfg, data = build(**values)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
-    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"])
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
     sink.check_writable()
     with _StopOnSignal() as stop:
         try:
             result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
                                 quiet=ex["quiet"], shard=shard, stop_requested=stop.requested,
-                                backend=ex["backend"])
+                                backend=ex["backend"], ignore_limits=ex["ignore_limits"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
                        "run the same command with --resume to continue", err=True)
@@ -125,11 +132,17 @@ def sweep(config_file, **given):
     runs = sweep_mod.expand(values)
     from .engine import resolve_backend
     resolve_backend(ex["backend"])
+    inputs = _data_files([cfg for _, cfg, _ in runs])
     if not (ex["resume"] and os.path.exists(output)):
-        check_output(output, ex["overwrite"])
+        check_output(output, ex["overwrite"], inputs)
     if ex["threads"] is not None:
         from .engine import set_threads
         set_threads(ex["threads"])
+    from numba import get_num_threads
+
+    from .limits import check_sweep
+    check_sweep([cfg for _, cfg, _ in runs], output, threads=get_num_threads(), batch_size=ex["batch_size"],
+                backend=resolve_backend(ex["backend"]), resume=ex["resume"], insist=ex["ignore_limits"])
     if not ex["quiet"]:
         click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
 
@@ -140,9 +153,10 @@ def sweep(config_file, **given):
 
     with _StopOnSignal() as stop:
         try:
-            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"],
+            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs,
                                 threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
-                                on_run=done, stop_requested=stop.requested, backend=ex["backend"])
+                                on_run=done, stop_requested=stop.requested, backend=ex["backend"],
+                                ignore_limits=ex["ignore_limits"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)
@@ -176,22 +190,41 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
               help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
 @click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
 @user_errors
-def report(path, eps, form, level, plot_path):
+def report(path, eps, form, level, plot_path, overwrite):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
-    from .report import plot_report, report_text
+    from .report import report_text
     eps_values = _floats(eps, "eps") if eps else None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
-    if plot_path:
-        from .store import check_output
-        check_output(plot_path, overwrite=True)
-    res = load(path)
-    click.echo(report_text(res, eps=eps_values, form=form, level=level))
-    if plot_path:
-        plot_report(res, plot_path, eps=eps_values, form=form)
-        click.echo(f"figures -> {plot_path}")
+    if not plot_path:
+        click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
+        return
+    from .store import OutputLock, check_output
+    check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")   # before any lock file
+    with OutputLock(plot_path):        # the figure's only writer, from its check to its rename
+        check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
+        res = load(path)
+        click.echo(report_text(res, eps=eps_values, form=form, level=level))
+        _write_plot(res, plot_path, eps_values, form)
+    click.echo(f"figures -> {plot_path}")
+
+
+def _write_plot(res, plot_path, eps_values, form):
+    """The figures of ``res`` into plot_path, whole or not at all (written beside it under a
+    temporary name, then renamed); the caller holds the output's lock."""
+    from .report import plot_report
+    from .store import remove_stale_temporaries, temporary_name
+    remove_stale_temporaries(plot_path)
+    tmp = temporary_name(plot_path)
+    try:
+        plot_report(res, tmp, eps=eps_values, form=form)
+        os.replace(tmp, plot_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 @main.command()

@@ -49,7 +49,10 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
                               account=account, extra=sbatch_args)
     plan = hpc.make_plan(values, ex["output"], shards, resources, threads=ex["threads"],
                          batch_size=ex["batch_size"], overwrite=ex["overwrite"], resume=bool(ex.get("resume")),
-                         default_outputs=(DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT))
+                         default_outputs=(DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT), ignore_limits=ex["ignore_limits"])
+    from .limits import check_submission
+    check_submission([cfg for _, cfg, _ in plan.runs], plan.output, resume=bool(ex.get("resume")),
+                     insist=ex["ignore_limits"])
     hpc.check_destination(plan, dry_run=dry_run)
     sbatch = None if dry_run else hpc.find_sbatch()
     hpc.write_plan(plan)

@@ -32,6 +32,8 @@ def user_errors(fn):
             fail(str(e))
         except OSError as e:
             fail(f"{e.strerror or e}{': ' + e.filename if getattr(e, 'filename', None) else ''}")
+        except MemoryError:
+            fail("out of memory: lower --batch-size, --samples or --threads")
         except KeyboardInterrupt:
             click.echo("mcinit: interrupted", err=True)
             sys.exit(130)

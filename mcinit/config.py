@@ -218,7 +218,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
         N = d["samples"]
     else:
         src, fixed, sha = data_mod.load_fixed(src, samples=given.get("samples"),
-                                              input_dim=given.get("input_dim"), normalize=norm)
+                                              input_dim=given.get("input_dim"), normalize=norm,
+                                              scale_free=head[0] == "gaussian")
         N, n0 = fixed.shape
     if n0 > MAX_WIDTH:
         raise ConfigError(f"input_dim must be at most {MAX_WIDTH}")

@@ -139,7 +139,7 @@ class Plan:
     """Everything a submission writes and runs; built and validated before anything is written."""
 
     def __init__(self, output, runs, shards, resources, python=None, threads=None, batch_size=None,
-                 overwrite=False, resume=False):
+                 overwrite=False, resume=False, ignore_limits=False):
         self.output = os.path.abspath(output)
         self.dir = parts_dir(self.output)
         self.runs = runs  # [(name, resolved RunConfig, data)]
@@ -150,6 +150,7 @@ class Plan:
         self.batch_size = batch_size
         self.overwrite = overwrite
         self.resume = resume  # keep the shards of an earlier submission of the same plan
+        self.ignore_limits = ignore_limits  # the shards run beyond their node's memory or disk
 
     @property
     def sweep(self):
@@ -194,6 +195,8 @@ class Plan:
                "-o", part, "--resume", "-q", "--threads", str(self.threads)]
         if self.batch_size is not None:
             cmd += ["--batch-size", str(self.batch_size)]
+        if self.ignore_limits:
+            cmd.append("--ignore-limits")
         return cmd
 
     def merge_command(self):
@@ -233,12 +236,13 @@ def run_config_dict(cfg):
 
 
 def make_plan(values, output, shards, resources=None, python=None, threads=None, batch_size=None,
-              overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5")):
+              overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5"),
+              ignore_limits=False):
     """Expand and validate everything (no file is touched); returns a Plan.
 
     values: the run options (``mcinit.options.collect``); those of ``sweep.SWEEP_KEYS`` may
     list several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
-    one run, default_outputs[1] for several."""
+    one run, default_outputs[1] for several.  ignore_limits: the shards run with --ignore-limits."""
     from . import sweep as sweep_mod
 
     shards = _count(shards, "shards")
@@ -258,7 +262,7 @@ def make_plan(values, output, shards, resources=None, python=None, threads=None,
     if output is None:
         output = default_outputs[len(runs) > 1]
     return Plan(output, runs, shards, resources, python=python, threads=threads, batch_size=batch_size,
-                overwrite=overwrite, resume=resume)
+                overwrite=overwrite, resume=resume, ignore_limits=ignore_limits)
 
 
 def load_jobs(directory):
@@ -778,37 +782,38 @@ def wait_for_job(job_id, output=None, poll=0.5, max_poll=5.0, timeout=None):
 
 
 def _read_part(path):
-    """(completed, config_hash, None) of a part file, or (None, None, why)."""
-    if not os.path.exists(path):
+    """(completed, config_hash, None) of a part file, or (None, None, why): it is missing,
+    or the reader refuses it (damaged, foreign; a part is created whole, so a file that
+    exists is never half made)."""
+    from .reader import read_file
+    if not os.path.lexists(path):
         return None, None, "missing"
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f.attrs.get("completed", 0)), f.attrs.get("config_hash"), None
-    except Exception as e:  # a file being created or written can be unreadable for a moment
-        return None, None, f"unreadable ({_first_line(str(e))[:60]})"
+        info = read_file(path)
+    except StoreError as e:
+        return None, None, f"unreadable ({_first_line(str(e)).replace(path, 'file')[:80]})"
+    if info.kind != "run":
+        return None, None, "unreadable (a sweep file)"
+    return info.runs[0].completed, info.runs[0].config_hash, None
 
 
 def _read_merged(path, plan):
-    if not os.path.exists(path):
+    """Whether the merged output exists, can be read, and holds the plan's runs complete."""
+    from .reader import read_file
+    if not os.path.lexists(path):
         return {"exists": False}
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
-            if f.attrs.get("kind") == "sweep" or "runs" in f:
-                groups = f["runs"] if "runs" in f else {}
-                names = sorted(groups)
-                completed = {n: int(groups[n].attrs.get("completed", 0)) for n in names}
-                hashes = {n: groups[n].attrs.get("config_hash") for n in names}
-            else:
-                name = plan["runs"][0]["name"] if plan["runs"] else ""
-                completed = {name: int(f.attrs.get("completed", 0))}
-                hashes = {name: f.attrs.get("config_hash")}
-    except Exception as e:
-        return {"exists": True, "readable": False, "why": _first_line(str(e))[:80]}
+        info = read_file(path)
+    except StoreError as e:
+        return {"exists": True, "readable": False, "why": _first_line(str(e))[:120]}
+    if info.kind == "sweep":
+        runs = {r.name: r for r in info.runs}
+    else:
+        runs = {(plan["runs"][0]["name"] if plan["runs"] else ""): info.runs[0]}
+    completed = {n: r.completed for n, r in runs.items()}
     want = {r["name"]: (r["config_hash"], r["trials"]) for r in plan["runs"]}
-    matches = set(completed) == set(want) and all(
-        hashes[n] == want[n][0] and completed[n] == want[n][1] for n in want)
+    matches = set(runs) == set(want) and all(
+        runs[n].config_hash == want[n][0] and completed[n] == want[n][1] for n in want)
     return {"exists": True, "readable": True, "complete": matches, "completed": completed}
 
 

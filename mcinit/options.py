@@ -357,6 +357,8 @@ OPTIONS = (
     Option("resume", FLAG, "Continue the run in the output file where it stopped (start it if there is none).",
            role=EXEC, default=False),
     Option("quiet", FLAG, "No progress bar and no summary.", role=EXEC, default=False, short="-q"),
+    Option("ignore_limits", FLAG, "Run even when the memory or the disk the run needs (estimated from the "
+           "configuration) exceeds what the machine has.", role=EXEC, default=False),
 )
 
 #: the options by name

@@ -7,14 +7,15 @@ runs are then less noisy than independent runs would make them.
 """
 
 import itertools
-import json
 import os
 
 from . import engine
 from ._version import __version__
 from .config import ConfigError, build
+from .layout import RUNS, StoreError, run_path, sweep_attrs
 from .options import BY_NAME, SEVERAL
-from .store import HDF5Sink, StoreError, check_output, create_file, open_results
+from .reader import open_file, sweep_names
+from .store import HDF5Sink, OutputLock, check_output, create_file
 
 __all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
 
@@ -68,26 +69,32 @@ def expand(values):
 
 
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
-              on_run=None, stop_requested=None, backend="cpu"):
+              on_run=None, stop_requested=None, backend="cpu", inputs=(), ignore_limits=False):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
     resume          continue an interrupted sweep file with the same runs
-    on_run(name, result) is called after each run; stop_requested as in engine.run."""
+    inputs          files the runs read (their data): never the output, even with overwrite
+    on_run(name, result) is called after each run; stop_requested and ignore_limits as in
+    engine.run."""
     names = [name for name, _, _ in runs]
-    if resume and os.path.exists(path):
-        with open_results(path) as f:
-            if f.attrs.get("kind") != "sweep" or json.loads(f.attrs["runs"]) != names:
+    if not (resume and os.path.lexists(path)):
+        check_output(path, overwrite, inputs)       # before any lock file
+    with OutputLock(path):
+        if resume and os.path.lexists(path):
+            with open_file(path) as f:
+                same = f.attrs.get("kind") == "sweep" and sweep_names(f, path, every_run=False) == names
+            if not same:
                 raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs")
-    else:
-        check_output(path, overwrite)
-        create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
-                    lambda f: f.create_group("runs"))
-    results = []
-    for name, cfg, data in runs:
-        sink = HDF5Sink(path, group=f"runs/{name}", resume=resume)
-        res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
-                         stop_requested=stop_requested, backend=backend)
-        results.append(res)
-        if on_run is not None:
-            on_run(name, res)
+        else:
+            check_output(path, overwrite, inputs)
+            create_file(path, sweep_attrs(names, __version__), lambda f: f.create_group(RUNS))
+        results = []
+        for name, cfg, data in runs:
+            sink = HDF5Sink(path, group=run_path(name), resume=resume)
+            res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
+                             stop_requested=stop_requested, backend=backend,
+                             ignore_limits=ignore_limits)
+            results.append(res)
+            if on_run is not None:
+                on_run(name, res)
     return results
