@@ -409,7 +409,8 @@ def read_config_file(path, several=False):
         path = example_config_path(path)
     if not os.path.isfile(path):
         hint = "" if os.sep in path else f" (nor a bundled example: {', '.join(example_configs())})"
-        raise ConfigError(f"config file not found: {path}{hint}")
+        shown = path if path.isprintable() else repr(path)      # a line break stays in one line
+        raise ConfigError(f"config file not found: {shown}{hint}")
     try:
         if path.endswith(".toml"):
             try:

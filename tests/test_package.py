@@ -99,6 +99,7 @@ def test_a_file_of_that_name_wins(tmp_path, monkeypatch):
     ("nope", "config file not found: nope (nor a bundled example: bound_comparison, digits_wn, "
              "he_vs_glorot_norms)"),
     ("sub/he_vs_glorot_norms", "config file not found: sub/he_vs_glorot_norms"),
+    ("sub/a\nb.toml", "config file not found: 'sub/a\\nb.toml'"),
 ])
 def test_a_missing_config_is_one_line(tmp_path, monkeypatch, name, message):
     monkeypatch.chdir(tmp_path)
