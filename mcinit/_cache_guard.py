@@ -1,21 +1,53 @@
-"""Keep numba's on-disk cache of mcinit's kernels in step with mcinit's source.
+"""Where numba keeps the compiled kernels of mcinit, and keeping them in step with the source.
 
-numba checks a cached function against the time stamp and size of the file that
-defines it, not of the files it calls into: after an update that changes only
-``rng.py``, a cached kernel of ``dense.py`` would keep the generator it was
-compiled with.  So on import the package's sources are hashed (a few
-milliseconds); when the hash differs from the one recorded at the last import,
-every source file's time stamp is renewed, which invalidates every cached mcinit
-function wherever numba keeps it (``__pycache__`` or ``NUMBA_CACHE_DIR``).  An
-installation whose files cannot be written (a wheel in site-packages) is
-rewritten whole by each upgrade, which renews the stamps anyway.
+Where.  numba writes a function's cache beside its source file (``__pycache__``) unless
+``NUMBA_CACHE_DIR`` names a directory.  Inside an installed package such files outlive
+the installation: pip removes only the files it installed, and the ``mcinit/`` directory
+they keep alive in site-packages shadows the next installation (an editable one, say), so
+that every command fails to import.  So on import, before any kernel is compiled, mcinit
+sets ``NUMBA_CACHE_DIR`` to a directory of the user's cache,
+
+    user_cache_dir("mcinit")/numba/<version>-<source hash>    (platformdirs)
+
+(``~/.cache/mcinit/numba/...`` on Linux; a private ``mcinit-<uid>`` directory in the
+temporary directory where that cannot be written), unless the user set
+``NUMBA_CACHE_DIR``, which wins.  The variable is set for the whole process and its
+children; ``MCINIT_NUMBA_CACHE_DIR`` records the value mcinit chose, so that a child
+(a SLURM job, a subprocess) running another copy of mcinit chooses its own directory
+rather than taking the parent's for the user's.  Directories of other sources not used
+for ``PRUNE_DAYS`` days are removed.
+
+In step.  numba checks a cached function against the time stamp and size of the file
+that defines it, not of the files it calls into: after a change to ``rng.py`` only, a
+cached kernel of ``dense.py`` would keep the generator it was compiled with.  A cache
+directory per source hash (sha256 over every .py file of the package, names and
+contents: a few milliseconds) makes any change of any source a fresh, empty cache, so
+nothing stale can be found.  In a directory the user chose, the sources' time stamps are
+instead renewed whenever the hash differs from the one recorded at the last renewal
+(which invalidates every cached mcinit function wherever numba keeps it), as they are
+where no cache directory can be made at all (numba then writes into ``__pycache__``).
 """
 
 import hashlib
 import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+
+from ._version import __version__
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
-_STAMP = os.path.join(_PACKAGE, "__pycache__", "mcinit-source.sha256")
+
+#: the environment variable numba reads
+NUMBA_VARIABLE = "NUMBA_CACHE_DIR"
+#: the environment variable in which mcinit records the NUMBA_CACHE_DIR it chose
+CHOSEN_VARIABLE = "MCINIT_NUMBA_CACHE_DIR"
+#: cache directories of other sources unused for this many days are removed
+PRUNE_DAYS = 30
+#: characters of the source hash in a cache directory's name
+HASH_CHARS = 16
 
 
 def _sources():
@@ -27,7 +59,9 @@ def _sources():
 
 
 def source_hash(paths=None):
-    """sha256 over the package's .py files (relative names and contents)."""
+    """sha256 (hex) over the package's .py files (relative names and contents).
+
+    paths: the files to hash (default: every .py file of the package)."""
     h = hashlib.sha256()
     for p in paths if paths is not None else _sources():
         h.update(os.path.relpath(p, _PACKAGE).encode())
@@ -36,26 +70,137 @@ def source_hash(paths=None):
     return h.hexdigest()
 
 
+def cache_root():
+    """mcinit's directory in the user's cache (platformdirs' user_cache_dir), or None where
+    no home directory is known."""
+    try:
+        from platformdirs import user_cache_dir
+        return user_cache_dir("mcinit", appauthor=False)
+    except Exception:       # no platformdirs, no home: the private temporary directory serves
+        return None
+
+
+def private_temporary_root():
+    """``mcinit-<uid>`` in the temporary directory, made private (mode 0700) to this user."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    return os.path.join(tempfile.gettempdir(), f"mcinit-{uid if uid is not None else 'user'}")
+
+
+def writable_dir(path, private=False):
+    """Whether path is (or could be made into) a directory this process can write; a private
+    one must also be owned by this user and writable by no one else (a shared temporary
+    directory could hold another user's directory of that name)."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    if not stat.S_ISDIR(st.st_mode) or not os.access(path, os.W_OK | os.X_OK):
+        return False
+    if private and hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+        return False
+    return True
+
+
+def mcinit_cache(root=None):
+    """A usable directory for mcinit's caches: ``root`` (default: ``cache_root()``), else the
+    private temporary one; None where neither can be written."""
+    root = cache_root() if root is None else root
+    if root is not None and writable_dir(root):
+        return root
+    tmp = private_temporary_root()
+    if writable_dir(tmp, private=True):
+        return tmp
+    return None
+
+
+def numba_dir(root, digest):
+    """The cache directory of sources with hash ``digest`` under mcinit's cache ``root``."""
+    return os.path.join(root, "numba", f"{__version__}-{digest[:HASH_CHARS]}")
+
+
+def prune(current, days=PRUNE_DAYS, now=None):
+    """Remove the sibling cache directories of ``current`` (other sources' caches) that were
+    not used for ``days`` days (their time stamp is renewed by every import that uses them).
+    Returns the names removed; never raises."""
+    removed = []
+    parent = os.path.dirname(current)
+    limit = (time.time() if now is None else now) - days * 86400
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(parent, name)
+        if path == current or "-" not in name:
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_mtime < limit:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def renew_stamps(paths, digest, stamp):
+    """Renew the time stamps of ``paths`` (the package's sources) unless ``stamp`` (a file)
+    records ``digest`` already, then record it.  Returns whether they were renewed."""
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == digest:
+                return False
+    except OSError:
+        pass
+    if not os.access(_PACKAGE, os.W_OK):
+        return False        # files nobody here can change are rewritten whole by their upgrade
+    for p in paths:
+        os.utime(p)
+    os.makedirs(os.path.dirname(stamp), exist_ok=True)
+    tmp = f"{stamp}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(digest + "\n")
+    os.replace(tmp, stamp)
+    return True
+
+
+def _stamp_name():
+    """The stamp file's name: one per copy of the package (a clone and an installation)."""
+    return "source-" + hashlib.sha256(_PACKAGE.encode()).hexdigest()[:HASH_CHARS] + ".sha256"
+
+
+def _tell_numba(path):
+    """Set NUMBA_CACHE_DIR (and numba's configuration, where numba is loaded already)."""
+    os.environ[NUMBA_VARIABLE] = path
+    os.environ[CHOSEN_VARIABLE] = path
+    config = sys.modules.get("numba.core.config")
+    if config is not None:
+        config.reload_config()
+
+
 def check():
-    """Renew the sources' time stamps when they changed since the last import; never raises."""
+    """Choose numba's cache directory for this process (module docstring) and keep the cache
+    in step with the sources.  Returns the directory numba will use (None: numba's own
+    choice, ``__pycache__``); never raises."""
     try:
         paths = _sources()
         digest = source_hash(paths)
-        try:
-            with open(_STAMP) as f:
-                if f.read().strip() == digest:
-                    return False
-        except OSError:
-            pass
-        if not os.access(_PACKAGE, os.W_OK):
-            return False
-        for p in paths:
-            os.utime(p)
-        os.makedirs(os.path.dirname(_STAMP), exist_ok=True)
-        tmp = f"{_STAMP}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(digest + "\n")
-        os.replace(tmp, _STAMP)
-        return True
-    except OSError:
-        return False
+        given = os.environ.get(NUMBA_VARIABLE, "")
+        chosen_before = os.environ.get(CHOSEN_VARIABLE, "")
+        root = mcinit_cache()
+        if given and given != chosen_before:            # the user's directory wins
+            stamps = os.path.join(root, "stamps") if root is not None else given
+            renew_stamps(paths, digest, os.path.join(stamps, _stamp_name()))
+            return given
+        if root is None:                                # nowhere to write: numba's __pycache__
+            renew_stamps(paths, digest, os.path.join(_PACKAGE, "__pycache__", "mcinit-source.sha256"))
+            return None
+        path = numba_dir(root, digest)
+        os.makedirs(path, exist_ok=True)
+        os.utime(path)                                  # in use: not pruned
+        _tell_numba(path)
+        prune(path)
+        return path
+    except Exception:   # caching is an optimisation: never stop mcinit from importing
+        return None

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .bundled import example_configs
 from .options import CHOICE, FLAG, OPTIONS, ConfigError, collect, parse_count, parse_float
 
 DEFAULT_OUTPUT = "mcinit-run.h5"
@@ -106,7 +107,8 @@ def run_options(several=False):
     opts = [click_option(o, several) for o in OPTIONS]
     opts.append(click.option("--config", "config_file", type=click.Path(dir_okay=False),
                              help="JSON or TOML file with the same keys, e.g. input_dim = 6 "
-                                  "(options given here win)."))
+                                  "(options given here win), or the name of a bundled example: "
+                                  + ", ".join(example_configs()) + "."))
 
     def decorate(fn):
         for opt in reversed(opts):

@@ -5,9 +5,9 @@ stream ``STREAM_DATA``, row = input index): ``gaussian`` draws x ~ N(0, I_n),
 ``sphere`` the same vector divided by its norm (uniform on the unit sphere).
 
 A fixed dataset, one input per row, is used unchanged in every trial:
-- ``digits``: the 8x8 handwritten digits bundled in data/digits.csv.gz (1797
-  inputs of dimension 64, pixel values 0..16; provenance and licence in
-  data/README.md);
+- ``digits``: the 8x8 handwritten digits bundled as mcinit/bundled/digits.csv.gz
+  (1797 inputs of dimension 64, pixel values 0..16; provenance and licence in
+  mcinit/bundled/README.md);
 - ``PATH.npy``: a NumPy array;
 - ``PATH.h5:DATASET`` (or .hdf5): a dataset of an HDF5 file.
 ``samples`` takes the first rows (a deterministic subset; the digits' rows
@@ -41,6 +41,7 @@ import os
 
 import numpy as np
 
+from .bundled import DIGITS_FILE, digits_path
 from .config import ConfigError, sha256_file
 from .options import NORMALIZE
 
@@ -50,14 +51,15 @@ __all__ = ["load_fixed", "scale_rows", "NORMALIZE", "DIGITS_PATH", "SAFE_EXPONEN
 #: a power of two (module docstring): their squared norms, and the networks' activations,
 #: then stay far from float64's limits (2**+-1022)
 SAFE_EXPONENT = 400
-DIGITS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
-                           "digits.csv.gz")
+DIGITS_PATH = digits_path()
 
 
 def _digits_file():
-    if os.path.isfile(DIGITS_PATH):
-        return DIGITS_PATH
-    raise ConfigError("the bundled digits dataset (data/digits.csv.gz) is missing from this installation")
+    path = digits_path()     # package data, wherever mcinit is installed
+    if path is not None:
+        return path
+    raise ConfigError(f"the bundled digits dataset (mcinit/bundled/{DIGITS_FILE}) is missing "
+                      "from this installation")
 
 
 def load_digits():

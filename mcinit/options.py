@@ -27,6 +27,8 @@ import numbers
 import os
 import re
 
+from .bundled import example_config_path, example_configs
+
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
            "FORMS", "GAUSSIAN_INITS", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
@@ -400,12 +402,21 @@ def read_config_file(path, several=False):
     several: the command takes lists (sweep, submit): options with ``several`` may then be
     given a list.  A JSON null is as if the key were not there.  Unknown keys, a key given twice or under two spellings (input_dim and
     input-dim), a value of the wrong type (a string for a flag, a table where one value is
-    expected) are refused with the key named."""
+    expected) are refused with the key named.  A path that does not exist but names a bundled
+    example (``he_vs_glorot_norms`` or ``he_vs_glorot_norms.toml``, mcinit.bundled) reads
+    that example; an existing file always wins."""
+    if not os.path.lexists(path) and example_config_path(path) is not None:
+        path = example_config_path(path)
     if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+        hint = "" if os.sep in path else f" (nor a bundled example: {', '.join(example_configs())})"
+        shown = path if path.isprintable() else repr(path)      # a line break stays in one line
+        raise ConfigError(f"config file not found: {shown}{hint}")
     try:
         if path.endswith(".toml"):
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:          # Python 3.10: the same reader as the tomli package
+                import tomli as tomllib
             with open(path, "rb") as f:
                 d = tomllib.load(f)
         else:

@@ -175,11 +175,11 @@ def test_random_inputs_keep_their_config_hash():
 
 
 def test_example_configurations_read_strictly():
-    d = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "configs")
-    for name in sorted(os.listdir(d)):
-        if name.endswith(".toml"):
-            values = options.read_config_file(os.path.join(d, name), several=True)
-            assert values and all(k in options.BY_NAME for k in values)
+    from mcinit import bundled
+    assert bundled.example_configs()
+    for name in bundled.example_configs():
+        values = options.read_config_file(bundled.example_config_path(name), several=True)
+        assert values and all(k in options.BY_NAME for k in values)
 
 
 def test_sweep_lists_seed_dist_and_head():
