@@ -10,6 +10,7 @@ import click
 from ._version import __version__
 from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, NUMBER, WHOLE, option_values, run_options,
                           user_errors)
+from .config import MAX_DEPTH, MAX_SAMPLES
 from .options import BY_NAME, FORMS, GAUSSIAN_INITS, ConfigError, parse_float, split_list
 
 class _Main(click.Group):
@@ -245,6 +246,8 @@ def bound(eps, delta, depth, samples, width, form, init):
         raise ConfigError("delta must be between 0 and 1")
     if depth < 1 or samples < 1:
         raise ConfigError("depth and samples must be at least 1")
+    if depth > MAX_DEPTH or samples > MAX_SAMPLES:
+        raise ConfigError(f"bound takes at most depth {MAX_DEPTH} and {MAX_SAMPLES} samples, as a run does")
     widths = [BY_NAME["width"].parse(w) for w in split_list(width, "width")] if width else None
     try:
         for e in eps_values:

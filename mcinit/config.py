@@ -25,6 +25,8 @@ DEFAULTS = defaults()
 
 MAX_WIDTH = 1 << 20
 MAX_DEPTH = 4000
+#: inputs per trial at most
+MAX_SAMPLES = 1 << 20
 
 
 def data_identity(source):
@@ -223,7 +225,7 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
         N, n0 = fixed.shape
     if n0 > MAX_WIDTH:
         raise ConfigError(f"input_dim must be at most {MAX_WIDTH}")
-    if N > 1 << 20:
+    if N > MAX_SAMPLES:
         raise ConfigError("samples must be at most 2**20 per trial")
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
                     init=init, dist=dist, head=head, kernel=kernel, seed=seed, trials=trials,

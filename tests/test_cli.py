@@ -150,3 +150,23 @@ def test_bound_prints_the_paper_width():
     assert f"{theory.paper_width(0.2, 0.01, 3, 5):,}" in r.output
     r = invoke("bound", "--eps", 0.2, "--delta", 2, "--depth", 5)
     assert r.exit_code == 2 and r.output.startswith("mcinit: error:")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--depth", 5000], "at most depth 4000"),
+    (["--depth", 10, "--samples", "1e99"], "1048576 samples"),
+    (["--depth", 0], "must be at least 1"),
+    (["--depth", 10, "--delta", "1"], "delta must be between 0 and 1"),
+    (["--depth", 10, "--delta", "nan"], "delta"),
+    (["--depth", 10, "--eps", "-1"], "eps"),
+])
+def test_bound_refuses_what_it_cannot_compute_in_one_line(args, words):
+    """bound takes the sizes a run takes: beyond them (where its width searches would run for
+    minutes) and for meaningless tolerances it is one line and exit 2."""
+    base = {"--eps": "0.1", "--delta": "0.05"}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    r = invoke("bound", *[x for kv in base.items() for x in kv])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("mcinit: error: "), r.output
+    assert words in lines[0], lines[0]
