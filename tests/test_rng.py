@@ -90,7 +90,7 @@ def _normals_of(words, out):
 @njit(cache=True)
 def _logs_of(m, out):
     for i in range(m.shape[0]):
-        out[i] = rng._log_odd(m[i])
+        out[i] = rng.log_odd(m[i])
 
 
 def _tail_edges():

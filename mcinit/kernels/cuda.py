@@ -78,7 +78,7 @@ RED = 256
 SW = 2048
 #: the most rows the dense backward stages at once
 RBMAX = 16
-_HALF = rng._HALF
+_HALF = rng.HALF_WORD
 #: (threads per block, blocks per SM) each kernel is compiled for: ptxas keeps to
 #: 65536 / (128 * 4) = 128 registers a thread, spilling what it must (the state of
 #: the outer loops, rarely touched) instead of dropping to two blocks per SM

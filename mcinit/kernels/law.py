@@ -203,7 +203,7 @@ def _gamma_after_squeeze(a, x, u, k0, k1, c2, c3, row):
 def _normals(W, X, m, Y):
     """X[i] = rng.u32_to_normal(W[i]), i < m (W uint32 words): the generator's own vectorised
     passes (central values for all, the tail words gathered).  Y: float64 scratch, 2 m."""
-    rng._normals_of_words(W, m, 1.0, X, Y)
+    rng.normals_of_words(W, m, 1.0, X, Y)
 
 
 @njit(cache=True, error_model="numpy")
