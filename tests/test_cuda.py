@@ -1,4 +1,4 @@
-"""The CUDA backend (mcinit/kernels/cuda.py) against the CPU kernels, trial by trial.
+"""The CUDA backend (mcinit/kernels/cuda/) against the CPU kernels, trial by trial.
 
 Without a GPU, two things are checked:
 - the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, which must be set before numba is
