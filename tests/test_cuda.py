@@ -248,7 +248,7 @@ def test_device_versions_of_cpu_helpers_give_the_same_numbers():
     plan = common.make_plan(cfg, data)
     fwd1, bwd1, dead1 = np.empty((5, 1, 2)), np.empty((5, 1, 2)), np.zeros(5, dtype=bool)
     law.fill(plan, 0, 5, fwd1, bwd1, dead1)
-    cdf, offs, guide = plan._law_tables
+    cdf, offs, guide = law.plan_tables(plan)
     trial_dev = njit(cuda_rng.device_version(law.law_trial, head_error=head_dev))
     L, K = 2, 33
     for t in range(5):

@@ -229,7 +229,7 @@ def test_law_lanes_equal_law_trial(kw, first, count):
     plan = common.make_plan(cfg, data)
     L = cfg.depth
     out = []
-    for batch in (law._batch, law._batch_scalar):
+    for batch in (law.fill_in_chunks, law.fill_by_law_trial):
         fwd = np.full((count, 1, L), -1.0)
         bwd = np.full((count, 1, L), -1.0)
         dead = np.zeros(count, dtype=bool)
@@ -247,8 +247,8 @@ def test_law_fixed_input_equals_law_trial(correlated_npy):
     fwd, bwd, dead = fill("law", cfg, data, 17, 300)
     cdf, offs, guide = law.tables(plan.widths[1:])
     f2, b2, d2 = np.empty_like(fwd), np.empty_like(bwd), np.zeros_like(dead)
-    law._batch_scalar(17, 300, 2, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
-                      float(plan.X0[0] @ plan.X0[0]), cdf, offs, guide, f2, b2, d2)
+    law.fill_by_law_trial(17, 300, 2, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes,
+                          plan.data, float(plan.X0[0] @ plan.X0[0]), cdf, offs, guide, f2, b2, d2)
     assert np.array_equal(fwd, f2) and np.array_equal(bwd, b2) and np.array_equal(dead, d2)
 
 

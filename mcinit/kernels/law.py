@@ -443,7 +443,7 @@ def make_workspace(L, K):
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ctab,
-           fwd, bwd, dead):
+                   fwd, bwd, dead):
     """Trials lo..hi-1 in blocks of LANES, with one workspace: a work unit of fill."""
     L = widths.shape[0] - 1
     ws = make_workspace(L, K)
@@ -452,8 +452,8 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
                   guide, ctab, ws, fwd, bwd, dead, t0 - first)
 
 
-def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
-           fwd, bwd, dead):
+def fill_in_chunks(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
+                   fwd, bwd, dead):
     """fill's work units, nchunks of them, one after the other (for tests)."""
     ctab = gamma_c_table(widths)
     for ch in range(nchunks):
@@ -462,8 +462,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cd
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _batch_scalar(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
-                  fwd, bwd, dead):
+def fill_by_law_trial(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+                      guide, fwd, bwd, dead):
     """The reference path: law_trial one trial at a time (what the CUDA kernel runs)."""
     L = widths.shape[0] - 1
     for ch in prange(nchunks):
@@ -496,13 +496,18 @@ def tables(widths):
     return _TABLES[key]
 
 
+def plan_tables(plan):
+    """(cdf, offs, guide): the tables of a plan's hidden widths (``tables``), kept on the plan."""
+    if not hasattr(plan, "_law_tables"):
+        plan._law_tables = tables(plan.widths[1:])
+    return plan._law_tables
+
+
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,)."""
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
-    if not hasattr(plan, "_law_tables"):
-        plan._law_tables = tables(plan.widths[1:])
-    cdf, offs, guide = plan._law_tables
+    cdf, offs, guide = plan_tables(plan)
     if not hasattr(plan, "_law_ctab"):
         plan._law_ctab = gamma_c_table(plan.widths)
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0

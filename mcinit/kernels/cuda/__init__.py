@@ -228,21 +228,12 @@ def _host_constants(plan, kernel):
         X0 = plan.X0 if plan.data == DATA_FIXED else np.zeros((1, 1))
         c["X0"] = np.ascontiguousarray(X0, dtype=np.float64)
     elif kernel == "projected":
-        # the input factor of a fixed dataset, computed on the CPU exactly as projected.fill does
-        if not hasattr(plan, "input_factor"):
-            N, n0 = plan.samples, int(plan.widths[0])
-            R0 = np.zeros((min(N, n0), N))
-            r0 = 0
-            if plan.data == DATA_FIXED:
-                r0 = cpu_projected.mgs(plan.X0, N, n0, np.empty((min(N, n0), n0)), R0, np.empty(n0))
-            plan._input_factor = (R0, r0)
-        R0, r0 = plan._input_factor
+        # the input factor of a fixed dataset, computed on the CPU as projected.fill does
+        R0, r0 = cpu_projected.fixed_input_factor(plan)
         c["R0"] = np.ascontiguousarray(R0, dtype=np.float64)
         c["r0"] = int(r0)
     else:
-        if not hasattr(plan, "_law_tables"):       # as law.fill keeps them
-            plan._law_tables = cpu_law.tables(plan.widths[1:])
-        cdf, offs, guide = plan._law_tables
+        cdf, offs, guide = cpu_law.plan_tables(plan)       # the arrays law.fill uses
         c["cdf"] = np.ascontiguousarray(cdf, dtype=np.float64)
         c["offs"] = np.ascontiguousarray(offs, dtype=np.int64)
         c["guide"] = np.ascontiguousarray(guide, dtype=np.int64)
