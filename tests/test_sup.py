@@ -108,6 +108,22 @@ def test_without_search_equals_the_dense_kernel_bit_for_bit(case):
         assert np.array_equal(r["dead"], ddead)
 
 
+@pytest.mark.parametrize("case", [0, 3])
+def test_given_ratios_give_the_recomputed_records_bit_for_bit(case):
+    """Started from the dense kernel's ratios handed in (what the engine does), the search
+    gives exactly the records of the search that runs the dense kernel itself."""
+    cfg, _ = config.build(trials=10, data="sphere", samples=9, **CASES[case])
+    first, count, inputs = 2 ** 33 + 3, 5, 9
+    fwd, bwd, ddead = run_dense_sphere(cfg, first, count, inputs)
+    own = run_sup(cfg, first, count, inputs, starts=3, steps=25)
+    plan = common.make_plan(cfg)
+    out = [np.full((count, cfg.depth), np.nan) for _ in range(5)]
+    dead = np.zeros(count, dtype=bool)
+    sup.fill(plan, first, count, *out, dead, inputs, 3, 25, ratios=(fwd, bwd, ddead))
+    for k, v in zip(("fwd_min", "fwd_max", "bwd_min", "bwd_max", "sup_dev", "dead"), out + [dead]):
+        assert np.array_equal(own[k], v), k
+
+
 def test_the_inputs_are_the_sphere_dataset_whatever_the_plan_says(correlated_npy):
     """The plan's data source and sample count are not used: inputs are sphere inputs."""
     kw = dict(trials=10, input_dim=40, widths="10,12", seed=4)
@@ -165,6 +181,11 @@ def test_bad_arguments():
         sup.fill(plan, 0, 2, np.empty((2, 3)), *ok[1:], dead, 4, 1, 1)
     with pytest.raises(ValueError):
         sup.fill(plan, 0, 2, *ok, np.zeros(3, dtype=bool), 4, 1, 1)
+    ratios = (np.ones((2, 4, 2)), np.ones((2, 4, 2)), np.zeros(2, dtype=bool))
+    for bad in ((np.ones((2, 3, 2)),) + ratios[1:], ratios[:1] + (np.ones((2, 4), dtype=np.float32),) + ratios[2:],
+                ratios[:2] + (np.zeros(2),)):
+        with pytest.raises(ValueError, match="ratios"):
+            sup.fill(plan, 0, 2, *ok, dead, 4, 1, 1, ratios=bad)
 
 
 # ------------------------------------------------------------------ brute force

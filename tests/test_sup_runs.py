@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import mcinit
 from mcinit import config, engine
 from mcinit.cli import main
+from mcinit.kernels import common, sup
 from mcinit.merge import merge_files
 from mcinit.store import HDF5Sink
 
@@ -34,6 +35,19 @@ def test_search_extends_the_random_inputs_extremes(tmp_path):
         for k in ("sup_min", "sup_max"):
             assert np.array_equal(f["trials"][k][...], mem[k])
     assert res.summary.trials == 120
+
+
+def test_the_engine_hands_its_ratios_to_the_search():
+    """A run's sup_min / sup_max (the search started from the engine's own ratios) equal those of
+    the search run on its own (which computes the random inputs' ratios itself), bit for bit."""
+    cfg, data = config.build(**KW)
+    mem = engine.run(cfg, data, batch_size=50).records
+    plan = common.make_plan(cfg, data)
+    L = cfg.depth
+    out = [np.empty((cfg.trials, L)) for _ in range(5)]
+    sup.fill(plan, 0, cfg.trials, *out, np.zeros(cfg.trials, dtype=bool), cfg.samples, cfg.sup_starts,
+             cfg.sup_steps)
+    assert np.array_equal(mem["sup_min"], out[0]) and np.array_equal(mem["sup_max"], out[1])
 
 
 def test_failure_table_for_all_inputs(tmp_path):
