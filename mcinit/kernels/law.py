@@ -105,14 +105,17 @@ def binomial_tables(widths):
 @njit(cache=True)
 def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
               c, d, rho, dn2, Go, z, e, fwd, bwd):
+    # the rows below are passed as int64 (np.int64(j)), not as literal constants: numba compiles
+    # a callee once more for each literal argument, and law_block calls the same helpers with
+    # int64 rows, so one compiled version serves both
     L = widths.shape[0] - 1
     # forward: rho_l = prod v_k chi2(K_k)
     r = 1.0
     for l in range(1, L + 1):
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
         Kl = sample_binomial_guided(cdf, offs[l - 1], widths[l], guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
-        c[l] = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, 1)
-        d[l] = 2.0 * rng.sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, 2) if Kl > 1 else 0.0
+        c[l] = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, np.int64(1))
+        d[l] = 2.0 * rng.sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, np.int64(2)) if Kl > 1 else 0.0
         r *= var[l - 1] * c[l]
         rho[l] = r
     # ||x||^2
@@ -120,16 +123,16 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         s02 = xnorm2
     elif data == DATA_GAUSSIAN:
         c2, c3 = rng.counter_words(trial, 0, rng.STREAM_LAW)
-        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, 0)
+        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, np.int64(0))
     else:
         s02 = 1.0
     # head: G_o ~ N(0, I_K), z = s_L G_o, beta_L = G_o . e, ||u_L||^2 = ||e||^2 d_L
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
-    rng.fill_normal_row(k0, k1, c2, c3, 0, 1.0, Go, K)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
     sL = math.sqrt(s02 * rho[L])
     for j in range(K):
         z[j] = sL * Go[j]
-    head_error(k0, k1, trial, L + 1, head, z, 0, e, K)
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
     beta = 0.0
     e2 = 0.0
     for j in range(K):
