@@ -2,7 +2,7 @@
 
 numba checks a cached function against the time stamp and size of the file that
 defines it, not of the files it calls into: after an update that changes only
-``rng.py``, a cached kernel of ``dense.py`` would keep the generator it was
+the ``rng`` package, a cached kernel of ``dense.py`` would keep the generator it was
 compiled with.  So on import the package's sources are hashed (a few
 milliseconds); when the hash differs from the one recorded at the last import,
 every source file's time stamp is renewed, which invalidates every cached mcinit

@@ -152,7 +152,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
         Hl = H[l]
         if N == 1 and r == 1:
             # one input: h = ReLU(||h^(l-1)|| g); G keeps only g's positive part, all the backward uses
-            rng.fill_relu_normal_row_ws(k0, k1, c2, c3, 0, sd, Gl[0], n, ws)
+            rng.fill_relu_normal_row_ws(k0, k1, c2, c3, np.int64(0), sd, Gl[0], n, ws)   # row 0, as int64
             s = Rp[0, 0]
             for i in range(n):
                 Hl[0, i] = s * Gl[0, i]

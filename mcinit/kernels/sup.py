@@ -441,7 +441,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, N, starts, steps, par, offs, 
         for i in range(widths[l]):
             dense.weight_row(k0, k1, trial, l, i, n_in, dist, var[l - 1], gain[l - 1],
                              wbuf[offs[l] + i * n_in: offs[l] + (i + 1) * n_in])
-    draw_inputs(k0, k1, trial, DATA_SPHERE, X0, N, widths[0], X)
+    draw_inputs(k0, k1, trial, np.int64(DATA_SPHERE), X0, N, widths[0], X)   # int64: the dense kernel's version
     dead = False
     S = min(starts, N)
     for l in range(1, L + 1):
