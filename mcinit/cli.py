@@ -1,14 +1,16 @@
 """Command line: parses, validates and calls the Python API; nothing else."""
 
 import os
+import re
 import signal
 import sys
 
 import click
 
 from ._version import __version__
-from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, _values, run_options, user_errors
-from .config import ConfigError
+from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, NUMBER, WHOLE, option_values, run_options,
+                          user_errors)
+from .options import BY_NAME, FORMS, GAUSSIAN_INITS, ConfigError, parse_float, split_list
 
 class _Main(click.Group):
     """The command group; a malformed command line is one line on stderr and exit status 2."""
@@ -65,15 +67,21 @@ def _parse_shard(text):
     """(I, K) from 'I/K'; the engine checks the range before any file is touched."""
     if text is None:
         return None
-    try:
-        i, k = (int(p) for p in str(text).split("/"))
-    except ValueError:
-        raise ConfigError(f"shard must be I/K (e.g. 0/4), got {text!r}") from None
-    return i, k
+    m = re.fullmatch(r"([0-9]+)/([0-9]+)", str(text).strip(" "), re.ASCII)
+    if not m:
+        raise ConfigError(f"shard must be I/K (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _data_files(configs):
+    """The files the runs of ``configs`` read their data from (FILE.npy, FILE.h5:DATASET):
+    inputs, never to be an output, even with --overwrite."""
+    paths = [c.data_path for c in configs if c.data_path]
+    return sorted({p for d in paths for p in (d, d.rsplit(":", 1)[0]) if os.path.isfile(p)})
 
 
 @main.command()
-@run_options
+@run_options()
 @click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
               "merge the shard files with `mcinit merge`.")
 @user_errors
@@ -84,19 +92,19 @@ def run(config_file, shard, **given):
     from .store import HDF5Sink
     from .summary_text import run_summary
 
-    values, ex = _values(config_file, given)
+    values, ex = option_values(config_file, given)
     shard = _parse_shard(shard)
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
-    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"])
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
     sink.check_writable()
     with _StopOnSignal() as stop:
         try:
             result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
                                 quiet=ex["quiet"], shard=shard, stop_requested=stop.requested,
-                                backend=ex["backend"])
+                                backend=ex["backend"], ignore_limits=ex["ignore_limits"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
                        "run the same command with --resume to continue", err=True)
@@ -107,10 +115,10 @@ def run(config_file, shard, **given):
 
 
 @main.command()
-@run_options
+@run_options(several=True)
 @user_errors
 def sweep(config_file, **given):
-    """Run the Cartesian product of listed widths, depths, samples and inits into one file.
+    """Run the Cartesian product of the listed values (widths, depths, samples, inits, ...) into one file.
 
     Example: mcinit sweep --width 128,256,512,1024 --init he,glorot --trials 1e5
     """
@@ -119,16 +127,22 @@ def sweep(config_file, **given):
     from .store import check_output
     from .summary_text import run_summary
 
-    values, ex = _values(config_file, given)
+    values, ex = option_values(config_file, given, several=True)
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
     from .engine import resolve_backend
     resolve_backend(ex["backend"])
+    inputs = _data_files([cfg for _, cfg, _ in runs])
     if not (ex["resume"] and os.path.exists(output)):
-        check_output(output, ex["overwrite"])
+        check_output(output, ex["overwrite"], inputs)
     if ex["threads"] is not None:
         from .engine import set_threads
         set_threads(ex["threads"])
+    from numba import get_num_threads
+
+    from .limits import check_sweep
+    check_sweep([cfg for _, cfg, _ in runs], output, threads=get_num_threads(), batch_size=ex["batch_size"],
+                backend=resolve_backend(ex["backend"]), resume=ex["resume"], insist=ex["ignore_limits"])
     if not ex["quiet"]:
         click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
 
@@ -139,9 +153,10 @@ def sweep(config_file, **given):
 
     with _StopOnSignal() as stop:
         try:
-            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"],
+            sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs,
                                 threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
-                                on_run=done, stop_requested=stop.requested, backend=ex["backend"])
+                                on_run=done, stop_requested=stop.requested, backend=ex["backend"],
+                                ignore_limits=ex["ignore_limits"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)
@@ -171,36 +186,56 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
 @main.command()
 @click.argument("path")
 @click.option("--eps", help="Tolerances, comma-separated, e.g. 0.1,0.25,0.5.  [default: chosen for the runs]")
-@click.option("--form", type=click.Choice(["norm", "squared"]), default="norm", show_default=True,
+@click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
               help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
-@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
+@click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
 @user_errors
-def report(path, eps, form, level, plot_path):
+def report(path, eps, form, level, plot_path, overwrite):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
-    from .report import plot_report, report_text
+    from .report import report_text
     eps_values = _floats(eps, "eps") if eps else None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
-    if plot_path:
-        from .store import check_output
-        check_output(plot_path, overwrite=True)
-    res = load(path)
-    click.echo(report_text(res, eps=eps_values, form=form, level=level))
-    if plot_path:
-        plot_report(res, plot_path, eps=eps_values, form=form)
-        click.echo(f"figures -> {plot_path}")
+    if not plot_path:
+        click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
+        return
+    from .store import OutputLock, check_output
+    check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")   # before any lock file
+    with OutputLock(plot_path):        # the figure's only writer, from its check to its rename
+        check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
+        res = load(path)
+        click.echo(report_text(res, eps=eps_values, form=form, level=level))
+        _write_plot(res, plot_path, eps_values, form)
+    click.echo(f"figures -> {plot_path}")
+
+
+def _write_plot(res, plot_path, eps_values, form):
+    """The figures of ``res`` into plot_path, whole or not at all (written beside it under a
+    temporary name, then renamed); the caller holds the output's lock."""
+    from .report import plot_report
+    from .store import remove_stale_temporaries, temporary_name
+    remove_stale_temporaries(plot_path)
+    tmp = temporary_name(plot_path)
+    try:
+        plot_report(res, tmp, eps=eps_values, form=form)
+        os.replace(tmp, plot_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 @main.command()
 @click.option("--eps", required=True, help="Tolerance(s), comma-separated.")
-@click.option("--delta", required=True, type=float, help="Failure probability allowed.")
-@click.option("--depth", required=True, type=int, help="Number of hidden layers L.")
-@click.option("--samples", default=1, show_default=True, type=int, help="Number of inputs N.")
+@click.option("--delta", required=True, type=NUMBER, help="Failure probability allowed.")
+@click.option("--depth", required=True, type=WHOLE, help="Number of hidden layers L.")
+@click.option("--samples", default=1, show_default=True, type=WHOLE, help="Number of inputs N.")
 @click.option("--width", help="Equal hidden widths m at which to evaluate each bound, comma-separated.")
-@click.option("--form", type=click.Choice(["norm", "squared"]), default="norm", show_default=True)
-@click.option("--init", default="he", show_default=True, help="he | he-in | glorot | lecun.")
+@click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True)
+@click.option("--init", default="he", show_default=True, type=click.Choice(GAUSSIAN_INITS),
+              help="Gaussian initialisation preset (the bounds need Gaussian weights).")
 @user_errors
 def bound(eps, delta, depth, samples, width, form, init):
     """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths."""
@@ -210,7 +245,7 @@ def bound(eps, delta, depth, samples, width, form, init):
         raise ConfigError("delta must be between 0 and 1")
     if depth < 1 or samples < 1:
         raise ConfigError("depth and samples must be at least 1")
-    widths = [int(w) for w in _floats(width, "width")] if width else None
+    widths = [BY_NAME["width"].parse(w) for w in split_list(width, "width")] if width else None
     try:
         for e in eps_values:
             click.echo(bound_text(e, delta, depth, samples=samples, widths=widths, form=form, init=init))
@@ -219,10 +254,7 @@ def bound(eps, delta, depth, samples, width, form, init):
 
 
 def _floats(text, name):
-    try:
-        values = [float(p) for p in str(text).split(",") if p.strip()]
-    except ValueError:
-        raise ConfigError(f"{name} must be numbers separated by commas, got {text!r}") from None
+    values = [parse_float(p, name) for p in split_list(str(text), name)]
     if not values or any(not (v > 0 and v < float("inf")) for v in values):
         raise ConfigError(f"{name} must be positive numbers, got {text!r}")
     return values

@@ -2,18 +2,19 @@
 
 Both are plain click commands; mcinit.cli adds them to its ``main`` group."""
 
-import shutil
+import os
+import shlex
 import sys
 
 import click
 
 
 
-from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, _values, run_options, user_errors  # noqa: F401
+from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, option_values, run_options, user_errors
 
 
 @click.command()
-@run_options
+@run_options(several=True)
 @click.option("--shards", required=True, help="Split every run's trials into this many array tasks.")
 @click.option("--cpus-per-task", "cpus_per_task", default="1", show_default=True,
               help="CPUs per array task; the task runs with --threads of this many.")
@@ -30,8 +31,8 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
            wait, **given):
     """Run a run or a sweep on a SLURM cluster: a job array of shards, then a merge.
 
-    Takes the options of run (width, depth, samples and init may list several values
-    as for sweep).  Everything goes into OUTPUT.parts/ beside the output: the run
+    Takes the options of run (those a sweep lists may list several values, as for
+    sweep).  Everything goes into OUTPUT.parts/ beside the output: the run
     configurations, array.sbatch (one task per run and shard, each
     `mcinit run --shard I/K --resume`), merge.sbatch (`mcinit merge`, submitted with
     afterok on the array), the shard files and the logs.  `mcinit status OUTPUT`
@@ -43,13 +44,16 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
     """
     from . import hpc
 
-    values, ex = _values(config_file, given)
+    values, ex = option_values(config_file, given, several=True)
     resources = hpc.Resources(cpus_per_task=cpus_per_task, partition=partition, time=time_limit, mem=mem,
                               account=account, extra=sbatch_args)
     plan = hpc.make_plan(values, ex["output"], shards, resources, threads=ex["threads"],
                          batch_size=ex["batch_size"], overwrite=ex["overwrite"], resume=bool(ex.get("resume")),
-                         default_outputs=(DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT))
-    hpc.check_destination(plan)
+                         default_outputs=(DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT), ignore_limits=ex["ignore_limits"])
+    from .limits import check_submission
+    check_submission([cfg for _, cfg, _ in plan.runs], plan.output, resume=bool(ex.get("resume")),
+                     insist=ex["ignore_limits"])
+    hpc.check_destination(plan, dry_run=dry_run)
     sbatch = None if dry_run else hpc.find_sbatch()
     hpc.write_plan(plan)
     quiet = ex["quiet"]
@@ -64,14 +68,14 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
             with open(path) as f:
                 click.echo(f.read(), nl=False)
         click.echo(f"\ndry run: nothing submitted.  To submit by hand:\n"
-                   f"  sbatch {plan.array_path}\n"
-                   f"  sbatch --dependency=afterok:ARRAY_JOB_ID --kill-on-invalid-dep=yes {plan.merge_path}")
+                   f"  {shlex.join(hpc.sbatch_command(plan, 'array'))}\n"
+                   f"  {shlex.join(hpc.sbatch_command(plan, 'merge', dependency='ARRAY_JOB_ID'))}")
         return
     try:
         jobs = hpc.submit(plan, sbatch=sbatch)
-    except hpc.SlurmError:
-        if not plan.resume and not hpc.load_jobs(plan.dir).get("array"):
-            shutil.rmtree(plan.dir, ignore_errors=True)  # nothing was submitted: leave nothing behind
+    except BaseException:
+        if not os.path.exists(os.path.join(plan.dir, "jobs.json")):
+            hpc.discard_plan(plan)  # nothing was submitted: leave things as they were
         raise
     if not quiet:
         click.echo(intro)
@@ -98,7 +102,7 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
 
 
 @click.command()
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output")
 @user_errors
 def status(output):
     """Progress of a submission (mcinit submit) from its files, and its SLURM jobs where at hand."""

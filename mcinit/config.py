@@ -11,81 +11,32 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import re
 
-__all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "KERNELS",
-           "parse_count", "parse_widths", "parse_head", "load_config_file"]
+from .options import (BY_NAME, DATA_RANDOM, DISTS, HEADS, INITS, KERNELS, ConfigError, defaults, parse_count,
+                      parse_head, parse_widths, read_config_file, run_values)
 
-INITS = ("he", "he-in", "glorot", "lecun", "wn", "wn-unit")
-DISTS = ("normal", "uniform")
-HEADS = ("softmax", "gaussian")
-KERNELS = ("auto", "dense", "projected", "law")
-DATA_RANDOM = ("gaussian", "sphere")
+__all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "KERNELS", "build",
+           "parse_count", "parse_widths", "parse_head", "load_config_file", "data_identity"]
 
-#: the defaults mirror the authors' reference experiments (input_dim 500, depth 10,
-#: softmax head with 20 classes) at a width where the properties visibly hold.
-DEFAULTS = dict(trials=100_000, input_dim=500, width=512, depth=10, samples=1,
-                data="gaussian", init="he", dist="normal", head="softmax:20",
-                kernel="auto", seed=0)
+#: the defaults (from the option table, mcinit.options) mirror the authors' reference
+#: experiments (input_dim 500, depth 10, softmax head with 20 classes) at a width where
+#: the properties visibly hold.
+DEFAULTS = defaults()
 
 MAX_WIDTH = 1 << 20
 MAX_DEPTH = 4000
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message is one line for the user."""
-
-
-def parse_count(value, name="trials"):
-    """An integer count from 250000, '250000', '1e6' or '2.5e5'; exact integers only."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if isinstance(value, int):
-        n = value
-    else:
-        text = str(value).strip().replace("_", "")
-        try:
-            if re.fullmatch(r"[+]?\d+", text):
-                n = int(text)
-            else:
-                x = float(text)
-                if not math.isfinite(x) or x != math.floor(x):
-                    raise ValueError
-                n = int(x)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number such as 250000 or 1e6, got {value!r}") from None
-    if n < 1:
-        raise ConfigError(f"{name} must be at least 1, got {n}")
-    return n
-
-
-def parse_widths(value):
-    """Hidden widths from '64,128,96' or a list of integers."""
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    else:
-        parts = list(value)
-    if not parts:
-        raise ConfigError("widths must list at least one hidden width, e.g. 64,128,96")
-    return [parse_count(p, "each width") for p in parts]
-
-
-def parse_head(value):
-    """('softmax', 20) from 'softmax:20'; the class count defaults to 20."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        kind, k = value
-    else:
-        text = str(value).strip()
-        kind, _, k = text.partition(":")
-        k = k or 20
-    kind = str(kind).strip().lower()
-    if kind not in HEADS:
-        raise ConfigError(f"head must be softmax:K or gaussian:K, got {value!r}")
-    k = parse_count(k, "the head's class count")
-    if kind == "softmax" and k < 2:
-        raise ConfigError("a softmax head needs at least 2 classes")
-    return kind, k
+def data_identity(source):
+    """What of a data source enters the config hash: a random source's name, 'digits',
+    'npy' or 'h5:DATASET' for a file (whose content enters as data_sha256): the same file
+    at another path is the same configuration."""
+    if source in DATA_RANDOM or source == "digits":
+        return source
+    path, sep, dset = source.rpartition(":")
+    if sep and (path == "h5" or path.lower().endswith((".h5", ".hdf5"))):
+        return f"h5:{dset}"
+    return "npy"
 
 
 def sha256_file(path):
@@ -105,8 +56,9 @@ class RunConfig:
     samples     N, inputs per trial
     data        'gaussian' (x ~ N(0, I)), 'sphere' (uniform on the unit sphere), or a
                 fixed dataset, one input per row: 'digits' (the bundled 8x8 digits),
-                a .npy file, or PATH.h5:DATASET (absolute paths)
-    data_sha256 content hash of a fixed dataset's file (part of the identity of a run)
+                a .npy file, or PATH.h5:DATASET (absolute paths).  A file's path is
+                provenance only: the config JSON holds ``data_identity(data)``
+    data_sha256 content hash of a fixed dataset's file (the file's identity in a run)
     normalize   none | center | unit: what is done to a fixed dataset (mcinit.data)
     wn_gain     constant gain of weight-normalised rows (None: the init's gains)
     sup_starts, sup_steps
@@ -155,7 +107,9 @@ class RunConfig:
         return self.data not in DATA_RANDOM
 
     def to_dict(self):
+        """The fields that identify the run (a data file by its content, not its path)."""
         d = dataclasses.asdict(self)
+        d["data"] = data_identity(self.data)
         d["widths"] = list(self.widths)
         d["head"] = f"{self.head[0]}:{self.head[1]}"
         d["format"] = "mcinit-config-1"
@@ -166,133 +120,113 @@ class RunConfig:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def config_hash(self):
+        """sha256 of ``config_json()``: resume and merge compare it."""
         return hashlib.sha256(self.config_json().encode()).hexdigest()
 
+    @property
+    def data_path(self):
+        """The fixed dataset's file (provenance, written beside the config), or None."""
+        return self.data if data_identity(self.data) != self.data else None
+
+    def values(self):
+        """The keywords of ``build`` (and keys of a config file) that rebuild this
+        configuration with the same config hash; the data file by its path."""
+        return run_values(self)
+
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text, data_path=None):
+        """The configuration of a results file's ``config`` JSON.
+
+        data_path: the dataset's path written beside it (files of earlier versions hold
+        the path in the JSON itself); without it a data file is known by its content only."""
         d = json.loads(text)
         d.pop("format", None)
         d["widths"] = tuple(d["widths"])
         d["head"] = parse_head(d["head"])
+        if data_path and data_identity(data_path) == d["data"]:
+            d["data"] = data_path
         return cls(**d)
 
 
-def load_config_file(path):
-    """The keys of a JSON or TOML configuration file, as a dict."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        if path.endswith(".toml"):
-            try:
-                import tomllib
-            except ImportError:  # Python < 3.11
-                import tomli as tomllib
-            with open(path, "rb") as f:
-                d = tomllib.load(f)
-        else:
-            with open(path) as f:
-                d = json.load(f)
-    except Exception as e:  # any parse error is the user's file
-        raise ConfigError(f"cannot read config file {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"config file {path} must hold a table of keys")
-    return {k.replace("-", "_"): v for k, v in d.items()}
+def load_config_file(path, several=False):
+    """The checked option values of a JSON or TOML configuration file (``options.read_config_file``)."""
+    return read_config_file(path, several=several)
 
 
-def build(trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
-          data=None, init=None, dist=None, head=None, kernel=None, seed=None, normalize=None,
-          wn_gain=None, sup_search=None):
-    """Validate user values (None = default) and return (RunConfig with kernel
-    possibly 'auto', fixed dataset or None).  Raises ConfigError with one line."""
+def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
+          data=None, normalize=None, init=None, wn_gain=None, dist=None, head=None, kernel=None,
+          sup_search=None, seed=None):
+    """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
+    dataset (N, n_0) or None).  Raises ConfigError with one line.
+
+    The keywords are the run options of mcinit.options (their meaning and defaults are
+    there; None = the default): Python values or the command line's text ('1e6', '64,128').
+    """
     from . import data as data_mod  # local: data imports numpy only
 
+    given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, widths=widths,
+                 samples=samples, data=data, normalize=normalize, init=init, wn_gain=wn_gain, dist=dist,
+                 head=head, kernel=kernel, sup_search=sup_search, seed=seed)
+    given = {k: BY_NAME[k].parse(v) for k, v in given.items() if v is not None}
     d = dict(DEFAULTS)
-    given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, samples=samples,
-                 data=data, init=init, dist=dist, head=head, kernel=kernel, seed=seed)
-    d.update({k: v for k, v in given.items() if v is not None})
-    trials = parse_count(d["trials"], "trials")
+    d.update(given)
+    trials = d["trials"]
     if trials >= 1 << 40:
         raise ConfigError("trials must be below 2**40")
-    if widths is not None:
-        if width is not None or depth is not None:
+    if "widths" in given:
+        if "width" in given or "depth" in given:
             raise ConfigError("give either --widths or --width/--depth, not both")
-        ws = parse_widths(widths)
+        ws = list(given["widths"])
     else:
-        w = parse_count(d["width"], "width")
-        L = parse_count(d["depth"], "depth")
-        ws = [w] * L
+        ws = [d["width"]] * d["depth"]
     if len(ws) > MAX_DEPTH:
         raise ConfigError(f"depth must be at most {MAX_DEPTH}")
     if max(ws) > MAX_WIDTH:
         raise ConfigError(f"widths must be at most {MAX_WIDTH}")
-    init = str(d["init"]).strip().lower()
-    if init not in INITS:
-        raise ConfigError(f"init must be one of {', '.join(INITS)}; got {d['init']!r}")
-    dist = str(d["dist"]).strip().lower()
-    if dist not in DISTS:
-        raise ConfigError(f"dist must be normal or uniform; got {d['dist']!r}")
+    init, dist, kernel, norm = d["init"], d["dist"], d["kernel"], d["normalize"]
     if init.startswith("wn") and dist != "normal":
         raise ConfigError("weight-normalised inits draw row directions from N(0, I); --dist uniform does not apply")
     head = parse_head(d["head"])
-    kernel = str(d["kernel"]).strip().lower()
-    if kernel not in KERNELS:
-        raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}; got {d['kernel']!r}")
-    try:
-        seed_v = int(str(d["seed"]).strip())
-    except ValueError:
-        raise ConfigError(f"seed must be an integer in [0, 2**64), got {d['seed']!r}") from None
-    if not 0 <= seed_v < 1 << 64:
-        raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed_v}")
+    seed = d["seed"]
+    if not 0 <= seed < 1 << 64:
+        raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed}")
 
     sup_starts = sup_steps = None
-    if sup_search is not None:
-        parts = [p.strip() for p in str(sup_search).split(",")]
-        if len(parts) != 2:
-            raise ConfigError(f"sup-search must be STARTS,STEPS (e.g. 4,50), got {sup_search!r}")
-        sup_starts = parse_count(parts[0], "sup-search starts")
-        sup_steps = parse_count(parts[1], "sup-search steps")
-        if data is None:
+    if "sup_search" in given:
+        sup_starts, sup_steps = given["sup_search"]
+        if "data" not in given:
             d["data"] = "sphere"
-        elif str(data).strip().lower() != "sphere":
+        elif given["data"].lower() != "sphere":
             raise ConfigError("the supremum search draws its inputs on the unit sphere: use --data sphere")
         if kernel not in ("auto", "dense"):
             raise ConfigError("the supremum search needs every weight: use --kernel dense")
         kernel = "dense"
-    gain = None
-    if wn_gain is not None:
+    gain = given.get("wn_gain")
+    if gain is not None:
         if not init.startswith("wn"):
             raise ConfigError("--wn-gain applies to weight-normalised rows (--init wn or wn-unit)")
-        try:
-            gain = float(wn_gain)
-        except (TypeError, ValueError):
-            raise ConfigError(f"wn-gain must be a positive number, got {wn_gain!r}") from None
         if not (math.isfinite(gain) and gain > 0):
             raise ConfigError(f"wn-gain must be a positive number, got {wn_gain!r}")
-    norm = str(normalize or "none").strip().lower()
-    if norm not in data_mod.NORMALIZE:
-        raise ConfigError(f"normalize must be one of {', '.join(data_mod.NORMALIZE)}; got {normalize!r}")
-    src = str(d["data"]).strip()
-    samples_given = samples is not None
+    src = d["data"]
     fixed = None
     sha = ""
     if src.lower() in DATA_RANDOM:
         src = src.lower()
         if norm != "none":
             raise ConfigError("--normalize applies to fixed datasets, not to random inputs")
-        n0 = parse_count(d["input_dim"], "input_dim")
-        N = parse_count(d["samples"], "samples")
+        n0 = d["input_dim"]
+        N = d["samples"]
     else:
-        src, fixed, sha = data_mod.load_fixed(
-            src, samples=parse_count(samples, "samples") if samples_given else None,
-            input_dim=parse_count(input_dim, "input_dim") if input_dim is not None else None,
-            normalize=norm)
+        src, fixed, sha = data_mod.load_fixed(src, samples=given.get("samples"),
+                                              input_dim=given.get("input_dim"), normalize=norm,
+                                              scale_free=head[0] == "gaussian")
         N, n0 = fixed.shape
     if n0 > MAX_WIDTH:
         raise ConfigError(f"input_dim must be at most {MAX_WIDTH}")
     if N > 1 << 20:
         raise ConfigError("samples must be at most 2**20 per trial")
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
-                    init=init, dist=dist, head=head, kernel=kernel, seed=seed_v, trials=trials,
+                    init=init, dist=dist, head=head, kernel=kernel, seed=seed, trials=trials,
                     normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps)
     if cfg.sup and sup_starts > N:
         raise ConfigError(f"sup-search starts ({sup_starts}) cannot exceed the random inputs (--samples {N})")

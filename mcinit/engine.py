@@ -20,13 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import kernels
+from . import kernels, limits
 from ._version import __version__
 from .config import ConfigError
+from .options import BACKENDS
 from .kernels.common import make_plan
 from .progress import progress_bar
 from .stats import Summary, failure_counts, record_buffers, reduce_and_tally
-from .store import MemorySink
+from .store import HDF5Sink, MemorySink, Sink
 
 __all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
            "shard_range", "BACKENDS"]
@@ -87,11 +88,11 @@ class _Writer:
     Batches that queue up while the sink is busy go to it together: an HDF5 file then
     commits them at once, with one set of fsyncs and one summary for several batches, so
     that a fast kernel is not held to the pace of the disk's commits.  A sink that stages
-    and commits separately (``pipelined``: HDF5Sink) gets two threads: one stages each
+    and commits separately (``Sink.pipelined``: HDF5Sink) gets two threads: one stages each
     batch's records as they come (hands them to the OS, after which their arrays can be
     reused), the other commits what is staged (fsync, summary, ``completed``), every batch
     staged meanwhile in one commit; so the next batches' records are copied out while a
-    commit waits for the disk.  Other sinks get ``write_many`` (or ``write``) on one thread."""
+    commit waits for the disk.  Other sinks get ``write_many`` on one thread."""
 
     #: batches waiting for the sink at most
     QUEUE = 3
@@ -101,7 +102,7 @@ class _Writer:
         self.q = queue.Queue(maxsize=self.QUEUE)
         self.error = None
         self.written = 0    # batches the sink has had (staged or written, or dropped after an error)
-        self.pipelined = bool(getattr(sink, "pipelined", False))
+        self.pipelined = bool(sink.pipelined)
         self.commits = queue.Queue() if self.pipelined else None
         self.threads = [threading.Thread(target=self._loop, daemon=True)]
         if self.pipelined:
@@ -127,7 +128,6 @@ class _Writer:
             self.error = e
 
     def _loop(self):
-        many = getattr(self.sink, "write_many", None)
         done = False
         while not done:
             items, done = self._take(self.q, self.QUEUE)
@@ -136,11 +136,8 @@ class _Writer:
                     if self.pipelined:
                         self.sink.stage(items)
                         self.commits.put((self.sink.staged, items[-1][2]))
-                    elif many is not None:
-                        many(items)
                     else:
-                        for item in items:
-                            self.sink.write(*item)
+                        self.sink.write_many(items)
                 except BaseException as e:
                     self._fail(e)
             self.written += len(items)
@@ -201,9 +198,6 @@ def shard_range(trials, shard):
     return (trials * i) // k, (trials * (i + 1)) // k
 
 
-BACKENDS = ("cpu", "cuda", "auto")
-
-
 def resolve_backend(backend):
     """'cpu' or 'cuda' for a request ('auto': CUDA when an NVIDIA GPU is present)."""
     backend = (backend or "cpu").lower()
@@ -222,8 +216,8 @@ def resolve_backend(backend):
 
 
 def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True, on_batch=None,
-        shard=None, stop_requested=None, backend="cpu"):
-    """Run the trials of ``config`` into ``sink`` (a MemorySink when None).
+        shard=None, stop_requested=None, backend="cpu", ignore_limits=False):
+    """Run the trials of ``config`` into ``sink`` (a mcinit.store.Sink; a MemorySink when None).
 
     data            the fixed dataset (N, n_0) when config.data is a file (read when None)
     threads         numba threads (all cores when None); never changes a result
@@ -235,6 +229,10 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
                     there (everything written so far is complete) and raises Stopped
     backend         cpu | cuda | auto: where the kernel runs; a trial draws the same random
                     numbers on both (the GPU's fused multiply-adds change the last bits)
+    ignore_limits   run even when the memory or the disk the run needs (mcinit.limits)
+                    exceeds what the machine has; otherwise such a run is refused (a
+                    LimitError) before the sink is opened, and an automatic batch size
+                    is shrunk to fit
     A sink that resumes (HDF5Sink(resume=True)) continues where its file ends; the
     result is bit-identical to an uninterrupted run.  A sink's write must copy (or
     write out) the record arrays it is handed: the engine reuses them a few batches on.
@@ -244,9 +242,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     config = resolve(config)
     if threads is not None:
         set_threads(threads)
-    if batch_size is None:
-        batch_size = default_batch_size(config, get_num_threads())
-    elif batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError("batch size must be at least 1")
     T = config.trials
     if shard is not None:
@@ -257,6 +253,14 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             raise ConfigError(f"{k} shards need at least {k} trials")
     first_index, stop = shard_range(T, shard) if shard is not None else (0, T)
     sink = MemorySink() if sink is None else sink
+    if not isinstance(sink, Sink):
+        raise TypeError(f"sink must be a mcinit.store.Sink, not {type(sink).__name__}")
+    # what the run needs of the machine, before the sink creates anything
+    to_file = isinstance(sink, HDF5Sink)
+    batch_size = limits.check_run(config, batch_size, get_num_threads(), resolve_backend(backend),
+                                  output=sink.path if to_file else None, rows=stop - first_index,
+                                  in_memory=isinstance(sink, MemorySink),
+                                  resume=to_file and sink.resume, insist=ignore_limits)
     if resolve_backend(backend) == "cuda":
         from .kernels import cuda
 
@@ -269,7 +273,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
                 first_index=first_index, rows=stop - first_index, sup=config.sup, samples=N,
-                shard=f"{shard[0]}/{shard[1]}" if shard is not None else "")
+                shard=f"{shard[0]}/{shard[1]}" if shard is not None else "",
+                extra_attrs={"data_path": config.data_path} if config.data_path else {})
     state = sink.open(meta)
     eps = np.array(REPORT_EPS)
     failures = {k: np.zeros(len(eps), dtype=np.int64) for k in ("forward", "backward", "both")}
@@ -278,10 +283,14 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     else:
         first, summary = state
         done = first - first_index
-        for a in range(0, done, 1 << 20):   # the tallies of the part already written
-            rec = sink.read_records(a, min(done, a + (1 << 20)))
-            for k, v in failure_counts(rec, eps, "norm").items():
-                failures[k] += v
+        try:
+            for a in range(0, done, 1 << 20):   # the tallies of the part already written
+                rec = sink.read_records(a, min(done, a + (1 << 20)))
+                for k, v in failure_counts(rec, eps, "norm").items():
+                    failures[k] += v
+        except BaseException:
+            sink.close()
+            raise
     writer = _Writer(sink)
     bar = progress_bar(stop - first_index, quiet=quiet)
     bar.update(first - first_index)
@@ -309,7 +318,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
 
     def finish(first, B, fwd, bwd, dead):
         """Reduce, tally and hand over the batch of trials first..first+B-1."""
-        out = sink.buffers(first, B, L) if hasattr(sink, "buffers") else None
+        out = sink.buffers(first, B, L)
         if out is None:
             slot = next((r for r in ring if r[0] < writer.written), None)
             if slot is None:

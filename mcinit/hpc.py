@@ -24,29 +24,35 @@ squeue/scontrol where SLURM is at hand).
 No click here: the command line is ``mcinit.cli_hpc``.
 """
 
+import contextlib
 import datetime
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import time
 
 from ._version import __version__
 from .config import ConfigError
+from .options import RUN_OPTIONS
+from .sbatch import parse_sbatch_arg, sbatch_line
 from .store import StoreError, check_output
 
-__all__ = ["SlurmError", "Resources", "Plan", "parts_dir", "make_plan", "check_destination",
-           "write_plan", "array_script", "merge_script", "find_sbatch", "submit", "wait_for_job",
+__all__ = ["SlurmError", "Resources", "Plan", "parts_dir", "make_plan", "check_paths", "check_destination",
+           "write_plan", "keep_plan", "discard_plan", "array_script", "merge_script", "job_options", "log_pattern",
+           "sbatch_command", "find_sbatch", "submit", "wait_for_job",
            "job_states", "job_names", "read_status", "format_status", "load_plan", "load_jobs",
            "run_config_dict", "shard_range", "PLAN_FORMAT", "CONFIG_KEYS", "CLI_MODULE"]
 
 PLAN_FORMAT = "mcinit-slurm-plan-1"
 PARTS_SUFFIX = ".parts"
-#: the keys of a run's configuration file (those of RunConfig.to_dict() that build() takes)
-CONFIG_KEYS = ("trials", "input_dim", "widths", "samples", "data", "init", "dist", "head", "kernel", "seed")
+#: the keys a run's configuration file may hold: every run option that rebuilds a RunConfig
+CONFIG_KEYS = tuple(o.name for o in RUN_OPTIONS if o.value_of is not None)
 #: the module the jobs run: ``python -m mcinit`` is mcinit's command line (mcinit/__main__.py)
 CLI_MODULE = "mcinit"
 
@@ -83,7 +89,8 @@ class Resources:
 
     cpus_per_task  CPUs of each array task (and its ``--threads``); the merge takes 1
     partition, time, mem, account: as sbatch's options of those names (both jobs)
-    extra          further sbatch arguments, one ``#SBATCH ARG`` line each (both jobs)
+    extra          further sbatch options (``--sbatch-arg``), each one word as sbatch reads it:
+                   ``--qos=high``, ``-qhigh``; only those of mcinit.sbatch.ALLOWED (both jobs)
     """
 
     def __init__(self, cpus_per_task=1, partition=None, time=None, mem=None, account=None, extra=()):
@@ -91,32 +98,27 @@ class Resources:
         self.partition = _word(partition, "partition")
         self.account = _word(account, "account")
         self.time = None if time is None else str(time).strip()
-        if self.time is not None and not _TIME_RE.match(self.time):
+        if self.time is not None and not _TIME_RE.fullmatch(self.time):
             raise ConfigError(f"--time must be a SLURM time such as 30, 2:00:00 or 1-12:00:00, got {time!r}")
         self.mem = None if mem is None else str(mem).strip()
-        if self.mem is not None and not _MEM_RE.match(self.mem):
+        if self.mem is not None and not _MEM_RE.fullmatch(self.mem):
             raise ConfigError(f"--mem must be a SLURM memory size such as 4000, 4G or 500M, got {mem!r}")
-        self.extra = []
-        for arg in extra or ():
-            arg = str(arg).strip()
-            if not arg.startswith("-") or "\n" in arg or "\r" in arg or "\0" in arg:
-                raise ConfigError(f"--sbatch-arg must be one sbatch option such as --qos=high, got {arg!r}")
-            if re.match(r"^--?(a|array|d|dependency|o|output|e|error|D|chdir|wait|W)(=|$)", arg):
-                raise ConfigError(f"--sbatch-arg {arg} would change what mcinit submit sets itself")
-            self.extra.append(arg)
+        if isinstance(extra, str):
+            extra = [extra]
+        #: [(sbatch's full option name, value or None)] of the --sbatch-arg options, in order
+        self.extra = [option for arg in extra or () for option in parse_sbatch_arg(arg)]
 
     def to_dict(self):
         return dict(cpus_per_task=self.cpus_per_task, partition=self.partition, time=self.time,
-                    mem=self.mem, account=self.account, extra=list(self.extra))
+                    mem=self.mem, account=self.account,
+                    extra=[f"--{name}" + ("" if value is None else f"={value}") for name, value in self.extra])
 
     def sbatch_lines(self, cpus):
-        lines = [f"--cpus-per-task={cpus}"]
-        for opt in ("partition", "time", "mem", "account"):
-            value = getattr(self, opt)
-            if value is not None:
-                lines.append(f"--{opt}={value}")
-        lines += self.extra
-        return [f"#SBATCH {line}" for line in lines]
+        """The ``#SBATCH`` lines of a job with ``cpus`` CPUs."""
+        options = [("cpus-per-task", cpus)]
+        options += [(opt, getattr(self, opt)) for opt in ("partition", "time", "mem", "account")
+                    if getattr(self, opt) is not None]
+        return [sbatch_line(name, value) for name, value in options + self.extra]
 
 
 def _count(value, name):
@@ -128,7 +130,7 @@ def _word(value, name):
     if value is None:
         return None
     text = str(value).strip()
-    if not _WORD_RE.match(text):
+    if not _WORD_RE.fullmatch(text):
         raise ConfigError(f"--{name} must be one word such as 'compute', got {value!r}")
     return text
 
@@ -137,7 +139,7 @@ class Plan:
     """Everything a submission writes and runs; built and validated before anything is written."""
 
     def __init__(self, output, runs, shards, resources, python=None, threads=None, batch_size=None,
-                 overwrite=False, resume=False):
+                 overwrite=False, resume=False, ignore_limits=False):
         self.output = os.path.abspath(output)
         self.dir = parts_dir(self.output)
         self.runs = runs  # [(name, resolved RunConfig, data)]
@@ -148,6 +150,7 @@ class Plan:
         self.batch_size = batch_size
         self.overwrite = overwrite
         self.resume = resume  # keep the shards of an earlier submission of the same plan
+        self.ignore_limits = ignore_limits  # the shards run beyond their node's memory or disk
 
     @property
     def sweep(self):
@@ -192,6 +195,8 @@ class Plan:
                "-o", part, "--resume", "-q", "--threads", str(self.threads)]
         if self.batch_size is not None:
             cmd += ["--batch-size", str(self.batch_size)]
+        if self.ignore_limits:
+            cmd.append("--ignore-limits")
         return cmd
 
     def merge_command(self):
@@ -224,18 +229,20 @@ class Plan:
 
 
 def run_config_dict(cfg):
-    """The keys of ``mcinit run --config`` that rebuild ``cfg`` (same config hash)."""
-    d = cfg.to_dict()
-    return {k: d[k] for k in CONFIG_KEYS}
+    """The keys of ``mcinit run --config`` that rebuild ``cfg`` (same config hash): every
+    run option of CONFIG_KEYS, null where not set (a fixed dataset by its path, which the
+    jobs read)."""
+    return cfg.values()
 
 
 def make_plan(values, output, shards, resources=None, python=None, threads=None, batch_size=None,
-              overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5")):
+              overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5"),
+              ignore_limits=False):
     """Expand and validate everything (no file is touched); returns a Plan.
 
-    values: the run options (``mcinit.cli._values``); width, depth, samples and init may list
-    several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
-    one run, default_outputs[1] for several."""
+    values: the run options (``mcinit.options.collect``); those of ``sweep.SWEEP_KEYS`` may
+    list several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
+    one run, default_outputs[1] for several.  ignore_limits: the shards run with --ignore-limits."""
     from . import sweep as sweep_mod
 
     shards = _count(shards, "shards")
@@ -255,25 +262,66 @@ def make_plan(values, output, shards, resources=None, python=None, threads=None,
     if output is None:
         output = default_outputs[len(runs) > 1]
     return Plan(output, runs, shards, resources, python=python, threads=threads, batch_size=batch_size,
-                overwrite=overwrite, resume=resume)
+                overwrite=overwrite, resume=resume, ignore_limits=ignore_limits)
 
 
 def load_jobs(directory):
-    try:
-        with open(os.path.join(directory, "jobs.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+    """The SLURM job ids of a submission (its jobs.json): {} when none was submitted.
+
+    {array: id, merge: id, submitted: time}; a jobs.json that is not such a record is a
+    SlurmError (one line), never a traceback."""
+    path = os.path.join(directory, "jobs.json")
+    if not os.path.lexists(path):
         return {}
+    jobs = _read_json(path)
+    if not isinstance(jobs, dict):
+        raise SlurmError(f"{path} is not a record of mcinit submit's jobs (not a JSON object)")
+    for key in ("array", "merge"):
+        job = jobs.get(key)
+        if job is None:
+            continue
+        if isinstance(job, bool) or not isinstance(job, (str, int)) or not re.fullmatch(r"[0-9]{1,20}", str(job)):
+            raise SlurmError(f"{path} is not a record of mcinit submit's jobs: its {key} job id is {job!r}")
+        jobs[key] = str(job)
+    return jobs
 
 
-def check_destination(plan):
-    """Refuse an existing output without overwrite, and an existing submission directory
-    without overwrite or (for the same runs and shards) resume, before any work."""
+def check_paths(plan):
+    """Refuse paths a batch script cannot hold (a newline, carriage return or NUL ends a line
+    for sbatch and bash), names that are not text, and a submission directory that SLURM
+    cannot put log files in by pattern (a backslash), before any file is written."""
+    names = [("output", plan.output), ("python interpreter", plan.python)]
+    names += [("run name", name) for name, _, _ in plan.runs]
+    for what, path in names:
+        if not isinstance(path, str):
+            raise SlurmError(f"{what} {path!r} is not a path")
+        if any(c in path for c in "\n\r\0"):
+            raise SlurmError(f"{what} {path!r} contains a newline, carriage return or NUL; "
+                             f"mcinit submit cannot write it into a batch script")
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SlurmError(f"{what} {path!r} is not valid UTF-8; mcinit submit cannot write it "
+                             f"into a batch script") from None
+    if "\\" in plan.dir:
+        raise SlurmError(f"output {plan.output!r} has a backslash in its path; SLURM cannot name the "
+                         f"jobs' log files under it (a backslash turns off its %-patterns)")
+
+
+def check_destination(plan, dry_run=False):
+    """Refuse what cannot be written, before any work: a path a script cannot hold, an existing
+    output without overwrite, and an existing submission directory without overwrite or (for
+    the same runs and shards) resume.  A dry run changes no existing file: it refuses an
+    existing submission directory whatever the options."""
+    check_paths(plan)
     check_output(plan.output, plan.overwrite)
     d = plan.dir
     if os.path.lexists(d):
         if not os.path.isdir(d) or os.path.islink(d):
             raise SlurmError(f"{d} exists and is not a directory made by mcinit submit")
+        if dry_run:
+            raise SlurmError(f"{d} exists (an earlier submit); a dry run writes only into a new directory "
+                             f"and changes no existing file: choose another -o")
         if not (plan.overwrite or plan.resume):
             raise SlurmError(f"{d} exists (an earlier submit); pass --resume to continue it "
                              f"or --overwrite to start again")
@@ -290,7 +338,7 @@ def check_destination(plan):
                 raise SlurmError(f"the earlier submission in {d} has other runs or shards; "
                                  f"pass --overwrite to start again")
         jobs = load_jobs(d)
-        ids = [str(jobs[k]) for k in ("array", "merge") if jobs.get(k)]
+        ids = [jobs[k] for k in ("array", "merge") if jobs.get(k)]
         if ids:
             names = set(job_names(plan.output))  # job ids are reused after a controller restart
             live = [job for job, state in job_states(ids).items()
@@ -306,24 +354,59 @@ def _bash_array(name, items):
 
 
 def job_names(output):
-    """The SLURM job names of the array and the merge of a submission for ``output``."""
-    base = os.path.basename(output)
+    """The SLURM job names of the array and the merge of a submission for ``output``: from
+    the output's file name, with every character but letters, digits and ``._+-`` as ``_``."""
+    base = re.sub(r"[^A-Za-z0-9._+-]", "_", os.path.basename(output))
     return f"mcinit-{base}", f"mcinit-merge-{base}"
 
 
-def _header(plan, job_name, lines):
-    return (["#!/bin/bash", f"#SBATCH --job-name={job_name}"] + lines
-            + [f"#SBATCH --chdir={plan.dir}", "#SBATCH --open-mode=append"])
+def log_pattern(directory, name):
+    """sbatch's --output for log file ``name`` (a SLURM filename pattern such as
+    ``slurm-%A_%a.out``) in ``directory``: SLURM expands %-patterns in the whole path, so each
+    ``%`` of the directory is written ``%%``.  (A backslash anywhere in the path turns the
+    patterns off altogether; check_paths refuses such paths.)"""
+    return os.path.join(directory.replace("%", "%%"), name)
+
+
+def job_options(plan, job):
+    """[(sbatch option, value)] that mcinit sets itself for ``job`` ("array" or "merge").
+
+    They are written into the script and given again on sbatch's command line at submission
+    (where they win over SBATCH_* variables of the environment)."""
+    array_name, merge_name = job_names(plan.output)
+    if job == "array":
+        return [("job-name", array_name), ("array", f"0-{plan.tasks - 1}"), ("chdir", plan.dir),
+                ("output", log_pattern(plan.logs, "slurm-%A_%a.out")), ("open-mode", "append")]
+    if job == "merge":
+        return [("job-name", merge_name), ("chdir", plan.dir), ("output", log_pattern(plan.logs, "merge-%j.out")),
+                ("open-mode", "append")]
+    raise ValueError(f"job must be 'array' or 'merge', got {job!r}")
+
+
+def sbatch_command(plan, job, sbatch="sbatch", dependency=None):
+    """The sbatch command line (a list) that submits ``job`` ("array" or "merge"); the merge
+    with afterok on array job ``dependency``."""
+    cmd = [sbatch] + [f"--{name}={value}" for name, value in job_options(plan, job)]
+    if dependency is not None:
+        cmd += [f"--dependency=afterok:{dependency}", "--kill-on-invalid-dep=yes"]
+    return cmd + [plan.array_path if job == "array" else plan.merge_path]
+
+
+def _header(plan, job, cpus):
+    return (["#!/bin/bash"] + [sbatch_line(name, value) for name, value in job_options(plan, job)]
+            + plan.resources.sbatch_lines(cpus))
 
 
 def array_script(plan):
-    """The job array: task t = r*K + I runs shard I/K of run r with ``mcinit run --resume``."""
+    """The job array: task t = r*K + I runs shard I/K of run r with ``mcinit run --resume``.
+
+    Every path is one shell word in single quotes (shlex.quote); the task's config, shard and
+    part are shell variables the script sets from SLURM_ARRAY_TASK_ID."""
     K = plan.shards
     cmd = plan.task_command("$CONFIG", "$SHARD", "$PART")
-    cmd_text = " ".join(f'"{c}"' if "$" in c else shlex.quote(c) for c in cmd)
-    lines = _header(plan, job_names(plan.output)[0],
-                    [f"#SBATCH --array=0-{plan.tasks - 1}"] + plan.resources.sbatch_lines(plan.resources.cpus_per_task)
-                    + [f"#SBATCH --output={plan.logs}/slurm-%A_%a.out"])
+    variables = {"$CONFIG": '"$CONFIG"', f"$SHARD/{K}": f'"$SHARD/{K}"', "$PART": '"$PART"'}
+    cmd_text = " ".join([shlex.quote(cmd[0])] + [variables.get(c, shlex.quote(c)) for c in cmd[1:]])
+    lines = _header(plan, "array", plan.resources.cpus_per_task)
     lines += [
         f"# Written by mcinit {__version__} (mcinit submit) for {plan.output}:",
         f"# {len(plan.runs)} run(s) x {K} shard(s); array task t runs shard t % {K} of run t / {K},",
@@ -349,18 +432,18 @@ def array_script(plan):
 
 def merge_script(plan):
     """The merge job: ``mcinit merge`` of every part into the output (submitted afterok the array)."""
-    lines = _header(plan, job_names(plan.output)[1],
-                    plan.resources.sbatch_lines(1) + [f"#SBATCH --output={plan.logs}/merge-%j.out"])
+    lines = _header(plan, "merge", 1)
     lines += [
         f"# Written by mcinit {__version__} (mcinit submit): merges the {plan.tasks} part(s) of",
         f"# array.sbatch into {plan.output}; submitted with --dependency=afterok:<array job>.",
         "set -euo pipefail",
-        f'echo "mcinit merge into {plan.output} on $(hostname) at $(date)"',
+        f"OUTPUT={shlex.quote(plan.output)}",
+        'echo "mcinit merge into $OUTPUT on $(hostname) at $(date)"',
     ]
     cmd = plan.merge_command()
     i = cmd.index("merge") + 1
     head = " ".join(shlex.quote(c) for c in cmd[:i])
-    tail = " ".join(shlex.quote(c) for c in cmd[i + len(plan.parts()):])
+    tail = " ".join('"$OUTPUT"' if c == plan.output else shlex.quote(c) for c in cmd[i + len(plan.parts()):])
     lines.append(f"exec {head} \\")
     lines += [f"  {shlex.quote(p)} \\" for p in plan.parts()]
     lines.append(f"  {tail}")
@@ -368,41 +451,169 @@ def merge_script(plan):
 
 
 def write_plan(plan):
-    """Create the submission directory: configs, scripts, plan.json, logs/.  Replaces an
-    earlier one when the plan overwrites (check_destination has been called)."""
+    """Create the submission directory: configs, scripts, plan.json, logs/.
+
+    A plan that overwrites an earlier submission (check_destination has been called) is
+    written into a new directory beside it, which then takes the earlier one's place; the
+    earlier one is kept aside (``plan.replaced``) until ``keep_plan`` (the array is queued)
+    or ``discard_plan`` (nothing was submitted: the earlier one comes back)."""
+    check_paths(plan)
     d = plan.dir
-    if os.path.isdir(d) and not plan.resume:
-        shutil.rmtree(d)
-    os.makedirs(plan.logs, exist_ok=True)
-    for name, cfg, _ in plan.runs:
-        _write_text(plan.config_path(name), json.dumps(run_config_dict(cfg), indent=1) + "\n")
-    _write_text(plan.array_path, array_script(plan), mode=0o755)
-    _write_text(plan.merge_path, merge_script(plan), mode=0o755)
-    _write_text(os.path.join(d, "plan.json"), json.dumps(plan.to_dict(), indent=1) + "\n")
+    plan.replaced = None
+    if plan.overwrite and os.path.isdir(d):
+        parent, base = os.path.split(d)
+        tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        stage, aside = os.path.join(parent, f".{base}.new-{tag}"), os.path.join(parent, f".{base}.old-{tag}")
+        os.mkdir(stage)
+        try:
+            _write_files(plan, stage)
+            os.rename(d, aside)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        try:
+            os.rename(stage, d)
+        except BaseException:
+            os.rename(aside, d)
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        plan.replaced = aside
+        return d
+    fresh = not (plan.resume and os.path.isdir(d))
+    if fresh:
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            raise SlurmError(f"{d} appeared while mcinit submit was writing it (another submit to "
+                             f"{plan.output}?); nothing was written") from None
+    try:
+        _write_files(plan, d)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     return d
 
 
+def _write_files(plan, d):
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    for name, cfg, _ in plan.runs:
+        _write_text(os.path.join(d, os.path.basename(plan.config_path(name))),
+                    json.dumps(run_config_dict(cfg), indent=1) + "\n")
+    _write_text(os.path.join(d, os.path.basename(plan.array_path)), array_script(plan), mode=0o755)
+    _write_text(os.path.join(d, os.path.basename(plan.merge_path)), merge_script(plan), mode=0o755)
+    _write_text(os.path.join(d, "plan.json"), json.dumps(plan.to_dict(), indent=1) + "\n")
+
+
+def keep_plan(plan):
+    """The array is queued: remove the earlier submission that write_plan put aside."""
+    aside = getattr(plan, "replaced", None)
+    if aside:
+        shutil.rmtree(aside, ignore_errors=True)
+        plan.replaced = None
+
+
+def discard_plan(plan):
+    """Nothing was submitted: remove what write_plan wrote and bring back the earlier
+    submission it replaced (with --resume, the directory was the earlier one: it stays)."""
+    if plan.resume:
+        return
+    aside = getattr(plan, "replaced", None)
+    shutil.rmtree(plan.dir, ignore_errors=True)
+    if aside:
+        os.rename(aside, plan.dir)
+        plan.replaced = None
+
+
 def _write_text(path, text, mode=0o644):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Write ``path`` whole: into a new temporary file beside it (never through a link or
+    into a file that is there), then renamed over it."""
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+#: plan.json and jobs.json are a few kB; anything far larger was not written by mcinit submit
+_JSON_LIMIT = 64 << 20
+
+
+def _read_json(path):
+    """The JSON value in the regular file ``path``; SlurmError (one line) for anything else
+    (a FIFO or device would block or never end, a huge file fill the memory)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise SlurmError(f"cannot read {path}: not a regular file")
+        if st.st_size > _JSON_LIMIT:
+            raise SlurmError(f"cannot read {path}: {st.st_size} bytes is not a file mcinit submit wrote")
+        with open(path, "rb") as f:
+            return json.loads(f.read(_JSON_LIMIT + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise SlurmError(f"cannot read {path}: {_first_line(str(e)) or type(e).__name__}") from None
+
+
+def _is_count(value, least=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _check_plan(plan, path):
+    """Raise SlurmError naming the first field of a plan.json that mcinit submit did not write so."""
+    def bad(why):
+        return SlurmError(f"{path} is not a plan written by mcinit submit: {why}")
+
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise SlurmError(f"{path} is not a plan written by mcinit submit")
+    K = plan.get("shards")
+    if not _is_count(K, 1):
+        raise bad(f"shards is {K!r}")
+    runs = plan.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise bad("runs is not a list of runs")
+    names = set()
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise bad(f"run {i} is not an object")
+        name = run.get("name")
+        if (not isinstance(name, str) or not name or name.startswith(".") or os.sep in name
+                or any(c in name for c in "\n\r\0") or name in names):
+            raise bad(f"run {i} has the name {name!r}")
+        names.add(name)
+        if not _is_count(run.get("trials"), K):
+            raise bad(f"run {name} has {run.get('trials')!r} trials (at least {K}, one per shard)")
+        if not isinstance(run.get("config_hash"), str):
+            raise bad(f"run {name} has no config_hash")
+        if run.get("config") != f"{name}.json":
+            raise bad(f"run {name} names the config {run.get('config')!r}")
+        if run.get("parts") != [f"{name}.shard-{s}-of-{K}.h5" for s in range(K)]:
+            raise bad(f"run {name} does not list its {K} part files")
+    if "sweep" in plan and plan["sweep"] is not (len(runs) > 1):
+        raise bad(f"sweep is {plan['sweep']!r} for {len(runs)} run(s)")
+    if "tasks" in plan and plan["tasks"] != len(runs) * K:
+        raise bad(f"tasks is {plan['tasks']!r}, not {len(runs)} x {K}")
+    if not isinstance(plan.get("output"), str):
+        raise bad("output is not a path")
 
 
 def load_plan(output):
-    """The plan.json of the submission for ``output`` (a dict)."""
+    """The plan.json of the submission for ``output`` (a dict), its fields checked: a file
+    that is not such a plan is a SlurmError naming what is wrong."""
     d = parts_dir(output)
     path = os.path.join(d, "plan.json")
-    try:
-        with open(path) as f:
-            plan = json.load(f)
-    except FileNotFoundError:
-        raise SlurmError(f"no submission for {output}: {path} does not exist") from None
-    except (OSError, ValueError) as e:
-        raise SlurmError(f"cannot read {path}: {e}") from None
-    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
-        raise SlurmError(f"{path} is not a plan written by mcinit submit")
+    if any(c in path for c in "\n\r\0"):
+        raise SlurmError(f"no submission for {output!r}: mcinit submit writes no path with a newline, "
+                         f"carriage return or NUL")
+    if not os.path.lexists(path):
+        raise SlurmError(f"no submission for {output}: {path} does not exist")
+    plan = _read_json(path)
+    _check_plan(plan, path)
     plan["dir"] = d
     return plan
 
@@ -435,8 +646,10 @@ def _first_line(text):
     return lines[0] if lines else ""
 
 
-def _sbatch(sbatch, args):
-    p = _slurm([sbatch, *args])
+def _sbatch(cmd):
+    """Run the sbatch command line ``cmd`` (a list; its last word the script); the job id."""
+    args = cmd[1:]
+    p = _slurm(cmd)
     if p.returncode != 0:
         msg = _first_line(p.stderr) or _first_line(p.stdout) or f"exit status {p.returncode}"
         msg = re.sub(r"^sbatch: error: ", "", msg)
@@ -450,18 +663,18 @@ def _sbatch(sbatch, args):
 def submit(plan, sbatch=None):
     """sbatch the array, then the merge with afterok on it; records and returns the job ids.
 
-    With overwrite, an existing output is removed once the array is queued (the merge
-    writes it anew, and status must not take the old one for it).  If the merge cannot
+    With overwrite, the earlier submission (put aside by write_plan) and an existing output
+    are removed once the array is queued (the merge writes it anew, and status must not take the old one for it).  If the merge cannot
     be submitted, the array is cancelled (where scancel exists)."""
     sbatch = sbatch or find_sbatch()
-    array_id = _sbatch(sbatch, [plan.array_path])
+    array_id = _sbatch(sbatch_command(plan, "array", sbatch))
+    keep_plan(plan)
     if plan.overwrite and os.path.isfile(plan.output):
         os.remove(plan.output)
     jobs = {"array": array_id, "submitted": _now()}
     _write_text(os.path.join(plan.dir, "jobs.json"), json.dumps(jobs, indent=1) + "\n")
     try:
-        merge_id = _sbatch(sbatch, [f"--dependency=afterok:{array_id}", "--kill-on-invalid-dep=yes",
-                                    plan.merge_path])
+        merge_id = _sbatch(sbatch_command(plan, "merge", sbatch, dependency=array_id))
     except SlurmError as e:
         scancel = _tool("scancel")
         if scancel:
@@ -569,37 +782,38 @@ def wait_for_job(job_id, output=None, poll=0.5, max_poll=5.0, timeout=None):
 
 
 def _read_part(path):
-    """(completed, config_hash, None) of a part file, or (None, None, why)."""
-    if not os.path.exists(path):
+    """(completed, config_hash, None) of a part file, or (None, None, why): it is missing,
+    or the reader refuses it (damaged, foreign; a part is created whole, so a file that
+    exists is never half made)."""
+    from .reader import read_file
+    if not os.path.lexists(path):
         return None, None, "missing"
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f.attrs.get("completed", 0)), f.attrs.get("config_hash"), None
-    except Exception as e:  # a file being created or written can be unreadable for a moment
-        return None, None, f"unreadable ({_first_line(str(e))[:60]})"
+        info = read_file(path)
+    except StoreError as e:
+        return None, None, f"unreadable ({_first_line(str(e)).replace(path, 'file')[:80]})"
+    if info.kind != "run":
+        return None, None, "unreadable (a sweep file)"
+    return info.runs[0].completed, info.runs[0].config_hash, None
 
 
 def _read_merged(path, plan):
-    if not os.path.exists(path):
+    """Whether the merged output exists, can be read, and holds the plan's runs complete."""
+    from .reader import read_file
+    if not os.path.lexists(path):
         return {"exists": False}
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
-            if f.attrs.get("kind") == "sweep" or "runs" in f:
-                groups = f["runs"] if "runs" in f else {}
-                names = sorted(groups)
-                completed = {n: int(groups[n].attrs.get("completed", 0)) for n in names}
-                hashes = {n: groups[n].attrs.get("config_hash") for n in names}
-            else:
-                name = plan["runs"][0]["name"] if plan["runs"] else ""
-                completed = {name: int(f.attrs.get("completed", 0))}
-                hashes = {name: f.attrs.get("config_hash")}
-    except Exception as e:
-        return {"exists": True, "readable": False, "why": _first_line(str(e))[:80]}
+        info = read_file(path)
+    except StoreError as e:
+        return {"exists": True, "readable": False, "why": _first_line(str(e))[:120]}
+    if info.kind == "sweep":
+        runs = {r.name: r for r in info.runs}
+    else:
+        runs = {(plan["runs"][0]["name"] if plan["runs"] else ""): info.runs[0]}
+    completed = {n: r.completed for n, r in runs.items()}
     want = {r["name"]: (r["config_hash"], r["trials"]) for r in plan["runs"]}
-    matches = set(completed) == set(want) and all(
-        hashes[n] == want[n][0] and completed[n] == want[n][1] for n in want)
+    matches = set(runs) == set(want) and all(
+        runs[n].config_hash == want[n][0] and completed[n] == want[n][1] for n in want)
     return {"exists": True, "readable": True, "complete": matches, "completed": completed}
 
 

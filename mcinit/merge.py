@@ -20,10 +20,11 @@ import numpy as np
 
 from . import sweep as sweep_mod
 from ._version import __version__
-from .config import RunConfig
 from .stats import Summary
-from .store import (COLUMNS, SUP_FIELDS, StoreError, build_run, check_output, checkpoint_slot, create_file,
-                    open_results, read_summary, stored_columns, write_summary)
+from .layout import (COLUMNS, DATA_PATH, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
+                     stored_columns, sweep_attrs, write_final)
+from .reader import open_file, read_file
+from .store import OutputLock, check_output, create_file
 
 __all__ = ["merge_files", "read_parts"]
 
@@ -31,27 +32,22 @@ _BLOCK = 1 << 20
 
 
 class Part:
-    """One run found in an input file."""
+    """One run found in an input file, validated (mcinit.reader.RunInfo) and complete
+    enough to merge: not itself a partial merge."""
 
-    def __init__(self, path, group, g):
-        self.path, self.group = path, group
-        if g.attrs.get("format") != "mcinit" or "config" not in g.attrs:
-            raise StoreError(f"{path}{'' if group == '/' else ':' + group} is not an mcinit run")
-        self.config_json = str(g.attrs["config"])
-        self.config_hash = str(g.attrs["config_hash"])
-        self.config = RunConfig.from_json(self.config_json)
-        self.trials = int(g.attrs["trials"])
-        self.first = int(g.attrs.get("first_index", 0))
-        self.rows = int(g.attrs.get("rows", self.trials))
-        self.completed = int(g.attrs["completed"])
-        self.kernel = str(g.attrs["kernel"])
-        self.partial = bool(g.attrs.get("partial", False))
-        if self.partial:
-            raise StoreError(f"{path} is itself a partial merge; merge the original shards")
-        slot = checkpoint_slot(g)
-        if slot is None:
-            raise StoreError(f"{path}: no summary matches its completed trials (resume it first)")
-        self.summary = read_summary(g["checkpoint"][f"slot{slot}"], self.config.depth)
+    def __init__(self, info):
+        if info.partial:
+            raise StoreError(f"{info.path} is itself a partial merge; merge the original shards")
+        self.path, self.group = info.path, info.group
+        self.config_json = info.config_json
+        self.config_hash = info.config_hash
+        self.config = info.config
+        self.trials = info.trials
+        self.first = info.first_index
+        self.rows = info.rows
+        self.completed = info.completed
+        self.kernel = info.kernel
+        self.summary = info.summary
 
     @property
     def name(self):
@@ -59,17 +55,8 @@ class Part:
 
 
 def read_parts(paths):
-    """Every run of every input file, as Part objects."""
-    parts = []
-    for p in paths:
-        with open_results(p) as f:
-            if f.attrs.get("kind") == "sweep":
-                for name in json.loads(f.attrs["runs"]):
-                    if f"runs/{name}" in f:
-                        parts.append(Part(p, f"runs/{name}", f["runs"][name]))
-            else:
-                parts.append(Part(p, "/", f))
-    return parts
+    """Every run of every input file, as Part objects (each file validated)."""
+    return [Part(info) for p in paths for info in read_file(p).runs]
 
 
 def _coverage(parts, trials):
@@ -105,23 +92,22 @@ def _write_run(out, group, parts, missing, meta_extra):
                 first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples,
                 extra_attrs=dict(merged_from=json.dumps([q.name for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
+    if cfg.data_path:
+        meta["extra_attrs"][DATA_PATH] = cfg.data_path
     g = out.create_group(group) if group != "/" else out
     build_run(g, meta)
     pos = 0
-    names = stored_columns(g["trials"], COLUMNS + SUP_FIELDS)
+    t = g[TRIALS]
+    names = stored_columns(t, COLUMNS + SUP_FIELDS)
     for q in parts:
-        with open_results(q.path) as f:
-            src = f[q.group]["trials"]
+        with open_file(q.path) as f:
+            src = f[q.group][TRIALS]
             for a in range(0, q.completed, _BLOCK):
                 b = min(q.completed, a + _BLOCK)
                 for k in names:
-                    if k in src:
-                        g["trials"][k][pos + a:pos + b] = src[k][a:b]
+                    t[k][pos + a:pos + b] = src[k][a:b]
         pos += q.completed
-    write_summary(g["summary"], summary)
-    write_summary(g["checkpoint"]["slot0"], summary)
-    g["checkpoint"]["slot1"]["trials"][()] = -1
-    g.attrs["completed"] = np.int64(rows)
+    write_final(g, summary, rows)
 
 
 def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False):
@@ -129,7 +115,14 @@ def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False
     out_abs = os.path.abspath(output)
     if any(os.path.abspath(p) == out_abs for p in paths):
         raise StoreError("the output must not be one of the inputs")
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=paths)       # before any lock file
+    with OutputLock(output):
+        check_output(output, overwrite, inputs=paths)
+        return _merge(paths, output, allow_partial, sweep)
+
+
+def _merge(paths, output, allow_partial, sweep):
+    """merge_files under the output's lock."""
     parts = read_parts(paths)
     if not parts:
         raise StoreError("no runs found in the inputs")
@@ -152,15 +145,19 @@ def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False
 
     def build(f):
         if sweep:
-            f.create_group("runs")
+            f.create_group(RUNS)
         for name, qs, missing in plan:
             _write_run(f, f"runs/{name}" if sweep else "/", qs, missing, {})
             rows = sum(q.completed for q in qs)
             lines.append(f"{name}: {len(qs)} part(s), {rows:,} of {qs[0].trials:,} trials"
                          + (f", PARTIAL: {len(missing)} missing range(s)" if missing else ""))
 
-    attrs = {"kind": "sweep", "runs": json.dumps([p[0] for p in plan]),
-             "mcinit_version": __version__} if sweep else {}
-    create_file(output, attrs, build)
+    need = 0
+    for name, qs, missing in plan:
+        c = qs[0].config
+        rows = sum(q.completed for q in qs)
+        need += creation_bytes(c.depth, rows, c.samples, c.sup) + rows * record_bytes(c.depth, c.samples, c.sup)
+    attrs = sweep_attrs([p[0] for p in plan], __version__) if sweep else {}
+    create_file(output, attrs, build, need)
     lines.append(f"merged -> {output}")
     return lines

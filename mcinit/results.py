@@ -9,17 +9,15 @@ Only the first ``completed`` trials of each run are read, so a file that is
 still being written can be loaded at any time.
 """
 
-import json
-import os
-
 import numpy as np
 import pandas as pd
 
 from . import theory
-from .config import RunConfig
 from .initializers import expected_forward
 from .stats import clopper_pearson, failure_counts
-from .store import RECORD_FIELDS, SUP_FIELDS, StoreError, checkpoint_slot, open_results, read_summary
+from .layout import RECORD_FIELDS, SUP_FIELDS, TRIALS
+from .layout import StoreError
+from .reader import open_file, read_file, reason
 
 __all__ = ["load", "Results", "Run", "PROPS", "FORMS", "SUP"]
 
@@ -31,22 +29,20 @@ _BLOCK = 1 << 20
 
 
 class Run:
-    """One run of a results file: its configuration, progress, records and summary."""
+    """One run of a results file: its configuration, progress, records and summary.
 
-    def __init__(self, path, group, name):
-        self.path = path
-        self.group = group          # "/" or "runs/<name>"
-        self.name = name
-        with open_results(path) as f:
-            g = f[group]
-            try:
-                self.config = RunConfig.from_json(g.attrs["config"])
-            except (KeyError, ValueError, TypeError) as e:
-                raise StoreError(f"{path}: run {name} has no valid configuration ({e})") from None
-            self.completed = int(g.attrs["completed"])
-            self.planned = int(g.attrs["trials"])
-            self.kernel = str(g.attrs["kernel"])
-            self.config_hash = str(g.attrs["config_hash"])
+    info: its mcinit.reader.RunInfo (validated; the summary is the one at ``completed``)."""
+
+    def __init__(self, info):
+        self.path = info.path
+        self.group = info.group          # "/" or "runs/<name>"
+        self.name = info.name
+        self.config = info.config
+        self.completed = info.completed
+        self.planned = info.trials
+        self.kernel = info.kernel
+        self.config_hash = info.config_hash
+        self._summary = info.summary
 
     def __repr__(self):
         return f"Run({self.name!r}, {self.completed}/{self.planned} trials, kernel {self.kernel})"
@@ -54,17 +50,19 @@ class Run:
     def records(self, fields=RECORD_FIELDS + ("dead", "index"), start=0, stop=None):
         """Per-trial arrays of the completed trials [start, stop)."""
         stop = self.completed if stop is None else min(stop, self.completed)
-        with open_results(self.path) as f:
-            t = f[self.group]["trials"]
-            return {k: t[k][start:stop] for k in fields}
+        start = max(0, min(start, stop))
+        try:
+            with open_file(self.path) as f:
+                t = f[self.group][TRIALS]
+                return {k: t[k][start:stop] for k in fields}
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"cannot read {self.path}: {reason(e)}") from None
 
     def summary(self):
         """The streamed per-layer Summary (mcinit.stats.Summary) of the completed trials."""
-        with open_results(self.path) as f:
-            g = f[self.group]
-            slot = checkpoint_slot(g)
-            src = g["checkpoint"][f"slot{slot}"] if slot is not None else g["summary"]
-            return read_summary(src, self.config.depth)
+        return self._summary.copy()
 
     def failure_counts(self, eps, form="norm"):
         """Failures per property at each eps over the completed trials, read in blocks;
@@ -88,22 +86,9 @@ class Results:
 
     def __init__(self, path):
         self.path = path
-        with open_results(path) as f:
-            if f.attrs.get("format") != "mcinit":
-                raise StoreError(f"{path} is not an mcinit results file")
-            version = int(f.attrs.get("format_version", -1))
-            if version != 1:
-                raise StoreError(f"{path} has format version {version}; this mcinit reads version 1")
-            self.kind = str(f.attrs.get("kind", "run"))
-            if self.kind == "sweep":
-                names = json.loads(f.attrs["runs"])
-                present = [n for n in names if f"runs/{n}" in f]
-            else:
-                present = None
-        if present is None:
-            self.runs = [Run(path, "/", os.path.splitext(os.path.basename(path))[0])]
-        else:
-            self.runs = [Run(path, f"runs/{n}", n) for n in present]
+        info = read_file(path)
+        self.kind = info.kind
+        self.runs = [Run(r) for r in info.runs]
 
     def __repr__(self):
         return f"Results({self.path!r}, {self.kind}, {len(self.runs)} run(s))"
@@ -202,7 +187,7 @@ def _bounds(c, eps, prop, form):
     if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
         return out
     if _paper_setting(c):
-        e_norm = eps if form == "norm" else np.sqrt(1.0 + eps) - 1.0
+        e_norm = theory.norm_tolerance(eps, form)
         d = np.asarray(theory.paper_delta(min(c.widths), e_norm, c.samples, c.depth), float)
         # each property holds with probability 1 - delta; both together, by the union, 1 - 2 delta
         out["paper_delta"] = np.minimum(1.0, 2.0 * d) if prop == "both" else d

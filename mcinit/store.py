@@ -1,32 +1,18 @@
 """Where results go: an in-memory sink, and the HDF5 results file (format version 1).
 
-The engine calls ``state = sink.open(meta)`` (None, or where to resume), then
-``sink.write(first, records, summary)`` once per batch in trial order (``first``
-is a global trial index), then ``sink.close()``.  The store knows nothing of
-networks: it writes arrays and attributes.
+The engine writes to a Sink (open, buffers, write_many or stage/commit,
+read_records, close); the store knows nothing of networks: it writes arrays
+and attributes.  The file's layout (groups, datasets, attributes) is in
+mcinit.layout, and files are read back through mcinit.reader, which
+validates them.
 
-HDF5 layout (DESIGN section 7)::
-
-  /            attrs format="mcinit", format_version=1, mcinit_version, config,
-               config_hash, rng="philox4x32-10", seed, created, kernel,
-               trials (planned for the run), first_index, rows (trials this file
-               holds: trials, or a shard's share), shard ("I/K", shards only),
-               completed (rows durably written; trust nothing past it)
-  /trials/     index (rows,) int64; fwd_min, fwd_max, bwd_min, bwd_max (rows, L)
-               float64; dead (rows,) bool; with the supremum search also sup_min,
-               sup_max (rows, L): rho_l's extremes over every input evaluated.
-               With one input per trial the min and the max are the same numbers:
-               fwd_max and bwd_max are then soft links to fwd_min and bwd_min
-               (read like datasets; half the bytes to write and to keep)
-  /summary/    trials, dead (scalars); one group per quantity (fwd, bwd) holding
-               count, mean, m2, min, max (L,) of the ratio over all (trial, input)
-               pairs with a finite ratio, the same with a log_ prefix for ln(ratio)
-               over positive ratios, hist / log_hist (L, bins + 2) counts with an
-               underflow and an overflow bin, and hist_edges / log_hist_edges
-  /checkpoint/ slot0, slot1: two copies of the summary layout, the resume state
-
-A sweep file has root attributes format, format_version, kind="sweep", runs
-(JSON list of run names) and one such run group per run under /runs/<name>/.
+One writer per output.  Whoever writes an output (a run, a resumed run, a
+sweep, a merge, a report's figure) first holds an exclusive lock on
+``<output>.lock`` beside it (flock: it dies with its process, so a killed
+writer never blocks the next one), and holds it until the output is closed;
+every check of the output and its creation happen under it.  Another writer
+is refused with one line.  Commits write through the file descriptor opened
+when the run began, and check that the path is still that file.
 
 Crash safety.  A file is created whole under a temporary name and renamed.
 Every dataset is allocated at its final size when the file is created (early
@@ -49,40 +35,92 @@ equals it: the exact state to resume from (/summary may be one batch ahead
 until the run resumes; its ``trials`` says which).  Per-trial records are not
 deflated: compressed chunks change size when rewritten, which is a structure
 change, and random float64 mantissas compress by only about 17% anyway.
-The file is opened for each batch and closed after it, without an HDF5 file
+HDF5 is opened for each commit and closed after it, without an HDF5 file
 lock (a reader holding the file must not stop a run).
 """
 
-import datetime
+import abc
+import fcntl
 import os
 import re
+import stat
+import threading
 import time
 
 import h5py
 import numpy as np
 
-from .stats import QUANTITIES, Summary, record_buffers
+from .layout import (COLUMNS, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run,
+                     checkpoint_slot, creation_bytes, mark_format, read_summary, set_completed, slot_group, stored_columns,
+                     write_summary)
+from .reader import open_file, read_file, reason
+from .stats import record_buffers
 
-__all__ = ["MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED", "stored_columns",
-           "read_summary", "write_summary", "check_output", "create_file", "open_results", "build_run",
-           "checkpoint_slot"]
-
-FORMAT_VERSION = 1
-RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
-COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
-#: with one input per trial (meta samples = 1), these columns are soft links to their twins
-LINKED = {"fwd_max": "fwd_min", "bwd_max": "bwd_min"}
-#: per-trial columns of runs with the supremum search: min and max of rho_l over every
-#: input evaluated (random and searched)
-SUP_FIELDS = ("sup_min", "sup_max")
-_CHUNK_ROWS = 16384
+__all__ = ["Sink", "MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED",
+           "stored_columns", "read_summary", "write_summary", "check_output", "create_file", "open_results",
+           "build_run", "checkpoint_slot", "OutputLock", "check_free_space", "temporary_name",
+           "remove_stale_temporaries"]
 
 
-class StoreError(RuntimeError):
-    """A results file cannot be written or read as asked; one line for the user."""
+class Sink(abc.ABC):
+    """Where a run's results go: the engine calls only these.
+
+    ``state = open(meta)``   before the first batch; meta: config, config_hash, seed, depth,
+                             trials, kernel, mcinit_version, first_index, rows (the trials
+                             this sink receives), sup, samples, shard.  Returns None (start at
+                             first_index) or (next trial index, Summary of the trials before it)
+                             for a run that continues where a file ends
+    ``buffers(first, count, depth)``
+                             arrays (fwd_min, fwd_max, bwd_min, bwd_max, dead) for the engine to
+                             reduce the batch of trials first..first+count-1 into, so that the
+                             sink need not copy them; None: the engine uses its own
+    ``write_many(batches)``  consecutive batches [(first, records, summary after the batch)],
+                             in trial order; the record arrays may be reused once it returns
+    ``pipelined``            True: the engine calls ``stage(batches)`` on one thread (the
+                             records handed over, not yet durable) and ``commit(rows, summary)``
+                             on another (everything staged up to ``rows`` made durable)
+                             instead of write_many
+    ``read_records(start, stop)``
+                             rows [start, stop) already held (a resumed run's tallies)
+    ``close()``              after the last batch, also after an error
+    """
+
+    pipelined = False
+
+    @abc.abstractmethod
+    def open(self, meta):
+        """Prepare for the run described by meta; None or (next trial, Summary)."""
+
+    def buffers(self, first, count, depth):
+        """Arrays to reduce a batch into in place, or None (the default)."""
+        return None
+
+    @abc.abstractmethod
+    def write(self, first, records, summary):
+        """One batch: records of trials first.., and the summary after them."""
+
+    def write_many(self, batches):
+        """Consecutive batches [(first, records, summary)], in order."""
+        for first, records, summary in batches:
+            self.write(first, records, summary)
+
+    def stage(self, batches):
+        """Hand over the records of consecutive batches (pipelined sinks only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stage")
+
+    def commit(self, rows, summary):
+        """Make the staged records up to ``rows`` durable (pipelined sinks only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stage")
+
+    @abc.abstractmethod
+    def read_records(self, start=0, stop=None):
+        """Rows [start, stop) of the records already held."""
+
+    def close(self):
+        """Release what open took; called once after the last batch or an error."""
 
 
-class MemorySink:
+class MemorySink(Sink):
     """Keeps everything in memory: for tests and the Python API.
 
     Each record column is one array, allocated for the rows the run announces
@@ -141,6 +179,11 @@ class MemorySink:
     def close(self):
         pass
 
+    def read_records(self, start=0, stop=None):
+        """Rows [start, stop) of the records held (index, fwd_min, ..., dead)."""
+        stop = self.completed if stop is None else min(stop, self.completed)
+        return {k: v[start:stop] for k, v in self.records.items()}
+
     @property
     def records(self):
         """Per-trial records: index, fwd_min, fwd_max, bwd_min, bwd_max, dead."""
@@ -151,63 +194,202 @@ class MemorySink:
         return out
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def _regular(path):
+    """Whether ``path`` (followed if a symlink) is a regular file."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
-def check_output(path, overwrite=False):
-    """Refuse an existing file without overwrite, or an unwritable place, before any work."""
+def check_output(path, overwrite=False, inputs=(), option="-o"):
+    """Refuse, before any work, an output that exists (without overwrite), that is not a
+    regular file (a directory, a device, a FIFO, a socket, a link to one), that is one of
+    the command's ``inputs`` (paths it reads), or an unwritable place.  option: the
+    command-line option naming the output, for the message."""
+    path = str(path)
     if os.path.isdir(path):
         raise StoreError(f"output {path} is a directory")
-    if os.path.exists(path) and not overwrite:
-        raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another -o")
+    exists = os.path.lexists(path)
+    if exists and not overwrite:
+        raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another {option}")
+    if exists and not _regular(path):
+        raise StoreError(f"output {path} is not a regular file; --overwrite replaces only files")
+    for p in inputs:
+        try:
+            same = exists and os.path.exists(p) and os.path.samefile(path, p)
+        except OSError:
+            same = False
+        if same or os.path.abspath(path) == os.path.abspath(str(p)):
+            raise StoreError(f"output {path} is one of the inputs ({p})")
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise StoreError(f"output directory {d} does not exist")
-    if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    if not os.access(d, os.W_OK) or (exists and not os.access(path, os.W_OK)):
         raise StoreError(f"output {path} is not writable")
 
 
-def create_file(path, attrs, build=None):
-    """Create ``path`` whole or not at all: written under a temporary name, then renamed.
+_held = {}      # lock file -> [fd, holders] of this process (a sweep's runs share the sweep's lock)
+_held_guard = threading.Lock()
 
-    attrs: root attributes; build(f): adds groups and datasets before the rename."""
-    tmp = path + f".creating-{os.getpid()}"
+
+class OutputLock:
+    """One writer per output: while held, no other process can hold it for ``path``.
+
+    An exclusive flock on ``<path>.lock`` (created beside the output, removed on release;
+    it holds the writer's pid for the message); a second holder in the same process shares
+    it (a sweep and its runs).  Raises StoreError when another process holds it.  Use as a
+    context manager, or acquire() / release()."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.lock = os.path.abspath(self.path) + ".lock"
+        self.held = False
+
+    def acquire(self):
+        with _held_guard:
+            if self.lock in _held:
+                _held[self.lock][1] += 1
+                self.held = True
+                return self
+            while True:
+                try:
+                    fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                except FileNotFoundError:
+                    raise StoreError(f"output directory {os.path.dirname(self.lock)} does not exist") from None
+                except OSError as e:
+                    raise StoreError(f"cannot lock output {self.path}: {reason(e)}") from None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    who = f" (pid {pid})" if pid.isdigit() else ""
+                    raise StoreError(f"output {self.path} is being written by another mcinit process{who}") from None
+                # a releasing holder removes the lock file: what we locked must still be there
+                try:
+                    here = os.stat(self.lock, follow_symlinks=False)
+                    mine = os.fstat(fd)
+                    if (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(fd)
+            try:       # the pid is for the message of a refused writer only (a full disk: none)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass
+            _held[self.lock] = [fd, 1]
+            self.held = True
+        return self
+
+    def release(self):
+        if not self.held:
+            return
+        self.held = False
+        with _held_guard:
+            entry = _held[self.lock]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[self.lock]
+                try:
+                    os.unlink(self.lock)
+                except OSError:
+                    pass
+                os.close(entry[0])
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def temporary_name(path, suffix=""):
+    """Where ``path`` is written before it is renamed into place (this process's name)."""
+    return f"{path}.creating-{os.getpid()}{suffix}"
+
+
+def remove_stale_temporaries(path):
+    """Remove the temporaries of ``path`` left by processes that are no longer alive
+    (killed while creating it); called under the output's lock."""
+    d = os.path.dirname(os.path.abspath(path))
+    prefix = os.path.basename(path) + ".creating-"
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for name in names:
+        m = re.match(r"(\d+)", name[len(prefix):]) if name.startswith(prefix) else None
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            try:
+                os.remove(os.path.join(d, name))
+            except OSError:
+                pass
+
+
+def check_free_space(path, need):
+    """Refuse to start writing ``need`` bytes beside ``path`` on a device with less free."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise StoreError(f"cannot create {path}: its device has {free:,} bytes free, about {need:,} needed")
+
+
+def create_file(path, attrs, build=None, need=0):
+    """Create ``path`` whole or not at all: written under a temporary name, then renamed
+    (the temporary is removed on every error).  Call it holding the output's lock.
+
+    attrs: root attributes; build(f): adds groups and datasets before the rename; need:
+    bytes of disk the creation takes (layout.creation_bytes), checked first."""
+    remove_stale_temporaries(path)
+    check_free_space(path, need)
+    tmp = temporary_name(path)
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "mcinit"
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["created"] = _now()
+            mark_format(f)
             for k, v in attrs.items():
                 f.attrs[k] = v
             if build is not None:
                 build(f)
         _fsync_path(tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise StoreError(f"cannot create {path}: {_reason(e)}") from None
+    except StoreError:
+        _remove(tmp)
+        raise
+    except (OSError, RuntimeError, MemoryError) as e:   # HDF5's failures (a full disk) are RuntimeErrors
+        _remove(tmp)
+        raise StoreError(f"cannot create {path}: {reason(e)}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
-def _reason(e):
-    """The short reason of an OSError raised by the OS or by HDF5."""
-    text = (e.strerror or str(e) or type(e).__name__).splitlines()[0]
-    m = re.search(r"error message = '([^']*)'", text)
-    if m:
-        return m.group(1)
-    m = re.search(r"\(([^()]*)\)\s*$", text)
-    return m.group(1) if m else text
-
-
-def open_results(path, mode="r"):
-    """h5py.File without an HDF5 lock; a missing or non-HDF5 file is a StoreError."""
-    if mode == "r" and not os.path.isfile(path):
-        raise StoreError(f"results file not found: {path}")
+def _remove(path):
     try:
-        return h5py.File(path, mode, locking=False)
-    except OSError as e:
-        raise StoreError(f"cannot open {path} as an HDF5 file: {_reason(e)}") from None
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def open_results(path):
+    """The results file opened read-only, without an HDF5 lock (mcinit.reader.open_file)."""
+    return open_file(path)
 
 
 def _open_for_write(path, patience=30.0):
@@ -220,7 +402,7 @@ def _open_for_write(path, patience=30.0):
             return h5py.File(path, "a", locking=False)
         except OSError as e:
             if "already open" not in str(e) or time.monotonic() > deadline:
-                raise StoreError(f"cannot write {path}: {str(e).splitlines()[0]}") from None
+                raise StoreError(f"cannot write {path}: {reason(e)}") from None
             time.sleep(delay)
             delay = min(0.2, 2 * delay)
 
@@ -239,134 +421,22 @@ def _durable_flush(f):
     os.fsync(f.id.get_vfd_handle())
 
 
-def stored_columns(t, names):
-    """The names among ``names`` that are datasets of group ``t`` in their own right (not
-    soft links to a twin, LINKED): the columns a writer writes."""
-    return [n for n in names if isinstance(t.get(n, getlink=True), h5py.HardLink)]
-
-
-def _fixed_dataset(g, name, shape, dtype, chunks):
-    """A chunked dataset allocated at its full size now, never filled (sparse until written)."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    return g.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, dcpl=dcpl)
-
-
-def _summary_arrays(summary):
-    """(quantity group, dataset name, array (L, ...)) of a Summary."""
-    for q, qname in enumerate(QUANTITIES):
-        for s, prefix in ((0, ""), (1, "log_")):
-            for key in ("count", "mean", "m2", "min", "max"):
-                yield qname, prefix + key, getattr(summary, key)[q, s]
-            yield qname, prefix + "hist", summary.hist[q, s]
-
-
-def write_summary(g, summary, create=False):
-    """Write (or create) the summary layout in group g."""
-    if not create:
-        # a commit's step, twice per commit: each dataset opened by its path and written
-        # through HDF5's own calls (h5py's objects and slicing cost more than the few
-        # kilobytes themselves: 6-7 ms per summary against 3)
-        every = h5py.h5s.ALL
-        gid = g.id
-        h5py.h5d.open(gid, b"trials").write(every, every, np.array(summary.trials, dtype=np.int64))
-        h5py.h5d.open(gid, b"dead").write(every, every, np.array(summary.dead, dtype=np.int64))
-        for qname, name, arr in _summary_arrays(summary):
-            ds = h5py.h5d.open(gid, f"{qname}/{name}".encode())
-            ds.write(every, every, np.ascontiguousarray(arr, dtype=ds.dtype))
-        return
-    g.create_dataset("trials", data=np.int64(summary.trials))
-    g.create_dataset("dead", data=np.int64(summary.dead))
-    for qname, name, arr in _summary_arrays(summary):
-        g.require_group(qname).create_dataset(name, data=arr)
-    for qname in QUANTITIES:
-        g[qname].create_dataset("hist_edges", data=Summary.edges(0))
-        g[qname].create_dataset("log_hist_edges", data=Summary.edges(1))
-
-
-def read_summary(g, depth):
-    """A Summary from a group written by write_summary."""
-    s = Summary(depth)
-    for q, qname in enumerate(QUANTITIES):
-        qg = g[qname]
-        for sp, prefix in ((0, ""), (1, "log_")):
-            for key in ("count", "mean", "m2", "min", "max", "hist"):
-                getattr(s, key)[q, sp] = qg[prefix + key][...]
-    s.trials = int(g["trials"][()])
-    s.dead = int(g["dead"][()])
-    return s
-
-
-def checkpoint_slot(g):
-    """The index of the checkpoint slot holding the state at ``completed``, or None."""
-    done = int(g.attrs["completed"])
-    for i in (0, 1):
-        if int(g["checkpoint"][f"slot{i}"]["trials"][()]) == done:
-            return i
-    return None
-
-
-def build_run(g, meta):
-    """Create the layout of one run in group g (the file's root or a sweep's run group).
-
-    meta: config, config_hash, seed, depth, trials, kernel, mcinit_version, and optionally
-    first_index, rows, shard, samples (inputs per trial: with 1, the max columns are soft
-    links to the min columns) and extra_attrs (more root attributes)."""
-    L = int(meta["depth"])
-    rows = int(meta.get("rows", meta["trials"]))
-    g.attrs["format"] = "mcinit"
-    g.attrs["format_version"] = FORMAT_VERSION
-    g.attrs["mcinit_version"] = meta["mcinit_version"]
-    g.attrs["config"] = meta["config"]
-    g.attrs["config_hash"] = meta["config_hash"]
-    g.attrs["rng"] = "philox4x32-10"
-    g.attrs["seed"] = np.uint64(meta["seed"])
-    g.attrs["kernel"] = meta["kernel"]
-    g.attrs["trials"] = np.int64(meta["trials"])
-    g.attrs["first_index"] = np.int64(meta.get("first_index", 0))
-    g.attrs["rows"] = np.int64(rows)
-    if meta.get("shard"):
-        g.attrs["shard"] = meta["shard"]
-    for k, v in meta.get("extra_attrs", {}).items():
-        g.attrs[k] = v
-    g.attrs["created"] = _now()
-    g.attrs["completed"] = np.int64(0)
-    t = g.create_group("trials")
-    R = max(1, min(_CHUNK_ROWS, rows))
-    _fixed_dataset(t, "index", (rows,), np.int64, (R,))
-    single = int(meta.get("samples", 0)) == 1
-    for name in RECORD_FIELDS:
-        if single and name in LINKED:
-            t[name] = h5py.SoftLink(LINKED[name])     # relative: this group's twin
-        else:
-            _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
-    _fixed_dataset(t, "dead", (rows,), np.bool_, (R,))
-    if meta.get("sup"):
-        for name in SUP_FIELDS:
-            _fixed_dataset(t, name, (rows, L), np.float64, (R, L))
-    empty = Summary(L)
-    write_summary(g.create_group("summary"), empty, create=True)
-    c = g.create_group("checkpoint")
-    for i in (0, 1):
-        write_summary(c.create_group(f"slot{i}"), empty, create=True)
-    c["slot1"]["trials"][()] = -1   # slot0 holds the state at completed = 0
-
-
-class HDF5Sink:
+class HDF5Sink(Sink):
     """Writes a run into an HDF5 file, batch by batch, crash-safely (format version 1).
 
     path       the results file
     overwrite  replace an existing file (a new file only)
     resume     continue the run in an existing file (or start it when there is none)
     group      the run's group inside an existing sweep file (None: the run at the root)
+    inputs     paths the run reads (its data file): never the output, even with overwrite
     """
 
-    def __init__(self, path, overwrite=False, resume=False, group=None):
+    def __init__(self, path, overwrite=False, resume=False, group=None, inputs=()):
         self.path = str(path)
         self.overwrite = overwrite
         self.resume = resume
         self.group = group
+        self.inputs = tuple(str(p) for p in inputs if p)
         self.first = 0
         self.completed = 0
         self.staged = 0         # rows whose records have been handed to the OS (stage)
@@ -374,36 +444,56 @@ class HDF5Sink:
         self._raw = None        # where each record column's rows lie in the file (_raw_layout)
         self._rows = 0
         self._fd = None
+        self._identity = None   # (st_dev, st_ino) of the file this run writes
+        self._lock = None
 
     def check_writable(self):
+        """Refuse an output this run must not write, before any work (repeated under the
+        output's lock when the run opens it)."""
         if self.group is None and not (self.resume and os.path.exists(self.path)):
-            check_output(self.path, self.overwrite)
+            check_output(self.path, self.overwrite, self.inputs)
 
-    def _check_resumable(self, g, meta):
-        if g.attrs.get("format") != "mcinit":
-            raise StoreError(f"{self.path} is not an mcinit results file")
-        if g.attrs.get("config_hash") != meta["config_hash"]:
-            raise StoreError(f"cannot resume {self.path}: it holds a run of another configuration")
-        for key in ("first_index", "rows"):
-            want = int(meta.get(key, 0 if key == "first_index" else meta["trials"]))
-            if int(g.attrs.get(key, -1)) != want:
-                raise StoreError(f"cannot resume {self.path}: it holds another share of the trials")
-        slot = checkpoint_slot(g)
-        if slot is None:
-            raise StoreError(f"cannot resume {self.path}: no checkpoint matches its completed trials")
-        return slot
+    def _check_place(self):
+        """Refuse an output that is not a regular file to resume, or not one to create."""
+        if self.group is None and self.resume and os.path.lexists(self.path):
+            if not _regular(self.path):
+                raise StoreError(f"cannot resume {self.path}: it is not a regular file")
+        else:
+            self.check_writable()
+
+    def _resume_point(self, info, meta):
+        """Where a validated run (reader.RunInfo) continues, or why it cannot."""
+        if info.config_hash != meta["config_hash"]:
+            raise StoreError(f"cannot resume {info.where}: it holds a run of another configuration")
+        if (info.first_index, info.rows) != (int(meta.get("first_index", 0)), int(meta.get("rows", meta["trials"]))):
+            raise StoreError(f"cannot resume {info.where}: it holds another share of the trials")
+        if info.partial:
+            raise StoreError(f"cannot resume {info.where}: it is a partial merge")
+        self.completed = info.completed
+        self._slot = info.slot
+        return self.first + self.completed, info.summary
 
     def open(self, meta):
-        """Create the run (or find where to resume it); returns None or (next trial, Summary)."""
-        state = self._open(meta)
-        self._rows = int(meta.get("rows", meta["trials"]))     # as build_run made the file
-        self.staged = self.completed
-        self._raw = self._raw_layout()
-        if self._raw is not None:
+        """Create the run (or find where to resume it); returns None or (next trial, Summary).
+        Holds the output's lock from here until close()."""
+        self._check_place()        # before any lock file is made beside it (again under the lock)
+        self._lock = OutputLock(self.path).acquire()
+        try:
+            state = self._open(meta)
+            self._rows = int(meta.get("rows", meta["trials"]))     # as build_run made the file
+            self.staged = self.completed
             try:
-                self._fd = os.open(self.path, os.O_WRONLY)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:
-                raise StoreError(f"cannot write {self.path}: {_reason(e)}") from None
+                raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreError(f"output {self.path} is not a regular file")
+            self._identity = (st.st_dev, st.st_ino)
+            self._raw = self._raw_layout()
+        except BaseException:
+            self.close()
+            raise
         return state
 
     @property
@@ -425,8 +515,8 @@ class HDF5Sink:
         if not hasattr(os, "pwrite"):
             return None
         try:
-            with open_results(self.path) as f:
-                t = (f[self.group] if self.group else f)["trials"]
+            with open_file(self.path) as f:
+                t = (f[self.group] if self.group else f)[TRIALS]
                 names = stored_columns(t, [n for n in COLUMNS + SUP_FIELDS if n in t])
                 rows = self._rows
                 layout = {}
@@ -453,36 +543,70 @@ class HDF5Sink:
             return None
 
     def _open(self, meta):
+        """Under the output's lock: validate and find the resume point, or create the run."""
+        from .reader import read_run
         self.first = int(meta.get("first_index", 0))
-        if self.resume and self.group is None and os.path.exists(self.path):
-            with open_results(self.path, "a") as f:
-                slot = self._check_resumable(f, meta)
-                self.completed = int(f.attrs["completed"])
-                summary = read_summary(f["checkpoint"][f"slot{slot}"], int(meta["depth"]))
-            self._slot = slot
-            return self.first + self.completed, summary
-        if self.group is None:
-            self.check_writable()
-            create_file(self.path, {}, lambda f: build_run(f, meta))
-        else:
-            try:
-                with h5py.File(self.path, "a", locking=False) as f:
-                    if self.group in f:
-                        g = f[self.group]
-                        if not self.resume:
-                            raise StoreError(f"{self.path} already holds a run {self.group}")
-                        slot = self._check_resumable(g, meta)
-                        self.completed = int(g.attrs["completed"])
-                        self._slot = slot
-                        return (self.first + self.completed,
-                                read_summary(g["checkpoint"][f"slot{slot}"], int(meta["depth"])))
-                    build_run(f.create_group(self.group), meta)
-                    _durable_flush(f)
-            except OSError as e:
-                raise StoreError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.completed = 0
         self._slot = 0
+        if self.group is None:
+            if self.resume and os.path.lexists(self.path):
+                self._check_place()
+                info = read_file(self.path)     # read-only: a refused resume changes no byte
+                if info.kind != "run":
+                    raise StoreError(f"cannot resume {self.path}: it is a sweep file")
+                return self._resume_point(info.runs[0], meta)
+            check_output(self.path, self.overwrite, self.inputs)
+            need = creation_bytes(meta["depth"], meta.get("rows", meta["trials"]), meta.get("samples", 0),
+                                  meta.get("sup"))
+            create_file(self.path, {}, lambda f: build_run(f, meta), need)
+            return None
+        with open_file(self.path) as f:
+            held = self.group in f
+            if held:
+                if not self.resume:
+                    raise StoreError(f"{self.path} already holds a run {self.group}")
+                info = read_run(f[self.group], self.path, self.group, self.group.rsplit("/", 1)[-1])
+        if held:
+            return self._resume_point(info, meta)
+        check_free_space(self.path, creation_bytes(meta["depth"], meta.get("rows", meta["trials"]),
+                                                   meta.get("samples", 0), meta.get("sup")))
+        try:
+            with _open_for_write(self.path) as f:
+                build_run(f.create_group(self.group), meta)
+                _durable_flush(f)
+        except StoreError:
+            raise
+        except (OSError, RuntimeError) as e:
+            raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
         return None
+
+    def _run_group(self):
+        """The run's group of the file opened for writing (a context manager), after checking
+        that the path is still the file this run opened (not one put in its place)."""
+        import contextlib
+
+        def check(st):
+            if (st.st_dev, st.st_ino) != self._identity:
+                raise StoreError(f"{self.path} was replaced while this run was writing it")
+
+        def check_path():
+            try:
+                check(os.stat(self.path))
+            except FileNotFoundError:
+                raise StoreError(f"{self.path} was removed while this run was writing it") from None
+
+        @contextlib.contextmanager
+        def opened():
+            check_path()
+            try:
+                f = _open_for_write(self.path)
+            except StoreError:
+                check_path()        # replaced meanwhile: say so
+                raise
+            with f:
+                check(os.fstat(f.id.get_vfd_handle()))      # the file opened, not only the path
+                yield f[self.group] if self.group else f
+        return opened()
 
     def write(self, first, records, summary):
         self.write_many([(first, records, summary)])
@@ -505,8 +629,8 @@ class HDF5Sink:
         if b > self._rows:
             raise StoreError(f"{self.path} holds {self._rows} trials; batch ends at {b}")
         if self._raw is None:
-            with _open_for_write(self.path) as f:
-                t = (f[self.group] if self.group else f)["trials"]
+            with self._run_group() as g:
+                t = g[TRIALS]
                 t["index"][a:b] = np.arange(self.first + a, self.first + b, dtype=np.int64)
                 names = stored_columns(t, [n for n in RECORD_FIELDS + SUP_FIELDS + ("dead",)
                                            if n in batches[0][1]])
@@ -540,7 +664,7 @@ class HDF5Sink:
                     buf = buf[done:]
                     at += done
             except OSError as e:
-                raise StoreError(f"cannot write {self.path}: {_reason(e)}") from None
+                raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
             i += k
 
     def commit(self, rows, summary):
@@ -548,32 +672,39 @@ class HDF5Sink:
         ``completed`` = rows (the protocol above; each step fsync'ed before the next)."""
         if not self.completed <= rows <= self.staged:
             raise StoreError(f"cannot commit {rows} rows: {self.staged} are staged, {self.completed} committed")
-        try:
-            if self._fd is not None:
-                os.fsync(self._fd)      # step 1 (fsync is per file: HDF5's writes too)
-            else:
-                _fsync_path(self.path)
-        except OSError as e:
-            raise StoreError(f"cannot write {self.path}: {_reason(e)}") from None
         slot = 1 - self._slot
-        with _open_for_write(self.path) as f:
-            g = f[self.group] if self.group else f
-            write_summary(g["checkpoint"][f"slot{slot}"], summary)
-            write_summary(g["summary"], summary)
-            _durable_flush(f)
-            g.attrs.modify("completed", np.int64(rows))
-            _durable_flush(f)
+        try:
+            os.fsync(self._fd)      # step 1 (fsync is per file: HDF5's writes too)
+            with self._run_group() as g:
+                write_summary(slot_group(g, slot), summary)
+                write_summary(g[SUMMARY], summary)
+                _durable_flush(g.file)
+                set_completed(g, rows)
+                _durable_flush(g.file)
+        except StoreError:
+            raise
+        except (OSError, RuntimeError) as e:    # a full disk: ``completed`` still says what is durable
+            raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
         self.completed = rows
         self._slot = slot
 
     def close(self):
+        """Close the file and release the output's lock (after the last commit)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def read_records(self, start=0, stop=None):
         """Rows [start, stop) of the records already in the file, for a resumed run's tallies."""
-        with open_results(self.path) as f:
-            g = f[self.group] if self.group else f
-            stop = self.completed if stop is None else stop
-            return {k: g["trials"][k][start:stop] for k in COLUMNS}
+        stop = self.completed if stop is None else stop
+        try:
+            with open_file(self.path) as f:
+                t = (f[self.group] if self.group else f)[TRIALS]
+                return {k: t[k][start:stop] for k in COLUMNS}
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"cannot read {self.path}: {reason(e)}") from None

@@ -7,24 +7,20 @@ runs are then less noisy than independent runs would make them.
 """
 
 import itertools
-import json
 import os
 
 from . import engine
 from ._version import __version__
 from .config import ConfigError, build
-from .store import HDF5Sink, StoreError, check_output, create_file, open_results
+from .layout import RUNS, StoreError, run_path, sweep_attrs
+from .options import BY_NAME, SEVERAL
+from .reader import open_file, sweep_names
+from .store import HDF5Sink, OutputLock, check_output, create_file
 
 __all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
 
-#: the options a sweep may list, comma-separated
-SWEEP_KEYS = ("width", "depth", "samples", "init", "input_dim")
-
-
-def _split(value):
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [p.strip() for p in str(value).split(",") if p.strip()]
+#: the options a sweep may list, comma-separated (those with ``several`` in mcinit.options)
+SWEEP_KEYS = SEVERAL
 
 
 def run_name(cfg):
@@ -47,18 +43,15 @@ def name_runs(cfgs):
 def expand(values):
     """[(name, resolved RunConfig, fixed data)] for every combination of the listed values.
 
-    values: the keys of ``config.build``; width, depth, samples, init and input_dim may
-    be lists or comma-separated strings.  Every configuration is validated before any run."""
+    values: the keywords of ``config.build``; the options of SWEEP_KEYS may be lists or
+    comma-separated strings.  Every configuration is validated before any run."""
     values = dict(values)
     if values.get("widths") is not None and any(values.get(k) is not None for k in ("width", "depth")):
         raise ConfigError("give either --widths or --width/--depth, not both")
     lists = {}
     for key in SWEEP_KEYS:
         if values.get(key) is not None:
-            items = _split(values[key])
-            if not items:
-                raise ConfigError(f"--{key} lists no value")
-            lists[key] = items
+            lists[key] = BY_NAME[key].parse_several(values[key])
     keys = list(lists)
     built = []
     seen = set()
@@ -76,26 +69,32 @@ def expand(values):
 
 
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
-              on_run=None, stop_requested=None, backend="cpu"):
+              on_run=None, stop_requested=None, backend="cpu", inputs=(), ignore_limits=False):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
     resume          continue an interrupted sweep file with the same runs
-    on_run(name, result) is called after each run; stop_requested as in engine.run."""
+    inputs          files the runs read (their data): never the output, even with overwrite
+    on_run(name, result) is called after each run; stop_requested and ignore_limits as in
+    engine.run."""
     names = [name for name, _, _ in runs]
-    if resume and os.path.exists(path):
-        with open_results(path) as f:
-            if f.attrs.get("kind") != "sweep" or json.loads(f.attrs["runs"]) != names:
+    if not (resume and os.path.lexists(path)):
+        check_output(path, overwrite, inputs)       # before any lock file
+    with OutputLock(path):
+        if resume and os.path.lexists(path):
+            with open_file(path) as f:
+                same = f.attrs.get("kind") == "sweep" and sweep_names(f, path, every_run=False) == names
+            if not same:
                 raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs")
-    else:
-        check_output(path, overwrite)
-        create_file(path, {"kind": "sweep", "mcinit_version": __version__, "runs": json.dumps(names)},
-                    lambda f: f.create_group("runs"))
-    results = []
-    for name, cfg, data in runs:
-        sink = HDF5Sink(path, group=f"runs/{name}", resume=resume)
-        res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
-                         stop_requested=stop_requested, backend=backend)
-        results.append(res)
-        if on_run is not None:
-            on_run(name, res)
+        else:
+            check_output(path, overwrite, inputs)
+            create_file(path, sweep_attrs(names, __version__), lambda f: f.create_group(RUNS))
+        results = []
+        for name, cfg, data in runs:
+            sink = HDF5Sink(path, group=run_path(name), resume=resume)
+            res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
+                             stop_requested=stop_requested, backend=backend,
+                             ignore_limits=ignore_limits)
+            results.append(res)
+            if on_run is not None:
+                on_run(name, res)
     return results

@@ -41,18 +41,16 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, special, stats
 
+from .options import FORMS, GAUSSIAN_INITS  # the enumerations live with the options
+
 __all__ = [
     "GAUSSIAN_INITS", "FORMS", "layer_variances",
-    "paper_eps", "paper_delta", "paper_width",
+    "paper_eps", "paper_delta", "paper_width", "norm_tolerance", "MAX_BOUND_WIDTH",
     "log_factor_moment", "factor_moment", "Moments", "moments",
     "exact_forward_failure", "exact_forward_failure_layers",
     "chernoff_bound", "required_width", "required_widths",
 ]
 
-#: initialisation presets with Gaussian weights (DESIGN section 3) that the exact laws cover
-GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun")
-#: deviation forms (DESIGN section 2)
-FORMS = ("norm", "squared")
 
 _LN2 = math.log(2.0)
 #: Gauss-Legendre nodes per panel of the exact recursion
@@ -68,6 +66,8 @@ _LOG_TOL_FIRST = math.log(1e-30)
 _LOG_TOL_FLOOR = math.log(1e-300)
 #: largest width required_width searches
 _MAX_WIDTH = 2 ** 21
+#: the widest layer the bounds are evaluated at (their cost grows with the width)
+MAX_BOUND_WIDTH = _MAX_WIDTH
 #: elements per chunk of the vectorised (t or node) x (k) computations
 _CHUNK = 1 << 21
 
@@ -266,6 +266,17 @@ def paper_delta(width, eps, samples, depth):
     return _scalar_or_array(out, out.ndim == 0)
 
 
+def norm_tolerance(eps, form):
+    """The norm-form tolerance of ``eps`` given in ``form``: eps itself, or sqrt(1 + eps) - 1
+    for the squared form (computed without cancellation, so that it stays positive for every
+    eps > 0: at least the smallest positive float64, where the paper bound is 1 anyway)."""
+    _check_form(form)
+    eps = np.asarray(eps, dtype=float)
+    if form == "norm":
+        return eps
+    return np.maximum(np.expm1(0.5 * np.log1p(eps)), np.nextafter(0.0, 1.0))
+
+
 def paper_width(eps, delta, samples, depth):
     """Width the paper bound requires: ceil(4 ln(4 N L / delta) / ((1+eps)^(1/L) - 1)).
 
@@ -285,8 +296,16 @@ def paper_width(eps, delta, samples, depth):
     if np.any(N < 1) or np.any(L < 1):
         raise ValueError("samples and depth must be >= 1")
     eps_layer = np.expm1(np.log1p(e) / L)
-    out = np.ceil(4.0 * (np.log(4.0 * N * L) - np.log(d)) / eps_layer).astype(np.int64)
-    return int(out) if out.ndim == 0 else out
+    with np.errstate(divide="ignore", over="ignore"):
+        m = np.ceil(4.0 * (np.log(4.0 * N * L) - np.log(d)) / eps_layer)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"the paper bound needs a width beyond any number at eps={eps!r}: "
+                         "(1+eps)^(1/L) - 1 is 0 in float64")
+    if m.ndim == 0:
+        return int(m)       # exact as an integer (a Python int beyond 2**63)
+    if np.any(m >= 2.0 ** 63):
+        raise ValueError("the paper bound needs widths beyond 2**63 at these eps")
+    return m.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -667,6 +686,8 @@ def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *
 #: (and kmin_l = 1, the dead event alone); the smallest resulting bound is reported
 _KMIN_LEVELS = (2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 90, 128, 180, 256, 300)
 _T_GRID = 96
+#: the largest ln B the Chernoff bound's t grid is sized for (chernoff_bound)
+_LOG_B_GRID = 50.0
 
 
 class _MomentTables:
@@ -781,7 +802,10 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
     v = layer_variances(w, input_dim, init)
     keys, tidx = _layer_types(w, v)
     L = len(w)
-    log_b_max = _log_safe_interval(float(np.max(e)), form)[1]
+    # the t grid of the upper tails reaches B / (2 v); beyond B = e^_LOG_B_GRID (norm-form eps
+    # above 1e10) a longer grid only overflows: every t gives a valid bound, and at such B
+    # the upper tails' bounds are far below the dead event's probability anyway
+    log_b_max = min(_log_safe_interval(float(np.max(e)), form)[1], _LOG_B_GRID)
     t_pos = np.geomspace(1e-3, math.exp(log_b_max) / (2.0 * float(np.min(v))) + 10.0, _T_GRID)
     nmax = max(n for n, _ in keys)
     t_neg = np.geomspace(1e-3, 0.5 * nmax, _T_GRID)
@@ -882,7 +906,7 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
         bound; observed for the others under He).  A ValueError is raised
         when the large-width limit of some rho_l (prod_k v_k n_k / 2) lies
         outside the open safe interval, so that no width suffices, or when
-        more than 2**21 units would be needed.
+        more than 2**21 units would be needed (MAX_BOUND_WIDTH).
     """
     _check_form(form)
     if bound not in _BOUNDS:
@@ -897,8 +921,7 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
         if init not in ("he", "he-in"):
             raise ValueError("the paper bound is derived for He initialisation; "
                              f"it does not apply to init={init!r}")
-        e_norm = e if form == "norm" else math.sqrt(1.0 + e) - 1.0
-        return paper_width(e_norm, d, N, L)
+        return paper_width(float(norm_tolerance(e, form)), d, N, L)
     # large-width limit of rho_l: v_l n_l / 2 does not depend on m when n_0 = m
     m0 = 2
     limit = np.cumsum(np.log(layer_variances([m0] * L, m0, init) * m0 / 2.0))
@@ -909,6 +932,11 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
                          f"not inside the safe set at eps={e} ({form} form): no width suffices")
 
     def ok(m):
+        # the Chernoff bound is at least the one-input probability (exact, and cheap): where
+        # that exceeds delta the bound does too, and is not computed (at large m it costs
+        # seconds per width)
+        if bound == "chernoff" and _equal_width_bound("exact", e, m, L, 1, form, init) > d * (1 + 1e-9):
+            return False
         return _equal_width_bound(bound, e, m, L, N, form, init) <= d
     lo, hi = 0, 1                                       # invariant: bound(lo) > delta (lo = 0: by convention)
     while not ok(hi):

@@ -12,12 +12,3 @@ def correlated_npy(tmp_path):
     path = tmp_path / "corr.npy"
     np.save(path, X)
     return str(path), X
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Every test that brings up the real SLURM cluster (the slurm_cluster fixture) is slow:
-    it runs under pytest -m slow, not in the default run (marked before -m selects)."""
-    for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slow)

@@ -1,6 +1,6 @@
 """A throw-away one-node SLURM cluster for the tests (pytest fixture ``slurm_cluster``).
 
-Along the lines of ../shared/SLURM_NOTES.md (Debian 12, root, no systemd):
+On a Debian 12 machine (root, no systemd as PID 1):
 
 - when running as root and ``slurmctld`` is missing, installs Debian's
   ``slurm-wlm`` and ``munge`` with apt-get (update first);
@@ -12,7 +12,13 @@ Along the lines of ../shared/SLURM_NOTES.md (Debian 12, root, no systemd):
   whose ``env`` (SLURM_CONF, MUNGE_SOCKET, PATH with the SLURM binaries) the
   commands under test run with;
 - on teardown stops slurmd, slurmctld and munged through their pid files and
-  waits until each has exited, then removes the directory.
+  waits until each has exited, stops any process left with this cluster's
+  SLURM_CONF in its environment (job steps, jobs), then removes the directory.
+
+Two clusters on one machine (two test sessions) do not meet: each has its own
+ports (free ones, found by binding to port 0; found again if one was taken
+before the daemons bound it), its own munge socket, and its own state, spool,
+pid and log directories.
 
 Where the cluster cannot be had (not root, no apt-get, the install fails, a
 daemon does not come up) the tests that use it are skipped with the reason;
@@ -33,9 +39,11 @@ import sys
 import tempfile
 import time
 
-__all__ = ["slurm_cluster", "SlurmCluster", "ClusterUnavailable", "start_cluster", "on_ci"]
+__all__ = ["slurm_cluster", "SlurmCluster", "ClusterUnavailable", "start_cluster", "on_ci", "read_pid", "alive",
+           "free_ports"]
 
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+PORT_TRIES = 3  # starts with newly found free ports when one was taken meanwhile
 APT_TIMEOUT = 900  # seconds for each of apt-get update and apt-get install
 START_TIMEOUT = 60  # seconds for each daemon, and for the node to become idle
 
@@ -98,7 +106,7 @@ def install(log=print):
             raise ClusterUnavailable(f"{name} is still missing after installing slurm-wlm and munge")
 
 
-def _free_ports(n):
+def free_ports(n):
     socks = []
     try:
         for _ in range(n):
@@ -111,7 +119,7 @@ def _free_ports(n):
             s.close()
 
 
-def _read_pid(path):
+def read_pid(path):
     try:
         with open(path) as f:
             return int(f.read().split()[0])
@@ -119,7 +127,7 @@ def _read_pid(path):
         return None
 
 
-def _alive(pid):
+def alive(pid):
     """True while the process exists and is not a zombie."""
     try:
         os.kill(pid, 0)
@@ -138,6 +146,18 @@ def _alive(pid):
 def _reap(pid):
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def _stop_pid(pid, timeout):
+    """SIGTERM, then SIGKILL after ``timeout`` s; True when SIGKILL was needed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_for(lambda: (_reap(pid), not alive(pid))[1], timeout):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: (_reap(pid), not alive(pid))[1], 10)
+    return True
 
 
 def _wait_for(predicate, timeout, interval=0.05):
@@ -175,6 +195,7 @@ class SlurmCluster:
         for k in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
             self.env.pop(k, None)
         self.node = None
+        self.ports = None
 
     def run(self, *cmd, timeout=30, check=True):
         p = subprocess.run(list(cmd), env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
@@ -190,12 +211,25 @@ class SlurmCluster:
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
         os.chmod(self.root, 0o755)  # the munge and slurm users must reach their directories
         self._start_munge()
-        self._write_conf()
-        self._start("slurmctld", [_which("slurmctld"), "-f", self.conf])
-        self._start("slurmd", [_which("slurmd"), "-f", self.conf])
-        self._wait_idle()
-        log(f"slurm_cluster: node {self.node} idle ({self.conf})")
+        for attempt in range(PORT_TRIES):
+            self._write_conf()
+            try:
+                self._start("slurmctld", [_which("slurmctld"), "-f", self.conf])
+                self._start("slurmd", [_which("slurmd"), "-f", self.conf])
+                self._wait_idle()
+                break
+            except ClusterUnavailable:
+                # the free ports found may have been taken by another process (another test
+                # session's cluster) before our daemons bound them: try new ones
+                if attempt + 1 == PORT_TRIES or not self._port_taken():
+                    raise
+                self._stop_daemons(("slurmd", "slurmctld"))
+                log(f"slurm_cluster: a port was taken meanwhile; new ports (try {attempt + 2})")
+        log(f"slurm_cluster: node {self.node} idle ({self.conf}, ports {self.ports})")
         return self
+
+    def _port_taken(self):
+        return any("Address already in use" in _tail(self.logs[name], 30) for name in ("slurmctld", "slurmd"))
 
     def _start_munge(self):
         try:
@@ -222,7 +256,7 @@ class SlurmCluster:
         else:
             kw = {}
         self._spawn("munged", cmd, **kw)
-        if not _wait_for(lambda: os.path.exists(self.munge_socket) and _read_pid(self.pidfiles["munged"]),
+        if not _wait_for(lambda: os.path.exists(self.munge_socket) and read_pid(self.pidfiles["munged"]),
                          START_TIMEOUT):
             raise ClusterUnavailable(f"munged did not come up: {_one_line(_tail(self.logs['munged'], 5))}")
 
@@ -260,7 +294,7 @@ class SlurmCluster:
             u = pwd.getpwnam("slurm")
             for d in ("state", "log", "run"):
                 os.chown(os.path.join(self.root, d), u.pw_uid, u.pw_gid)
-        ctld_port, d_port = _free_ports(2)
+        ctld_port, d_port = self.ports = free_ports(2)
         r = self.root
         lines = [
             "ClusterName=mcinittest",
@@ -305,7 +339,7 @@ class SlurmCluster:
 
     def _start(self, name, cmd):
         self._spawn(name, cmd)
-        if not _wait_for(lambda: _read_pid(self.pidfiles[name]) and _alive(_read_pid(self.pidfiles[name])),
+        if not _wait_for(lambda: read_pid(self.pidfiles[name]) and alive(read_pid(self.pidfiles[name])),
                          START_TIMEOUT):
             raise ClusterUnavailable(f"{name} did not come up: {_one_line(_tail(self.logs[name], 5))}")
 
@@ -314,8 +348,8 @@ class SlurmCluster:
 
         def idle():
             for name in ("slurmctld", "slurmd"):
-                pid = _read_pid(self.pidfiles[name])
-                if not pid or not _alive(pid):
+                pid = read_pid(self.pidfiles[name])
+                if not pid or not alive(pid):
                     raise ClusterUnavailable(f"{name} exited: {_one_line(_tail(self.logs[name], 5))}")
             p = self.run(_which("sinfo"), "-h", "-o", "%T", check=False, timeout=15)
             state["last"] = (p.stdout or p.stderr).strip()
@@ -329,29 +363,49 @@ class SlurmCluster:
     # -- stop ----------------------------------------------------------------------
 
     def stop(self, timeout=30):
-        """Stop slurmd, slurmctld and munged by their pid files; wait for each to exit.
+        """Stop slurmd, slurmctld and munged by their pid files and wait for each to exit, then
+        any process of this cluster left behind (a job step, a job's process).
 
-        Returns the names of daemons that had to be killed with SIGKILL."""
-        killed = []
-        ctld = _read_pid(self.pidfiles["slurmctld"])
-        if ctld and _alive(ctld) and _which("scancel"):
+        Returns the names of daemons (and the pids of leftovers) that had to be killed with SIGKILL."""
+        ctld = read_pid(self.pidfiles["slurmctld"])
+        if ctld and alive(ctld) and _which("scancel"):
             # jobs a failed test left behind: cancel them so that no job step outlives slurmd
             with contextlib.suppress(Exception):
                 self.run(_which("scancel"), "--user", pwd.getpwuid(os.geteuid()).pw_name, check=False, timeout=15)
                 _wait_for(lambda: not self.run(_which("squeue"), "-h", "-o", "%i", check=False,
                                                timeout=15).stdout.strip(), 15, interval=0.2)
-        for name, pidfile in self.pidfiles.items():
-            pid = _read_pid(pidfile)
-            if not pid or not _alive(pid):
+        killed = self._stop_daemons(self.pidfiles, timeout)
+        killed += self._stop_leftovers(timeout)
+        return killed
+
+    def _stop_daemons(self, names, timeout=30):
+        killed = []
+        for name in names:
+            pid = read_pid(self.pidfiles[name])
+            if not pid or not alive(pid):
                 continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not _wait_for(lambda: (_reap(pid), not _alive(pid))[1], timeout):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                _wait_for(lambda: (_reap(pid), not _alive(pid))[1], 10)
+            if _stop_pid(pid, timeout):
                 killed.append(name)
         return killed
+
+    def _leftovers(self):
+        """Processes of this cluster that outlived its daemons: job steps (slurmstepd) and the
+        jobs' processes, found by this cluster's SLURM_CONF in their environment."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0") and alive(int(entry)):
+                        pids.append(int(entry))
+        return pids
+
+    def _stop_leftovers(self, timeout=30):
+        if not os.path.isdir("/proc"):
+            return []
+        return [f"pid {pid}" for pid in self._leftovers() if _stop_pid(pid, timeout)]
 
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)

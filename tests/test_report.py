@@ -179,3 +179,34 @@ def test_bound_text():
     # a preset without the paper bound, and without any width that suffices
     text = report.bound_text(0.5, 0.01, 5, init="glorot")
     assert "derived for He" in text and "no width suffices" in _flat(text)
+
+
+# --- tolerances at float64's edges: the limits, no traceback, no NaN ---------------------------
+
+@pytest.mark.parametrize("form", ["norm", "squared"])
+@pytest.mark.parametrize("eps", [1e308, 1e-20, 5e-324])
+def test_report_at_extreme_eps(single_file, form, eps):
+    text = report.report_text(mcinit.load(single_file), eps=[eps], form=form)
+    assert not re.search(r"\bnan\b", text, re.I)
+
+
+def test_report_and_bound_commands_at_extreme_eps(single_file):
+    from click.testing import CliRunner
+
+    from mcinit.cli import main
+    r = CliRunner().invoke(main, ["report", single_file, "--eps", "1e308"])
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    r = CliRunner().invoke(main, ["bound", "--eps", "1e308", "--delta", "0.1", "--depth", "3", "--width", "16"])
+    assert r.exit_code == 0 and not re.search(r"\bnan\b", r.output, re.I), r.output
+    r = CliRunner().invoke(main, ["bound", "--eps", "0.1", "--delta", "0.1", "--depth", "3", "--width", "1e12"])
+    assert r.exit_code == 2 and r.output.strip() == \
+        "mcinit: error: widths must be at most 2097152 (2**21) to evaluate the bounds at", r.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["norm", "squared"])
+def test_bound_at_tiny_eps_says_no_width(form):
+    text = _flat(report.bound_text(1e-300, 0.1, 3, widths=[16], form=form))
+    assert "needs a width above 2097152" in text and not re.search(r"\bnan\b", text, re.I)
+    text = _flat(report.bound_text(5e-324, 0.1, 3, form="norm"))
+    assert "paper: the paper bound needs a width beyond any number" in text

@@ -15,7 +15,7 @@ import pytest
 import mcinit
 from mcinit import config, engine
 from mcinit.merge import merge_files
-from mcinit.store import FORMAT_VERSION, HDF5Sink, MemorySink, StoreError, read_summary
+from mcinit.store import FORMAT_VERSION, HDF5Sink, MemorySink, Sink, StoreError, read_summary
 
 FIELDS = ("index", "fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead")
 
@@ -329,6 +329,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, seed):
         kills += 1
         c = _same_records(path, ref_rec)   # the file opens; its completed trials are intact
         progress.append(c)
+        assert os.path.exists(f"{path}.lock")   # the killed run's lock file: the next run takes it
     assert kills == 8, f"a run ended before it was killed ({progress})"
     assert progress == sorted(progress) and progress[-1] > 0
     subprocess.run(_cli(*KILL_RUN, "-o", path, "--resume"), check=True)
@@ -398,3 +399,281 @@ def test_merge_refuses_bad_sets(tmp_path):
         assert f.attrs["partial"] == 1 and json.loads(f.attrs["missing"]) == [[200, 300]]
         assert f.attrs["completed"] == 200
         assert np.array_equal(f["trials/index"][...], np.arange(200))
+
+
+# ------------------------------------------------------------ both sinks behind one interface
+
+@pytest.fixture(params=["memory", "hdf5"])
+def make_sink(request, tmp_path):
+    """A factory of one sink kind (store.Sink), as emcee's backend tests do."""
+    paths = iter(str(tmp_path / f"s{i}.h5") for i in range(100))
+    if request.param == "memory":
+        return MemorySink
+    return lambda: HDF5Sink(next(paths))
+
+
+def _held(sink):
+    """(records, summary) a sink holds, read back the way each keeps them."""
+    if isinstance(sink, MemorySink):
+        return sink.read_records(), sink.summary
+    run = mcinit.load(sink.path).runs[0]
+    return run.records(FIELDS), run.summary()
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_every_sink_holds_the_records_and_summary_of_the_run(make_sink, samples):
+    """Each sink gives back the run's records (also from read_records) and summary: those
+    of one batch in memory, whatever the batches."""
+    cfg, data = _cfg(trials=700, samples=samples)
+    ref = engine.run(cfg, data, batch_size=700)
+    sink = make_sink()
+    assert isinstance(sink, Sink)
+    engine.run(cfg, data, sink=sink, batch_size=128)
+    records, summary = _held(sink)
+    for k in FIELDS:
+        assert np.array_equal(records[k], ref.records[k]), k
+    for k, v in ref.summary.arrays().items():
+        assert np.array_equal(getattr(summary, k), v), k
+    part = sink.read_records(100, 250)
+    assert np.array_equal(part["index"], np.arange(100, 250))
+    assert np.array_equal(part["fwd_min"], ref.records["fwd_min"][100:250])
+
+
+def test_every_sink_refuses_a_gap(make_sink):
+    cfg, data = _cfg(trials=10)
+    sink = make_sink()
+    meta = dict(config=cfg.config_json(), config_hash=cfg.config_hash(), seed=0, depth=3, trials=10,
+                kernel="dense", mcinit_version="0", rows=10, samples=2)
+    sink.open(meta)
+    try:
+        with pytest.raises(StoreError, match="expected 0"):
+            sink.write_many([(5, {k: np.zeros((3, 3)) for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max")}
+                              | {"dead": np.zeros(3, bool)}, None)])
+    finally:
+        sink.close()
+
+
+def test_the_engine_takes_only_sinks():
+    cfg, data = _cfg(trials=10)
+    with pytest.raises(TypeError, match="Sink"):
+        engine.run(cfg, data, sink=object())
+
+
+# ------------------------------------------------------------ one writer per output
+
+def _held_lock(path, pid="12345"):
+    """Hold the output lock of ``path`` as another process would (its own open file)."""
+    import fcntl
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, pid.encode())
+    return fd
+
+
+def _invoke(*args):
+    from click.testing import CliRunner
+    from mcinit.cli import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _refused(r, words):
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("mcinit: error: "), r.output
+    assert words in lines[0], lines[0]
+
+
+SMALL = ("run", "--trials", 300, "--input-dim", 6, "--widths", "5,7", "--samples", 2, "-q")
+
+
+def test_an_output_being_written_is_refused_to_every_writer(tmp_path):
+    """While another process holds an output's lock, run, --overwrite, --resume, sweep,
+    merge and report --plot on it are refused with one line naming its pid; nothing changes."""
+    good = tmp_path / "good.h5"
+    assert _invoke(*SMALL, "-o", good).exit_code == 0
+    before = good.read_bytes()
+    fd = _held_lock(good)
+    busy = "is being written by another mcinit process (pid 12345)"
+    try:
+        _refused(_invoke(*SMALL, "-o", good, "--overwrite"), busy)
+        _refused(_invoke(*SMALL, "-o", good, "--resume"), busy)
+        fresh = tmp_path / "fresh.h5"
+        fd2 = _held_lock(fresh, "777")
+        _refused(_invoke(*SMALL, "-o", fresh), "another mcinit process (pid 777)")
+        _refused(_invoke("sweep", "--trials", 5, "--width", "4,5", "-q", "-o", fresh), "pid 777")
+        _refused(_invoke("merge", good, "-o", fresh), "pid 777")
+        _refused(_invoke("report", good, "--plot", fresh), "pid 777")
+        os.close(fd2)
+        assert not fresh.exists()
+    finally:
+        os.close(fd)
+    assert good.read_bytes() == before
+    # a lock file left by a killed process (no flock held) blocks nothing, and goes
+    (tmp_path / "good.h5.lock").write_text("999999\n")
+    assert _invoke(*SMALL, "-o", good, "--overwrite").exit_code == 0
+    assert not (tmp_path / "good.h5.lock").exists()
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    out = tmp_path / "r.h5"
+    dead = tmp_path / "r.h5.creating-999999"     # above pid_max on Linux: never alive
+    dead.write_bytes(b"left by a killed run")
+    alive = tmp_path / f"r.h5.creating-{os.getppid()}"
+    alive.write_bytes(b"a live process's")
+    assert _invoke(*SMALL, "-o", out).exit_code == 0
+    assert not dead.exists() and alive.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, alive.name])
+
+
+def test_commits_refuse_a_file_replaced_under_the_run(tmp_path):
+    """A run whose output is replaced by another file stops with one line and writes nothing
+    into the file put in its place."""
+    cfg, data = _cfg(trials=3000)
+    path = tmp_path / "r.h5"
+    intruder = tmp_path / "intruder.h5"
+    intruder.write_bytes(b"x" * 4096)
+
+    def replace(next_trial):
+        if intruder.exists():
+            os.replace(intruder, path)
+
+    for sink in (HDF5Sink(str(path)), _ThroughHDF5(str(path), overwrite=True)):
+        with pytest.raises(StoreError, match="replaced while this run was writing it"):
+            engine.run(cfg, data, sink=sink, batch_size=100, threads=1, on_batch=replace)
+        assert path.read_bytes() == b"x" * 4096
+        intruder.write_bytes(b"x" * 4096)
+
+
+def test_overwrite_refuses_what_is_not_a_results_file(tmp_path):
+    """--overwrite replaces regular files only, and never the run's own inputs or report's."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.h5"
+    link.symlink_to(fifo)
+    for target in ("/dev/null", fifo, link):
+        _refused(_invoke(*SMALL, "-o", target, "--overwrite"), "is not a regular file")
+        _refused(_invoke(*SMALL, "-o", target, "--resume"), "is not a regular file")
+    assert not os.path.exists("/dev/null.lock")
+    data = tmp_path / "x.npy"
+    np.save(data, np.ones((2, 3)))
+    before = data.read_bytes()
+    _refused(_invoke("run", "--trials", 5, "--data", data, "--width", 4, "--depth", 2, "-q", "-o", data,
+                     "--overwrite"), "is one of the inputs")
+    _refused(_invoke("sweep", "--trials", 5, "--data", data, "--width", "4,5", "--depth", 2, "-q", "-o", data,
+                     "--overwrite"), "is one of the inputs")
+    assert data.read_bytes() == before
+    good = tmp_path / "good.h5"
+    assert _invoke(*SMALL, "-o", good).exit_code == 0
+    kept = good.read_bytes()
+    _refused(_invoke("report", good, "--plot", good), "exists; pass --overwrite")
+    _refused(_invoke("report", good, "--plot", good, "--overwrite"), "is one of the inputs")
+    _refused(_invoke("report", good, "--plot", fifo, "--overwrite"), "is not a regular file")
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"old")
+    _refused(_invoke("report", good, "--plot", png), "exists; pass --overwrite")
+    assert png.read_bytes() == b"old"
+    r = _invoke("report", good, "--plot", png, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and good.read_bytes() == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "fig.png", "good.h5", "link.h5", "x.npy"]
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_on_one_output_one_wins(tmp_path):
+    """Two `mcinit run` processes on one new output, then both with --overwrite on it: each
+    time exactly one exits 0, the other exits 2 with one line (the second time: the output is
+    being written); the file passes the reader and equals a single run of the winner's seed."""
+    out = tmp_path / "same.h5"
+    args = ("run", "--trials", 30000, "--width", 64, "--depth", 4, "--kernel", "dense", "--batch-size", 1000,
+            "-q", "-o", out)
+    refs = {}
+    for extra in ((), ("--overwrite",)):     # a new output; then both replacing it
+        procs = [subprocess.Popen(_cli(*args, "--seed", s, *extra), stderr=subprocess.PIPE, text=True)
+                 for s in (0, 1)]
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+        codes = [p.returncode for p in procs]
+        assert sorted(codes) == [0, 2], (codes, errs)
+        loser = errs[codes.index(2)].strip().splitlines()
+        assert len(loser) == 1 and loser[0].startswith("mcinit: error: "), loser
+        if extra:
+            assert "is being written by another mcinit process (pid " in loser[0], loser
+        run = mcinit.load(out).runs[0]
+        seed = (0, 1)[codes.index(0)]
+        assert run.config.seed == seed and run.completed == 30000
+        if seed not in refs:
+            cfg, data = config.build(trials=30000, width=64, depth=4, kernel="dense", seed=seed)
+            refs[seed] = engine.run(cfg, data).records
+        _same_records(str(out), refs[seed])
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["same.h5"]
+
+
+# ------------------------------------------------------------ a full disk
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 KiB tmpfs (grown with remount); skipped where mounting is not permitted
+    (not root, or in a container without the capability)."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def _resize(disk, size):
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_file_stays_resumable(small_disk):
+    """On a disk too small to create the file: one line, nothing left behind (also when the
+    space check is passed and HDF5 itself fails).  A disk that fills during the run: one
+    line, and the file holds its completed trials and resumes, once there is room, to the
+    uninterrupted run."""
+    out = small_disk / "r.h5"
+    args = ("run", "--trials", 100000, "--width", 16, "--depth", 3, "--batch-size", 5000, "-q", "-o", out)
+    _refused(_invoke(*args), "free: lower --trials")          # mcinit.limits, before any file
+    assert list(small_disk.iterdir()) == []
+    _refused(_invoke(*args, "--ignore-limits"), "bytes free")  # the store's own check
+    assert list(small_disk.iterdir()) == []
+    from mcinit.layout import build_run
+    from mcinit.store import create_file
+    meta = dict(config="{}", config_hash="x", seed=0, depth=3, trials=100000, kernel="dense",
+                mcinit_version="0", samples=2)
+    with pytest.raises(StoreError, match="No space left on device"):
+        create_file(str(small_disk / "x.h5"), {}, lambda f: build_run(f, meta))
+    assert list(small_disk.iterdir()) == []
+    _resize(small_disk, "2m")
+    _refused(_invoke(*args, "--ignore-limits"), "No space left on device")
+    run = mcinit.load(out).runs[0]
+    assert 0 <= run.completed < 100000
+    _resize(small_disk, "20m")
+    assert _invoke(*args, "--resume").exit_code == 0
+    cfg, data = config.build(trials=100000, width=16, depth=3)
+    ref = engine.run(cfg, data)
+    assert _same_records(str(out), ref.records) == 100000
+    _same_summary(str(out), ref.summary)
+
+
+def test_a_creation_that_fails_leaves_no_temporary(tmp_path):
+    """Whatever stops a file's creation (a refusal raised by the build, an interrupt), the
+    temporary goes and the output is not created."""
+    from mcinit.store import create_file
+    out = tmp_path / "o.h5"
+
+    def refuse(f):
+        f.create_dataset("x", data=np.arange(10))
+        raise StoreError("refused midway")
+
+    def interrupt(f):
+        raise KeyboardInterrupt
+
+    with pytest.raises(StoreError, match="refused midway"):
+        create_file(str(out), {}, refuse)
+    with pytest.raises(KeyboardInterrupt):
+        create_file(str(out), {}, interrupt)
+    assert list(tmp_path.iterdir()) == []

@@ -399,3 +399,43 @@ def test_required_widths_dict_and_errors():
         T.required_width(0.3, 0.01, 2, bound="paper", init="lecun")
     with pytest.raises(ValueError):
         T.required_width(0.3, 0.01, 2, bound="union")
+
+
+# --- tolerances at float64's edges -------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["norm", "squared"])
+def test_bounds_at_the_largest_eps_are_their_limits(form):
+    """At eps up to float64's largest, the Chernoff bound is finite and no larger than at eps = 10
+    (the upper tails vanish; the dead event remains), and the exact probability is the
+    probability that some layer is dead."""
+    widths = [8, 8, 8]
+    at10 = T.chernoff_bound(10.0, widths, form=form)
+    for eps in (1e10, 1e200, 1e308, np.finfo(float).max):
+        ch = T.chernoff_bound(eps, widths, form=form)
+        ex = T.exact_forward_failure(eps, widths, form=form)
+        assert np.isfinite(ch) and 0 <= ex <= ch <= at10
+        assert ex == pytest.approx(1 - (1 - 0.5 ** 8) ** 3, rel=1e-6)
+
+
+def test_norm_tolerance_stays_positive():
+    assert T.norm_tolerance(0.5, "squared") == pytest.approx(math.sqrt(1.5) - 1, rel=1e-15)
+    assert T.norm_tolerance(1e-20, "squared") == pytest.approx(5e-21, rel=1e-15)     # sqrt(1+e)-1 gives 0
+    assert T.norm_tolerance(5e-324, "squared") > 0
+    assert T.norm_tolerance(1e308, "norm") == 1e308
+
+
+def test_paper_width_at_tiny_eps():
+    m = T.paper_width(1e-300, 0.1, 1, 3)
+    assert isinstance(m, int) and m > 2 ** 63 and abs(m / (12 * math.log(120) / 1e-300) - 1) < 1e-12
+    with pytest.raises(ValueError, match="beyond any number"):
+        T.paper_width(5e-324, 0.1, 1, 3)
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        T.paper_width([0.1, 1e-300], 0.1, 1, 3)
+    assert T.paper_delta(8, T.norm_tolerance(1e-20, "squared"), 1, 3) == 1.0
+
+
+def test_required_chernoff_width_gives_up_early_at_tiny_eps():
+    """Where the one-input probability exceeds delta at the widest width, the Chernoff bound (at
+    least that probability) is not evaluated at the widest widths (seconds each)."""
+    with pytest.raises(ValueError, match="width above"):
+        T.required_width(1e-8, 0.1, 3, bound="chernoff")

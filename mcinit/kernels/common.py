@@ -54,7 +54,8 @@ class Plan:
                 from ..config import ConfigError
                 from ..data import load_fixed
                 _, fixed_data, sha = load_fixed(config.data, samples=config.samples,
-                                                normalize=config.normalize)
+                                                normalize=config.normalize,
+                                                scale_free=config.head[0] == "gaussian")
                 if sha != config.data_sha256:
                     raise ConfigError(f"the data file {config.data} changed since this run was configured")
             self.data = DATA_FIXED

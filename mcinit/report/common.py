@@ -27,8 +27,7 @@ def form_words(form):
 
 def paper_eps(eps, form):
     """The norm-form tolerance at which the paper bound is applied (as mcinit.results does)."""
-    eps = np.asarray(eps, dtype=float)
-    return eps if form == "norm" else np.sqrt(1.0 + eps) - 1.0
+    return theory.norm_tolerance(eps, form)
 
 
 def fmt_g(x, digits=3):

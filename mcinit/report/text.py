@@ -441,14 +441,19 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
     lines = [_wrap(x) for x in lines] + paper_caveat(tables=False)
     lines += ["", "Smallest equal hidden width m (n_0 = m) with bound <= delta:"]
     rows = []
+    errors = []
     paper_m = None
     if init in PAPER_INITS:
-        paper_m = theory.paper_width(e_norm, d, N, L)
-        rows.append(["paper (authors' code)", f"{paper_m:,}", "closed form"])
+        try:
+            paper_m = theory.paper_width(e_norm, d, N, L)
+            rows.append(["paper (authors' code)", f"{paper_m:,}" if paper_m < 10 ** 15 else f"{float(paper_m):.4g}",
+                         "closed form"])
+        except ValueError as err:
+            rows.append(["paper (authors' code)", "none", "see below"])
+            errors.append(f"paper: {err}")
     else:
         rows.append(["paper (authors' code)", "n/a", f"derived for He, not {init}"])
     need = {}
-    errors = []
     for kind, what in (("chernoff", f"Chernoff + union bound, N={N}"),
                        ("exact", "exact, one input" if N == 1 else f"N x exact (union bound over {N} inputs)")):
         try:
@@ -481,6 +486,8 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
         ws = [int(w) for w in np.atleast_1d(widths)]
         if any(w < 1 for w in ws):
             raise ValueError("widths must be positive integers")
+        if any(w > theory.MAX_BOUND_WIDTH for w in ws):
+            raise ValueError(f"widths must be at most {theory.MAX_BOUND_WIDTH} (2**21) to evaluate the bounds at")
         lines += ["", "Bounds at the given equal widths (n_0 = " + (str(input_dim) if input_dim else "m") + "):"]
         rows = []
         flags = []
