@@ -116,10 +116,10 @@ def main(argv=None):
     acc = cuda.device_array(grid * tpb)
 
     def gen(n):                         # n rows of 4096 normals
-        kc._normals_kernel[grid, tpb](k0, k1, 0, n, 4096, acc)
+        kc.normals_kernel[grid, tpb](k0, k1, 0, n, 4096, acc)
         cuda.synchronize()
         t = time.perf_counter()
-        kc._normals_kernel[grid, tpb](k0, k1, 0, n, 4096, acc)
+        kc.normals_kernel[grid, tpb](k0, k1, 0, n, 4096, acc)
         cuda.synchronize()
         return time.perf_counter() - t
     gen_rows, _ = measure(gen, gpu_s, n=1024)

@@ -18,7 +18,7 @@ rather than taking the parent's for the user's.  Directories of other sources no
 for ``PRUNE_DAYS`` days are removed.
 
 In step.  numba checks a cached function against the time stamp and size of the file
-that defines it, not of the files it calls into: after a change to ``rng.py`` only, a
+that defines it, not of the files it calls into: after a change to the ``rng`` package only, a
 cached kernel of ``dense.py`` would keep the generator it was compiled with.  A cache
 directory per source hash (sha256 over every .py file of the package, names and
 contents: a few milliseconds) makes any change of any source a fresh, empty cache, so

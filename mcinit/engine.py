@@ -181,13 +181,14 @@ class Stopped(Exception):
         self.result = result
 
 
-def _sup_extremes(plan, config, first, count):
-    """sup_min, sup_max: rho_l's extremes over the random and the searched inputs (kernels/sup.py)."""
+def _sup_extremes(plan, config, first, fwd, bwd, dead):
+    """sup_min, sup_max: rho_l's extremes over the random and the searched inputs (kernels/sup.py),
+    the search starting from the batch's ratios fwd, bwd (count, N, L) and dead flags (count,)."""
     from .kernels import sup
-    L = config.depth
+    count, L = fwd.shape[0], config.depth
     smin, smax, bmin, bmax, dev = (np.empty((count, L)) for _ in range(5))
     sup.fill(plan, first, count, smin, smax, bmin, bmax, dev, np.zeros(count, dtype=np.bool_),
-             config.samples, config.sup_starts, config.sup_steps)
+             config.samples, config.sup_starts, config.sup_steps, ratios=(fwd, bwd, dead))
     return {"sup_min": smin, "sup_max": smax}
 
 
@@ -328,7 +329,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         records, counts = reduce_and_tally(fwd, bwd, dead, summary, eps, "norm", out=out)
         nbatch[0] += 1
         if config.sup:
-            records.update(_sup_extremes(plan, config, first, B))
+            records.update(_sup_extremes(plan, config, first, fwd, bwd, dead))
         for k, v in counts.items():
             failures[k] += v
         writer.put(first, records, summary.copy())

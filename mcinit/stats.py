@@ -402,7 +402,7 @@ def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts, c_lo, c_hi):
         flag = np.empty((2, b - a), dtype=np.uint8)
         _extremes(fmin[a:b], fmax[a:b], ext[0], flag[0], 0, b - a)
         _extremes(bmin[a:b], bmax[a:b], ext[1], flag[1], 0, b - a)
-        _count_chunk(ext, flag, eps, norm, counts[c], 0, b - a)
+        _count_chunk(ext, flag, eps, norm, counts[c], np.int64(0), b - a)   # int64: no literal-0 copy
 
 
 def failure_counts(records, eps, form="norm"):

@@ -65,8 +65,8 @@ def test_report_text_tables_and_provenance(sweep_file):
     # the table's numbers are those of results.failure
     df = res.failure([0.5], prop="forward")
     row = df[df.run == "w64-d3-n1-he"].iloc[0]
-    assert f"[{report._p(row.ci_low)}, {report._p(row.ci_high)}]" in text
-    assert report._p(row.p_exact, 4) in text
+    assert f"[{report.text.fmt_p(row.ci_low)}, {report.text.fmt_p(row.ci_high)}]" in text
+    assert report.text.fmt_p(row.p_exact, 4) in text
     # w32, L = 3: the paper bound is >= 1 at eps = 0.25, and the text says so in words
     assert theory.paper_delta(32, 0.25, 1, 3) >= 1
     assert re.search(r"VACUOUS \[forward, norm form\]: run w32-d3-n1-he: .*eps = 0\.25", text)
@@ -99,7 +99,7 @@ def test_report_text_violated(wide_file):
 def test_default_eps(sweep_file, wide_file):
     for path in (sweep_file, wide_file):
         eps = report.default_eps(mcinit.load(path))
-        assert 1 <= len(eps) <= 4 and all(e in report._EPS_LADDER for e in eps)
+        assert 1 <= len(eps) <= 4 and all(e in report.common.EPS_LADDER for e in eps)
     assert 0.15 in report.default_eps(mcinit.load(wide_file))   # where the paper bound is violated
 
 

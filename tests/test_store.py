@@ -300,6 +300,7 @@ KILL_RUN = ("run", "--trials", 4000, "--kernel", "dense", "--input-dim", 120, "-
             "--samples", 2, "--batch-size", 37, "-q")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [20261126])
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, seed):
     """Eight real SIGKILLs at random moments: after each the file opens, its completed

@@ -105,14 +105,17 @@ def binomial_tables(widths):
 @njit(cache=True)
 def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
               c, d, rho, dn2, Go, z, e, fwd, bwd):
+    # the rows below are passed as int64 (np.int64(j)), not as literal constants: numba compiles
+    # a callee once more for each literal argument, and law_block calls the same helpers with
+    # int64 rows, so one compiled version serves both
     L = widths.shape[0] - 1
     # forward: rho_l = prod v_k chi2(K_k)
     r = 1.0
     for l in range(1, L + 1):
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
         Kl = sample_binomial_guided(cdf, offs[l - 1], widths[l], guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
-        c[l] = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, 1)
-        d[l] = 2.0 * rng.sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, 2) if Kl > 1 else 0.0
+        c[l] = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, np.int64(1))
+        d[l] = 2.0 * rng.sample_gamma(0.5 * (Kl - 1), k0, k1, c2, c3, np.int64(2)) if Kl > 1 else 0.0
         r *= var[l - 1] * c[l]
         rho[l] = r
     # ||x||^2
@@ -120,16 +123,16 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
         s02 = xnorm2
     elif data == DATA_GAUSSIAN:
         c2, c3 = rng.counter_words(trial, 0, rng.STREAM_LAW)
-        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, 0)
+        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, np.int64(0))
     else:
         s02 = 1.0
     # head: G_o ~ N(0, I_K), z = s_L G_o, beta_L = G_o . e, ||u_L||^2 = ||e||^2 d_L
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
-    rng.fill_normal_row(k0, k1, c2, c3, 0, 1.0, Go, K)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
     sL = math.sqrt(s02 * rho[L])
     for j in range(K):
         z[j] = sL * Go[j]
-    head_error(k0, k1, trial, L + 1, head, z, 0, e, K)
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
     beta = 0.0
     e2 = 0.0
     for j in range(K):
@@ -203,7 +206,7 @@ def _gamma_after_squeeze(a, x, u, k0, k1, c2, c3, row):
 def _normals(W, X, m, Y):
     """X[i] = rng.u32_to_normal(W[i]), i < m (W uint32 words): the generator's own vectorised
     passes (central values for all, the tail words gathered).  Y: float64 scratch, 2 m."""
-    rng._normals_of_words(W, m, 1.0, X, Y)
+    rng.normals_of_words(W, m, 1.0, X, Y)
 
 
 @njit(cache=True, error_model="numpy")
@@ -443,7 +446,7 @@ def make_workspace(L, K):
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide, ctab,
-           fwd, bwd, dead):
+                   fwd, bwd, dead):
     """Trials lo..hi-1 in blocks of LANES, with one workspace: a work unit of fill."""
     L = widths.shape[0] - 1
     ws = make_workspace(L, K)
@@ -452,8 +455,8 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
                   guide, ctab, ws, fwd, bwd, dead, t0 - first)
 
 
-def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
-           fwd, bwd, dead):
+def fill_in_chunks(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
+                   fwd, bwd, dead):
     """fill's work units, nchunks of them, one after the other (for tests)."""
     ctab = gamma_c_table(widths)
     for ch in range(nchunks):
@@ -462,8 +465,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cd
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _batch_scalar(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
-                  fwd, bwd, dead):
+def fill_by_law_trial(first, count, nchunks, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs,
+                      guide, fwd, bwd, dead):
     """The reference path: law_trial one trial at a time (what the CUDA kernel runs)."""
     L = widths.shape[0] - 1
     for ch in prange(nchunks):
@@ -496,13 +499,18 @@ def tables(widths):
     return _TABLES[key]
 
 
+def plan_tables(plan):
+    """(cdf, offs, guide): the tables of a plan's hidden widths (``tables``), kept on the plan."""
+    if not hasattr(plan, "_law_tables"):
+        plan._law_tables = tables(plan.widths[1:])
+    return plan._law_tables
+
+
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,)."""
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
-    if not hasattr(plan, "_law_tables"):
-        plan._law_tables = tables(plan.widths[1:])
-    cdf, offs, guide = plan._law_tables
+    cdf, offs, guide = plan_tables(plan)
     if not hasattr(plan, "_law_ctab"):
         plan._law_ctab = gamma_c_table(plan.widths)
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0

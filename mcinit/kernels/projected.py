@@ -152,7 +152,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
         Hl = H[l]
         if N == 1 and r == 1:
             # one input: h = ReLU(||h^(l-1)|| g); G keeps only g's positive part, all the backward uses
-            rng.fill_relu_normal_row_ws(k0, k1, c2, c3, 0, sd, Gl[0], n, ws)
+            rng.fill_relu_normal_row_ws(k0, k1, c2, c3, np.int64(0), sd, Gl[0], n, ws)   # row 0, as int64
             s = Rp[0, 0]
             for i in range(n):
                 Hl[0, i] = s * Gl[0, i]
@@ -250,10 +250,9 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, 
                                   hn2, dn2, fwd[j], bwd[j])
 
 
-def fill(plan, first, count, fwd, bwd, dead):
-    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
-    if plan.dist != 0:
-        raise ValueError("the projected kernel is exact for Gaussian weights only")
+def fixed_input_factor(plan):
+    """(R0, r0) of a plan: the thin QR factor R0 (min(N, n_0), N) of its fixed inputs and their
+    rank r0 (zeros and 0 for random inputs), computed once and kept on the plan."""
     if not hasattr(plan, "_input_factor"):
         N, n0 = plan.samples, int(plan.widths[0])
         R0 = np.zeros((min(N, n0), N))
@@ -261,6 +260,13 @@ def fill(plan, first, count, fwd, bwd, dead):
         if plan.data == DATA_FIXED:
             r0 = mgs(plan.X0, N, n0, np.empty((min(N, n0), n0)), R0, np.empty(n0))
         plan._input_factor = (R0, r0)
-    R0, r0 = plan._input_factor
+    return plan._input_factor
+
+
+def fill(plan, first, count, fwd, bwd, dead):
+    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
+    if plan.dist != 0:
+        raise ValueError("the projected kernel is exact for Gaussian weights only")
+    R0, r0 = fixed_input_factor(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head,
                                       plan.classes, plan.data, R0, r0, plan.samples, fwd, bwd, dead))

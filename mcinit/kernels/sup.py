@@ -441,7 +441,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, N, starts, steps, par, offs, 
         for i in range(widths[l]):
             dense.weight_row(k0, k1, trial, l, i, n_in, dist, var[l - 1], gain[l - 1],
                              wbuf[offs[l] + i * n_in: offs[l] + (i + 1) * n_in])
-    draw_inputs(k0, k1, trial, DATA_SPHERE, X0, N, widths[0], X)
+    draw_inputs(k0, k1, trial, np.int64(DATA_SPHERE), X0, N, widths[0], X)   # int64: the dense kernel's version
     dead = False
     S = min(starts, N)
     for l in range(1, L + 1):
@@ -534,7 +534,7 @@ def _block(inputs, L):
 
 
 def fill(plan, first, count, fwd_min, fwd_max, bwd_min, bwd_max, sup_dev, dead,
-         inputs, starts, steps, params=None):
+         inputs, starts, steps, params=None, ratios=None):
     """Trials first..first+count-1 of the sup kernel.
 
     plan      common.Plan; its data source and sample count are not used (the
@@ -544,6 +544,10 @@ def fill(plan, first, count, fwd_min, fwd_max, bwd_min, bwd_max, sup_dev, dead,
     starts    local searches per layer and direction (at most ``inputs``); 0: none
     steps     points evaluated per local search; 0: none
     params    tuning constants (default PARAMS; for experiments)
+    ratios    (fwd, bwd, dense_dead): the dense kernel's rho, gamma (count, inputs, L) float64 and
+              dead flags (count,) bool on these trials' random inputs, when the caller has them
+              (the engine's, for a dense run on the sphere dataset): the search starts from them
+              and the dense kernel is not run again; None: computed here
     """
     inputs, starts, steps = int(inputs), int(starts), int(steps)
     first, count = int(first), int(count)
@@ -562,7 +566,19 @@ def fill(plan, first, count, fwd_min, fwd_max, bwd_min, bwd_max, sup_dev, dead,
             raise ValueError(f"{name} must be a float64 array of shape ({count}, {L})")
     if dead.shape != (count,) or dead.dtype != np.bool_:
         raise ValueError(f"dead must be a bool array of shape ({count},)")
+    if ratios is not None:
+        fwdR, bwdR, ddead = ratios
+        for name, a in (("fwd", fwdR), ("bwd", bwdR)):
+            if a.shape != (count, inputs, L) or a.dtype != np.float64:
+                raise ValueError(f"ratios: {name} must be a float64 array of shape ({count}, {inputs}, {L})")
+        if ddead.shape != (count,) or ddead.dtype != np.bool_:
+            raise ValueError(f"ratios: dead must be a bool array of shape ({count},)")
     par = np.array(PARAMS if params is None else params, dtype=np.float64)
+    if ratios is not None:
+        _batch(first, count, n_chunks(count), plan.k0, plan.k1, plan.widths, plan.var, plan.gain,
+               plan.dist, inputs, starts, steps, par, np.ascontiguousarray(fwdR), np.ascontiguousarray(bwdR),
+               ddead, fwd_min, fwd_max, bwd_min, bwd_max, sup_dev, dead)
+        return
     sphere = copy.copy(plan)            # the dense kernel on the sphere dataset
     sphere.data = DATA_SPHERE
     sphere.samples = inputs

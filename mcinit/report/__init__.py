@@ -1,0 +1,31 @@
+"""Reports: terminal tables of a results file, a figure, and the widths the bounds require.
+
+    import mcinit
+    from mcinit import report
+    res = mcinit.load("sweep.h5")
+    print(report.report_text(res))                 # per-layer and failure tables, in words too
+    report.plot_report(res, "sweep.png")           # (a) layers, (b) failure vs width/eps, (c) histogram
+    print(report.bound_text(0.15, 0.05, depth=10, widths=[1000, 4000]))
+
+Every number says which form it is in: the *norm* form |sqrt(ratio) - 1| or the
+*squared* form |ratio - 1| (DESIGN section 2).  The ratios themselves (rho_l,
+gamma_l) are always the squared ratios of the design notes.
+
+The paper bound shown beside the measurements is PAPER_PROVENANCE; at small
+eps and large widths it is not an upper bound (see :func:`paper_caveat`).
+
+:func:`exact_log_density` computes the exact density of ln rho_L for one input
+and Gaussian weights (FFT convolution of the layers' log-factor densities), which
+the figure draws over the measured histogram.
+
+Modules: text (report_text, bound_text), figures (plot_report), curves (the
+exact density and the bound curves), common (what text and figures share).
+"""
+
+from .common import PAPER_PROVENANCE, default_eps
+from .curves import exact_log_density, exact_ratio_density
+from .figures import plot_report
+from .text import bound_text, paper_caveat, report_text
+
+__all__ = ["report_text", "plot_report", "bound_text", "default_eps", "exact_log_density",
+           "exact_ratio_density", "paper_caveat", "PAPER_PROVENANCE"]

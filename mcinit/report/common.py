@@ -1,0 +1,97 @@
+"""What the report's text and figures share: the paper bound, the two forms, number formatting, default eps."""
+
+import numpy as np
+
+from .. import theory
+from ..stats import clopper_pearson
+
+PAPER_PROVENANCE = ("the bound as encoded in the authors' public reference code "
+                    "(devansharpit/overparametrization_benefits, bound_comparison.py)")
+
+PAPER_INITS = ("he", "he-in")          # as mcinit.results: the bound is derived for He
+GAUSSIAN_INITS = theory.GAUSSIAN_INITS
+#: candidate tolerances for the default eps, and the ones preferred when many are informative
+EPS_LADDER = (0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0)
+EPS_CORE = (0.1, 0.25, 0.5, 1.0)
+MAX_DEFAULT_EPS = 4
+
+
+def form_words(form):
+    """The words naming a form ('norm' or 'squared') of the deviation; ValueError for any other form."""
+    if form == "norm":
+        return "norm form: deviation |sqrt(ratio) - 1|"
+    if form == "squared":
+        return "squared form: deviation |ratio - 1|"
+    raise ValueError(f"form must be 'norm' or 'squared', got {form!r}")
+
+
+def paper_eps(eps, form):
+    """The norm-form tolerance at which the paper bound is applied (as mcinit.results does)."""
+    return theory.norm_tolerance(eps, form)
+
+
+def fmt_g(x, digits=3):
+    """A number in %g style, '-' for NaN/None."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if not np.isfinite(x):
+        return "-" if np.isnan(x) else ("inf" if x > 0 else "-inf")
+    if x == 0:
+        return "0"
+    return f"{x:.{digits}g}"
+
+
+def widths_label(widths):
+    """A short label of a run's hidden widths: one number when they are equal, else the first few."""
+    ws = list(widths)
+    if len(set(ws)) == 1:
+        return f"{ws[0]}"
+    if len(ws) <= 4:
+        return ",".join(map(str, ws))
+    return ",".join(map(str, ws[:3])) + f",..({len(ws)})"
+
+
+def init_label(c):
+    """A run's initialisation as shown: the preset, with its weight distribution when not the usual one (c: Config)."""
+    return c.init if c.dist == "normal" or c.init.startswith("wn") else f"{c.init}/{c.dist}"
+
+
+# ---------------------------------------------------------------------------
+# default tolerances
+
+def default_eps(results, form="norm"):
+    """A few tolerances at which the runs' failure probabilities say something.
+
+    From the ladder 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2 (in the given form) keep the eps
+    at which some run has 0 < p_hat < 1 (forward or backward property); when more
+    than four are informative, keep first those where the encoded paper bound is
+    violated, then 0.1, 0.25, 0.5, 1.  Falls back to 0.1, 0.25, 0.5, 1.
+    """
+    form_words(form)
+    ladder = np.asarray(EPS_LADDER)
+    informative = np.zeros(len(ladder), bool)
+    violated = np.zeros(len(ladder), bool)
+    for run in results.runs:
+        T = run.completed
+        if T == 0:
+            continue
+        counts = run.failure_counts(ladder, form)
+        for p in ("forward", "backward"):
+            k = counts[p]
+            informative |= (k > 0) & (k < T)
+            c = run.config
+            if c.init in PAPER_INITS:
+                lo, _ = clopper_pearson(k, T)
+                pdel = np.asarray(theory.paper_delta(min(c.widths), paper_eps(ladder, form),
+                                                     c.samples, c.depth), float)
+                violated |= lo > pdel
+    chosen = [float(e) for e, ok in zip(ladder, informative) if ok]
+    if not chosen:
+        return list(EPS_CORE)
+    if len(chosen) > MAX_DEFAULT_EPS:
+        prio = [float(e) for e, v, ok in zip(ladder, violated, informative) if v and ok]
+        prio += [e for e in EPS_CORE if e in chosen and e not in prio]
+        prio += [e for e in chosen if e not in prio]
+        chosen = sorted(prio[:MAX_DEFAULT_EPS])
+    return chosen

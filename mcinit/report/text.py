@@ -1,0 +1,517 @@
+"""The report's text: per-layer and failure tables of a results file, and the widths the bounds require."""
+
+import functools
+import math
+import textwrap
+
+import numpy as np
+from scipy import stats
+
+from .. import theory
+from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
+                     init_label, paper_eps, widths_label)
+
+#: tolerance of comparisons with the exact value (it is a sum of terms and can exceed 1 by rounding)
+_REL_TOL = 1e-9
+#: up to this many runs get full per-layer tables; more get one compact line each
+_FULL_LAYER_RUNS = 3
+_PROP_WORDS = {
+    "forward": "forward property (rho_l = ||h^l||^2/||x||^2)",
+    "backward": "backward property (gamma_l = ||dloss/dW_l||_F^2/(||x||^2 ||delta^L||^2))",
+    "both": "both properties (a trial fails when either fails)",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _caveat_example():
+    m, L, e = 4000, 10, 0.15
+    return m, L, e, float(theory.paper_delta(m, e, 1, L)), float(theory.exact_forward_failure(e, [m] * L))
+
+
+def paper_caveat(tables=True):
+    """Lines: the small-eps caveat of the encoded paper bound, with a worked example.
+
+    tables: end with the sentence about violations in the measured tables (report_text);
+    False ends with the one about the bound table of bound_text."""
+    m, L, e, pd_, px = _caveat_example()
+    last = (["  Where a table below shows the bound VIOLATED, that is a property of the encoded bound,",
+             "  not a Monte Carlo error."] if tables else
+            ["  Where the output below says 'paper < exact' or shows a paper width below the exact one,",
+             "  the encoded bound promises a smaller failure probability than the true one there."])
+    return [
+        "Caution: this encoded paper bound is NOT an upper bound at small eps and large widths.",
+        "  In the width m it decays like exp(-m eps/(4L)), while the true failure probability decays",
+        "  like exp(-c m eps^2/L): at small eps the encoded bound falls below the truth. Example:",
+        f"  m={m}, L={L}, N=1, eps={e} (norm form): paper_delta {pd_:.2g}, exact probability {px:.2g}.",
+    ] + last
+
+
+def fmt_p(x, digits=3):
+    """A probability: like fmt_g, but values just below 1 keep enough digits to show their distance from 1."""
+    if x is not None and np.isfinite(x) and 0.99 < x < 1:
+        if 1.0 - x < 1e-5:
+            return f"1-{1.0 - x:.2g}"
+        return f"{x:.{digits + int(math.floor(-math.log10(1.0 - x)))}g}"
+    return fmt_g(x, digits)
+
+
+def _f(x, width=9, decimals=4):
+    if x is None or not np.isfinite(x):
+        return f"{'-':>{width}}"
+    return f"{x:{width}.{decimals}f}"
+
+
+def _table(header, rows, align=None):
+    """Fixed-width text table; align is a string of 'l'/'r' per column."""
+    cols = len(header)
+    align = align or "r" * cols
+    width = [max(len(str(header[i])), *(len(str(r[i])) for r in rows)) if rows else len(str(header[i]))
+             for i in range(cols)]
+
+    def fmt(r):
+        return "  ".join(str(r[i]).ljust(width[i]) if align[i] == "l" else str(r[i]).rjust(width[i])
+                         for i in range(cols)).rstrip()
+    return [fmt(header), "  ".join("-" * w for w in width)] + [fmt(r) for r in rows]
+
+
+_KEEP = "\x01" * len(PAPER_PROVENANCE)          # one unbreakable word of the same length
+
+
+def _wrap(text, width=110):
+    """Wrap a paragraph with a hanging indent, never breaking the provenance sentence of the paper bound."""
+    text = text.replace(PAPER_PROVENANCE, _KEEP)
+    out = textwrap.fill(text, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+    return out.replace(_KEEP, PAPER_PROVENANCE)
+
+
+def _eps_list(values):
+    return ", ".join(fmt_g(v, 4) for v in values)
+
+# ---------------------------------------------------------------------------
+# the report text
+
+def _layer_section(results, layers):
+    T = {r.name: r.completed for r in results.runs}
+    layers = layers.copy()
+    empty = layers["count"] == 0                   # no value yet: no mean either
+    for col in ("rho_mean", "rho_sd", "gamma_mean", "gamma_sd"):
+        layers.loc[empty, col] = np.nan
+    lines = ["Per-layer ratios over all (trial, input) pairs: mean and sd of rho_l and gamma_l (the squared",
+             "ratios themselves, not deviations); 'exact' = the one-input law of rho_l (DESIGN 4; the sd for",
+             "Gaussian weights only). z = (mean - exact mean)/(sd/sqrt(trials)): inputs of one trial are",
+             "dependent, so sqrt(trials) (not pairs) is used, which makes |z| conservative.", ""]
+    many = len(results.runs) > _FULL_LAYER_RUNS
+    if many:
+        rows = []
+        for run in results.runs:
+            c = run.config
+            d = layers[layers.run == run.name]
+            last = d.iloc[-1]
+            zmax, zl = _zmax(d, T[run.name])
+            rows.append([run.name, widths_label(c.widths), c.depth, c.samples, init_label(c),
+                         f"{run.completed:,}", f"{int(last['dead']):,}", _f(last.rho_mean, 8), _f(last.rho_sd, 7),
+                         _f(last.exact_rho_mean, 8), _f(last.exact_rho_sd, 7), _f(last.gamma_mean, 8),
+                         _f(last.gamma_sd, 7), "-" if zl is None else f"{zmax:.1f} (l={zl})"])
+        lines.append(f"{len(results.runs)} runs: the last layer l = L of each (compact; results.layers() has "
+                     "every layer)")
+        lines += _table(["run", "width", "L", "N", "init", "trials", "dead", "rho mean", "rho sd",
+                         "exact mean", "exact sd", "gamma mean", "gamma sd", "max|z|"], rows, "llrrlrrrrrrrrr")
+    else:
+        for run in results.runs:
+            c = run.config
+            d = layers[layers.run == run.name]
+            lines.append(f"run {run.name}: widths {widths_label(c.widths)} x L={c.depth}, input {c.input_dim}, "
+                         f"N={c.samples}, init {init_label(c)}, kernel {run.kernel}, "
+                         f"{run.completed:,} trials ({run.planned:,} planned), dead {int(d['dead'].iloc[0]):,}")
+            rows = []
+            for _, r in d.iterrows():
+                z = _z(r, T[run.name])
+                rows.append([int(r.layer), int(r.width), _f(r.rho_mean), _f(r.rho_sd), _f(r.exact_rho_mean),
+                             _f(r.exact_rho_sd), _f(r.gamma_mean), _f(r.gamma_sd),
+                             fmt_g(z, 2) if z is not None else "-"])
+            lines += _table(["layer", "width", "rho mean", "rho sd", "exact mean", "exact sd",
+                             "gamma mean", "gamma sd", "z"], rows)
+            lines.append("")
+    flagged = []
+    for run in results.runs:
+        zmax, zl = _zmax(layers[layers.run == run.name], T[run.name])
+        if zl is not None and zmax > 5:
+            flagged.append(f"  {run.name}: the mean of rho_{zl} is {zmax:.1f} standard errors from the exact mean")
+    if flagged:
+        lines += ["", "CHECK: measured means far from the exact law (|z| > 5 is very unlikely by chance):"] + flagged
+    return lines
+
+
+def _z(row, trials):
+    sd = row.exact_rho_sd if np.isfinite(row.exact_rho_sd) else row.rho_sd
+    if not (trials > 0 and np.isfinite(sd) and sd > 0 and np.isfinite(row.exact_rho_mean)):
+        return None
+    return float((row.rho_mean - row.exact_rho_mean) / (sd / math.sqrt(trials)))
+
+
+def _zmax(d, trials):
+    zs = [(_z(r, trials), int(r.layer)) for _, r in d.iterrows()]
+    zs = [(abs(z), l) for z, l in zs if z is not None]
+    if not zs:
+        return None, None
+    return max(zs)
+
+
+def _row_key(df):
+    """Rows grouped by init (in the order of the runs), then depth, N, width and eps."""
+    order = {k: i for i, k in enumerate(dict.fromkeys(df.init))}
+    return df.assign(_o=df.init.map(order)).sort_values(
+        ["_o", "dist", "depth", "samples", "width", "widths", "eps"], kind="stable").drop(columns="_o")
+
+
+def _outside(p, lo, hi):
+    """p outside [lo, hi], with a relative tolerance for rounding (arrays or scalars)."""
+    return (p < lo * (1 - _REL_TOL)) | (p > hi * (1 + _REL_TOL))
+
+
+def _failure_section(results, prop, eps, form, level):
+    df = _row_key(results.failure(eps, prop=prop, form=form, level=level))
+    pct = f"{level * 100:.4g}%"
+    dev = "|sqrt(ratio) - 1|" if form == "norm" else "|ratio - 1|"
+    head = (f"FAILURE PROBABILITY, {_PROP_WORDS[prop]}. A trial fails when the deviation ({form} form {dev}) "
+            f"exceeds eps at some layer and input; dead networks count as failures. p_hat with its exact "
+            f"(Clopper-Pearson) {pct} interval.")
+    if prop == "forward":
+        head += (" chernoff: rigorous Chernoff + union bound (N inputs, Gaussian weights); p_exact: exact "
+                 "probability for one input (Gaussian weights).")
+    else:
+        head += " chernoff and p_exact exist for the forward property only ('-')."
+    note_form = "" if form == "norm" else (" (applied at the norm tolerance sqrt(1+eps)-1, which implies a "
+                                           "squared deviation <= eps)")
+    head += f" paper_delta: {PAPER_PROVENANCE}, norm form{note_form}; He initialisation only."
+    if prop == "both":
+        head += (" For 'both' paper_delta is the per-property value; the union of the paper's two claims "
+                 "would allow up to twice it.")
+    lines = [head]
+    dup = df.duplicated(["width", "widths", "depth", "samples", "init", "dist", "eps"]).any()
+    rows = []
+    for _, r in df.iterrows():
+        flags = ""
+        if r.bound_violated:
+            flags += "V"
+        if r.paper_vacuous:
+            flags += "v"
+        if np.isfinite(r.chernoff) and r.chernoff < r.ci_low:
+            flags += "C"
+        if np.isfinite(r.p_exact) and _outside(r.p_exact, r.ci_low, r.ci_high):
+            flags += "X"
+        row = ([r.run] if dup else []) + [
+            widths_label(r.widths.split(",")), int(r.depth), int(r.samples),
+            r.init if r.dist == "normal" or r.init.startswith("wn") else f"{r.init}/{r.dist}",
+            fmt_g(r.eps, 4), f"{int(r.trials):,}", fmt_p(r.p_hat, 4), f"[{fmt_p(r.ci_low)}, {fmt_p(r.ci_high)}]",
+            fmt_p(r.paper_delta), fmt_p(r.chernoff), fmt_p(r.p_exact, 4), flags]
+        rows.append(row)
+    header = (["run"] if dup else []) + ["width", "L", "N", "init", f"eps ({form})", "trials", "p_hat",
+                                         f"{pct} interval", "paper_delta", "chernoff", "p_exact", "flags"]
+    align = ("l" if dup else "") + "lrrlrrrlrrrl"
+    lines = [_wrap(x) for x in lines] + [""] + _table(header, rows, align)
+    lines.append("flags: V paper bound violated (the whole interval lies above it), v paper bound vacuous (>= 1),\n"
+                 "C Chernoff bound below the interval, X exact value outside the interval")
+    configs = {r.name: r.config for r in results.runs}
+    lines += [""] + [_wrap(s) for s in _statements(df, prop, form, pct, level, configs)]
+    if prop == "forward":
+        lines += _multi_input_lines(results, df, form)
+    return lines
+
+
+def _off_paper(c):
+    """Why a run's initialisation is not the paper's setting (E rho_l = 1 in every layer), or None."""
+    if c.init == "he-in" and any(w != c.input_dim for w in c.widths):
+        means = ", ".join(f"{w / c.input_dim:.3g}" for w in c.widths[:4]) + (", ..." if c.depth > 4 else "")
+        return (f"it uses he-in (fan_in) with n_0 = {c.input_dim} and hidden widths {widths_label(c.widths)}, "
+                f"so E rho_l = n_l/n_0 = {means}, not 1")
+    return None
+
+
+def _statements(df, prop, form, pct, level, configs=None):
+    out = []
+    tag = f"[{prop}, {form} form]"
+    viol = df[df.bound_violated]
+    for run, d in viol.groupby("run", sort=False):
+        parts, proven = [], True
+        for _, r in d.iterrows():
+            part = (f"eps={fmt_g(r.eps, 4)}: interval [{fmt_p(r.ci_low)}, {fmt_p(r.ci_high)}] > paper_delta "
+                    f"{fmt_p(r.paper_delta)}")
+            if np.isfinite(r.p_exact):
+                part += f", exact {fmt_p(r.p_exact)}"
+            proven &= bool(np.isfinite(r.p_exact) and r.p_exact > r.paper_delta)
+            if prop == "both":
+                twice = min(1.0, 2.0 * r.paper_delta)
+                part += f" ({'also' if r.ci_low > twice else 'but not'} above 2 x paper_delta = {fmt_p(twice)})"
+            parts.append(part)
+        s = (f"VIOLATED {tag}: run {run}: the whole {pct} interval of the measured failure probability lies "
+             f"above the paper bound at {'; '.join(parts)}.")
+        off = _off_paper(configs[run]) if configs and run in configs else None
+        if off:
+            s += (f" Here {off}: this is not the paper's setting, and the violation reflects that initialisation "
+                  "(not a Monte Carlo error, nor the small-eps caveat).")
+        elif proven:
+            s += (" The exact probability is above the bound as well, so this is a property of the encoded "
+                  "bound, not a Monte Carlo error.")
+        else:
+            s += (f" The intervals are exact, so each is a false alarm with probability at most "
+                  f"{(1 - level) / 2:.3g}: this is a property of the encoded bound (see the caution above), "
+                  "not a Monte Carlo error.")
+        if prop == "both":
+            s += " (For 'both', 2 x paper_delta is the union of the paper's forward and backward claims.)"
+        out.append(s)
+    vac = df[df.paper_vacuous]
+    for run, d in vac.groupby("run", sort=False):
+        out.append(f"VACUOUS {tag}: run {run}: the paper bound is >= 1 (it says nothing) at eps = "
+                   f"{_eps_list(d.eps)}.")
+    na = df[df.paper_delta.isna()]
+    if len(na):
+        inits = sorted(set(na.init))
+        out.append(f"Paper bound not shown for init {', '.join(inits)}: it is derived for He initialisation.")
+    for _, r in df.iterrows():
+        if np.isfinite(r.chernoff) and r.chernoff < r.ci_low:
+            out.append(f"CHERNOFF BELOW THE MEASUREMENT {tag}: run {r.run}, eps={fmt_g(r.eps, 4)}: chernoff "
+                       f"{fmt_p(r.chernoff)} < interval [{fmt_p(r.ci_low)}, {fmt_p(r.ci_high)}]. "
+                       "The Chernoff bound is "
+                       f"rigorous, so this happens by chance with probability at most {(1 - level) / 2:.3g}; "
+                       "repeated cases point to an error in the bound or in the sampler.")
+    have = df[np.isfinite(df.p_exact) & (df.trials > 0)]
+    outside = have[_outside(have.p_exact, have.ci_low, have.ci_high)]
+    for _, r in outside.iterrows():
+        pv = stats.binomtest(int(r.failures), int(r.trials), float(min(max(r.p_exact, 0.0), 1.0))).pvalue
+        side = "above" if r.p_exact > r.ci_high else "below"
+        out.append(f"Exact value outside the {pct} interval {tag}: run {r.run}, eps={fmt_g(r.eps, 4)}: p_exact "
+                   f"{fmt_p(r.p_exact, 4)} lies {side} [{fmt_p(r.ci_low)}, {fmt_p(r.ci_high)}] "
+                   f"(p_hat {fmt_p(r.p_hat, 4)}, "
+                   f"two-sided binomial p-value {fmt_g(pv, 2)}).")
+    if len(have):
+        out.append(f"{len(outside)} of {len(have)} exact values lie outside the {pct} intervals; for a correct "
+                   f"program this happens by chance {1 - level:.0%} of the time (at most; the intervals are "
+                   f"conservative), about {(1 - level) * len(have):.1f} expected here. Small p-values, or many "
+                   "more cases than expected, point to an error.")
+    if not out:
+        out.append(f"No violations, vacuous bounds or disagreements {tag}.")
+    return out
+
+
+def _multi_input_lines(results, df, form):
+    """For N > 1 inputs: where the measurement lies between the one-input exact value and the union bound."""
+    rows, notes = [], []
+    for run in results.runs:
+        c = run.config
+        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
+            continue
+        d = df[df.run == run.name]
+        p1 = np.atleast_1d(theory.exact_forward_failure(d.eps.to_numpy(), list(c.widths), form,
+                                                        c.input_dim, c.init))
+        for (_, r), p in zip(d.iterrows(), p1):
+            union = min(1.0, c.samples * p)
+            if r.ci_high < p * (1 - _REL_TOL):
+                where = "BELOW the one-input value (impossible: an error)"
+            elif r.ci_low > union * (1 + _REL_TOL):
+                where = "ABOVE the union bound (impossible: an error)"
+            else:
+                where = "between"
+            rows.append([run.name, int(c.samples), fmt_g(r.eps, 4), fmt_g(r.p_hat, 4),
+                         f"[{fmt_p(r.ci_low)}, {fmt_p(r.ci_high)}]", fmt_p(p, 4), fmt_p(union, 4), where])
+            if where != "between":
+                notes.append(f"CHECK: run {run.name}, eps={fmt_g(r.eps, 4)}: the measurement is {where}.")
+    if not rows:
+        return []
+    return (["", _wrap("N > 1 inputs: the exact N-input probability has no closed form; it lies between the "
+                   "one-input value P1 and the union N*P1 (DESIGN 5). Where does the measurement lie?")]
+            + _table(["run", "N", f"eps ({form})", "p_hat", "interval", "P1 (one input)", "N*P1 (union)",
+                      "measurement"], rows, "lrrrlrrl") + notes)
+
+
+def report_text(results, eps=None, form="norm", level=0.95):
+    """The report of a results file as terminal text.
+
+    results  mcinit.results.Results (mcinit.load(path))
+    eps      tolerances (in the given form); None: default_eps(results, form)
+    form     'norm' (|sqrt(ratio) - 1|) or 'squared' (|ratio - 1|)
+    level    confidence level of the Clopper-Pearson intervals
+    Per-layer tables (one compact line per run when there are many runs), then one
+    failure table per property (forward, backward, both) over all runs and eps, each
+    followed by plain statements: where the paper bound is VIOLATED or VACUOUS, where
+    the Chernoff bound or the exact value disagree with the measurement.
+    """
+    form_words(form)
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+    eps = default_eps(results, form) if eps is None else [float(e) for e in np.atleast_1d(eps)]
+    n = len(results.runs)
+    lines = [f"mcinit report: {results.path} ({results.kind}, {n} run{'s' if n != 1 else ''})",
+             f"Tolerances eps = {_eps_list(eps)}, {form_words(form)} (rho and gamma are squared ratios; "
+             f"the norm form compares sqrt(ratio), the form the paper bound is stated in).",
+             f"Paper bound: {PAPER_PROVENANCE}: delta = min(1, 4NL exp(-m((1+eps)^(1/L) - 1)/4)), m the "
+             "narrowest hidden width."]
+    lines = [_wrap(x) for x in lines] + paper_caveat() + [""]
+    empty = [r.name for r in results.runs if r.completed == 0]
+    if empty:
+        lines += [f"Runs with no completed trial (left out of the tables' statements): {', '.join(empty)}", ""]
+    lines += _layer_section(results, results.layers())
+    for prop in ("forward", "backward", "both"):
+        lines += ["", ""] + _failure_section(results, prop, eps, form, level)
+    if any(r.config.sup for r in results.runs):
+        lines += ["", ""] + _sup_section(results, eps, form, level)
+    for run in results.runs:
+        c = run.config
+        off = _off_paper(c)
+        if off:
+            lines += ["", _wrap(f"Note: run {run.name}: {off}; that is not the paper's setting (He, E rho_l = 1), "
+                                "so its paper_delta is shown for comparison only.")]
+    return "\n".join(lines) + "\n"
+
+
+def _sup_section(results, eps, form, level):
+    """The forward property for all inputs: the supremum search beside the random inputs."""
+    lines = [_wrap("FORWARD PROPERTY FOR ALL INPUTS (the paper's third result), from the supremum search: "
+                   f"a trial fails when some evaluated input of the unit sphere deviates by more than eps "
+                   f"({form_words(form)}) at some layer. The search only ever finds inputs that exist, so "
+                   "its failure probability is a LOWER ESTIMATE of the probability for all of R^n; beside it "
+                   f"the same property over the N random sphere inputs alone. {int(level * 100)}% exact intervals."),
+             ""]
+    fin = results.failure(eps, prop="forward", form=form, level=level).set_index(["run", "eps"])
+    sup = results.failure(eps, prop="sup", form=form, level=level)
+    rows = []
+    for _, r in sup.iterrows():
+        f = fin.loc[(r["run"], r["eps"])]
+        rows.append([str(r["input_dim"]), widths_label(r["widths"].split(",")), str(r["depth"]),
+                     str(r["samples"]), fmt_g(r["eps"]),
+                     f"{fmt_p(f['p_hat'])} [{fmt_p(f['ci_low'])}, {fmt_p(f['ci_high'])}]",
+                     f"{fmt_p(r['p_hat'])} [{fmt_p(r['ci_low'])}, {fmt_p(r['ci_high'])}]"])
+    lines += _table(["n_0", "widths", "L", "N random", "eps", "random inputs only", "with the search (lower est.)"],
+                    rows, "rrrrrll")
+    # how far the search reaches beyond the random inputs, per run: mean worst deviation of the last layer
+    rows = []
+    for run in results.runs:
+        c = run.config
+        if not c.sup or run.completed == 0:
+            continue
+        rec = run.records(("fwd_min", "fwd_max", "sup_min", "sup_max"), 0, min(run.completed, 1 << 20))
+        f = np.sqrt if form == "norm" else (lambda v: v)
+        dev_r = np.maximum(np.abs(f(rec["fwd_max"]) - 1), np.abs(f(rec["fwd_min"]) - 1))
+        dev_s = np.maximum(np.abs(f(rec["sup_max"]) - 1), np.abs(f(rec["sup_min"]) - 1))
+        rows.append([run.name, str(c.input_dim), str(c.depth), f"{c.sup_starts},{c.sup_steps}",
+                     fmt_g(dev_r[:, 0].mean()), fmt_g(dev_s[:, 0].mean()), fmt_g(dev_r[:, -1].mean()),
+                     fmt_g(dev_s[:, -1].mean())])
+    lines += ["", _wrap("Mean worst deviation per trial (first and last layer): over the random inputs, and with the "
+                        "search. Compare the runs across the input dimension n_0 and the depth L: the paper's width "
+                        "bound for all inputs depends on both."), ""]
+    lines += _table(["run", "n_0", "L", "starts,steps", "layer 1 random", "layer 1 search", "layer L random",
+                     "layer L search"], rows, "lrrrrrrr")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# widths the bounds need
+
+def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None):
+    """The widths each bound needs for P(forward failure) <= delta, and the bounds at given widths.
+
+    eps       tolerance in the given form ('norm': |sqrt(rho) - 1|, 'squared': |rho - 1|)
+    delta     target failure probability in (0, 1)
+    depth     L;  samples: N inputs
+    widths    optional list of candidate equal hidden widths m (each an L-layer network of width m)
+    init      Gaussian initialisation preset;  input_dim: n_0 for the values at the given widths
+              (default n_0 = m; the required widths always take n_0 = m)
+    Paper (theory.paper_width, at the norm tolerance), Chernoff and exact (theory.required_widths);
+    for N > 1 the 'exact' width is that of the union bound N * P_exact, and the one-input width
+    (a lower bound on what N inputs need) is shown beside it.
+    """
+    form_words(form)
+    e = float(eps)
+    d = float(delta)
+    L = int(depth)
+    N = int(samples)
+    if not (e > 0 and math.isfinite(e)):
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if not 0 < d < 1:
+        raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    if L < 1 or N < 1:
+        raise ValueError("depth and samples must be >= 1")
+    if init not in GAUSSIAN_INITS:
+        raise ValueError(f"init must be one of {GAUSSIAN_INITS} (the bounds need Gaussian weights)")
+    e_norm = float(paper_eps(e, form))
+    lines = [f"mcinit bound: forward property, eps = {fmt_g(e, 4)} ({form_words(form)}), delta = {fmt_g(d, 4)}, "
+             f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} (Gaussian weights)",
+             f"Paper bound: {PAPER_PROVENANCE}; derived for He initialisation, stated in the norm form"
+             + ("" if form == "norm" else f" (applied at the norm tolerance sqrt(1+eps)-1 = {e_norm:.4g})") + "."]
+    lines = [_wrap(x) for x in lines] + paper_caveat(tables=False)
+    lines += ["", "Smallest equal hidden width m (n_0 = m) with bound <= delta:"]
+    rows = []
+    errors = []
+    paper_m = None
+    if init in PAPER_INITS:
+        try:
+            paper_m = theory.paper_width(e_norm, d, N, L)
+            rows.append(["paper (authors' code)", f"{paper_m:,}" if paper_m < 10 ** 15 else f"{float(paper_m):.4g}",
+                         "closed form"])
+        except ValueError as err:
+            rows.append(["paper (authors' code)", "none", "see below"])
+            errors.append(f"paper: {err}")
+    else:
+        rows.append(["paper (authors' code)", "n/a", f"derived for He, not {init}"])
+    need = {}
+    for kind, what in (("chernoff", f"Chernoff + union bound, N={N}"),
+                       ("exact", "exact, one input" if N == 1 else f"N x exact (union bound over {N} inputs)")):
+        try:
+            m = theory.required_width(e, d, L, N, kind, form, init)
+            need[kind] = m
+            rows.append([kind if kind != "exact" or N == 1 else "N x exact", f"{m:,}", what])
+        except ValueError as err:
+            rows.append([kind, "none", "see below"])
+            errors.append(f"{kind}: {err}")
+    if N > 1:
+        try:
+            m1 = theory.required_width(e, d, L, 1, "exact", form, init)
+            need["exact1"] = m1
+            rows.append(["exact, one input", f"{m1:,}", f"a lower bound on the width {N} inputs need"])
+        except ValueError as err:
+            rows.append(["exact, one input", "none", "see below"])
+            errors.append(f"exact, one input: {err}")
+    lines += _table(["bound", "width m", "meaning"], rows, "lrl")
+    lines += [_wrap("No width: " + e_) for e_ in dict.fromkeys(errors)]
+    ex = need.get("exact1") if N > 1 else need.get("exact")
+    if paper_m is not None and ex is not None and paper_m < ex:
+        lines.append(_wrap(f"NOTE: the paper width {paper_m:,} is below the width the exact probability needs "
+                           f"({ex:,}{', one input' if N > 1 else ''}): at this eps the encoded bound promises "
+                           "delta at a width where the true failure probability is larger."))
+    elif paper_m is not None and N > 1 and ex is not None and "exact" in need and paper_m < need["exact"]:
+        lines.append(_wrap(f"NOTE: the paper width {paper_m:,} lies between the one-input exact width {ex:,} "
+                           f"and the union width {need['exact']:,}: these bounds do not decide whether it "
+                           f"suffices for {N} inputs (a Monte Carlo run does)."))
+    if widths is not None:
+        ws = [int(w) for w in np.atleast_1d(widths)]
+        if any(w < 1 for w in ws):
+            raise ValueError("widths must be positive integers")
+        if any(w > theory.MAX_BOUND_WIDTH for w in ws):
+            raise ValueError(f"widths must be at most {theory.MAX_BOUND_WIDTH} (2**21) to evaluate the bounds at")
+        lines += ["", "Bounds at the given equal widths (n_0 = " + (str(input_dim) if input_dim else "m") + "):"]
+        rows = []
+        flags = []
+        for m in ws:
+            n0 = int(input_dim) if input_dim else m
+            pdl = float(theory.paper_delta(m, e_norm, N, L)) if init in PAPER_INITS else float("nan")
+            ch = float(theory.chernoff_bound(e, [m] * L, N, form, n0, init))
+            p1 = float(theory.exact_forward_failure(e, [m] * L, form, n0, init))
+            row = [f"{m:,}", fmt_g(pdl), fmt_g(ch), fmt_g(p1, 4)]
+            if N > 1:
+                row.append(fmt_g(min(1.0, N * p1), 4))
+            fl = []
+            if np.isfinite(pdl) and pdl >= 1:
+                fl.append("paper vacuous")
+            if np.isfinite(pdl) and pdl < p1:
+                fl.append("paper < exact: not an upper bound here")
+            row.append("; ".join(fl))
+            rows.append(row)
+            flags += fl
+        header = ["width m", "paper_delta", "chernoff", "exact P (one input)"]
+        if N > 1:
+            header.append(f"N x exact (union, N={N})")
+        header.append("note")
+        lines += _table(header, rows, "r" * (len(header) - 1) + "l")
+        if N > 1:
+            lines.append(f"The exact {N}-input probability lies between 'exact P (one input)' and 'N x exact'.")
+    return "\n".join(lines) + "\n"
