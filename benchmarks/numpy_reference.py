@@ -6,7 +6,7 @@ the inputs through with BLAS matrix products, and read off the norms.  It is
 deliberately straightforward (no tricks beyond in-place scaling), so that the
 speed-ups the benchmarks print are against what a careful NumPy user writes.
 
-Mathematics (DESIGN.md sections 1 and 2), He initialisation (Var = 2/fan_out),
+Mathematics (docs/design.md sections 1 and 2), He initialisation (Var = 2/fan_out),
 softmax head with K classes (W_o ~ N(0, 1)), random soft targets t:
 
     a^l = W_l h^(l-1),  h^l = ReLU(a^l),  h^0 = x

@@ -7,7 +7,7 @@ batched matrix products (``torch.bmm``) and ``relu``, the backward pass by
 autograd (``loss.backward()``), all in float64 so that the numbers are the same
 as mcinit's and the NumPy reference's to rounding.
 
-Mathematics (DESIGN.md sections 1 and 2), He initialisation (Var = 2/fan_out
+Mathematics (docs/design.md sections 1 and 2), He initialisation (Var = 2/fan_out
 = 2/n_l), Gaussian weights, softmax head with K classes (W_o ~ N(0, 1)),
 inputs x ~ N(0, I), random soft targets t (K uniforms normalised to sum 1, one
 per input):

@@ -66,7 +66,7 @@ class RunConfig:
     sup_starts, sup_steps
                 the supremum search over the unit sphere (kernels/sup.py): local searches
                 per layer and direction, and points each evaluates (None: no search)
-    init        he | he-in | glorot | lecun | wn | wn-unit (DESIGN section 3)
+    init        he | he-in | glorot | lecun | wn | wn-unit (docs/design.md section 3)
     dist        normal | uniform (variance-scaling family; not used by wn inits)
     head        ('softmax', K) or ('gaussian', K)
     kernel      dense | projected | law (resolved; 'auto' is resolved before this)

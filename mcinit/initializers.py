@@ -1,4 +1,4 @@
-"""Initialisation schemes (DESIGN section 3), resolved to plain arrays for the kernels.
+"""Initialisation schemes (docs/design.md section 3), resolved to plain arrays for the kernels.
 
 Variance-scaling family: Var(W_l,ij) = scale / fan with fan_in = n_(l-1),
 fan_out = n_l, fan_avg = (n_(l-1) + n_l) / 2; normal or uniform (same variance:

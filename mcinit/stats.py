@@ -1,4 +1,4 @@
-"""Per-trial records and mergeable per-layer summary statistics (DESIGN sections 2 and 7).
+"""Per-trial records and mergeable per-layer summary statistics (docs/design.md sections 2 and 7).
 
 The reducer turns a batch of per-(trial, input, layer) ratios into per-trial
 records (min and max over the trial's inputs) and updates, in global trial

@@ -26,8 +26,8 @@ def run_summary(result, output=None, threads=None):
         f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
         f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)})",
         "",
-        "per layer, over all (trial, input) pairs; rho = ||h^l||^2/||x||^2, gamma = backward ratio (DESIGN 2);",
-        "exact = one-input law of Gaussian weights (DESIGN 4)",
+        "per layer, over all (trial, input) pairs; rho = ||h^l||^2/||x||^2, gamma = backward ratio (docs/design.md section 2);",
+        "exact = one-input law of Gaussian weights (docs/design.md section 4)",
         f"{'layer':>5} {'width':>6} {'rho mean':>10} {'rho sd':>9} {'exact mean':>10} {'exact sd':>9}"
         f" {'gamma mean':>10} {'gamma sd':>9}",
     ]

@@ -1,16 +1,16 @@
-"""Analytic side of mcinit (DESIGN sections 3 to 5).
+"""Analytic side of mcinit (docs/design.md sections 3 to 5).
 
 Everything here is for one hidden-layer stack with Gaussian weights, no biases
 and ReLU activations.  For a single input x != 0 the forward ratios
 ``rho_l = ||h^l||^2 / ||x||^2`` (l = 1..L, stored squared as everywhere in
-mcinit) follow an exact product law (DESIGN section 4):
+mcinit) follow an exact product law (docs/design.md section 4):
 
     rho_l = r_1 r_2 ... r_l,   r_l = v_l * chi2(K_l),   K_l ~ Binomial(n_l, 1/2),
 
 independent across layers, with v_l the per-entry weight variance of layer l and
 chi2(0) = 0 (all units of the layer inactive: a dead network).
 
-Deviations come in two forms (DESIGN section 2): the *norm* form
+Deviations come in two forms (docs/design.md section 2): the *norm* form
 ``|sqrt(rho) - 1|`` and the *squared* form ``|rho - 1|``.  A layer is *safe*
 at tolerance eps when its deviation is at most eps, i.e. when rho lies in
 
@@ -169,7 +169,7 @@ def layer_variances(widths, input_dim=None, init="he"):
         Input dimension n_0.  Needed by every preset except ``"he"``, which uses
         fan_out = n_l only (it is accepted and checked but unused there).
     init : str
-        One of :data:`GAUSSIAN_INITS` (DESIGN section 3):
+        One of :data:`GAUSSIAN_INITS` (docs/design.md section 3):
         ``"he"``: v_l = 2/n_l (fan_out, the paper's);
         ``"he-in"``: v_l = 2/n_(l-1) (fan_in, torch's kaiming_normal_ default);
         ``"glorot"``: v_l = 2/(n_(l-1) + n_l);
@@ -214,7 +214,7 @@ def paper_eps(width, samples, depth, delta):
     bound_comparison.py: ``epsilon = (1 + (4/m) log(4 N L / delta))**L - 1``).
     It is derived for He initialisation (v = 2/n_l); the authors compare it
     with the norm form, and mcinit applies it to that form, for the forward and
-    the backward property alike (DESIGN section 5).
+    the backward property alike (docs/design.md section 5).
 
     Caution: the encoded bound decays like exp(-m eps / (4 L)) while the true
     probability decays like exp(-c m eps^2 / L), so at small eps and large m
@@ -253,7 +253,7 @@ def paper_delta(width, eps, samples, depth):
     Provenance: Arpit & Bengio (arXiv:1901.03611), the bound as encoded in the
     authors' reference code (devansharpit/overparametrization_benefits,
     bound_comparison.py), solved for delta; derived for He initialisation and
-    applied to the norm form (DESIGN section 5).  See the caution in
+    applied to the norm form (docs/design.md section 5).  See the caution in
     :func:`paper_eps`: at small eps and large m this value lies below the
     exact failure probability.
     """
@@ -288,7 +288,7 @@ def paper_width(eps, delta, samples, depth):
     reference code (devansharpit/overparametrization_benefits,
     bound_comparison.py, whose comment gives m = (4/eps') log(4 N L / delta)
     with eps' = (1+eps)^(1/L) - 1); derived for He initialisation and applied
-    to the norm form (DESIGN section 5).  See the caution in :func:`paper_eps`.
+    to the norm form (docs/design.md section 5).  See the caution in :func:`paper_eps`.
     """
     e = _as_eps(eps)
     d = _as_prob(delta)
@@ -408,7 +408,7 @@ def moments(widths, input_dim=None, init="he"):
         Var rho_l = (E rho_l)^2 (prod_(k<=l) (1 + 5/n_k) - 1),
 
     computed without cancellation.  For He (v = 2/n) E rho_l = 1 and
-    Var rho_l = prod_(k<=l) (1 + 5/n_k) - 1 (DESIGN section 4).
+    Var rho_l = prod_(k<=l) (1 + 5/n_k) - 1 (docs/design.md section 4).
 
     Parameters are those of :func:`layer_variances`.  Returns a
     :class:`Moments` (mean, var).
@@ -641,7 +641,7 @@ def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *
 
     The deviation of rho_l is |sqrt(rho_l) - 1| (form="norm") or
     |rho_l - 1| (form="squared"); a dead layer (rho_l = 0) is a failure at
-    every eps, also for eps >= 1 (DESIGN section 2).  The value does not
+    every eps, also for eps >= 1 (docs/design.md section 2).  The value does not
     depend on the input (any x != 0).
 
     Computed as the sum of the first-exit probabilities of
@@ -760,7 +760,7 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
     """Rigorous upper bound on P(some input, some layer has deviation > eps).
 
     For N inputs and Gaussian weights: by the union bound over inputs (each
-    input has the single-input law, DESIGN section 4),
+    input has the single-input law, docs/design.md section 4),
 
         P(fail) <= min(1, N [P(D) + sum_l (P(rho_l > B) + P(rho_l < A, not D))]),
 
@@ -891,7 +891,7 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
         ``"chernoff"``: :func:`chernoff_bound` with N inputs.
         ``"exact"``: N times :func:`exact_forward_failure` (capped at 1), the
         exact probability for N = 1 and for N > 1 the union bound over inputs
-        (the exact N-input probability has no closed form; DESIGN section 5).
+        (the exact N-input probability has no closed form; docs/design.md section 5).
     form : {"norm", "squared"}
         Deviation form of eps.
     init : str

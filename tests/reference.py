@@ -1,4 +1,4 @@
-"""An independent NumPy implementation of DESIGN section 1, for tests.
+"""An independent NumPy implementation of docs/design.md section 1, for tests.
 
 It draws the same weights, inputs and targets as the dense kernel through the
 generator's public API (``mcinit.rng.normal_matrix`` / ``uniform_matrix``, the
@@ -55,7 +55,7 @@ def errors(cfg, trial, Z):
 
 
 def ratios(X, Ws, Wo, error_fn):
-    """rho (N, L) and gamma (N, L) of DESIGN section 2 for inputs X (N, n_0)."""
+    """rho (N, L) and gamma (N, L) of docs/design.md section 2 for inputs X (N, n_0)."""
     H = [X]
     A = []
     for W in Ws:                       # a^l = W_l h^(l-1), h^l = ReLU(a^l)

@@ -69,7 +69,7 @@ def _mean_rho(init, widths, input_dim, trials, wn_gain=None):
 
 @pytest.mark.parametrize("init,gain", [("wn", None), ("wn-unit", None), ("wn", 1.3)])
 def test_weight_normalisation_means(init, gain):
-    """E rho_l = prod_k n_k g_k^2 / (2 n_(k-1)) (DESIGN section 3): wn keeps 1, gain 1 gives
+    """E rho_l = prod_k n_k g_k^2 / (2 n_(k-1)) (docs/design.md section 3): wn keeps 1, gain 1 gives
     (n_1 / (2 n_0)) (1/2)^(l-1) at equal hidden widths; each layer within 6 standard errors."""
     n0, m, L = 24, 48, 5
     mean, se = _mean_rho(init, ",".join([str(m)] * L), n0, 20000, gain)

@@ -1,5 +1,5 @@
-"""The kernels against the exact law (DESIGN section 4), an independent NumPy
-implementation (DESIGN section 1), and each other.
+"""The kernels against the exact law (docs/design.md section 4), an independent NumPy
+implementation (docs/design.md section 1), and each other.
 
 Statistical tests: fixed seeds; each Kolmogorov-Smirnov, binomial or z test
 fails for a correct kernel with probability below 1e-6 (threshold p < 1e-6, or
@@ -108,7 +108,7 @@ def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init):
 
 @pytest.mark.parametrize("kernel,trials", [("law", 1_000_000), ("projected", 100_000)])
 def test_last_layer_mean_and_variance(kernel, trials):
-    """E rho_L = 1 and Var rho_L = prod(1 + 5/n_l) - 1 for He (DESIGN section 4), to 6 sigma."""
+    """E rho_L = 1 and Var rho_L = prod(1 + 5/n_l) - 1 for He (docs/design.md section 4), to 6 sigma."""
     widths = [64, 48, 64, 80, 64]
     res, cfg, _ = run_memory_rho(kernel, trials, widths)
     r = res

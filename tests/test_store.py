@@ -1,4 +1,4 @@
-"""The HDF5 results file (format version 1, DESIGN section 7): layout, readers during a
+"""The HDF5 results file (format version 1, docs/design.md section 7): layout, readers during a
 run, crash safety (real SIGKILLs), clean stops, resume, shards and merge."""
 
 import json

@@ -1,5 +1,5 @@
 """Tests of mcinit.theory: paper bound, exact moments, exact failure probability,
-Chernoff bound and required widths (DESIGN sections 3 to 5).
+Chernoff bound and required widths (docs/design.md sections 3 to 5).
 
 Every statistical test uses a fixed seed and states its false-failure rate;
 the other tests are exact or numerical comparisons with stated tolerances.
@@ -293,7 +293,7 @@ def test_exact_against_monte_carlo(init, n0, eps_list, form, seed):
     # 4e6 networks from the product law; two-sided exact binomial test at p > 1e-6 for each
     # eps: false-failure rate below 1e-6 per comparison (3e-6 per case).  Failures are
     # evaluated after the draw from the per-trial min and max of rho over layers, as the
-    # results file does (DESIGN section 7).
+    # results file does (docs/design.md section 7).
     widths = [37, 80, 51, 120, 64, 90]
     v = T.layer_variances(widths, n0, init)
     size = 4_000_000

@@ -51,7 +51,7 @@ def test_run_trials_batches_and_moments():
     rho, gamma = tref.run_trials(widths, 1, CLASSES, trials=200, B=64, seed=3)
     assert rho.shape == gamma.shape == (200, 1, 3)
     assert torch.isfinite(rho).all()
-    # E rho_l = 1 under He init (DESIGN section 4): 200 trials, Var rho_3 < 0.3
+    # E rho_l = 1 under He init (docs/design.md section 4): 200 trials, Var rho_3 < 0.3
     assert abs(rho[:, 0, -1].mean().item() - 1) < 0.25
     # C2's network: 84 MB per trial, 12 trials in 1 GiB
     assert tref.batch_size(widths, 1, CLASSES) >= 1

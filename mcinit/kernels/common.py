@@ -7,7 +7,7 @@ trials ``first .. first+count-1`` are computed into
     bwd[t, x, l-1] = gamma_l(x) = ||dloss/dW_l||_F^2 / (||x||^2 ||delta^L(x)||^2)
     dead[t]        = some h^l(x) = 0 or some delta^L(x) = 0
 
-(DESIGN section 2).  gamma is +inf where delta^L(x) = 0 (undefined: a dead
+(docs/design.md section 2).  gamma is +inf where delta^L(x) = 0 (undefined: a dead
 network); rho is 0 from a dead layer on.  The kernels know nothing of files.
 """
 

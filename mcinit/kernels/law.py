@@ -2,10 +2,10 @@
 
 For one input, with s_l = ||h^l|| and g_l = W_l h^(l-1) / s_(l-1) ~ N(0, v_l I):
   h^l = s_(l-1) ReLU(g_l), so rho_l / rho_(l-1) = v_l c_l,  c_l = chi2(K_l),
-  K_l = #{i: g_l,i > 0} ~ Binomial(n_l, 1/2)                          (DESIGN 4)
+  K_l = #{i: g_l,i > 0} ~ Binomial(n_l, 1/2)                          (docs/design.md section 4)
 Backward, write delta^l = beta_l q_l + u_l with q_l = h^l / s_l and u_l orthogonal
 to q_l on the active set S_l.  By the projected decomposition of W_l^T
-(DESIGN 4, with Q = q_(l-1)), and since g_l restricted to S_l is parallel to q_l
+(docs/design.md section 4, with Q = q_(l-1)), and since g_l restricted to S_l is parallel to q_l
 (so g_l . u_l = 0):
   beta_(l-1)    = beta_l sqrt(v_l c_l)
   ||u_(l-1)||^2 = ||delta^l||^2 v_l d_(l-1),   d_(l-1) = chi2(K_(l-1) - 1)
@@ -13,7 +13,7 @@ to q_l on the active set S_l.  By the projected decomposition of W_l^T
 with the head (W_o ~ N(0, 1), G_o = W_o q_L ~ N(0, I_K), z = s_L G_o):
   beta_L = G_o . e,  ||u_L||^2 = ||e||^2 d_L.
 All chi-square factors are independent given the K_l.  So every ratio of
-DESIGN section 2 is a function of 3L + O(K) scalar variates:
+docs/design.md section 2 is a function of 3L + O(K) scalar variates:
   rho_l = prod_(k<=l) v_k c_k,   gamma_l = ||delta^l||^2 rho_(l-1) / ||delta^L||^2.
 ||x|| enters only through the softmax logits: ||x||^2 ~ chi2(n_0) for gaussian
 data, 1 on the sphere, the row's norm for a fixed input.

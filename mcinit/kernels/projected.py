@@ -1,4 +1,4 @@
-"""The projected kernel: exact in law for Gaussian weights, without drawing W (DESIGN section 4).
+"""The projected kernel: exact in law for Gaussian weights, without drawing W (docs/design.md section 4).
 
 Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
 - forward:  a^l(x) = W_l h^(l-1)(x) = G R[:, x] with G = W_l Q an n_l x r matrix of

@@ -64,7 +64,7 @@ def _trim(j0, f, h, tol):
 def exact_log_density(widths, input_dim=None, init="he", *, tol=1e-15, points_per_sd=8):
     """Exact density of y = ln rho_L for one input and Gaussian weights, on a uniform grid.
 
-    rho_L = prod_l v_l chi2(K_l), K_l ~ Binomial(n_l, 1/2) independent (DESIGN 4), so
+    rho_L = prod_l v_l chi2(K_l), K_l ~ Binomial(n_l, 1/2) independent (docs/design.md section 4), so
     ln rho_L is a sum of independent log-factors, each a binomial mixture of densities
     of ln(v_l chi2(k)).  Each is sampled on the lattice y = j h (h = 1/points_per_sd of
     the narrowest log-chi-square sd) and the sum's density is their FFT convolution

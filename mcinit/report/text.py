@@ -97,7 +97,7 @@ def _layer_section(results, layers):
     for col in ("rho_mean", "rho_sd", "gamma_mean", "gamma_sd"):
         layers.loc[empty, col] = np.nan
     lines = ["Per-layer ratios over all (trial, input) pairs: mean and sd of rho_l and gamma_l (the squared",
-             "ratios themselves, not deviations); 'exact' = the one-input law of rho_l (DESIGN 4; the sd for",
+             "ratios themselves, not deviations); 'exact' = the one-input law of rho_l (docs/design.md section 4; the sd for",
              "Gaussian weights only). z = (mean - exact mean)/(sd/sqrt(trials)): inputs of one trial are",
              "dependent, so sqrt(trials) (not pairs) is used, which makes |z| conservative.", ""]
     many = len(results.runs) > _FULL_LAYER_RUNS
@@ -319,7 +319,7 @@ def _multi_input_lines(results, df, form):
     if not rows:
         return []
     return (["", _wrap("N > 1 inputs: the exact N-input probability has no closed form; it lies between the "
-                   "one-input value P1 and the union N*P1 (DESIGN 5). Where does the measurement lie?")]
+                   "one-input value P1 and the union N*P1 (docs/design.md section 5). Where does the measurement lie?")]
             + _table(["run", "N", f"eps ({form})", "p_hat", "interval", "P1 (one input)", "N*P1 (union)",
                       "measurement"], rows, "lrrrlrrl") + notes)
 

@@ -5,7 +5,7 @@ Every random number of a run is a pure function of
     (seed, trial, layer, stream, row, column)
 
 so a trial draws the same numbers whatever the thread count, batch size, shard,
-backend or resume point (DESIGN section 6).  The layout of one Philox call:
+backend or resume point (docs/design.md section 6).  The layout of one Philox call:
 
     key     = (seed mod 2**32, seed div 2**32)                      64-bit seed
     counter = (column // 4,  row,  trial mod 2**32,
