@@ -99,6 +99,14 @@ def run(config_file, shard, **given):
     cfg, data = build(**values)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
+    if not (ex["overwrite"] or ex["resume"]):
+        done = _complete_run(output, cfg, shard)
+        if done is not None:    # the same command again: nothing to run, nothing written
+            click.echo(f"mcinit: {output} already holds this run, complete; its summary follows "
+                       "(--overwrite runs it again)", err=True)
+            if not ex["quiet"]:
+                click.echo("\n".join(run_summary(done, output=output)))
+            return
     sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
     sink.check_writable()
     with _StopOnSignal() as stop:
@@ -113,6 +121,35 @@ def run(config_file, shard, **given):
     if not ex["quiet"]:
         from numba import get_num_threads
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
+
+
+def _complete_run(output, cfg, shard):
+    """The RunResult (read from the file, nothing computed) of ``output`` when it already
+    holds the run of ``cfg`` (and ``shard``), complete; None otherwise (no such file, another
+    run, an unfinished one, or a file the reader refuses: the usual checks then say why)."""
+    import numpy as np
+
+    from .engine import REPORT_EPS, RunResult, shard_range
+    from .reader import read_file
+    from .results import Run
+    from .store import StoreError
+    if not os.path.isfile(output):
+        return None
+    try:
+        info = read_file(output)
+    except StoreError:
+        return None
+    first, stop = shard_range(cfg.trials, shard) if shard is not None else (0, cfg.trials)
+    if info.kind != "run":
+        return None
+    run = info.runs[0]
+    if (run.config_hash != cfg.config_hash() or run.first_index != first or run.rows != stop - first
+            or run.completed != run.rows or run.partial):
+        return None
+    eps = np.array(REPORT_EPS)
+    failures = {k: v for k, v in Run(run).failure_counts(eps, "norm").items() if k in ("forward", "backward", "both")}
+    return RunResult(config=cfg, summary=run.summary, elapsed=0.0, sink=None, eps=eps, failures=failures,
+                     computed=0)
 
 
 @main.command()

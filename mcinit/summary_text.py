@@ -20,9 +20,13 @@ def run_summary(result, output=None, threads=None):
     rate = result.computed / result.elapsed if result.elapsed > 0 else float("inf")
     where = f" -> {output}" if output else ""
     thr = f", {threads} threads" if threads else ""
+    if result.computed == 0 and result.elapsed == 0:     # read from a complete file
+        head = f"mcinit: {T:,} trials, kernel {cfg.kernel}{where}"
+    else:
+        head = (f"mcinit: {T:,} trials{_resumed(result)} in {result.elapsed:.1f} s ({rate:,.0f} trials/s), "
+                f"kernel {cfg.kernel}{thr}{where}")
     lines = [
-        f"mcinit: {T:,} trials{_resumed(result)} in {result.elapsed:.1f} s ({rate:,.0f} trials/s), "
-        f"kernel {cfg.kernel}{thr}{where}",
+        head,
         f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
         f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)})",
         "",

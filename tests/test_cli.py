@@ -170,3 +170,30 @@ def test_bound_refuses_what_it_cannot_compute_in_one_line(args, words):
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("mcinit: error: "), r.output
     assert words in lines[0], lines[0]
+
+
+def test_the_same_command_twice_reads_the_complete_run_and_changes_nothing(tmp_path):
+    """Running a finished command again (the README's first command, say) prints the complete
+    run's summary from its file, computes nothing and changes no byte; another configuration,
+    or an unfinished file, is still refused without --overwrite (or continued with --resume)."""
+    import hashlib
+    out = tmp_path / "r.h5"
+    args = ["run", "--trials", 400, "--input-dim", 6, "--widths", "5,7", "-o", out]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert "already holds this run, complete" in again.output
+    table = lambda text: [ln for ln in text.splitlines() if ln.strip().startswith(("1 ", "2 ", "0.1 ", "0.25 ", "0.5 "))]
+    assert table(again.output) == table(first.output) and len(table(first.output)) == 5
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
+    other = invoke(*args[:-2], "--seed", 1, "-o", out)
+    assert other.exit_code == 2 and "exists" in other.output
+    with h5py.File(out, "a") as f:      # an unfinished run of the same configuration
+        f.attrs.modify("completed", 0)
+        for i in (0, 1):
+            f[f"checkpoint/slot{i}/trials"][()] = -1 if i else 0
+    assert invoke(*args).exit_code == 2
+    resumed = invoke(*args, "--resume")
+    assert resumed.exit_code == 0 and table(resumed.output) == table(first.output)
