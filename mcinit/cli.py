@@ -127,14 +127,14 @@ def _complete_run(output, cfg, shard):
     """The RunResult (read from the file, nothing computed) of ``output`` when it already
     holds the run of ``cfg`` (and ``shard``), complete; None otherwise (no such file, another
     run, an unfinished one, or a file the reader refuses: the usual checks then say why)."""
+    if not os.path.isfile(output):
+        return None
     import numpy as np
 
     from .engine import REPORT_EPS, RunResult, shard_range
     from .reader import read_file
     from .results import Run
     from .store import StoreError
-    if not os.path.isfile(output):
-        return None
     try:
         info = read_file(output)
     except StoreError:

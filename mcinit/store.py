@@ -275,6 +275,14 @@ class OutputLock:
                 except FileNotFoundError:
                     pass
                 os.close(fd)
+            # a lock file holds nothing but a writer's pid: anything else beside the output
+            # under that name is the user's, and is neither rewritten nor removed
+            st = os.fstat(fd)
+            text = os.pread(fd, 33, 0) if stat.S_ISREG(st.st_mode) and st.st_size <= 32 else None
+            if text is None or not re.fullmatch(rb"[0-9]*\n?", text):
+                os.close(fd)
+                raise StoreError(f"{self.lock} exists and is not an mcinit lock file; "
+                                 "move it away to write this output")
             try:       # the pid is for the message of a refused writer only (a full disk: none)
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -513,6 +513,20 @@ def test_an_output_being_written_is_refused_to_every_writer(tmp_path):
     assert not (tmp_path / "good.h5.lock").exists()
 
 
+def test_a_file_of_the_user_under_the_lock_name_is_neither_rewritten_nor_removed(tmp_path):
+    """The lock of OUT is OUT.lock; a file of that name that is not an mcinit lock (more than a
+    pid in it, or not a regular file) refuses the output with one line and stays as it was."""
+    out = tmp_path / "r.h5"
+    notes = tmp_path / "r.h5.lock"
+    notes.write_text("my notes about this run\n")
+    _refused(_invoke(*SMALL, "-o", out), "r.h5.lock exists and is not an mcinit lock file")
+    assert notes.read_text() == "my notes about this run\n" and not out.exists()
+    notes.unlink()
+    notes.mkdir()
+    r = _invoke(*SMALL, "-o", out)
+    assert r.exit_code == 2 and not out.exists() and notes.is_dir(), r.output
+
+
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     out = tmp_path / "r.h5"
     dead = tmp_path / "r.h5.creating-999999"     # above pid_max on Linux: never alive
