@@ -26,52 +26,41 @@ from .layout import (COLUMNS, DATA_PATH, RUNS, SUP_FIELDS, TRIALS, StoreError, b
 from .reader import open_file, read_file
 from .store import OutputLock, check_output, create_file
 
-__all__ = ["merge_files", "read_parts"]
+__all__ = ["merge_files", "read_parts", "part_name"]
 
 _BLOCK = 1 << 20
 
 
-class Part:
-    """One run found in an input file, validated (mcinit.reader.RunInfo) and complete
-    enough to merge: not itself a partial merge."""
-
-    def __init__(self, info):
-        if info.partial:
-            raise StoreError(f"{info.path} is itself a partial merge; merge the original shards")
-        self.path, self.group = info.path, info.group
-        self.config_json = info.config_json
-        self.config_hash = info.config_hash
-        self.config = info.config
-        self.trials = info.trials
-        self.first = info.first_index
-        self.rows = info.rows
-        self.completed = info.completed
-        self.kernel = info.kernel
-        self.summary = info.summary
-
-    @property
-    def name(self):
-        return os.path.basename(self.path) + ("" if self.group == "/" else f":{self.group}")
+def part_name(info):
+    """A part's name in messages and in the merged file's ``merged_from``: its file's base
+    name, and the run's group in it for a sweep's run."""
+    return os.path.basename(info.path) + ("" if info.group == "/" else f":{info.group}")
 
 
 def read_parts(paths):
-    """Every run of every input file, as Part objects (each file validated)."""
-    return [Part(info) for p in paths for info in read_file(p).runs]
+    """Every run of every input file (mcinit.reader.RunInfo, each file validated); a partial
+    merge is no part (merge the original shards)."""
+    parts = [info for p in paths for info in read_file(p).runs]
+    for info in parts:
+        if info.partial:
+            raise StoreError(f"{info.path} is itself a partial merge; merge the original shards")
+    return parts
 
 
 def _coverage(parts, trials):
     """(ordered parts, missing ranges) after checking that planned ranges do not overlap."""
-    parts = sorted(parts, key=lambda q: q.first)
+    parts = sorted(parts, key=lambda q: q.first_index)
     missing = []
     pos = 0
     for q in parts:
-        if q.first < pos:
-            raise StoreError(f"{q.name} overlaps another part at trial {q.first}: trials would be counted twice")
-        if q.first > pos:
-            missing.append((pos, q.first))
+        first = q.first_index
+        if first < pos:
+            raise StoreError(f"{part_name(q)} overlaps another part at trial {first}: trials would be counted twice")
+        if first > pos:
+            missing.append((pos, first))
         if q.completed < q.rows:
-            missing.append((q.first + q.completed, q.first + q.rows))
-        pos = q.first + q.rows
+            missing.append((first + q.completed, first + q.rows))
+        pos = first + q.rows
     if pos > trials:
         raise StoreError(f"parts reach trial {pos} but the run has {trials} trials")
     if pos < trials:
@@ -90,7 +79,7 @@ def _write_run(out, group, parts, missing, meta_extra):
     meta = dict(config=first.config_json, config_hash=first.config_hash, seed=cfg.seed,
                 depth=cfg.depth, trials=cfg.trials, kernel=first.kernel, mcinit_version=__version__,
                 first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples,
-                extra_attrs=dict(merged_from=json.dumps([q.name for q in parts]),
+                extra_attrs=dict(merged_from=json.dumps([part_name(q) for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
     if cfg.data_path:
         meta["extra_attrs"][DATA_PATH] = cfg.data_path
