@@ -301,9 +301,11 @@ def test_command_line_values_are_strict(files, case):
 
 def test_file_booleans_as_booleans_are_taken(files, tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text("trials = 20\ninput-dim = 4\nwidths = [3, 3]\noverwrite = false\nquiet = true\n")
-    r = invoke("run", "--config", cfg, "-o", files / "good.h5")
+    cfg.write_text("trials = 20\ninput-dim = 4\nwidths = [3, 3]\nseed = 3\noverwrite = false\nquiet = true\n")
+    before = (files / "good.h5").read_bytes()
+    r = invoke("run", "--config", cfg, "-o", files / "good.h5")   # another seed than good.h5's run
     assert r.exit_code == 2 and "exists" in r.output    # overwrite = false: not replaced
+    assert (files / "good.h5").read_bytes() == before
     out = tmp_path / "new.h5"
     r = invoke("run", "--config", cfg, "-o", out)
     assert r.exit_code == 0 and r.output == ""          # quiet = true
