@@ -169,7 +169,7 @@ def sweep(config_file, **given):
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
     from .engine import resolve_backend
-    resolve_backend(ex["backend"])
+    backend = resolve_backend(ex["backend"])
     inputs = _data_files([cfg for _, cfg, _ in runs])
     if not (ex["resume"] and os.path.exists(output)):
         check_output(output, ex["overwrite"], inputs)
@@ -180,7 +180,7 @@ def sweep(config_file, **given):
 
     from .limits import check_sweep
     check_sweep([cfg for _, cfg, _ in runs], output, threads=get_num_threads(), batch_size=ex["batch_size"],
-                backend=resolve_backend(ex["backend"]), resume=ex["resume"], insist=ex["ignore_limits"])
+                backend=backend, resume=ex["resume"], insist=ex["ignore_limits"])
     if not ex["quiet"]:
         click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
 

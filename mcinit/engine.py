@@ -27,7 +27,8 @@ from .options import BACKENDS
 from .kernels.common import make_plan
 from .progress import progress_bar
 from .stats import Summary, failure_counts, record_buffers, reduce_and_tally
-from .store import HDF5Sink, MemorySink, Sink
+from .layout import DATA_PATH
+from .store import MemorySink, Sink
 
 __all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
            "shard_range", "BACKENDS"]
@@ -256,11 +257,9 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     if not isinstance(sink, Sink):
         raise TypeError(f"sink must be a mcinit.store.Sink, not {type(sink).__name__}")
     # what the run needs of the machine, before the sink creates anything
-    to_file = isinstance(sink, HDF5Sink)
     batch_size = limits.check_run(config, batch_size, get_num_threads(), resolve_backend(backend),
-                                  output=sink.path if to_file else None, rows=stop - first_index,
-                                  in_memory=isinstance(sink, MemorySink),
-                                  resume=to_file and sink.resume, insist=ignore_limits)
+                                  output=sink.path, rows=stop - first_index, in_memory=sink.keeps_records,
+                                  resume=sink.path is not None and sink.resume, insist=ignore_limits)
     if resolve_backend(backend) == "cuda":
         from .kernels import cuda
 
@@ -274,7 +273,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
                 first_index=first_index, rows=stop - first_index, sup=config.sup, samples=N,
                 shard=f"{shard[0]}/{shard[1]}" if shard is not None else "",
-                extra_attrs={"data_path": config.data_path} if config.data_path else {})
+                extra_attrs={DATA_PATH: config.data_path} if config.data_path else {})
     state = sink.open(meta)
     eps = np.array(REPORT_EPS)
     failures = {k: np.zeros(len(eps), dtype=np.int64) for k in ("forward", "backward", "both")}

@@ -69,7 +69,6 @@ EXEC = "exec"   #: how a run is executed: never changes a result
 
 COUNT, INTEGER, FLOAT, FLAG, CHOICE, TEXT, LIST = "count", "integer", "float", "flag", "choice", "text", "list"
 
-_COUNT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _FLOAT_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _HEAD_RE = re.compile(r"([A-Za-z]+)(:(.*))?", re.ASCII | re.DOTALL)
@@ -87,7 +86,7 @@ def parse_count(value, name="trials"):
     underscores, no other scripts' digits); booleans are refused."""
     if isinstance(value, str):
         text = value.strip(" ")
-        if _COUNT_RE.fullmatch(text):
+        if _INTEGER_RE.fullmatch(text):
             n = int(text)
         elif _FLOAT_RE.fullmatch(text) and not text.startswith("-"):
             x = float(text)

@@ -83,9 +83,15 @@ class Sink(abc.ABC):
     ``read_records(start, stop)``
                              rows [start, stop) already held (a resumed run's tallies)
     ``close()``              after the last batch, also after an error
+    ``path``, ``resume``     the results file the sink writes (None: none) and whether it
+                             continues a run there; ``keeps_records``: every record is held in
+                             memory (what a run needs of the machine: mcinit.limits)
     """
 
     pipelined = False
+    path = None
+    resume = False
+    keeps_records = False
 
     @abc.abstractmethod
     def open(self, meta):
@@ -126,6 +132,8 @@ class MemorySink(Sink):
     Each record column is one array, allocated for the rows the run announces
     (meta["rows"]) and grown by doubling past them; a batch is copied into its rows,
     unless the engine reduced it there in place (buffers)."""
+
+    keeps_records = True
 
     def __init__(self):
         self.meta = None
