@@ -22,6 +22,8 @@ __all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "K
 #: experiments (input_dim 500, depth 10, softmax head with 20 classes) at a width where
 #: the properties visibly hold.
 DEFAULTS = defaults()
+#: fields added after the first format, left out of the config JSON at their default value
+OPTIONAL_FIELDS = {"precision": "float64", "properties": "both"}
 
 MAX_WIDTH = 1 << 20
 MAX_DEPTH = 4000
@@ -69,9 +71,11 @@ class RunConfig:
     init        he | he-in | glorot | lecun | wn | wn-unit (docs/design.md section 3)
     dist        normal | uniform (variance-scaling family; not used by wn inits)
     head        ('softmax', K) or ('gaussian', K)
-    kernel      dense | projected | law (resolved; 'auto' is resolved before this)
+    kernel      dense | blocked | projected | law (resolved; 'auto' is resolved before this)
     seed        0 <= seed < 2**64
     trials      number of trials T; trial indices run 0..T-1
+    precision   float64 | float32: the arithmetic of weights, activations and products
+    properties  both | forward | backward: what each trial computes and records
     """
 
     widths: tuple
@@ -89,6 +93,8 @@ class RunConfig:
     wn_gain: float = None
     sup_starts: int = None
     sup_steps: int = None
+    precision: str = "float64"
+    properties: str = "both"
 
     @property
     def sup(self):
@@ -115,6 +121,9 @@ class RunConfig:
         d["widths"] = list(self.widths)
         d["head"] = f"{self.head[0]}:{self.head[1]}"
         d["format"] = "mcinit-config-1"
+        for k, default in OPTIONAL_FIELDS.items():
+            if d[k] == default:     # a configuration of an earlier version keeps its hash
+                del d[k]
         return d
 
     def config_json(self):
@@ -157,7 +166,7 @@ def load_config_file(path, several=False):
 
 def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
           data=None, normalize=None, init=None, wn_gain=None, dist=None, head=None, kernel=None,
-          sup_search=None, seed=None):
+          sup_search=None, seed=None, precision=None, properties=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
     dataset (N, n_0) or None).  Raises ConfigError with one line.
 
@@ -168,7 +177,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
 
     given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, widths=widths,
                  samples=samples, data=data, normalize=normalize, init=init, wn_gain=wn_gain, dist=dist,
-                 head=head, kernel=kernel, sup_search=sup_search, seed=seed)
+                 head=head, kernel=kernel, sup_search=sup_search, seed=seed, precision=precision,
+                 properties=properties)
     given = {k: BY_NAME[k].parse(v) for k, v in given.items() if v is not None}
     d = dict(DEFAULTS)
     d.update(given)
@@ -229,7 +239,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
         raise ConfigError("samples must be at most 2**20 per trial")
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
                     init=init, dist=dist, head=head, kernel=kernel, seed=seed, trials=trials,
-                    normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps)
+                    normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps,
+                    precision=d["precision"], properties=d["properties"])
     if cfg.sup and sup_starts > N:
         raise ConfigError(f"sup-search starts ({sup_starts}) cannot exceed the random inputs (--samples {N})")
     return cfg, fixed

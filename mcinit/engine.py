@@ -62,7 +62,8 @@ def resolve(config):
     from .initializers import scheme_of
     dist, _, _ = scheme_of(config)
     name = kernels.resolve(config.kernel, dist, config.all_widths, config.samples,
-                           config.head[1], config.init)
+                           config.head[1], config.init,
+                           config.precision)
     return dataclasses.replace(config, kernel=name)
 
 

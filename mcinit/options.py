@@ -31,7 +31,7 @@ from .bundled import example_config_path, example_configs
 
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
-           "FORMS", "GAUSSIAN_INITS", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
+           "FORMS", "GAUSSIAN_INITS", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
            "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search", "run_values",
            "markdown_table"]
 
@@ -49,7 +49,11 @@ DISTS = ("normal", "uniform")
 #: output heads: softmax:K (cross-entropy) or gaussian:K
 HEADS = ("softmax", "gaussian")
 #: kernels ('auto' picks one of the others for the configuration)
-KERNELS = ("auto", "dense", "projected", "law")
+KERNELS = ("auto", "dense", "blocked", "projected", "law")
+#: arithmetic of the weights, activations and matrix products (norms are float64 always)
+PRECISIONS = ("float64", "float32")
+#: the properties a run computes and records: the forward ratios, the backward ones, or both
+PROPERTIES = ("both", "forward", "backward")
 #: random input sources (anything else is a fixed dataset)
 DATA_RANDOM = ("gaussian", "sphere")
 #: what is done to a fixed dataset's rows
@@ -339,6 +343,12 @@ OPTIONS = (
            value_of=lambda c: f"{c.head[0]}:{c.head[1]}"),
     Option("kernel", CHOICE, "How the trials are computed (auto picks one for the configuration).", default="auto", choices=KERNELS,
            fields=("kernel",), value_of=lambda c: c.kernel),
+    Option("precision", CHOICE, "Arithmetic of the weights, activations and matrix products (float32: "
+           "the blocked kernel; norms and ratios are accumulated in float64).", default="float64",
+           choices=PRECISIONS, fields=("precision",), value_of=lambda c: c.precision),
+    Option("properties", CHOICE, "What each trial computes and records: forward (the hidden-layer norms "
+           "only, no head or backward pass), backward, or both.", default="both", choices=PROPERTIES,
+           fields=("properties",), value_of=lambda c: c.properties),
     Option("sup_search", TEXT, "STARTS,STEPS: per trial, also search the unit sphere for the extreme "
            "forward ratios of every layer (the property for all inputs), from STARTS of the --samples "
            "random sphere inputs per layer and direction, STEPS points each (e.g. 4,50).",

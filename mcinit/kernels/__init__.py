@@ -1,6 +1,8 @@
 """Kernels: one strategy per module, one call shape ``fill(plan, first, count, fwd, bwd, dead)``.
 
 - ``dense``      draws every weight; any initialisation; the ground truth
+- ``blocked``    the dense kernel's weights, whole layers at a time, products by BLAS:
+                 for many inputs per network (float32 too)
 - ``projected``  exact in law for Gaussian weights, O((n_l + n_(l-1)) N) normals per layer
 - ``law``        exact in law for Gaussian weights and one input, O(L) per trial
 """
@@ -17,6 +19,8 @@ def get(name):
     """The kernel module of a name."""
     if name == "dense":
         from . import dense as mod
+    elif name == "blocked":
+        from . import blocked as mod
     elif name == "projected":
         from . import projected as mod
     elif name == "law":
@@ -41,9 +45,12 @@ def cost(name, widths, samples, classes):
     return g * (1.0 + 2.0 * N) + qr + classes * n[-1] * N
 
 
-def resolve(requested, dist_code, widths, samples, classes, init):
+def resolve(requested, dist_code, widths, samples, classes, init, precision="float64"):
     """The concrete kernel for a request ('auto' or a name), or a ConfigError."""
     gaussian = dist_code == DIST_NORMAL
+    if precision != "float64" and requested not in ("auto", "blocked"):
+        raise ConfigError(f"--precision {precision} is computed by the blocked kernel; use --kernel blocked "
+                          f"or auto, not {requested}")
     if requested in ("projected", "law") and not gaussian:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
@@ -51,6 +58,8 @@ def resolve(requested, dist_code, widths, samples, classes, init):
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
     if requested != "auto":
         return requested
+    if precision != "float64":
+        return "blocked"
     if not gaussian:
         return "dense"
     if samples == 1:

@@ -36,6 +36,10 @@ class Plan:
     head     0 softmax, 1 gaussian; classes = K
     data     0 gaussian, 1 sphere, 2 fixed; X0 (N, n_0) the fixed inputs (else empty)
     k0, k1   the Philox key of the seed
+    dtype    numpy float64 or float32: the arithmetic of weights, activations and products
+    forward, backward
+             whether the trial's forward ratios / backward ratios are wanted (a kernel may
+             skip the head and the backward pass when backward is False)
     """
 
     def __init__(self, config, fixed_data=None):
@@ -60,6 +64,9 @@ class Plan:
                     raise ConfigError(f"the data file {config.data} changed since this run was configured")
             self.data = DATA_FIXED
             self.X0 = np.ascontiguousarray(fixed_data, dtype=np.float64)
+        self.dtype = np.float32 if config.precision == "float32" else np.float64
+        self.forward = config.properties in ("both", "forward")
+        self.backward = config.properties in ("both", "backward")
         k0, k1 = rng.seed_key(config.seed)
         self.k0, self.k1 = np.uint64(k0), np.uint64(k1)
 
