@@ -14,12 +14,12 @@ from scipy import stats
 
 from mcinit import config, engine
 from mcinit.initializers import scheme_of
-from mcinit.kernels import common, dense, law, projected
+from mcinit.kernels import blocked, common, dense, law, projected
 
 import reference
 
 P_MIN = 1e-6
-KERNELS = {"dense": dense, "projected": projected, "law": law}
+KERNELS = {"dense": dense, "blocked": blocked, "projected": projected, "law": law}
 
 
 def fill(kernel, cfg, data, first, count, **kw):
@@ -68,6 +68,86 @@ def test_dense_matches_numpy_reference(case, correlated_npy):
             assert dead[j] == bool(np.any(rho == 0) or np.any(np.isinf(gamma)))
 
 
+@pytest.mark.parametrize("case", range(len(REFERENCE_CASES)))
+def test_blocked_matches_numpy_reference(case, correlated_npy):
+    """The blocked kernel draws the dense kernel's weights: the reference's numbers to rounding."""
+    kw = dict(REFERENCE_CASES[case])
+    if case == 0:
+        kw["data"] = correlated_npy[0]
+    cfg, data = config.build(trials=10, kernel="blocked", **kw)
+    for first in (0, 2 ** 33 + 5):
+        fwd, bwd, dead = fill("blocked", cfg, data, first, 4)
+        for j in range(4):
+            rho, gamma = reference.trial_ratios(cfg, first + j, data)
+            np.testing.assert_allclose(fwd[j], rho, rtol=1e-11, atol=0)
+            np.testing.assert_allclose(bwd[j], gamma, rtol=1e-9, atol=0)
+            assert dead[j] == bool(np.any(rho == 0) or np.any(np.isinf(gamma)))
+
+
+@pytest.mark.parametrize("case", range(len(REFERENCE_CASES)))
+def test_blocked_float32_is_float64_to_single_precision(case, correlated_npy):
+    """float32 weights are the float64 numbers rounded: the same trials, to single precision.
+    Bound: a ratio is a quotient of sums of squares after at most four layers of products of
+    length <= 50 in float32 (unit roundoff 6e-8); 1e-4 is far above its rounding error."""
+    kw = dict(REFERENCE_CASES[case])
+    if case == 0:
+        kw["data"] = correlated_npy[0]
+    cfg, data = config.build(trials=10, kernel="blocked", **kw)
+    cfg32, _ = config.build(trials=10, kernel="blocked", precision="float32", **kw)
+    a = fill("blocked", cfg, data, 0, 10)
+    b = fill("blocked", cfg32, data, 0, 10)
+    np.testing.assert_allclose(b[0], a[0], rtol=1e-4, atol=0)
+    live = ~a[2]
+    np.testing.assert_allclose(b[1][live], a[1][live], rtol=1e-4, atol=0)
+    assert np.array_equal(a[2], b[2])
+
+
+def test_blocked_forward_only_equals_the_forward_of_both(correlated_npy):
+    """properties forward skips the head and the backward pass; the forward ratios are the same bits."""
+    kw = dict(data=correlated_npy[0], widths="30,50,20", init="he-in", kernel="blocked")
+    cfg, data = config.build(trials=10, **kw)
+    cfg_f, _ = config.build(trials=10, properties="forward", **kw)
+    a = fill("blocked", cfg, data, 0, 10)
+    b = fill("blocked", cfg_f, data, 0, 10)
+    assert np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_blocked_redrawn_weights_equal_kept_weights(precision, correlated_npy, monkeypatch):
+    """A budget too small to keep W_2..W_L for the backward pass redraws them: the same bits."""
+    cfg, data = config.build(trials=10, data=correlated_npy[0], widths="30,50,20", init="he-in",
+                             kernel="blocked", precision=precision)
+    plan = common.make_plan(cfg, data)
+    assert blocked.weights_fit(plan)
+    a = fill("blocked", cfg, data, 3, 7)
+    monkeypatch.setenv("MCINIT_WORKSPACE_MB", "0")
+    assert not blocked.weights_fit(plan)
+    b = fill("blocked", cfg, data, 3, 7)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_blocked_bit_identical_across_threads_and_batch_sizes(precision):
+    import numba
+    kw = dict(trials=60, input_dim=20, widths="16,24,8", samples=7, init="he-in", kernel="blocked",
+              precision=precision)
+    cfg, data = config.build(**kw)
+    base = engine.run(cfg, data, threads=1, batch_size=60)
+    for threads, batch in ((2, 7), (numba.config.NUMBA_NUM_THREADS, 16)):
+        other = engine.run(cfg, data, threads=threads, batch_size=batch)
+        for f in ("fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead"):
+            assert np.array_equal(base.records[f], other.records[f]), f
+
+
+def test_blocked_leaves_blas_threads_as_it_found_them():
+    from threadpoolctl import threadpool_info
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    cfg, data = config.build(trials=20, input_dim=8, widths="8,8", samples=4, kernel="blocked")
+    engine.run(cfg, data, threads=2, batch_size=3)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
 def test_dense_regenerated_weights_equal_stored_weights(correlated_npy):
     cfg, data = config.build(trials=10, data=correlated_npy[0], widths="30,50,20", init="he-in")
     a = fill("dense", cfg, data, 3, 7, store=True)
@@ -83,13 +163,14 @@ UNEVEN = dict(input_dim=45, widths="37,80,51,120,64,90")
 
 # the law kernel's cases take 20-50 s on 2 cores (pytest -m slow); its exactness stays in the default
 # run through test_last_layer_mean_and_variance and test_law_lanes_equal_law_trial
-@pytest.mark.parametrize("kernel,trials,init", [("dense", 12000, "he-in"), ("projected", 60000, "he"),
+@pytest.mark.parametrize("kernel,trials,init", [("dense", 12000, "he-in"), ("blocked", 12000, "he"),
+                                                ("projected", 60000, "he"),
                                                 ("projected", 60000, "he-in"),
                                                 pytest.param("law", 200000, "he", marks=pytest.mark.slow),
                                                 pytest.param("law", 200000, "glorot", marks=pytest.mark.slow)])
-def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init):
+def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init, precision="float64"):
     """rho_l / rho_(l-1) = v_l chi2(K_l), K_l ~ Binomial(n_l, 1/2), independent across layers."""
-    cfg, data = config.build(trials=trials, init=init, kernel=kernel, **UNEVEN)
+    cfg, data = config.build(trials=trials, init=init, kernel=kernel, precision=precision, **UNEVEN)
     fwd, bwd, dead = fill(kernel, cfg, data, 0, trials)
     rho = fwd[:, 0, :]
     _, var, _ = scheme_of(cfg)
@@ -104,6 +185,11 @@ def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init):
         prev = rho[:, l]
     for a, b in zip(factors[:-1], factors[1:]):   # independence of consecutive factors
         assert abs(np.corrcoef(a, b)[0, 1]) < 6 / np.sqrt(trials)
+
+
+def test_blocked_float32_layer_factors_follow_the_exact_law():
+    """float32 runs are held to the exact law as float64 runs are."""
+    test_single_input_layer_factors_follow_the_exact_law("blocked", 12000, "he-in", precision="float32")
 
 
 @pytest.mark.parametrize("kernel,trials", [("law", 1_000_000), ("projected", 100_000)])
@@ -133,7 +219,7 @@ def test_dead_network_probability_is_exact():
     """One input: P(dead) = 1 - prod_l (1 - 2^-n_l) (some layer has no active unit)."""
     widths = [3, 2, 4]
     p = 1 - np.prod([1 - 0.5 ** n for n in widths])
-    for kernel, trials in (("law", 200000), ("projected", 100000), ("dense", 100000)):
+    for kernel, trials in (("law", 200000), ("projected", 100000), ("dense", 100000), ("blocked", 100000)):
         cfg, data = config.build(trials=trials, input_dim=5, widths="3,2,4", kernel=kernel)
         fwd, bwd, dead = fill(kernel, cfg, data, 0, trials)
         k = int(dead.sum())
@@ -162,6 +248,17 @@ def test_kernels_agree_on_one_input(head):
         recs[kernel] = engine.run(cfg, data).records
     _two_sample(recs["dense"], recs["projected"], "dense-projected")
     _two_sample(recs["dense"], recs["law"], "dense-law")
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_blocked_agrees_with_projected_on_many_inputs(precision, correlated_npy):
+    """The many-input regime: blocked (float64 and float32) against the projected kernel's exact law."""
+    kw = dict(data=correlated_npy[0], widths="20,35,8,30", head="softmax:5", init="he-in")
+    cfg, data = config.build(trials=20000, kernel="blocked", precision=precision, seed=21, **kw)
+    a = engine.run(cfg, data).records
+    cfg, data = config.build(trials=20000, kernel="projected", seed=22, **kw)
+    b = engine.run(cfg, data).records
+    _two_sample(a, b, f"blocked-{precision}")
 
 
 def test_projected_agrees_with_dense_on_a_correlated_dataset(correlated_npy):
