@@ -114,6 +114,24 @@ def _dense_scratch(widths, N, K, store_budget):
     return kept + H + deltas + index + rows + head + 2 * N * (L + 1) * _F
 
 
+def _blocked_scratch(widths, N, K, item, store_budget, backward):
+    """Bytes of one work unit of the blocked kernel (kernels/blocked.py, Workspace and Ops):
+    item bytes per value (8 float64, 4 float32)."""
+    L = len(widths) - 1
+    nmax = max(widths[1:])
+    layers = [widths[l] * widths[l - 1] for l in range(1, L + 1)]
+    nw = sum(layers) + K * widths[L]
+    if backward and nw * item <= store_budget:
+        weights = nw * item
+    else:
+        weights = max(layers) * item + (K * widths[L] * item if backward else 0)
+    H = sum(widths) * N * item
+    back = (2 * nmax * N + 2 * K * N) * item + K * N * _F if backward else 0
+    norms = 2 * (L + 1) * N * _F
+    rows = (N * widths[0] + max(8192, nmax) + max(5 * 8192, 3 * nmax) + 16) * _F
+    return weights + H + back + norms + rows
+
+
 def _projected_scratch(widths, N, K):
     """Bytes of one work unit of the projected kernel (kernels/projected.py, _chunk)."""
     L = len(widths) - 1
@@ -183,6 +201,10 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
         elif kernel == "projected":
             scratch = _projected_scratch(widths, N, K)
             fixed = min(N, widths[0]) * (N + widths[0]) * _F
+        elif kernel == "blocked":
+            item = 4 if config.precision == "float32" else 8
+            scratch = _blocked_scratch(widths, N, K, item, workspace_mb() * 2 ** 20,
+                                       config.properties != "forward")
         else:
             scratch = _dense_scratch(widths, N, K, workspace_mb() * 2 ** 20)
         scratch *= min(threads, max(1, B))

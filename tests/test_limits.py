@@ -209,6 +209,8 @@ MEASURED = {
                    kernel="dense"),
               dict(trials=4, input_dim=8, width=8, depth=3, samples=32, head="gaussian:3",
                    kernel="dense"), 3, 1),
+    "blocked": (dict(trials=3, input_dim=64, width=512, depth=4, samples=2000, kernel="blocked"),
+                dict(trials=4, input_dim=8, width=8, depth=4, samples=20, kernel="blocked"), 3, 1),
     "projected": (dict(trials=3, input_dim=8, width=128, depth=3, samples=16, head="gaussian:200000",
                        kernel="projected"),
                   dict(trials=4, input_dim=8, width=8, depth=3, samples=16, head="gaussian:3",
