@@ -98,7 +98,10 @@ def test_auto_picks_the_cheapest_exact_kernel():
     assert pick(dist="uniform") == "dense"
     assert pick(init="wn") == "dense"
     assert pick(samples=4, width=256, input_dim=300) == "projected"
-    assert pick(samples=2000, width=100, input_dim=500) == "dense"
+    assert pick(samples=2000, width=100, input_dim=500) == "blocked"
+    assert pick(samples=2000, width=100, input_dim=500, dist="uniform") == "blocked"
+    assert pick(samples=64, width=16, input_dim=8, depth=2, init="wn") == "dense"
+    assert pick(samples=4, width=256, input_dim=300, precision="float32") == "blocked"
 
 
 class _FailingSink(MemorySink):

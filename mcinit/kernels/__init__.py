@@ -30,19 +30,55 @@ def get(name):
     return mod
 
 
-def cost(name, widths, samples, classes):
-    """Rough work per trial (normals drawn plus multiply-adds), to choose kernels and batch sizes."""
+#: seconds per unit of each cost term (cost_terms), one thread, fitted to measured times by
+#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine)
+COST = {
+    "dense": (7.5e-9, 2.1e-10, 1.8e-5),
+    "blocked": (7.3e-9, 5.7e-11, 6.3e-9, 7.9e-6),
+    "projected": (0.0, 1.3e-9, 0.0, 7.2e-9, 4.1e-6),
+    "law": (3.4e-8, 1.1e-8, 0.0),
+}
+
+
+def cost_terms(name, widths, samples, classes, backward=True):
+    """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
+
+    dense      normals drawn, multiply-adds in row loops, layers
+    blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
+    projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
+    law        layers, classes, 1"""
     n = np.asarray(widths, dtype=float)
     N = float(samples)
+    L = len(n) - 1
+    K = float(classes)
+    w = n[1:] * n[:-1]
     if name == "law":
-        return 60.0 * (len(n) - 1) + 10.0 * classes
+        return (float(L), K, 1.0)
     if name == "dense":
-        w = float(np.sum(n[1:] * n[:-1])) + classes * n[-1]
-        return w * (1.0 + 2.5 * N)
+        active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
+        drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
+        macs = N * drawn * (2.0 if backward else 1.0)
+        return (drawn, macs, float(L))
+    if name == "blocked":
+        drawn = float(np.sum(w)) + (K * n[-1] if backward else 0.0)
+        macs = N * (float(np.sum(w)) + ((float(np.sum(w[1:])) + 2 * K * n[-1]) if backward else 0.0))
+        passes = N * float(np.sum(n)) * (2.0 if backward else 1.0)
+        ops = float(L) * (3.0 if backward else 1.0)
+        return (drawn, macs, passes, ops)
     r = np.minimum(n, N)
     g = float(np.sum(r[:-1] * n[1:] + np.minimum(n[1:], N) * n[:-1]))
-    qr = float(np.sum(n * N * r)) * 6.0
-    return g * (1.0 + 2.0 * N) + qr + classes * n[-1] * N
+    qr = float(np.sum(n * N * r))
+    return (g, g * N, qr, K * n[-1] * N, float(L))
+
+
+def cost(name, widths, samples, classes, precision="float64", backward=True):
+    """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
+    a kernel and the engine sizes batches."""
+    c = COST[name]
+    t = cost_terms(name, widths, samples, classes, backward)
+    if name == "blocked" and precision == "float32":
+        t = (t[0], t[1] / 2, t[2], t[3])      # sgemm runs at twice dgemm's rate
+    return float(np.dot(c, t))
 
 
 def resolve(requested, dist_code, widths, samples, classes, init, precision="float64"):
@@ -60,10 +96,7 @@ def resolve(requested, dist_code, widths, samples, classes, init, precision="flo
         return requested
     if precision != "float64":
         return "blocked"
-    if not gaussian:
-        return "dense"
-    if samples == 1:
+    if gaussian and samples == 1:
         return "law"
-    if cost("projected", widths, samples, classes) < cost("dense", widths, samples, classes):
-        return "projected"
-    return "dense"
+    candidates = ("dense", "blocked", "projected") if gaussian else ("dense", "blocked")
+    return min(candidates, key=lambda k: cost(k, widths, samples, classes))
