@@ -385,6 +385,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         bar.close()
         writer.stop()
         sink.close()
+        kernels.release(config.kernel)
     result = RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
                        eps=eps, failures=failures, computed=first - start)
     if stopped:

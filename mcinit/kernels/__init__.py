@@ -12,7 +12,7 @@ import numpy as np
 from ..config import ConfigError
 from ..initializers import DIST_NORMAL
 
-__all__ = ["get", "resolve", "cost"]
+__all__ = ["get", "resolve", "cost", "cost_terms", "release"]
 
 
 def get(name):
@@ -38,6 +38,13 @@ COST = {
     "projected": (0.0, 1.3e-9, 0.0, 7.2e-9, 4.1e-6),
     "law": (3.4e-8, 1.1e-8, 0.0),
 }
+
+
+def release(name):
+    """Let a kernel free what it keeps between fills of one run (blocked: its workspaces)."""
+    free = getattr(get(name), "release", None)
+    if free is not None:
+        free()
 
 
 def cost_terms(name, widths, samples, classes, backward=True):

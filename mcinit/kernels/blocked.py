@@ -35,7 +35,7 @@ from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
 from .common import DATA_FIXED, draw_inputs, head_error, run_chunks, workspace_mb
 
-__all__ = ["fill", "Ops", "blocked_trial", "weights_fit", "one_blas_thread"]
+__all__ = ["fill", "release", "Ops", "Workspace", "blocked_trial", "weights_fit", "one_blas_thread"]
 
 
 # -- the operations of a trial, on the CPU ------------------------------------------------------
@@ -333,10 +333,53 @@ def weights_fit(plan):
     return nw * np.dtype(plan.dtype).itemsize <= workspace_mb() * 2 ** 20
 
 
+class WorkspacePool:
+    """Workspaces lent to work units and kept for the next ones of the same shape: a work
+    unit of the paper's regime needs about 90 MB (n 500, N 2000), whose first touch would
+    cost a few percent of its time if every unit allocated its own.  Holds at most as many
+    workspaces as work units ran at once, of the last shape asked for."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.key = None
+        self.free = []
+
+    def take(self, plan, keep):
+        key = (tuple(int(v) for v in plan.widths), plan.samples, plan.classes, np.dtype(plan.dtype).str,
+               bool(keep), bool(plan.backward))
+        with self.lock:
+            if key != self.key:
+                self.key, self.free = key, []
+            if self.free:
+                return key, self.free.pop()
+        return key, (Ops(plan), None)
+
+    def give(self, key, item):
+        with self.lock:
+            if key == self.key:
+                self.free.append(item)
+
+    def clear(self):
+        with self.lock:
+            self.key, self.free = None, []
+
+
+POOL = WorkspacePool()
+
+
 def _chunk(lo, hi, first, plan, keep, fwd, bwd, dead):
     """Trials lo..hi-1 with one workspace: a work unit of fill (common.run_chunks)."""
-    ops = Ops(plan)
-    ws = Workspace(ops, plan, keep)
+    key, (ops, ws) = POOL.take(plan, keep)
+    ops.plan = plan
+    if ws is None:
+        ws = Workspace(ops, plan, keep)
+    try:
+        _trials(lo, hi, first, plan, ops, ws, fwd, bwd, dead)
+    finally:
+        POOL.give(key, (ops, ws))
+
+
+def _trials(lo, hi, first, plan, ops, ws, fwd, bwd, dead):
     L = plan.widths.shape[0] - 1
     fixed = plan.data == DATA_FIXED
     if fixed:
@@ -354,3 +397,8 @@ def fill(plan, first, count, fwd, bwd, dead):
     keep = weights_fit(plan)
     with one_blas_thread():
         run_chunks(_chunk, first, count, (first, plan, keep, fwd, bwd, dead))
+
+
+def release():
+    """Free the workspaces kept between fills (the engine calls it when a run ends)."""
+    POOL.clear()
