@@ -79,26 +79,10 @@ def layer_weights(k0, k1, trial, layer, n_out, n_in, dist, var, gain, out, scrat
 
 
 @njit(cache=True, nogil=True)
-def relu_norms(A, n2):
-    """A = ReLU(A) in place and n2[x] = ||A[:, x]||^2 (float64), one pass over A (n x N)."""
-    n, N = A.shape
-    for x in range(N):
-        n2[x] = 0.0
-    for j in range(n):
-        a = A[j]
-        for x in range(N):
-            v = a[x]
-            if v < 0:
-                v = 0
-                a[x] = v
-            f = np.float64(v)
-            n2[x] += f * f
-
-
-@njit(cache=True, nogil=True)
-def mask_norms(D, H, n2):
-    """D = 1[H > 0] D in place (the ReLU's derivative at the layer's output H) and
-    n2[x] = ||D[:, x]||^2 (float64)."""
+def masked_norms(D, H, n2):
+    """D = 1[H > 0] D in place and n2[x] = ||D[:, x]||^2 (float64), one pass over D (n x N).
+    With H = D it is the ReLU (A = ReLU(A)); with H a layer's output, the ReLU's derivative
+    there applied to a delta."""
     n, N = D.shape
     for x in range(N):
         n2[x] = 0.0
@@ -236,10 +220,12 @@ class Ops:
         np.matmul(A, B, out=out)
 
     def relu_norms(self, A, n2):
-        relu_norms(A, n2)
+        """A = ReLU(A), n2 = its squared column norms (float64)."""
+        masked_norms(A, A, n2)
 
     def mask_norms(self, D, H, n2):
-        mask_norms(D, H, n2)
+        """D = 1[H > 0] D, n2 = its squared column norms (float64)."""
+        masked_norms(D, H, n2)
 
     def column_norms(self, A, n2):
         column_norms(A, n2)
