@@ -126,6 +126,26 @@ def test_blocked_bit_identical_across_threads_and_batch_sizes(precision):
             assert np.array_equal(base.records[f], other.records[f]), f
 
 
+def test_blocked_products_run_on_one_blas_thread(monkeypatch):
+    """Whichever thread ran a fill before (here the main thread, directly), the products of
+    later fills on the engine's threads see one BLAS thread."""
+    from threadpoolctl import ThreadpoolController
+    libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    seen = set()
+    matmul = blocked.Ops.matmul
+
+    def spy(self, A, B, out):
+        seen.add(tuple(c.get_num_threads() for c in libs))
+        matmul(self, A, B, out)
+
+    monkeypatch.setattr(blocked.Ops, "matmul", spy)
+    cfg, data = config.build(trials=8, input_dim=16, width=32, depth=3, samples=4, kernel="blocked")
+    fill("blocked", cfg, data, 0, 2)
+    engine.run(cfg, data, threads=2, batch_size=2)
+    fill("blocked", cfg, data, 0, 2)
+    assert seen == {(1,) * len(libs)}
+
+
 def test_blocked_leaves_blas_threads_as_it_found_them():
     from threadpoolctl import threadpool_info
     before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]

@@ -155,19 +155,34 @@ def ratios(hn2, dn2, L, backward, fwd, bwd):
 
 
 _BLAS_LOCK = threading.Lock()
-_BLAS_USERS = [0, None]     # [fills running, the threadpoolctl limit to restore]
+_BLAS_USERS = [0, None]     # [fills running, the threadpoolctl limiter whose limits to restore]
+
+
+def _free_blas_control():
+    """Let the calling thread set OpenBLAS's thread count.  With OpenBLAS's own (pthreads)
+    thread pool, threadpoolctl lets only one Python thread, the first that set a limit,
+    change it while that thread lives, and ignores the others silently; a fill that ran
+    on the main thread would otherwise keep every later fill, on engine threads, from
+    limiting the BLAS."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:
+        return
+    OpenBLASController.clear_controlling_thread(force=True)
 
 
 class one_blas_thread:
     """While any fill of this kernel runs, BLAS uses one thread (threadpoolctl): every
     product's order of summation is then fixed, and threads work on different trials
     instead of waiting for each other inside a product.  Fills may overlap (the engine
-    runs two at once): the limit is set by the first and restored by the last."""
+    runs two at once, on different threads): the limit is set by the first and the
+    original limits restored by the last, whichever threads they run on."""
 
     def __enter__(self):
         with _BLAS_LOCK:
             if _BLAS_USERS[0] == 0:
                 from threadpoolctl import threadpool_limits
+                _free_blas_control()
                 _BLAS_USERS[1] = threadpool_limits(limits=1, user_api="blas")
             _BLAS_USERS[0] += 1
         return self
@@ -176,8 +191,10 @@ class one_blas_thread:
         with _BLAS_LOCK:
             _BLAS_USERS[0] -= 1
             if _BLAS_USERS[0] == 0:
+                _free_blas_control()
                 _BLAS_USERS[1].restore_original_limits()
                 _BLAS_USERS[1] = None
+                _free_blas_control()
         return False
 
 
