@@ -81,6 +81,10 @@ class EngineMeasurements:
                     done += m
                 return t
 
+            if not case.fixed:
+                # the first run of a network's shape costs some 0.1-0.5 s more (seen with every
+                # kernel): outside the timing, so that it cannot decide the trial count
+                fn(threads)
             self.cache[key] = self.measure_case(case, fn, n=threads, multiple=threads)
             if to_file:
                 self.cache[key].bytes_per_trial = size[max(size)] / max(size)
