@@ -97,9 +97,11 @@ class EngineMeasurements:
 
     def measure_case(self, case, fn, n=1, multiple=1):
         """measure(fn) as every measurement of the run, but for a case with a fixed count of
-        networks (case.networks): one repetition of that many (at least n, in multiples)."""
+        networks (case.networks) one repetition: of case.networks networks (at least n, in
+        multiples) where they run in parallel (multiple > 1), of n where fn runs one network
+        at a time (the per-trial loops)."""
         if case.networks:
-            return measure(fn, 0.0, 1, n=max(n, case.networks), multiple=multiple)
+            return measure(fn, 0.0, 1, n=max(n, case.networks) if multiple > 1 else n, multiple=multiple)
         return measure(fn, self.per_rep, self.reps, n=n, multiple=multiple)
 
     def kernel_only_rate(self, case, kernel, threads=None):
