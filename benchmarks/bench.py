@@ -9,9 +9,11 @@
 Everything is measured in one process, in one run: the NumPy reference
 (numpy_reference.py), each mcinit kernel through the engine with an in-memory
 sink (after a warm-up call that compiles or loads the numba cache), the
-Gaussian generation rates of NumPy and of mcinit's Philox generator, and a
-dgemm FLOP rate; the floors are derived from those rates.  See README.md for
-what each column means.  Timings are reported, never asserted.
+Gaussian generation rates of NumPy and of mcinit's Philox generator, and the
+dgemm and sgemm FLOP rates; the floors are derived from those rates.  The P
+cases (many fixed inputs per network) run `--kernel auto` and the blocked kernel
+in float64, float32 and forward-only against the DGEMM and SGEMM floors.  See
+README.md for what each column means.  Timings are reported, never asserted.
 """
 
 import argparse
