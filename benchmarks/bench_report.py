@@ -406,15 +406,19 @@ class ReportWriter:
                       fmt_rate(b["parallel"].rate), fmt_pct(b["parallel"].rate / floor)],
                      [f"blocked: one trial at a time, BLAS on {T} threads",
                       fmt_rate(b["threaded"].rate), fmt_pct(b["threaded"].rate / floor)]]
+            e = choice["settings"][SETTINGS[0]]["blocked"]
+            crows.append([f"blocked through the engine (the table above: {T} trials at once)",
+                          fmt_rate(e.rate), fmt_pct(e.rate / floor)])
             for bl in choice["numpy_counts"]:
                 crows.append([f"numpy: one trial at a time, BLAS on {bl} thread{'s' if bl > 1 else ''}",
                               fmt_rate(na["float64", bl].rate), fmt_pct(na["float64", bl].rate / floor)])
             w(f"### BLAS threads on {c.name} (float64, both properties; networks/s)\n")
             w(md_table(["how the cores are used", "networks/s", "of DGEMM floor"], crows))
-            w(f"\nblocked = the kernel's `fill` alone (no engine), on {T} numba threads, each "
-              "trial's products on one BLAS thread, against the kernel's own trial "
+            w(f"\nThe first two rows: the kernel's `fill` alone (no engine), on {T} numba threads, "
+              "each trial's products on one BLAS thread, against the kernel's own trial "
               f"(`blocked_trial`) in a loop, one network at a time, with BLAS on {T} threads "
-              "(threadpoolctl). "
+              "(threadpoolctl). The third: the same fill through `mcinit.engine.run`, where a gap "
+              "to the first is the engine's. "
               f"×{fmt_ratio(b['parallel'].rate / b['threaded'].rate)} for trials in parallel.\n")
 
 
