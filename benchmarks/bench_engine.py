@@ -10,7 +10,7 @@ import time
 from bench_common import BLAS_CHOICE_CASE, ENGINE_CHUNK, SETTINGS, Case, blas_control_released, measure, timed
 
 #: a numba function of each kernel module whose cache misses tell a compile from a cache load
-CACHE_PROBE = {"blocked": "relu_norms"}
+CACHE_PROBE = {"blocked": "masked_norms"}
 
 
 class EngineMeasurements:
