@@ -9,9 +9,11 @@
 Everything is measured in one process, in one run: the NumPy reference
 (numpy_reference.py), each mcinit kernel through the engine with an in-memory
 sink (after a warm-up call that compiles or loads the numba cache), the
-Gaussian generation rates of NumPy and of mcinit's Philox generator, and a
-dgemm FLOP rate; the floors are derived from those rates.  See README.md for
-what each column means.  Timings are reported, never asserted.
+Gaussian generation rates of NumPy and of mcinit's Philox generator, and the
+dgemm and sgemm FLOP rates; the floors are derived from those rates.  The P
+cases (many fixed inputs per network) run `--kernel auto` and the blocked kernel
+in float64, float32 and forward-only against the DGEMM and SGEMM floors.  See
+README.md for what each column means.  Timings are reported, never asserted.
 """
 
 import argparse
@@ -23,7 +25,7 @@ import tempfile
 import time
 
 from bench_common import (CASES, FILE_KERNELS, HERE, KERNEL_ORDER, SCALING_TURNS, BlasThreads, CpuMeter,
-                          loadavg)
+                          SETTINGS, loadavg, write_fixed_inputs)
 from bench_engine import EngineMeasurements
 from bench_hardware import HardwareFloors
 from bench_references import References
@@ -36,8 +38,10 @@ def parse_args(argv=None):
         description="mcinit throughput vs a NumPy per-trial reference and the hardware floor.")
     p.add_argument("--quick", action="store_true",
                    help="short measurements (one ~0.3 s repetition each); numbers are rough")
-    p.add_argument("--cases", default=",".join(CASES),
-                   help=f"comma-separated cases to run (default: all of {','.join(CASES)})")
+    p.add_argument("--cases", default=None,
+                   help=f"comma-separated cases to run (default: all of {','.join(CASES)}; "
+                        f"--quick leaves out {','.join(c for c in CASES if CASES[c].full_only)} "
+                        "unless named here)")
     p.add_argument("--threads", type=int, default=None,
                    help="numba threads and BLAS threads (default: numba's default, all cores)")
     p.add_argument("--write", action="store_true",
@@ -53,7 +57,10 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true",
                    help="skip the PyTorch column even when torch is installed (as if it were not)")
     args = p.parse_args(argv)
-    names = [c.strip().upper() for c in args.cases.split(",") if c.strip()]
+    if args.cases is None:
+        names = [c for c in CASES if not (args.quick and CASES[c].full_only)]
+    else:
+        names = [c.strip().upper() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in names if c not in CASES]
     if bad or not names:
         p.error(f"unknown case(s) {', '.join(bad) or '(none)'}; choose from {', '.join(CASES)}")
@@ -99,6 +106,7 @@ class Suite(References, HardwareFloors, EngineMeasurements, ReportWriter):
         self.hw_time = 0.3 if args.quick else 1.0
         self.cache = {}
         self.compile = {}
+        self.fixed = {}
         # results files and the disk-rate file (removed by close)
         self.scratch = tempfile.mkdtemp(prefix="mcinit-bench-files-")
         self.blas = BlasThreads()
@@ -118,13 +126,29 @@ class Suite(References, HardwareFloors, EngineMeasurements, ReportWriter):
 
     # -------------------------------------------------------------- configuration
 
-    def config(self, case, kernel, trials, seed=0):
+    def config(self, case, kernel, trials, seed=0, precision="float64", properties="both"):
+        """The run configuration of a case (its fixed inputs' file for a fixed case)."""
         from mcinit import config
         cfg, _ = config.build(trials=trials, input_dim=case.input_dim, width=case.width,
-                              depth=case.depth, samples=case.samples, data="gaussian",
+                              depth=case.depth, samples=case.samples,
+                              data=self.fixed_inputs(case)[0] if case.fixed else "gaussian",
                               init="he", dist="normal", head=f"softmax:{case.classes}",
-                              kernel=kernel, seed=seed)
+                              kernel=kernel, seed=seed, precision=precision, properties=properties)
         return cfg
+
+    def fixed_inputs(self, case):
+        """(the .npy file, its rows (N, n_0) as mcinit reads them) of a fixed case; the file
+        is written once, into the run's scratch directory."""
+        key = (case.samples, case.input_dim)
+        if key not in self.fixed:
+            from mcinit import data
+            path = write_fixed_inputs(self.scratch, case.samples, case.input_dim)
+            self.fixed[key] = (path, data.load_fixed(path)[1])
+        return self.fixed[key]
+
+    def case_data(self, case):
+        """The fixed dataset engine.run takes for a case (None: inputs drawn per trial)."""
+        return self.fixed_inputs(case)[1] if case.fixed else None
 
     # -------------------------------------------------------------- run everything
 
@@ -134,16 +158,24 @@ class Suite(References, HardwareFloors, EngineMeasurements, ReportWriter):
         meter = CpuMeter()
         t0 = time.perf_counter()
         needed = {k for name in self.args.cases for k in CASES[name].kernels}
+        many = [name for name in self.args.cases if CASES[name].fixed]
         for k in KERNEL_ORDER:
-            if k in needed or k == "dense":
+            if k in needed or k in ("dense", "blocked"):
                 self.warm(k)
+        if many:
+            for precision in dict.fromkeys(p for p, _ in SETTINGS):
+                self.warm("blocked", precision)
         self.check()
         self.check_torch()
         self.hardware()
         self.rows = []
+        self.many_rows = []
         for name in self.args.cases:
             case = CASES[name]
             self.log(f"{name}: {case.label()}")
+            if case.fixed:
+                self.many_rows.append(self.many_inputs_row(case))
+                continue
             numpy_all = {b: self.numpy_rate(case, b) for b in self.blas_counts}
             best = max(numpy_all, key=lambda b: numpy_all[b].rate)
             row = dict(case=case, numpy=numpy_all[best], numpy_blas=best, numpy_all=numpy_all,
@@ -213,6 +245,11 @@ class Suite(References, HardwareFloors, EngineMeasurements, ReportWriter):
         for _, d, dk in self.scaling:
             for m in list(d.values()) + list(dk.values()):
                 todo.setdefault(id(m), (m, self.threads))
+        for row in self.many_rows:
+            if row["case"].networks:
+                continue    # a fixed count of slow networks: measured once
+            for m, b in self.many_measurements(row):
+                todo.setdefault(id(m), (m, b))
         for m, b in todo.values():
             self.blas.set(b)
             try:

@@ -14,9 +14,21 @@ REPO = os.path.dirname(HERE)
 
 
 class Case:
-    """A benchmark network: input_dim / width / depth, inputs per trial, kernels to time."""
+    """A benchmark network: input_dim / width / depth, inputs per trial, kernels to time.
 
-    def __init__(self, name, input_dim, width, depth, samples, kernels, note):
+    fixed      the inputs are a fixed dataset (N Gaussian rows in a .npy file, the same in
+               every network; bench.Suite writes it) instead of N(0, I) inputs drawn per
+               trial.  Such a case (P500..P4000: many inputs per network) is measured in the
+               precisions and properties of SETTINGS, through `--kernel auto` and the blocked
+               kernel, instead of through ``kernels``
+    networks   networks of one repetition, fixed (one repetition; the per-trial NumPy loop
+               runs one network): for a network of tens of seconds; None: the count grows
+               to about a second per repetition, as for every other case
+    full_only  left out of a --quick run unless named in --cases
+    """
+
+    def __init__(self, name, input_dim, width, depth, samples, kernels, note, fixed=False,
+                 networks=None, full_only=False):
         self.name = name
         self.input_dim = input_dim
         self.width = width
@@ -24,6 +36,9 @@ class Case:
         self.samples = samples
         self.kernels = kernels
         self.note = note
+        self.fixed = fixed
+        self.networks = networks
+        self.full_only = full_only
         self.classes = 20  # the default softmax head
 
     @property
@@ -32,11 +47,12 @@ class Case:
 
     @property
     def shape_key(self):
-        return (self.input_dim, self.width, self.depth, self.samples)
+        key = (self.input_dim, self.width, self.depth, self.samples)
+        return key + ("fixed",) if self.fixed else key
 
     def label(self):
         s = f"{self.input_dim}/{self.width}/{self.depth}"
-        return s + (f", N={self.samples}" if self.samples > 1 else "")
+        return s + (f", N={self.samples}" + (" fixed" if self.fixed else "") if self.samples > 1 else "")
 
     def weights_per_trial(self):
         """sum_l n_l n_(l-1): the hidden weights of one network."""
@@ -55,9 +71,12 @@ class Case:
         on = 1.0 - 0.5 ** self.samples
         return w[1] * w[0] + on * (sum(w[l] * w[l - 1] for l in range(2, len(w))) + self.classes * w[-1])
 
-    def flops_per_trial(self):
-        """Matrix-product FLOPs: 2 sum n_l n_(l-1) N, forward and backward."""
-        return 2 * self.weights_per_trial() * self.samples * 2
+    def flops_per_trial(self, properties="both"):
+        """Matrix-product FLOPs of the hidden layers: 2 sum n_l n_(l-1) N for the forward
+        products W h, as many again for the backward products W^T delta (properties
+        "both"; "forward": the forward ones only)."""
+        forward = 2 * self.weights_per_trial() * self.samples
+        return forward if properties == "forward" else 2 * forward
 
 
 CASES = {c.name: c for c in (
@@ -65,13 +84,29 @@ CASES = {c.name: c for c in (
          "the authors' setting (input 500, depth 10) at width 100"),
     Case("C2", 1024, 1024, 10, 1, ("dense", "projected", "law"),
          "wide: dense draws ~10.5M normals per trial"),
-    Case("C3", 64, 256, 10, 64, ("dense", "projected"),
+    Case("C3", 64, 256, 10, 64, ("dense", "blocked", "projected"),
          "64 gaussian inputs per trial: matrix products dominate"),
     Case("L1", 1024, 1024, 10, 1, ("law",),
          "the law kernel, O(L) per trial (same network as C2)"),
+    Case("P500", 500, 500, 10, 2000, (), "the paper's regime: 2000 fixed inputs, width 500",
+         fixed=True),
+    Case("P1000", 500, 1000, 10, 2000, (), "the paper's regime: 2000 fixed inputs, width 1000",
+         fixed=True),
+    Case("P4000", 500, 4000, 10, 2000, (), "the paper's regime at width 4000: ~1.2e12 FLOP a network",
+         fixed=True, networks=2, full_only=True),
 )}
 
-KERNEL_ORDER = ("dense", "projected", "law")
+KERNEL_ORDER = ("dense", "blocked", "projected", "law")
+
+#: the (precision, properties) settings the many-input (fixed) cases are measured in,
+#: through `--kernel auto` and the blocked kernel; the first is the baseline of the
+#: forward / both ratio
+SETTINGS = (("float64", "both"), ("float32", "both"), ("float64", "forward"))
+#: the many-input case whose BLAS thread choice is measured (trials in parallel on one
+#: BLAS thread each, against one trial at a time on threaded BLAS)
+BLAS_CHOICE_CASE = "P500"
+#: the fixed inputs of the many-input cases: N(0, I) rows from this seed, in a .npy file
+FIXED_INPUTS_SEED = 20260500
 
 #: trials per engine.run call: the in-memory sink keeps ~330 bytes per trial (~350 MB);
 #: a call's first batch is computed before any reduction overlaps it, and its last batch
@@ -84,6 +119,18 @@ SCALING_TURNS = 5
 FILE_KERNELS = ("law",)
 #: bytes of the disk-rate measurement (about a 1M-trial results file of the law kernel)
 DISK_BYTES = 192 << 20
+
+
+def write_fixed_inputs(directory, samples, input_dim):
+    """Write N = samples Gaussian inputs of dimension input_dim (one per row, N(0, I),
+    from FIXED_INPUTS_SEED) to a .npy file in directory; returns its path."""
+    import numpy as np
+
+    path = os.path.join(directory, f"inputs-{samples}x{input_dim}.npy")
+    if not os.path.exists(path):
+        X = np.random.default_rng(FIXED_INPUTS_SEED).standard_normal((samples, input_dim))
+        np.save(path, X)
+    return path
 
 
 # ------------------------------------------------------------------ measurement helpers
@@ -228,6 +275,21 @@ class BlasThreads:
     def set(self, n):
         if self.available:
             self._set(int(n))
+
+
+def blas_control_released():
+    """A block after which this thread holds no control of OpenBLAS's thread count.
+
+    The blocked kernel limits BLAS to one thread through threadpoolctl, and threadpoolctl
+    (3.8 on) lets one Python thread at a time change a process-wide OpenBLAS pool: the first
+    that does keeps that control as long as it lives, unless a ``with threadpool_limits``
+    block hands it back, and the limits other threads set are silently dropped meanwhile.
+    A kernel's fill called directly from the benchmark's main thread would so keep it, and
+    every later fill on the engine's threads would run with BLAS on all threads; in this
+    block (``threadpool_limits(limits=None)``: no limit of its own) it is handed back, as
+    in a `mcinit run`, whose fills all run on the engine's threads."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=None)
 
 
 def loadavg():

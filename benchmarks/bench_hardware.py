@@ -1,9 +1,12 @@
-"""The hardware floors of the benchmark: generation, dgemm and disk rates."""
+"""The hardware floors of the benchmark: generation, dgemm, sgemm and disk rates."""
 
 import os
 import time
 
 from bench_common import DISK_BYTES, measure, timed
+
+#: the matrices of the dgemm and sgemm rates: GEMM_SIZE x GEMM_SIZE
+GEMM_SIZE = 1024
 
 
 class HardwareFloors:
@@ -68,11 +71,39 @@ class HardwareFloors:
         else:
             hw["numpy_gen_T"] = hw["numpy_gen_1"]
             hw["mcinit_gen_T"] = hw["mcinit_gen_1"]
-        # dgemm: numpy matmul of two 1024 x 1024 matrices (BLAS with T threads)
-        n = 1024
-        A = gen.standard_normal((n, n))
-        B = gen.standard_normal((n, n))
-        C = np.empty((n, n))
+        # dgemm and sgemm: numpy matmul of two 1024 x 1024 matrices, with BLAS on T threads
+        # and on 1; and T products at once, each on one BLAS thread (as the blocked kernel
+        # runs its trials)
+        for name, dtype in (("dgemm", np.float64), ("sgemm", np.float32)):
+            self.gemm_rates(hw, name, gen, dtype)
+        # the disk: a file of DISK_BYTES written in 1 MiB pieces, then fsync'ed (what a run's
+        # records cost the machine at least, beyond the kernel)
+        m = measure(lambda k: self._disk_write(k), self.hw_time, self.reps, n=DISK_BYTES, multiple=DISK_BYTES)
+        hw["disk"] = m.rate
+        # the floors use the best rate measured (a floor must not be lowered by contention)
+        hw["dgemm"] = max(hw.get("dgemm_1", 0.0), hw["dgemm_T"], hw.get("dgemm_P", 0.0))
+        hw["sgemm"] = max(hw.get("sgemm_1", 0.0), hw["sgemm_T"], hw.get("sgemm_P", 0.0))
+        hw["numpy_gen"] = max(hw["numpy_gen_1"], hw["numpy_gen_T"])
+        hw["mcinit_gen"] = max(hw["mcinit_gen_1"], hw["mcinit_gen_T"])
+        hw["gen_best"] = max(hw["numpy_gen"], hw["mcinit_gen"])
+        hw["gen_best_name"] = "numpy" if hw["numpy_gen"] >= hw["mcinit_gen"] else "mcinit"
+        self.hw = hw
+        self.log(f"hardware: numpy normals {hw['numpy_gen_1'] / 1e6:.0f} M/s/thread, "
+                 f"mcinit normals {hw['mcinit_gen_1'] / 1e6:.0f} M/s/thread, "
+                 f"dgemm {hw['dgemm'] / 1e9:.1f} GFLOP/s, sgemm {hw['sgemm'] / 1e9:.1f} GFLOP/s")
+
+    def gemm_rates(self, hw, name, gen, dtype, n=GEMM_SIZE):
+        """FLOP/s of numpy.matmul of two n x n matrices of dtype (2 n^3 FLOP a product) into
+        hw: name_T (BLAS on T threads), name_1 (on 1 thread; when BLAS threads can be
+        changed) and name_P (T products at once from T Python threads, each on one BLAS
+        thread, when T > 1 and BLAS threads can be changed)."""
+        np = self.np
+        from concurrent.futures import ThreadPoolExecutor
+
+        T = self.threads
+        mats = [(gen.standard_normal((n, n)).astype(dtype), gen.standard_normal((n, n)).astype(dtype),
+                 np.empty((n, n), dtype=dtype)) for _ in range(T)]
+        A, B, C = mats[0]
         np.matmul(A, B, out=C)
 
         def mm(k):
@@ -82,23 +113,20 @@ class HardwareFloors:
         for b in self.blas_counts:
             self.blas.set(b)
             m = measure(lambda k: timed(lambda: mm(k)), self.hw_time, self.reps)
-            hw["dgemm_1" if b == 1 else "dgemm_T"] = m.rate * 2.0 * n ** 3
+            hw[f"{name}_1" if b == 1 else f"{name}_T"] = m.rate * 2.0 * n ** 3
         self.blas.set(T)
-        hw.setdefault("dgemm_T", hw.get("dgemm_1"))
-        # the disk: a file of DISK_BYTES written in 1 MiB pieces, then fsync'ed (what a run's
-        # records cost the machine at least, beyond the kernel)
-        m = measure(lambda k: self._disk_write(k), self.hw_time, self.reps, n=DISK_BYTES, multiple=DISK_BYTES)
-        hw["disk"] = m.rate
-        # the floors use the best rate measured (a floor must not be lowered by contention)
-        hw["dgemm"] = max(hw.get("dgemm_1", 0.0), hw["dgemm_T"])
-        hw["numpy_gen"] = max(hw["numpy_gen_1"], hw["numpy_gen_T"])
-        hw["mcinit_gen"] = max(hw["mcinit_gen_1"], hw["mcinit_gen_T"])
-        hw["gen_best"] = max(hw["numpy_gen"], hw["mcinit_gen"])
-        hw["gen_best_name"] = "numpy" if hw["numpy_gen"] >= hw["mcinit_gen"] else "mcinit"
-        self.hw = hw
-        self.log(f"hardware: numpy normals {hw['numpy_gen_1'] / 1e6:.0f} M/s/thread, "
-                 f"mcinit normals {hw['mcinit_gen_1'] / 1e6:.0f} M/s/thread, "
-                 f"dgemm {hw['dgemm'] / 1e9:.1f} GFLOP/s")
+        hw.setdefault(f"{name}_T", hw.get(f"{name}_1"))
+        if T > 1 and self.blas.available:
+            def par(k):
+                with ThreadPoolExecutor(T) as ex:
+                    list(ex.map(lambda abc: [np.matmul(*abc[:2], out=abc[2]) for _ in range(k)], mats))
+
+            self.blas.set(1)
+            try:
+                m = measure(lambda k: timed(lambda: par(k)), self.hw_time, self.reps)
+            finally:
+                self.blas.set(T)
+            hw[f"{name}_P"] = m.rate * T * 2.0 * n ** 3
 
     def _disk_write(self, nbytes):
         """Seconds to write nbytes to a new file in the scratch directory and fsync it."""

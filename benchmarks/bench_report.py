@@ -6,7 +6,8 @@ import subprocess
 import sys
 from statistics import median
 
-from bench_common import DISK_BYTES, ENGINE_CHUNK, KERNEL_ORDER, REPO
+from bench_common import DISK_BYTES, ENGINE_CHUNK, KERNEL_ORDER, REPO, SETTINGS
+from bench_hardware import GEMM_SIZE
 
 
 class ReportWriter:
@@ -16,7 +17,6 @@ class ReportWriter:
 
     def report(self):
         np = self.np
-        hw = self.hw
         T = self.threads
         out = []
         w = out.append
@@ -55,12 +55,35 @@ class ReportWriter:
               f"({'ok' if tok else '**MISMATCH**'})")
         else:
             w(f"- correctness check: PyTorch reference {getattr(self, 'torch_status', 'not measured')}")
+        bworst, bok, worst32, worst_ref32, ok32 = self.blocked_check_result
+        w(f"- correctness check: blocked kernel vs NumPy reference on identical weights (several "
+          f"inputs, drawn per trial and a fixed dataset), max relative difference {bworst:.1e} "
+          f"({'ok' if bok else '**MISMATCH**'})")
+        w(f"- float32 against float64 on the same trials (max relative difference of the ratios): "
+          f"blocked kernel {worst32:.1e}, NumPy reference {worst_ref32:.1e} "
+          f"({'ok' if ok32 else '**LARGE**'}; rounding to float32 gives about 1e-6)")
         w("")
+        if self.rows:
+            self.report_throughput(w)
+        if self.many_rows:
+            self.report_many_inputs(w)
+        self.report_hardware(w)
+        if self.rows:
+            self.report_floors(w)
+            self.report_engine(w)
+        self.report_tail(w)
+        return "\n".join(out)
+
+    def report_throughput(self, w):
+        """The tables of the cases with inputs drawn per trial (C1, C2, C3, L1)."""
+        hw = self.hw
+        T = self.threads
 
         w(f"## Throughput (trials/s, {T} thread{'s' if T > 1 else ''}; ×: speed-up over the NumPy reference)\n")
-        hdr = ["case", "network (in/width/depth)", "numpy ref", "torch (batched, autograd)",
-               "mcinit dense", "mcinit projected", "mcinit law", "gen floor", "dense / gen floor",
-               "drawn floor", "dense / drawn floor", "FLOP floor", "dense / FLOP floor"]
+        hdr = ["case", "network (in/width/depth)", "numpy ref", "torch (batched, autograd)"] + \
+            [f"mcinit {k}" for k in KERNEL_ORDER] + \
+            ["gen floor", "dense / gen floor", "drawn floor", "dense / drawn floor", "FLOP floor",
+             "dense / FLOP floor", "blocked / FLOP floor"]
         rows = []
         for r in self.rows:
             c = r["case"]
@@ -86,6 +109,7 @@ class ReportWriter:
             cells.append(fmt_pct(r["kernels"]["dense"].rate / drawn_floor) if "dense" in r["kernels"] else "–")
             cells.append(fmt_rate(flop_floor))
             cells.append(fmt_pct(r["kernels"]["dense"].rate / flop_floor) if "dense" in r["kernels"] else "–")
+            cells.append(fmt_pct(r["kernels"]["blocked"].rate / flop_floor) if "blocked" in r["kernels"] else "–")
             rows.append(cells)
         w(md_table(hdr, rows))
         w("")
@@ -109,8 +133,9 @@ class ReportWriter:
           "units some input activates, about half for one input): the strict floor of the dense "
           "kernel, which exceeds the gen floor by skipping weights that meet only zeros. FLOP floor = best measured dgemm "
           f"rate ({hw['dgemm'] / 1e9:.1f} GFLOP/s) / (2 sum n_l n_(l-1) N × 2, forward and "
-          "backward); it binds where matrix products dominate (C3). The projected and law kernels "
-          "do not draw every weight, so neither floor applies to them.\n")
+          "backward); it binds where matrix products dominate (C3), and bounds the dense and "
+          "blocked kernels. The projected and law kernels do not draw every weight, so neither "
+          "floor applies to them.\n")
 
         from mcinit import engine
         autos = []
@@ -144,21 +169,36 @@ class ReportWriter:
               "and much slower when another process holds a core (BLAS threads wait for each "
               "other).\n")
 
+    def report_hardware(self, w):
+        """The generator, dgemm and sgemm rates."""
+        hw = self.hw
+        T = self.threads
         w("## Hardware rates measured in this run\n")
         hrows = [
             ["numpy Generator.standard_normal(out=) (PCG64, ziggurat)", f"{hw['numpy_gen_1'] / 1e6:,.0f} M normals/s",
              f"{hw['numpy_gen_T'] / 1e6:,.0f} M normals/s"],
             ["mcinit.rng (Philox4x32-10 + inversion), normal_matrix 1024×1024",
              f"{hw['mcinit_gen_1'] / 1e6:,.0f} M normals/s", f"{hw['mcinit_gen_T'] / 1e6:,.0f} M normals/s"],
-            ["numpy matmul 1024×1024 (dgemm)",
-             f"{hw['dgemm_1'] / 1e9:.1f} GFLOP/s" if "dgemm_1" in hw else "–",
-             f"{hw['dgemm_T'] / 1e9:.1f} GFLOP/s"],
         ]
+        n = GEMM_SIZE
+        for name, what in (("dgemm", "float64"), ("sgemm", "float32")):
+            hrows.append([f"numpy matmul {n}×{n} {what} ({name})",
+                          f"{hw[name + '_1'] / 1e9:.1f} GFLOP/s" if name + "_1" in hw else "–",
+                          f"{hw[name + '_T'] / 1e9:.1f} GFLOP/s"])
+            if name + "_P" in hw:
+                hrows.append([f"{T} {name} products at once, 1 BLAS thread each", "–",
+                              f"{hw[name + '_P'] / 1e9:.1f} GFLOP/s"])
         if T == 1:
             hrows = [[r[0], r[2]] for r in hrows]
         w(md_table(["rate", "1 thread"] + ([f"{T} threads"] if T > 1 else []), hrows))
         w(f"\nmcinit generator / numpy generator: ×{fmt_ratio(hw['mcinit_gen_1'] / hw['numpy_gen_1'])} "
-          "per thread. The mcinit rates are `rng.normal_matrix`'s path (blocks of rows through `fill_normal_block_cols`); the T-thread rate runs it in a numba prange.\n")
+          "per thread. The mcinit rates are `rng.normal_matrix`'s path (blocks of rows through `fill_normal_block_cols`); the T-thread rate runs it in a numba prange. "
+          f"The floors use the best dgemm ({hw['dgemm'] / 1e9:.1f} GFLOP/s) and sgemm "
+          f"({hw['sgemm'] / 1e9:.1f} GFLOP/s) rate of the rows above.\n")
+
+    def report_floors(self, w):
+        """The floors of the cases with inputs drawn per trial, in detail."""
+        hw = self.hw
 
         w("## Floors in detail\n")
         frows = []
@@ -182,6 +222,9 @@ class ReportWriter:
           "generator on the normals it draws; well below means time goes elsewhere (finding the "
           "active units, the products, the backward pass) or threads idle.\n")
 
+    def report_engine(self, w):
+        """Engine overhead and batch size of the cases with inputs drawn per trial."""
+        hw = self.hw
         w("## Where the time goes: engine overhead and batch size\n")
         erows = []
         for r in self.rows:
@@ -214,6 +257,9 @@ class ReportWriter:
           "fsync'ed, best of the repetitions) / the file's bytes per trial: no run that keeps "
           "every trial's records on this disk can beat it.\n")
 
+
+    def report_tail(self, w):
+        """Thread scaling, the CLI, first calls and the measurement details."""
         if self.scaling:
             counts = self.scaling_counts
             w("## Thread scaling on C1 (trials/s)\n")
@@ -268,7 +314,9 @@ class ReportWriter:
         drows = []
         for key, m in self.cache.items():
             if key[0] == "numpy":
-                what = f"numpy {key[1]} BLAS {key[2]} thr"
+                what = f"numpy {key[1]} BLAS {key[2]} thr" + (f" {key[3]}" if len(key) > 3 else "")
+            elif key[0] == "threaded":
+                what = f"blocked one trial at a time {key[1]} BLAS {key[2]} thr"
             elif key[0] == "torch":
                 what = f"torch float64 autograd {key[1]} {key[2]} thr batch {key[3]}"
             elif key[0] == "kernel":
@@ -277,12 +325,101 @@ class ReportWriter:
                 what = f"{key[2]} engine into an HDF5 file {key[1]} {self.threads} thr"
             else:
                 what = f"{key[2]} engine {key[1]} {key[3]} thr" + (f" batch {key[4]}" if key[4] else "")
+                if key[5:] != ("float64", "both"):
+                    what += f" {key[5]} {key[6]}"
             drows.append([what, f"{m.n:,}", str(len(m.rates)), fmt_rate(m.rate),
                           fmt_pct(m.spread) if len(m.rates) > 1 else "–", f"{m.other:.2f}"])
         w(md_table(["measurement (in, width, depth, N)", "trials / repetition", "repetitions",
                     "best trials/s", "spread (best-worst)/best", "others' CPU (cores)"], drows))
         w("")
-        return "\n".join(out)
+
+    def report_many_inputs(self, w):
+        """The many-input cases (fixed inputs): the NumPy loop against the DGEMM and SGEMM
+        floors, mcinit auto and blocked in each setting, and the BLAS thread choice."""
+        hw = self.hw
+        T = self.threads
+        thr = f"{T} thread{'s' if T > 1 else ''}"
+        w(f"## Many inputs per network (networks/s, {thr})\n")
+        nrows = []
+        for r in self.many_rows:
+            c = r["case"]
+            dfloor = hw["dgemm"] / c.flops_per_trial()
+            sfloor = hw["sgemm"] / c.flops_per_trial()
+            cells = [c.name, c.label()]
+            for dt in ("float64", "float32"):
+                cells.append(" / ".join(fmt_rate(r["numpy_all"][dt, b].rate) for b in r["numpy_counts"]))
+            cells += [fmt_rate(dfloor), fmt_rate(sfloor), fmt_pct(r["numpy"]["float64"].rate / dfloor),
+                      fmt_pct(r["numpy"]["float32"].rate / sfloor)]
+            nrows.append(cells)
+        counts = " / ".join(f"BLAS {b} thr" for b in self.many_rows[0]["numpy_counts"])
+        w(md_table(["case", "network (in/width/depth)", f"numpy float64 ({counts})",
+                    f"numpy float32 ({counts})", "DGEMM floor", "SGEMM floor",
+                    "numpy float64 / DGEMM floor", "numpy float32 / SGEMM floor"], nrows))
+        w(f"\nThe inputs are N = {self.many_rows[0]['case'].samples} Gaussian rows fixed in a .npy file "
+          "(written once per run from a fixed seed), the same in every network. numpy = "
+          "`numpy_reference.py`'s per-trial loop with the fixed inputs (every product one BLAS "
+          "gemm over all N inputs), in float64 and in float32 (weights drawn in float32, sgemm; "
+          "norms summed in float64), with BLAS on the thread counts listed; the faster is the "
+          f"case's NumPy rate. DGEMM floor = the best dgemm rate ({hw['dgemm'] / 1e9:.1f} GFLOP/s) / "
+          "the FLOPs of one network's products, 2 × 2 N sum n_l n_(l-1) (forward W h and "
+          f"backward W^T delta); SGEMM floor the same at the best sgemm rate ({hw['sgemm'] / 1e9:.1f} "
+          "GFLOP/s).\n")
+        mrows = []
+        for r in self.many_rows:
+            c = r["case"]
+            base = r["numpy"]["float64"].rate
+            both = r["settings"][SETTINGS[0]]
+            for (precision, properties), st in r["settings"].items():
+                rate = hw["sgemm"] if precision == "float32" else hw["dgemm"]
+                floor = rate / c.flops_per_trial(properties)
+                cells = [c.name, f"{precision}, {properties}", st["picked"]]
+                for k in ("auto", "blocked"):
+                    m = st[k]
+                    if k == "blocked" and st["picked"] == "blocked":
+                        cells += ["= auto", "", "", ""]
+                        continue
+                    ratio = "–"
+                    if properties == "forward":
+                        ratio = f"×{fmt_ratio(m.rate / both[k].rate)}"
+                    cells += [fmt_rate(m.rate), f"×{fmt_ratio(m.rate / base)}", fmt_pct(m.rate / floor), ratio]
+                mrows.append(cells)
+        w(md_table(["case", "precision, properties", "auto →", "mcinit auto", "× numpy", "of floor",
+                    "forward / both", "mcinit blocked", "× numpy", "of floor", "forward / both"], mrows))
+        fixed = [r["case"] for r in self.many_rows if r["case"].networks]
+        w("\nmcinit = `mcinit.engine.run` with `--kernel auto` (auto → the kernel it resolves to) "
+          "and with `--kernel blocked` (`= auto` where auto resolves to it), in-memory sink; "
+          "precision and properties are the run options of that name (config.build). × numpy = "
+          "over the float64 NumPy loop (float32 rows too). of floor = of the DGEMM floor, of the "
+          "SGEMM floor for float32, and for forward only of the forward products' floor "
+          "(2 N sum n_l n_(l-1) FLOP at the dgemm rate). forward / both = the rate with "
+          "`properties forward` over the rate with both, the same kernel."
+          + (f" {', '.join(c.name for c in fixed)}: one repetition of "
+             f"{max(fixed[0].networks, T)} networks (NumPy: one), {thr} busy"
+             + (" (full runs only)." if any(c.full_only for c in fixed) else ".") if fixed else "") + "\n")
+        choice = next((r for r in self.many_rows if r["blas_choice"]), None)
+        if choice is not None:
+            c = choice["case"]
+            b = choice["blas_choice"]
+            floor = hw["dgemm"] / c.flops_per_trial()
+            na = choice["numpy_all"]
+            crows = [[f"blocked: {T} trials at once, 1 BLAS thread each (the kernel's choice)",
+                      fmt_rate(b["parallel"].rate), fmt_pct(b["parallel"].rate / floor)],
+                     [f"blocked: one trial at a time, BLAS on {T} threads",
+                      fmt_rate(b["threaded"].rate), fmt_pct(b["threaded"].rate / floor)]]
+            e = choice["settings"][SETTINGS[0]]["blocked"]
+            crows.append([f"blocked through the engine (the table above: {T} trials at once)",
+                          fmt_rate(e.rate), fmt_pct(e.rate / floor)])
+            for bl in choice["numpy_counts"]:
+                crows.append([f"numpy: one trial at a time, BLAS on {bl} thread{'s' if bl > 1 else ''}",
+                              fmt_rate(na["float64", bl].rate), fmt_pct(na["float64", bl].rate / floor)])
+            w(f"### BLAS threads on {c.name} (float64, both properties; networks/s)\n")
+            w(md_table(["how the cores are used", "networks/s", "of DGEMM floor"], crows))
+            w(f"\nThe first two rows: the kernel's `fill` alone (no engine), on {T} numba threads, "
+              "each trial's products on one BLAS thread, against the kernel's own trial "
+              f"(`blocked_trial`) in a loop, one network at a time, with BLAS on {T} threads "
+              "(threadpoolctl). The third: the same fill through `mcinit.engine.run`, where a gap "
+              "to the first is the engine's. "
+              f"×{fmt_ratio(b['parallel'].rate / b['threaded'].rate)} for trials in parallel.\n")
 
 
 # ------------------------------------------------------------------ formatting and machine
