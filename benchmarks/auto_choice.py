@@ -73,7 +73,6 @@ def measure(grid, kernels=("dense", "blocked", "projected", "law")):
 
 
 def report(rows):
-    from mcinit import kernels
     print("| network (in/width/depth) | N | dense | blocked | projected | law | auto (model) | fastest | auto / fastest |")
     print("|---|---|---|---|---|---|---|---|---|")
     worst = 1.0

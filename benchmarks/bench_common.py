@@ -277,21 +277,6 @@ class BlasThreads:
             self._set(int(n))
 
 
-def blas_control_released():
-    """A block after which this thread holds no control of OpenBLAS's thread count.
-
-    The blocked kernel limits BLAS to one thread through threadpoolctl, and threadpoolctl
-    (3.8 on) lets one Python thread at a time change a process-wide OpenBLAS pool: the first
-    that does keeps that control as long as it lives, unless a ``with threadpool_limits``
-    block hands it back, and the limits other threads set are silently dropped meanwhile.
-    A kernel's fill called directly from the benchmark's main thread would so keep it, and
-    every later fill on the engine's threads would run with BLAS on all threads; in this
-    block (``threadpool_limits(limits=None)``: no limit of its own) it is handed back, as
-    in a `mcinit run`, whose fills all run on the engine's threads."""
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=None)
-
-
 def loadavg():
     """The 1, 5 and 15 minute load averages ('n/a' where the system does not say)."""
     try:

@@ -1,6 +1,6 @@
 """The references the kernels are compared with: the NumPy per-trial reference and PyTorch."""
 
-from bench_common import CASES, Case, blas_control_released, measure, timed
+from bench_common import CASES, Case, measure, timed
 
 #: what float32 against float64 may differ by (relative) in the check: each of the L layers
 #: rounds its products and activations to float32 (2^-24 relative), which grows with depth
@@ -68,8 +68,7 @@ class References:
                 plan = common.make_plan(self.config(case, "blocked", trials, seed=seed, precision=precision),
                                         self.case_data(case))
                 fwd, bwd = np.empty((trials, N, L)), np.empty((trials, N, L))
-                with blas_control_released():
-                    blocked.fill(plan, 0, trials, fwd, bwd, np.zeros(trials, dtype=bool))
+                blocked.fill(plan, 0, trials, fwd, bwd, np.zeros(trials, dtype=bool))
                 out[precision] = (fwd, bwd)
             for t in range(trials):
                 draws = ref.mcinit_draws(seed, t, case.widths, N, case.classes, X=self.case_data(case))
