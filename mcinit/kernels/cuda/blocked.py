@@ -42,7 +42,7 @@ from .. import blocked as cpu_blocked
 from ..common import DATA_FIXED
 from .device import SIM, block_words, lane, weight_value
 
-__all__ = ["DeviceOps", "fill", "array_module", "kept_weight_bytes", "PART_ROWS"]
+__all__ = ["DeviceOps", "fill", "array_module", "kept_weight_bytes", "kernel_signatures", "PART_ROWS"]
 
 #: rows of a column whose squares one thread sums in order (one part of a column norm)
 PART_ROWS = 64
@@ -260,3 +260,20 @@ def fill(plan, first, count, fwd, bwd, dead, budget):
     for j in range(count):
         cpu_blocked.blocked_trial(ops, plan, first + j, ws, fixed_inputs=fixed)
         dead[j] = cpu_blocked.ratios(ops.norms(ws.hn2), ops.norms(ws.dn2), L, plan.backward, fwd[j], bwd[j])
+
+
+def kernel_signatures():
+    """name -> (python function, argument types) of every kernel above, in float64 and float32
+    (for compile_ptx_all)."""
+    from numba import typeof
+    k, c, i, f = np.uint64(1), np.uint64(2), 3, 0.5
+    sigs = {}
+    for dt in (np.float64, np.float32):
+        name = np.dtype(dt).name
+        A, H, v = np.zeros((2, 2), dtype=dt), np.zeros((2, 2), dtype=dt), np.zeros(2)
+        for fn, args in ((weights_kernel, (k, k, c, c, i, f, f, True, v, A)),
+                         (part_norms_kernel, (A, H, i, np.zeros((2, 2))))):
+            sigs[f"blocked-{fn.__name__}-{name}"] = (fn, tuple(typeof(a) for a in args))
+    sigs["blocked-row_scales_kernel"] = (row_scales_kernel, tuple(typeof(a) for a in (k, k, c, c, i, i, f, v)))
+    sigs["blocked-sum_parts_kernel"] = (sum_parts_kernel, tuple(typeof(a) for a in (np.zeros((2, 2)), i, v)))
+    return sigs
