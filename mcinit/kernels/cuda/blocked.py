@@ -173,6 +173,7 @@ class DeviceOps:
         return a if self.on_host else cuda.as_cuda_array(a, sync=False)
 
     def empty(self, shape):
+        """An uninitialised device array of the plan's precision."""
         return self.xp.empty(shape, dtype=self.plan.dtype)
 
     def weights(self, trial, layer, out):
@@ -205,6 +206,7 @@ class DeviceOps:
         H0.set(self.H0)
 
     def matmul(self, A, B, out):
+        """out = A B (cuBLAS's dgemm or sgemm; A may be a transposed view)."""
         self.xp.matmul(A, B, out=out)
 
     def _norms(self, A, H, mode, n2):
