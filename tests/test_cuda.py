@@ -246,7 +246,8 @@ def test_simulator_cases_cover_dead_trials(sim_results):
 
 def blocked_ops_checks():
     """The blocked kernel's device operations (DeviceOps) against the CPU's (blocked.Ops), in
-    this process (the simulator, or a real GPU): a list of dicts, one per check, with
+    this process (the simulator, or a real GPU): weights and random inputs (check
+    "weights"), reductions ("norms") and whole trials; a list of dicts, one per check, with
     ``diff`` the largest difference relative to the largest CPU value (0: bit for bit),
     ``equal`` (bit for bit) and ``same_matrix`` (the matrix a reduction rewrites in place)."""
     from mcinit import config
@@ -258,6 +259,10 @@ def blocked_ops_checks():
         return common.make_plan(cfg, data)
 
     def diff(a, b):
+        fin = np.isfinite(a)
+        if not (np.array_equal(fin, np.isfinite(b)) and np.array_equal(a[~fin], b[~fin], equal_nan=True)):
+            return float("inf")
+        a, b = a[fin], b[fin]
         top = float(np.max(np.abs(a), initial=0.0))
         return float(np.max(np.abs(a - b), initial=0.0)) / (top if top > 0 else 1.0)
 
@@ -274,6 +279,18 @@ def blocked_ops_checks():
                 b = dev.norms(b)
                 out.append(dict(check="weights", name=f"{init}-{dist}-{precision}-layer{layer}",
                                 dtype=b.dtype.name, diff=diff(a, b), equal=bool(np.array_equal(a, b))))
+    for data in ("gaussian", "sphere"):
+        for precision in ("float64", "float32"):
+            for n0 in (9, 12):
+                plan = build(input_dim=n0, widths="4", samples=5, data=data, precision=precision)
+                cpu, dev = blocked.Ops(plan), gblocked.DeviceOps(plan)
+                a = np.empty((n0, 5), dtype=plan.dtype)
+                b = dev.empty((n0, 5))
+                cpu.inputs(2 ** 33 + 3, a)
+                dev.inputs(2 ** 33 + 3, b)
+                b = dev.norms(b)
+                out.append(dict(check="weights", name=f"inputs-{data}-{n0}-{precision}", dtype=b.dtype.name,
+                                diff=diff(a, b), equal=bool(np.array_equal(a, b))))
     g = np.random.default_rng(7)
     for n in (5, gblocked.PART_ROWS, 2 * gblocked.PART_ROWS + 3):
         for precision in ("float64", "float32"):

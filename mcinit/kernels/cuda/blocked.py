@@ -14,8 +14,9 @@ kernels.blocked.Workspace of device arrays.  What runs where:
     and norms     float64 column norms: a column's squares are summed in row order over
                   fixed parts of PART_ROWS rows, then the parts in order; the order is a
                   constant of this module, never of the launch geometry.
-    inputs        drawn on the host by the CPU's code (a fixed dataset: once per fill) and
-                  copied to the device.
+    inputs        N(0, I) or uniform on the sphere: drawn on the device (inputs_kernel,
+                  one thread an input, a sphere's norm summed in the CPU's order); a fixed
+                  dataset is copied to the device once per fill.
     head errors   on the host: the logits (K x N) come back, the CPU's head_errors gives
                   the errors, which go back (the softmax is the CPU's, bit for bit).
     ratios        on the host, from the squared norms ((L + 1) x N, two copies a trial).
@@ -39,7 +40,7 @@ from numba import cuda
 from ... import rng
 from ...initializers import DIST_NORMAL, DIST_UNIFORM, DIST_WN
 from .. import blocked as cpu_blocked
-from ..common import DATA_FIXED
+from ..common import DATA_FIXED, DATA_SPHERE
 from .device import SIM, block_words, lane, weight_value
 
 __all__ = ["DeviceOps", "fill", "array_module", "kept_weight_bytes", "kernel_signatures", "PART_ROWS"]
@@ -86,6 +87,42 @@ def row_scales_kernel(k0, k1, c2, c3, n_out, n_in, gain, rsc):
                 z = rng.u32_to_normal(lane(w0, w1, w2, w3, c))
                 s += z * z
         rsc[i] = gain / math.sqrt(s)
+
+
+@cuda.jit
+def inputs_kernel(k0, k1, c2, c3, sphere, H0):
+    """H0[j, x] = column j of row x of counters (c2, c3): N(0, 1), divided by the norm of row x
+    when ``sphere`` (H0 is n0 x N), as common.draw_inputs: the squares summed in
+    common.dot's order (four partial sums by column mod 4, the last n0 mod 4 columns into
+    the first, then (s0 + s1) + (s2 + s3)).  Thread x."""
+    n0, N = H0.shape
+    nb = (n0 + 3) // 4
+    m = n0 - n0 % 4
+    for x in range(cuda.grid(1), N, cuda.gridsize(1)):
+        scale = 1.0
+        if sphere:
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for b in range(nb):
+                w0, w1, w2, w3 = block_words(k0, k1, c2, c3, x, b)
+                for c in range(min(4, n0 - 4 * b)):
+                    z = rng.u32_to_normal(lane(w0, w1, w2, w3, c))
+                    if c == 0 or 4 * b >= m:
+                        s0 += z * z
+                    elif c == 1:
+                        s1 += z * z
+                    elif c == 2:
+                        s2 += z * z
+                    else:
+                        s3 += z * z
+            scale = 1.0 / math.sqrt((s0 + s1) + (s2 + s3))
+        for b in range(nb):
+            w0, w1, w2, w3 = block_words(k0, k1, c2, c3, x, b)
+            for c in range(min(4, n0 - 4 * b)):
+                z = rng.u32_to_normal(lane(w0, w1, w2, w3, c))
+                H0[4 * b + c, x] = z * scale if sphere else z
 
 
 @cuda.jit
@@ -161,7 +198,7 @@ class DeviceOps:
         self.L = len(w) - 1
         self.parts = self.xp.empty((-(-max(w) // PART_ROWS), N))
         self.rsc = self.xp.empty(max(w[1:] + [1]))
-        self.H0 = None if self.on_host else np.empty((w[0], N), dtype=plan.dtype)
+        self.H0 = np.empty((w[0], N), dtype=plan.dtype) if plan.data == DATA_FIXED and not self.on_host else None
         self.E = None
         # H of part_norms_kernel where it is not read: never A itself (the simulator copies
         # each argument in and out, and a second copy of A would undo the ReLU)
@@ -198,12 +235,18 @@ class DeviceOps:
         weights_kernel[_blocks(nq), TPB](k0, k1, c2, c3, dist, sd, ua, wn, self.dev(self.rsc), self.dev(out))
 
     def inputs(self, trial, H0):
-        """H0 (n0 x N) = the trial's inputs, drawn on the host (kernels.blocked.Ops.inputs)."""
-        if self.on_host:
+        """H0 (n0 x N) = the trial's inputs: drawn on the device, or a fixed dataset's (copied
+        from the host by kernels.blocked.Ops.inputs)."""
+        p = self.plan
+        if p.data != DATA_FIXED:
+            c2, c3 = (np.uint64(v) for v in rng.counter_words(trial, 0, rng.STREAM_DATA))
+            inputs_kernel[_blocks(H0.shape[1]), TPB](np.uint64(p.k0), np.uint64(p.k1), c2, c3,
+                                                     p.data == DATA_SPHERE, self.dev(H0))
+        elif self.on_host:
             self.host.inputs(trial, H0)
-            return
-        self.host.inputs(trial, self.H0)
-        H0.set(self.H0)
+        else:
+            self.host.inputs(trial, self.H0)
+            H0.set(self.H0)
 
     def matmul(self, A, B, out):
         """out = A B (cuBLAS's dgemm or sgemm; A may be a transposed view)."""
@@ -273,7 +316,7 @@ def kernel_signatures():
     for dt in (np.float64, np.float32):
         name = np.dtype(dt).name
         A, H, v = np.zeros((2, 2), dtype=dt), np.zeros((2, 2), dtype=dt), np.zeros(2)
-        for fn, args in ((weights_kernel, (k, k, c, c, i, f, f, True, v, A)),
+        for fn, args in ((weights_kernel, (k, k, c, c, i, f, f, True, v, A)), (inputs_kernel, (k, k, c, c, True, A)),
                          (part_norms_kernel, (A, H, i, np.zeros((2, 2))))):
             sigs[f"blocked-{fn.__name__}-{name}"] = (fn, tuple(typeof(a) for a in args))
     sigs["blocked-row_scales_kernel"] = (row_scales_kernel, tuple(typeof(a) for a in (k, k, c, c, i, i, f, v)))
