@@ -375,6 +375,15 @@ def test_blocked_device_module_leaves_cupy_unimported():
     assert p.returncode == 0, p.stderr[-3000:]
 
 
+def test_blocked_is_no_asynchronous_launch():
+    """The blocked kernel runs through fill (trials one after another), not fill_async."""
+    from mcinit import config
+    from mcinit.kernels import common, cuda
+    cfg, data = config.build(input_dim=4, widths="5", samples=2, trials=1)
+    with pytest.raises(ValueError, match="one after another"):
+        cuda.fill_async(common.make_plan(cfg, data), 0, 1, "blocked")
+
+
 def test_blocked_device_kept_weights_agree_with_the_cpu_budget(monkeypatch):
     """kept_weight_bytes counts what blocked.weights_fit counts (the kept weights' bytes)."""
     from mcinit import config
@@ -511,9 +520,10 @@ def test_kernels_compile_for_sm90_and_assemble(ptx_build):
         r.update(name=name, ptx_isa=version)
         rows.append(r)
     print(f"\nptxas -arch=sm_90 -v ({ptxas}), package {info['package']}:")
-    print(f"{'kernel':<10} {'registers':>9} {'spill stores':>13} {'spill loads':>12} {'stack':>6}")
+    w = max(len(r["name"]) for r in rows)
+    print(f"{'kernel':<{w}} {'registers':>9} {'spill stores':>13} {'spill loads':>12} {'stack':>6}")
     for r in rows:
-        print(f"{r['name']:<10} {r['registers']:>9} {r['spill_stores']:>12}B {r['spill_loads']:>11}B "
+        print(f"{r['name']:<{w}} {r['registers']:>9} {r['spill_stores']:>12}B {r['spill_loads']:>11}B "
               f"{r['stack']:>5}B")
     for r in rows:
         assert 0 < r["registers"] <= MAX_REGISTERS, r
