@@ -184,29 +184,34 @@ def _blocks(n):
 
 class DeviceOps:
     """The array operations of kernels.blocked.blocked_trial on device arrays (the methods and
-    meanings of kernels.blocked.Ops): weights and reductions by the kernels above, products
-    by ``xp.matmul`` (cuBLAS through CuPy), inputs and head errors by the CPU's Ops on the
-    host.  ``xp``: CuPy, or NumPy (array_module)."""
+    meanings of kernels.blocked.Ops): weights, random inputs and reductions by the kernels
+    above, products by ``xp.matmul`` (cuBLAS through CuPy), a fixed dataset and the head's
+    errors by the CPU's Ops on the host.  ``xp``: CuPy, or NumPy (array_module())."""
 
-    def __init__(self, plan, xp=None):
+    def __init__(self, plan):
         self.plan = plan
-        self.xp = array_module() if xp is None else xp
+        self.xp = array_module()
         self.host = cpu_blocked.Ops(plan)
         self.on_host = self.xp is np
+        # the kernels go to CuPy's current stream (by default both use the legacy default
+        # stream), so that they and the products run in the order of the trial
+        ptr = 0 if self.on_host else self.xp.cuda.get_current_stream().ptr
+        self.stream = cuda.external_stream(ptr) if ptr else 0
         w = [int(v) for v in plan.widths]
         N = int(plan.samples)
         self.L = len(w) - 1
         self.parts = self.xp.empty((-(-max(w) // PART_ROWS), N))
         self.rsc = self.xp.empty(max(w[1:] + [1]))
-        self.H0 = np.empty((w[0], N), dtype=plan.dtype) if plan.data == DATA_FIXED and not self.on_host else None
+        fixed = plan.data == DATA_FIXED
+        self.H0 = np.empty((w[0], N), dtype=plan.dtype) if fixed and not self.on_host else None
         self.E = None
         # H of part_norms_kernel where it is not read: never A itself (the simulator copies
         # each argument in and out, and a second copy of A would undo the ReLU)
         self.unread = self.xp.zeros((1, 1), dtype=plan.dtype)
 
     def dev(self, a):
-        """a as numba sees a device array: CuPy's without the stream synchronisation numba
-        would do on every launch (CuPy and numba launch on the same default stream)."""
+        """a as a kernel argument: a CuPy array as numba's view of it, without the stream
+        synchronisation numba would do at every launch (the kernels run on CuPy's stream)."""
         return a if self.on_host else cuda.as_cuda_array(a, sync=False)
 
     def empty(self, shape):
@@ -225,14 +230,16 @@ class DeviceOps:
         k0, k1 = np.uint64(p.k0), np.uint64(p.k1)
         wn = dist == DIST_WN
         if wn:
-            row_scales_kernel[_blocks(n_out), TPB](k0, k1, c2, c3, n_out, n_in, gain, self.dev(self.rsc))
+            row_scales_kernel[_blocks(n_out), TPB, self.stream](k0, k1, c2, c3, n_out, n_in, gain,
+                                                                self.dev(self.rsc))
             dist, sd, ua = DIST_NORMAL, 1.0, 0.0
         elif dist == DIST_UNIFORM:
             sd, ua = 0.0, math.sqrt(3.0 * var)
         else:
             sd, ua = math.sqrt(var), 0.0
         nq = n_out * ((n_in + 3) // 4)
-        weights_kernel[_blocks(nq), TPB](k0, k1, c2, c3, dist, sd, ua, wn, self.dev(self.rsc), self.dev(out))
+        weights_kernel[_blocks(nq), TPB, self.stream](k0, k1, c2, c3, dist, sd, ua, wn, self.dev(self.rsc),
+                                                      self.dev(out))
 
     def inputs(self, trial, H0):
         """H0 (n0 x N) = the trial's inputs: drawn on the device, or a fixed dataset's (copied
@@ -240,8 +247,8 @@ class DeviceOps:
         p = self.plan
         if p.data != DATA_FIXED:
             c2, c3 = (np.uint64(v) for v in rng.counter_words(trial, 0, rng.STREAM_DATA))
-            inputs_kernel[_blocks(H0.shape[1]), TPB](np.uint64(p.k0), np.uint64(p.k1), c2, c3,
-                                                     p.data == DATA_SPHERE, self.dev(H0))
+            inputs_kernel[_blocks(H0.shape[1]), TPB, self.stream](np.uint64(p.k0), np.uint64(p.k1), c2, c3,
+                                                                  p.data == DATA_SPHERE, self.dev(H0))
         elif self.on_host:
             self.host.inputs(trial, H0)
         else:
@@ -258,9 +265,10 @@ class DeviceOps:
         if nparts > self.parts.shape[0] or N > self.parts.shape[1]:
             self.parts = self.xp.empty((nparts, N))
         parts = n2.reshape(1, N) if nparts == 1 else self.parts[:nparts, :N]
-        part_norms_kernel[(_blocks(N), nparts), TPB](self.dev(A), self.dev(H), mode, self.dev(parts))
+        part_norms_kernel[(_blocks(N), nparts), TPB, self.stream](self.dev(A), self.dev(H), mode,
+                                                                  self.dev(parts))
         if nparts > 1:
-            sum_parts_kernel[_blocks(N), TPB](self.dev(parts), nparts, self.dev(n2))
+            sum_parts_kernel[_blocks(N), TPB, self.stream](self.dev(parts), nparts, self.dev(n2))
 
     def relu_norms(self, A, n2):
         """A = ReLU(A) in place and n2[x] = ||A[:, x]||^2 (float64)."""
