@@ -312,7 +312,9 @@ def fill(plan, first, count, fwd, bwd, dead, budget):
         ops.column_norms(ws.H[0], ws.hn2[0])
     for j in range(count):
         cpu_blocked.blocked_trial(ops, plan, first + j, ws, fixed_inputs=fixed)
-        dead[j] = cpu_blocked.ratios(ops.norms(ws.hn2), ops.norms(ws.dn2), L, plan.backward, fwd[j], bwd[j])
+        hn2 = ops.norms(ws.hn2)
+        dn2 = ops.norms(ws.dn2) if plan.backward else hn2       # not read without the backward pass
+        dead[j] = cpu_blocked.ratios(hn2, dn2, L, plan.backward, fwd[j], bwd[j])
 
 
 def kernel_signatures():
@@ -324,7 +326,8 @@ def kernel_signatures():
     for dt in (np.float64, np.float32):
         name = np.dtype(dt).name
         A, H, v = np.zeros((2, 2), dtype=dt), np.zeros((2, 2), dtype=dt), np.zeros(2)
-        for fn, args in ((weights_kernel, (k, k, c, c, i, f, f, True, v, A)), (inputs_kernel, (k, k, c, c, True, A)),
+        for fn, args in ((weights_kernel, (k, k, c, c, i, f, f, True, v, A)),
+                         (inputs_kernel, (k, k, c, c, True, A)),
                          (part_norms_kernel, (A, H, i, np.zeros((2, 2))))):
             sigs[f"blocked-{fn.__name__}-{name}"] = (fn, tuple(typeof(a) for a in args))
     sigs["blocked-row_scales_kernel"] = (row_scales_kernel, tuple(typeof(a) for a in (k, k, c, c, i, i, f, v)))
