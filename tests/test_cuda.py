@@ -6,7 +6,12 @@ Without a GPU, two things are checked:
   gives the CPU kernels' fwd, bwd and dead to 1e-9 relative (sums are taken in
   another order): dense with one and several inputs, normal, uniform and
   weight-normalised weights, gaussian, sphere and fixed (rank-deficient) data,
-  both heads; projected likewise; law; trial indices above 2**32;
+  both heads; projected likewise; law; blocked (float64 and float32, forward
+  only, columns longer than one part of its reductions); trial indices above 2**32;
+- the blocked kernel's device operations (mcinit/kernels/cuda/blocked.py) in the
+  simulator against the CPU's: weights bit for bit (normal, uniform,
+  weight-normalised; float64 and float32), ReLU/mask/column norms, and trials
+  whose weights are drawn again for the backward pass;
 - the real compiler: every kernel the backend launches is compiled by NVVM to
   PTX for sm_90 (a subprocess without the simulator, which accepts code the
   real compiler rejects) and assembled by ``ptxas -arch=sm_90 -v``; registers
@@ -36,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 RTOL = 1e-9
+#: float32 trials on a GPU against the CPU's: float32 sums taken in another order (cuBLAS's)
+F32_RTOL = 1e-4
 #: ptxas budget: the kernels are compiled for (128 threads, 4 blocks per SM), so at most
 #: 128 registers; spills (the outer loops' state) must stay small
 MAX_REGISTERS = 128
@@ -68,6 +75,15 @@ SIM_CASES = {
     "law-sphere-gaussianhead": ("law", 0, 40, dict(input_dim=5, widths="6,7,3", data="sphere",
                                                    head="gaussian:4"), None),
     "law-fixed": ("law", 9, 20, dict(input_dim=7, widths="4,9", data="DATA1"), None),
+    "blocked-3in-2parts-2**33": ("blocked", 2 ** 33 + 5, 2, dict(input_dim=9, widths="70,6", samples=3), None),
+    "blocked-float32-gaussianhead": ("blocked", 3, 2, dict(input_dim=5, widths="6,9", samples=5,
+                                                           head="gaussian:3", precision="float32"), None),
+    "blocked-uniform-fixed": ("blocked", 7, 2, dict(input_dim=7, widths="6,5,8", samples=4, data="DATA",
+                                                    init="glorot", dist="uniform"), None),
+    "blocked-wn-sphere-forward": ("blocked", 11, 2, dict(input_dim=7, widths="9,5", samples=2, data="sphere",
+                                                         init="wn", properties="forward"), None),
+    "blocked-wnunit-dead": ("blocked", 2 ** 32 - 1, 3, dict(input_dim=3, widths="2,2,2", samples=1,
+                                                            init="wn-unit", head="softmax:3"), None),
 }
 
 # larger cases, for a real GPU
@@ -81,6 +97,13 @@ GPU_CASES = {
     "gpu-projected-fixed": ("projected", 1, 16, dict(input_dim=7, widths="64,64", samples=4,
                                                      data="DATA"), None),
     "gpu-law": ("law", 2 ** 35, 5000, dict(input_dim=1024, width=1024, depth=10), None),
+    "gpu-blocked-64in": ("blocked", 2 ** 33, 8, dict(input_dim=100, widths="200,150,300", samples=64), None),
+    "gpu-blocked-64in-float32": ("blocked", 2 ** 33, 8, dict(input_dim=100, widths="200,150,300", samples=64,
+                                                             precision="float32"), None),
+    "gpu-blocked-uniform-forward": ("blocked", 5, 8, dict(input_dim=30, widths="100,64,77", samples=40,
+                                                          init="glorot", dist="uniform", properties="forward"), None),
+    "gpu-blocked-wn-fixed": ("blocked", 5, 8, dict(input_dim=7, widths="50,40", samples=4, data="DATA",
+                                                   init="wn"), None),
 }
 
 
@@ -96,8 +119,8 @@ def _dataset(path):
 def compare(name, case, datadir):
     """Run one case on the CPU kernel and on the CUDA backend; a dict of the differences."""
     from mcinit import config
-    from mcinit.kernels import common, cuda, dense, law, projected
-    cpu = {"dense": dense, "projected": projected, "law": law}
+    from mcinit.kernels import blocked, common, cuda, dense, law, projected
+    cpu = {"dense": dense, "projected": projected, "law": law, "blocked": blocked}
     kernel, first, count, kw, chunks = case[:5]
     kw = dict(kw)
     if kw.get("data", "").startswith("DATA"):
@@ -124,7 +147,8 @@ def compare(name, case, datadir):
 
     def relerr(a, b):
         fin = np.isfinite(a)
-        if not np.array_equal(fin, np.isfinite(b)) or not np.array_equal(a[~fin], b[~fin]):
+        # nan: left unwritten (bwd of a forward-only plan) on both
+        if not np.array_equal(fin, np.isfinite(b)) or not np.array_equal(a[~fin], b[~fin], equal_nan=True):
             return float("inf")
         den = np.where(a[fin] == 0, 1.0, np.abs(a[fin]))
         diff = np.abs(a[fin] - b[fin])
@@ -134,13 +158,17 @@ def compare(name, case, datadir):
 
     return dict(name=name, fwd=relerr(f1, f2), bwd=relerr(b1, b2),
                 dead_equal=bool(np.array_equal(d1, d2)), dead=int(d1.sum()),
-                inf=int(np.isinf(b1).sum()), seconds=round(t2, 2), simulator=cuda.simulator())
+                inf=int(np.isinf(b1).sum()), seconds=round(t2, 2), simulator=cuda.simulator(),
+                precision=cfg.precision)
 
 
 def _check(r):
+    # float32 on a GPU: cuBLAS sums float32 products in another order than the CPU's BLAS
+    # (under the simulator both are NumPy's)
+    rtol = F32_RTOL if r.get("precision") == "float32" and not r["simulator"] else RTOL
     assert r["dead_equal"], f"{r['name']}: dead flags differ"
-    assert r["fwd"] <= RTOL, f"{r['name']}: fwd differs by {r['fwd']:.3g} relative"
-    assert r["bwd"] <= RTOL, f"{r['name']}: bwd differs by {r['bwd']:.3g} relative (or inf/0 placement)"
+    assert r["fwd"] <= rtol, f"{r['name']}: fwd differs by {r['fwd']:.3g} relative"
+    assert r["bwd"] <= rtol, f"{r['name']}: bwd differs by {r['bwd']:.3g} relative (or inf/0 placement)"
 
 
 # ------------------------------------------------------------------ the simulator
@@ -178,9 +206,10 @@ def sim_results(tmp_path_factory, ptx_build):
     _dataset(os.path.join(datadir, "data.npy"))
     # simulated seconds per case (one 2-vCPU AMD EPYC host): projected-fixed-rankdef 48,
     # projected-sphere-N>n0 39, projected-3in-gaussianhead 14, projected-1in 3, the dense
-    # and law cases 27 together; the slowest projected case goes with them (75 s against 56)
+    # and law cases 27 together; the slowest projected case goes with them (75 s against 56),
+    # the blocked cases with the other projected ones
     names = list(SIM_CASES)
-    first = [n for n in names if not n.startswith("projected") or n == "projected-fixed-rankdef"]
+    first = [n for n in names if n.startswith(("dense", "law")) or n == "projected-fixed-rankdef"]
     second = [n for n in names if n not in first]
     procs = [_run_sim(first, datadir), _run_sim(second, datadir)]
     out = {}
@@ -209,8 +238,164 @@ def test_simulator_matches_cpu(name, sim_results):
 @pytest.mark.slow
 def test_simulator_cases_cover_dead_trials(sim_results):
     """The comparisons include dead trials (inf gamma) for every kernel."""
-    for kernel in ("dense", "law"):
+    for kernel in ("dense", "law", "blocked"):
         assert sum(r["dead"] for n, r in sim_results.items() if n.startswith(kernel)) > 0, kernel
+
+
+# ------------------------------------------------------------------ the blocked kernel's operations
+
+def blocked_ops_checks():
+    """The blocked kernel's device operations (DeviceOps) against the CPU's (blocked.Ops), in
+    this process (the simulator, or a real GPU): weights and random inputs (check
+    "weights"), reductions ("norms") and whole trials; a list of dicts, one per check, with
+    ``diff`` the largest difference relative to the largest CPU value (0: bit for bit),
+    ``equal`` (bit for bit) and ``same_matrix`` (the matrix a reduction rewrites in place)."""
+    from mcinit import config
+    from mcinit.kernels import blocked, common
+    from mcinit.kernels.cuda import blocked as gblocked
+
+    def build(**kw):
+        cfg, data = config.build(trials=3, **kw)
+        return common.make_plan(cfg, data)
+
+    def diff(a, b):
+        fin = np.isfinite(a)
+        if not (np.array_equal(fin, np.isfinite(b)) and np.array_equal(a[~fin], b[~fin], equal_nan=True)):
+            return float("inf")
+        a, b = a[fin], b[fin]
+        top = float(np.max(np.abs(a), initial=0.0))
+        return float(np.max(np.abs(a - b), initial=0.0)) / (top if top > 0 else 1.0)
+
+    out = []
+    for init, dist in (("he", "normal"), ("glorot", "uniform"), ("wn", "normal")):
+        for precision in ("float64", "float32"):
+            plan = build(input_dim=9, widths="70,6", samples=3, init=init, dist=dist, precision=precision)
+            cpu, dev = blocked.Ops(plan), gblocked.DeviceOps(plan)
+            for layer, shape in ((1, (70, 9)), (2, (6, 70)), (3, (plan.classes, 6))):
+                a = np.empty(shape, dtype=plan.dtype)
+                b = dev.empty(shape)
+                cpu.weights(2 ** 33 + 3, layer, a)
+                dev.weights(2 ** 33 + 3, layer, b)
+                b = dev.norms(b)
+                out.append(dict(check="weights", name=f"{init}-{dist}-{precision}-layer{layer}",
+                                dtype=b.dtype.name, diff=diff(a, b), equal=bool(np.array_equal(a, b))))
+    for data in ("gaussian", "sphere"):
+        for precision in ("float64", "float32"):
+            for n0 in (9, 12):
+                plan = build(input_dim=n0, widths="4", samples=5, data=data, precision=precision)
+                cpu, dev = blocked.Ops(plan), gblocked.DeviceOps(plan)
+                a = np.empty((n0, 5), dtype=plan.dtype)
+                b = dev.empty((n0, 5))
+                cpu.inputs(2 ** 33 + 3, a)
+                dev.inputs(2 ** 33 + 3, b)
+                b = dev.norms(b)
+                out.append(dict(check="weights", name=f"inputs-{data}-{n0}-{precision}", dtype=b.dtype.name,
+                                diff=diff(a, b), equal=bool(np.array_equal(a, b))))
+    g = np.random.default_rng(7)
+    for n in (5, gblocked.PART_ROWS, 2 * gblocked.PART_ROWS + 3):
+        for precision in ("float64", "float32"):
+            plan = build(input_dim=4, widths=str(n), samples=7, precision=precision)
+            dev = gblocked.DeviceOps(plan)
+            A = g.standard_normal((n, 7)).astype(plan.dtype)
+            H = g.standard_normal((n, 7)).astype(plan.dtype)
+            for op in ("relu_norms", "mask_norms", "column_norms"):
+                A1, n1 = A.copy(), np.empty(7)
+                A2, n2 = dev.xp.asarray(A), dev.xp.zeros(7)
+                if op == "mask_norms":
+                    getattr(blocked, op)(A1, H, n1)
+                    getattr(dev, op)(A2, dev.xp.asarray(H), n2)
+                else:
+                    getattr(blocked, op)(A1, n1)
+                    getattr(dev, op)(A2, n2)
+                n2 = dev.norms(n2)
+                out.append(dict(check="norms", name=f"{op}-{n}rows-{precision}",
+                                one_part=n <= gblocked.PART_ROWS,
+                                diff=diff(n1, n2), equal=bool(np.array_equal(n1, n2)),
+                                same_matrix=bool(np.array_equal(A1, dev.norms(A2)))))
+    # weights drawn again for the backward pass (budget 0) and kept (a large budget)
+    plan = build(input_dim=6, widths="7,5,8", samples=3, head="softmax:4")
+    ref = (np.empty((3, 3, 3)), np.empty((3, 3, 3)), np.zeros(3, dtype=bool))
+    blocked.fill(plan, 2 ** 33, 3, *ref)
+    for budget in (0, 2 ** 30):
+        got = (np.empty((3, 3, 3)), np.empty((3, 3, 3)), np.zeros(3, dtype=bool))
+        gblocked.fill(plan, 2 ** 33, 3, *got, budget)
+        out.append(dict(check="trials", name=f"budget-{budget}", diff=max(diff(ref[0], got[0]), diff(ref[1], got[1])),
+                        equal=bool(np.array_equal(ref[2], got[2]))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def blocked_ops_sim():
+    """blocked_ops_checks under the simulator (a subprocess): check name -> dict."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--simulate-blocked-ops"], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return {f"{r['check']}:{r['name']}": r for r in map(json.loads, p.stdout.strip().splitlines())}
+
+
+def _check_blocked_ops(results, simulator):
+    for key, r in results.items():
+        if r["check"] == "weights":
+            # under the simulator the device code runs the CPU's arithmetic: bit for bit;
+            # on a GPU, fused multiply-adds change the last bits of the float64 numbers
+            # (which may round to a neighbouring float32)
+            tol = 1e-13 if r["dtype"] == "float64" else 2.0 ** -23
+            assert (r["equal"] if simulator else r["diff"] <= tol), r
+        elif r["check"] == "norms":
+            assert r["same_matrix"], r
+            # one part (rows <= PART_ROWS): the CPU's order of summation; else to rounding
+            assert (r["equal"] if simulator and r["one_part"] else r["diff"] <= 1e-13), r
+        else:
+            assert r["equal"] and r["diff"] <= RTOL, r
+
+
+@pytest.mark.slow
+def test_simulator_blocked_weights_norms_and_trials_match_cpu(blocked_ops_sim):
+    checks = {r["check"] for r in blocked_ops_sim.values()}
+    assert checks == {"weights", "norms", "trials"}
+    assert {r["dtype"] for r in blocked_ops_sim.values() if r["check"] == "weights"} == {"float64", "float32"}
+    _check_blocked_ops(blocked_ops_sim, simulator=True)
+
+
+def test_gpu_blocked_weights_norms_and_trials_match_cpu():
+    if not _gpu_available():
+        pytest.skip("no CUDA GPU on this machine")
+    from mcinit.kernels.cuda import blocked as gblocked
+    assert gblocked.array_module().__name__ == "cupy", "the GPU's blocked kernel needs CuPy (pip install mcinit[cuda])"
+    _check_blocked_ops({f"{r['check']}:{r['name']}": r for r in blocked_ops_checks()}, simulator=False)
+
+
+def test_blocked_device_module_leaves_cupy_unimported():
+    """mcinit's CUDA backend imports CuPy only when the blocked kernel runs on a real GPU
+    (a fresh process: a GPU test of this module may have imported it)."""
+    code = "import sys, mcinit.kernels.cuda.blocked; assert 'cupy' not in sys.modules"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_blocked_is_no_asynchronous_launch():
+    """The blocked kernel runs through fill (trials one after another), not fill_async."""
+    from mcinit import config
+    from mcinit.kernels import common, cuda
+    cfg, data = config.build(input_dim=4, widths="5", samples=2, trials=1)
+    with pytest.raises(ValueError, match="one after another"):
+        cuda.fill_async(common.make_plan(cfg, data), 0, 1, "blocked")
+
+
+def test_blocked_device_kept_weights_agree_with_the_cpu_budget(monkeypatch):
+    """kept_weight_bytes counts what blocked.weights_fit counts (the kept weights' bytes)."""
+    from mcinit import config
+    from mcinit.kernels import blocked, common
+    from mcinit.kernels.cuda import blocked as gblocked
+    for precision in ("float64", "float32"):
+        cfg, data = config.build(input_dim=30, widths="200,100,300", samples=4, trials=1, precision=precision)
+        plan = common.make_plan(cfg, data)
+        nbytes = gblocked.kept_weight_bytes(plan)
+        for mb in (nbytes / 2 ** 20, (nbytes - 1) / 2 ** 20):
+            monkeypatch.setenv("MCINIT_WORKSPACE_MB", repr(mb))
+            assert blocked.weights_fit(plan) == (nbytes <= mb * 2 ** 20)
 
 
 # ------------------------------------------------------------------ the shared generator
@@ -335,9 +520,10 @@ def test_kernels_compile_for_sm90_and_assemble(ptx_build):
         r.update(name=name, ptx_isa=version)
         rows.append(r)
     print(f"\nptxas -arch=sm_90 -v ({ptxas}), package {info['package']}:")
-    print(f"{'kernel':<10} {'registers':>9} {'spill stores':>13} {'spill loads':>12} {'stack':>6}")
+    w = max(len(r["name"]) for r in rows)
+    print(f"{'kernel':<{w}} {'registers':>9} {'spill stores':>13} {'spill loads':>12} {'stack':>6}")
     for r in rows:
-        print(f"{r['name']:<10} {r['registers']:>9} {r['spill_stores']:>12}B {r['spill_loads']:>11}B "
+        print(f"{r['name']:<{w}} {r['registers']:>9} {r['spill_stores']:>12}B {r['spill_loads']:>11}B "
               f"{r['stack']:>5}B")
     for r in rows:
         assert 0 < r["registers"] <= MAX_REGISTERS, r
@@ -386,6 +572,11 @@ def test_gpu_async_batches_overlap_and_agree(tmp_path):
 
 
 # ------------------------------------------------------------------ subprocess entry
+
+if __name__ == "__main__" and sys.argv[1:] == ["--simulate-blocked-ops"]:
+    assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    for r in blocked_ops_checks():
+        print(json.dumps(r), flush=True)
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--simulate":
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"

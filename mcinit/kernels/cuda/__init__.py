@@ -1,7 +1,8 @@
-"""The CUDA backend: the dense, projected and law kernels on an NVIDIA GPU.
+"""The CUDA backend: the dense, projected, law and blocked kernels on an NVIDIA GPU.
 
-    fill(plan, first, count, fwd, bwd, dead, kernel)      kernel: "dense" | "projected" | "law"
+    fill(plan, first, count, fwd, bwd, dead, kernel)      kernel: "dense" | "projected" | "law" | "blocked"
     fill_async(plan, first, count, kernel) -> Pending     .ready(), .wait(fwd, bwd, dead)
+                                                          (dense, projected, law)
 
 compute trials first..first+count-1 exactly as the CPU kernels of the same name
 do (common.py's docstring: rho, gamma, +inf gamma and the dead flag of a dead
@@ -40,11 +41,15 @@ Launch geometry
   with re-orthogonalisation, each dot product a block reduction.
 - law: one thread per trial running ``law.law_trial``; scratch per thread in
   global memory, laid out so that a warp's accesses coalesce.
+- blocked: the CPU's blocked trial (kernels.blocked.blocked_trial) on device
+  arrays, trials one after another: weights and reductions by small kernels,
+  products by cuBLAS through CuPy (blocked.py says what runs where).
 Only the ratios come back: fwd, bwd (count, N, L) and dead.
 
 Modules: device (launch settings, the shared helpers on the GPU, block
-reductions), dense, projected and law (one kernel each); this one is the host
-side: geometry, workspaces, launches and compile_ptx_all.
+reductions), dense, projected and law (one kernel each), blocked (its device
+operations and fill); this one is the host side: geometry, workspaces, launches
+and compile_ptx_all.
 """
 
 import contextlib
@@ -60,6 +65,7 @@ from .. import common
 from .. import law as cpu_law
 from .. import projected as cpu_projected
 from ..common import DATA_FIXED
+from . import blocked
 from .dense import dense_kernel
 from .device import LAUNCH_BOUNDS, PACKAGE, RBMAX, SIM, SW
 from .law import law_kernel, normals_kernel
@@ -68,7 +74,7 @@ from .projected import projected_kernel
 __all__ = ["available", "simulator", "fill", "fill_async", "Pending", "compile_ptx_all",
            "KERNELS", "describe_device"]
 
-KERNELS = ("dense", "projected", "law")
+KERNELS = ("dense", "projected", "law", "blocked")
 
 #: threads per block of the block-per-trial kernels: None = by width (see _block_size);
 #: the simulator runs one Python thread per CUDA thread, so it gets small blocks
@@ -362,6 +368,8 @@ def fill_async(plan, first, count, kernel, chunks=None):
     prepare or store one batch while the GPU computes the next.  ``chunks``
     (tests): the dense kernel's (columns, rows) staged at once."""
     _check(plan, kernel)
+    if kernel == "blocked":
+        raise ValueError("the blocked kernel runs its trials one after another (fill), not as one launch")
     ctx = _context(plan, kernel)
     grid, tpb, slots = _geometry(kernel, ctx.d, count)
     ws = ctx.acquire(slots, count)
@@ -379,6 +387,10 @@ def fill_async(plan, first, count, kernel, chunks=None):
 def fill(plan, first, count, fwd, bwd, dead, kernel, chunks=None):
     """Compute trials first..first+count-1 of ``kernel`` into fwd, bwd (count, N, L) and dead (count,)."""
     if count <= 0:
+        return
+    if kernel == "blocked":
+        _check(plan, kernel)
+        blocked.fill(plan, first, count, fwd, bwd, dead, _workspace_budget())
         return
     fill_async(plan, first, count, kernel, chunks).wait(fwd, bwd, dead)
 
@@ -414,7 +426,7 @@ def kernel_signatures():
     """name -> (python function, argument types) of every kernel fill and the benchmark launch."""
     from numba import typeof
     sigs = {}
-    for kernel in KERNELS:
+    for kernel in _KERNEL_FUNCS:
         plan = _example_plan(kernel)
         d, c = _host_constants(plan, kernel)
         ws = {k: np.zeros(shape, dtype=dt) for k, (shape, dt) in _workspace_shapes(kernel, d, 1).items()}
@@ -423,6 +435,7 @@ def kernel_signatures():
         sigs[kernel] = (_KERNEL_FUNCS[kernel], tuple(typeof(a) for a in args))
     sigs["normals"] = (normals_kernel, tuple(typeof(a) for a in (
         np.uint64(1), np.uint64(2), 0, 1, 4, np.zeros(1))))
+    sigs.update(blocked.kernel_signatures())
     return sigs
 
 
@@ -435,7 +448,7 @@ def compile_ptx_all(cc=(9, 0)):
     out = {}
     with _compute_capability(cc):
         for name, (fn, argtys) in kernel_signatures().items():
-            kw = {"launch_bounds": LAUNCH_BOUNDS[name]} if PACKAGE == "numba-cuda" else {}
+            kw = {"launch_bounds": LAUNCH_BOUNDS[name]} if PACKAGE == "numba-cuda" and name in LAUNCH_BOUNDS else {}
             ptx, _ = cuda.compile_ptx(fn.py_func, types.void(*argtys), cc=tuple(cc), **kw)
             out[name] = ptx
     return out
