@@ -35,7 +35,7 @@ from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
 from .common import DATA_FIXED, draw_inputs, head_error, run_chunks, workspace_mb
 
-__all__ = ["fill", "release", "Ops", "Workspace", "blocked_trial", "weights_fit", "one_blas_thread"]
+__all__ = ["fill", "release", "Ops", "Workspace", "blocked_trial", "weights_fit", "kept_weight_bytes", "one_blas_thread"]
 
 
 # -- the operations of a trial, on the CPU ------------------------------------------------------
@@ -328,12 +328,19 @@ def blocked_trial(ops, plan, trial, ws, fixed_inputs=False):
         D = Dn
 
 
-def weights_fit(plan):
-    """Whether the weights a trial keeps for its backward pass (W_2..W_L and the head) fit
-    the workspace budget (else each layer is drawn again for the backward pass)."""
+def kept_weight_bytes(plan):
+    """Bytes of the weights a trial keeps for its backward pass (W_1..W_L and the head)."""
     w = np.asarray(plan.widths, dtype=np.int64)
     nw = int(np.sum(w[1:] * w[:-1])) + plan.classes * int(w[-1])
-    return nw * np.dtype(plan.dtype).itemsize <= workspace_mb() * 2 ** 20
+    return nw * np.dtype(plan.dtype).itemsize
+
+
+def weights_fit(plan, budget=None):
+    """Whether the weights a trial keeps for its backward pass fit ``budget`` bytes (the
+    workspace budget when None); else each layer is drawn again for the backward pass."""
+    if budget is None:
+        budget = workspace_mb() * 2 ** 20
+    return kept_weight_bytes(plan) <= budget
 
 
 class WorkspacePool:

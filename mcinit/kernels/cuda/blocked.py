@@ -43,7 +43,7 @@ from .. import blocked as cpu_blocked
 from ..common import DATA_FIXED, DATA_SPHERE
 from .device import SIM, block_words, lane, weight_value
 
-__all__ = ["DeviceOps", "fill", "array_module", "kept_weight_bytes", "kernel_signatures", "PART_ROWS"]
+__all__ = ["DeviceOps", "fill", "array_module", "kernel_signatures", "PART_ROWS"]
 
 #: rows of a column whose squares one thread sums in order (one part of a column norm)
 PART_ROWS = 64
@@ -169,13 +169,6 @@ def array_module():
     except ImportError:
         return np
     return cupy
-
-
-def kept_weight_bytes(plan):
-    """Bytes of the weights a trial keeps for its backward pass (W_1..W_L and the head)."""
-    w = np.asarray(plan.widths, dtype=np.int64)
-    nw = int(np.sum(w[1:] * w[:-1])) + plan.classes * int(w[-1])
-    return nw * np.dtype(plan.dtype).itemsize
 
 
 def _blocks(n):
@@ -304,7 +297,7 @@ def fill(plan, first, count, fwd, bwd, dead, budget):
     budget: device bytes the kept weights may take (else each layer is drawn again for
     the backward pass)."""
     ops = DeviceOps(plan)
-    ws = cpu_blocked.Workspace(ops, plan, kept_weight_bytes(plan) <= budget)
+    ws = cpu_blocked.Workspace(ops, plan, cpu_blocked.weights_fit(plan, budget))
     L = ops.L
     fixed = plan.data == DATA_FIXED
     if fixed:
