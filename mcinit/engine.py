@@ -24,9 +24,9 @@ from . import kernels, limits
 from ._version import __version__
 from .config import ConfigError
 from .options import BACKENDS
-from .kernels.common import make_plan
+from .kernels.common import forward_deaths, make_plan
 from .progress import progress_bar
-from .stats import Summary, failure_counts, record_buffers, reduce_and_tally
+from .stats import PROPS_OF, QUANTITIES_OF, Summary, failure_counts, record_buffers, reduce_and_tally
 from .layout import DATA_PATH
 from .store import MemorySink, Sink
 
@@ -48,7 +48,7 @@ class RunResult:
     elapsed: float
     sink: object
     eps: np.ndarray
-    failures: dict  # prop -> counts at each eps, norm form
+    failures: dict  # prop -> counts at each eps, norm form (the properties the run computes)
     computed: int = 0  # trials computed by this call (less than summary.trials after a resume)
 
 
@@ -267,6 +267,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
 
         def fill(plan, first, count, fwd, bwd, dead):
             cuda.fill(plan, first, count, fwd, bwd, dead, config.kernel)
+            if not plan.backward:
+                forward_deaths(fwd[:count], dead[:count])
     else:
         fill = kernels.get(config.kernel).fill
     plan = make_plan(config, data)
@@ -274,13 +276,16 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
                 first_index=first_index, rows=stop - first_index, sup=config.sup, samples=N,
+                properties=config.properties,
                 shard=f"{shard[0]}/{shard[1]}" if shard is not None else "",
                 extra_attrs={DATA_PATH: config.data_path} if config.data_path else {})
     state = sink.open(meta)
     eps = np.array(REPORT_EPS)
-    failures = {k: np.zeros(len(eps), dtype=np.int64) for k in ("forward", "backward", "both")}
+    # only what the run computes is reduced, tallied and written (config.properties)
+    quantities = QUANTITIES_OF[config.properties]
+    failures = {k: np.zeros(len(eps), dtype=np.int64) for k in PROPS_OF[config.properties]}
     if state is None:
-        first, summary = first_index, Summary(L)
+        first, summary = first_index, Summary(L, quantities)
     else:
         first, summary = state
         done = first - first_index
@@ -307,6 +312,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     # one waiting to be reduced, one being reduced, so that the pool's queue never runs dry.
     cap = min(batch_size, stop - first)
     ahead = get_num_threads() > 1 and resolve_backend(backend) == "cpu"
+    # (the backward ratios of a run without them: a kernel that skips the backward pass never
+    # touches that array, and its pages are never allocated)
     bufs = [(np.empty((cap, N, L)), np.empty((cap, N, L)), np.zeros(cap, dtype=np.bool_))
             for _ in range(4 if ahead else 1)]
     # the record arrays (unless the sink lends its own storage, MemorySink.buffers): a
@@ -323,7 +330,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         if out is None:
             slot = next((r for r in ring if r[0] < writer.written), None)
             if slot is None:
-                slot = [0, record_buffers(cap, L, single=N == 1)]
+                slot = [0, record_buffers(cap, L, single=N == 1, quantities=quantities)]
                 ring.append(slot)
             slot[0] = nbatch[0]
             out = slot[1]

@@ -1,10 +1,10 @@
-"""The results file's layout (format version 1): the one place that names its groups,
-datasets and attributes and knows their shapes and types.  The writer (store), the
-reader (reader) and merge build and read files through it.
+"""The results file's layout (format versions 1 and 2): the one place that names its
+groups, datasets and attributes and knows their shapes and types.  The writer (store),
+the reader (reader) and merge build and read files through it.
 
 One run (the file's root, or a sweep's group /runs/<name>)::
 
-  attrs      format="mcinit", format_version=1, mcinit_version, config (canonical JSON),
+  attrs      format="mcinit", format_version (1 or 2: format_version_of), mcinit_version, config (canonical JSON),
              config_hash, rng="philox4x32-10", seed, created, kernel, trials (planned for
              the run), first_index, rows (trials this file holds: trials, or a shard's
              share), shard ("I/K", shards only), completed (rows durably written; nothing
@@ -19,8 +19,15 @@ One run (the file's root, or a sweep's group /runs/<name>)::
   checkpoint/slot0, slot1: two copies of the summary layout; the one whose trials equals
              completed is the state at completed (checkpoint_slot)
 
-A sweep file: root attributes format, format_version, kind="sweep", runs (JSON list of
-the run names) and one run group per name under /runs/.
+Version 2 is the layout of a run that computes one property (its configuration's
+``properties`` forward or backward): it holds that property's quantity only, the
+per-trial columns fwd_min, fwd_max (forward) or bwd_min, bwd_max (backward) and the
+summary's group fwd or bwd; every other dataset and attribute is version 1's.  A run of
+both properties is written as version 1, as before, so every earlier mcinit reads it.
+
+A sweep file: root attributes format, format_version (1: the sweep's own layout; each
+run group carries its own), kind="sweep", runs (JSON list of the run names) and one run
+group per name under /runs/.
 """
 
 import datetime
@@ -29,15 +36,17 @@ import json
 import h5py
 import numpy as np
 
-from .stats import HIST_BINS, QUANTITIES, Summary
+from .stats import HIST_BINS, QUANTITIES, QUANTITIES_OF, Summary, record_fields
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
+__all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSIONS", "format_version_of", "RNG", "TRIALS", "SUMMARY", "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
            "COLUMNS", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
            "slot_group", "member", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
 
 FORMAT = "mcinit"
-FORMAT_VERSION = 1
+#: the newest version written (a run of one property); FORMAT_VERSIONS: those read
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 RNG = "philox4x32-10"
 #: a run's groups: per-trial records, the summary, the two checkpoint slots
 TRIALS, SUMMARY, CHECKPOINT = "trials", "summary", "checkpoint"
@@ -49,7 +58,9 @@ COMPLETED = "completed"
 #: a run's attribute: the path of its fixed dataset's file (provenance; the configuration
 #: knows the file by its content)
 DATA_PATH = "data_path"
-RECORD_FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max")
+#: the per-trial record columns of a run of both properties (a run of one records its own:
+#: stats.record_fields)
+RECORD_FIELDS = record_fields()
 COLUMNS = ("index",) + RECORD_FIELDS + ("dead",)
 #: with one input per trial (samples = 1), these columns are soft links to their twins
 LINKED = {"fwd_max": "fwd_min", "bwd_max": "bwd_min"}
@@ -59,6 +70,12 @@ SUP_FIELDS = ("sup_min", "sup_max")
 #: rows per chunk of the per-trial columns (fewer for a smaller run)
 CHUNK_ROWS = 16384
 _SUMMARY_KEYS = ("count", "mean", "m2", "min", "max", "hist")
+
+
+def format_version_of(properties):
+    """The format version of a run of ``properties`` (mcinit.options.PROPERTIES): 1 for both
+    (version 1's layout, unchanged), 2 for one property."""
+    return 1 if properties == "both" else 2
 
 
 class StoreError(RuntimeError):
@@ -71,9 +88,10 @@ def now():
 
 
 def mark_format(g):
-    """Stamp group g (a file's root) with the format, its version and the creation time."""
+    """Stamp group g (a file's root) with the format, its version (1; a run made at the root
+    sets its own, build_run) and the creation time."""
     g.attrs["format"] = FORMAT
-    g.attrs["format_version"] = FORMAT_VERSION
+    g.attrs["format_version"] = FORMAT_VERSIONS[0]
     g.attrs["created"] = now()
 
 
@@ -87,13 +105,14 @@ def slot_group(g, i):
     return member(member(g, CHECKPOINT), SLOTS[i])
 
 
-def column_shapes(depth, samples, sup):
+def column_shapes(depth, samples, sup, properties="both"):
     """{column: (shape after the row axis, dtype, twin or None)} of a run's /trials group.
 
     depth    L, the hidden layers; samples: inputs per trial (1: the max columns are soft
-    links to their twins); sup: whether the run has the supremum search's columns."""
+    links to their twins); sup: whether the run has the supremum search's columns;
+    properties: what the run records (its quantities' columns only)."""
     cols = {"index": ((), np.dtype(np.int64), None)}
-    for name in RECORD_FIELDS:
+    for name in record_fields(QUANTITIES_OF[properties]):
         twin = LINKED.get(name) if int(samples) == 1 else None
         cols[name] = ((int(depth),), np.dtype(np.float64), twin)
     cols["dead"] = ((), np.dtype(np.bool_), None)
@@ -103,20 +122,20 @@ def column_shapes(depth, samples, sup):
     return cols
 
 
-def creation_bytes(depth, rows, samples=0, sup=False):
+def creation_bytes(depth, rows, samples=0, sup=False, properties="both"):
     """Bytes of disk a new run's layout takes when it is created (build_run): its metadata,
     chunk indexes and the three summaries; the records' chunks are allocated sparse and
     take space only as they are written.  An upper estimate (measured: 245 KiB for L = 3
     and 1e5 rows, 4.0 MiB for L = 100, 655 KiB for L = 3 and 1e7 rows)."""
-    summary = len(QUANTITIES) * 2 * int(depth) * 8 * (len(_SUMMARY_KEYS) - 1 + HIST_BINS + 2)
-    chunks = -(-max(1, int(rows)) // CHUNK_ROWS) * len(column_shapes(depth, samples, sup))
+    summary = len(QUANTITIES_OF[properties]) * 2 * int(depth) * 8 * (len(_SUMMARY_KEYS) - 1 + HIST_BINS + 2)
+    chunks = -(-max(1, int(rows)) // CHUNK_ROWS) * len(column_shapes(depth, samples, sup, properties))
     return 3 * summary + 256 * 1024 + 128 * chunks
 
 
-def record_bytes(depth, samples=0, sup=False):
+def record_bytes(depth, samples=0, sup=False, properties="both"):
     """Bytes of disk one row of a run's per-trial records takes (its stored columns)."""
     return sum(dtype.itemsize * int(np.prod(tail, dtype=np.int64))
-               for tail, dtype, twin in column_shapes(depth, samples, sup).values() if twin is None)
+               for tail, dtype, twin in column_shapes(depth, samples, sup, properties).values() if twin is None)
 
 
 def stored_columns(t, names):
@@ -134,8 +153,10 @@ def fixed_dataset(g, name, shape, dtype, chunks):
 
 
 def _summary_arrays(summary):
-    """(quantity group, dataset name, array (L, ...)) of a Summary."""
+    """(quantity group, dataset name, array (L, ...)) of a Summary's quantities."""
     for q, qname in enumerate(QUANTITIES):
+        if qname not in summary.quantities:
+            continue
         for s, prefix in ((0, ""), (1, "log_")):
             for key in _SUMMARY_KEYS:
                 yield qname, prefix + key, getattr(summary, key)[q, s]
@@ -159,7 +180,7 @@ def write_summary(g, summary, create=False):
     g.create_dataset("dead", data=np.int64(summary.dead))
     for qname, name, arr in _summary_arrays(summary):
         g.require_group(qname).create_dataset(name, data=arr)
-    for qname in QUANTITIES:
+    for qname in summary.quantities:
         g[qname].create_dataset("hist_edges", data=Summary.edges(0))
         g[qname].create_dataset("log_hist_edges", data=Summary.edges(1))
 
@@ -182,11 +203,14 @@ def _scalar_int(ds, what):
     return int(ds[()])
 
 
-def read_summary(g, depth):
-    """A Summary of depth L from a group written by write_summary; every array must have
-    the shape and kind of number a Summary of that depth holds (else a StoreError)."""
-    s = Summary(depth)
+def read_summary(g, depth, properties="both"):
+    """A Summary of depth L and the quantities of ``properties`` from a group written by
+    write_summary; every array must have the shape and kind of number a Summary of that
+    depth holds (else a StoreError)."""
+    s = Summary(depth, QUANTITIES_OF[properties])
     for q, qname in enumerate(QUANTITIES):
+        if qname not in s.quantities:
+            continue
         qg = member(g, qname)
         for sp, prefix in ((0, ""), (1, "log_")):
             for key in _SUMMARY_KEYS:
@@ -236,12 +260,14 @@ def build_run(g, meta):
 
     meta: config, config_hash, seed, depth, trials, kernel, mcinit_version, and optionally
     first_index, rows, shard, samples (inputs per trial: with 1, the max columns are soft
-    links to the min columns), sup (the supremum search's columns) and extra_attrs (more
-    attributes)."""
+    links to the min columns), sup (the supremum search's columns), properties (what the
+    run records: both, the default, forward or backward; it sets the format version) and
+    extra_attrs (more attributes)."""
     L = int(meta["depth"])
     rows = int(meta.get("rows", meta["trials"]))
+    properties = meta.get("properties", "both")
     g.attrs["format"] = FORMAT
-    g.attrs["format_version"] = FORMAT_VERSION
+    g.attrs["format_version"] = format_version_of(properties)
     g.attrs["mcinit_version"] = meta["mcinit_version"]
     g.attrs["config"] = meta["config"]
     g.attrs["config_hash"] = meta["config_hash"]
@@ -259,12 +285,12 @@ def build_run(g, meta):
     g.attrs[COMPLETED] = np.int64(0)
     t = g.create_group(TRIALS)
     R = max(1, min(CHUNK_ROWS, rows))
-    for name, (tail, dtype, twin) in column_shapes(L, meta.get("samples", 0), meta.get("sup")).items():
+    for name, (tail, dtype, twin) in column_shapes(L, meta.get("samples", 0), meta.get("sup"), properties).items():
         if twin is not None:
             t[name] = h5py.SoftLink(twin)     # relative: this group's twin
         else:
             fixed_dataset(t, name, (rows,) + tail, dtype, (R,) + tail)
-    empty = Summary(L)
+    empty = Summary(L, QUANTITIES_OF[properties])
     write_summary(g.create_group(SUMMARY), empty, create=True)
     c = g.create_group(CHECKPOINT)
     for name in SLOTS:

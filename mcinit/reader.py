@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 
 from .config import RunConfig
-from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSION, RUNS, SUMMARY, TRIALS, StoreError,
-                     checkpoint_slot, column_shapes, member, read_summary, run_path, slot_group)
+from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSIONS, RUNS, SUMMARY, TRIALS, StoreError,
+                     checkpoint_slot, column_shapes, format_version_of, member, read_summary, run_path, slot_group)
 from .stats import Summary
 
 __all__ = ["RunInfo", "FileInfo", "open_file", "read_run", "read_file", "sweep_names", "reason"]
@@ -138,17 +138,20 @@ def _str_attr(g, key):
 
 
 def _check_format(g):
+    """The format version of group g (a file's root or a run's group), one this mcinit reads."""
     fmt = g.attrs.get("format")
     if isinstance(fmt, bytes):
         fmt = fmt.decode(errors="replace")
     if fmt != FORMAT:
         raise StoreError("is not an mcinit results file")
     version = _int_attr(g, "format_version")
-    if version != FORMAT_VERSION:
-        raise StoreError(f"has format version {version}; this mcinit reads version {FORMAT_VERSION}")
+    if version not in FORMAT_VERSIONS:
+        raise StoreError(f"has format version {version}; this mcinit reads versions "
+                         f"{', '.join(map(str, FORMAT_VERSIONS[:-1]))} and {FORMAT_VERSIONS[-1]}")
+    return version
 
 
-def _state_at_completed(g, rows, depth, tries=5):
+def _state_at_completed(g, rows, depth, properties, tries=5):
     """(completed, its checkpoint slot, the Summary there) of the run in group g.  A file
     being written moves on while it is read: a commit writes the other slot, then
     ``completed``, so the slot found holds the state unless two commits overtook the
@@ -159,7 +162,7 @@ def _state_at_completed(g, rows, depth, tries=5):
             raise StoreError(f"claims {completed} completed trials of {rows} rows")
         slot = checkpoint_slot(g, completed)
         if slot is not None:
-            summary = read_summary(slot_group(g, slot), depth)
+            summary = read_summary(slot_group(g, slot), depth, properties)
             if summary.trials == completed:
                 return completed, slot, summary
         time.sleep(0.01 * (attempt + 1))
@@ -179,7 +182,8 @@ def _check_shard(shard, trials, first, rows):
 
 def _check_columns(t, rows, config):
     """Every per-trial column present with the shape and type the configuration implies."""
-    for name, (tail, dtype, twin) in column_shapes(config.depth, config.samples, config.sup).items():
+    for name, (tail, dtype, twin) in column_shapes(config.depth, config.samples, config.sup,
+                                                   config.properties).items():
         link = t.get(name, getlink=True)
         if link is None:
             raise StoreError(f"has no {TRIALS}/{name} dataset")
@@ -203,7 +207,7 @@ def read_run(g, path, group="/", name=None):
     if name is None:
         name = os.path.splitext(os.path.basename(path))[0]
     try:
-        _check_format(g)
+        version = _check_format(g)
         text = _str_attr(g, "config")
         stored_hash = _str_attr(g, "config_hash")
         try:
@@ -213,6 +217,9 @@ def read_run(g, path, group="/", name=None):
             raise StoreError(f"has no valid configuration ({reason(e)})") from None
         if recomputed != stored_hash:
             raise StoreError("its configuration does not match its config_hash (edited?)")
+        if version != format_version_of(config.properties):
+            raise StoreError(f"has format version {version}, but a run of properties {config.properties} "
+                             f"is written as version {format_version_of(config.properties)}")
         trials = _int_attr(g, "trials")
         first = _int_attr(g, "first_index")
         rows = _int_attr(g, "rows")
@@ -231,9 +238,9 @@ def read_run(g, path, group="/", name=None):
             if not isinstance(member(g, key), h5py.Group):
                 raise StoreError(f"{key} is not a group")
         _check_columns(g[TRIALS], rows, config)
-        read_summary(g[SUMMARY], config.depth)
-        completed, slot, summary = _state_at_completed(g, rows, config.depth)
-        read_summary(slot_group(g, 1 - slot), config.depth)
+        read_summary(g[SUMMARY], config.depth, config.properties)
+        completed, slot, summary = _state_at_completed(g, rows, config.depth, config.properties)
+        read_summary(slot_group(g, 1 - slot), config.depth, config.properties)
     except StoreError as e:
         raise StoreError(_about(where, e)) from None
     except (KeyError, ValueError, TypeError, AttributeError, OSError, RuntimeError) as e:

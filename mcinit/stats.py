@@ -23,7 +23,7 @@ from .rng import log_values
 from .threads import on_threads
 
 __all__ = ["Summary", "reduce_batch", "reduce_and_tally", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
-           "HIST_RANGE", "HIST_BINS"]
+           "HIST_RANGE", "HIST_BINS", "QUANTITIES", "QUANTITIES_OF", "PROPS_OF", "record_fields", "properties_of"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
 HIST_RANGE = ((0.0, 4.0), (-4.0, 4.0))
@@ -33,13 +33,39 @@ HIST_BINS = 400
 assert all(math.frexp(hi - lo)[0] == 0.5 for lo, hi in HIST_RANGE), "HIST_RANGE spans must be powers of two"
 QUANTITIES = ("fwd", "bwd")
 SPACES = ("ratio", "log")
+#: the quantities a run computes and records, by its ``properties`` (mcinit.options.PROPERTIES)
+QUANTITIES_OF = {"both": QUANTITIES, "forward": ("fwd",), "backward": ("bwd",)}
+#: the failure properties counted from a run's records, by its ``properties``: "both" (a
+#: trial fails when either property fails) needs both quantities
+PROPS_OF = {"both": ("forward", "backward", "both"), "forward": ("forward",), "backward": ("backward",)}
+
+
+def record_fields(quantities=QUANTITIES):
+    """The per-trial record fields of ``quantities``: <quantity>_min, <quantity>_max each."""
+    return tuple(f"{q}_{end}" for q in QUANTITIES if q in quantities for end in ("min", "max"))
+
+
+def properties_of(quantities):
+    """The ``properties`` value whose quantities are ``quantities`` (QUANTITIES_OF's inverse)."""
+    for props, qs in QUANTITIES_OF.items():
+        if set(qs) == set(quantities):
+            return props
+    raise ValueError(f"no properties value computes the quantities {tuple(quantities)}")
 
 
 class Summary:
-    """Streaming statistics per (quantity, space, layer) over all (trial, input) pairs."""
+    """Streaming statistics per (quantity, space, layer) over all (trial, input) pairs.
 
-    def __init__(self, depth):
+    depth       L, the hidden layers
+    quantities  the quantities the run computes (QUANTITIES_OF[properties]); the arrays
+                keep both quantities' rows, and those of a quantity not computed stay
+                empty (count 0) and are never written to a file"""
+
+    def __init__(self, depth, quantities=QUANTITIES):
         self.depth = depth
+        self.quantities = tuple(q for q in QUANTITIES if q in quantities)
+        if not self.quantities or len(self.quantities) != len(tuple(quantities)):
+            raise ValueError(f"quantities must be some of {QUANTITIES}, got {quantities!r}")
         shape = (2, 2, depth)
         self.count = np.zeros(shape, dtype=np.int64)
         self.mean = np.zeros(shape)
@@ -65,7 +91,10 @@ class Summary:
             return np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), np.nan)
 
     def merge(self, other):
-        """Add another summary (disjoint trials) into this one (Chan's parallel update)."""
+        """Add another summary (disjoint trials) into this one (Chan's parallel update);
+        both must hold the same quantities."""
+        if other.quantities != self.quantities:
+            raise ValueError(f"cannot merge a summary of {other.quantities} into one of {self.quantities}")
         na, nb = self.count.astype(float), other.count.astype(float)
         n = na + nb
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -82,7 +111,7 @@ class Summary:
         self.dead += other.dead
 
     def copy(self):
-        s = Summary(self.depth)
+        s = Summary(self.depth, self.quantities)
         for k, v in self.arrays().items():
             setattr(s, k, v.copy())
         s.trials, s.dead = self.trials, self.dead
@@ -243,78 +272,93 @@ def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin
             hq[s, l, 0] -= T * N - np.int64(S[0, k] - n0[k])
 
 
-def _reduce(fwd, bwd, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
-    """One job per quantity, on up to two threads (the order within each is the trial
-    order, so the numbers do not depend on the threads); rec_min, rec_max, ext, flag:
-    (fwd's, bwd's).  Python threads over the nogil job rather than a parallel numba
-    function: that would re-optimise the job when it compiles, seconds of a newcomer's
-    first run."""
-    jobs = [(lambda q=q: _reduce_job(fwd if q == 0 else bwd, q, rec_min[q], rec_max[q],
-                                      rec_min[q] is rec_max[q], ext[q], flag[q], count, mean, m2,
-                                      vmin, vmax, hist, lo, hi, nbins)) for q in (0, 1)]
-    if fwd.shape[0] < 64:
+def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+    """One job per quantity q of qs (src[q]: its ratios), on up to two threads (the order
+    within each is the trial order, so the numbers do not depend on the threads);
+    rec_min, rec_max, ext, flag: indexed by quantity as src.  Python threads over the
+    nogil job rather than a parallel numba function: that would re-optimise the job when
+    it compiles, seconds of a newcomer's first run."""
+    jobs = [(lambda q=q: _reduce_job(src[q], q, rec_min[q], rec_max[q], rec_min[q] is rec_max[q], ext[q],
+                                      flag[q], count, mean, m2, vmin, vmax, hist, lo, hi, nbins)) for q in qs]
+    if len(jobs) == 1 or src[qs[0]].shape[0] < 64:
         for job in jobs:
             job()
         return
     on_threads(jobs)
 
 
-def record_buffers(capacity, depth, single=False):
-    """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials.  With
-    single (one input per trial) a trial's min and max are the same numbers: fwd_max is
-    fwd_min and bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes,
-    then reads +inf in both, where separate arrays would hold +inf and -inf)."""
-    out = dict(fwd_min=np.empty((capacity, depth)), bwd_min=np.empty((capacity, depth)),
-               dead=np.empty(capacity, dtype=bool))
-    out["fwd_max"] = out["fwd_min"] if single else np.empty((capacity, depth))
-    out["bwd_max"] = out["bwd_min"] if single else np.empty((capacity, depth))
+def record_buffers(capacity, depth, single=False, quantities=QUANTITIES):
+    """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials, of the
+    quantities computed (record_fields(quantities)) and the dead flags.  With single (one
+    input per trial) a trial's min and max are the same numbers: fwd_max is fwd_min and
+    bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes, then reads +inf
+    in both, where separate arrays would hold +inf and -inf)."""
+    out = {}
+    for q in QUANTITIES:
+        if q in quantities:
+            out[q + "_min"] = np.empty((capacity, depth))
+            out[q + "_max"] = out[q + "_min"] if single else np.empty((capacity, depth))
+    out["dead"] = np.empty(capacity, dtype=bool)
     return out
 
 
 def reduce_batch(fwd, bwd, dead, summary, out=None):
     """Per-trial records of a batch, and the summary updated in trial order.
 
-    fwd, bwd  (T, N, L) ratios, N >= 1;  dead (T,) bool
-    out       optional record_buffers(C >= T, L, single), or any such dict of C-contiguous
-              rows (a sink's own storage), to write the records into (fresh arrays
-              otherwise): reusing them spares the page faults of fresh memory, which
-              serialise threads.  Where the max array is the min array (N = 1 only), the
-              records are written once.
-    returns   dict of fwd_min, fwd_max, bwd_min, bwd_max (T, L) and dead (T,)
+    fwd, bwd  (T, N, L) ratios, N >= 1;  dead (T,) bool.  Only the quantities of the
+              summary (summary.quantities) are read: the other array may be None or hold
+              anything (a kernel leaves it as it is when the run does not compute it)
+    out       optional record_buffers(C >= T, L, single, summary.quantities), or any such
+              dict of C-contiguous rows (a sink's own storage), to write the records into
+              (fresh arrays otherwise): reusing them spares the page faults of fresh
+              memory, which serialise threads.  Where the max array is the min array
+              (N = 1 only), the records are written once.
+    returns   dict of the records of the summary's quantities (fwd_min, fwd_max, bwd_min,
+              bwd_max: (T, L)) and dead (T,)
     """
     return reduce_and_tally(fwd, bwd, dead, summary, None, out=out)[0]
 
 
 def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
     """reduce_batch, and failure_counts(records, eps, form) from the records as they are
-    made (no second pass over them; None for eps None): (records, failures)."""
-    fwd = np.ascontiguousarray(fwd, dtype=np.float64)
-    bwd = np.ascontiguousarray(bwd, dtype=np.float64)
-    T, N, L = fwd.shape
+    made (no second pass over them; None for eps None): (records, failures).  The failures
+    are those of the properties the summary's quantities decide (PROPS_OF)."""
+    qs = [QUANTITIES.index(q) for q in summary.quantities]
+    src = [None, None]
+    for q in qs:
+        src[q] = np.ascontiguousarray((fwd, bwd)[q], dtype=np.float64)
+    T, N, L = src[qs[0]].shape
     if N < 1:
         raise ValueError("reduce_batch needs at least one input per trial")
     if out is None:
-        out = record_buffers(T, L, single=N == 1)
-    rec = {k: out[k][:T] for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max")}
-    for k in ("fwd", "bwd"):
+        out = record_buffers(T, L, single=N == 1, quantities=summary.quantities)
+    rec = {k: out[k][:T] for k in record_fields(summary.quantities)}
+    for k in summary.quantities:
         if out[k + "_max"] is out[k + "_min"]:
             if N != 1:
                 raise ValueError("the records' min and max can be one array only with one input per trial")
             rec[k + "_max"] = rec[k + "_min"]
-    rec_min = (rec["fwd_min"], rec["bwd_min"])
-    rec_max = (rec["fwd_max"], rec["bwd_max"])
+    rec_min = [rec.get(k + "_min") for k in QUANTITIES]
+    rec_max = [rec.get(k + "_max") for k in QUANTITIES]
     ext = np.empty((2, T, 2))
     flag = np.empty((2, T), dtype=np.uint8)
+    for q in range(2):
+        if q not in qs:         # not computed: no deviation, no flag (its counts are not returned)
+            ext[q] = 1.0
+            flag[q] = 0
     dead_rec = out["dead"][:T]
     dead_rec[:] = dead
     lo = np.array([r[0] for r in HIST_RANGE])
     hi = np.array([r[1] for r in HIST_RANGE])
-    _reduce(fwd, bwd, rec_min, rec_max, ext, flag, summary.count, summary.mean, summary.m2,
+    _reduce(src, qs, rec_min, rec_max, ext, flag, summary.count, summary.mean, summary.m2,
             summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
     summary.trials += T
     summary.dead += int(np.count_nonzero(dead_rec))
     rec["dead"] = dead_rec
-    return rec, (None if eps is None else _count_failures(ext, flag, eps, form))
+    if eps is None:
+        return rec, None
+    counts = _count_failures(ext, flag, eps, form)
+    return rec, {p: counts[p] for p in PROPS_OF[properties_of(summary.quantities)]}
 
 
 @njit(cache=True, inline="always")
@@ -391,36 +435,45 @@ def _count_failures(ext, flag, eps, form="norm"):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tally(fmin, fmax, bmin, bmax, eps, norm, nchunks, counts, c_lo, c_hi):
+def _tally(fmin, fmax, bmin, bmax, has_f, has_b, eps, norm, nchunks, counts, c_lo, c_hi):
     """counts[chunk]: the failure counts (_count_chunk) of the trials in a chunk of records,
-    for the chunks c_lo .. c_hi - 1 of nchunks."""
+    for the chunks c_lo .. c_hi - 1 of nchunks; a quantity the records do not hold (has_f,
+    has_b False; its arrays are the other's, for their shape) counts no deviation."""
     T = fmin.shape[0]
     for c in range(c_lo, c_hi):
         a = (T * c) // nchunks
         b = (T * (c + 1)) // nchunks
-        ext = np.empty((2, b - a, 2))
-        flag = np.empty((2, b - a), dtype=np.uint8)
-        _extremes(fmin[a:b], fmax[a:b], ext[0], flag[0], 0, b - a)
-        _extremes(bmin[a:b], bmax[a:b], ext[1], flag[1], 0, b - a)
+        ext = np.ones((2, b - a, 2))
+        flag = np.zeros((2, b - a), dtype=np.uint8)
+        if has_f:
+            _extremes(fmin[a:b], fmax[a:b], ext[0], flag[0], 0, b - a)
+        if has_b:
+            _extremes(bmin[a:b], bmax[a:b], ext[1], flag[1], 0, b - a)
         _count_chunk(ext, flag, eps, norm, counts[c], np.int64(0), b - a)   # int64: no literal-0 copy
 
 
 def failure_counts(records, eps, form="norm"):
-    """Failures at each eps: dict prop -> int array (len(eps)), props forward, backward, both.
+    """Failures at each eps: dict prop -> int array (len(eps)), for the properties the
+    records decide (PROPS_OF): forward, backward and both when they hold both quantities'
+    fields (fwd_min, fwd_max, bwd_min, bwd_max), forward or backward alone otherwise.
 
     A trial fails the forward property when some rho_l deviates by more than eps
     or some layer is dead (rho_l = 0); the backward property when some gamma_l
     deviates by more than eps (gamma = inf when delta^L = 0, a dead network)."""
     eps, norm = _forms(eps, form)
-    fmin = np.ascontiguousarray(records["fwd_min"], dtype=float)
-    nchunks = max(1, min(64, len(fmin) // 4096))
+    quantities = tuple(q for q in QUANTITIES if q + "_min" in records)
+    props = PROPS_OF[properties_of(quantities)]
+    have = {q: (np.ascontiguousarray(records[q + "_min"], dtype=float),
+                np.ascontiguousarray(records[q + "_max"], dtype=float)) for q in quantities}
+    f = have.get("fwd", have.get("bwd"))
+    b = have.get("bwd", f)
+    nchunks = max(1, min(64, len(f[0]) // 4096))
     counts = np.zeros((nchunks, 3, len(eps)), dtype=np.int64)
-    args = (fmin, np.ascontiguousarray(records["fwd_max"], dtype=float),
-            np.ascontiguousarray(records["bwd_min"], dtype=float),
-            np.ascontiguousarray(records["bwd_max"], dtype=float), eps, norm, nchunks, counts)
+    args = (f[0], f[1], b[0], b[1], "fwd" in have, "bwd" in have, eps, norm, nchunks, counts)
     on_threads([(lambda c=c: _tally(*args, c, c + 1)) for c in range(nchunks)])
     total = counts.sum(axis=0)
-    return {"forward": total[0], "backward": total[1], "both": total[2]}
+    every = {"forward": total[0], "backward": total[1], "both": total[2]}
+    return {p: every[p] for p in props}
 
 
 def clopper_pearson(k, n, level=0.95):

@@ -1,4 +1,4 @@
-"""Where results go: an in-memory sink, and the HDF5 results file (format version 1).
+"""Where results go: an in-memory sink, and the HDF5 results file (mcinit.layout).
 
 The engine writes to a Sink (open, buffers, write_many or stage/commit,
 read_records, close); the store knows nothing of networks: it writes arrays
@@ -54,7 +54,7 @@ from .layout import (COLUMNS, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SU
                      checkpoint_slot, creation_bytes, mark_format, read_summary, set_completed, slot_group, stored_columns,
                      write_summary)
 from .reader import open_file, read_file, reason
-from .stats import record_buffers
+from .stats import QUANTITIES_OF, record_buffers, record_fields
 
 __all__ = ["Sink", "MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED",
            "stored_columns", "read_summary", "write_summary", "check_output", "create_file", "open_results",
@@ -67,13 +67,15 @@ class Sink(abc.ABC):
 
     ``state = open(meta)``   before the first batch; meta: config, config_hash, seed, depth,
                              trials, kernel, mcinit_version, first_index, rows (the trials
-                             this sink receives), sup, samples, shard.  Returns None (start at
+                             this sink receives), sup, samples, shard, properties (what the
+                             run records: both, forward or backward).  Returns None (start at
                              first_index) or (next trial index, Summary of the trials before it)
                              for a run that continues where a file ends
     ``buffers(first, count, depth)``
-                             arrays (fwd_min, fwd_max, bwd_min, bwd_max, dead) for the engine to
-                             reduce the batch of trials first..first+count-1 into, so that the
-                             sink need not copy them; None: the engine uses its own
+                             arrays (the record fields of the run's properties,
+                             stats.record_fields, and dead) for the engine to reduce the batch
+                             of trials first..first+count-1 into, so that the sink need not
+                             copy them; None: the engine uses its own
     ``write_many(batches)``  consecutive batches [(first, records, summary after the batch)],
                              in trial order; the record arrays may be reused once it returns
     ``pipelined``            True: the engine calls ``stage(batches)`` on one thread (the
@@ -150,19 +152,21 @@ class MemorySink(Sink):
         return None
 
     def buffers(self, first, count, depth):
-        """Rows first..first+count-1 of the record columns (fwd_min, fwd_max, bwd_min, bwd_max,
-        dead) for the engine to write a batch's records into, so that write need not copy
-        them; None past the rows the run announced (columns are never regrown under a
-        batch in flight).  With one input per trial (meta samples = 1) fwd_max is fwd_min
-        and bwd_max is bwd_min, as in the file (LINKED): half the memory."""
+        """Rows first..first+count-1 of the record columns (those of the run's properties,
+        meta properties: fwd_min, fwd_max, bwd_min, bwd_max for both; and dead) for the
+        engine to write a batch's records into, so that write need not copy them; None past
+        the rows the run announced (columns are never regrown under a batch in flight).
+        With one input per trial (meta samples = 1) fwd_max is fwd_min and bwd_max is
+        bwd_min, as in the file (LINKED): half the memory."""
         a = first - self.first
         b = a + count
         if b > self._capacity:
             return None
+        quantities = QUANTITIES_OF[self.meta.get("properties", "both")]
         if "dead" not in self._columns:      # the record columns come and go together
             single = int(self.meta.get("samples", 0)) == 1
-            self._columns.update(record_buffers(self._capacity, depth, single=single))
-        return {k: self._columns[k][a:b] for k in RECORD_FIELDS + ("dead",)}
+            self._columns.update(record_buffers(self._capacity, depth, single=single, quantities=quantities))
+        return {k: self._columns[k][a:b] for k in record_fields(quantities) + ("dead",)}
 
     def write(self, first, records, summary):
         if first != self.first + self.completed:
@@ -188,13 +192,14 @@ class MemorySink(Sink):
         pass
 
     def read_records(self, start=0, stop=None):
-        """Rows [start, stop) of the records held (index, fwd_min, ..., dead)."""
+        """Rows [start, stop) of the records held (index, the run's record fields, dead)."""
         stop = self.completed if stop is None else min(stop, self.completed)
         return {k: v[start:stop] for k, v in self.records.items()}
 
     @property
     def records(self):
-        """Per-trial records: index, fwd_min, fwd_max, bwd_min, bwd_max, dead."""
+        """Per-trial records: index, the record fields of the run's properties (fwd_min,
+        fwd_max, bwd_min, bwd_max for both), dead, and sup_min, sup_max with the search."""
         if not self._columns:
             return {}
         out = {k: v[:self.completed] for k, v in self._columns.items()}
@@ -438,7 +443,7 @@ def _durable_flush(f):
 
 
 class HDF5Sink(Sink):
-    """Writes a run into an HDF5 file, batch by batch, crash-safely (format version 1).
+    """Writes a run into an HDF5 file, batch by batch, crash-safely (mcinit.layout).
 
     path       the results file
     overwrite  replace an existing file (a new file only)
@@ -573,7 +578,7 @@ class HDF5Sink(Sink):
                 return self._resume_point(info.runs[0], meta)
             check_output(self.path, self.overwrite, self.inputs)
             need = creation_bytes(meta["depth"], meta.get("rows", meta["trials"]), meta.get("samples", 0),
-                                  meta.get("sup"))
+                                  meta.get("sup"), meta.get("properties", "both"))
             create_file(self.path, {}, lambda f: build_run(f, meta), need)
             return None
         with open_file(self.path) as f:
@@ -585,7 +590,8 @@ class HDF5Sink(Sink):
         if held:
             return self._resume_point(info, meta)
         check_free_space(self.path, creation_bytes(meta["depth"], meta.get("rows", meta["trials"]),
-                                                   meta.get("samples", 0), meta.get("sup")))
+                                                   meta.get("samples", 0), meta.get("sup"),
+                                                   meta.get("properties", "both")))
         try:
             with _open_for_write(self.path) as f:
                 build_run(f.create_group(self.group), meta)
@@ -719,7 +725,7 @@ class HDF5Sink(Sink):
         try:
             with open_file(self.path) as f:
                 t = (f[self.group] if self.group else f)[TRIALS]
-                return {k: t[k][start:stop] for k in COLUMNS}
+                return {k: t[k][start:stop] for k in COLUMNS if k in t}
         except (OSError, KeyError, RuntimeError) as e:
             if isinstance(e, StoreError):
                 raise

@@ -9,6 +9,12 @@ trials ``first .. first+count-1`` are computed into
 
 (docs/design.md section 2).  gamma is +inf where delta^L(x) = 0 (undefined: a dead
 network); rho is 0 from a dead layer on.  The kernels know nothing of files.
+
+A plan without the backward property (``plan.backward`` False, ``--properties forward``)
+wants fwd and the forward deaths only: dead[t] = some h^l(x) = 0 (no delta^L is
+computed, so none counts).  A kernel may then skip the head and the backward pass and
+leave bwd as it is (blocked, dense, projected), or compute both and set dead by
+forward_deaths (law).
 """
 
 import math
@@ -20,7 +26,7 @@ from numba import njit
 from .. import initializers, rng
 from ..config import DATA_RANDOM
 
-__all__ = ["Plan", "make_plan", "n_chunks", "work_units"]
+__all__ = ["Plan", "make_plan", "n_chunks", "work_units", "forward_deaths"]
 
 HEAD_SOFTMAX, HEAD_GAUSSIAN = 0, 1
 DATA_GAUSSIAN, DATA_SPHERE, DATA_FIXED = 0, 1, 2
@@ -187,6 +193,26 @@ def write_ratios(hn2, dn2, L, fwd, bwd):
         else:
             bwd[l - 1] = (dn2[l] / dn2[L]) * (hn2[l - 1] / hn2[0])
     return dead
+
+
+@njit(cache=True)
+def write_forward_ratios(hn2, L, fwd):
+    """write_ratios without the backward pass: the forward ratios of one input from hn2[l] =
+    ||h^l||^2 (l = 0..L).  Returns True when some h^l = 0 (a forward death)."""
+    dead = False
+    for l in range(1, L + 1):
+        fwd[l - 1] = hn2[l] / hn2[0]
+        if hn2[l] == 0.0:
+            dead = True
+    return dead
+
+
+def forward_deaths(fwd, dead):
+    """dead[t] = some rho_l(x) = 0 in fwd (T, N, L): the dead flag of a plan without the
+    backward property, for a kernel that computes both (rho_l(x) = ||h^l(x)||^2 / ||x||^2
+    is 0 when h^l(x) = 0, and otherwise only below the smallest float64 quotient, which no
+    network reaches)."""
+    np.any(fwd == 0.0, axis=(1, 2), out=dead)
 
 
 def workspace_mb():

@@ -8,7 +8,9 @@ W_o is N(0, 1), layer L + 1.  Only the weights that meet an active unit are
 drawn (the columns of the support of h^(l-1); about half of them past the first
 layer).  The backward pass reads the rows the forward pass kept (those of active
 units, at those columns) or, when they exceed the workspace budget, redraws them
-from their counters: both give identical numbers.
+from their counters: both give identical numbers.  A plan without the backward
+property (``plan.backward`` False) stops after the forward pass: no head, no
+backward pass, bwd left as it is, and the forward numbers those of a run of both.
 """
 
 import math
@@ -18,7 +20,7 @@ from numba import njit
 
 from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
-from .common import dot, draw_inputs, head_error, run_chunks, workspace_mb, write_ratios
+from .common import dot, draw_inputs, head_error, run_chunks, workspace_mb, write_forward_ratios, write_ratios
 
 __all__ = ["fill", "weights_fit"]
 
@@ -137,10 +139,33 @@ def support(H, n, N, cols, Hc):
 
 
 @njit(cache=True)
+def input_ratios(H, widths, N, hn2, dn2, backward, fwd, bwd):
+    """hn2[x, l] = ||h^l(x)||^2 from H (H[l] (n_l, N)), and the ratios of every input
+    (write_ratios; write_forward_ratios without ``backward``).  Returns the dead flag."""
+    L = widths.shape[0] - 1
+    dead = False
+    for x in range(N):
+        for l in range(L + 1):
+            s = 0.0
+            Hl = H[l]
+            for j in range(widths[l]):
+                s += Hl[j, x] * Hl[j, x]
+            hn2[x, l] = s
+        if backward:
+            if write_ratios(hn2[x], dn2[x], L, fwd[x], bwd[x]):
+                dead = True
+        elif write_forward_ratios(hn2[x], L, fwd[x]):
+            dead = True
+    return dead
+
+
+@njit(cache=True)
 def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-                store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
+                store, backward, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
                 wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd, bwd):
     """One trial; H[l] is (n_l, N) for l = 0..L (input x in column x); returns the dead flag.
+    Without ``backward`` the trial ends after the forward pass (fwd and the forward deaths
+    only; store must then be False: nothing is kept for a backward pass).
 
     Only the weights that meet an active unit are drawn: W_l[i, j] for j in the
     support of h^(l-1) (the forward pass), kept (``store``) or redrawn for the rows i
@@ -193,6 +218,8 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 nr += 1
                 off += m
         nrows[l] = nr
+    if not backward:
+        return input_ratios(H, widths, N, hn2, dn2, False, fwd, bwd)
     # head: z = W_o h^L, W_o ~ N(0, 1) rows of layer L + 1
     nL = widths[L]
     m = support(H[L], nL, N, cols[L], Hc)
@@ -262,22 +289,12 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         mask_norms(Dnext, H[l - 1], n_in, N, dn2, l - 1)
         use0 = not use0
         Dcur = Dnext
-    dead = False
-    for x in range(N):
-        for l in range(L + 1):
-            s = 0.0
-            Hl = H[l]
-            for j in range(widths[l]):
-                s += Hl[j, x] * Hl[j, x]
-            hn2[x, l] = s
-        if write_ratios(hn2[x], dn2[x], L, fwd[x], bwd[x]):
-            dead = True
-    return dead
+    return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd)
 
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-           store, fwd, bwd, dead):
+           store, backward, fwd, bwd, dead):
     """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = 0
@@ -311,7 +328,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     for t in range(lo, hi):
         j = t - first
         dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-                              store, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
+                              store, backward, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
                               wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j])
 
 
@@ -324,9 +341,11 @@ def weights_fit(plan):
 
 
 def fill(plan, first, count, fwd, bwd, dead, store=None):
-    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
+    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
+    bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
+    backward = bool(plan.backward)
     if store is None:
         store = weights_fit(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.gain,
                                       plan.dist, plan.head, plan.classes, plan.data, plan.X0,
-                                      plan.samples, bool(store), fwd, bwd, dead))
+                                      plan.samples, bool(store) and backward, backward, fwd, bwd, dead))

@@ -40,7 +40,7 @@ from numba import njit, prange
 from scipy import stats
 
 from .. import rng
-from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, head_error, run_chunks
+from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, forward_deaths, head_error, run_chunks
 
 __all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
            "law_trial", "law_block", "gamma_c_table", "LANES"]
@@ -507,7 +507,9 @@ def plan_tables(plan):
 
 
 def fill(plan, first, count, fwd, bwd, dead):
-    """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,)."""
+    """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,).
+    Both properties are always computed (their draws are interleaved); without the
+    backward property (plan.backward False) dead counts the forward deaths only."""
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
     cdf, offs, guide = plan_tables(plan)
@@ -517,3 +519,5 @@ def fill(plan, first, count, fwd, bwd, dead):
     args = (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
             xnorm2, cdf, offs, guide, plan._law_ctab, fwd, bwd, dead)
     run_chunks(_chunk, first, count, args)
+    if not plan.backward:
+        forward_deaths(fwd[:count], dead[:count])

@@ -12,7 +12,9 @@ errors.  The inputs enter only through R of H = X (no input is ever drawn for
 random data: R is sampled directly by the Bartlett decomposition), and only the
 rows of Y on the units some input activates are computed (the others never
 reach a delta).  Only Gram-matrix information of each layer's inputs enters, so the
-cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).
+cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).  A plan without
+the backward property (``plan.backward`` False) stops after the forward pass: no head,
+no backward pass, bwd left as it is, and the forward numbers those of a run of both.
 """
 
 import math
@@ -21,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from .. import rng
-from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, run_chunks, write_ratios
+from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, run_chunks, write_forward_ratios, write_ratios
 
 __all__ = ["fill"]
 
@@ -137,8 +139,10 @@ def support(H, N, n, need):
 
 
 @njit(cache=True)
-def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
                     H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws, hn2, dn2, fwd, bwd):
+    """One trial into fwd, bwd (N, L); returns the dead flag.  Without ``backward`` the
+    trial ends after the forward pass (fwd and the forward deaths only)."""
     L = widths.shape[0] - 1
     rank[0] = input_factor(k0, k1, trial, data, R0fixed, r0fixed, widths[0], N, R[0], hn2[:, 0])
     # forward: a^l(x) = sum_k R[k, x] G[k, :], G = (W_l Q)^T rows ~ N(0, v_l)
@@ -171,6 +175,14 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
                 if Hl[x, i] < 0.0:
                     Hl[x, i] = 0.0
         rank[l] = mgs(Hl, N, n, Q[l], R[l], v)
+    if not backward:
+        dead = False
+        for x in range(N):
+            for l in range(1, L + 1):
+                hn2[x, l] = dot(H[l][x], H[l][x], widths[l])
+            if write_forward_ratios(hn2[x], L, fwd[x]):
+                dead = True
+        return dead
     # head: z = G_o R_L, G_o = W_o Q_L ~ N(0, 1)
     rL = rank[L]
     nL = widths[L]
@@ -217,7 +229,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
 
 
 @njit(cache=True, nogil=True)
-def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
            fwd, bwd, dead):
     """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
@@ -245,7 +257,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, 
     dn2 = np.zeros((N, L + 1))
     for t in range(lo, hi):
         j = t - first
-        dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N,
+        dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
                                   H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws,
                                   hn2, dn2, fwd[j], bwd[j])
 
@@ -264,9 +276,11 @@ def fixed_input_factor(plan):
 
 
 def fill(plan, first, count, fwd, bwd, dead):
-    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,)."""
+    """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
+    bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
     if plan.dist != 0:
         raise ValueError("the projected kernel is exact for Gaussian weights only")
     R0, r0 = fixed_input_factor(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head,
-                                      plan.classes, plan.data, R0, r0, plan.samples, fwd, bwd, dead))
+                                      plan.classes, plan.data, R0, r0, plan.samples, bool(plan.backward),
+                                      fwd, bwd, dead))
