@@ -245,6 +245,9 @@ def report(path, eps, form, level, plot_path, overwrite):
     with OutputLock(plot_path):        # the figure's only writer, from its check to its rename
         check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
         res = load(path)
+        if not res.with_property("forward").runs:
+            raise ConfigError(f"--plot draws the forward property, which no run of {path} computed "
+                              "(made with --properties backward)")
         click.echo(report_text(res, eps=eps_values, form=form, level=level))
         _write_plot(res, plot_path, eps_values, form)
     click.echo(f"figures -> {plot_path}")

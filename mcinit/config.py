@@ -15,7 +15,7 @@ import math
 from .options import (BY_NAME, DATA_RANDOM, DISTS, HEADS, INITS, KERNELS, ConfigError, defaults, parse_count,
                       parse_head, parse_widths, read_config_file, run_values)
 
-__all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "KERNELS", "build",
+__all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "KERNELS", "build", "check_precision",
            "parse_count", "parse_widths", "parse_head", "load_config_file", "data_identity"]
 
 #: the defaults (from the option table, mcinit.options) mirror the authors' reference
@@ -159,6 +159,18 @@ class RunConfig:
         return cls(**d)
 
 
+#: the kernels that compute in float32 (auto resolves to blocked there)
+FLOAT32_KERNELS = ("auto", "blocked")
+
+
+def check_precision(kernel, precision):
+    """A ConfigError when the kernel asked for (auto or a name) does not compute ``precision``
+    (the one check and its wording: configuration and kernel resolution share it)."""
+    if precision != "float64" and kernel not in FLOAT32_KERNELS:
+        raise ConfigError(f"--precision {precision} is computed by the blocked kernel; use --kernel blocked "
+                          f"or auto, not {kernel}")
+
+
 def load_config_file(path, several=False):
     """The checked option values of a JSON or TOML configuration file (``options.read_config_file``)."""
     return read_config_file(path, several=several)
@@ -212,7 +224,13 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
             raise ConfigError("the supremum search draws its inputs on the unit sphere: use --data sphere")
         if kernel not in ("auto", "dense"):
             raise ConfigError("the supremum search needs every weight: use --kernel dense")
+        if d["precision"] != "float64":
+            raise ConfigError(f"the supremum search runs the dense kernel, in float64: --precision "
+                              f"{d['precision']} does not apply")
+        if d["properties"] == "backward":
+            raise ConfigError("the supremum search is of the forward property: use --properties forward or both")
         kernel = "dense"
+    check_precision(kernel, d["precision"])
     gain = given.get("wn_gain")
     if gain is not None:
         if not init.startswith("wn"):

@@ -6,7 +6,9 @@ configuration, the parts' planned trial ranges [first_index, first_index + rows)
 must not overlap and must cover 0..trials-1, and each part must be complete;
 then the merged per-trial records equal the single run's bit for bit (they are
 copied in index order) and the summary is the Chan merge of the parts'
-summaries in index order (equal to the single run's to rounding).  With
+summaries in index order (equal to the single run's to rounding).  Parts of one
+configuration record the same properties (``properties`` enters the configuration
+hash), so the merged run records them too, in the format version they imply.  With
 allow_partial, missing or incomplete parts are tolerated: the output holds the
 trials that exist, sorted by index, and is marked partial=1 with the missing
 ranges in the attribute ``missing`` (JSON); ``completed`` is then the number of
@@ -20,7 +22,7 @@ import numpy as np
 
 from . import sweep as sweep_mod
 from ._version import __version__
-from .stats import Summary
+from .stats import QUANTITIES_OF, Summary
 from .layout import (COLUMNS, DATA_PATH, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
                      stored_columns, sweep_attrs, write_final)
 from .reader import open_file, read_file
@@ -73,12 +75,12 @@ def _write_run(out, group, parts, missing, meta_extra):
     first = parts[0]
     cfg = first.config
     rows = sum(q.completed for q in parts)
-    summary = Summary(cfg.depth)
+    summary = Summary(cfg.depth, QUANTITIES_OF[cfg.properties])
     for q in parts:
         summary.merge(q.summary)
     meta = dict(config=first.config_json, config_hash=first.config_hash, seed=cfg.seed,
                 depth=cfg.depth, trials=cfg.trials, kernel=first.kernel, mcinit_version=__version__,
-                first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples,
+                first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples, properties=cfg.properties,
                 extra_attrs=dict(merged_from=json.dumps([part_name(q) for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
     if cfg.data_path:
@@ -145,7 +147,8 @@ def _merge(paths, output, allow_partial, sweep):
     for name, qs, missing in plan:
         c = qs[0].config
         rows = sum(q.completed for q in qs)
-        need += creation_bytes(c.depth, rows, c.samples, c.sup) + rows * record_bytes(c.depth, c.samples, c.sup)
+        need += (creation_bytes(c.depth, rows, c.samples, c.sup, c.properties)
+                 + rows * record_bytes(c.depth, c.samples, c.sup, c.properties))
     attrs = sweep_attrs([p[0] for p in plan], __version__) if sweep else {}
     create_file(output, attrs, build, need)
     lines.append(f"merged -> {output}")

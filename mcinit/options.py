@@ -345,10 +345,10 @@ OPTIONS = (
            fields=("kernel",), value_of=lambda c: c.kernel),
     Option("precision", CHOICE, "Arithmetic of the weights, activations and matrix products (float32: "
            "the blocked kernel; norms and ratios are accumulated in float64).", default="float64",
-           choices=PRECISIONS, fields=("precision",), value_of=lambda c: c.precision),
+           choices=PRECISIONS, several=True, fields=("precision",), value_of=lambda c: c.precision),
     Option("properties", CHOICE, "What each trial computes and records: forward (the hidden-layer norms "
            "only, no head or backward pass), backward, or both.", default="both", choices=PROPERTIES,
-           fields=("properties",), value_of=lambda c: c.properties),
+           several=True, fields=("properties",), value_of=lambda c: c.properties),
     Option("sup_search", TEXT, "STARTS,STEPS: per trial, also search the unit sphere for the extreme "
            "forward ratios of every layer (the property for all inputs), from STARTS of the --samples "
            "random sphere inputs per layer and direction, STEPS points each (e.g. 4,50).",

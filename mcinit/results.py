@@ -14,8 +14,8 @@ import pandas as pd
 
 from . import theory
 from .initializers import expected_forward
-from .stats import clopper_pearson, failure_counts
-from .layout import RECORD_FIELDS, SUP_FIELDS, TRIALS
+from .stats import PROPS_OF, QUANTITIES, QUANTITIES_OF, clopper_pearson, failure_counts, record_fields
+from .layout import SUP_FIELDS, TRIALS
 from .layout import StoreError
 from .reader import open_file, read_file, reason
 
@@ -31,7 +31,10 @@ _BLOCK = 1 << 20
 class Run:
     """One run of a results file: its configuration, progress, records and summary.
 
-    info: its mcinit.reader.RunInfo (validated; the summary is the one at ``completed``)."""
+    info: its mcinit.reader.RunInfo (validated; the summary is the one at ``completed``).
+    ``props``: the failure properties its records decide (forward, backward, both for a run
+    of both properties; forward or backward alone for a run of one: its configuration's
+    ``properties``); ``fields``: its per-trial record fields."""
 
     def __init__(self, info):
         self.path = info.path
@@ -43,12 +46,22 @@ class Run:
         self.kernel = info.kernel
         self.config_hash = info.config_hash
         self._summary = info.summary
+        self.props = PROPS_OF[self.config.properties]
+        self.fields = record_fields(QUANTITIES_OF[self.config.properties])
 
     def __repr__(self):
         return f"Run({self.name!r}, {self.completed}/{self.planned} trials, kernel {self.kernel})"
 
-    def records(self, fields=RECORD_FIELDS + ("dead", "index"), start=0, stop=None):
-        """Per-trial arrays of the completed trials [start, stop)."""
+    def records(self, fields=None, start=0, stop=None):
+        """Per-trial arrays of the completed trials [start, stop): ``fields`` (None: the run's
+        record fields, dead and index).  A field of a property the run did not compute is a
+        ValueError."""
+        if fields is None:
+            fields = self.fields + ("dead", "index")
+        missing = [k for k in fields if k.split("_")[0] in QUANTITIES and k not in self.fields]
+        if missing:
+            raise ValueError(f"run {self.name} holds no {missing[0]}: it was made with --properties "
+                             f"{self.config.properties}")
         stop = self.completed if stop is None else min(stop, self.completed)
         start = max(0, min(start, stop))
         try:
@@ -68,9 +81,9 @@ class Run:
         """Failures per property at each eps over the completed trials, read in blocks;
         with the supremum search also "sup": the forward property over every evaluated input."""
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
-        props = PROPS + ((SUP,) if self.config.sup else ())
+        props = self.props + ((SUP,) if self.config.sup else ())
         total = {p: np.zeros(len(eps), dtype=np.int64) for p in props}
-        fields = RECORD_FIELDS + (SUP_FIELDS if self.config.sup else ())
+        fields = self.fields + (SUP_FIELDS if self.config.sup else ())
         for start in range(0, self.completed, _BLOCK):
             rec = self.records(fields, start, start + _BLOCK)
             for p, v in failure_counts(rec, eps, form).items():
@@ -99,6 +112,16 @@ class Results:
                 return r
         raise KeyError(name)
 
+    def with_property(self, prop):
+        """These results restricted to the runs that computed ``prop`` (forward, backward,
+        both; sup: the runs with the supremum search), in order (possibly none)."""
+        if prop not in PROPS + (SUP,):
+            raise ValueError(f"prop must be one of {PROPS + (SUP,)}")
+        out = object.__new__(Results)
+        out.path, out.kind = self.path, self.kind
+        out.runs = [r for r in self.runs if (r.config.sup if prop == SUP else prop in r.props)]
+        return out
+
     def failure(self, eps, prop="forward", form="norm", level=0.95):
         """Empirical failure probability beside the bounds: one row per run and eps.
 
@@ -106,7 +129,9 @@ class Results:
                 exceeds eps, |sqrt(ratio) - 1| in the norm form, |ratio - 1| in the squared form
         prop    forward (rho), backward (gamma) or both; or sup: the forward property over
                 every input the supremum search evaluated, a lower estimate of the failure
-                probability for all of R^n (only runs made with --sup-search)
+                probability for all of R^n (only runs made with --sup-search).  Only the runs
+                that computed prop have rows (a run made with --properties forward has no
+                backward and no both rows); none is a ValueError
         level   confidence level of the exact Clopper-Pearson interval
         Columns: run, width (the narrowest hidden layer), widths, depth, samples, init,
         dist, kernel, prop, form, eps, trials, failures, p_hat, ci_low, ci_high,
@@ -126,10 +151,8 @@ class Results:
         if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
             raise ValueError("eps must be positive")
         rows = []
-        for run in self.runs:
+        for run in self.with_property(prop).runs:
             c = run.config
-            if prop == SUP and not c.sup:
-                continue
             T = run.completed
             k = run.failure_counts(eps, form)[prop]
             lo, hi = clopper_pearson(k, T, level) if T > 0 else (np.full(len(eps), np.nan),) * 2
@@ -142,8 +165,12 @@ class Results:
                                  failures=int(k[i]), p_hat=float(p_hat[i]), ci_low=float(lo[i]),
                                  ci_high=float(hi[i]), paper_delta=bounds["paper_delta"][i],
                                  chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i]))
-        if not rows:
+        if not rows and prop == SUP:
             raise ValueError("no run of this file was made with the supremum search (--sup-search)")
+        if not rows:
+            made = sorted({r.config.properties for r in self.runs})
+            raise ValueError(f"no run of this file computed the {prop} property "
+                             f"(made with --properties {', '.join(made)})")
         df = pd.DataFrame(rows)
         df["bound_violated"] = df["ci_low"] > df["paper_delta"]
         df["paper_vacuous"] = df["paper_delta"] >= 1.0
@@ -155,7 +182,10 @@ class Results:
         Columns: run, layer, width, count, rho_mean, rho_sd, rho_min, rho_max,
         log_rho_mean, log_rho_sd, gamma_mean, gamma_sd, gamma_min, gamma_max,
         log_gamma_mean, log_gamma_sd, exact_rho_mean, exact_rho_sd (one-input law;
-        the sd for Gaussian weights only), dead (dead trials of the run)."""
+        the sd for Gaussian weights only), dead (dead trials of the run), properties
+        (what the run computed).  count: the (trial, input) pairs measured; the columns
+        of a property the run did not compute (rho with --properties backward, gamma with
+        forward) are NaN."""
         rows = []
         for run in self.runs:
             c = run.config
@@ -163,7 +193,8 @@ class Results:
             sd = np.sqrt(s.variance())
             em, ev = expected_forward(c)
             for l in range(c.depth):
-                row = dict(run=run.name, layer=l + 1, width=c.widths[l], count=int(s.count[0, 0, l]))
+                q0 = QUANTITIES.index(s.quantities[0])       # a quantity the run computed
+                row = dict(run=run.name, layer=l + 1, width=c.widths[l], count=int(s.count[q0, 0, l]))
                 for q, qn in enumerate(("rho", "gamma")):
                     seen = s.count[q, 0, l] > 0, s.count[q, 1, l] > 0   # NaN where nothing was measured
                     row[f"{qn}_mean"] = s.mean[q, 0, l] if seen[0] else np.nan
@@ -175,6 +206,7 @@ class Results:
                 row["exact_rho_mean"] = em[l]
                 row["exact_rho_sd"] = np.sqrt(ev[l])
                 row["dead"] = s.dead
+                row["properties"] = c.properties
                 rows.append(row)
         return pd.DataFrame(rows)
 

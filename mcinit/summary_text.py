@@ -37,22 +37,35 @@ def run_summary(result, output=None, threads=None):
     ]
     mean_x, var_x = expected_forward(cfg)
     sd = np.sqrt(s.variance())
+    has = {q: q in s.quantities for q in ("fwd", "bwd")}
+
+    def pair(q, l):
+        """mean and sd of quantity q (0 rho, 1 gamma) at layer l, or '-' when not computed."""
+        if not has[("fwd", "bwd")[q]]:
+            return f"{'-':>10} {'-':>9}"
+        return f"{s.mean[q, 0, l]:10.5f} {sd[q, 0, l]:9.4f}"
     for l in range(cfg.depth):
         ex_sd = f"{np.sqrt(var_x[l]):9.4f}" if np.isfinite(var_x[l]) else f"{'-':>9}"
-        lines.append(f"{l + 1:>5} {cfg.widths[l]:>6} {s.mean[0, 0, l]:10.5f} {sd[0, 0, l]:9.4f} "
-                     f"{mean_x[l]:10.5f} {ex_sd} {s.mean[1, 0, l]:10.5f} {sd[1, 0, l]:9.4f}")
-    exact = _exact_forward(cfg, result.eps)
+        lines.append(f"{l + 1:>5} {cfg.widths[l]:>6} {pair(0, l)} {mean_x[l]:10.5f} {ex_sd} {pair(1, l)}")
+    if cfg.properties != "both":
+        lines.append(f"('-': the {_MISSING[cfg.properties]} property was not computed: --properties {cfg.properties})")
+    exact = _exact_forward(cfg, result.eps) if has["fwd"] else None
     lines += ["", "failure probability, norm form (|sqrt(ratio) - 1| > eps at some layer and input),"
                   " with exact 95% intervals" + ("; exact = forward, one input, Gaussian weights:" if exact is not None
                                                  else ":"),
               f"{'eps':>6}  {'forward':<30} {'exact':<11}{'backward':<30} {'both':<30}"]
+    f = result.failures
     for i, e in enumerate(result.eps):
-        f = result.failures
         ex = f"{exact[i]:<11.4g}" if exact is not None else f"{'-':<11}"
-        lines.append(f"{e:>6g}  {_ci(f['forward'][i], T):<30} {ex}{_ci(f['backward'][i], T):<30} "
-                     f"{_ci(f['both'][i], T):<30}")
-    lines.append(f"dead networks (some h^l = 0 or delta^L = 0): {s.dead:,}")
+        cells = {p: (_ci(f[p][i], T) if p in f else "not computed") for p in ("forward", "backward", "both")}
+        lines.append(f"{e:>6g}  {cells['forward']:<30} {ex}{cells['backward']:<30} {cells['both']:<30}")
+    deaths = "some h^l = 0" if cfg.properties == "forward" else "some h^l = 0 or delta^L = 0"
+    lines.append(f"dead networks ({deaths}): {s.dead:,}")
     return lines
+
+
+#: the property a run of one property leaves out
+_MISSING = {"forward": "backward", "backward": "forward"}
 
 
 def _resumed(result):

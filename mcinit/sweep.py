@@ -1,5 +1,6 @@
-"""Sweeps: the Cartesian product of lists of widths, depths, sample counts and inits,
-run one after the other into one file, one format-1 run group per run under /runs/<name>/.
+"""Sweeps: the Cartesian product of lists of widths, depths, sample counts, inits,
+precisions, properties and the other options that take lists, run one after the other
+into one file, one run group per run under /runs/<name>/ (mcinit.layout).
 
 Every run of a sweep uses the same seed, so neighbouring runs share their random
 numbers where their shapes agree (common random numbers): differences between
@@ -24,10 +25,16 @@ SWEEP_KEYS = SEVERAL
 
 
 def run_name(cfg):
-    """A run's name in a sweep file, e.g. w512-d10-n1-he (uneven widths joined by '_')."""
+    """A run's name in a sweep file, e.g. w512-d10-n1-he (uneven widths joined by '_'), with
+    the precision and the properties where they are not the defaults (w512-d10-n1-he-float32-forward)."""
     ws = cfg.widths
     w = str(ws[0]) if len(set(ws)) == 1 else "_".join(map(str, ws))
-    return f"w{w}-d{cfg.depth}-n{cfg.samples}-{cfg.init}"
+    name = f"w{w}-d{cfg.depth}-n{cfg.samples}-{cfg.init}"
+    for key in ("precision", "properties"):
+        value = getattr(cfg, key)
+        if value != BY_NAME[key].default:
+            name += f"-{value}"
+    return name
 
 
 def name_runs(cfgs):

@@ -78,6 +78,8 @@ def default_eps(results, form="norm"):
             continue
         counts = run.failure_counts(ladder, form)
         for p in ("forward", "backward"):
+            if p not in counts:         # not computed (--properties)
+                continue
             k = counts[p]
             informative |= (k > 0) & (k < T)
             c = run.config

@@ -394,13 +394,18 @@ def plot_report(results, path, eps=None, form="norm"):
         curves on a fine width grid), or against eps when the file has a single width;
     (c) the last layer's forward-ratio histogram from the Summary (density) over the exact
         density of rho_L (one input, Gaussian weights; the dead atom at 0 is not drawn).
-    eps, form as in report_text.  Returns the path.
+    eps, form as in report_text.  Only the runs that computed the forward property are drawn
+    (none: a ValueError).  Returns the path.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     form_words(form)
     eps = default_eps(results, form) if eps is None else [float(e) for e in np.atleast_1d(eps)]
+    results = results.with_property("forward")      # the figures are of the forward property
+    if not results.runs:
+        raise ValueError(f"{results.path}: the figures show the forward property, which no run computed "
+                         "(--properties backward)")
     runs = [r for r in results.runs if r.completed > 0]
     if not runs:
         raise ValueError(f"{results.path}: no run has a completed trial; nothing to plot")

@@ -139,12 +139,16 @@ def _layer_section(results, layers):
             flagged.append(f"  {run.name}: the mean of rho_{zl} is {zmax:.1f} standard errors from the exact mean")
     if flagged:
         lines += ["", "CHECK: measured means far from the exact law (|z| > 5 is very unlikely by chance):"] + flagged
+    lines += [_wrap(f"Run {r.name} computed the {r.props[0]} property only (--properties {r.config.properties}): "
+                    f"its {'gamma' if r.props[0] == 'forward' else 'rho'} columns are '-' (not computed).")
+              for r in results.runs if r.config.properties != "both"]
     return lines
 
 
 def _z(row, trials):
     sd = row.exact_rho_sd if np.isfinite(row.exact_rho_sd) else row.rho_sd
-    if not (trials > 0 and np.isfinite(sd) and sd > 0 and np.isfinite(row.exact_rho_mean)):
+    if not (trials > 0 and np.isfinite(sd) and sd > 0 and np.isfinite(row.exact_rho_mean)
+            and np.isfinite(row.rho_mean)):
         return None
     return float((row.rho_mean - row.exact_rho_mean) / (sd / math.sqrt(trials)))
 
@@ -334,7 +338,9 @@ def report_text(results, eps=None, form="norm", level=0.95):
     Per-layer tables (one compact line per run when there are many runs), then one
     failure table per property (forward, backward, both) over all runs and eps, each
     followed by plain statements: where the paper bound is VIOLATED or VACUOUS, where
-    the Chernoff bound or the exact value disagree with the measurement.
+    the Chernoff bound or the exact value disagree with the measurement.  A property a
+    run did not compute (--properties) is left out of its table, and a property no run
+    computed is named as not computed.
     """
     form_words(form)
     if not 0 < level < 1:
@@ -352,7 +358,17 @@ def report_text(results, eps=None, form="norm", level=0.95):
         lines += [f"Runs with no completed trial (left out of the tables' statements): {', '.join(empty)}", ""]
     lines += _layer_section(results, results.layers())
     for prop in ("forward", "backward", "both"):
-        lines += ["", ""] + _failure_section(results, prop, eps, form, level)
+        some = results.with_property(prop)
+        if not some.runs:
+            made = ", ".join(sorted({r.config.properties for r in results.runs}))
+            lines += ["", "", _wrap(f"FAILURE PROBABILITY, {_PROP_WORDS[prop]}: not computed (the "
+                                    f"run{'s were' if n != 1 else ' was'} made with --properties {made}).")]
+            continue
+        lines += ["", ""] + _failure_section(some, prop, eps, form, level)
+        left = [r.name for r in results.runs if r not in some.runs]
+        if left:
+            lines += [_wrap(f"Not computed by run{'s' if len(left) != 1 else ''} {', '.join(left)} "
+                            f"(--properties), which {'are' if len(left) != 1 else 'is'} left out of this table.")]
     if any(r.config.sup for r in results.runs):
         lines += ["", ""] + _sup_section(results, eps, form, level)
     for run in results.runs:
