@@ -140,3 +140,61 @@ def test_errors_of_any_step_reach_the_caller(threads, monkeypatch):
     monkeypatch.setattr(engine, "reduce_and_tally", failing_reduce)
     with pytest.raises(ValueError, match="reduction failed"):
         engine.run(cfg, data, threads=threads, batch_size=100)
+
+
+#: one configuration per kernel (law: one input), for the runs of one property
+_PROPERTY_CASES = {
+    "dense": dict(trials=120, input_dim=10, widths="12,16,6", samples=3, dist="uniform"),
+    "blocked": dict(trials=120, input_dim=10, widths="12,16,6", samples=3),
+    "projected": dict(trials=150, input_dim=10, widths="12,16,6", samples=3),
+    "law": dict(trials=3000, input_dim=10, widths="12,16,6"),
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(_PROPERTY_CASES))
+def test_one_property_records_what_a_run_of_both_records(kernel):
+    """--properties forward and backward: a run records, reduces and tallies its property
+    only, and those records and summaries are bit for bit the corresponding ones of a run
+    of both with the same seed and kernel (the forward pass is the same computation; the
+    backward property still computes everything).  The dead flag of a forward run counts
+    forward deaths only: some rho_l(x) = 0.  Records in memory equal those in a file."""
+    kw = dict(_PROPERTY_CASES[kernel], seed=4, init="he-in" if kernel == "dense" else "he")
+    both = _run(kernel, 2, 50, **kw)
+    fwd_dead = np.any(both.records["fwd_min"] == 0.0, axis=1)
+    for props, q, fields in (("forward", 0, ("fwd_min", "fwd_max")), ("backward", 1, ("bwd_min", "bwd_max"))):
+        one = _run(kernel, 2, 50, properties=props, **kw)
+        assert one.config.properties == props and one.config.kernel == kernel
+        assert set(one.records) == set(fields) | {"dead", "index"}
+        for f in fields:
+            assert np.array_equal(one.records[f].view(np.int64), both.records[f].view(np.int64)), (props, f)
+        dead = fwd_dead if props == "forward" else both.records["dead"]
+        assert np.array_equal(one.records["dead"], dead), props
+        assert set(one.failures) == {props}
+        assert one.failures[props].tolist() == both.failures[props].tolist()
+        assert one.summary.quantities == (("fwd",) if props == "forward" else ("bwd",))
+        for k, v in one.summary.arrays().items():
+            assert np.array_equal(v[q], both.summary.arrays()[k][q]), (props, k)
+            assert not np.any(one.summary.count[1 - q]), props
+        assert one.summary.dead == int(dead.sum())
+
+
+def test_forward_deaths_of_a_kernel_that_computes_both():
+    """kernels.common.forward_deaths: some rho_l(x) = 0, over the inputs and layers."""
+    from mcinit.kernels.common import forward_deaths
+    fwd = np.ones((4, 2, 3))
+    fwd[1, 1, 2] = 0.0
+    fwd[3, 0, 0] = 0.0
+    dead = np.ones(4, dtype=bool)
+    forward_deaths(fwd, dead)
+    assert dead.tolist() == [False, True, False, True]
+
+
+def test_a_forward_run_with_the_supremum_search_records_the_search():
+    """The supremum search (the forward property over the sphere) runs beside --properties
+    forward: its columns equal those of a run of both."""
+    kw = dict(trials=40, input_dim=4, widths="6,5", samples=4, sup_search="2,4", seed=2)
+    both = _run("dense", 1, 16, **kw)
+    fwd = _run("dense", 1, 16, properties="forward", **kw)
+    for f in ("fwd_min", "fwd_max", "sup_min", "sup_max"):
+        assert np.array_equal(fwd.records[f], both.records[f]), f
+    assert "bwd_min" not in fwd.records

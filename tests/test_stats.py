@@ -336,3 +336,46 @@ def test_clopper_pearson_matches_scipy():
         lo, hi = clopper_pearson(k, n, 0.95)
         ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
         assert np.isclose(lo, ci.low, rtol=1e-9, atol=1e-15) and np.isclose(hi, ci.high, rtol=1e-9)
+
+
+@pytest.mark.parametrize("T,N,L", [(300, 3, 4), (200, 1, 5)])
+def test_one_quantity_reduces_and_tallies_as_its_part_of_both(T, N, L):
+    """A summary of one quantity (properties forward or backward) reduces that quantity
+    only: its records, accumulators and failure counts are bit for bit those of a summary
+    of both, the other quantity's accumulators stay empty, and its array is never read
+    (None, or anything at all).  failure_counts of the records counts that property only."""
+    from mcinit.stats import PROPS_OF, QUANTITIES_OF, properties_of, record_fields, reduce_and_tally
+    rs = np.random.RandomState(7 * T + N)
+    fwd, bwd = _ratios(rs, (T, N, L))
+    fwd[rs.rand(T, N, L) < 0.03] = 0.0
+    dead = rs.rand(T) < 0.1
+    eps = np.array([0.1, 0.25, 0.5, 2.0])
+    both = Summary(L)
+    rec_b, counts_b = reduce_and_tally(fwd, bwd, dead, both, eps, "norm")
+    for props in ("forward", "backward"):
+        qs = QUANTITIES_OF[props]
+        q = 0 if props == "forward" else 1
+        one = Summary(L, qs)
+        assert one.quantities == qs and properties_of(qs) == props
+        out = record_buffers(T, L, single=N == 1, quantities=qs)
+        assert set(out) == set(record_fields(qs)) | {"dead"}
+        junk = np.full((T, N, L), np.nan)
+        args = (fwd, None) if props == "forward" else (junk, bwd)
+        rec, counts = reduce_and_tally(*args, dead, one, eps, "norm", out=out)
+        assert set(rec) == set(record_fields(qs)) | {"dead"} and set(counts) == set(PROPS_OF[props]) == {props}
+        for k in record_fields(qs):
+            assert np.array_equal(_bits(rec[k]), _bits(rec_b[k])), (props, k)
+        assert counts[props].tolist() == counts_b[props].tolist()
+        assert failure_counts(rec, eps)[props].tolist() == counts_b[props].tolist()
+        assert set(failure_counts(rec, eps)) == {props}
+        for key in ACCUMULATORS:
+            assert np.array_equal(_bits(getattr(one, key)[q]), _bits(getattr(both, key)[q])), (props, key)
+        assert np.all(one.count[1 - q] == 0) and np.all(one.hist[1 - q] == 0)
+        assert one.trials == both.trials and one.dead == both.dead
+        merged = one.copy()
+        merged.merge(one)
+        assert merged.quantities == qs and merged.trials == 2 * T
+        with pytest.raises(ValueError, match="cannot merge"):
+            merged.merge(both)
+    with pytest.raises(ValueError, match="quantities"):
+        Summary(L, ("fwd", "rho"))

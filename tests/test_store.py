@@ -1,4 +1,4 @@
-"""The HDF5 results file (format version 1, docs/design.md section 7): layout, readers during a
+"""The HDF5 results file (format versions 1 and 2, docs/design.md section 7): layout, readers during a
 run, crash safety (real SIGKILLs), clean stops, resume, shards and merge."""
 
 import json
@@ -15,7 +15,8 @@ import pytest
 import mcinit
 from mcinit import config, engine
 from mcinit.merge import merge_files
-from mcinit.store import FORMAT_VERSION, HDF5Sink, MemorySink, Sink, StoreError, read_summary
+from mcinit.layout import format_version_of
+from mcinit.store import HDF5Sink, MemorySink, Sink, StoreError, read_summary
 
 FIELDS = ("index", "fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead")
 
@@ -52,7 +53,7 @@ def test_file_layout_and_equality_with_memory(tmp_path):
     mem = engine.run(cfg, data, batch_size=1000)
     with h5py.File(path, "r") as f:
         a = f.attrs
-        assert a["format"] == "mcinit" and a["format_version"] == FORMAT_VERSION
+        assert a["format"] == "mcinit" and a["format_version"] == format_version_of("both") == 1
         assert a["rng"] == "philox4x32-10" and int(a["seed"]) == 0
         assert a["completed"] == 1000 and a["trials"] == 1000 and a["rows"] == 1000
         stored = config.RunConfig.from_json(a["config"])
