@@ -692,3 +692,78 @@ def test_a_creation_that_fails_leaves_no_temporary(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         create_file(str(out), {}, interrupt)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("props", ["forward", "backward"])
+def test_a_run_of_one_property_is_format_version_2(tmp_path, props):
+    """A run of one property is written as format version 2: its quantity's columns and
+    summary only.  Its file equals the run in memory; a stopped run resumes bit for bit;
+    shards of it merge to the single run (again version 2); and its records are those of
+    the same run of both properties, written as version 1 with all four columns."""
+    mine = ("fwd_min", "fwd_max") if props == "forward" else ("bwd_min", "bwd_max")
+    other = ("bwd_min", "bwd_max") if props == "forward" else ("fwd_min", "fwd_max")
+    q = "fwd" if props == "forward" else "bwd"
+    cfg, data = _cfg(trials=900, kernel="dense", properties=props)
+    both_cfg, _ = _cfg(trials=900, kernel="dense")
+    assert cfg.config_hash() != both_cfg.config_hash()
+    ref = engine.run(cfg, data, batch_size=1000)
+    path = str(tmp_path / "r.h5")
+    calls = []
+    with pytest.raises(engine.Stopped) as e:
+        engine.run(cfg, data, sink=HDF5Sink(path), batch_size=200,
+                   stop_requested=lambda: calls.append(1) or len(calls) >= 2)
+    assert e.value.completed == 400
+    res = engine.run(cfg, data, sink=HDF5Sink(path, resume=True), batch_size=130)
+    assert res.computed == 500 and set(res.failures) == {props}
+    assert res.failures[props].tolist() == ref.failures[props].tolist()
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == format_version_of(props) == 2
+        assert set(f["trials"]) == {"index", "dead", *mine}
+        for g in ("summary", "checkpoint/slot0", "checkpoint/slot1"):
+            assert set(f[g]) == {"trials", "dead", q}, g
+        for k in ("index", "dead", *mine):
+            assert np.array_equal(f["trials"][k][:], ref.records[k]), k
+        s = read_summary(f["summary"], 3, props)
+    for k, v in ref.summary.arrays().items():
+        assert np.array_equal(getattr(s, k), v), k
+    both_path = str(tmp_path / "both.h5")
+    engine.run(both_cfg, data, sink=HDF5Sink(both_path))
+    with h5py.File(both_path, "r") as f:
+        assert f.attrs["format_version"] == 1 and {"fwd", "bwd"} <= set(f["summary"])
+        for k in mine:
+            assert np.array_equal(f["trials"][k][:], ref.records[k]), k
+        assert all(k in f["trials"] for k in other)
+    parts = []
+    for i in range(3):
+        parts.append(str(tmp_path / f"p{i}.h5"))
+        engine.run(cfg, data, sink=HDF5Sink(parts[-1]), shard=(i, 3), batch_size=64)
+    out = str(tmp_path / "merged.h5")
+    merge_files(parts, out)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format_version"] == 2 and set(f["trials"]) == {"index", "dead", *mine}
+        for k in ("index", "dead", *mine):
+            assert np.array_equal(f["trials"][k][:], ref.records[k]), k
+    merged = mcinit.load(out).runs[0]
+    assert merged.failure_counts([0.25])[props].tolist() == ref.failures[props][1:2].tolist()
+    # parts of another property are another configuration: refused, or a sweep of two runs
+    both_part = str(tmp_path / "both_part.h5")
+    engine.run(both_cfg, data, sink=HDF5Sink(both_part), shard=(0, 3))
+    with pytest.raises(StoreError, match="different configurations"):
+        merge_files(parts + [both_part], str(tmp_path / "m2.h5"))
+    assert not os.path.exists(tmp_path / "m2.h5")
+    sweep = str(tmp_path / "sweep.h5")
+    merge_files(parts + [both_part], sweep, sweep=True, allow_partial=True)
+    runs = mcinit.load(sweep).runs
+    assert sorted(r.config.properties for r in runs) == sorted(["both", props])
+    assert len({r.name for r in runs}) == 2
+
+
+def test_resume_of_one_property_refuses_a_run_of_another(tmp_path):
+    cfg, data = _cfg(trials=300, properties="forward")
+    path = str(tmp_path / "r.h5")
+    engine.run(cfg, data, sink=HDF5Sink(path))
+    before = open(path, "rb").read()
+    both, _ = _cfg(trials=300)
+    with pytest.raises(StoreError, match="another configuration"):
+        engine.run(both, data, sink=HDF5Sink(path, resume=True))
+    assert open(path, "rb").read() == before
