@@ -33,6 +33,7 @@ def good(tmp_path_factory):
     d = tmp_path_factory.mktemp("good")
     assert invoke(*RUN, "-o", d / "good.h5").exit_code == 0
     assert invoke(*SWEEP, "-o", d / "sweep.h5").exit_code == 0
+    assert invoke(*RUN, "--properties", "forward", "-o", d / "forward.h5").exit_code == 0
     return d
 
 
@@ -92,6 +93,11 @@ DAMAGED = {
     "completed text": ("good", _attr("completed", "300"), "completed is not an integer"),
     "completed missing": ("good", _del("completed"), "has no completed attribute"),
     "format version 2": ("good", _attr("format_version", np.int64(2)), "format version 2"),
+    "format version 3": ("good", _attr("format_version", np.int64(3)), "reads versions 1 and 2"),
+    "forward run claiming version 1": ("forward", _attr("format_version", np.int64(1)),
+                                       "format version 1, but a run of properties forward is written as version 2"),
+    "forward run without its summary": ("forward", _del("summary/fwd"), "has no fwd"),
+    "forward run without trials/fwd_min": ("forward", _del("trials/fwd_min"), "has no trials/fwd_min"),
     "format not mcinit": ("good", _attr("format", "other"), "is not an mcinit results file"),
     "config edited without its hash": ("good", _config_edited, "does not match its config_hash"),
     "config not JSON": ("good", _attr("config", "{widths: 5"), "has no valid configuration"),
@@ -265,3 +271,20 @@ def test_a_run_on_a_data_file_keeps_its_path_through_load_and_merge(tmp_path):
         assert run.config.data_path == str(data) and run.config.data_sha256
     r = invoke(*args, "-o", tmp_path / "m.h5", "--resume")
     assert r.exit_code == 0, r.output
+
+
+def test_both_properties_are_version_1_and_one_property_version_2(good):
+    """A run of both properties is written in format version 1, as every earlier mcinit
+    wrote and reads it (its layout is unchanged); a run of one property is version 2 and
+    holds that property's quantity only.  Both load."""
+    with h5py.File(good / "good.h5", "r") as f:
+        assert f.attrs["format_version"] == 1 and "properties" not in json.loads(f.attrs["config"])
+        assert {"fwd_min", "fwd_max", "bwd_min", "bwd_max"} <= set(f["trials"])
+    with h5py.File(good / "sweep.h5", "r") as f:
+        assert f.attrs["format_version"] == 1
+    with h5py.File(good / "forward.h5", "r") as f:
+        assert f.attrs["format_version"] == 2 and json.loads(f.attrs["config"])["properties"] == "forward"
+        assert "bwd_min" not in f["trials"] and "bwd" not in f["summary"]
+    run = read_file(good / "forward.h5").runs[0]
+    assert run.config.properties == "forward" and run.summary.quantities == ("fwd",)
+    assert read_file(good / "good.h5").runs[0].summary.quantities == ("fwd", "bwd")
