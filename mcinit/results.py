@@ -183,7 +183,8 @@ class Results:
         log_rho_mean, log_rho_sd, gamma_mean, gamma_sd, gamma_min, gamma_max,
         log_gamma_mean, log_gamma_sd, exact_rho_mean, exact_rho_sd (one-input law;
         the sd for Gaussian weights only), dead (dead trials of the run), properties
-        (what the run computed).  count: the (trial, input) pairs measured; the columns
+        (what the run computed).  count: the finite values of rho_l over the (trial, input)
+        pairs (of gamma_l for a run of the backward property alone); the columns
         of a property the run did not compute (rho with --properties backward, gamma with
         forward) are NaN."""
         rows = []

@@ -197,3 +197,49 @@ def test_the_same_command_twice_reads_the_complete_run_and_changes_nothing(tmp_p
     assert invoke(*args).exit_code == 2
     resumed = invoke(*args, "--resume")
     assert resumed.exit_code == 0 and table(resumed.output) == table(first.output)
+
+
+def test_runs_of_one_property_end_to_end(tmp_path):
+    """--properties forward and backward through run, report (text and figure), the closing
+    summary and a mixed sweep: the property not computed is named as such, never shown as
+    a number (no 'nan'), and a figure of the forward property of a backward run is one
+    error line."""
+    small = ["--trials", 300, "--input-dim", 6, "--widths", "5,7", "--samples", 2]
+    for props, missing in (("forward", "backward"), ("backward", "forward")):
+        out = tmp_path / f"{props}.h5"
+        r = invoke("run", *small, "--properties", props, "-o", out)
+        assert r.exit_code == 0, r.output
+        assert "not computed" in r.output and "nan" not in r.output.lower(), r.output
+        assert f"the {missing} property was not computed" in r.output
+        r = invoke("report", out)
+        assert r.exit_code == 0, r.output
+        assert "nan" not in r.output.lower()
+        text = " ".join(r.output.split())
+        assert f"computed the {props} property only" in text
+        assert f"not computed (the run was made with --properties {props})" in text
+        with h5py.File(out, "r") as f:
+            assert f.attrs["format_version"] == 2
+        # the same command again reads the complete run (its summary of one property)
+        r = invoke("run", *small, "--properties", props, "-o", out)
+        assert r.exit_code == 0 and "not computed" in r.output and "nan" not in r.output.lower(), r.output
+    png = tmp_path / "b.png"
+    r = invoke("report", tmp_path / "backward.h5", "--plot", png)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"mcinit: error: --plot draws the forward property, which no run of "
+                        f"{tmp_path / 'backward.h5'} computed (made with --properties backward)")
+    assert not png.exists()
+    png = tmp_path / "f.png"
+    r = invoke("report", tmp_path / "forward.h5", "--plot", png)
+    assert r.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG", r.output
+    sw = tmp_path / "s.h5"
+    r = invoke("sweep", *small, "--properties", "backward,both", "--precision", "float64,float32",
+               "--kernel", "auto", "-o", sw, "-q")
+    assert r.exit_code == 0, r.output
+    with h5py.File(sw, "r") as f:
+        assert sorted(f["runs"]) == sorted(["w5_7-d2-n2-he", "w5_7-d2-n2-he-backward", "w5_7-d2-n2-he-float32",
+                                            "w5_7-d2-n2-he-float32-backward"])
+        assert f["runs/w5_7-d2-n2-he-float32"].attrs["kernel"] == "blocked"
+    r = invoke("report", sw)
+    assert r.exit_code == 0 and "nan" not in r.output.lower(), r.output
+    assert "Not computed by runs w5_7-d2-n2-he-backward, w5_7-d2-n2-he-float32-backward" in " ".join(r.output.split())

@@ -133,3 +133,72 @@ def test_a_stopped_sweep_resumes_to_the_uninterrupted_one(tmp_path):
             assert np.array_equal(v, rb.records()[k]), (ra.name, k)
         for k, v in ra.summary().arrays().items():
             assert np.array_equal(v, rb.summary().arrays()[k]), (ra.name, k)
+
+
+@pytest.fixture(scope="module")
+def property_files(tmp_path_factory):
+    """The same run (seed, kernel) with each value of --properties, and a sweep of
+    properties x precision."""
+    d = tmp_path_factory.mktemp("props")
+    kw = dict(trials=400, input_dim=8, widths="10,12", samples=2, kernel="blocked", seed=6)
+    for props in ("both", "forward", "backward"):
+        cfg, data = config.build(properties=props, **kw)
+        engine.run(cfg, data, sink=HDF5Sink(str(d / f"{props}.h5")))
+    runs = sweep.expand(dict(kw, properties="forward,both", precision="float64,float32"))
+    sweep.run_sweep(runs, str(d / "sweep.h5"))
+    return d
+
+
+def test_results_of_one_property(property_files):
+    """A file of one property loads: its failure rows are those of the run of both, the other
+    property is a ValueError of one line, its layers show NaN for what was not computed,
+    and its records are its own fields."""
+    both = mcinit.load(property_files / "both.h5")
+    eps = [0.1, 0.5, 1.0]
+    for props, other, col in (("forward", "backward", "gamma"), ("backward", "forward", "rho")):
+        res = mcinit.load(property_files / f"{props}.h5")
+        run = res.runs[0]
+        assert run.props == (props,) and run.config.properties == props
+        mine = res.failure(eps, prop=props)
+        ref = both.failure(eps, prop=props)
+        for c in ("failures", "p_hat", "ci_low", "ci_high", "paper_delta", "trials"):
+            assert mine[c].tolist() == ref[c].tolist(), (props, c)
+        for p in (other, "both"):
+            with pytest.raises(ValueError, match=f"no run of this file computed the {p} property") as e:
+                res.failure(eps, prop=p)
+            assert "\n" not in str(e.value)
+        assert set(run.failure_counts(eps)) == {props}
+        lay = res.layers()
+        assert lay[f"{col}_mean"].isna().all() and lay[f"{col}_sd"].isna().all() and lay[f"log_{col}_mean"].isna().all()
+        mcol = "gamma" if col == "rho" else "rho"
+        assert lay[f"{mcol}_mean"].tolist() == both.layers()[f"{mcol}_mean"].tolist()
+        qi = 0 if props == "forward" else 1
+        assert lay["count"].tolist() == both.runs[0].summary().count[qi, 0].tolist()
+        assert set(lay["properties"]) == {props}
+        rec = run.records()
+        q = "fwd" if props == "forward" else "bwd"
+        assert set(rec) == {f"{q}_min", f"{q}_max", "dead", "index"}
+        assert np.array_equal(rec[f"{q}_min"], both.runs[0].records()[f"{q}_min"])
+        with pytest.raises(ValueError, match="--properties"):
+            run.records((("bwd_min",) if props == "forward" else ("fwd_min",)))
+
+
+def test_a_sweep_lists_properties_and_precisions(property_files):
+    """--properties and --precision take lists in a sweep: one run each, named by them, the
+    runs of one property in format version 2; failure tables hold the runs that computed
+    the property asked for."""
+    res = mcinit.load(property_files / "sweep.h5")
+    names = [r.name for r in res.runs]
+    assert names == ["w10_12-d2-n2-he-forward", "w10_12-d2-n2-he", "w10_12-d2-n2-he-float32-forward",
+                     "w10_12-d2-n2-he-float32"]
+    assert [(r.config.precision, r.config.properties) for r in res.runs] == [
+        ("float64", "forward"), ("float64", "both"), ("float32", "forward"), ("float32", "both")]
+    with h5py.File(property_files / "sweep.h5", "r") as f:
+        assert [f["runs"][n].attrs["format_version"] for n in names] == [2, 1, 2, 1]
+    assert sorted(res.failure([0.5], prop="backward").run) == sorted(names[1::2])
+    assert sorted(res.failure([0.5], prop="forward").run) == sorted(names)
+    assert [r.name for r in res.with_property("both").runs] == names[1::2]
+    fwd = res.failure([0.5], prop="forward").set_index("run")
+    # the forward run and the run of both: the same networks, the same failures
+    assert fwd.loc[names[0], "failures"] == fwd.loc[names[1], "failures"]
+    assert fwd.loc[names[2], "failures"] == fwd.loc[names[3], "failures"]
