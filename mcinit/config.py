@@ -178,7 +178,7 @@ def load_config_file(path, several=False):
 
 def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
           data=None, normalize=None, init=None, wn_gain=None, dist=None, head=None, kernel=None,
-          sup_search=None, seed=None, precision=None, properties=None):
+          precision=None, properties=None, sup_search=None, seed=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
     dataset (N, n_0) or None).  Raises ConfigError with one line.
 
@@ -189,8 +189,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
 
     given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, widths=widths,
                  samples=samples, data=data, normalize=normalize, init=init, wn_gain=wn_gain, dist=dist,
-                 head=head, kernel=kernel, sup_search=sup_search, seed=seed, precision=precision,
-                 properties=properties)
+                 head=head, kernel=kernel, precision=precision, properties=properties, sup_search=sup_search,
+                 seed=seed)
     given = {k: BY_NAME[k].parse(v) for k, v in given.items() if v is not None}
     d = dict(DEFAULTS)
     d.update(given)

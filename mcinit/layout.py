@@ -4,13 +4,15 @@ the reader (reader) and merge build and read files through it.
 
 One run (the file's root, or a sweep's group /runs/<name>)::
 
-  attrs      format="mcinit", format_version (1 or 2: format_version_of), mcinit_version, config (canonical JSON),
-             config_hash, rng="philox4x32-10", seed, created, kernel, trials (planned for
-             the run), first_index, rows (trials this file holds: trials, or a shard's
-             share), shard ("I/K", shards only), completed (rows durably written; nothing
+  attrs      format="mcinit", format_version (1 or 2: format_version_of), mcinit_version,
+             config (canonical JSON), config_hash, rng="philox4x32-10", seed, created,
+             kernel, trials (planned for the run), first_index, rows (trials this file
+             holds: trials, or a shard's share), shard ("I/K", shards only), completed (rows durably written; nothing
              past it is trusted); a merge adds merged_from, partial, missing
   trials/    index (rows,) int64; fwd_min, fwd_max, bwd_min, bwd_max (rows, L) float64;
-             dead (rows,) bool; with the supremum search also sup_min, sup_max (rows, L).
+             dead (rows,) bool (some h^l = 0 or delta^L = 0; with properties forward,
+             some h^l = 0: no delta is computed); with the supremum search also
+             sup_min, sup_max (rows, L).
              With one input per trial fwd_max and bwd_max are soft links to fwd_min and
              bwd_min (LINKED)
   summary/   trials, dead (scalars); per quantity (fwd, bwd) count, mean, m2, min, max (L,)

@@ -347,7 +347,8 @@ OPTIONS = (
            "the blocked kernel; norms and ratios are accumulated in float64).", default="float64",
            choices=PRECISIONS, several=True, fields=("precision",), value_of=lambda c: c.precision),
     Option("properties", CHOICE, "What each trial computes and records: forward (the hidden-layer norms "
-           "only, no head or backward pass), backward, or both.", default="both", choices=PROPERTIES,
+           "only, no head or backward pass), backward (everything computed, the backward ratios recorded), "
+           "or both.", default="both", choices=PROPERTIES,
            several=True, fields=("properties",), value_of=lambda c: c.properties),
     Option("sup_search", TEXT, "STARTS,STEPS: per trial, also search the unit sphere for the extreme "
            "forward ratios of every layer (the property for all inputs), from STARTS of the --samples "

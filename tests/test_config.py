@@ -40,11 +40,11 @@ def rows6(tmp_path_factory):
 def configurations(rows):
     return [
         dict(trials=12, input_dim=6, widths=[5, 7], samples=3, data=str(rows), normalize="center",
-             init="wn", wn_gain=1.25, head="gaussian:3", kernel="dense", seed=5),
+             init="wn", wn_gain=1.25, head="gaussian:3", kernel="blocked", precision="float32", seed=5),
         dict(trials=10, input_dim=6, width=7, depth=2, samples=2, init="glorot", dist="uniform",
              head="softmax:4", kernel="dense", seed=3),
         dict(trials=8, input_dim=5, width=6, depth=2, samples=3, data="sphere", init="lecun",
-             sup_search="2,5", seed=2),
+             sup_search="2,5", properties="forward", seed=2),
     ]
 
 
@@ -113,7 +113,9 @@ def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6,
 
 def test_every_run_option_enters_the_config_hash():
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    hashed = set(json.loads(engine.resolve(config.build(trials=3, width=4, depth=1)[0]).config_json()))
+    # (precision and properties enter the JSON where they are not their defaults: config.OPTIONAL_FIELDS)
+    hashed = set(json.loads(engine.resolve(config.build(trials=3, width=4, depth=1, precision="float32",
+                                                        properties="forward")[0]).config_json()))
     covered = set()
     for o in options.RUN_OPTIONS:
         assert o.fields and set(o.fields) <= fields, o.name
@@ -327,3 +329,66 @@ def test_counts_read_exactly():
             o.parse(bad)
     assert options.parse_head("softmax") == ("softmax", 20) and options.parse_head("Gaussian:3") == ("gaussian", 3)
     assert options.BY_NAME["init"].parse_several("he, glorot") == ["he", "glorot"]
+
+
+# -- precision and properties ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel", ["dense", "projected", "law"])
+def test_float32_with_another_kernel_is_refused_by_build_as_by_resolve(kernel):
+    """--precision float32 is the blocked kernel's: build refuses any other kernel at once,
+    in the words kernel resolution uses (one check, config.check_precision)."""
+    from mcinit import kernels
+    from mcinit.initializers import DIST_NORMAL
+    with pytest.raises(ConfigError) as built:
+        config.build(trials=5, width=4, depth=2, precision="float32", kernel=kernel)
+    with pytest.raises(ConfigError) as resolved:
+        kernels.resolve(kernel, DIST_NORMAL, (4, 4, 4), 1, 20, "he", "float32")
+    assert str(built.value) == str(resolved.value)
+    with pytest.raises(ConfigError) as checked:
+        config.check_precision(kernel, "float32")
+    assert str(checked.value) == str(built.value)
+    for ok in ("auto", "blocked"):
+        config.check_precision(ok, "float32")
+        cfg = engine.resolve(config.build(trials=5, width=4, depth=2, precision="float32", kernel=ok)[0])
+        assert cfg.kernel == "blocked" and cfg.precision == "float32"
+    config.check_precision(kernel, "float64")
+
+
+def test_the_supremum_search_refuses_float32_and_the_backward_property_alone():
+    with pytest.raises(ConfigError, match="supremum search runs the dense kernel, in float64"):
+        config.build(trials=5, width=4, depth=2, sup_search="2,3", samples=3, precision="float32")
+    with pytest.raises(ConfigError, match="supremum search is of the forward property"):
+        config.build(trials=5, width=4, depth=2, sup_search="2,3", samples=3, properties="backward")
+    cfg, _ = config.build(trials=5, width=4, depth=2, sup_search="2,3", samples=3, properties="forward")
+    assert cfg.kernel == "dense" and cfg.properties == "forward"
+
+
+def test_sweeps_list_precision_and_properties():
+    """precision and properties take lists in a sweep and a submission (one value in a run);
+    every combination is its own configuration, and its values rebuild it."""
+    from mcinit import hpc, sweep
+    assert options.BY_NAME["precision"].several and options.BY_NAME["properties"].several
+    assert {"precision", "properties"} <= set(sweep.SWEEP_KEYS)
+    runs = sweep.expand(dict(trials=5, input_dim=4, width=4, depth=1, precision="float64,float32",
+                             properties="both,forward,backward"))
+    assert len(runs) == 6 and len({cfg.config_hash() for _, cfg, _ in runs}) == 6
+    assert {(c.precision, c.properties) for _, c, _ in runs} == {
+        (p, q) for p in ("float64", "float32") for q in ("both", "forward", "backward")}
+    for name, cfg, _ in runs:
+        keys = hpc.run_config_dict(cfg)
+        assert (keys["precision"], keys["properties"]) == (cfg.precision, cfg.properties)
+        assert engine.resolve(config.build(**keys)[0]).config_hash() == cfg.config_hash(), name
+    with pytest.raises(ConfigError, match="takes one value here"):
+        config.build(trials=5, width=4, depth=1, properties="forward,both")
+    with pytest.raises(ConfigError, match="blocked kernel"):
+        sweep.expand(dict(trials=5, input_dim=4, width=4, depth=1, precision="float64,float32", kernel="dense"))
+
+
+def test_the_defaults_of_precision_and_properties_keep_the_config_hash():
+    """A run of both properties in float64 has the configuration JSON of earlier versions
+    (neither key), so its files keep their hash; other values enter the JSON."""
+    cfg = engine.resolve(config.build(trials=5, width=4, depth=1)[0])
+    assert "precision" not in json.loads(cfg.config_json()) and "properties" not in json.loads(cfg.config_json())
+    fwd = engine.resolve(config.build(trials=5, width=4, depth=1, properties="forward")[0])
+    assert json.loads(fwd.config_json())["properties"] == "forward"
+    assert RunConfig.from_json(fwd.config_json()) == fwd and fwd.config_hash() != cfg.config_hash()
