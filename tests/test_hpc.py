@@ -738,3 +738,34 @@ def test_a_submission_directory_that_appears_meanwhile_is_left_alone(tmp_path, m
     with pytest.raises(hpc.SlurmError, match="appeared while mcinit submit was writing it"):
         hpc.write_plan(plan)
     assert os.listdir(plan.dir) == ["theirs"]
+
+
+def test_submissions_carry_precision_and_properties_and_status_reads_their_parts(tmp_path, monkeypatch):
+    """A submission lists --precision and --properties like a sweep: each run's config file
+    holds them (rebuilding its configuration's hash), and `mcinit status` reads the shard
+    files of a run of one property (format version 2)."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # status works without SLURM
+    out = tmp_path / "p.h5"
+    r = invoke("submit", "--trials", 200, "--input-dim", 6, "--widths", "5,7", "--properties", "forward,both",
+               "--precision", "float64,float32", "--shards", 2, "-o", out, "--dry-run")
+    assert r.exit_code == 0, r.output
+    plan = hpc.load_plan(str(out))
+    assert len(plan["runs"]) == 4
+    seen = set()
+    for run in plan["runs"]:
+        keys = json.loads(open(os.path.join(plan["dir"], run["config"])).read())
+        seen.add((keys["precision"], keys["properties"]))
+        assert engine.resolve(config.build(**keys)[0]).config_hash() == run["config_hash"]
+    assert seen == {(p, q) for p in ("float64", "float32") for q in ("forward", "both")}
+    run = next(r for r in plan["runs"] if "float32-forward" in r["name"])
+    cfg = os.path.join(plan["dir"], run["config"])
+    part = os.path.join(plan["dir"], run["parts"][1])
+    r = invoke("run", "--config", cfg, "--shard", "1/2", "-o", part, "-q")
+    assert r.exit_code == 0, r.output
+    with h5py.File(part, "r") as f:
+        assert f.attrs["format_version"] == 2 and f.attrs["kernel"] == "blocked"
+    st = hpc.read_status(str(out))
+    shards = next(x for x in st["runs"] if x["name"] == run["name"])["shards"]
+    assert [s["state"] for s in shards] == ["missing", "done"]
+    r = invoke("status", out)
+    assert r.exit_code == 0 and "shards: 1/8 complete; trials: 100/800" in r.output, r.output
