@@ -117,3 +117,73 @@ def test_bad_input(files, case):
     after = {p.name: digest(p) for p in files.iterdir() if p.is_file()}
     assert after == before, case          # nothing created, nothing modified
     assert not any(p.is_dir() and p.name != "__pycache__" for p in files.iterdir())
+
+
+# -- docs/bad-input.md, "Precision and properties": each row run as the table gives it -----------
+
+def _doc_rows(section):
+    """(case, command, message) of the table of ``section`` in docs/bad-input.md."""
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "bad-input.md")
+    text = open(path, encoding="utf-8").read()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 3 and cells[1].startswith("`mcinit "):
+            rows.append((cells[0], cells[1].strip("`"), cells[2].strip("`")))
+    return rows
+
+
+PROPERTY_ROWS = _doc_rows("Precision and properties")
+
+
+@pytest.fixture(scope="module")
+def property_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("props")
+    small = ["--trials", 300, "--input-dim", 6, "--widths", "5,7", "--samples", 2, "-q"]
+    for props in ("forward", "backward"):
+        assert invoke("run", *small, "--properties", props, "-o", d / f"{props}.h5").exit_code == 0
+    for i in range(2):
+        assert invoke("run", *small, "--properties", "forward", "--shard", f"{i}/2",
+                      "-o", d / f"fpart{i}.h5").exit_code == 0
+    assert invoke("run", *small, "--shard", "0/2", "-o", d / "part0.h5").exit_code == 0
+    import shutil
+    shutil.copy(d / "forward.h5", d / "forward-v1.h5")
+    with h5py.File(d / "forward-v1.h5", "a") as f:
+        f.attrs["format_version"] = np.int64(1)
+    shutil.copy(d / "part0.h5", d / "v3.h5")
+    with h5py.File(d / "v3.h5", "a") as f:
+        f.attrs["format_version"] = np.int64(3)
+    return d
+
+
+def test_the_precision_and_properties_section_lists_its_cases():
+    assert len(PROPERTY_ROWS) == 14 and len({c for c, _, _ in PROPERTY_ROWS}) == 14
+
+
+@pytest.mark.parametrize("case,command,message", PROPERTY_ROWS, ids=[r[0] for r in PROPERTY_ROWS])
+def test_precision_and_properties_refusals(property_files, case, command, message):
+    import shlex
+    d = property_files
+    before = {p.name: digest(p) for p in d.iterdir() if p.is_file()}
+    args = [a.replace("DIR", str(d)) for a in shlex.split(command)[1:]]
+    if args[0] in ("run", "sweep"):
+        if "--trials" not in args:
+            args[1:1] = ["--trials", "5"]
+        if "-o" not in args:
+            args += ["-o", str(d / "fresh.h5")]
+        args.append("-q")
+    r = invoke(*args)
+    assert r.exit_code == 2, (case, r.output, r.exception)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert lines == ["mcinit: error: " + message.replace("DIR", str(d))], (case, r.output)
+    after = {p.name: digest(p) for p in d.iterdir() if p.is_file()}
+    assert after == before, case
+
+
+def test_the_python_api_names_the_property_not_computed(property_files):
+    import mcinit
+    with pytest.raises(ValueError) as e:
+        mcinit.load(property_files / "forward.h5").failure(0.1, prop="backward")
+    assert str(e.value) == "no run of this file computed the backward property (made with --properties forward)"
