@@ -198,3 +198,38 @@ def test_a_forward_run_with_the_supremum_search_records_the_search():
     for f in ("fwd_min", "fwd_max", "sup_min", "sup_max"):
         assert np.array_equal(fwd.records[f], both.records[f]), f
     assert "bwd_min" not in fwd.records
+
+
+_CUDA_FORWARD = """
+import json, numpy as np
+from mcinit import config, engine
+out = {}
+for k, n in (("law", 1), ("dense", 2)):
+    kw = dict(trials=12, input_dim=5, widths="4,3", kernel=k, seed=1, head="gaussian:2", samples=n)
+    cfg, data = config.build(**kw)
+    cpu = engine.run(cfg, data)
+    fwd, _ = config.build(properties="forward", **kw)
+    gpu = engine.run(fwd, data, backend="cuda")
+    out[k] = dict(fields=sorted(gpu.records), close=bool(np.allclose(gpu.records["fwd_min"], cpu.records["fwd_min"],
+                  rtol=1e-9)), dead=gpu.records["dead"].tolist(),
+                  want=np.any(cpu.records["fwd_min"] == 0, axis=1).tolist())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_forward_run_on_the_cuda_backend_counts_forward_deaths():
+    """The CUDA backend's kernels compute both properties; the engine records the forward
+    one and sets the dead flag from the forward ratios (the CUDA simulator, in a subprocess:
+    it must be set before numba is imported)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    p = subprocess.run([sys.executable, "-c", _CUDA_FORWARD], env=env, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    for k, v in out.items():
+        assert v["fields"] == ["dead", "fwd_max", "fwd_min", "index"] and v["close"], k
+        assert v["dead"] == v["want"], k
