@@ -97,7 +97,7 @@ def _record_row_bytes(config):
     """Bytes of one trial's records in memory: the file's columns (layout.record_bytes: fwd/bwd
     min and max, dead, sup columns) but its index."""
     from .layout import record_bytes
-    return record_bytes(config.depth, config.samples, config.sup) - 8
+    return record_bytes(config.depth, config.samples, config.sup, config.properties) - 8
 
 
 def _dense_scratch(widths, N, K, store_budget):
@@ -206,7 +206,9 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
             scratch = _blocked_scratch(widths, N, K, item, workspace_mb() * 2 ** 20,
                                        config.properties != "forward")
         else:
-            scratch = _dense_scratch(widths, N, K, workspace_mb() * 2 ** 20)
+            # a forward-only run keeps no weights for a backward pass
+            keep = workspace_mb() * 2 ** 20 if config.properties != "forward" else 0
+            scratch = _dense_scratch(widths, N, K, keep)
         scratch *= min(threads, max(1, B))
     if config.sup:
         ratios += 5 * B * L * _F
@@ -228,7 +230,7 @@ def file_bytes(config, rows=None):
     chunk = max(1, min(CHUNK_ROWS, rows))
     allocated = -(-rows // chunk) * chunk
     return (allocated * (_record_row_bytes(config) + _F)
-            + creation_bytes(config.depth, rows, config.samples, config.sup))
+            + creation_bytes(config.depth, rows, config.samples, config.sup, config.properties))
 
 
 def _read_int(path):

@@ -9,7 +9,7 @@
 
 import numpy as np
 
-from ..config import ConfigError
+from ..config import ConfigError, check_precision
 from ..initializers import DIST_NORMAL
 
 __all__ = ["get", "resolve", "cost", "cost_terms", "release"]
@@ -91,9 +91,7 @@ def cost(name, widths, samples, classes, precision="float64", backward=True):
 def resolve(requested, dist_code, widths, samples, classes, init, precision="float64"):
     """The concrete kernel for a request ('auto' or a name), or a ConfigError."""
     gaussian = dist_code == DIST_NORMAL
-    if precision != "float64" and requested not in ("auto", "blocked"):
-        raise ConfigError(f"--precision {precision} is computed by the blocked kernel; use --kernel blocked "
-                          f"or auto, not {requested}")
+    check_precision(requested, precision)
     if requested in ("projected", "law") and not gaussian:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
