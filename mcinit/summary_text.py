@@ -20,11 +20,12 @@ def run_summary(result, output=None, threads=None):
     rate = result.computed / result.elapsed if result.elapsed > 0 else float("inf")
     where = f" -> {output}" if output else ""
     thr = f", {threads} threads" if threads else ""
+    kernel = cfg.kernel if cfg.precision == "float64" else f"{cfg.kernel} ({cfg.precision})"
     if result.computed == 0 and result.elapsed == 0:     # read from a complete file
-        head = f"mcinit: {T:,} trials, kernel {cfg.kernel}{where}"
+        head = f"mcinit: {T:,} trials, kernel {kernel}{where}"
     else:
         head = (f"mcinit: {T:,} trials{_resumed(result)} in {result.elapsed:.1f} s ({rate:,.0f} trials/s), "
-                f"kernel {cfg.kernel}{thr}{where}")
+                f"kernel {kernel}{thr}{where}")
     lines = [
         head,
         f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
