@@ -91,12 +91,13 @@ def fit(rows):
     from scipy.optimize import nnls
 
     from mcinit import kernels
+    from mcinit.options import DEFAULT_CLASSES
     for k in ("dense", "blocked", "projected", "law"):
         A, y = [], []
         for (n0, m, L, N), _, t in rows:
             if k not in t:
                 continue
-            terms = kernels.cost_terms(k, (n0,) + (m,) * L, N, 10)
+            terms = kernels.cost_terms(k, (n0,) + (m,) * L, N, DEFAULT_CLASSES)
             A.append(np.array(terms) / t[k])
             y.append(1.0)
         if not A:

@@ -33,10 +33,10 @@ def get(name):
 #: seconds per unit of each cost term (cost_terms), one thread, fitted to measured times by
 #: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine)
 COST = {
-    "dense": (7.5e-9, 2.1e-10, 1.8e-5),
-    "blocked": (7.3e-9, 5.7e-11, 6.3e-9, 7.9e-6),
-    "projected": (0.0, 1.3e-9, 0.0, 7.2e-9, 4.1e-6),
-    "law": (3.4e-8, 1.1e-8, 0.0),
+    "dense": (5.7e-9, 1.24e-10, 4.0e-6),
+    "blocked": (4.6e-9, 4.1e-11, 3.2e-9, 2.2e-6),
+    "projected": (2.0e-9, 7.7e-10, 0.0, 2.5e-9, 9.8e-7),
+    "law": (1.9e-8, 2.3e-8, 0.0),
 }
 
 
