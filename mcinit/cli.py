@@ -1,5 +1,6 @@
 """Command line: parses, validates and calls the Python API; nothing else."""
 
+import dataclasses
 import os
 import re
 import signal
@@ -97,6 +98,8 @@ def run(config_file, shard, **given):
     shard = _parse_shard(shard)
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
+    if not ex["overwrite"]:
+        cfg = _with_kernel_of_file(output, cfg)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
     if not (ex["overwrite"] or ex["resume"]):
@@ -121,6 +124,25 @@ def run(config_file, shard, **given):
     if not ex["quiet"]:
         from numba import get_num_threads
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
+
+
+def _with_kernel_of_file(output, cfg):
+    """``cfg`` (kernel auto) with the kernel of the run in ``output`` when that run's
+    configuration is ``cfg`` but for its kernel: a run begun when auto resolved another
+    kernel (an earlier version's cost model) is resumed, or found complete, with its own
+    kernel.  ``cfg`` as it is otherwise."""
+    from .reader import read_file
+    from .store import StoreError
+    if cfg.kernel != "auto" or not os.path.isfile(output):
+        return cfg
+    try:
+        info = read_file(output)
+    except StoreError:
+        return cfg
+    if info.kind != "run":
+        return cfg
+    same = dataclasses.replace(cfg, kernel=info.runs[0].config.kernel)
+    return same if same.config_hash() == info.runs[0].config_hash else cfg
 
 
 def _complete_run(output, cfg, shard):

@@ -199,6 +199,27 @@ def test_the_same_command_twice_reads_the_complete_run_and_changes_nothing(tmp_p
     assert resumed.exit_code == 0 and table(resumed.output) == table(first.output)
 
 
+def test_a_run_begun_under_another_auto_choice_keeps_its_kernel(tmp_path):
+    """A file whose run auto resolved to another kernel (an earlier cost model; here made with
+    --kernel projected where auto now picks blocked) is found complete, and resumed, by the same
+    command with auto, on its own kernel."""
+    out = tmp_path / "r.h5"
+    net = ["--trials", 300, "--input-dim", 16, "--width", 64, "--depth", 3, "--samples", 64, "-o", out]
+    from mcinit import config, engine
+    assert engine.resolve(config.build(trials=300, input_dim=16, width=64, depth=3, samples=64)[0]).kernel == "blocked"
+    first = invoke("run", *net, "--kernel", "projected")
+    assert first.exit_code == 0, first.output
+    again = invoke("run", *net)
+    assert again.exit_code == 0 and "already holds this run" in again.output and "kernel projected" in again.output
+    with h5py.File(out, "a") as f:      # unfinished
+        f.attrs.modify("completed", 0)
+        for i in (0, 1):
+            f[f"checkpoint/slot{i}/trials"][()] = -1 if i else 0
+    resumed = invoke("run", *net, "--resume")
+    assert resumed.exit_code == 0 and "kernel projected" in resumed.output
+    assert json.loads(h5py.File(out, "r").attrs["config"])["kernel"] == "projected"
+
+
 def test_runs_of_one_property_end_to_end(tmp_path):
     """--properties forward and backward through run, report (text and figure), the closing
     summary and a mixed sweep: the property not computed is named as such, never shown as
