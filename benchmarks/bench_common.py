@@ -105,6 +105,8 @@ SETTINGS = (("float64", "both"), ("float32", "both"), ("float64", "forward"))
 #: the many-input case whose BLAS thread choice is measured (trials in parallel on one
 #: BLAS thread each, against one trial at a time on threaded BLAS)
 BLAS_CHOICE_CASE = "P500"
+#: a fixed (many-input) case's repetitions last this many times the run's usual length
+FIXED_REP_FACTOR = 4
 #: the fixed inputs of the many-input cases: N(0, I) rows from this seed, in a .npy file
 FIXED_INPUTS_SEED = 20260500
 

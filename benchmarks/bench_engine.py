@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import BLAS_CHOICE_CASE, ENGINE_CHUNK, SETTINGS, Case, measure, timed
+from bench_common import BLAS_CHOICE_CASE, ENGINE_CHUNK, FIXED_REP_FACTOR, SETTINGS, Case, measure, timed
 
 #: a numba function of each kernel module whose cache misses tell a compile from a cache load
 CACHE_PROBE = {"blocked": "masked_norms"}
@@ -99,10 +99,13 @@ class EngineMeasurements:
         """measure(fn) as every measurement of the run, but for a case with a fixed count of
         networks (case.networks) one repetition: of case.networks networks (at least n, in
         multiples) where they run in parallel (multiple > 1), of n where fn runs one network
-        at a time (the per-trial loops)."""
+        at a time (the per-trial loops).  A fixed case's repetitions last FIXED_REP_FACTOR
+        times longer: a network takes a good part of a second, and a repetition of two
+        would time mostly a run's start (its workspace's first touch) and its last trial."""
         if case.networks:
             return measure(fn, 0.0, 1, n=max(n, case.networks) if multiple > 1 else n, multiple=multiple)
-        return measure(fn, self.per_rep, self.reps, n=n, multiple=multiple)
+        per_rep = self.per_rep * (FIXED_REP_FACTOR if case.fixed else 1)
+        return measure(fn, per_rep, self.reps, n=n, multiple=multiple)
 
     def kernel_only_rate(self, case, kernel, threads=None):
         """Trials/s of kernel.fill alone, in the engine's default batches (no reduction, no sink)."""

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from statistics import median
 
-from bench_common import DISK_BYTES, ENGINE_CHUNK, KERNEL_ORDER, REPO, SETTINGS
+from bench_common import DISK_BYTES, ENGINE_CHUNK, FIXED_REP_FACTOR, KERNEL_ORDER, REPO, SETTINGS
 from bench_hardware import GEMM_SIZE
 
 
@@ -21,7 +21,8 @@ class ReportWriter:
         out = []
         w = out.append
         mode = "QUICK (--quick: one short repetition per number; rough)" if self.quick else \
-            f"full (best of {self.reps} repetitions of ~{self.per_rep:g} s, and one more minutes later)"
+            (f"full (best of {self.reps} repetitions of ~{self.per_rep:g} s, ~{self.per_rep * FIXED_REP_FACTOR:g} s "
+             f"for the many-input cases, and one more minutes later)")
         w("# mcinit benchmark results\n")
         if self.quick:
             w("> **This is a `--quick` run**: every number is one ~0.3 s measurement on a possibly "
