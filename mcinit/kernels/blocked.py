@@ -79,35 +79,55 @@ def layer_weights(k0, k1, trial, layer, n_out, n_in, dist, var, gain, out, scrat
 
 
 @njit(cache=True, nogil=True)
-def masked_norms(D, H, n2):
-    """D = 1[H > 0] D in place and n2[x] = ||D[:, x]||^2 (float64), one pass over D (n x N).
-    With H = D it is the ReLU (A = ReLU(A)); with H a layer's output, the ReLU's derivative
-    there applied to a delta."""
-    n, N = D.shape
+def relu_norms(A, n2):
+    """A = ReLU(A) in place and n2[x] = ||A[:, x]||^2 (float64), one pass over A (n x N)."""
+    # one array in and out, so that the loop over x vectorises (a select, no branch: the
+    # signs of a layer's pre-activations are a coin toss, and a branch on them mispredicts)
+    n, N = A.shape
+    zero = A.dtype.type(0.0)
+    acc = np.zeros(N)
+    for j in range(n):
+        a = A[j]
+        for x in range(N):
+            v = a[x] if a[x] > 0 else zero
+            a[x] = v
+            f = np.float64(v)
+            acc[x] += f * f
     for x in range(N):
-        n2[x] = 0.0
+        n2[x] = acc[x]
+
+
+@njit(cache=True, nogil=True)
+def masked_norms(D, H, n2):
+    """D = 1[H > 0] D in place and n2[x] = ||D[:, x]||^2 (float64), one pass over D (n x N):
+    the ReLU's derivative at a layer's output H applied to a delta D (D and H distinct)."""
+    n, N = D.shape
+    zero = D.dtype.type(0.0)
+    acc = np.zeros(N)
     for j in range(n):
         d = D[j]
         h = H[j]
         for x in range(N):
-            v = d[x]
-            if not h[x] > 0:
-                v = 0
-                d[x] = v
+            v = d[x] if h[x] > 0 else zero
+            d[x] = v
             f = np.float64(v)
-            n2[x] += f * f
+            acc[x] += f * f
+    for x in range(N):
+        n2[x] = acc[x]
 
 
 @njit(cache=True, nogil=True)
 def column_norms(A, n2):
     """n2[x] = ||A[:, x]||^2 (float64)."""
     n, N = A.shape
-    for x in range(N):
-        n2[x] = 0.0
+    acc = np.zeros(N)
     for j in range(n):
+        a = A[j]
         for x in range(N):
-            f = np.float64(A[j, x])
-            n2[x] += f * f
+            f = np.float64(a[x])
+            acc[x] += f * f
+    for x in range(N):
+        n2[x] = acc[x]
 
 
 @njit(cache=True, nogil=True)
@@ -238,7 +258,7 @@ class Ops:
 
     def relu_norms(self, A, n2):
         """A = ReLU(A), n2 = its squared column norms (float64)."""
-        masked_norms(A, A, n2)
+        relu_norms(A, n2)
 
     def mask_norms(self, D, H, n2):
         """D = 1[H > 0] D, n2 = its squared column norms (float64)."""
