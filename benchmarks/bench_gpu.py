@@ -100,6 +100,20 @@ def measure(fn, seconds, n=1, cap=1 << 26):
     return max(n / t, n / fn(n)), n
 
 
+def timed_fill(np, fill, plan, N, L, *extra):
+    """fn(n) -> seconds of ``fill(plan, first, n, fwd, bwd, dead, *extra)`` on the next n
+    trials (first advances from call to call, so no trial is timed twice)."""
+    first = [0]
+
+    def fn(n):
+        fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
+        t = time.perf_counter()
+        fill(plan, first[0], n, fwd, bwd, dead, *extra)
+        first[0] += n
+        return time.perf_counter() - t
+    return fn
+
+
 def fmt(x):
     if x is None or not math.isfinite(x):
         return "–"
@@ -174,21 +188,8 @@ def main(argv=None):
                                      samples=c["samples"], trials=1 << 30, kernel=kernel)
             plan = common.make_plan(cfg, data)
             N, L = c["samples"], c["depth"]
-            first = [0]
-
-            def run_gpu(n):
-                fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
-                t = time.perf_counter()
-                kc.fill(plan, first[0], n, fwd, bwd, dead, kernel)
-                first[0] += n
-                return time.perf_counter() - t
-
-            def run_cpu(n):
-                fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
-                t = time.perf_counter()
-                cpu_kernels[kernel].fill(plan, first[0], n, fwd, bwd, dead)
-                first[0] += n
-                return time.perf_counter() - t
+            run_gpu = timed_fill(np, kc.fill, plan, N, L, kernel)
+            run_cpu = timed_fill(np, cpu_kernels[kernel].fill, plan, N, L)
 
             t0 = time.perf_counter()
             run_gpu(4)                                         # compile
@@ -263,14 +264,7 @@ def many_inputs(args, name, c, np, config, common, kc, blocked, gemm, scratch, g
         cpu_plan = common.make_plan(config.build(data=path, width=c["width"], depth=c["depth"],
                                                  trials=1 << 30, kernel="blocked", precision=precision,
                                                  properties=properties)[0], data)
-        first = [0]
-
-        def run_gpu(n):
-            fwd, bwd, dead = np.empty((n, N, L)), np.empty((n, N, L)), np.zeros(n, dtype=bool)
-            t = time.perf_counter()
-            kc.fill(plan, first[0], n, fwd, bwd, dead, kernel)
-            first[0] += n
-            return time.perf_counter() - t
+        run_gpu = timed_fill(np, kc.fill, plan, N, L, kernel)
 
         run_gpu(1)                                         # compile, workspaces
         row["check"] = _check(np, plan, kernel, blocked, kc, N, L, 2, cpu_plan=cpu_plan,
