@@ -1,5 +1,6 @@
 """The documents: their runnable examples run as written, their links lead to files of the
-repository, and docs/README.md lists every document.
+repository, docs/README.md lists every document, and no tracked file refers to anything
+outside the repository.
 
 An example is runnable when its fence says so: a block opened by three backticks and
 ``python runnable`` is run, with the document's other runnable blocks, top to bottom in
@@ -14,6 +15,7 @@ they are made first, tiny.
 import os
 import re
 import shlex
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -131,3 +133,40 @@ def test_the_index_lists_every_document():
             assert rel in linked, f"docs/README.md does not list {rel}"
     assert PENDING <= linked
     assert "docs/README.md" in {os.path.normpath(t) for t in _LINK.findall(read("README.md"))}
+
+
+#: what no file of the repository may name: the places and the document of another project
+#: (spelled in pieces here, so that this file does not name them either)
+OUTSIDE = [re.compile(re.escape(".." + "/shared")), re.compile(re.escape("/wo" + "rk/")),
+           re.compile(r"\b" + "DES" + "IGN" + r"\b")]
+
+
+def tracked_files():
+    try:
+        p = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("git is not at hand")
+    if p.returncode != 0:
+        pytest.skip("not a git checkout (an installed copy)")
+    return [n for n in p.stdout.decode("utf-8").split("\0") if n]
+
+
+def test_no_file_refers_outside_the_repository():
+    files = tracked_files()
+    bad = []
+    for rel in files:
+        path = os.path.join(ROOT, rel)
+        if not os.path.isfile(path):
+            continue          # removed in the work tree, not yet in the index
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"\0" in data:
+            continue          # binary
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue          # not text (a compressed dataset)
+        for n, line in enumerate(text.splitlines(), 1):
+            if any(pattern.search(line) for pattern in OUTSIDE):
+                bad.append(f"{rel}:{n}: {line.strip()[:120]}")
+    assert not bad, "\n".join(bad)
