@@ -71,8 +71,8 @@ def run_summary(result, output=None, threads=None):
     lines.append("exact: " + ("the forward property's exact probability (one input, Gaussian weights)"
                               if exact is not None else "- (the exact law is of the forward property, "
                               "one input, Gaussian weights)"))
-    lines.append("paper: " + ("Arpit & Bengio's bound as the authors' code encodes it, of each property "
-                              "(of both: twice it); not an upper bound at small eps and large widths"
+    lines.append("paper: " + ("Arpit & Bengio's bound (the authors' code) of each property, twice it for both; "
+                              "not an upper bound at small eps and large widths"
                               if paper is not None else "- (the bound is for Gaussian weights with "
                               "E rho_l = 1: init he, or he-in at equal widths)"))
     lines.append("both: a trial fails when its forward or its backward property fails")
