@@ -2,17 +2,16 @@
 
 import dataclasses
 import os
-import re
 import signal
 import sys
 
 import click
 
 from ._version import __version__
-from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, NUMBER, WHOLE, option_values, run_options,
-                          user_errors)
-from .config import MAX_DEPTH, MAX_SAMPLES
-from .options import BY_NAME, FORMS, GAUSSIAN_INITS, ConfigError, parse_float, split_list
+from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, NUMBER, POSITIVES, WHOLE, WHOLES, ChoiceList,
+                          option_values, run_options, user_errors)
+from .config import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH
+from .options import FORMS, GAUSSIAN_INITS, PROPERTIES, ConfigError
 
 class _Main(click.Group):
     """The command group; a malformed command line is one line on stderr and exit status 2."""
@@ -65,16 +64,6 @@ class _StopOnSignal:
         return False
 
 
-def _parse_shard(text):
-    """(I, K) from 'I/K'; the engine checks the range before any file is touched."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"([0-9]+)/([0-9]+)", str(text).strip(" "), re.ASCII)
-    if not m:
-        raise ConfigError(f"shard must be I/K (e.g. 0/4), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
 def _data_files(configs):
     """The files the runs of ``configs`` read their data from (FILE.npy, FILE.h5:DATASET):
     inputs, never to be an output, even with --overwrite."""
@@ -83,11 +72,9 @@ def _data_files(configs):
 
 
 @main.command()
-@run_options()
-@click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
-              "merge the shard files with `mcinit merge`.")
+@run_options(command="run")
 @user_errors
-def run(config_file, shard, **given):
+def run(config_file, **given):
     """Run trials and stream per-trial records and summaries into an HDF5 file."""
     from .config import build
     from .engine import Stopped, resolve, resolve_backend, run as run_engine
@@ -95,7 +82,7 @@ def run(config_file, shard, **given):
     from .summary_text import run_summary
 
     values, ex = option_values(config_file, given)
-    shard = _parse_shard(shard)
+    shard = ex["shard"]
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     if not ex["overwrite"]:
@@ -109,6 +96,8 @@ def run(config_file, shard, **given):
                        "(--overwrite runs it again)", err=True)
             if not ex["quiet"]:
                 click.echo("\n".join(run_summary(done, output=output)))
+            else:
+                click.echo(output)
             return
     sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
     sink.check_writable()
@@ -124,6 +113,8 @@ def run(config_file, shard, **given):
     if not ex["quiet"]:
         from numba import get_num_threads
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
+    else:
+        click.echo(output)     # -q: the results file's path, for scripts
 
 
 def _with_kernel_of_file(output, cfg):
@@ -175,21 +166,26 @@ def _complete_run(output, cfg, shard):
 
 
 @main.command()
-@run_options(several=True)
+@run_options(command="sweep")
 @user_errors
 def sweep(config_file, **given):
     """Run the Cartesian product of the listed values (widths, depths, samples, inits, ...) into one file.
+
+    At the end one table compares the runs: the options that differ between them, the
+    means of rho_L and gamma_L, and the failure probability at one tolerance with its
+    exact interval (-v prints every run's full summary as well).
 
     Example: mcinit sweep --width 128,256,512,1024 --init he,glorot --trials 1e5
     """
     from . import sweep as sweep_mod
     from .engine import Stopped
     from .store import check_output
-    from .summary_text import run_summary
+    from .summary_text import run_summary, sweep_table
 
     values, ex = option_values(config_file, given, several=True)
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
+    sweep_mod.check_shard(runs, ex["shard"])
     from .engine import resolve_backend
     backend = resolve_backend(ex["backend"])
     inputs = _data_files([cfg for _, cfg, _ in runs])
@@ -205,9 +201,11 @@ def sweep(config_file, **given):
                 backend=backend, resume=ex["resume"], insist=ex["ignore_limits"])
     if not ex["quiet"]:
         click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
+    finished = []
 
     def done(name, result):
-        if not ex["quiet"]:
+        finished.append((name, result))
+        if ex["verbose"] and not ex["quiet"]:
             click.echo(f"\n[{name}]")
             click.echo("\n".join(run_summary(result)))
 
@@ -216,22 +214,26 @@ def sweep(config_file, **given):
             sweep_mod.run_sweep(runs, output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=inputs,
                                 threads=ex["threads"], batch_size=ex["batch_size"], quiet=ex["quiet"],
                                 on_run=done, stop_requested=stop.requested, backend=ex["backend"],
-                                ignore_limits=ex["ignore_limits"])
+                                ignore_limits=ex["ignore_limits"], shard=ex["shard"])
         except Stopped as e:
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)
             sys.exit(128 + stop.signum)
+    if ex["quiet"]:
+        click.echo(output)     # -q: the results file's path, for scripts
+    else:
+        click.echo("\n" + "\n".join(sweep_table(finished, output=output)))
 
 
 @main.command()
-@click.argument("parts", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, help="The merged results file.")
+@click.argument("parts", nargs=-1, required=True, type=FILE)
+@click.option("-o", "--output", required=True, type=FILE, help="The merged results file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--allow-partial", is_flag=True,
               help="Merge even when trials are missing (the output is marked partial).")
 @click.option("--sweep", "as_sweep", is_flag=True,
               help="Parts of several configurations become the runs of one sweep file.")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing (what was merged is printed otherwise).")
 @user_errors
 def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
     """Merge shard files (and sweep files of shards) into one results file equal to the single run."""
@@ -244,19 +246,20 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
 
 
 @main.command()
-@click.argument("path")
-@click.option("--eps", help="Tolerances, comma-separated, e.g. 0.1,0.25,0.5.  [default: chosen for the runs]")
+@click.argument("path", type=FILE)
+@click.option("--eps", type=POSITIVES,
+              help="Tolerances, comma-separated, e.g. 0.1,0.25,0.5.  [default: chosen for the runs]")
 @click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
               help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
 @click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
-@click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
+@click.option("--plot", "plot_path", type=FILE, help="Also write the figures to this PNG file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
 @user_errors
 def report(path, eps, form, level, plot_path, overwrite):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
     from .report import report_text
-    eps_values = _floats(eps, "eps") if eps else None
+    eps_values = eps or None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
     if not plot_path:
@@ -291,38 +294,46 @@ def _write_plot(res, plot_path, eps_values, form):
 
 
 @main.command()
-@click.option("--eps", required=True, help="Tolerance(s), comma-separated.")
-@click.option("--delta", required=True, type=NUMBER, help="Failure probability allowed.")
-@click.option("--depth", required=True, type=WHOLE, help="Number of hidden layers L.")
-@click.option("--samples", default=1, show_default=True, type=WHOLE, help="Number of inputs N.")
-@click.option("--width", help="Equal hidden widths m at which to evaluate each bound, comma-separated.")
-@click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True)
+@click.option("--eps", required=True, type=POSITIVES, help="Tolerance(s), comma-separated, e.g. 0.1,0.25.")
+@click.option("--delta", required=True, type=NUMBER, help="Failure probability allowed, in (0, 1).")
+@click.option("--depth", required=True, type=WHOLES, help="Number(s) of hidden layers L, comma-separated, e.g. 5,10.")
+@click.option("--samples", default="1", show_default=True, type=WHOLE, help="Number of inputs N.")
+@click.option("--width", type=WHOLES,
+              help="Equal hidden widths m at which to evaluate each bound, comma-separated, e.g. 256,1024.")
+@click.option("--input-dim", type=WHOLE,
+              help="Input dimension n_0 of the networks at --width  [default: m].  The Chernoff and exact "
+                   "values depend on it for he-in, glorot and lecun; the paper's applies to he-in at n_0 = m only.")
+@click.option("--properties", "props", type=ChoiceList(PROPERTIES), default="forward", show_default=True,
+              metavar="[forward|backward|both],...",
+              help="Properties, comma-separated: forward (every bound), backward (the paper's bound alone), "
+                   "both (a trial fails when either fails: the paper's bound, union of the two).")
+@click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
+              help="Form of eps: deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
 @click.option("--init", default="he", show_default=True, type=click.Choice(GAUSSIAN_INITS),
               help="Gaussian initialisation preset (the bounds need Gaussian weights).")
 @user_errors
-def bound(eps, delta, depth, samples, width, form, init):
-    """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths."""
+def bound(eps, delta, depth, samples, width, input_dim, props, form, init):
+    """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths.
+
+    One block per depth and tolerance; every row names its property.  The backward property
+    has the paper's bound alone (mcinit.theory has no exact law of the backward ratio).
+    """
     from .report import bound_text
-    eps_values = _floats(eps, "eps")
     if not 0 < delta < 1:
         raise ConfigError("delta must be between 0 and 1")
-    if depth < 1 or samples < 1:
-        raise ConfigError("depth and samples must be at least 1")
-    if depth > MAX_DEPTH or samples > MAX_SAMPLES:
+    if max(depth) > MAX_DEPTH or samples > MAX_SAMPLES:
         raise ConfigError(f"bound takes at most depth {MAX_DEPTH} and {MAX_SAMPLES} samples, as a run does")
-    widths = [BY_NAME["width"].parse(w) for w in split_list(width, "width")] if width else None
+    if input_dim is not None and width is None:
+        raise ConfigError("--input-dim applies to the bounds at --width (the required widths take n_0 = m)")
+    if input_dim is not None and input_dim > MAX_WIDTH:
+        raise ConfigError(f"input-dim must be at most {MAX_WIDTH}, as for a run")
     try:
-        for e in eps_values:
-            click.echo(bound_text(e, delta, depth, samples=samples, widths=widths, form=form, init=init))
+        for L in depth:
+            for e in eps:
+                click.echo(bound_text(e, delta, L, samples=samples, widths=width, form=form, init=init,
+                                      input_dim=input_dim, props=props))
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
-
-
-def _floats(text, name):
-    values = [parse_float(p, name) for p in split_list(str(text), name)]
-    if not values or any(not (v > 0 and v < float("inf")) for v in values):
-        raise ConfigError(f"{name} must be positive numbers, got {text!r}")
-    return values
 
 
 from .cli_hpc import status, submit  # noqa: E402  (they reuse this module's options)

@@ -10,13 +10,13 @@ import click
 
 
 
-from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, option_values, run_options, user_errors
+from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, WHOLE, option_values, run_options, user_errors
 
 
 @click.command()
-@run_options(several=True)
-@click.option("--shards", required=True, help="Split every run's trials into this many array tasks.")
-@click.option("--cpus-per-task", "cpus_per_task", default="1", show_default=True,
+@run_options(command="submit")
+@click.option("--shards", required=True, type=WHOLE, help="Split every run's trials into this many array tasks.")
+@click.option("--cpus-per-task", "cpus_per_task", default="1", show_default=True, type=WHOLE,
               help="CPUs per array task; the task runs with --threads of this many.")
 @click.option("--partition", help="SLURM partition (both jobs).")
 @click.option("--time", "time_limit", help="Time limit per job, e.g. 2:00:00 or 1-00:00:00 (both jobs).")
@@ -102,7 +102,7 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
 
 
 @click.command()
-@click.argument("output")
+@click.argument("output", type=FILE)
 @user_errors
 def status(output):
     """Progress of a submission (mcinit submit) from its files, and its SLURM jobs where at hand."""

@@ -2,12 +2,13 @@
 
 import functools
 import math
+import os
 import sys
 
 import click
 
 from .bundled import example_configs
-from .options import CHOICE, FLAG, OPTIONS, ConfigError, collect, parse_count, parse_float
+from .options import CHOICE, FLAG, ConfigError, collect, options_of, parse_count, parse_float, split_list
 
 DEFAULT_OUTPUT = "mcinit-run.h5"
 DEFAULT_SWEEP_OUTPUT = "mcinit-sweep.h5"
@@ -40,9 +41,33 @@ def user_errors(fn):
     return wrapper
 
 
+def complete_words(words, incomplete, several=False, files=False):
+    """Shell completions (click CompletionItems) of ``incomplete`` among ``words``.
+
+    several: the value is a comma-separated list: its last item is completed (a value not
+    listed yet), the earlier ones kept; files: file names are offered too (for the first item
+    only).  fish's completion script splits a completion at every comma, so there only the
+    first item is completed."""
+    from click.shell_completion import CompletionItem
+    head, item = "", incomplete
+    if several and "," in incomplete:
+        if any(k.endswith("_COMPLETE") and v.startswith("fish_") for k, v in os.environ.items()):
+            return []
+        head, _, item = incomplete.rpartition(",")
+        listed = {w.strip(" ").lower() for w in head.split(",")}
+        words = [w for w in words if w not in listed]
+        head += ","
+    out = [CompletionItem(head + w) for w in words if w.startswith(item.lower())]
+    if files and not head:
+        out.append(CompletionItem(incomplete, type="file"))
+    return out
+
+
 class OptionType(click.ParamType):
     """A click type that reads an option of the table (mcinit.options) strictly: one value,
-    or with ``several`` a comma-separated list of values."""
+    or with ``several`` a comma-separated list of values.  Shell completion offers the
+    option's choices (item by item in a list), its ``completion`` words, and file names
+    where it takes a file."""
 
     def __init__(self, option, several=False):
         self.option = option
@@ -57,6 +82,76 @@ class OptionType(click.ParamType):
         except ConfigError as e:   # the message names the option already
             raise click.UsageError(str(e), ctx) from None
 
+    def shell_complete(self, ctx, param, incomplete):
+        words = self.option.choices if self.option.kind == CHOICE else self.option.completion
+        return complete_words(words or (), incomplete, self.several, self.option.files)
+
+
+class ChoiceList(click.ParamType):
+    """A comma-separated list of values from ``choices`` (case-insensitive; each kept once,
+    in the order given), completed item by item."""
+
+    name = "choices"
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        name = _param_name(param, self.name)
+        try:
+            items = split_list(value, name)
+        except ConfigError as e:
+            raise click.UsageError(str(e), ctx) from None
+        out = []
+        for item in items:
+            if item.lower() not in self.choices:
+                raise click.UsageError(f"{name} must be one of {', '.join(self.choices)}; got {item!r}", ctx)
+            if item.lower() not in out:
+                out.append(item.lower())
+        return out
+
+    def shell_complete(self, ctx, param, incomplete):
+        return complete_words(self.choices, incomplete, several=True)
+
+
+class FilePath(click.ParamType):
+    """A file's path, taken as given (the command checks it, with its own one-line messages);
+    completion offers file names."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        return value
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+        return [CompletionItem(incomplete, type="file")]
+
+
+#: the click type of the file arguments and options of merge, report and status
+FILE = FilePath()
+
+
+class ConfigPath(click.Path):
+    """--config: a file, or the name of a bundled example; completion offers both."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False)
+
+    def shell_complete(self, ctx, param, incomplete):
+        return complete_words(example_configs(), incomplete) + super().shell_complete(ctx, param, incomplete)
+
+
+
+def _param_name(param, default):
+    """A parameter as messages name it: its long option without dashes (cpus-per-task)."""
+    if param is None:
+        return default
+    longest = max(param.opts, key=len) if param.opts else param.name
+    return longest.lstrip("-") or param.name
+
 
 class _Number(click.ParamType):
     """A click type for the numbers of other commands, read as strictly as the options
@@ -69,7 +164,7 @@ class _Number(click.ParamType):
     def convert(self, value, param, ctx):
         if not isinstance(value, str):
             return value
-        name = param.name if param is not None else self.name
+        name = _param_name(param, self.name)
         try:
             x = parse_count(value, name) if self.whole else parse_float(value, name)
         except ConfigError as e:
@@ -79,9 +174,33 @@ class _Number(click.ParamType):
         return x
 
 
+class _Numbers(click.ParamType):
+    """A click type of comma-separated numbers, read as strictly as the options: whole
+    numbers >= 1 (whole=True) or positive finite numbers; the value is a list."""
+
+    def __init__(self, whole):
+        self.whole = whole
+        self.name = "counts" if whole else "numbers"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        name = _param_name(param, self.name)
+        try:
+            xs = [parse_count(p, name) if self.whole else parse_float(p, name) for p in split_list(value, name)]
+        except ConfigError as e:
+            raise click.UsageError(str(e), ctx) from None
+        if not self.whole and not all(0 < x < math.inf for x in xs):
+            raise click.UsageError(f"{name} must be positive numbers, got {value!r}", ctx)
+        return xs
+
+
 #: click types of whole numbers >= 1 and of finite numbers, for commands outside the table
 WHOLE = _Number(True)
 NUMBER = _Number(False)
+#: click types of comma-separated whole numbers >= 1 and of positive numbers (lists)
+WHOLES = _Numbers(True)
+POSITIVES = _Numbers(False)
 
 
 def click_option(option, several=False):
@@ -100,12 +219,15 @@ def click_option(option, several=False):
                         help=option.help_text(several))
 
 
-def run_options(several=False):
-    """Decorator adding every option of the table, and --config, to a command.
+def run_options(several=False, command=None):
+    """Decorator adding the options of the table that ``command`` takes, and --config.
 
-    several: the command takes lists of the options that allow them (sweep, submit)."""
-    opts = [click_option(o, several) for o in OPTIONS]
-    opts.append(click.option("--config", "config_file", type=click.Path(dir_okay=False),
+    command: run, sweep or submit (None: sweep with several, run without); sweep and submit
+    take lists of the options that allow them."""
+    command = command or ("sweep" if several else "run")
+    several = command != "run"
+    opts = [click_option(o, several) for o in options_of(command)]
+    opts.append(click.option("--config", "config_file", type=ConfigPath(),
                              help="JSON or TOML file with the same keys, e.g. input_dim = 6 "
                                   "(options given here win), or the name of a bundled example: "
                                   + ", ".join(example_configs()) + "."))

@@ -31,7 +31,7 @@ from .layout import DATA_PATH
 from .store import MemorySink, Sink
 
 __all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
-           "shard_range", "BACKENDS"]
+           "shard_range", "check_shard", "BACKENDS"]
 
 #: tolerances at which a run counts failures as it goes (norm form), for its closing summary
 REPORT_EPS = (0.1, 0.25, 0.5)
@@ -201,6 +201,15 @@ def shard_range(trials, shard):
     return (trials * i) // k, (trials * (i + 1)) // k
 
 
+def check_shard(trials, shard):
+    """A ConfigError unless shard (I, K) is a share of ``trials`` trials: 0 <= I < K <= trials."""
+    i, k = shard
+    if not (k >= 1 and 0 <= i < k):
+        raise ConfigError(f"shard must be I/K with 0 <= I < K, got {i}/{k}")
+    if k > trials:
+        raise ConfigError(f"{k} shards need at least {k} trials")
+
+
 def resolve_backend(backend):
     """'cpu' or 'cuda' for a request ('auto': CUDA when an NVIDIA GPU is present)."""
     backend = (backend or "cpu").lower()
@@ -249,11 +258,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         raise ConfigError("batch size must be at least 1")
     T = config.trials
     if shard is not None:
-        i, k = shard
-        if not (k >= 1 and 0 <= i < k):
-            raise ConfigError(f"shard must be I/K with 0 <= I < K, got {i}/{k}")
-        if k > T:
-            raise ConfigError(f"{k} shards need at least {k} trials")
+        check_shard(T, shard)
     first_index, stop = shard_range(T, shard) if shard is not None else (0, T)
     sink = MemorySink() if sink is None else sink
     if not isinstance(sink, Sink):

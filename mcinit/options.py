@@ -32,8 +32,8 @@ from .bundled import example_config_path, example_configs
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
            "FORMS", "GAUSSIAN_INITS", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
-           "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search", "run_values",
-           "markdown_table"]
+           "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search",
+           "parse_shard", "run_values", "COMMANDS", "options_of", "markdown_table"]
 
 
 class ConfigError(ValueError):
@@ -70,6 +70,8 @@ DEFAULT_CLASSES = 20
 
 RUN = "run"     #: part of the run configuration: enters the config hash
 EXEC = "exec"   #: how a run is executed: never changes a result
+#: the commands built from the table (an option's ``commands`` names those that take it)
+COMMANDS = ("run", "sweep", "submit")
 
 COUNT, INTEGER, FLOAT, FLAG, CHOICE, TEXT, LIST = "count", "integer", "float", "flag", "choice", "text", "list"
 
@@ -191,6 +193,18 @@ def parse_sup_search(value):
     return parse_count(parts[0], "sup-search starts"), parse_count(parts[1], "sup-search steps")
 
 
+_SHARD_RE = re.compile(r"([0-9]+)/([0-9]+)", re.ASCII)
+
+
+def parse_shard(value):
+    """(I, K) from 'I/K' (e.g. '0/4'): share I of K of the trial indices; the engine checks
+    0 <= I < K <= trials."""
+    m = _SHARD_RE.fullmatch(value.strip(" ")) if isinstance(value, str) else None
+    if not m:
+        raise ConfigError(f"shard must be I/K (e.g. 0/4), got {value!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One option of run, sweep and submit.
@@ -210,6 +224,9 @@ class Option:
     value_of     RunConfig -> the value of this option that rebuilds it (None: not needed,
                  another option carries it)
     parse_text   for text options: the function that checks and converts a value
+    commands     the commands that take it (run, sweep, submit)
+    completion   words shell completion offers for a text value (choices offer theirs)
+    files        shell completion offers file names too
     """
 
     name: str
@@ -226,6 +243,9 @@ class Option:
     fields: tuple = ()
     value_of: object = None
     parse_text: object = None
+    commands: tuple = COMMANDS
+    completion: tuple = ()
+    files: bool = False
 
     @property
     def flag(self):
@@ -325,8 +345,9 @@ OPTIONS = (
            default_text="1, all rows of a fixed dataset", several=True, fields=("samples",),
            value_of=lambda c: c.samples),
     Option("data", TEXT, "gaussian | sphere (random inputs) | digits | PATH.npy | PATH.h5:DATASET "
-           "(fixed datasets, one input per row).", default="gaussian", parse_text=_data,
-           fields=("data", "data_sha256"), value_of=lambda c: c.data),
+           "(fixed datasets, one input per row).", default="gaussian", several=True, parse_text=_data,
+           fields=("data", "data_sha256"), value_of=lambda c: c.data,
+           completion=DATA_RANDOM + ("digits",), files=True),
     Option("normalize", CHOICE, "What is done to a fixed dataset: center subtracts the mean input, unit "
            "then scales every input to unit norm.", default="none", choices=NORMALIZE, fields=("normalize",),
            value_of=lambda c: c.normalize),
@@ -340,7 +361,7 @@ OPTIONS = (
            fields=("dist",), value_of=lambda c: c.dist),
     Option("head", TEXT, "softmax:K (cross-entropy, random soft targets) | gaussian:K.",
            default=f"softmax:{DEFAULT_CLASSES}", several=True, parse_text=parse_head, fields=("head",),
-           value_of=lambda c: f"{c.head[0]}:{c.head[1]}"),
+           value_of=lambda c: f"{c.head[0]}:{c.head[1]}", completion=tuple(f"{h}:" for h in HEADS)),
     Option("kernel", CHOICE, "How the trials are computed (auto picks one for the configuration).", default="auto", choices=KERNELS,
            fields=("kernel",), value_of=lambda c: c.kernel),
     Option("precision", CHOICE, "Arithmetic of the weights, activations and matrix products (float32: "
@@ -362,11 +383,17 @@ OPTIONS = (
     Option("batch_size", COUNT, "Trials per batch (results do not depend on it).", role=EXEC,
            default_text="auto"),
     Option("output", TEXT, "Results file (HDF5).", role=EXEC, short="-o",
-           default_text="mcinit-run.h5, sweeps mcinit-sweep.h5", metavar="PATH"),
+           default_text="mcinit-run.h5, sweeps mcinit-sweep.h5", metavar="PATH", files=True),
     Option("overwrite", FLAG, "Replace an existing results file.", role=EXEC, default=False),
     Option("resume", FLAG, "Continue the run in the output file where it stopped (start it if there is none).",
            role=EXEC, default=False),
-    Option("quiet", FLAG, "No progress bar and no summary.", role=EXEC, default=False, short="-q"),
+    Option("quiet", FLAG, "No progress bar and no summary; run and sweep print only the results file's path, "
+           "on one line.", role=EXEC, default=False, short="-q"),
+    Option("verbose", FLAG, "Print every run's full summary as it ends, as well as the comparison table.",
+           role=EXEC, default=False, short="-v", in_file=False, commands=("sweep",)),
+    Option("shard", TEXT, "Run only share I of K of the trial indices of every run (contiguous), e.g. 0/4; "
+           "merge the shard files with `mcinit merge` (`--sweep` for sweep files).", role=EXEC,
+           parse_text=parse_shard, in_file=False, metavar="I/K", commands=("run", "sweep")),
     Option("ignore_limits", FLAG, "Run even when the memory or the disk the run needs (estimated from the "
            "configuration) exceeds what the machine has.", role=EXEC, default=False),
 )
@@ -378,6 +405,13 @@ RUN_OPTIONS = tuple(o for o in OPTIONS if o.role == RUN)
 EXEC_OPTIONS = tuple(o for o in OPTIONS if o.role == EXEC)
 #: the options a sweep and a submission may list, comma-separated
 SEVERAL = tuple(o.name for o in OPTIONS if o.several)
+
+
+def options_of(command):
+    """The rows of the table that ``command`` (run, sweep or submit) takes, in order."""
+    if command not in COMMANDS:
+        raise ValueError(f"command must be one of {COMMANDS}, got {command!r}")
+    return tuple(o for o in OPTIONS if command in o.commands)
 
 
 def defaults():
@@ -500,11 +534,18 @@ def markdown_table():
     for o in OPTIONS:
         spell = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
         value = " \\| ".join(f"`{c}`" for c in o.choices) if o.kind == CHOICE else _VALUE_TEXT[o.kind]
+        if o.kind == FLAG and not o.in_file:
+            value = "flag"
+        elif o.kind == TEXT and o.metavar:
+            value = f"`{o.metavar}`"
         shown = "" if o.kind == FLAG else (o.default_text if o.default_text is not None else o.default)
         shown = "" if shown is None else f"{shown}"
         role = "configuration (hashed)" if o.role == RUN else "execution"
         meaning = o.help.replace("|", "\\|")
-        rows.append(f"| {spell} | `{o.name}` | {value} | {shown} | {'yes' if o.several else ''} | {role} | {meaning} |")
+        if o.commands != COMMANDS:
+            meaning += f" ({' and '.join(f'`{c}`' for c in o.commands)} only.)"
+        key = f"`{o.name}`" if o.in_file else "(command line only)"
+        rows.append(f"| {spell} | {key} | {value} | {shown} | {'yes' if o.several else ''} | {role} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 if __name__ == "__main__":   # python -m mcinit.options: the table of docs/cli.md

@@ -10,7 +10,6 @@ still being written can be loaded at any time.
 """
 
 import numpy as np
-import pandas as pd
 
 from . import theory
 from .initializers import expected_forward
@@ -171,6 +170,7 @@ class Results:
             made = sorted({r.config.properties for r in self.runs})
             raise ValueError(f"no run of this file computed the {prop} property "
                              f"(made with --properties {', '.join(made)})")
+        import pandas as pd     # here: a run's closing summary imports this module, not pandas
         df = pd.DataFrame(rows)
         df["bound_violated"] = df["ci_low"] > df["paper_delta"]
         df["paper_vacuous"] = df["paper_delta"] >= 1.0
@@ -209,6 +209,7 @@ class Results:
                 row["dead"] = s.dead
                 row["properties"] = c.properties
                 rows.append(row)
+        import pandas as pd
         return pd.DataFrame(rows)
 
 
@@ -219,11 +220,9 @@ def _bounds(c, eps, prop, form):
     gaussian = c.dist == "normal" and c.init in theory.GAUSSIAN_INITS
     if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
         return out
-    if _paper_setting(c):
-        e_norm = theory.norm_tolerance(eps, form)
-        d = np.asarray(theory.paper_delta(min(c.widths), e_norm, c.samples, c.depth), float)
-        # each property holds with probability 1 - delta; both together, by the union, 1 - 2 delta
-        out["paper_delta"] = np.minimum(1.0, 2.0 * d) if prop == "both" else d
+    paper = paper_bound(c, eps, prop, form)
+    if paper is not None:
+        out["paper_delta"] = paper
     if gaussian and prop == "forward":
         out["chernoff"] = np.asarray(theory.chernoff_bound(eps, list(c.widths), c.samples, form,
                                                            c.input_dim, c.init), float)
@@ -231,6 +230,19 @@ def _bounds(c, eps, prop, form):
             out["p_exact"] = np.asarray(theory.exact_forward_failure(eps, list(c.widths), form,
                                                                      c.input_dim, c.init), float)
     return out
+
+
+def paper_bound(c, eps, prop, form="norm"):
+    """The paper's bound (theory.paper_delta at the narrowest width, the norm tolerance of
+    eps) on the failure probability of property ``prop`` (forward, backward: the same
+    bound; both: min(1, 2 delta), the union) of a run of configuration ``c``: an array
+    over eps, or None outside the paper's setting (_paper_setting)."""
+    if not _paper_setting(c):
+        return None
+    e_norm = theory.norm_tolerance(np.atleast_1d(np.asarray(eps, dtype=float)), form)
+    d = np.asarray(theory.paper_delta(min(c.widths), e_norm, c.samples, c.depth), float)
+    # each property holds with probability 1 - delta; both together, by the union, 1 - 2 delta
+    return np.minimum(1.0, 2.0 * d) if prop == "both" else d
 
 
 def _paper_setting(c):

@@ -50,16 +50,17 @@ import time
 import h5py
 import numpy as np
 
-from .layout import (COLUMNS, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError, build_run,
-                     checkpoint_slot, creation_bytes, mark_format, read_summary, set_completed, slot_group, stored_columns,
-                     write_summary)
+from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError,
+                     build_run, checkpoint_slot, creation_bytes, mark_format, read_summary, set_completed, slot_group,
+                     stored_columns, write_summary)
+from .options import RUN_OPTIONS
 from .reader import open_file, read_file, reason
 from .stats import QUANTITIES_OF, record_buffers, record_fields
 
 __all__ = ["Sink", "MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED",
            "stored_columns", "read_summary", "write_summary", "check_output", "create_file", "open_results",
            "build_run", "checkpoint_slot", "OutputLock", "check_free_space", "temporary_name",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "config_differences"]
 
 
 class Sink(abc.ABC):
@@ -442,6 +443,43 @@ def _durable_flush(f):
     os.fsync(f.id.get_vfd_handle())
 
 
+def _requested_config(meta):
+    """The RunConfig a run's meta describes (its config JSON and data path), or None."""
+    from .config import RunConfig
+    try:
+        return RunConfig.from_json(meta["config"], data_path=meta.get("extra_attrs", {}).get(DATA_PATH))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _shown(value):
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def config_differences(stored, requested):
+    """What differs between the configuration in a file and the one requested: one
+    '--option X in the file, Y requested' per option (as the command line spells it),
+    in the order of the option table; a dataset of other content is named by its sha256.
+    [] when ``requested`` is None."""
+    if requested is None:
+        return []
+    a, b = stored.to_dict(), requested.to_dict()
+    out = []
+    for o in RUN_OPTIONS:
+        if o.value_of is None or all(a.get(f) == b.get(f) for f in o.fields):
+            continue
+        va, vb = _shown(o.value_of(stored)), _shown(o.value_of(requested))
+        if o.name == "data" and stored.data_sha256 != requested.data_sha256:
+            va += f" (sha256 {stored.data_sha256[:12] or '-'})"
+            vb += f" (sha256 {requested.data_sha256[:12] or '-'})"
+        out.append(f"{o.flag} {va} in the file, {vb} requested")
+    return out
+
+
 class HDF5Sink(Sink):
     """Writes a run into an HDF5 file, batch by batch, crash-safely (mcinit.layout).
 
@@ -485,7 +523,9 @@ class HDF5Sink(Sink):
     def _resume_point(self, info, meta):
         """Where a validated run (reader.RunInfo) continues, or why it cannot."""
         if info.config_hash != meta["config_hash"]:
-            raise StoreError(f"cannot resume {info.where}: it holds a run of another configuration")
+            differ = config_differences(info.config, _requested_config(meta))
+            raise StoreError(f"cannot resume {info.where}: it holds a run of another configuration"
+                             + (f": {'; '.join(differ)}" if differ else ""))
         if (info.first_index, info.rows) != (int(meta.get("first_index", 0)), int(meta.get("rows", meta["trials"]))):
             raise StoreError(f"cannot resume {info.where}: it holds another share of the trials")
         if info.partial:

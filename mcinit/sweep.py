@@ -1,24 +1,29 @@
 """Sweeps: the Cartesian product of lists of widths, depths, sample counts, inits,
-precisions, properties and the other options that take lists, run one after the other
-into one file, one run group per run under /runs/<name>/ (mcinit.layout).
+distributions, heads, data, seeds, precisions, properties (the options with ``several`` in
+mcinit.options), run one after the other into one file, one run group per run under
+/runs/<name>/ (mcinit.layout).
 
-Every run of a sweep uses the same seed, so neighbouring runs share their random
-numbers where their shapes agree (common random numbers): differences between
-runs are then less noisy than independent runs would make them.
+Unless seeds are listed, every run of a sweep uses the same seed, so neighbouring runs
+share their random numbers where their shapes agree (common random numbers):
+differences between runs are then less noisy than independent runs would make them.
+A sweep with a shard (I, K) runs share I of K of every run's trials; ``mcinit merge
+--sweep`` joins the K sweep files.
 """
 
 import itertools
 import os
+import re
 
 from . import engine
 from ._version import __version__
 from .config import ConfigError, build
 from .layout import RUNS, StoreError, run_path, sweep_attrs
 from .options import BY_NAME, SEVERAL
+from .progress import labelled
 from .reader import open_file, sweep_names
 from .store import HDF5Sink, OutputLock, check_output, create_file
 
-__all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep"]
+__all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep", "check_shard"]
 
 #: the options a sweep may list, comma-separated (those with ``several`` in mcinit.options)
 SWEEP_KEYS = SEVERAL
@@ -37,10 +42,33 @@ def run_name(cfg):
     return name
 
 
+#: what a run's name adds for the options that take different values in the runs of one file
+_VARIED = (("dist", lambda c: c.dist),
+           ("head", lambda c: f"{c.head[0]}{c.head[1]}"),
+           ("data", lambda c: _data_label(c.data)),
+           ("seed", lambda c: f"s{c.seed}"))
+
+
+def _data_label(source):
+    """A data source in a run's name: gaussian, sphere, digits, or the file's stem (and the
+    dataset of an HDF5 file), in letters, digits, '_' and '.' only."""
+    path, sep, dset = source.rpartition(":")
+    if sep and path.lower().endswith((".h5", ".hdf5")):
+        source = os.path.splitext(os.path.basename(path))[0] + "." + dset
+    elif os.sep in source or source.lower().endswith(".npy"):
+        source = os.path.splitext(os.path.basename(source))[0]
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", source, flags=re.ASCII).strip("._") or "data"
+
+
 def name_runs(cfgs):
-    """Names of the runs of one file: run_name, with -i<input_dim> where that alone would
-    repeat a name, and the configuration hash's first 8 digits where even that would."""
+    """Names of the runs of one file: run_name, with the distribution, head, data and seed
+    where the runs differ in them (-uniform, -gaussian4, -digits, -s1), -i<input_dim> where
+    that alone would repeat a name, and the configuration hash's first 8 digits where even
+    that would."""
     names = [run_name(c) for c in cfgs]
+    for key, label in _VARIED:
+        if len({getattr(c, key) for c in cfgs}) > 1:
+            names = [f"{n}-{label(c)}" for n, c in zip(names, cfgs)]
     for extra in (lambda c: f"-i{c.input_dim}", lambda c: f"-{c.config_hash()[:8]}"):
         repeated = {n for n in names if names.count(n) > 1}
         names = [n + extra(c) if n in repeated else n for n, c in zip(names, cfgs)]
@@ -75,32 +103,55 @@ def expand(values):
     return [(name, cfg, data) for name, (cfg, data) in zip(names, built)]
 
 
+def _other_runs(held, names):
+    """How the runs of a sweep file (held; None: not a sweep file) differ from those requested."""
+    if held is None:
+        return " (it is not a sweep file)"
+    only_file = [n for n in held if n not in names]
+    only_asked = [n for n in names if n not in held]
+    if not (only_file or only_asked):
+        return " (the same runs in another order)"
+    parts = ([f"in the file only: {', '.join(only_file)}"] if only_file else []) + \
+            ([f"requested only: {', '.join(only_asked)}"] if only_asked else [])
+    return f" ({'; '.join(parts)})"
+
+
+def check_shard(runs, shard):
+    """A ConfigError unless ``shard`` (I, K) is a share of every run's trials (None: no shard)."""
+    if shard is not None:
+        for _, cfg, _ in runs:
+            engine.check_shard(cfg.trials, shard)
+
+
 def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_size=None, quiet=True,
-              on_run=None, stop_requested=None, backend="cpu", inputs=(), ignore_limits=False):
+              on_run=None, stop_requested=None, backend="cpu", inputs=(), ignore_limits=False, shard=None):
     """Run every (name, config, data) of ``runs`` into the sweep file ``path``; returns the results.
 
     resume          continue an interrupted sweep file with the same runs
     inputs          files the runs read (their data): never the output, even with overwrite
+    shard           (I, K): every run computes only its share I of K of the trial indices
     on_run(name, result) is called after each run; stop_requested and ignore_limits as in
-    engine.run."""
+    engine.run.  Each run's progress bar is labelled with its number and name."""
     names = [name for name, _, _ in runs]
+    check_shard(runs, shard)        # before the file is created
     if not (resume and os.path.lexists(path)):
         check_output(path, overwrite, inputs)       # before any lock file
     with OutputLock(path):
         if resume and os.path.lexists(path):
             with open_file(path) as f:
-                same = f.attrs.get("kind") == "sweep" and sweep_names(f, path, every_run=False) == names
-            if not same:
-                raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs")
+                held = sweep_names(f, path, every_run=False) if f.attrs.get("kind") == "sweep" else None
+            if held != names:
+                raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs" + _other_runs(held, names))
         else:
             check_output(path, overwrite, inputs)
             create_file(path, sweep_attrs(names, __version__), lambda f: f.create_group(RUNS))
         results = []
-        for name, cfg, data in runs:
+        for i, (name, cfg, data) in enumerate(runs):
             sink = HDF5Sink(path, group=run_path(name), resume=resume)
-            res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
-                             stop_requested=stop_requested, backend=backend,
-                             ignore_limits=ignore_limits)
+            with labelled(f"{i + 1}/{len(runs)} {name}"):
+                res = engine.run(cfg, data, sink=sink, threads=threads, batch_size=batch_size, quiet=quiet,
+                                 stop_requested=stop_requested, backend=backend,
+                                 ignore_limits=ignore_limits, shard=shard)
             results.append(res)
             if on_run is not None:
                 on_run(name, res)

@@ -264,3 +264,155 @@ def test_runs_of_one_property_end_to_end(tmp_path):
     r = invoke("report", sw)
     assert r.exit_code == 0 and "nan" not in r.output.lower(), r.output
     assert "Not computed by runs w5_7-d2-n2-he-backward, w5_7-d2-n2-he-float32-backward" in " ".join(r.output.split())
+
+
+# -- conventions of a demanding user: -q, sweeps, resume refusals, the summary, bound -------------
+
+TINY = ["--trials", 200, "--width", 8, "--depth", 2, "--input-dim", 4]
+
+
+def test_quiet_prints_the_output_path_only(tmp_path):
+    out = tmp_path / "q.h5"
+    r = invoke("run", *TINY, "-o", out, "-q")
+    assert r.exit_code == 0 and r.stdout == f"{out}\n", r.output
+    again = invoke("run", *TINY, "-o", out, "-q")     # complete already: the path again
+    assert again.exit_code == 0 and again.stdout == f"{out}\n", again.output
+    sw = tmp_path / "s.h5"
+    r = invoke("sweep", *TINY, "--seed", "0,1", "-o", sw, "-q")
+    assert r.exit_code == 0 and r.stdout == f"{sw}\n", r.output
+
+
+def test_sweep_varies_dist_head_seed_and_data_and_compares_the_runs_in_one_table(tmp_path):
+    import mcinit
+    out = tmp_path / "s.h5"
+    r = invoke("sweep", *TINY, "--dist", "normal,uniform", "--seed", "0,1", "-o", out)
+    assert r.exit_code == 0, r.output
+    names = ["w8-d2-n1-he-normal-s0", "w8-d2-n1-he-normal-s1", "w8-d2-n1-he-uniform-s0", "w8-d2-n1-he-uniform-s1"]
+    with h5py.File(out, "r") as f:
+        assert sorted(f["runs"]) == names
+    assert "rho mean" not in r.output              # no full per-run summaries ...
+    lines = r.output.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("dist") and "P(fail) at eps 0.25" in ln)
+    header, rows = lines[at].split(), lines[at + 2:at + 6]
+    keys = header[:header.index("trials")]          # the options that differ (the kernel may too)
+    assert keys[0] == "dist" and keys[-1] == "seed" and "rho_L" in header and "paper" in header
+    assert lines[at + 6].startswith("P(fail):")
+    layers = mcinit.load(out).layers()
+    for row in rows:                                # ... but one row per run, in the sweep's order
+        cells = dict(zip(keys + ["trials", "rho"], row.split()))
+        dist, seed, trials, rho = cells["dist"], cells["seed"], cells["trials"], cells["rho"]
+        name = f"w8-d2-n1-he-{dist}-s{seed}"
+        assert trials == "200"
+        assert rho == f"{layers[(layers.run == name) & (layers.layer == 2)].rho_mean.iloc[0]:.5f}"
+    verbose = invoke("sweep", *TINY, "--head", "softmax:3,gaussian:2", "--data", "gaussian,sphere",
+                     "-o", tmp_path / "v.h5", "-v")
+    assert verbose.exit_code == 0, verbose.output
+    assert verbose.output.count("rho mean") == 4 and "P(fail) at eps 0.25" in verbose.output
+    with h5py.File(tmp_path / "v.h5", "r") as f:
+        assert sorted(f["runs"]) == ["w8-d2-n1-he-gaussian2-gaussian", "w8-d2-n1-he-gaussian2-sphere",
+                                     "w8-d2-n1-he-softmax3-gaussian", "w8-d2-n1-he-softmax3-sphere"]
+
+
+def test_sweep_shards_merge_into_the_whole_sweep(tmp_path):
+    args = ["sweep", "--trials", 200, "--width", "8,6", "--depth", 2, "--input-dim", 4]
+    assert invoke(*args, "-o", tmp_path / "whole.h5", "-q").exit_code == 0
+    for i in range(2):
+        r = invoke(*args, "--shard", f"{i}/2", "-o", tmp_path / f"part{i}.h5", "-q")
+        assert r.exit_code == 0, r.output
+    r = invoke("merge", "--sweep", tmp_path / "part0.h5", tmp_path / "part1.h5", "-o", tmp_path / "m.h5")
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "whole.h5", "r") as a, h5py.File(tmp_path / "m.h5", "r") as b:
+        assert sorted(a["runs"]) == sorted(b["runs"]) == ["w6-d2-n1-he", "w8-d2-n1-he"]
+        for name in a["runs"]:
+            assert np.array_equal(a[f"runs/{name}/trials/fwd_min"][()], b[f"runs/{name}/trials/fwd_min"][()])
+    r = invoke(*args, "--shard", "0/300", "-o", tmp_path / "bad.h5")
+    assert r.exit_code == 2 and r.output.startswith("mcinit: error: 300 shards need at least 300 trials"), r.output
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_each_run_of_a_sweep_labels_its_progress_bar(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from mcinit import sweep
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    runs = sweep.expand(dict(trials=50, width="4,6", depth=1, input_dim=3))
+    sweep.run_sweep(runs, str(tmp_path / "s.h5"), quiet=False)
+    assert "1/2 w4-d1-n1-he" in term.getvalue() and "2/2 w6-d1-n1-he" in term.getvalue()
+
+
+def test_a_refused_resume_names_what_differs(tmp_path):
+    out = tmp_path / "r.h5"
+    assert invoke("run", *TINY, "-o", out, "-q").exit_code == 0
+    before = out.read_bytes()
+    r = invoke("run", "--trials", 200, "--widths", "8,6", "--input-dim", 4, "--seed", 3, "-o", out, "--resume")
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"mcinit: error: cannot resume {out}: it holds a run of another configuration: "
+                        "--widths 8,8 in the file, 8,6 requested; --seed 0 in the file, 3 requested")
+    assert out.read_bytes() == before
+    sw = tmp_path / "s.h5"
+    assert invoke("sweep", *TINY, "--seed", "0,1", "-o", sw, "-q").exit_code == 0
+    r = invoke("sweep", *TINY, "--seed", "1,2", "-o", sw, "--resume")
+    assert r.exit_code == 2 and r.output.strip().endswith(
+        "not a sweep of the same runs (in the file only: w8-d2-n1-he-s0; requested only: w8-d2-n1-he-s2)"), r.output
+
+
+def test_the_run_summary_shows_the_paper_bound_and_defines_its_columns(tmp_path):
+    from mcinit import theory
+    r = invoke("run", *TINY, "-o", tmp_path / "he.h5")
+    assert r.exit_code == 0, r.output
+    row = next(ln for ln in r.output.splitlines() if ln.strip().startswith("0.25 "))
+    assert f"{float(theory.paper_delta(8, 0.25, 1, 2)):.3g}" in row.split()
+    assert f"{float(theory.exact_forward_failure(0.25, [8, 8], 'norm', 4, 'he')):.4g}" in row.split()
+    for legend in ("  gamma = ||dloss/dW_l||_F^2", "both: a trial fails when its forward or its backward",
+                   "paper: Arpit & Bengio's bound"):
+        assert legend in r.output, legend
+    r = invoke("run", *TINY, "--init", "glorot", "-o", tmp_path / "glorot.h5")
+    assert r.exit_code == 0 and "paper: - (the bound is for Gaussian weights with E rho_l = 1" in r.output
+
+
+def test_bound_takes_lists_the_input_dimension_and_the_backward_property():
+    from mcinit import theory
+    r = invoke("bound", "--eps", "0.3,0.5", "--delta", 0.05, "--depth", "2,3")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("mcinit bound:") == 4
+    # the backward property: the paper's bound alone, each row naming its property
+    r = invoke("bound", "--eps", 0.5, "--delta", 0.05, "--depth", 3, "--properties", "forward,backward,both")
+    assert r.exit_code == 0, r.output
+    rows = {tuple(ln.split()[3:5]) for ln in r.output.splitlines() if ln.startswith("paper (authors' code)")}
+    assert rows == {(f"{theory.paper_width(0.5, 0.05, 1, 3):,}", "forward"),
+                    (f"{theory.paper_width(0.5, 0.05, 1, 3):,}", "backward"),
+                    (f"{theory.paper_width(0.5, 0.025, 1, 3):,}", "both")}
+    assert "mcinit.theory has no Chernoff bound or exact law of the backward ratio" in " ".join(r.output.split())
+    # --input-dim where a bound depends on it (he-in: the first layer's variance is 2/n_0)
+    at = lambda *extra: invoke("bound", "--eps", 0.5, "--delta", 0.05, "--depth", 2, "--init", "he-in",
+                               "--width", 16, *extra)
+    wide, narrow = at("--input-dim", 64), at("--input-dim", 4)
+    assert wide.exit_code == 0 and narrow.exit_code == 0, wide.output + narrow.output
+    row = lambda text: next(ln for ln in text.splitlines() if ln.lstrip().startswith("16 ")).split()
+    wide, narrow = wide.output, narrow.output
+    assert row(wide)[4] == f"{float(theory.exact_forward_failure(0.5, [16, 16], 'norm', 64, 'he-in')):.4g}"
+    assert row(narrow)[4] == f"{float(theory.exact_forward_failure(0.5, [16, 16], 'norm', 4, 'he-in')):.4g}"
+    assert row(wide)[4] != row(narrow)[4] and row(wide)[2] == "-"      # the paper's: he-in at n_0 = m only
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--properties", "backward", "--init", "glorot"], "the backward property has the paper bound alone"),
+    (["--input-dim", 8], "--input-dim applies to the bounds at --width"),
+    (["--properties", "sideways"], "properties must be one of both, forward, backward"),
+    (["--depth", "3,0"], "depth must be at least 1"),
+])
+def test_bound_refuses_in_one_line(args, words):
+    base = {"--eps": "0.5", "--delta": "0.05", "--depth": "3"}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    r = invoke("bound", *[x for kv in base.items() for x in kv])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("mcinit: error: "), r.output
+    assert words in lines[0], lines[0]

@@ -310,7 +310,7 @@ def test_file_booleans_as_booleans_are_taken(files, tmp_path):
     assert (files / "good.h5").read_bytes() == before
     out = tmp_path / "new.h5"
     r = invoke("run", "--config", cfg, "-o", out)
-    assert r.exit_code == 0 and r.output == ""          # quiet = true
+    assert r.exit_code == 0 and r.stdout == f"{out}\n"  # quiet = true: only the path
 
 
 def test_json_null_is_as_if_the_key_were_not_there(tmp_path):

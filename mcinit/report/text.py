@@ -8,6 +8,7 @@ import numpy as np
 from scipy import stats
 
 from .. import theory
+from ..options import PROPERTIES
 from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
                      init_label, paper_eps, widths_label)
 
@@ -423,8 +424,9 @@ def _sup_section(results, eps, form, level):
 # ---------------------------------------------------------------------------
 # widths the bounds need
 
-def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None):
-    """The widths each bound needs for P(forward failure) <= delta, and the bounds at given widths.
+def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
+               props=("forward",)):
+    """The widths each bound needs for P(failure) <= delta, and the bounds at given widths.
 
     eps       tolerance in the given form ('norm': |sqrt(rho) - 1|, 'squared': |rho - 1|)
     delta     target failure probability in (0, 1)
@@ -432,15 +434,21 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
     widths    optional list of candidate equal hidden widths m (each an L-layer network of width m)
     init      Gaussian initialisation preset;  input_dim: n_0 for the values at the given widths
               (default n_0 = m; the required widths always take n_0 = m)
+    props     the properties, each row naming its own: forward (the paper's, Chernoff and exact
+              bounds), backward (the paper's bound alone, which the paper states for both
+              properties: mcinit.theory has no Chernoff bound or exact law of gamma), both (a
+              trial fails when either fails: the paper's bound at delta/2 for each, the union)
     Paper (theory.paper_width, at the norm tolerance), Chernoff and exact (theory.required_widths);
     for N > 1 the 'exact' width is that of the union bound N * P_exact, and the one-input width
-    (a lower bound on what N inputs need) is shown beside it.
+    (a lower bound on what N inputs need) is shown beside it.  A ValueError (one line) when a
+    property asked for has no bound at these settings.
     """
     form_words(form)
     e = float(eps)
     d = float(delta)
     L = int(depth)
     N = int(samples)
+    props = tuple(props)
     if not (e > 0 and math.isfinite(e)):
         raise ValueError(f"eps must be > 0, got {eps!r}")
     if not 0 < d < 1:
@@ -449,8 +457,15 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
         raise ValueError("depth and samples must be >= 1")
     if init not in GAUSSIAN_INITS:
         raise ValueError(f"init must be one of {GAUSSIAN_INITS} (the bounds need Gaussian weights)")
+    if not props or any(p not in PROPERTIES for p in props):
+        raise ValueError(f"properties must be among {', '.join(PROPERTIES)}, got {', '.join(props) or 'none'}")
+    for p in props:
+        if p != "forward" and init not in PAPER_INITS:
+            raise ValueError(f"the {p} property has the paper bound alone, derived for He initialisation "
+                             f"(init he or he-in), not {init}")
     e_norm = float(paper_eps(e, form))
-    lines = [f"mcinit bound: forward property, eps = {fmt_g(e, 4)} ({form_words(form)}), delta = {fmt_g(d, 4)}, "
+    lines = [f"mcinit bound: {', '.join(props)} propert{'y' if len(props) == 1 else 'ies'}, eps = {fmt_g(e, 4)} "
+             f"({form_words(form)}), delta = {fmt_g(d, 4)}, "
              f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} (Gaussian weights)",
              f"Paper bound: {PAPER_PROVENANCE}; derived for He initialisation, stated in the norm form"
              + ("" if form == "norm" else f" (applied at the norm tolerance sqrt(1+eps)-1 = {e_norm:.4g})") + "."]
@@ -459,36 +474,48 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
     rows = []
     errors = []
     paper_m = None
-    if init in PAPER_INITS:
-        try:
-            paper_m = theory.paper_width(e_norm, d, N, L)
-            rows.append(["paper (authors' code)", f"{paper_m:,}" if paper_m < 10 ** 15 else f"{float(paper_m):.4g}",
-                         "closed form"])
-        except ValueError as err:
-            rows.append(["paper (authors' code)", "none", "see below"])
-            errors.append(f"paper: {err}")
-    else:
-        rows.append(["paper (authors' code)", "n/a", f"derived for He, not {init}"])
     need = {}
-    for kind, what in (("chernoff", f"Chernoff + union bound, N={N}"),
-                       ("exact", "exact, one input" if N == 1 else f"N x exact (union bound over {N} inputs)")):
+
+    def paper_row(prop, dd, meaning):
         try:
-            m = theory.required_width(e, d, L, N, kind, form, init)
-            need[kind] = m
-            rows.append([kind if kind != "exact" or N == 1 else "N x exact", f"{m:,}", what])
+            m = theory.paper_width(e_norm, dd, N, L)
+            rows.append(["paper (authors' code)", f"{m:,}" if m < 10 ** 15 else f"{float(m):.4g}", prop, meaning])
+            return m
         except ValueError as err:
-            rows.append([kind, "none", "see below"])
-            errors.append(f"{kind}: {err}")
-    if N > 1:
-        try:
-            m1 = theory.required_width(e, d, L, 1, "exact", form, init)
-            need["exact1"] = m1
-            rows.append(["exact, one input", f"{m1:,}", f"a lower bound on the width {N} inputs need"])
-        except ValueError as err:
-            rows.append(["exact, one input", "none", "see below"])
-            errors.append(f"exact, one input: {err}")
-    lines += _table(["bound", "width m", "meaning"], rows, "lrl")
+            rows.append(["paper (authors' code)", "none", prop, "see below"])
+            errors.append(f"paper: {err}")
+            return None
+    if "forward" in props:
+        if init in PAPER_INITS:
+            paper_m = paper_row("forward", d, "closed form")
+        else:
+            rows.append(["paper (authors' code)", "n/a", "forward", f"derived for He, not {init}"])
+        for kind, what in (("chernoff", f"Chernoff + union bound, N={N}"),
+                           ("exact", "exact, one input" if N == 1 else f"N x exact (union bound over {N} inputs)")):
+            try:
+                m = theory.required_width(e, d, L, N, kind, form, init)
+                need[kind] = m
+                rows.append([kind if kind != "exact" or N == 1 else "N x exact", f"{m:,}", "forward", what])
+            except ValueError as err:
+                rows.append([kind, "none", "forward", "see below"])
+                errors.append(f"{kind}: {err}")
+        if N > 1:
+            try:
+                m1 = theory.required_width(e, d, L, 1, "exact", form, init)
+                need["exact1"] = m1
+                rows.append(["exact, one input", f"{m1:,}", "forward", f"a lower bound on the width {N} inputs need"])
+            except ValueError as err:
+                rows.append(["exact, one input", "none", "forward", "see below"])
+                errors.append(f"exact, one input: {err}")
+    if "backward" in props:
+        paper_row("backward", d, "closed form, the same as the forward property's")
+    if "both" in props:
+        paper_row("both", d / 2, "union: each property at delta/2")
+    lines += _table(["bound", "width m", "property", "meaning"], rows, "lrll")
     lines += [_wrap("No width: " + e_) for e_ in dict.fromkeys(errors)]
+    if any(p != "forward" for p in props):
+        lines.append(_wrap("backward, both: the paper bound alone; mcinit.theory has no Chernoff bound or exact "
+                           "law of the backward ratio gamma (docs/design.md section 5)."))
     ex = need.get("exact1") if N > 1 else need.get("exact")
     if paper_m is not None and ex is not None and paper_m < ex:
         lines.append(_wrap(f"NOTE: the paper width {paper_m:,} is below the width the exact probability needs "
@@ -506,28 +533,37 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
             raise ValueError(f"widths must be at most {theory.MAX_BOUND_WIDTH} (2**21) to evaluate the bounds at")
         lines += ["", "Bounds at the given equal widths (n_0 = " + (str(input_dim) if input_dim else "m") + "):"]
         rows = []
-        flags = []
         for m in ws:
             n0 = int(input_dim) if input_dim else m
-            pdl = float(theory.paper_delta(m, e_norm, N, L)) if init in PAPER_INITS else float("nan")
-            ch = float(theory.chernoff_bound(e, [m] * L, N, form, n0, init))
-            p1 = float(theory.exact_forward_failure(e, [m] * L, form, n0, init))
-            row = [f"{m:,}", fmt_g(pdl), fmt_g(ch), fmt_g(p1, 4)]
-            if N > 1:
-                row.append(fmt_g(min(1.0, N * p1), 4))
-            fl = []
-            if np.isfinite(pdl) and pdl >= 1:
-                fl.append("paper vacuous")
-            if np.isfinite(pdl) and pdl < p1:
-                fl.append("paper < exact: not an upper bound here")
-            row.append("; ".join(fl))
-            rows.append(row)
-            flags += fl
-        header = ["width m", "paper_delta", "chernoff", "exact P (one input)"]
+            # the paper's setting: E rho_l = 1 in every layer (mcinit.results._paper_setting)
+            pdl = (float(theory.paper_delta(m, e_norm, N, L)) if init == "he" or (init == "he-in" and n0 == m)
+                   else float("nan"))
+            for p in props:
+                fl = []
+                if p == "forward":
+                    ch = float(theory.chernoff_bound(e, [m] * L, N, form, n0, init))
+                    p1 = float(theory.exact_forward_failure(e, [m] * L, form, n0, init))
+                    row = [f"{m:,}", p, fmt_g(pdl), fmt_g(ch), fmt_g(p1, 4)]
+                    if N > 1:
+                        row.append(fmt_g(min(1.0, N * p1), 4))
+                    if np.isfinite(pdl) and pdl < p1:
+                        fl.append("paper < exact: not an upper bound here")
+                else:
+                    pb = min(1.0, 2.0 * pdl) if p == "both" else pdl
+                    row = [f"{m:,}", p, fmt_g(pb), "-", "-"] + (["-"] if N > 1 else [])
+                if np.isfinite(pdl) and (2.0 * pdl if p == "both" else pdl) >= 1:
+                    fl.insert(0, "paper vacuous")
+                if not np.isfinite(pdl) and init in PAPER_INITS:
+                    fl.append(f"paper: he-in with n_0 = {n0} != m")
+                row.append("; ".join(fl))
+                rows.append(row)
+        header = ["width m", "property", "paper_delta", "chernoff", "exact P (one input)"]
         if N > 1:
             header.append(f"N x exact (union, N={N})")
         header.append("note")
-        lines += _table(header, rows, "r" * (len(header) - 1) + "l")
-        if N > 1:
+        lines += _table(header, rows, "rl" + "r" * (len(header) - 3) + "l")
+        if N > 1 and "forward" in props:
             lines.append(f"The exact {N}-input probability lies between 'exact P (one input)' and 'N x exact'.")
+        if "both" in props:
+            lines.append("both: paper_delta is twice the bound of one property (the union of the two).")
     return "\n".join(lines) + "\n"
