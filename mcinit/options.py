@@ -368,7 +368,12 @@ OPTIONS = (
            role=EXEC, default=False),
     Option("quiet", FLAG, "No progress bar and no summary.", role=EXEC, default=False, short="-q"),
     Option("ignore_limits", FLAG, "Run even when the memory or the disk the run needs (estimated from the "
-           "configuration) exceeds what the machine has.", role=EXEC, default=False),
+           "configuration) exceeds what the machine has, or with more --threads than its cores.", role=EXEC,
+           default=False),
+    Option("dry_run", FLAG, "Say what the command would do and exit: the resolved configuration, the kernel "
+           "and why, the time on this machine (from a short calibration, cached) and the disk; nothing is "
+           "written (submit: writes and prints the scripts, submits nothing).", role=EXEC, default=False,
+           in_file=False),
 )
 
 #: the options by name
@@ -499,12 +504,15 @@ def markdown_table():
             "|---|---|---|---|---|---|---|"]
     for o in OPTIONS:
         spell = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
+        key = f"`{o.name}`" if o.in_file else "(command line only)"
         value = " \\| ".join(f"`{c}`" for c in o.choices) if o.kind == CHOICE else _VALUE_TEXT[o.kind]
+        if not o.in_file and o.kind == FLAG:
+            value = "flag"
         shown = "" if o.kind == FLAG else (o.default_text if o.default_text is not None else o.default)
         shown = "" if shown is None else f"{shown}"
         role = "configuration (hashed)" if o.role == RUN else "execution"
         meaning = o.help.replace("|", "\\|")
-        rows.append(f"| {spell} | `{o.name}` | {value} | {shown} | {'yes' if o.several else ''} | {role} | {meaning} |")
+        rows.append(f"| {spell} | {key} | {value} | {shown} | {'yes' if o.several else ''} | {role} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 if __name__ == "__main__":   # python -m mcinit.options: the table of docs/cli.md

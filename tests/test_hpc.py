@@ -769,3 +769,24 @@ def test_submissions_carry_precision_and_properties_and_status_reads_their_parts
     assert [s["state"] for s in shards] == ["missing", "done"]
     r = invoke("status", out)
     assert r.exit_code == 0 and "shards: 1/8 complete; trials: 100/800" in r.output, r.output
+
+
+def test_submit_says_its_disk_and_removes_parts_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM needed
+    out = tmp_path / "w.h5"
+    r = invoke("submit", "--trials", "1e8", "--width", "256,512,1024", "--shards", 50, "--ignore-limits",
+               "--remove-parts", "-o", out, "--dry-run")
+    assert r.exit_code == 0, r.output
+    from mcinit import config, engine
+    from mcinit.limits import human_bytes, submission_bytes
+    cfgs = [engine.resolve(config.build(trials=int(1e8), width=w)[0]) for w in (256, 512, 1024)]
+    parts, merged = submission_bytes(cfgs, 50)
+    assert 50e9 < merged < 53e9 and merged <= parts < merged * 1.01     # 169 bytes per trial, 3e8 trials
+    assert f"disk: {human_bytes(parts)} of part files plus {human_bytes(merged)} merged" in r.output
+    assert "the merge then removes the part files (--remove-parts)" in r.output
+    merge = (tmp_path / "w.h5.parts" / "merge.sbatch").read_text()
+    assert merge.rstrip().endswith("--remove-parts") and "--sweep" in merge
+    assert json.loads((tmp_path / "w.h5.parts" / "plan.json").read_text())["remove_parts"] is True
+    r = invoke("submit", *SMALL, "--shards", 2, "-o", tmp_path / "s.h5", "--dry-run")
+    assert r.exit_code == 0 and "--remove-parts has the merge remove" in r.output
+    assert "--remove-parts" not in (tmp_path / "s.h5.parts" / "merge.sbatch").read_text()
