@@ -790,3 +790,23 @@ def test_submit_says_its_disk_and_removes_parts_when_asked(tmp_path, monkeypatch
     r = invoke("submit", *SMALL, "--shards", 2, "-o", tmp_path / "s.h5", "--dry-run")
     assert r.exit_code == 0 and "--remove-parts has the merge remove" in r.output
     assert "--remove-parts" not in (tmp_path / "s.h5.parts" / "merge.sbatch").read_text()
+
+
+def test_the_merge_script_removes_the_parts_and_status_counts_them_merged(tmp_path, monkeypatch):
+    """The merge job's command (merge.sbatch run by bash) with --remove-parts: the parts go once
+    the merged file is verified, and status counts every shard done, the merged file complete."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "p.h5"
+    assert invoke("submit", *SMALL, "--shards", 2, "--remove-parts", "-o", out, "--dry-run").exit_code == 0
+    plan = hpc.load_plan(str(out))
+    d = plan["dir"]
+    cfg = os.path.join(d, plan["runs"][0]["config"])
+    for i, part in enumerate(plan["runs"][0]["parts"]):
+        assert invoke("run", "--config", cfg, "--shard", f"{i}/2", "-o", os.path.join(d, part), "-q").exit_code == 0
+    p = subprocess.run([BASH, os.path.join(d, "merge.sbatch")], capture_output=True, text=True, cwd=d,
+                       env=dict(os.environ, PATH=os.environ["PATH"] + os.pathsep + "/usr/bin:/bin"), timeout=280)
+    assert p.returncode == 0, p.stderr
+    assert "removed 2 part files" in p.stdout and out.exists()
+    assert not any(os.path.exists(os.path.join(d, part)) for part in plan["runs"][0]["parts"])
+    st = hpc.read_status(str(out))
+    assert [s["state"] for s in st["runs"][0]["shards"]] == ["done", "done"] and st["merged"]["complete"]
