@@ -203,8 +203,10 @@ def calibrate(config, data=None, threads=None, backend="cpu", refresh=False):
 
 
 def human_seconds(x):
-    """'0.35 s', '12 s', '4.2 min', '3.1 h', '2.5 days'."""
+    """'0.35 s', '12 s', '4.2 min', '3.1 h', '2.5 days' ('under 0.01 s' below that)."""
     x = float(x)
+    if x < 0.01:
+        return "under 0.01 s"
     if x < 1:
         return f"{x:.2g} s"
     if x < 100:

@@ -88,6 +88,14 @@ def test_sweep_dry_run(tmp_path):
     assert "auto: the least estimated seconds per trial among dense, blocked (projected and law are exact " \
            "for Gaussian weights only)" in r.output
     assert r.output.count("time: about") == 3 and f"{out} will be created" in r.output
+    assert invoke("sweep", *SMALL[:4], "--width", "8,16", "--depth", 2, "-o", out, "-q").exit_code == 0
+    before = digest(out)
+    r = invoke("sweep", *SMALL[:4], "--width", "8,16", "--depth", 2, "-o", out, "--dry-run", "--resume")
+    assert r.exit_code == 0 and "200 done already" in r.output and r.output.rstrip().endswith("in all")
+    assert "time: nothing to compute" in r.output and f"{out} will be resumed" in r.output
+    r = invoke("sweep", *SMALL[:4], "--width", "8,32", "--depth", 2, "-o", out, "--dry-run", "--resume")
+    assert r.exit_code == 2 and "not a sweep of the same runs" in r.output
+    assert digest(out) == before and listing(tmp_path) == ["s.h5"]
 
 
 def test_the_kernel_choice_says_its_rule():
@@ -114,8 +122,8 @@ def test_a_calibration_is_cached_per_shape_class(cache):
 
 
 def test_human_seconds():
-    assert [estimate.human_seconds(x) for x in (0.0123, 5.5, 150, 7200, 3 * 86400)] == \
-        ["0.012 s", "5.5 s", "2.5 min", "2 h", "3 days"]
+    assert [estimate.human_seconds(x) for x in (0.0012, 0.0123, 5.5, 150, 7200, 3 * 86400)] == \
+        ["under 0.01 s", "0.012 s", "5.5 s", "2.5 min", "2 h", "3 days"]
 
 
 def test_option_table_marks_command_line_only_options():
