@@ -85,10 +85,19 @@ def run(config_file, **given):
     shard = ex["shard"]
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
+    requested, picked = cfg.kernel, resolve(cfg).kernel
     if not ex["overwrite"]:
         cfg = _with_kernel_of_file(output, cfg)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
+    if ex["dry_run"]:
+        from .dryrun import run_plan
+        state, todo, resume = _output_state(output, cfg, shard, ex)
+        click.echo("\n".join(run_plan(cfg, data, output, ex, state=state, todo=todo, resume=resume,
+                                       rows=_rows(cfg, shard), requested=requested,
+                                       kept_from=output if cfg.kernel != picked else None,
+                                       given=_given_names(config_file, given), note=_note(ex))))
+        return
     if not (ex["overwrite"] or ex["resume"]):
         done = _complete_run(output, cfg, shard)
         if done is not None:    # the same command again: nothing to run, nothing written
@@ -99,8 +108,14 @@ def run(config_file, **given):
             else:
                 click.echo(output)
             return
-    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
-    sink.check_writable()
+    held = None if ex["overwrite"] or shard is not None else _extended_run(output, cfg, ex["resume"])
+    if held is not None:
+        click.echo(f"mcinit: {output} holds {held.completed:,} trials of this run{_of_planned(held)}; "
+                   f"extending it to {cfg.trials:,} trials (trials {held.completed:,} to {cfg.trials - 1:,})",
+                   err=True)
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"] or held is not None,
+                    extend=held is not None, inputs=_data_files([cfg]))
+    sink.check_writable(cfg)
     with _StopOnSignal() as stop:
         try:
             result = run_engine(cfg, data, sink=sink, threads=ex["threads"], batch_size=ex["batch_size"],
@@ -115,6 +130,49 @@ def run(config_file, **given):
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
     else:
         click.echo(output)     # -q: the results file's path, for scripts
+
+
+def _note(ex):
+    """A progress line on stderr (none with --quiet)."""
+    return None if ex["quiet"] else (lambda text: click.echo(text, err=True))
+
+
+def _rows(cfg, shard):
+    """The trials a run of ``cfg`` (shard: its share) writes."""
+    from .engine import shard_range
+    first, stop = shard_range(cfg.trials, shard) if shard is not None else (0, cfg.trials)
+    return stop - first
+
+
+def _output_state(output, cfg, shard, ex):
+    """(what a run would do with its output, in words; the trials it would compute; whether it
+    continues a file), found read-only: what the run would refuse is refused here the same way."""
+    from .engine import shard_range
+    from .store import HDF5Sink
+    first, stop = shard_range(cfg.trials, shard) if shard is not None else (0, cfg.trials)
+    if not (ex["overwrite"] or ex["resume"]) and _complete_run(output, cfg, shard) is not None:
+        return f"{output} holds this run, complete: nothing to compute (the run prints its summary)", 0, True
+    held = None if ex["overwrite"] or shard is not None else _extended_run(output, cfg, ex["resume"])
+    exists = os.path.lexists(output)
+    sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"] or held is not None,
+                    extend=held is not None, inputs=_data_files([cfg]))
+    sink.check_writable(cfg)
+    meta = dict(config=cfg.config_json(), config_hash=cfg.config_hash(), trials=cfg.trials, first_index=first,
+                rows=stop - first, shard=f"{shard[0]}/{shard[1]}" if shard is not None else "")
+    start = sink.plan(meta)
+    if start is None:
+        return f"{output} will be {'replaced' if exists else 'created'}", stop - first, False
+    if held is not None:
+        return (f"{output} holds {held.completed:,} trials of this run{_of_planned(held)}: it will be extended "
+                f"to {cfg.trials:,} trials", stop - start, True)
+    return f"{output} will be resumed from trial {start:,}", stop - start, True
+
+
+def _given_names(config_file, given, several=False):
+    """The options given on the command line or in the config file (the rest take defaults)."""
+    from .options import read_config_file
+    names = {k for k, v in given.items() if v is not None}
+    return names | set(read_config_file(config_file, several=several) if config_file else ())
 
 
 def _with_kernel_of_file(output, cfg):
@@ -132,8 +190,32 @@ def _with_kernel_of_file(output, cfg):
         return cfg
     if info.kind != "run":
         return cfg
-    same = dataclasses.replace(cfg, kernel=info.runs[0].config.kernel)
-    return same if same.config_hash() == info.runs[0].config_hash else cfg
+    run = info.runs[0]
+    same = dataclasses.replace(cfg, kernel=run.config.kernel)     # with more trials too (an extension)
+    return same if dataclasses.replace(same, trials=run.trials).config_hash() == run.config_hash else cfg
+
+
+def _extended_run(output, cfg, resume):
+    """The RunInfo of the run in ``output`` that a run of ``cfg`` extends (the same
+    configuration with fewer trials, store.extends): complete, or (resume) unfinished; None
+    otherwise (no such file or run: the usual checks then say what happens)."""
+    from .reader import read_file
+    from .store import StoreError, extends
+    if not os.path.isfile(output):
+        return None
+    try:
+        info = read_file(output)
+    except StoreError:
+        return None
+    if info.kind != "run" or not extends(info.runs[0], cfg):
+        return None
+    run = info.runs[0]
+    return run if resume or run.completed == run.rows else None
+
+
+def _of_planned(run):
+    """', complete' or ' (of N planned)' for a run found in a file."""
+    return ", complete" if run.completed == run.rows else f" (of {run.rows:,} planned)"
 
 
 def _complete_run(output, cfg, shard):
@@ -193,12 +275,17 @@ def sweep(config_file, **given):
         check_output(output, ex["overwrite"], inputs)
     if ex["threads"] is not None:
         from .engine import set_threads
-        set_threads(ex["threads"])
+        set_threads(ex["threads"], insist=ex["ignore_limits"])
     from numba import get_num_threads
 
     from .limits import check_sweep
     check_sweep([cfg for _, cfg, _ in runs], output, threads=get_num_threads(), batch_size=ex["batch_size"],
                 backend=backend, resume=ex["resume"], insist=ex["ignore_limits"])
+    if ex["dry_run"]:
+        from .dryrun import sweep_plan
+        click.echo("\n".join(sweep_plan(runs, output, ex, backend, requested=values.get("kernel") or "auto",
+                                         given=_given_names(config_file, given, True), note=_note(ex))))
+        return
     if not ex["quiet"]:
         click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
     finished = []
@@ -233,13 +320,15 @@ def sweep(config_file, **given):
               help="Merge even when trials are missing (the output is marked partial).")
 @click.option("--sweep", "as_sweep", is_flag=True,
               help="Parts of several configurations become the runs of one sweep file.")
+@click.option("--remove-parts", "remove_parts", is_flag=True,
+              help="Remove the part files once the merged file is complete and verified (not with --allow-partial).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing (what was merged is printed otherwise).")
 @user_errors
-def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
+def merge(parts, output, overwrite, allow_partial, as_sweep, remove_parts, quiet):
     """Merge shard files (and sweep files of shards) into one results file equal to the single run."""
     from .merge import merge_files
     info = merge_files(list(parts), output, overwrite=overwrite, allow_partial=allow_partial,
-                       sweep=as_sweep)
+                       sweep=as_sweep, remove_parts=remove_parts)
     if not quiet:
         for line in info:
             click.echo(line)

@@ -24,11 +24,12 @@ from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, WHOLE, opti
 @click.option("--account", help="SLURM account to charge (both jobs).")
 @click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
               help="A further sbatch option for both jobs, e.g. --sbatch-arg=--qos=high (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Write and print the scripts; submit nothing.")
 @click.option("--wait", "wait", is_flag=True, help="Wait for the merge job and exit with its exit status.")
+@click.option("--remove-parts", "remove_parts", is_flag=True,
+              help="The merge job removes the part files once the merged file is complete and verified.")
 @user_errors
-def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, account, sbatch_args, dry_run,
-           wait, **given):
+def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, account, sbatch_args, wait,
+           remove_parts, **given):
     """Run a run or a sweep on a SLURM cluster: a job array of shards, then a merge.
 
     Takes the options of run (those a sweep lists may list several values, as for
@@ -45,14 +46,16 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
     from . import hpc
 
     values, ex = option_values(config_file, given, several=True)
+    dry_run = ex["dry_run"]
     resources = hpc.Resources(cpus_per_task=cpus_per_task, partition=partition, time=time_limit, mem=mem,
                               account=account, extra=sbatch_args)
     plan = hpc.make_plan(values, ex["output"], shards, resources, threads=ex["threads"],
                          batch_size=ex["batch_size"], overwrite=ex["overwrite"], resume=bool(ex.get("resume")),
-                         default_outputs=(DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT), ignore_limits=ex["ignore_limits"])
+                         default_outputs=(DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT), ignore_limits=ex["ignore_limits"],
+                         remove_parts=remove_parts)
     from .limits import check_submission
     check_submission([cfg for _, cfg, _ in plan.runs], plan.output, resume=bool(ex.get("resume")),
-                     insist=ex["ignore_limits"])
+                     insist=ex["ignore_limits"], shards=plan.shards)
     hpc.check_destination(plan, dry_run=dry_run)
     sbatch = None if dry_run else hpc.find_sbatch()
     hpc.write_plan(plan)
@@ -60,7 +63,7 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
     nruns = len(plan.runs)
     intro = (f"mcinit submit: {nruns} run{'s' if nruns != 1 else ''} x {plan.shards} shard"
              f"{'s' if plan.shards != 1 else ''} = {plan.tasks} array task{'s' if plan.tasks != 1 else ''}"
-             f" -> {plan.output}\nfiles in {plan.dir}")
+             f" -> {plan.output}\nfiles in {plan.dir}\n{hpc.disk_text(plan)}")
     if dry_run:
         click.echo(intro)
         for path in (plan.array_path, plan.merge_path):

@@ -13,6 +13,7 @@ release the GIL and share one pool of threads); the sink writes on another.
 
 import collections
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -30,8 +31,8 @@ from .stats import PROPS_OF, QUANTITIES_OF, Summary, failure_counts, record_buff
 from .layout import DATA_PATH
 from .store import MemorySink, Sink
 
-__all__ = ["run", "resolve", "resolve_backend", "RunResult", "Stopped", "default_batch_size", "set_threads",
-           "shard_range", "check_shard", "BACKENDS"]
+__all__ = ["run", "resolve", "kernel_choice", "resolve_backend", "RunResult", "Stopped", "default_batch_size",
+           "set_threads", "usable_cores", "shard_range", "check_shard", "BACKENDS"]
 
 #: tolerances at which a run counts failures as it goes (norm form), for its closing summary
 REPORT_EPS = (0.1, 0.25, 0.5)
@@ -50,29 +51,89 @@ class RunResult:
     eps: np.ndarray
     failures: dict  # prop -> counts at each eps, norm form (the properties the run computes)
     computed: int = 0  # trials computed by this call (less than summary.trials after a resume)
+    startup: float = 0.0  # seconds (part of elapsed) spent compiling the kernels or loading them
+    #                       from numba's cache: a first trial computed apart and discarded (_warm_up)
 
+    @property
+    def rate(self):
+        """Trials per second, the startup left out (None when none was computed)."""
+        seconds = self.elapsed - self.startup
+        if self.computed < 1 or seconds <= 0:
+            return None
+        return self.computed / seconds
 
     @property
     def records(self):
         return self.sink.records if isinstance(self.sink, MemorySink) else None
 
 
-def resolve(config):
-    """The configuration with its kernel resolved ('auto' -> a concrete kernel)."""
+def kernel_choice(config):
+    """(kernel, why, costs) of a configuration's kernel request (kernels.choose): the concrete
+    kernel, the rule that picked it, the estimated seconds per trial of every able kernel."""
     from .initializers import scheme_of
     dist, _, _ = scheme_of(config)
-    name = kernels.resolve(config.kernel, dist, config.all_widths, config.samples,
-                           config.head[1], config.init,
-                           config.precision)
-    return dataclasses.replace(config, kernel=name)
+    return kernels.choose(config.kernel, dist, config.all_widths, config.samples, config.head[1], config.init,
+                          config.precision)
 
 
-def set_threads(threads):
-    """Use ``threads`` numba threads (1 .. NUMBA_NUM_THREADS); never changes a result."""
+def resolve(config):
+    """The configuration with its kernel resolved ('auto' -> a concrete kernel)."""
+    return dataclasses.replace(config, kernel=kernel_choice(config)[0])
+
+
+def usable_cores():
+    """The cores this process may run on (its CPU affinity; all of the machine's where the
+    system does not say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def set_threads(threads, insist=False):
+    """Use ``threads`` threads (numba's thread count, which the kernels' work units follow);
+    never changes a result.
+
+    At most numba's NUMBA_NUM_THREADS (by default the cores this process may use):
+    more threads than cores only take turns on them.  insist (--ignore-limits) raises
+    numba's limit to ``threads`` where numba has not started its threads yet (else a
+    ConfigError says how to)."""
     import numba
-    if not 1 <= int(threads) <= numba.config.NUMBA_NUM_THREADS:
-        raise ConfigError(f"threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
-    numba.set_num_threads(int(threads))
+    threads = int(threads)
+    if threads < 1:
+        raise ConfigError("threads must be at least 1")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if threads > limit and insist:
+        _raise_thread_limit(threads)
+        limit = numba.config.NUMBA_NUM_THREADS
+    if threads > limit:
+        cores = usable_cores()
+        what = (f"the {cores} core{'s' if cores != 1 else ''} this process may use (its CPU affinity)"
+                if limit == cores else f"numba's limit of {limit} (NUMBA_NUM_THREADS; this process may "
+                f"use {cores} core{'s' if cores != 1 else ''})")
+        why = ("each thread computes whole trials on its own, so threads beyond the cores only take turns "
+               "on them: the run is slower (switching, and more memory for the threads' scratch), its "
+               "results the same")
+        how = (f"pass --threads {limit} or fewer, or --ignore-limits to run {threads} threads anyway"
+               if not insist else f"start mcinit with NUMBA_NUM_THREADS={threads} in the environment "
+               "(numba's threads are started already)")
+        raise ConfigError(f"--threads {threads} is more than {what}: {why}; {how}")
+    numba.set_num_threads(threads)
+
+
+def _raise_thread_limit(threads):
+    """numba's NUMBA_NUM_THREADS := threads, where numba has not started its threads yet (its
+    thread pool's size and set_num_threads' check are read when numba is imported: both are
+    renewed; a numba without them keeps its limit, and set_threads says how to raise it)."""
+    import numba
+    from numba.np.ufunc import parallel
+    if getattr(parallel, "_is_initialized", True) or not (hasattr(parallel, "NUM_THREADS")
+                                                          and hasattr(parallel, "gen_snt_check")):
+        return
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    numba.config.reload_config()
+    parallel.NUM_THREADS = numba.config.NUMBA_NUM_THREADS
+    parallel.snt_check = parallel.gen_snt_check()
 
 
 def default_batch_size(config, threads=1):
@@ -195,6 +256,29 @@ def _sup_extremes(plan, config, first, fwd, bwd, dead):
     return {"sup_min": smin, "sup_max": smax}
 
 
+#: what this process has compiled or loaded already (_warm_up's keys)
+_warm = set()
+
+
+def _warm_up(config, backend, plan, fill, first, arrays, eps):
+    """Compute trial ``first`` once apart, into ``arrays`` (a set of ratio arrays) and a
+    summary thrown away, so that compiling the kernels, the reduction and the search (or
+    loading them from numba's cache) is timed apart from the trials; once per process and
+    kind of run.  Whether it ran."""
+    key = (config.kernel, config.precision, config.properties, config.sup, config.samples == 1,
+           config.head[0], resolve_backend(backend))
+    if key in _warm:
+        return False
+    fwd, bwd, dead = (a[:1] for a in arrays)
+    dead[:] = False
+    fill(plan, first, 1, fwd, bwd, dead)
+    reduce_and_tally(fwd, bwd, dead, Summary(config.depth, QUANTITIES_OF[config.properties]), eps, "norm")
+    if config.sup:
+        _sup_extremes(plan, config, first, fwd, bwd, dead)
+    _warm.add(key)
+    return True
+
+
 def shard_range(trials, shard):
     """The contiguous share [first, stop) of trial indices 0..trials-1 of shard (I, K)."""
     i, k = shard
@@ -253,7 +337,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
 
     config = resolve(config)
     if threads is not None:
-        set_threads(threads)
+        set_threads(threads, insist=ignore_limits)
     if batch_size is not None and batch_size < 1:
         raise ConfigError("batch size must be at least 1")
     T = config.trials
@@ -367,7 +451,10 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
             raise
 
     k = 0
+    startup = 0.0
     try:
+        if first < stop and _warm_up(config, backend, plan, fill, first, bufs[0], eps):
+            startup = time.perf_counter() - t0
         while first < stop and not failed:
             B = min(batch_size, stop - first)
             if len(inflight) == len(bufs):
@@ -399,7 +486,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         sink.close()
         kernels.release(config.kernel)
     result = RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
-                       eps=eps, failures=failures, computed=first - start)
+                       eps=eps, failures=failures, computed=first - start, startup=startup)
     if stopped:
         raise Stopped(first, result)
     return result

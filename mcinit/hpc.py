@@ -47,7 +47,7 @@ __all__ = ["SlurmError", "Resources", "Plan", "parts_dir", "make_plan", "check_p
            "write_plan", "keep_plan", "discard_plan", "array_script", "merge_script", "job_options", "log_pattern",
            "sbatch_command", "find_sbatch", "submit", "wait_for_job",
            "job_states", "job_names", "read_status", "format_status", "load_plan", "load_jobs",
-           "run_config_dict", "shard_range", "PLAN_FORMAT", "CONFIG_KEYS", "CLI_MODULE"]
+           "run_config_dict", "shard_range", "disk_text", "PLAN_FORMAT", "CONFIG_KEYS", "CLI_MODULE"]
 
 PLAN_FORMAT = "mcinit-slurm-plan-1"
 PARTS_SUFFIX = ".parts"
@@ -139,7 +139,7 @@ class Plan:
     """Everything a submission writes and runs; built and validated before anything is written."""
 
     def __init__(self, output, runs, shards, resources, python=None, threads=None, batch_size=None,
-                 overwrite=False, resume=False, ignore_limits=False):
+                 overwrite=False, resume=False, ignore_limits=False, remove_parts=False):
         self.output = os.path.abspath(output)
         self.dir = parts_dir(self.output)
         self.runs = runs  # [(name, resolved RunConfig, data)]
@@ -151,6 +151,7 @@ class Plan:
         self.overwrite = overwrite
         self.resume = resume  # keep the shards of an earlier submission of the same plan
         self.ignore_limits = ignore_limits  # the shards run beyond their node's memory or disk
+        self.remove_parts = remove_parts    # the merge removes the parts once its file is complete and verified
 
     @property
     def sweep(self):
@@ -205,6 +206,8 @@ class Plan:
             cmd.append("--sweep")
         if self.overwrite:
             cmd.append("--overwrite")
+        if self.remove_parts:
+            cmd.append("--remove-parts")
         return cmd
 
     def to_dict(self):
@@ -218,6 +221,7 @@ class Plan:
             "tasks": self.tasks,
             "python": self.python,
             "threads": self.threads,
+            "remove_parts": self.remove_parts,
             "resources": self.resources.to_dict(),
             "runs": [{"name": name, "config": os.path.basename(self.config_path(name)),
                       "config_hash": cfg.config_hash(), "trials": cfg.trials,
@@ -237,12 +241,13 @@ def run_config_dict(cfg):
 
 def make_plan(values, output, shards, resources=None, python=None, threads=None, batch_size=None,
               overwrite=False, resume=False, default_outputs=("mcinit-run.h5", "mcinit-sweep.h5"),
-              ignore_limits=False):
+              ignore_limits=False, remove_parts=False):
     """Expand and validate everything (no file is touched); returns a Plan.
 
     values: the run options (``mcinit.options.collect``); those of ``sweep.SWEEP_KEYS`` may
     list several values, comma-separated, as for a sweep.  output None: default_outputs[0] for
-    one run, default_outputs[1] for several.  ignore_limits: the shards run with --ignore-limits."""
+    one run, default_outputs[1] for several.  ignore_limits: the shards run with --ignore-limits;
+    remove_parts: the merge removes the parts once its file is complete and verified."""
     from . import sweep as sweep_mod
 
     shards = _count(shards, "shards")
@@ -262,7 +267,22 @@ def make_plan(values, output, shards, resources=None, python=None, threads=None,
     if output is None:
         output = default_outputs[len(runs) > 1]
     return Plan(output, runs, shards, resources, python=python, threads=threads, batch_size=batch_size,
-                overwrite=overwrite, resume=resume, ignore_limits=ignore_limits)
+                overwrite=overwrite, resume=resume, ignore_limits=ignore_limits, remove_parts=remove_parts)
+
+
+def disk_text(plan):
+    """The disk a submission needs, in words: its part files, its merged file, and what the
+    output's directory has free (mcinit.limits: submission_bytes, free_disk)."""
+    from .limits import free_disk, human_bytes, submission_bytes
+    parts, merged = submission_bytes([cfg for _, cfg, _ in plan.runs], plan.shards)
+    free = free_disk(plan.output)
+    text = (f"disk: {human_bytes(parts)} of part files plus {human_bytes(merged)} merged, "
+            f"{human_bytes(parts + merged)} in all while the merge runs")
+    if free is not None:
+        text += f" ({os.path.dirname(plan.output)} has {human_bytes(free)} free)"
+    if plan.remove_parts:
+        return text + f"; the merge then removes the part files (--remove-parts), leaving {human_bytes(merged)}"
+    return text + "; --remove-parts has the merge remove the part files once its file is complete and verified"
 
 
 def load_jobs(directory):
@@ -831,6 +851,8 @@ def read_status(output):
     slurm = job_states([jobs.get("array"), jobs.get("merge")]) if jobs else {}
     runs = []
     done = total = completed_all = planned_all = 0
+    merged = _read_merged(output, plan)
+    removed = bool(plan.get("remove_parts")) and merged.get("complete")   # parts the merge removed
     for r, run in enumerate(plan["runs"]):
         shards = []
         for i in range(K):
@@ -838,7 +860,9 @@ def read_status(output):
             planned = stop - first
             part = os.path.join(d, run["parts"][i])
             completed, chash, why = _read_part(part)
-            if why:
+            if why == "missing" and removed:
+                state, completed = "done", planned
+            elif why:
                 state = why
             elif chash is not None and run.get("config_hash") and str(chash) != run["config_hash"]:
                 state, completed = "other configuration", 0
@@ -857,7 +881,7 @@ def read_status(output):
         runs.append(dict(name=run["name"], trials=int(run["trials"]), shards=shards))
     return dict(output=output, dir=d, shards=K, sweep=bool(plan.get("sweep")), runs=runs,
                 completed=completed_all, planned=planned_all, shards_done=done, shards_total=total,
-                merged=_read_merged(output, plan), jobs=jobs, slurm=slurm,
+                merged=merged, jobs=jobs, slurm=slurm,
                 slurm_available=_tool("squeue") is not None or _tool("scontrol") is not None)
 
 

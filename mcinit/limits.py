@@ -45,7 +45,7 @@ import os
 
 from .config import MAX_WIDTH, ConfigError
 
-__all__ = ["Memory", "run_memory", "file_bytes", "available_memory", "free_disk", "check_sizes",
+__all__ = ["Memory", "run_memory", "trial_bytes", "file_bytes", "submission_bytes", "available_memory", "free_disk", "check_sizes",
            "check_run", "check_sweep", "check_submission", "largest_batch", "human_bytes", "MAX_CLASSES", "ADDRESSABLE", "AUTO_SHARE",
            "RECORD_SETS", "LimitError"]
 
@@ -221,16 +221,35 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
     return Memory(ratios=int(ratios), records=int(records), scratch=int(scratch), fixed=int(fixed))
 
 
+def trial_bytes(config):
+    """Bytes of one trial's records in the results file (layout.record_bytes: its index and
+    the columns of the run's properties)."""
+    return _record_row_bytes(config) + _F
+
+
 def file_bytes(config, rows=None):
     """Bytes of the results file of ``rows`` trials of config (its trials when None): its
-    rows, whole chunks of them (layout.record_bytes each), and what its creation takes
+    rows, whole chunks of them (trial_bytes each), and what its creation takes
     (layout.creation_bytes: metadata and summaries)."""
     from .layout import CHUNK_ROWS, creation_bytes
     rows = int(config.trials if rows is None else rows)
     chunk = max(1, min(CHUNK_ROWS, rows))
     allocated = -(-rows // chunk) * chunk
-    return (allocated * (_record_row_bytes(config) + _F)
+    return (allocated * trial_bytes(config)
             + creation_bytes(config.depth, rows, config.samples, config.sup, config.properties))
+
+
+def submission_bytes(configs, shards):
+    """(bytes of the part files, bytes of the merged file) of a submission of these runs
+    (resolved RunConfigs) in ``shards`` shards each: the parts hold every trial once, in
+    ``shards`` files per run, and the merged file holds them all again."""
+    parts = merged = 0
+    for config in configs:
+        T = int(config.trials)
+        for i in range(shards):
+            parts += file_bytes(config, (T * (i + 1)) // shards - (T * i) // shards)
+        merged += file_bytes(config)
+    return parts, merged
 
 
 def _read_int(path):
@@ -406,16 +425,15 @@ def check_sweep(configs, output, threads=1, batch_size=None, backend="cpu", resu
                          f"{human_bytes(free)} free: lower --trials or write elsewhere (or pass --ignore-limits)")
 
 
-def check_submission(configs, output, resume=False, insist=False, free=None):
+def check_submission(configs, output, resume=False, insist=False, free=None, shards=1):
     """What a SLURM submission of these runs (resolved RunConfigs) into ``output`` needs before
     anything is written: sizes that no machine holds are refused (check_sizes), and the disk of
-    the output's directory must hold the part files and the merged file, twice the runs'
-    results files (a LimitError unless insist).  Memory is not checked here: the jobs run on
+    the output's directory must hold the part files and the merged file (submission_bytes of
+    ``shards`` shards; a LimitError unless insist).  Memory is not checked here: the jobs run on
     other machines, whose memory their own runs check."""
-    need = 0
     for config in configs:
         check_sizes(config)
-        need += 2 * file_bytes(config)
+    need = sum(submission_bytes(configs, shards))
     if resume:
         return      # part of it is written already; each shard checks what it adds
     free = free_disk(output) if free is None else free

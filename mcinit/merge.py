@@ -101,15 +101,64 @@ def _write_run(out, group, parts, missing, meta_extra):
     write_final(g, summary, rows)
 
 
-def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False):
-    """Merge the runs in ``paths`` into ``output``; returns lines describing what was merged."""
+def merge_files(paths, output, overwrite=False, allow_partial=False, sweep=False, remove_parts=False):
+    """Merge the runs in ``paths`` into ``output``; returns lines describing what was merged.
+
+    remove_parts: once the merged file is complete and verified (``verify``), remove the input
+    files (each under its own output lock: none that a run is writing); not with allow_partial."""
     out_abs = os.path.abspath(output)
     if any(os.path.abspath(p) == out_abs for p in paths):
         raise StoreError("the output must not be one of the inputs")
+    if remove_parts and allow_partial:
+        raise StoreError("--remove-parts removes the parts after a complete merge only, not with --allow-partial")
     check_output(output, overwrite, inputs=paths)       # before any lock file
     with OutputLock(output):
         check_output(output, overwrite, inputs=paths)
-        return _merge(paths, output, allow_partial, sweep)
+        lines = _merge(paths, output, allow_partial, sweep)
+        if remove_parts:
+            verify(output, read_parts(paths))
+            lines += remove_files(paths)
+        return lines
+
+
+def verify(output, parts):
+    """Check that the merged file ``output`` is complete: it reads back (mcinit.reader), no
+    run of it is partial, and it holds every trial of every configuration of ``parts``, and
+    the records of each part (compared column by column); a StoreError otherwise."""
+    info = read_file(output)
+    runs = {r.config_hash: r for r in info.runs}
+    for q in parts:
+        r = runs.get(q.config_hash)
+        if r is None or r.partial or r.first_index != 0 or r.completed != r.trials or r.rows != r.trials:
+            raise StoreError(f"{output} does not hold {part_name(q)}'s run complete; the parts are kept")
+        with open_file(output) as f, open_file(q.path) as g:
+            t, src = f[r.group][TRIALS], g[q.group][TRIALS]
+            names = stored_columns(src, COLUMNS + SUP_FIELDS)
+            for a in range(0, q.completed, _BLOCK):
+                b = min(q.completed, a + _BLOCK)
+                at = q.first_index - r.first_index + a
+                for k in names:
+                    if not np.array_equal(t[k][at:at + b - a], src[k][a:b], equal_nan=t[k].dtype.kind == "f"):
+                        raise StoreError(f"{output}'s {k} differs from {part_name(q)}'s; the parts are kept")
+
+
+def remove_files(paths):
+    """Remove the part files ``paths`` (a merge's inputs, merged and verified), each while
+    holding its output lock; lines saying what was removed and what was not (and why)."""
+    removed, freed, lines = 0, 0, []
+    for p in dict.fromkeys(paths):
+        try:
+            with OutputLock(p):
+                size = os.stat(p).st_blocks * 512
+                os.remove(p)
+        except (StoreError, OSError) as e:
+            lines.append(f"kept {p}: {getattr(e, 'strerror', None) or e}")
+            continue
+        removed += 1
+        freed += size
+    from .limits import human_bytes
+    lines.append(f"removed {removed} part file{'s' if removed != 1 else ''} ({human_bytes(freed)})")
+    return lines
 
 
 def _merge(paths, output, allow_partial, sweep):

@@ -385,17 +385,22 @@ OPTIONS = (
     Option("output", TEXT, "Results file (HDF5).", role=EXEC, short="-o",
            default_text="mcinit-run.h5, sweeps mcinit-sweep.h5", metavar="PATH", files=True),
     Option("overwrite", FLAG, "Replace an existing results file.", role=EXEC, default=False),
-    Option("resume", FLAG, "Continue the run in the output file where it stopped (start it if there is none).",
-           role=EXEC, default=False),
+    Option("resume", FLAG, "Continue the run in the output file where it stopped (start it if there is none); "
+           "with a larger --trials, continue it to that many.", role=EXEC, default=False),
     Option("quiet", FLAG, "No progress bar and no summary; run and sweep print only the results file's path, "
-           "on one line.", role=EXEC, default=False, short="-q"),
+           "on one line (a --dry-run prints its plan all the same).", role=EXEC, default=False, short="-q"),
     Option("verbose", FLAG, "Print every run's full summary as it ends, as well as the comparison table.",
            role=EXEC, default=False, short="-v", in_file=False, commands=("sweep",)),
     Option("shard", TEXT, "Run only share I of K of the trial indices of every run (contiguous), e.g. 0/4; "
            "merge the shard files with `mcinit merge` (`--sweep` for sweep files).", role=EXEC,
            parse_text=parse_shard, in_file=False, metavar="I/K", commands=("run", "sweep")),
     Option("ignore_limits", FLAG, "Run even when the memory or the disk the run needs (estimated from the "
-           "configuration) exceeds what the machine has.", role=EXEC, default=False),
+           "configuration) exceeds what the machine has, or with more --threads than its cores.", role=EXEC,
+           default=False),
+    Option("dry_run", FLAG, "Say what the command would do and exit: the resolved configuration, the kernel "
+           "and why, the time on this machine (from a short calibration, cached) and the disk; nothing is "
+           "written (submit: writes and prints the scripts, submits nothing).", role=EXEC, default=False,
+           in_file=False),
 )
 
 #: the options by name
@@ -533,6 +538,7 @@ def markdown_table():
             "|---|---|---|---|---|---|---|"]
     for o in OPTIONS:
         spell = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
+        key = f"`{o.name}`" if o.in_file else "(command line only)"
         value = " \\| ".join(f"`{c}`" for c in o.choices) if o.kind == CHOICE else _VALUE_TEXT[o.kind]
         if o.kind == FLAG and not o.in_file:
             value = "flag"
@@ -544,7 +550,6 @@ def markdown_table():
         meaning = o.help.replace("|", "\\|")
         if o.commands != COMMANDS:
             meaning += f" ({' and '.join(f'`{c}`' for c in o.commands)} only.)"
-        key = f"`{o.name}`" if o.in_file else "(command line only)"
         rows.append(f"| {spell} | {key} | {value} | {shown} | {'yes' if o.several else ''} | {role} | {meaning} |")
     return "\n".join(rows) + "\n"
 

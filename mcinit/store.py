@@ -37,10 +37,19 @@ deflated: compressed chunks change size when rewritten, which is a structure
 change, and random float64 mantissas compress by only about 17% anyway.
 HDF5 is opened for each commit and closed after it, without an HDF5 file
 lock (a reader holding the file must not stop a run).
+
+Extension.  A run of the configuration of a file's run but for more trials
+(``extends``) continues it: under the output's lock, the file is written anew
+under a temporary name with the larger trial count (and so the configuration
+hash a fresh run of those trials has), its durable rows and checkpoint copied
+in, and renamed into place; the run then resumes from it.  A crash leaves the
+old file or the new one, never a mixture; a refused extension changes no byte.
 """
 
 import abc
+import dataclasses
 import fcntl
+import json
 import os
 import re
 import stat
@@ -51,8 +60,8 @@ import h5py
 import numpy as np
 
 from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError,
-                     build_run, checkpoint_slot, creation_bytes, mark_format, read_summary, set_completed, slot_group,
-                     stored_columns, write_summary)
+                     build_run, checkpoint_slot, creation_bytes, mark_format, read_summary, record_bytes, set_completed,
+                     slot_group, stored_columns, write_final, write_summary)
 from .options import RUN_OPTIONS
 from .reader import open_file, read_file, reason
 from .stats import QUANTITIES_OF, record_buffers, record_fields
@@ -60,7 +69,19 @@ from .stats import QUANTITIES_OF, record_buffers, record_fields
 __all__ = ["Sink", "MemorySink", "HDF5Sink", "StoreError", "FORMAT_VERSION", "RECORD_FIELDS", "LINKED",
            "stored_columns", "read_summary", "write_summary", "check_output", "create_file", "open_results",
            "build_run", "checkpoint_slot", "OutputLock", "check_free_space", "temporary_name",
-           "remove_stale_temporaries", "config_differences"]
+           "remove_stale_temporaries", "config_differences", "extends", "EXTENDED_FROM"]
+
+#: a run's attribute after an extension: the trial counts it held before (JSON list)
+EXTENDED_FROM = "extended_from"
+
+
+def extends(info, config):
+    """Whether a run of ``config`` (a resolved RunConfig) extends the run ``info`` holds (a
+    reader.RunInfo): the same configuration but for more trials, and ``info`` a whole run
+    (no shard, no partial merge)."""
+    return (not info.shard and not info.partial and info.first_index == 0 and info.rows == info.trials
+            and config.trials > info.trials
+            and dataclasses.replace(config, trials=info.trials).config_hash() == info.config_hash)
 
 
 class Sink(abc.ABC):
@@ -216,17 +237,19 @@ def _regular(path):
         return False
 
 
-def check_output(path, overwrite=False, inputs=(), option="-o"):
+def check_output(path, overwrite=False, inputs=(), option="-o", config=None):
     """Refuse, before any work, an output that exists (without overwrite), that is not a
     regular file (a directory, a device, a FIFO, a socket, a link to one), that is one of
     the command's ``inputs`` (paths it reads), or an unwritable place.  option: the
-    command-line option naming the output, for the message."""
+    command-line option naming the output, for the message; config: the RunConfig of the
+    run to be written, whose differences from a run the output holds the message names."""
     path = str(path)
     if os.path.isdir(path):
         raise StoreError(f"output {path} is a directory")
     exists = os.path.lexists(path)
     if exists and not overwrite:
-        raise StoreError(f"output {path} exists; pass --overwrite to replace it or choose another {option}")
+        raise StoreError(f"output {path} exists{_held_run(path, config) if _regular(path) else ''}; "
+                         f"pass --overwrite to replace it or choose another {option}")
     if exists and not _regular(path):
         raise StoreError(f"output {path} is not a regular file; --overwrite replaces only files")
     for p in inputs:
@@ -402,6 +425,15 @@ def create_file(path, attrs, build=None, need=0):
         raise
 
 
+def _attr_text(path, name):
+    """The text attribute ``name`` of the file's root, or None."""
+    with open_file(path) as f:
+        value = f.attrs.get(name)
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _remove(path):
     try:
         os.remove(path)
@@ -480,6 +512,39 @@ def config_differences(stored, requested):
     return out
 
 
+def other_configuration(info, requested):
+    """What a run of ``requested`` (a RunConfig, or None) differs in from the run ``info`` (a
+    reader.RunInfo) holds, for a refusal's message: ': --option X in the file, Y requested; ...'
+    (config_differences), and why a run that differs in its trials alone is not an extension
+    of it (``extends``); '' when nothing can be named."""
+    differ = config_differences(info.config, requested)
+    if not differ:
+        return ""
+    text = f": {'; '.join(differ)}"
+    if all(d.startswith("--trials ") for d in differ):
+        if requested.trials < info.trials:
+            text += " (a run is extended to more trials, never cut to fewer)"
+        elif info.shard or info.partial or info.first_index != 0 or info.rows != info.trials:
+            text += " (only a whole run is extended, not a shard or a partial merge)"
+    return text
+
+
+def _held_run(path, config):
+    """' and holds a run of another configuration: ...' for the run file ``path`` when a run
+    of ``config`` neither is nor extends the run it holds (other_configuration); '' otherwise
+    (no run file, the same configuration, or an extension)."""
+    if config is None:
+        return ""
+    try:
+        info = read_file(path)
+    except (StoreError, OSError):
+        return ""
+    if info.kind != "run" or info.runs[0].config_hash == config.config_hash() or extends(info.runs[0], config):
+        return ""
+    differ = other_configuration(info.runs[0], config)
+    return f" and holds a run of another configuration{differ}" if differ else ""
+
+
 class HDF5Sink(Sink):
     """Writes a run into an HDF5 file, batch by batch, crash-safely (mcinit.layout).
 
@@ -488,12 +553,15 @@ class HDF5Sink(Sink):
     resume     continue the run in an existing file (or start it when there is none)
     group      the run's group inside an existing sweep file (None: the run at the root)
     inputs     paths the run reads (its data file): never the output, even with overwrite
+    extend     (with resume) a run in the file of the same configuration but fewer trials
+               is extended to this run's trials (``extends``; the module's docstring)
     """
 
-    def __init__(self, path, overwrite=False, resume=False, group=None, inputs=()):
+    def __init__(self, path, overwrite=False, resume=False, group=None, inputs=(), extend=False):
         self.path = str(path)
         self.overwrite = overwrite
         self.resume = resume
+        self.extend = extend
         self.group = group
         self.inputs = tuple(str(p) for p in inputs if p)
         self.first = 0
@@ -506,26 +574,26 @@ class HDF5Sink(Sink):
         self._identity = None   # (st_dev, st_ino) of the file this run writes
         self._lock = None
 
-    def check_writable(self):
+    def check_writable(self, config=None):
         """Refuse an output this run must not write, before any work (repeated under the
-        output's lock when the run opens it)."""
+        output's lock when the run opens it); config: the run's RunConfig, whose differences
+        from a run the output holds the refusal names (check_output)."""
         if self.group is None and not (self.resume and os.path.exists(self.path)):
-            check_output(self.path, self.overwrite, self.inputs)
+            check_output(self.path, self.overwrite, self.inputs, config=config)
 
-    def _check_place(self):
+    def _check_place(self, config=None):
         """Refuse an output that is not a regular file to resume, or not one to create."""
         if self.group is None and self.resume and os.path.lexists(self.path):
             if not _regular(self.path):
                 raise StoreError(f"cannot resume {self.path}: it is not a regular file")
         else:
-            self.check_writable()
+            self.check_writable(config)
 
     def _resume_point(self, info, meta):
         """Where a validated run (reader.RunInfo) continues, or why it cannot."""
         if info.config_hash != meta["config_hash"]:
-            differ = config_differences(info.config, _requested_config(meta))
             raise StoreError(f"cannot resume {info.where}: it holds a run of another configuration"
-                             + (f": {'; '.join(differ)}" if differ else ""))
+                             + other_configuration(info, _requested_config(meta)))
         if (info.first_index, info.rows) != (int(meta.get("first_index", 0)), int(meta.get("rows", meta["trials"]))):
             raise StoreError(f"cannot resume {info.where}: it holds another share of the trials")
         if info.partial:
@@ -537,7 +605,7 @@ class HDF5Sink(Sink):
     def open(self, meta):
         """Create the run (or find where to resume it); returns None or (next trial, Summary).
         Holds the output's lock from here until close()."""
-        self._check_place()        # before any lock file is made beside it (again under the lock)
+        self._check_place(_requested_config(meta))        # before any lock file is made beside it (again under the lock)
         self._lock = OutputLock(self.path).acquire()
         try:
             state = self._open(meta)
@@ -611,10 +679,13 @@ class HDF5Sink(Sink):
         self._slot = 0
         if self.group is None:
             if self.resume and os.path.lexists(self.path):
-                self._check_place()
+                self._check_place(_requested_config(meta))
                 info = read_file(self.path)     # read-only: a refused resume changes no byte
                 if info.kind != "run":
                     raise StoreError(f"cannot resume {self.path}: it is a sweep file")
+                if self.extend and self._extends(info.runs[0], meta):
+                    self._extend_file(info.runs[0], meta)
+                    info = read_file(self.path)
                 return self._resume_point(info.runs[0], meta)
             check_output(self.path, self.overwrite, self.inputs)
             need = creation_bytes(meta["depth"], meta.get("rows", meta["trials"]), meta.get("samples", 0),
@@ -641,6 +712,59 @@ class HDF5Sink(Sink):
         except (OSError, RuntimeError) as e:
             raise StoreError(f"cannot write {self.path}: {reason(e)}") from None
         return None
+
+    def plan(self, meta):
+        """Read-only, without the lock: where ``open(meta)`` would start the run (at the
+        file's root): None (a new file), or the next trial index of the run it resumes or
+        extends; the StoreError ``open`` would raise otherwise.  Nothing is written."""
+        self._check_place(_requested_config(meta))
+        if not (self.resume and os.path.lexists(self.path)):
+            return None
+        info = read_file(self.path)
+        if info.kind != "run":
+            raise StoreError(f"cannot resume {self.path}: it is a sweep file")
+        run = info.runs[0]
+        self.first = int(meta.get("first_index", 0))
+        if self.extend and self._extends(run, meta):
+            return run.completed
+        return self._resume_point(run, meta)[0]
+
+    @staticmethod
+    def _extends(info, meta):
+        """Whether the run of ``meta`` (the whole run, no shard) extends ``info`` (``extends``)."""
+        from .config import RunConfig
+        if meta.get("shard") or int(meta.get("first_index", 0)) != 0 or \
+                int(meta.get("rows", meta["trials"])) != int(meta["trials"]):
+            return False
+        return extends(info, RunConfig.from_json(meta["config"]))
+
+    def _extend_file(self, info, meta):
+        """Under the output's lock: the file anew with the trials of ``meta``, holding the
+        durable rows and the checkpoint of ``info``'s run, renamed into place."""
+        config = info.config
+        rows = int(meta["trials"])
+        try:
+            earlier = json.loads(_attr_text(self.path, EXTENDED_FROM) or "[]")
+        except ValueError:
+            earlier = []
+        earlier = (earlier if isinstance(earlier, list) else []) + [info.trials]
+        meta = dict(meta, extra_attrs=dict(meta.get("extra_attrs", {}), **{EXTENDED_FROM: json.dumps(earlier)}))
+
+        def build(f):
+            build_run(f, meta)
+            t = f[TRIALS]
+            names = stored_columns(t, list(COLUMNS + SUP_FIELDS))
+            with open_file(self.path) as old:
+                src = old[TRIALS]
+                for a in range(0, info.completed, 1 << 20):
+                    b = min(info.completed, a + (1 << 20))
+                    for name in names:
+                        t[name][a:b] = src[name][a:b]
+            write_final(f, info.summary, info.completed)
+
+        need = (creation_bytes(config.depth, rows, config.samples, config.sup, config.properties)
+                + info.completed * record_bytes(config.depth, config.samples, config.sup, config.properties))
+        create_file(self.path, {}, build, need)
 
     def _run_group(self):
         """The run's group of the file opened for writing (a context manager), after checking

@@ -7,7 +7,7 @@ import numpy as np
 from .initializers import expected_forward
 from .stats import clopper_pearson
 
-__all__ = ["run_summary", "sweep_table", "COMPARE_EPS"]
+__all__ = ["run_summary", "rate_text", "seconds", "sweep_table", "COMPARE_EPS"]
 
 #: the tolerance (norm form) of a sweep's comparison table: the middle one of a run's summary
 #: (mcinit.engine.REPORT_EPS)
@@ -23,14 +23,13 @@ def run_summary(result, output=None, threads=None):
     """Lines: what ran, per-layer ratio mean and spread beside the exact law, failure rates."""
     cfg, s = result.config, result.summary
     T = s.trials
-    rate = result.computed / result.elapsed if result.elapsed > 0 else float("inf")
     where = f" -> {output}" if output else ""
     thr = f", {threads} threads" if threads else ""
     kernel = cfg.kernel if cfg.precision == "float64" else f"{cfg.kernel} ({cfg.precision})"
     if result.computed == 0 and result.elapsed == 0:     # read from a complete file
         head = f"mcinit: {T:,} trials, kernel {kernel}{where}"
     else:
-        head = (f"mcinit: {T:,} trials{_resumed(result)} in {result.elapsed:.1f} s ({rate:,.0f} trials/s), "
+        head = (f"mcinit: {T:,} trials{_resumed(result)} in {seconds(result.elapsed)} ({_pace(result)}), "
                 f"kernel {kernel}{thr}{where}")
     lines = [
         head,
@@ -83,6 +82,25 @@ def run_summary(result, output=None, threads=None):
 
 #: the property a run of one property leaves out
 _MISSING = {"forward": "backward", "backward": "forward"}
+
+
+def rate_text(rate):
+    """'22,497' trials per second; three significant digits below 100 ('0.0123', '4.56')."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
+def seconds(x):
+    """'44.5 s'; three significant digits below a tenth of a second."""
+    return f"{x:.1f} s" if x >= 0.1 else f"{x:.3g} s"
+
+
+def _pace(result):
+    """The trials' rate, without the startup (compiling or loading the kernels: RunResult.startup)."""
+    rate = "" if result.rate is None else f"{rate_text(result.rate)} trials/s"
+    if result.startup <= 0:
+        return rate
+    start = f"{seconds(result.startup)} of it compiling or loading the kernels"
+    return f"{start}, then {rate}" if rate else start
 
 
 def _resumed(result):

@@ -23,7 +23,7 @@ from .progress import labelled
 from .reader import open_file, sweep_names
 from .store import HDF5Sink, OutputLock, check_output, create_file
 
-__all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep", "check_shard"]
+__all__ = ["SWEEP_KEYS", "expand", "run_name", "name_runs", "run_sweep", "check_shard", "check_resumable"]
 
 #: the options a sweep may list, comma-separated (those with ``several`` in mcinit.options)
 SWEEP_KEYS = SEVERAL
@@ -116,6 +116,15 @@ def _other_runs(held, names):
     return f" ({'; '.join(parts)})"
 
 
+def check_resumable(path, names):
+    """A StoreError, naming the runs that differ, unless the sweep file ``path`` holds the
+    runs ``names`` (in this order): what a resumed sweep continues."""
+    with open_file(path) as f:
+        held = sweep_names(f, path, every_run=False) if f.attrs.get("kind") == "sweep" else None
+    if held != names:
+        raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs" + _other_runs(held, names))
+
+
 def check_shard(runs, shard):
     """A ConfigError unless ``shard`` (I, K) is a share of every run's trials (None: no shard)."""
     if shard is not None:
@@ -138,10 +147,7 @@ def run_sweep(runs, path, overwrite=False, resume=False, threads=None, batch_siz
         check_output(path, overwrite, inputs)       # before any lock file
     with OutputLock(path):
         if resume and os.path.lexists(path):
-            with open_file(path) as f:
-                held = sweep_names(f, path, every_run=False) if f.attrs.get("kind") == "sweep" else None
-            if held != names:
-                raise StoreError(f"cannot resume {path}: it is not a sweep of the same runs" + _other_runs(held, names))
+            check_resumable(path, names)
         else:
             check_output(path, overwrite, inputs)
             create_file(path, sweep_attrs(names, __version__), lambda f: f.create_group(RUNS))

@@ -108,10 +108,11 @@ def test_existing_output_is_kept(tmp_path):
     out = tmp_path / "keep.h5"
     assert invoke("run", "--trials", 20, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q").exit_code == 0
     before = out.read_bytes()
-    r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q")
-    assert r.exit_code == 2 and "--overwrite" in r.output
+    r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "--seed", 1, "-o", out, "-q")
+    assert r.exit_code == 2 and "--overwrite" in r.output     # another configuration (more trials extend it)
     assert out.read_bytes() == before
-    r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "-o", out, "-q", "--overwrite")
+    r = invoke("run", "--trials", 30, "--input-dim", 5, "--widths", "4,4", "--seed", 1, "-o", out, "-q",
+               "--overwrite")
     assert r.exit_code == 0
 
 

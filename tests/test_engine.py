@@ -233,3 +233,45 @@ def test_a_forward_run_on_the_cuda_backend_counts_forward_deaths():
     for k, v in out.items():
         assert v["fields"] == ["dead", "fwd_max", "fwd_min", "index"] and v["close"], k
         assert v["dead"] == v["want"], k
+
+
+def test_the_startup_is_timed_apart_from_the_rate(monkeypatch):
+    monkeypatch.setattr(engine, "_warm", set())     # as in a new process
+    res = _run("law", None, 50, trials=400, input_dim=6, widths="5,7")
+    assert 0 < res.startup < res.elapsed and res.computed == 400
+    assert res.rate == pytest.approx(400 / (res.elapsed - res.startup))
+    again = _run("law", None, 50, trials=400, input_dim=6, widths="5,7")     # compiled already
+    assert again.startup == 0 and again.rate == pytest.approx(400 / again.elapsed)
+    for k, v in res.summary.arrays().items():      # the trial computed apart changes nothing
+        assert np.array_equal(v, again.summary.arrays()[k]), k
+
+
+def test_a_slow_rate_prints_with_significant_digits():
+    from mcinit.summary_text import rate_text, run_summary
+    res = _run("law", None, None, trials=3, input_dim=6, widths="5,7")
+    res.elapsed, res.startup = 12.0, 4.0            # 3 trials in 8 s after the startup
+    head = run_summary(res)[0]
+    assert "3 trials in 12.0 s (4.0 s of it compiling or loading the kernels, then 0.375 trials/s)" in head
+    res.startup = 0.0
+    assert "3 trials in 12.0 s (0.25 trials/s)" in run_summary(res)[0]
+    assert [rate_text(r) for r in (22497.4, 45.61, 0.01234)] == ["22,497", "45.6", "0.0123"]
+
+
+def test_more_threads_than_cores_is_explained():
+    limit = numba.config.NUMBA_NUM_THREADS
+    with pytest.raises(config.ConfigError) as e:
+        engine.set_threads(limit + 1)
+    msg = str(e.value)
+    assert f"--threads {limit + 1} is more than" in msg and "take turns" in msg and "--ignore-limits" in msg
+    assert "\n" not in msg
+
+
+def test_ignore_limits_runs_more_threads_than_cores(tmp_path):
+    import subprocess
+    import sys
+    n = numba.config.NUMBA_NUM_THREADS + 1
+    p = subprocess.run([sys.executable, "-m", "mcinit", "run", "--trials", "50", "--input-dim", "4", "--widths", "5,7",
+                        "--threads", str(n), "--ignore-limits", "-o", str(tmp_path / "r.h5")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"{n} threads" in p.stdout

@@ -769,3 +769,44 @@ def test_submissions_carry_precision_and_properties_and_status_reads_their_parts
     assert [s["state"] for s in shards] == ["missing", "done"]
     r = invoke("status", out)
     assert r.exit_code == 0 and "shards: 1/8 complete; trials: 100/800" in r.output, r.output
+
+
+def test_submit_says_its_disk_and_removes_parts_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM needed
+    out = tmp_path / "w.h5"
+    r = invoke("submit", "--trials", "1e8", "--width", "256,512,1024", "--shards", 50, "--ignore-limits",
+               "--remove-parts", "-o", out, "--dry-run")
+    assert r.exit_code == 0, r.output
+    from mcinit import config, engine
+    from mcinit.limits import human_bytes, submission_bytes
+    cfgs = [engine.resolve(config.build(trials=int(1e8), width=w)[0]) for w in (256, 512, 1024)]
+    parts, merged = submission_bytes(cfgs, 50)
+    assert 50e9 < merged < 53e9 and merged <= parts < merged * 1.01     # 169 bytes per trial, 3e8 trials
+    assert f"disk: {human_bytes(parts)} of part files plus {human_bytes(merged)} merged" in r.output
+    assert "the merge then removes the part files (--remove-parts)" in r.output
+    merge = (tmp_path / "w.h5.parts" / "merge.sbatch").read_text()
+    assert merge.rstrip().endswith("--remove-parts") and "--sweep" in merge
+    assert json.loads((tmp_path / "w.h5.parts" / "plan.json").read_text())["remove_parts"] is True
+    r = invoke("submit", *SMALL, "--shards", 2, "-o", tmp_path / "s.h5", "--dry-run")
+    assert r.exit_code == 0 and "--remove-parts has the merge remove" in r.output
+    assert "--remove-parts" not in (tmp_path / "s.h5.parts" / "merge.sbatch").read_text()
+
+
+def test_the_merge_script_removes_the_parts_and_status_counts_them_merged(tmp_path, monkeypatch):
+    """The merge job's command (merge.sbatch run by bash) with --remove-parts: the parts go once
+    the merged file is verified, and status counts every shard done, the merged file complete."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "p.h5"
+    assert invoke("submit", *SMALL, "--shards", 2, "--remove-parts", "-o", out, "--dry-run").exit_code == 0
+    plan = hpc.load_plan(str(out))
+    d = plan["dir"]
+    cfg = os.path.join(d, plan["runs"][0]["config"])
+    for i, part in enumerate(plan["runs"][0]["parts"]):
+        assert invoke("run", "--config", cfg, "--shard", f"{i}/2", "-o", os.path.join(d, part), "-q").exit_code == 0
+    p = subprocess.run([BASH, os.path.join(d, "merge.sbatch")], capture_output=True, text=True, cwd=d,
+                       env=dict(os.environ, PATH=os.environ["PATH"] + os.pathsep + "/usr/bin:/bin"), timeout=280)
+    assert p.returncode == 0, p.stderr
+    assert "removed 2 part files" in p.stdout and out.exists()
+    assert not any(os.path.exists(os.path.join(d, part)) for part in plan["runs"][0]["parts"])
+    st = hpc.read_status(str(out))
+    assert [s["state"] for s in st["runs"][0]["shards"]] == ["done", "done"] and st["merged"]["complete"]

@@ -767,3 +767,38 @@ def test_resume_of_one_property_refuses_a_run_of_another(tmp_path):
     with pytest.raises(StoreError, match="another configuration"):
         engine.run(both, data, sink=HDF5Sink(path, resume=True))
     assert open(path, "rb").read() == before
+
+
+def test_merge_removes_the_parts_only_once_its_file_is_complete_and_verified(tmp_path):
+    cfg, data = _cfg(trials=300, kernel="dense")
+    single = str(tmp_path / "single.h5")
+    engine.run(cfg, data, sink=HDF5Sink(single))
+    parts = [str(tmp_path / f"p{i}.h5") for i in range(3)]
+    for i, p in enumerate(parts):
+        engine.run(cfg, data, sink=HDF5Sink(p), shard=(i, 3))
+    with pytest.raises(StoreError, match="not with --allow-partial"):
+        merge_files(parts, str(tmp_path / "m.h5"), allow_partial=True, remove_parts=True)
+    with pytest.raises(StoreError, match="missing"):        # an incomplete set: nothing merged, nothing removed
+        merge_files(parts[:2], str(tmp_path / "m.h5"), remove_parts=True)
+    assert all(os.path.exists(p) for p in parts) and not os.path.exists(tmp_path / "m.h5")
+    out = str(tmp_path / "merged.h5")
+    lines = merge_files(parts, out, remove_parts=True)
+    assert lines[-1].startswith("removed 3 part files")
+    assert not any(os.path.exists(p) for p in parts)
+    assert _same_records(out, mcinit.load(single).runs[0].records()) == 300
+    assert sorted(os.listdir(tmp_path)) == ["merged.h5", "single.h5"]
+
+
+def test_merge_verification_finds_a_difference(tmp_path):
+    from mcinit.merge import read_parts, verify
+    cfg, data = _cfg(trials=100)
+    parts = [str(tmp_path / f"p{i}.h5") for i in range(2)]
+    for i, p in enumerate(parts):
+        engine.run(cfg, data, sink=HDF5Sink(p), shard=(i, 2))
+    out = str(tmp_path / "m.h5")
+    merge_files(parts, out)
+    verify(out, read_parts(parts))
+    with h5py.File(out, "a") as f:
+        f["trials/fwd_min"][70, 0] += 1.0
+    with pytest.raises(StoreError, match="fwd_min differs"):
+        verify(out, read_parts(parts))

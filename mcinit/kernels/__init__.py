@@ -12,7 +12,7 @@ import numpy as np
 from ..config import ConfigError, check_precision
 from ..initializers import DIST_NORMAL
 
-__all__ = ["get", "resolve", "cost", "cost_terms", "release"]
+__all__ = ["get", "resolve", "choose", "able", "cost", "cost_terms", "release"]
 
 
 def get(name):
@@ -88,8 +88,19 @@ def cost(name, widths, samples, classes, precision="float64", backward=True):
     return float(np.dot(c, t))
 
 
-def resolve(requested, dist_code, widths, samples, classes, init, precision="float64"):
-    """The concrete kernel for a request ('auto' or a name), or a ConfigError."""
+def able(dist_code, samples, precision="float64"):
+    """The kernels that can compute a configuration: float32 only the blocked kernel; projected
+    and law need Gaussian weights, law one input per trial."""
+    if precision != "float64":
+        return ("blocked",)
+    gaussian = dist_code == DIST_NORMAL
+    return ("dense", "blocked") + (("projected",) if gaussian else ()) + (("law",) if gaussian and samples == 1 else ())
+
+
+def choose(requested, dist_code, widths, samples, classes, init, precision="float64"):
+    """(kernel, why, costs) for a request ('auto' or a name), or a ConfigError: the concrete
+    kernel, the rule that picked it in words, and the estimated seconds of one trial on one
+    thread (``cost``) of every kernel that can compute the configuration, as auto compares them."""
     gaussian = dist_code == DIST_NORMAL
     check_precision(requested, precision)
     if requested in ("projected", "law") and not gaussian:
@@ -97,11 +108,22 @@ def resolve(requested, dist_code, widths, samples, classes, init, precision="flo
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
     if requested == "law" and samples != 1:
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
+    kinds = able(dist_code, samples, precision)
+    costs = {k: cost(k, widths, samples, classes, precision) for k in kinds}
     if requested != "auto":
-        return requested
+        return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
-        return "blocked"
+        return "blocked", f"--precision {precision} is computed by the blocked kernel alone", costs
     if gaussian and samples == 1:
-        return "law"
-    candidates = ("dense", "blocked", "projected") if gaussian else ("dense", "blocked")
-    return min(candidates, key=lambda k: cost(k, widths, samples, classes))
+        return "law", ("auto: Gaussian weights and one input per trial, where the law kernel draws each "
+                       "layer's ratio from its exact law, O(L) per trial"), costs
+    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes))
+    why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
+    if not gaussian:
+        why += " (projected and law are exact for Gaussian weights only)"
+    return found, why, costs
+
+
+def resolve(requested, dist_code, widths, samples, classes, init, precision="float64"):
+    """The concrete kernel for a request ('auto' or a name), or a ConfigError (``choose``)."""
+    return choose(requested, dist_code, widths, samples, classes, init, precision)[0]
