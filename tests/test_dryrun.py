@@ -131,3 +131,19 @@ def test_option_table_marks_command_line_only_options():
     assert "| `--dry-run` | (command line only) |" in options.markdown_table()
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "cli.md")
     assert options.markdown_table() in open(path).read()
+
+
+def test_dry_runs_with_the_options_of_their_command_shards_and_quiet(tmp_path):
+    """A dry run lists the options its command takes (sweep's -v for sweep only), --shard as
+    I/K, plans a sweep's share of every run, and prints its plan even with -q."""
+    out = tmp_path / "s.h5"
+    r = invoke("sweep", *SMALL[:4], "--width", "8,16", "--depth", 2, "--shard", "1/3", "-o", out, "--dry-run", "-q")
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ""                               # -q: no calibration notes
+    assert "  shard" in r.stdout and "= 1/3  *" in r.stdout and "  verbose" in r.stdout
+    assert r.stdout.count("for 67 trials (shard 1/3: trials 66 to 132)") == 2
+    assert listing(tmp_path) == []
+    r = invoke("run", *SMALL, "--shard", "0/2", "-o", tmp_path / "r.h5", "--dry-run", "-q")
+    assert r.exit_code == 0 and "for 100 trials" in r.stdout and "= 0/2  *" in r.stdout
+    assert "  verbose" not in r.stdout and "mcinit run --dry-run" in r.stdout
+    assert listing(tmp_path) == []

@@ -99,3 +99,28 @@ def test_the_sink_extends_only_the_same_configuration(tmp_path):
         assert f.read() == before
     res = engine.run(bigger, data, sink=HDF5Sink(path, resume=True, extend=True))
     assert res.summary.trials == 250 and res.computed == 150
+
+
+def test_a_refusal_names_what_differs_and_only_more_trials_extend(tmp_path):
+    """The extension and the refused resume agree: a configuration that differs only by more
+    trials extends the file's run; anything else is refused, with or without --resume, naming
+    each option that differs (mcinit.store.other_configuration)."""
+    out = tmp_path / "r.h5"
+    assert invoke("run", *NET, "--trials", 300, "-o", out, "-q").exit_code == 0
+    before = digest(out)
+    r = invoke("run", *NET, "--trials", 700, "--seed", 1, "-o", out, "-q")
+    assert r.exit_code == 2 and r.output == (
+        f"mcinit: error: output {out} exists and holds a run of another configuration: --trials 300 in the file, "
+        f"700 requested; --seed 0 in the file, 1 requested; pass --overwrite to replace it or choose another -o\n")
+    for resume in ([], ["--resume"]):
+        r = invoke("run", *NET, "--trials", 200, "-o", out, "-q", *resume)
+        assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+        assert "--trials 300 in the file, 200 requested (a run is extended to more trials, never cut to fewer)" \
+            in r.output
+    r = invoke("run", *NET, "--trials", 300, "--width", 9, "-o", out, "-q", "--resume")
+    assert r.exit_code == 2 and r.output == (f"mcinit: error: cannot resume {out}: it holds a run of another "
+                                             "configuration: --widths 8,8 in the file, 9,9 requested\n")
+    assert digest(out) == before
+    r = invoke("run", *NET, "--trials", 500, "-o", out, "-q")
+    assert r.exit_code == 0 and r.stdout == f"{out}\n"       # -q: only the path, the extension noted on stderr
+    assert "extending it to 500 trials" in r.stderr
