@@ -9,8 +9,8 @@ import sys
 import click
 
 from ._version import __version__
-from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, NUMBER, WHOLE, option_values, run_options,
-                          user_errors)
+from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, NUMBER, WHOLE, echo_json, json_option, option_values,
+                          run_options, user_errors)
 from .config import MAX_DEPTH, MAX_SAMPLES
 from .options import BY_NAME, FORMS, GAUSSIAN_INITS, ConfigError, parse_float, split_list
 
@@ -86,8 +86,9 @@ def _data_files(configs):
 @run_options()
 @click.option("--shard", help="Run only share I of K of the trial indices (contiguous), e.g. 0/4; "
               "merge the shard files with `mcinit merge`.")
+@json_option
 @user_errors
-def run(config_file, shard, **given):
+def run(config_file, shard, as_json, **given):
     """Run trials and stream per-trial records and summaries into an HDF5 file."""
     from .config import build
     from .engine import Stopped, resolve, resolve_backend, run as run_engine
@@ -98,6 +99,7 @@ def run(config_file, shard, **given):
     shard = _parse_shard(shard)
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
+    requested_kernel = cfg.kernel
     if not ex["overwrite"]:
         cfg = _with_kernel_of_file(output, cfg)
     cfg = resolve(cfg)
@@ -107,7 +109,10 @@ def run(config_file, shard, **given):
         if done is not None:    # the same command again: nothing to run, nothing written
             click.echo(f"mcinit: {output} already holds this run, complete; its summary follows "
                        "(--overwrite runs it again)", err=True)
-            if not ex["quiet"]:
+            if as_json:
+                from .documents import run_document
+                echo_json(run_document(done, output, requested_kernel=requested_kernel, shard=shard))
+            elif not ex["quiet"]:
                 click.echo("\n".join(run_summary(done, output=output)))
             return
     sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"], inputs=_data_files([cfg]))
@@ -121,8 +126,12 @@ def run(config_file, shard, **given):
             click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
                        "run the same command with --resume to continue", err=True)
             sys.exit(128 + stop.signum)
-    if not ex["quiet"]:
-        from numba import get_num_threads
+    from numba import get_num_threads
+    if as_json:
+        from .documents import run_document
+        echo_json(run_document(result, output, threads=get_num_threads(), requested_kernel=requested_kernel,
+                               shard=shard))
+    elif not ex["quiet"]:
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
 
 
@@ -176,8 +185,9 @@ def _complete_run(output, cfg, shard):
 
 @main.command()
 @run_options(several=True)
+@json_option
 @user_errors
-def sweep(config_file, **given):
+def sweep(config_file, as_json, **given):
     """Run the Cartesian product of the listed values (widths, depths, samples, inits, ...) into one file.
 
     Example: mcinit sweep --width 128,256,512,1024 --init he,glorot --trials 1e5
@@ -204,10 +214,12 @@ def sweep(config_file, **given):
     check_sweep([cfg for _, cfg, _ in runs], output, threads=get_num_threads(), batch_size=ex["batch_size"],
                 backend=backend, resume=ex["resume"], insist=ex["ignore_limits"])
     if not ex["quiet"]:
-        click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
+        click.echo(f"mcinit sweep: {len(runs)} runs -> {output}", err=as_json)
+    finished = []
 
     def done(name, result):
-        if not ex["quiet"]:
+        finished.append((name, result))
+        if not (ex["quiet"] or as_json):
             click.echo(f"\n[{name}]")
             click.echo("\n".join(run_summary(result)))
 
@@ -221,6 +233,10 @@ def sweep(config_file, **given):
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)
             sys.exit(128 + stop.signum)
+    if as_json:
+        from .documents import sweep_document
+        echo_json(sweep_document(finished, output, threads=get_num_threads(),
+                                 requested_kernel=values.get("kernel") or BY_NAME["kernel"].default))
 
 
 @main.command()
@@ -251,8 +267,9 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, quiet):
 @click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", help="Also write the figures to this PNG file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
+@json_option
 @user_errors
-def report(path, eps, form, level, plot_path, overwrite):
+def report(path, eps, form, level, plot_path, overwrite, as_json):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
     from .report import report_text
@@ -260,7 +277,11 @@ def report(path, eps, form, level, plot_path, overwrite):
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
     if not plot_path:
-        click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
+        if as_json:
+            from .documents import report_document
+            echo_json(report_document(load(path), eps=eps_values, form=form, level=level))
+        else:
+            click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
         return
     from .store import OutputLock, check_output
     check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")   # before any lock file
@@ -270,9 +291,14 @@ def report(path, eps, form, level, plot_path, overwrite):
         if not res.with_property("forward").runs:
             raise ConfigError(f"--plot draws the forward property, which no run of {path} computed "
                               "(made with --properties backward)")
-        click.echo(report_text(res, eps=eps_values, form=form, level=level))
+        if not as_json:
+            click.echo(report_text(res, eps=eps_values, form=form, level=level))
         _write_plot(res, plot_path, eps_values, form)
-    click.echo(f"figures -> {plot_path}")
+    if as_json:
+        from .documents import report_document
+        echo_json(report_document(res, eps=eps_values, form=form, level=level, figures=plot_path))
+    else:
+        click.echo(f"figures -> {plot_path}")
 
 
 def _write_plot(res, plot_path, eps_values, form):
@@ -299,8 +325,9 @@ def _write_plot(res, plot_path, eps_values, form):
 @click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True)
 @click.option("--init", default="he", show_default=True, type=click.Choice(GAUSSIAN_INITS),
               help="Gaussian initialisation preset (the bounds need Gaussian weights).")
+@json_option
 @user_errors
-def bound(eps, delta, depth, samples, width, form, init):
+def bound(eps, delta, depth, samples, width, form, init, as_json):
     """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths."""
     from .report import bound_text
     eps_values = _floats(eps, "eps")
@@ -312,6 +339,11 @@ def bound(eps, delta, depth, samples, width, form, init):
         raise ConfigError(f"bound takes at most depth {MAX_DEPTH} and {MAX_SAMPLES} samples, as a run does")
     widths = [BY_NAME["width"].parse(w) for w in split_list(width, "width")] if width else None
     try:
+        if as_json:
+            from .documents import bound_document
+            echo_json(bound_document(eps_values, delta, depth, samples=samples, widths=widths, form=form,
+                                     init=init))
+            return
         for e in eps_values:
             click.echo(bound_text(e, delta, depth, samples=samples, widths=widths, form=form, init=init))
     except ValueError as err:

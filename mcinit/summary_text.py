@@ -1,22 +1,40 @@
-"""The short summary printed at the end of a run."""
+"""The short summary printed at the end of a run, and its numbers (run_numbers)."""
 
 import numpy as np
 
-from .initializers import expected_forward
-from .stats import clopper_pearson
+from .rows import failure_cells, layer_rows
 
-__all__ = ["run_summary"]
+__all__ = ["run_summary", "run_numbers", "LEVEL"]
+
+#: confidence level of the run summary's exact intervals
+LEVEL = 0.95
 
 
-def _ci(k, n):
-    lo, hi = clopper_pearson(k, n)
-    return f"{k / n:.4g} [{float(lo):.4g}, {float(hi):.4g}]"
+def run_numbers(result):
+    """What the run summary shows, as named values (the JSON document of mcinit run holds them).
+
+    layers   mcinit.rows.layer_rows of the run: per-layer mean, sd, min, max of rho_l and
+             gamma_l beside the exact law of rho_l
+    eps      the tolerances (norm form) of the failure counts
+    failure  {prop: mcinit.rows.failure_cells at LEVEL} for the properties the run computed
+             (forward, backward, both)
+    p_exact  the exact forward failure probabilities at eps (norm form; one input, Gaussian
+             weights), or None where they are not defined or the forward property was not computed"""
+    cfg, s = result.config, result.summary
+    return dict(layers=layer_rows(cfg, s), eps=[float(e) for e in result.eps],
+                failure={p: failure_cells(k, s.trials, LEVEL) for p, k in result.failures.items()},
+                p_exact=_exact_forward(cfg, result.eps) if "fwd" in s.quantities else None)
+
+
+def _ci(cells, i):
+    return f"{cells['p_hat'][i]:.4g} [{float(cells['ci_low'][i]):.4g}, {float(cells['ci_high'][i]):.4g}]"
 
 
 def run_summary(result, output=None, threads=None):
     """Lines: what ran, per-layer ratio mean and spread beside the exact law, failure rates."""
     cfg, s = result.config, result.summary
     T = s.trials
+    numbers = run_numbers(result)
     rate = result.computed / result.elapsed if result.elapsed > 0 else float("inf")
     where = f" -> {output}" if output else ""
     thr = f", {threads} threads" if threads else ""
@@ -36,29 +54,28 @@ def run_summary(result, output=None, threads=None):
         f"{'layer':>5} {'width':>6} {'rho mean':>10} {'rho sd':>9} {'exact mean':>10} {'exact sd':>9}"
         f" {'gamma mean':>10} {'gamma sd':>9}",
     ]
-    mean_x, var_x = expected_forward(cfg)
-    sd = np.sqrt(s.variance())
     has = {q: q in s.quantities for q in ("fwd", "bwd")}
 
-    def pair(q, l):
-        """mean and sd of quantity q (0 rho, 1 gamma) at layer l, or '-' when not computed."""
-        if not has[("fwd", "bwd")[q]]:
+    def pair(row, name, q):
+        """mean and sd of rho or gamma in a layer's row, or '-' when not computed."""
+        if not has[q]:
             return f"{'-':>10} {'-':>9}"
-        return f"{s.mean[q, 0, l]:10.5f} {sd[q, 0, l]:9.4f}"
-    for l in range(cfg.depth):
-        ex_sd = f"{np.sqrt(var_x[l]):9.4f}" if np.isfinite(var_x[l]) else f"{'-':>9}"
-        lines.append(f"{l + 1:>5} {cfg.widths[l]:>6} {pair(0, l)} {mean_x[l]:10.5f} {ex_sd} {pair(1, l)}")
+        return f"{row[name + '_mean']:10.5f} {row[name + '_sd']:9.4f}"
+    for row in numbers["layers"]:
+        ex_sd = f"{row['exact_rho_sd']:9.4f}" if np.isfinite(row["exact_rho_sd"]) else f"{'-':>9}"
+        lines.append(f"{row['layer']:>5} {row['width']:>6} {pair(row, 'rho', 'fwd')} {row['exact_rho_mean']:10.5f} "
+                     f"{ex_sd} {pair(row, 'gamma', 'bwd')}")
     if cfg.properties != "both":
         lines.append(f"('-': the {_MISSING[cfg.properties]} property was not computed: --properties {cfg.properties})")
-    exact = _exact_forward(cfg, result.eps) if has["fwd"] else None
+    exact = numbers["p_exact"]
     lines += ["", "failure probability, norm form (|sqrt(ratio) - 1| > eps at some layer and input),"
                   " with exact 95% intervals" + ("; exact = forward, one input, Gaussian weights:" if exact is not None
                                                  else ":"),
               f"{'eps':>6}  {'forward':<30} {'exact':<11}{'backward':<30} {'both':<30}"]
-    f = result.failures
+    f = numbers["failure"]
     for i, e in enumerate(result.eps):
         ex = f"{exact[i]:<11.4g}" if exact is not None else f"{'-':<11}"
-        cells = {p: (_ci(f[p][i], T) if p in f else "not computed") for p in ("forward", "backward", "both")}
+        cells = {p: (_ci(f[p], i) if p in f else "not computed") for p in ("forward", "backward", "both")}
         lines.append(f"{e:>6g}  {cells['forward']:<30} {ex}{cells['backward']:<30} {cells['both']:<30}")
     deaths = "some h^l = 0" if cfg.properties == "forward" else "some h^l = 0 or delta^L = 0"
     lines.append(f"dead networks ({deaths}): {s.dead:,}")
