@@ -141,7 +141,7 @@ def format_file_status(st):
         r = runs[0]
         lines += [f"  configuration: {_config_line(r['config'])}",
                   f"  config_hash {r['config_hash']}",
-                  f"  trials: {_progress(r)}: {_state_words(r, 'run')}"]
+                  f"  {_progress(r)}: {_state_words(r, 'run')}"]
         return lines
     pct = 100.0 * st["completed"] / st["rows"] if st["rows"] else 100.0
     lines.append(f"  trials: {st['completed']:,}/{st['rows']:,} in the runs begun ({pct:.1f}%)")

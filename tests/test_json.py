@@ -153,18 +153,18 @@ def test_report_json_is_report_numbers(sweep_file):
 
 
 def test_bound_json_is_the_bound_text(tmp_path):
-    args = ["bound", "--eps", "0.2,0.3", "--delta", 0.01, "--depth", 5, "--samples", 3, "--width", "100,2000"]
+    args = ["bound", "--eps", "0.3,0.5", "--delta", 0.01, "--depth", 3, "--samples", 2, "--width", "100,2000"]
     doc = document(invoke(*args, "--json"), "bound")
     text = invoke(*args).stdout
-    assert [b["eps"] for b in doc["bounds"]] == [0.2, 0.3]
+    assert [b["eps"] for b in doc["bounds"]] == [0.3, 0.5]
     for b in doc["bounds"]:
-        assert b["required"]["paper"]["width"] == theory.paper_width(b["eps"], 0.01, 3, 5)
+        assert b["required"]["paper"]["width"] == theory.paper_width(b["eps"], 0.01, 2, 3)
         assert set(b["required"]) == {"paper", "chernoff", "union", "exact_one_input"}
         for entry in b["required"].values():
             assert f"{entry['width']:,}" in text
         for at in b["at_widths"]:
-            assert at["chernoff"] == float(theory.chernoff_bound(b["eps"], [at["width"]] * 5, 3, "norm", at["width"]))
-            assert at["p_union"] == min(1.0, 3 * at["p_exact"])
+            assert at["chernoff"] == float(theory.chernoff_bound(b["eps"], [at["width"]] * 3, 2, "norm", at["width"]))
+            assert at["p_union"] == min(1.0, 2 * at["p_exact"])
     assert doc["bounds"][0]["at_widths"][0]["paper_vacuous"]
 
 
