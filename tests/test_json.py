@@ -142,14 +142,19 @@ def test_report_json_is_report_numbers(sweep_file):
         rows, df = doc["failure"][prop], n["failure"][prop]
         assert len(rows) == len(df) == 8
         for row, (_, api) in zip(rows, df.iterrows()):
-            for key in ("run", "eps", "failures", "p_hat", "ci_low", "ci_high", "paper_delta", "chernoff", "p_exact",
-                        "bound_violated", "chernoff_below", "exact_outside", "seed", "head", "trials_planned"):
+            keys = ("run", "eps", "failures", "p_hat", "ci_low", "ci_high", "paper_delta", "chernoff", "p_exact",
+                    "bound_violated", "chernoff_below", "exact_outside", "seed", "head", "trials_planned")
+            for key in keys + (("p_one_input", "p_union") if prop == "forward" else ()):
                 assert close(row[key], api[key]) if isinstance(row[key], float) or row[key] is None \
                     else row[key] == api[key], key
     assert doc["sup"] is None and doc["figures"] is None
     text = invoke("report", out, "--eps", "0.25,0.5").stdout
     for row in doc["failure"]["forward"]:
         assert f"[{fmt_p(row['ci_low'])}, {fmt_p(row['ci_high'])}]" in text
+    two = [row for row in doc["failure"]["forward"] if row["samples"] == 2]
+    assert len(two) == 4 and all(row["p_one_input"] <= row["p_union"] for row in two)
+    assert all(fmt_p(row["p_union"], 4) in text for row in two)
+    assert all(row["p_one_input"] is None for row in doc["failure"]["forward"] if row["samples"] == 1)
 
 
 def test_bound_json_is_the_bound_text(tmp_path):

@@ -305,11 +305,8 @@ def _multi_input_lines(results, df, form):
         c = run.config
         if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
             continue
-        d = df[df.run == run.name]
-        p1 = np.atleast_1d(theory.exact_forward_failure(d.eps.to_numpy(), list(c.widths), form,
-                                                        c.input_dim, c.init))
-        for (_, r), p in zip(d.iterrows(), p1):
-            union = min(1.0, c.samples * p)
+        for _, r in df[df.run == run.name].iterrows():
+            p, union = r.p_one_input, r.p_union
             if r.ci_high < p * (1 - _REL_TOL):
                 where = "BELOW the one-input value (impossible: an error)"
             elif r.ci_low > union * (1 + _REL_TOL):
@@ -328,6 +325,23 @@ def _multi_input_lines(results, df, form):
                       "measurement"], rows, "lrrrlrrl") + notes)
 
 
+def _with_one_input_bounds(df, results, form):
+    """The forward table df with p_one_input (the exact one-input probability P1) and p_union
+    (min(1, N P1)) for the runs of N > 1 inputs and Gaussian weights, between which the N-input
+    probability lies (docs/design.md section 5); NaN for the other runs."""
+    df = df.assign(p_one_input=np.nan, p_union=np.nan)
+    for run in results.runs:
+        c = run.config
+        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
+            continue
+        rows = df.run == run.name
+        p1 = np.atleast_1d(theory.exact_forward_failure(df.loc[rows, "eps"].to_numpy(), list(c.widths), form,
+                                                        c.input_dim, c.init))
+        df.loc[rows, "p_one_input"] = p1
+        df.loc[rows, "p_union"] = np.minimum(1.0, c.samples * p1)
+    return df
+
+
 def report_numbers(results, eps=None, form="norm", level=0.95):
     """The numbers report_text shows, as tables (the JSON document of mcinit report holds them).
 
@@ -338,7 +352,9 @@ def report_numbers(results, eps=None, form="norm", level=0.95):
     failure  {forward, backward, both: results.failure(...) of the runs that computed the
              property, in the order of the report's tables, with the flags' columns
              chernoff_below (the Chernoff bound below the interval) and exact_outside (p_exact
-             outside the interval); None where no run computed it}
+             outside the interval), and for forward p_one_input and p_union (N > 1 inputs, Gaussian
+             weights: the exact one-input probability P1 and min(1, N P1), NaN otherwise); None
+             where no run computed it}
     sup      results.failure(eps, prop="sup") of the runs with the supremum search, or None"""
     form_words(form)
     if not 0 < level < 1:
@@ -356,6 +372,8 @@ def report_numbers(results, eps=None, form="norm", level=0.95):
         df = _row_key(some.failure(eps, prop=prop, form=form, level=level))
         df["chernoff_below"] = np.isfinite(df.chernoff) & (df.chernoff < df.ci_low)
         df["exact_outside"] = np.isfinite(df.p_exact) & _outside(df.p_exact, df.ci_low, df.ci_high)
+        if prop == "forward":
+            df = _with_one_input_bounds(df, some, form)
         failure[prop] = df
     sup = (results.failure(eps, prop="sup", form=form, level=level)
            if any(r.config.sup for r in results.runs) else None)
