@@ -9,9 +9,9 @@ import click
 
 from ._version import __version__
 from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, NUMBER, POSITIVES, WHOLE, WHOLES, ChoiceList,
-                          option_values, run_options, user_errors)
+                          echo_json, json_option, option_values, run_options, user_errors)
 from .config import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH
-from .options import FORMS, GAUSSIAN_INITS, PROPERTIES, ConfigError
+from .options import BY_NAME, FORMS, GAUSSIAN_INITS, PROPERTIES, ConfigError
 
 class _Main(click.Group):
     """The command group; a malformed command line is one line on stderr and exit status 2."""
@@ -73,8 +73,9 @@ def _data_files(configs):
 
 @main.command()
 @run_options(command="run")
+@json_option
 @user_errors
-def run(config_file, **given):
+def run(config_file, as_json, **given):
     """Run trials and stream per-trial records and summaries into an HDF5 file."""
     from .config import build
     from .engine import Stopped, resolve, resolve_backend, run as run_engine
@@ -82,10 +83,12 @@ def run(config_file, **given):
     from .summary_text import run_summary
 
     values, ex = option_values(config_file, given)
+    _json_or_dry_run(as_json, ex)
     shard = ex["shard"]
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     requested, picked = cfg.kernel, resolve(cfg).kernel
+    requested_kernel = requested
     if not ex["overwrite"]:
         cfg = _with_kernel_of_file(output, cfg)
     cfg = resolve(cfg)
@@ -101,9 +104,13 @@ def run(config_file, **given):
     if not (ex["overwrite"] or ex["resume"]):
         done = _complete_run(output, cfg, shard)
         if done is not None:    # the same command again: nothing to run, nothing written
-            click.echo(f"mcinit: {output} already holds this run, complete; its summary follows "
+            follows = "" if as_json or ex["quiet"] else "; its summary follows"
+            click.echo(f"mcinit: {output} already holds this run, complete{follows} "
                        "(--overwrite runs it again)", err=True)
-            if not ex["quiet"]:
+            if as_json:
+                from .documents import run_document
+                echo_json(run_document(done, output, requested_kernel=requested_kernel, shard=shard))
+            elif not ex["quiet"]:
                 click.echo("\n".join(run_summary(done, output=output)))
             else:
                 click.echo(output)
@@ -125,8 +132,12 @@ def run(config_file, **given):
             click.echo(f"mcinit: stopped after trial {e.completed}; {output} is complete up to it: "
                        "run the same command with --resume to continue", err=True)
             sys.exit(128 + stop.signum)
-    if not ex["quiet"]:
-        from numba import get_num_threads
+    from numba import get_num_threads
+    if as_json:
+        from .documents import run_document
+        echo_json(run_document(result, output, threads=get_num_threads(), requested_kernel=requested_kernel,
+                               shard=shard))
+    elif not ex["quiet"]:
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
     else:
         click.echo(output)     # -q: the results file's path, for scripts
@@ -173,6 +184,13 @@ def _given_names(config_file, given, several=False):
     from .options import read_config_file
     names = {k for k, v in given.items() if v is not None}
     return names | set(read_config_file(config_file, several=several) if config_file else ())
+
+
+def _json_or_dry_run(as_json, ex):
+    """--json with --dry-run is refused: a dry run's plan is text for a reader."""
+    if as_json and ex["dry_run"]:
+        raise ConfigError("--json and --dry-run together: a dry run prints its plan as text only; "
+                          "leave out one of them")
 
 
 def _with_kernel_of_file(output, cfg):
@@ -249,8 +267,9 @@ def _complete_run(output, cfg, shard):
 
 @main.command()
 @run_options(command="sweep")
+@json_option
 @user_errors
-def sweep(config_file, **given):
+def sweep(config_file, as_json, **given):
     """Run the Cartesian product of the listed values (widths, depths, samples, inits, ...) into one file.
 
     At the end one table compares the runs: the options that differ between them, the
@@ -265,6 +284,7 @@ def sweep(config_file, **given):
     from .summary_text import run_summary, sweep_table
 
     values, ex = option_values(config_file, given, several=True)
+    _json_or_dry_run(as_json, ex)
     output = str(ex["output"] or DEFAULT_SWEEP_OUTPUT)
     runs = sweep_mod.expand(values)
     sweep_mod.check_shard(runs, ex["shard"])
@@ -287,12 +307,12 @@ def sweep(config_file, **given):
                                          given=_given_names(config_file, given, True), note=_note(ex))))
         return
     if not ex["quiet"]:
-        click.echo(f"mcinit sweep: {len(runs)} runs -> {output}")
+        click.echo(f"mcinit sweep: {len(runs)} runs -> {output}", err=as_json)
     finished = []
 
     def done(name, result):
         finished.append((name, result))
-        if ex["verbose"] and not ex["quiet"]:
+        if ex["verbose"] and not (ex["quiet"] or as_json):
             click.echo(f"\n[{name}]")
             click.echo("\n".join(run_summary(result)))
 
@@ -306,7 +326,12 @@ def sweep(config_file, **given):
             click.echo(f"mcinit: stopped after trial {e.completed}; run the same command with --resume "
                        "to continue", err=True)
             sys.exit(128 + stop.signum)
-    if ex["quiet"]:
+    if as_json:     # the document alone on stdout, -q or not
+        from .documents import sweep_document
+        echo_json(sweep_document(finished, output, threads=get_num_threads(),
+                                 requested_kernel=values.get("kernel") or BY_NAME["kernel"].default,
+                                 shard=ex["shard"]))
+    elif ex["quiet"]:
         click.echo(output)     # -q: the results file's path, for scripts
     else:
         click.echo("\n" + "\n".join(sweep_table(finished, output=output)))
@@ -343,8 +368,9 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, remove_parts, quiet
 @click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", type=FILE, help="Also write the figures to this PNG file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
+@json_option
 @user_errors
-def report(path, eps, form, level, plot_path, overwrite):
+def report(path, eps, form, level, plot_path, overwrite, as_json):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
     from .report import report_text
@@ -352,7 +378,11 @@ def report(path, eps, form, level, plot_path, overwrite):
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
     if not plot_path:
-        click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
+        if as_json:
+            from .documents import report_document
+            echo_json(report_document(load(path), eps=eps_values, form=form, level=level))
+        else:
+            click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
         return
     from .store import OutputLock, check_output
     check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")   # before any lock file
@@ -362,9 +392,14 @@ def report(path, eps, form, level, plot_path, overwrite):
         if not res.with_property("forward").runs:
             raise ConfigError(f"--plot draws the forward property, which no run of {path} computed "
                               "(made with --properties backward)")
-        click.echo(report_text(res, eps=eps_values, form=form, level=level))
+        if not as_json:
+            click.echo(report_text(res, eps=eps_values, form=form, level=level))
         _write_plot(res, plot_path, eps_values, form)
-    click.echo(f"figures -> {plot_path}")
+    if as_json:
+        from .documents import report_document
+        echo_json(report_document(res, eps=eps_values, form=form, level=level, figures=plot_path))
+    else:
+        click.echo(f"figures -> {plot_path}")
 
 
 def _write_plot(res, plot_path, eps_values, form):
@@ -400,8 +435,9 @@ def _write_plot(res, plot_path, eps_values, form):
               help="Form of eps: deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
 @click.option("--init", default="he", show_default=True, type=click.Choice(GAUSSIAN_INITS),
               help="Gaussian initialisation preset (the bounds need Gaussian weights).")
+@json_option
 @user_errors
-def bound(eps, delta, depth, samples, width, input_dim, props, form, init):
+def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_json):
     """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths.
 
     One block per depth and tolerance; every row names its property.  The backward property
@@ -417,6 +453,11 @@ def bound(eps, delta, depth, samples, width, input_dim, props, form, init):
     if input_dim is not None and input_dim > MAX_WIDTH:
         raise ConfigError(f"input-dim must be at most {MAX_WIDTH}, as for a run")
     try:
+        if as_json:
+            from .documents import bound_document
+            echo_json(bound_document(eps, delta, depth, samples=samples, widths=width, form=form, init=init,
+                                     input_dim=input_dim, props=props))
+            return
         for L in depth:
             for e in eps:
                 click.echo(bound_text(e, delta, L, samples=samples, widths=width, form=form, init=init,

@@ -1,4 +1,5 @@
-"""Command line of SLURM submissions: ``mcinit submit`` and ``mcinit status`` (logic in mcinit.hpc).
+"""Command line of SLURM submissions and states: ``mcinit submit`` and ``mcinit status`` (logic in
+mcinit.hpc and mcinit.status).
 
 Both are plain click commands; mcinit.cli adds them to its ``main`` group."""
 
@@ -10,7 +11,8 @@ import click
 
 
 
-from .cli_options import DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, WHOLE, option_values, run_options, user_errors
+from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, WHOLE, echo_json, json_option, option_values,
+                          run_options, user_errors)
 
 
 @click.command()
@@ -105,10 +107,25 @@ def submit(config_file, shards, cpus_per_task, partition, time_limit, mem, accou
 
 
 @click.command()
-@click.argument("output", type=FILE)
+@click.argument("path", type=FILE)
+@click.option("--shards", "every_shard", is_flag=True,
+              help="List every shard of a submission, one line each (default: grouped into ranges).")
+@json_option
 @user_errors
-def status(output):
-    """Progress of a submission (mcinit submit) from its files, and its SLURM jobs where at hand."""
-    from . import hpc
+def status(path, every_shard, as_json):
+    """The state of a results file (run, sweep, shard, merged), or of a submission's shards and jobs.
 
-    click.echo("\n".join(hpc.format_status(hpc.read_status(output))))
+    PATH is a results file, or the output of `mcinit submit` (its PATH.parts/ holds the
+    submission): then the shards done, running, missing and failed, the merged output
+    and the SLURM jobs where at hand.
+    """
+    from . import hpc
+    from .status import format_file_status, status_of
+
+    if as_json:
+        from .documents import status_document
+        echo_json(status_document(path))
+        return
+    kind, st = status_of(path)
+    lines = format_file_status(st) if kind == "file" else hpc.format_status(st, shards=every_shard)
+    click.echo("\n".join(lines))

@@ -243,3 +243,17 @@ def option_values(config_file, given, several=False):
     """(run values, execution values): the config file's keys overlaid with the options given
     on the command line (``mcinit.options.collect``)."""
     return collect(config_file, given, several=several)
+
+
+def json_option(fn):
+    """Decorator adding --json (as ``as_json``): the command prints one JSON document on
+    stdout and nothing else (mcinit.documents; its keys: docs/results.md)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON document on stdout, and nothing else there "
+                             "(its keys: docs/results.md).")(fn)
+
+
+def echo_json(doc):
+    """Print a document of mcinit.documents as the command's only output."""
+    from .documents import dumps
+    click.echo(dumps(doc))

@@ -46,8 +46,9 @@ from .store import StoreError, check_output
 __all__ = ["SlurmError", "Resources", "Plan", "parts_dir", "make_plan", "check_paths", "check_destination",
            "write_plan", "keep_plan", "discard_plan", "array_script", "merge_script", "job_options", "log_pattern",
            "sbatch_command", "find_sbatch", "submit", "wait_for_job",
-           "job_states", "job_names", "read_status", "format_status", "load_plan", "load_jobs",
-           "run_config_dict", "shard_range", "disk_text", "PLAN_FORMAT", "CONFIG_KEYS", "CLI_MODULE"]
+           "job_states", "job_names", "read_status", "format_status", "shard_groups", "ranges", "SHARD_GROUPS",
+           "load_plan", "load_jobs", "run_config_dict", "shard_range", "disk_text", "PLAN_FORMAT", "CONFIG_KEYS",
+           "CLI_MODULE"]
 
 PLAN_FORMAT = "mcinit-slurm-plan-1"
 PARTS_SUFFIX = ".parts"
@@ -885,28 +886,70 @@ def read_status(output):
                 slurm_available=_tool("squeue") is not None or _tool("scontrol") is not None)
 
 
-def format_status(st):
-    """The lines ``mcinit status`` prints."""
+#: SLURM states of an array task that ended without finishing its shard
+_FAILED_SLURM = _FINAL_STATES - {"COMPLETED"}
+#: the groups of shards of the compact status, in order
+SHARD_GROUPS = ("done", "running", "missing", "failed")
+#: runs named per group in the compact status (the others are counted)
+_RUNS_SHOWN = 6
+
+
+def ranges(numbers):
+    """Sorted whole numbers as compact text: [0, 1, 2, 3, 7, 9, 10] -> '0-3,7,9-10'."""
+    out = []
+    for n in sorted(numbers):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
+
+
+def shard_groups(st):
+    """The shards of a read_status in the groups of SHARD_GROUPS: {group: [{run, shards,
+    ranges, detail}]}, one entry per run (and, for failed shards, per reason: detail);
+    running: started or running and not failed by SLURM; failed: unreadable, another
+    configuration, or an array task SLURM ended otherwise than COMPLETED before its shard was done."""
+    groups = {g: {} for g in SHARD_GROUPS}
+    for r in st["runs"]:
+        for s in r["shards"]:
+            state, detail = s["state"], None
+            if state == "done":
+                group = "done"
+            elif s.get("slurm") in _FAILED_SLURM:
+                group, detail = "failed", f"{state}, slurm {s['slurm']}"
+            elif state in ("running", "started"):
+                group = "running"
+            elif state == "missing":
+                group = "missing"
+            else:
+                group, detail = "failed", state
+            groups[group].setdefault((r["name"], detail), []).append(s["shard"])
+    return {g: [dict(run=run, shards=shards, ranges=ranges(shards), detail=detail)
+                for (run, detail), shards in entries.items()] for g, entries in groups.items()}
+
+
+def _group_line(name, entries):
+    count = sum(len(e["shards"]) for e in entries)
+    shown = [f"{e['run']}: {e['ranges']}" + (f" {e['detail']}" if e["detail"] else "") for e in entries[:_RUNS_SHOWN]]
+    if len(entries) > _RUNS_SHOWN:
+        shown.append(f"... and {len(entries) - _RUNS_SHOWN} more (--shards lists every shard)")
+    return f"  {name:<8} {count:>5}" + (f"  {'; '.join(shown)}" if shown else "")
+
+
+def format_status(st, shards=False):
+    """The lines ``mcinit status`` prints: a few summary lines, the shards grouped as done,
+    running, missing and failed with their numbers as ranges; shards=True: one line per shard."""
     nruns = len(st["runs"])
     lines = [f"{st['output']}: {nruns} run{'s' if nruns != 1 else ''} x {st['shards']} shard"
              f"{'s' if st['shards'] != 1 else ''} ({st['dir']})"]
-    width = max([len(r["name"]) for r in st["runs"]] + [3])
-    show_slurm = bool(st["slurm"])
-    head = f"  {'run':<{width}}  {'shard':>7}  {'trials':>21}  {'completed':>21}  state"
-    if show_slurm:
-        head += "               slurm"
-    lines.append(head)
-    for r in st["runs"]:
-        for s in r["shards"]:
-            trials = f"{s['first']}-{s['stop'] - 1}" if s["planned"] else "-"
-            row = (f"  {r['name']:<{width}}  {str(s['shard']) + '/' + str(st['shards']):>7}  {trials:>21}  "
-                   f"{str(s['completed']) + '/' + str(s['planned']):>21}  {s['state']:<19}")
-            if show_slurm:
-                row += f" {s['slurm'] or '-'}"
-            lines.append(row.rstrip())
+    if shards:
+        lines += _shard_lines(st)
     pct = 100.0 * st["completed"] / st["planned"] if st["planned"] else 100.0
     lines.append(f"shards: {st['shards_done']}/{st['shards_total']} complete; "
                  f"trials: {st['completed']}/{st['planned']} ({pct:.1f}%)")
+    if not shards:
+        lines += [_group_line(g, entries) for g, entries in shard_groups(st).items()]
     m = st["merged"]
     if not m["exists"]:
         lines.append(f"merged: {st['output']} not written yet")
@@ -939,4 +982,23 @@ def format_status(st):
         lines.append("slurm: " + "; ".join(parts))
     else:
         lines.append("slurm: not submitted (dry run?)")
+    return lines
+
+
+def _shard_lines(st):
+    """One line per shard (mcinit status --shards): run, shard, trial range, completed, state, SLURM state."""
+    width = max([len(r["name"]) for r in st["runs"]] + [3])
+    show_slurm = bool(st["slurm"])
+    head = f"  {'run':<{width}}  {'shard':>7}  {'trials':>21}  {'completed':>21}  state"
+    if show_slurm:
+        head += "               slurm"
+    lines = [head]
+    for r in st["runs"]:
+        for s in r["shards"]:
+            trials = f"{s['first']}-{s['stop'] - 1}" if s["planned"] else "-"
+            row = (f"  {r['name']:<{width}}  {str(s['shard']) + '/' + str(st['shards']):>7}  {trials:>21}  "
+                   f"{str(s['completed']) + '/' + str(s['planned']):>21}  {s['state']:<19}")
+            if show_slurm:
+                row += f" {s['slurm'] or '-'}"
+            lines.append(row.rstrip())
     return lines

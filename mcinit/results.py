@@ -2,18 +2,22 @@
 
     res = mcinit.load("mcinit-run.h5")
     res.failure([0.1, 0.25], prop="forward", form="norm")   # pandas DataFrame
+    res.failure_by_layer([0.1, 0.25], cumulative=True)      # the same, per hidden layer
     res.layers()                                             # per-layer statistics
+    res.runs[0].summary().of("rho").mean                    # the streamed summary, by name
     res.runs[0].records()                                    # per-trial arrays
 
 Only the first ``completed`` trials of each run are read, so a file that is
-still being written can be loaded at any time.
+still being written can be loaded at any time.  Every table carries the columns
+that identify its run (mcinit.rows.config_columns), so that the tables of several
+files concatenate; docs/results.md lists every column.
 """
 
 import numpy as np
 
 from . import theory
-from .initializers import expected_forward
-from .stats import PROPS_OF, QUANTITIES, QUANTITIES_OF, clopper_pearson, failure_counts, record_fields
+from .rows import config_columns, failure_cells, layer_rows
+from .stats import PROPS_OF, QUANTITIES, QUANTITIES_OF, failure_counts, record_fields
 from .layout import SUP_FIELDS, TRIALS
 from .layout import StoreError
 from .reader import open_file, read_file, reason
@@ -25,6 +29,8 @@ PROPS = ("forward", "backward", "both")
 SUP = "sup"
 FORMS = ("norm", "squared")
 _BLOCK = 1 << 20
+#: trials per block of failure_by_layer (its arrays are (block, L) per eps)
+_LAYER_BLOCK = 1 << 16
 
 
 class Run:
@@ -92,6 +98,30 @@ class Run:
                 total[SUP] += failure_counts(searched, eps, form)["forward"]
         return total
 
+    def layer_failure_counts(self, eps, prop="forward", form="norm", cumulative=False):
+        """Failures of ``prop`` at each hidden layer and eps over the completed trials: an
+        int array (L, len(eps)), read in blocks.  A trial fails at layer l when its ratio
+        there deviates by more than eps for some input (NaN, +inf: always) or, for the
+        forward property, layer l is dead (rho_l = 0); both: either; sup: the forward
+        property over every input the supremum search evaluated.  cumulative: at some layer
+        1..l (the row of layer L is then failure_counts' count)."""
+        eps = np.atleast_1d(np.asarray(eps, dtype=float))
+        if prop not in (self.props + ((SUP,) if self.config.sup else ())):
+            raise ValueError(f"run {self.name} did not compute the {prop} property")
+        names = {"forward": ("fwd",), "backward": ("bwd",), "both": ("fwd", "bwd"), SUP: ("sup",)}[prop]
+        total = np.zeros((self.config.depth, len(eps)), dtype=np.int64)
+        for start in range(0, self.completed, _LAYER_BLOCK):
+            rec = self.records(tuple(f"{q}_{end}" for q in names for end in ("min", "max")),
+                               start, start + _LAYER_BLOCK)
+            dev = np.maximum.reduce([_deviation(rec[f"{q}_{end}"], form) for q in names for end in ("min", "max")])
+            dead = (rec[f"{names[0]}_min"] == 0) if names[0] != "bwd" else np.zeros(dev.shape, bool)
+            if cumulative:
+                dev = np.maximum.accumulate(dev, axis=1)
+                dead = np.logical_or.accumulate(dead, axis=1)
+            for i, e in enumerate(eps):
+                total[:, i] += ((dev > e) | dead).sum(axis=0)
+        return total
+
 
 class Results:
     """The runs of a results file (one for a run file, several for a sweep)."""
@@ -140,36 +170,28 @@ class Results:
         weights with E rho_l = 1 in every layer: he, or he-in with equal widths),
         chernoff (the rigorous Chernoff + union bound of the forward property, Gaussian
         weights), p_exact (exact forward failure probability, one input, Gaussian weights),
-        bound_violated (interval entirely above paper_delta), paper_vacuous (paper_delta >= 1).
+        then the rest of the run's identifying columns as in layers() (trials_planned,
+        data, normalize, wn_gain, head, precision, properties, sup_search, seed,
+        config_hash), bound_violated (interval entirely above paper_delta), paper_vacuous
+        (paper_delta >= 1).  docs/results.md.
         """
-        if prop not in PROPS + (SUP,):
-            raise ValueError(f"prop must be one of {PROPS + (SUP,)}")
-        if form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}")
-        eps = np.atleast_1d(np.asarray(eps, dtype=float))
-        if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
-            raise ValueError("eps must be positive")
+        prop, form, eps = _checked(prop, form, eps)
         rows = []
         for run in self.with_property(prop).runs:
             c = run.config
             T = run.completed
-            k = run.failure_counts(eps, form)[prop]
-            lo, hi = clopper_pearson(k, T, level) if T > 0 else (np.full(len(eps), np.nan),) * 2
-            p_hat = k / T if T > 0 else np.full(len(eps), np.nan)
+            cells = failure_cells(run.failure_counts(eps, form)[prop], T, level)
             bounds = _bounds(c, eps, prop, form)
             for i, e in enumerate(eps):
-                rows.append(dict(run=run.name, width=min(c.widths), widths=",".join(map(str, c.widths)),
-                                 input_dim=c.input_dim, depth=c.depth, samples=c.samples, init=c.init, dist=c.dist,
-                                 kernel=run.kernel, prop=prop, form=form, eps=float(e), trials=T,
-                                 failures=int(k[i]), p_hat=float(p_hat[i]), ci_low=float(lo[i]),
-                                 ci_high=float(hi[i]), paper_delta=bounds["paper_delta"][i],
-                                 chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i]))
-        if not rows and prop == SUP:
-            raise ValueError("no run of this file was made with the supremum search (--sup-search)")
+                rows.append(_identified(dict(
+                    run=run.name, width=min(c.widths), widths=",".join(map(str, c.widths)), input_dim=c.input_dim,
+                    depth=c.depth, samples=c.samples, init=c.init, dist=c.dist, kernel=run.kernel, prop=prop,
+                    form=form, eps=float(e), trials=T, failures=int(cells["failures"][i]),
+                    p_hat=float(cells["p_hat"][i]), ci_low=float(cells["ci_low"][i]),
+                    ci_high=float(cells["ci_high"][i]), paper_delta=bounds["paper_delta"][i],
+                    chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i]), run))
         if not rows:
-            made = sorted({r.config.properties for r in self.runs})
-            raise ValueError(f"no run of this file computed the {prop} property "
-                             f"(made with --properties {', '.join(made)})")
+            _no_run_computed(self, prop)
         import pandas as pd     # here: a run's closing summary imports this module, not pandas
         df = pd.DataFrame(rows)
         df["bound_violated"] = df["ci_low"] > df["paper_delta"]
@@ -177,40 +199,107 @@ class Results:
         return df
 
     def layers(self):
-        """Per-layer statistics over all (trial, input) pairs of each run.
+        """Per-layer statistics over all (trial, input) pairs of each run: one row per run
+        and hidden layer (mcinit.rows.layer_rows), with the run's identifying columns.
 
-        Columns: run, layer, width, count, rho_mean, rho_sd, rho_min, rho_max,
+        Columns: run, layer, width (n_l), count, rho_mean, rho_sd, rho_min, rho_max,
         log_rho_mean, log_rho_sd, gamma_mean, gamma_sd, gamma_min, gamma_max,
         log_gamma_mean, log_gamma_sd, exact_rho_mean, exact_rho_sd (one-input law;
         the sd for Gaussian weights only), dead (dead trials of the run), properties
-        (what the run computed).  count: the finite values of rho_l over the (trial, input)
-        pairs (of gamma_l for a run of the backward property alone); the columns
-        of a property the run did not compute (rho with --properties backward, gamma with
-        forward) are NaN."""
+        (what the run computed); then trials (completed), the configuration's columns
+        (mcinit.rows.config_columns: trials_planned, input_dim, widths, depth, samples,
+        data, normalize, init, wn_gain, dist, head, kernel, precision, sup_search, seed)
+        and config_hash, so that the tables of several files concatenate.  count: the
+        finite values of rho_l over the (trial, input) pairs (of gamma_l for a run of the
+        backward property alone); the columns of a property the run did not compute (rho
+        with --properties backward, gamma with forward) are NaN.  docs/results.md."""
         rows = []
         for run in self.runs:
             c = run.config
-            s = run.summary()
-            sd = np.sqrt(s.variance())
-            em, ev = expected_forward(c)
-            for l in range(c.depth):
-                q0 = QUANTITIES.index(s.quantities[0])       # a quantity the run computed
-                row = dict(run=run.name, layer=l + 1, width=c.widths[l], count=int(s.count[q0, 0, l]))
-                for q, qn in enumerate(("rho", "gamma")):
-                    seen = s.count[q, 0, l] > 0, s.count[q, 1, l] > 0   # NaN where nothing was measured
-                    row[f"{qn}_mean"] = s.mean[q, 0, l] if seen[0] else np.nan
-                    row[f"{qn}_sd"] = sd[q, 0, l]
-                    row[f"{qn}_min"] = s.min[q, 0, l] if seen[0] else np.nan
-                    row[f"{qn}_max"] = s.max[q, 0, l] if seen[0] else np.nan
-                    row[f"log_{qn}_mean"] = s.mean[q, 1, l] if seen[1] else np.nan
-                    row[f"log_{qn}_sd"] = sd[q, 1, l]
-                row["exact_rho_mean"] = em[l]
-                row["exact_rho_sd"] = np.sqrt(ev[l])
-                row["dead"] = s.dead
-                row["properties"] = c.properties
-                rows.append(row)
+            for lr in layer_rows(c, run.summary()):
+                rows.append(_identified(dict(run=run.name, **lr, properties=c.properties), run))
         import pandas as pd
         return pd.DataFrame(rows)
+
+    def failure_by_layer(self, eps, prop="forward", form="norm", level=0.95, cumulative=False):
+        """Empirical failure probability of each hidden layer: one row per run, eps and layer.
+
+        eps, prop, form, level as in failure() (prop sup: the forward property over the
+        inputs the supremum search evaluated).  A trial fails at layer l when the
+        deviation of its ratio at l (rho_l forward, gamma_l backward; either for both)
+        exceeds eps for some input, or, forward, when layer l is dead (rho_l = 0);
+        cumulative=True: at some layer 1..l, so that the row of l = L is failure()'s.
+        Columns: run, prop, form, eps, layer, width (n_l), cumulative, trials,
+        failures, p_hat, ci_low, ci_high (exact interval at level), p_exact (cumulative
+        forward only: the exact probability that one input fails by layer l, Gaussian
+        weights, one input per trial; NaN otherwise), then the run's identifying columns
+        as in layers().  docs/results.md."""
+        prop, form, eps = _checked(prop, form, eps)
+        rows = []
+        for run in self.with_property(prop).runs:
+            c = run.config
+            T = run.completed
+            k = run.layer_failure_counts(eps, prop, form, cumulative)       # (L, len(eps))
+            exact = np.full((c.depth, len(eps)), np.nan)
+            if cumulative and prop == "forward" and _exact_defined(c):
+                first = theory.exact_forward_failure_layers(eps, list(c.widths), form, c.input_dim, c.init)
+                exact = np.cumsum(np.atleast_2d(first), axis=-1).T
+            for l in range(c.depth):
+                cells = failure_cells(k[l], T, level)
+                for i, e in enumerate(eps):
+                    rows.append(_identified(dict(
+                        run=run.name, prop=prop, form=form, eps=float(e), layer=l + 1, width=int(c.widths[l]),
+                        cumulative=bool(cumulative), trials=T, failures=int(cells["failures"][i]),
+                        p_hat=float(cells["p_hat"][i]), ci_low=float(cells["ci_low"][i]),
+                        ci_high=float(cells["ci_high"][i]), p_exact=float(exact[l, i])), run))
+        if not rows:
+            _no_run_computed(self, prop)
+        import pandas as pd
+        return pd.DataFrame(rows)
+
+
+def _identified(row, run):
+    """``row`` followed by what identifies its run: trials (completed), the configuration's
+    columns (mcinit.rows.config_columns) and config_hash; a key the row has already stays."""
+    for key, value in dict(trials=run.completed, **config_columns(run.config),
+                           config_hash=run.config_hash).items():
+        row.setdefault(key, value)
+    return row
+
+
+def _checked(prop, form, eps):
+    """(prop, form, eps as a float array), checked as failure() and failure_by_layer() take them."""
+    if prop not in PROPS + (SUP,):
+        raise ValueError(f"prop must be one of {PROPS + (SUP,)}")
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}")
+    eps = np.atleast_1d(np.asarray(eps, dtype=float))
+    if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
+        raise ValueError("eps must be positive")
+    return prop, form, eps
+
+
+def _no_run_computed(results, prop):
+    """The ValueError of a table with no row: no run of ``results`` computed ``prop``."""
+    if prop == SUP:
+        raise ValueError("no run of this file was made with the supremum search (--sup-search)")
+    made = sorted({r.config.properties for r in results.runs})
+    raise ValueError(f"no run of this file computed the {prop} property "
+                     f"(made with --properties {', '.join(made)})")
+
+
+def _exact_defined(c):
+    """Whether the exact forward law applies to a run: Gaussian weights, one input per trial."""
+    return c.samples == 1 and c.dist == "normal" and c.init in theory.GAUSSIAN_INITS
+
+
+def _deviation(r, form):
+    """|sqrt(r) - 1| (norm) or |r - 1| (squared) elementwise; NaN and +inf deviate infinitely
+    (as mcinit.stats counts them)."""
+    with np.errstate(invalid="ignore"):
+        d = np.abs((np.sqrt(r) if form == "norm" else r) - 1.0)
+    d[np.isnan(r) | np.isinf(r)] = np.inf
+    return d
 
 
 def _bounds(c, eps, prop, form):

@@ -22,7 +22,7 @@ from scipy import stats as sps
 from .rng import log_values
 from .threads import on_threads
 
-__all__ = ["Summary", "reduce_batch", "reduce_and_tally", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
+__all__ = ["Summary", "SummaryView", "SUMMARY_AXES", "SPACES", "reduce_batch", "reduce_and_tally", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
            "HIST_RANGE", "HIST_BINS", "QUANTITIES", "QUANTITIES_OF", "PROPS_OF", "record_fields", "properties_of"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
@@ -33,6 +33,8 @@ HIST_BINS = 400
 assert all(math.frexp(hi - lo)[0] == 0.5 for lo, hi in HIST_RANGE), "HIST_RANGE spans must be powers of two"
 QUANTITIES = ("fwd", "bwd")
 SPACES = ("ratio", "log")
+#: the axes of a Summary's arrays, in order (Summary)
+SUMMARY_AXES = ("quantity", "space", "layer")
 #: the quantities a run computes and records, by its ``properties`` (mcinit.options.PROPERTIES)
 QUANTITIES_OF = {"both": QUANTITIES, "forward": ("fwd",), "backward": ("bwd",)}
 #: the failure properties counted from a run's records, by its ``properties``: "both" (a
@@ -53,13 +55,52 @@ def properties_of(quantities):
     raise ValueError(f"no properties value computes the quantities {tuple(quantities)}")
 
 
+class SummaryView:
+    """One quantity in one space of a Summary, by name: arrays over the hidden layers
+    (index l - 1 for layer l).
+
+    quantity, space  its quantity (fwd: rho_l, bwd: gamma_l) and space (ratio or log)
+    count            finite values per layer (int, (L,))
+    mean, sd         their mean and unbiased standard deviation ((L,); NaN where none / below two)
+    min, max         their extremes ((L,); +inf / -inf where none)
+    hist             counts per layer in HIST_BINS equal bins over HIST_RANGE[space], with an
+                     underflow bin first and an overflow bin last ((L, HIST_BINS + 2))
+    edges            the HIST_BINS + 1 bin edges"""
+
+    def __init__(self, summary, q, s):
+        self.quantity, self.space = QUANTITIES[q], SPACES[s]
+        self.count = summary.count[q, s]
+        self.mean = np.where(self.count > 0, summary.mean[q, s], np.nan)
+        self.sd = np.sqrt(summary.variance()[q, s])
+        self.min, self.max = summary.min[q, s], summary.max[q, s]
+        self.hist = summary.hist[q, s]
+        self.edges = Summary.edges(s)
+
+    def __repr__(self):
+        return f"SummaryView({self.quantity!r}, {self.space!r}, {len(self.count)} layers)"
+
+
+#: the names Summary.of takes for each quantity: the records' (fwd, bwd), the ratios' (rho,
+#: gamma) and the properties' (forward, backward)
+_QUANTITY_NAMES = {"fwd": 0, "rho": 0, "forward": 0, "bwd": 1, "gamma": 1, "backward": 1}
+
+
 class Summary:
     """Streaming statistics per (quantity, space, layer) over all (trial, input) pairs.
 
     depth       L, the hidden layers
     quantities  the quantities the run computes (QUANTITIES_OF[properties]); the arrays
                 keep both quantities' rows, and those of a quantity not computed stay
-                empty (count 0) and are never written to a file"""
+                empty (count 0) and are never written to a file
+
+    The arrays count, mean, m2 (sum of squared deviations from the mean), min and max
+    have the shape (2, 2, L), hist (2, 2, L, HIST_BINS + 2); their axes (SUMMARY_AXES):
+      0 quantity  QUANTITIES: 0 fwd (rho_l = ||h^l||^2/||x||^2), 1 bwd (gamma_l, backward)
+      1 space     SPACES: 0 ratio (the ratio's finite values), 1 log (ln of its values > 0)
+      2 layer     hidden layer l = 1..L at index l - 1
+    so summary.mean[0, 0] is the mean of rho_l by layer.  ``of(quantity, space)`` selects
+    the same by name (summary.of("rho").mean, summary.of("gamma", "log").sd); trials and
+    dead count the trials and the dead networks (docs/results.md)."""
 
     def __init__(self, depth, quantities=QUANTITIES):
         self.depth = depth
@@ -84,6 +125,19 @@ class Summary:
     def edges(space):
         lo, hi = HIST_RANGE[space]
         return np.linspace(lo, hi, HIST_BINS + 1)
+
+    def of(self, quantity, space="ratio"):
+        """The statistics of one quantity in one space, by name (a SummaryView of arrays over
+        the layers).  quantity: rho, fwd or forward (rho_l); gamma, bwd or backward (gamma_l);
+        space: ratio or log.  A quantity the run did not compute is a ValueError."""
+        if quantity not in _QUANTITY_NAMES or space not in SPACES:
+            raise ValueError(f"quantity must be one of {', '.join(_QUANTITY_NAMES)} and space one of "
+                             f"{', '.join(SPACES)}; got {quantity!r}, {space!r}")
+        q = _QUANTITY_NAMES[quantity]
+        if QUANTITIES[q] not in self.quantities:
+            raise ValueError(f"this summary holds no {quantity}: the run computed "
+                             f"{properties_of(self.quantities)} (--properties)")
+        return SummaryView(self, q, SPACES.index(space))
 
     def variance(self):
         """Unbiased variance per (quantity, space, layer) (NaN below two values)."""

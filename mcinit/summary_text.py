@@ -1,28 +1,51 @@
-"""The short summary printed at the end of a run, and the table that compares a sweep's runs."""
+"""The short summary printed at the end of a run, the table that compares a sweep's runs, and
+their numbers (run_numbers, sweep_numbers: the JSON documents of mcinit.documents hold them)."""
 
 import os
 
 import numpy as np
 
-from .initializers import expected_forward
-from .stats import clopper_pearson
+from .rows import failure_cells, layer_rows
 
-__all__ = ["run_summary", "rate_text", "seconds", "sweep_table", "COMPARE_EPS"]
+__all__ = ["run_summary", "run_numbers", "rate_text", "seconds", "sweep_table", "sweep_numbers", "LEVEL",
+           "COMPARE_EPS"]
 
+#: confidence level of the run summary's exact intervals
+LEVEL = 0.95
 #: the tolerance (norm form) of a sweep's comparison table: the middle one of a run's summary
 #: (mcinit.engine.REPORT_EPS)
 COMPARE_EPS = 0.25
 
 
-def _ci(k, n):
-    lo, hi = clopper_pearson(k, n)
-    return f"{k / n:.4g} [{float(lo):.4g}, {float(hi):.4g}]"
+def run_numbers(result):
+    """What the run summary shows, as named values (the JSON document of mcinit run holds them).
+
+    layers   mcinit.rows.layer_rows of the run: per-layer mean, sd, min, max of rho_l and
+             gamma_l beside the exact law of rho_l
+    eps      the tolerances (norm form) of the failure counts
+    failure  {prop: mcinit.rows.failure_cells at LEVEL} for the properties the run computed
+             (forward, backward, both)
+    p_exact  the exact forward failure probabilities at eps (norm form; one input, Gaussian
+             weights), or None where they are not defined or the forward property was not computed
+    paper_delta  {forward, backward, both: mcinit.results.paper_bound at eps (norm form), or None
+             outside the paper's setting}: the summary's ``paper`` column is the forward one (the
+             same bound as the backward's; both: min(1, 2 delta))"""
+    cfg, s = result.config, result.summary
+    return dict(layers=layer_rows(cfg, s), eps=[float(e) for e in result.eps],
+                failure={p: failure_cells(k, s.trials, LEVEL) for p, k in result.failures.items()},
+                p_exact=_exact_forward(cfg, result.eps) if "fwd" in s.quantities else None,
+                paper_delta={p: _paper(cfg, result.eps, p) for p in ("forward", "backward", "both")})
+
+
+def _ci(cells, i):
+    return f"{cells['p_hat'][i]:.4g} [{float(cells['ci_low'][i]):.4g}, {float(cells['ci_high'][i]):.4g}]"
 
 
 def run_summary(result, output=None, threads=None):
     """Lines: what ran, per-layer ratio mean and spread beside the exact law, failure rates."""
     cfg, s = result.config, result.summary
     T = s.trials
+    numbers = run_numbers(result)
     where = f" -> {output}" if output else ""
     thr = f", {threads} threads" if threads else ""
     kernel = cfg.kernel if cfg.precision == "float64" else f"{cfg.kernel} ({cfg.precision})"
@@ -42,30 +65,29 @@ def run_summary(result, output=None, threads=None):
         f"{'layer':>5} {'width':>6} {'rho mean':>10} {'rho sd':>9} {'exact mean':>10} {'exact sd':>9}"
         f" {'gamma mean':>10} {'gamma sd':>9}",
     ]
-    mean_x, var_x = expected_forward(cfg)
-    sd = np.sqrt(s.variance())
     has = {q: q in s.quantities for q in ("fwd", "bwd")}
 
-    def pair(q, l):
-        """mean and sd of quantity q (0 rho, 1 gamma) at layer l, or '-' when not computed."""
-        if not has[("fwd", "bwd")[q]]:
+    def pair(row, name, q):
+        """mean and sd of rho or gamma in a layer's row, or '-' when not computed."""
+        if not has[q]:
             return f"{'-':>10} {'-':>9}"
-        return f"{s.mean[q, 0, l]:10.5f} {sd[q, 0, l]:9.4f}"
-    for l in range(cfg.depth):
-        ex_sd = f"{np.sqrt(var_x[l]):9.4f}" if np.isfinite(var_x[l]) else f"{'-':>9}"
-        lines.append(f"{l + 1:>5} {cfg.widths[l]:>6} {pair(0, l)} {mean_x[l]:10.5f} {ex_sd} {pair(1, l)}")
+        return f"{row[name + '_mean']:10.5f} {row[name + '_sd']:9.4f}"
+    for row in numbers["layers"]:
+        ex_sd = f"{row['exact_rho_sd']:9.4f}" if np.isfinite(row["exact_rho_sd"]) else f"{'-':>9}"
+        lines.append(f"{row['layer']:>5} {row['width']:>6} {pair(row, 'rho', 'fwd')} {row['exact_rho_mean']:10.5f} "
+                     f"{ex_sd} {pair(row, 'gamma', 'bwd')}")
     if cfg.properties != "both":
         lines.append(f"('-': the {_MISSING[cfg.properties]} property was not computed: --properties {cfg.properties})")
-    exact = _exact_forward(cfg, result.eps) if has["fwd"] else None
-    paper = _paper(cfg, result.eps)
+    exact = numbers["p_exact"]
+    paper = numbers["paper_delta"]["forward"]
     lines += ["", "failure probability, norm form (|sqrt(ratio) - 1| > eps at some layer and input),"
                   " with exact 95% intervals:",
               f"{'eps':>6}  {'forward':<30} {'exact':<11}{'paper':<11}{'backward':<30} {'both':<30}".rstrip()]
-    f = result.failures
+    f = numbers["failure"]
     for i, e in enumerate(result.eps):
         ex = f"{exact[i]:<11.4g}" if exact is not None else f"{'-':<11}"
         pp = f"{paper[i]:<11.3g}" if paper is not None else f"{'-':<11}"
-        cells = {p: (_ci(f[p][i], T) if p in f else "not computed") for p in ("forward", "backward", "both")}
+        cells = {p: (_ci(f[p], i) if p in f else "not computed") for p in ("forward", "backward", "both")}
         lines.append(f"{e:>6g}  {cells['forward']:<30} {ex}{pp}{cells['backward']:<30} {cells['both']:<30}".rstrip())
     lines.append("exact: " + ("the forward property's exact probability (one input, Gaussian weights)"
                               if exact is not None else "- (the exact law is of the forward property, "
@@ -126,10 +148,10 @@ def _data(cfg):
     return cfg.data if not cfg.fixed_data else f"fixed {cfg.data}"
 
 
-def _paper(cfg, eps):
-    """The paper's bound of one property (mcinit.results.paper_bound) at each eps, or None."""
+def _paper(cfg, eps, prop="forward"):
+    """The paper's bound of ``prop`` (mcinit.results.paper_bound) at each eps, or None."""
     from .results import paper_bound
-    return paper_bound(cfg, eps, "forward")
+    return paper_bound(cfg, eps, prop)
 
 
 def _options_shown(cfg):
@@ -169,32 +191,58 @@ def _numeric(text):
         return False
 
 
+def sweep_numbers(named):
+    """What sweep_table shows, as named values (the JSON document of mcinit sweep holds them).
+
+    named: [(name, RunResult)] in the sweep's order.  Returns {eps (COMPARE_EPS, norm form),
+    level (LEVEL), options (the options whose values differ between the runs, as the command
+    line spells them), rows}; rows: one dict per run: name, options {option: value as text,
+    '-' where the run has none}, trials, rho_L_mean and gamma_L_mean (the means of the last
+    layer's ratios; None where the run did not compute the property), prop (both, or the one
+    property the run computed), failures, p_hat, ci_low, ci_high (at eps, exact interval at
+    level; None where the run has no count at eps or no trial), paper_delta (the paper's bound of
+    prop, mcinit.results.paper_bound; None outside its setting)."""
+    shown = [_options_shown(r.config) for _, r in named]
+    keys = [k for k in dict.fromkeys(k for s in shown for k in s) if len({s.get(k) for s in shown}) > 1]
+    rows = []
+    for (name, result), opts in zip(named, shown):
+        cfg, s = result.config, result.summary
+        L = cfg.depth
+        means = [float(s.mean[q, 0, L - 1]) if qn in s.quantities else None for q, qn in enumerate(("fwd", "bwd"))]
+        prop = "both" if "both" in result.failures else next(iter(result.failures))
+        at = np.flatnonzero(np.isclose(result.eps, COMPARE_EPS))
+        cells = dict.fromkeys(("failures", "p_hat", "ci_low", "ci_high"))
+        if len(at) and s.trials:
+            c = failure_cells(result.failures[prop][at[:1]], s.trials, LEVEL)
+            cells = {k: (int(v[0]) if k == "failures" else float(v[0])) for k, v in c.items()}
+        paper = _paper(cfg, [COMPARE_EPS], prop)
+        rows.append(dict(name=name, options={k: opts.get(k, "-") for k in keys}, trials=int(s.trials),
+                         rho_L_mean=means[0], gamma_L_mean=means[1], prop=prop, **cells,
+                         paper_delta=float(paper[0]) if paper is not None else None))
+    return dict(eps=COMPARE_EPS, level=LEVEL, options=keys, rows=rows)
+
+
 def sweep_table(named, output=None):
     """Lines comparing the runs of a sweep, one row each (named: [(name, RunResult)] in order).
 
     A row holds the options whose values differ between the runs (the run's name when none
     does), the trials, the means of rho_L and gamma_L (the last layer), and the failure
     probability at COMPARE_EPS (norm form) with its exact 95% interval: of both properties,
-    or of the one the run computed; beside it the paper's bound of that property."""
+    or of the one the run computed; beside it the paper's bound of that property.  The
+    numbers are sweep_numbers'."""
     if not named:
         return ["mcinit sweep: no run"]
-    shown = [_options_shown(r.config) for _, r in named]
-    keys = [k for k in dict.fromkeys(k for s in shown for k in s) if len({s.get(k) for s in shown}) > 1]
+    n = sweep_numbers(named)
+    keys = n["options"]
     header = (keys or ["run"]) + ["trials", "rho_L mean", "gamma_L mean", f"P(fail) at eps {COMPARE_EPS:g}",
                                   "property", "paper"]
     rows = []
-    for (name, result), opts in zip(named, shown):
-        cfg, s = result.config, result.summary
-        L = cfg.depth
-        means = [f"{s.mean[q, 0, L - 1]:.5f}" if qn in s.quantities else "-" for q, qn in enumerate(("fwd", "bwd"))]
-        prop = "both" if "both" in result.failures else next(iter(result.failures))
-        at = np.flatnonzero(np.isclose(result.eps, COMPARE_EPS))
-        fail = _ci(result.failures[prop][at[0]], s.trials) if len(at) and s.trials else "-"
-        paper = _paper(cfg, [COMPARE_EPS])
-        if paper is not None and prop == "both":
-            paper = np.minimum(1.0, 2.0 * paper)
-        rows.append([opts.get(k, "-") for k in keys] if keys else [name])
-        rows[-1] += [f"{s.trials:,}", *means, fail, prop, f"{paper[0]:.3g}" if paper is not None else "-"]
+    for r in n["rows"]:
+        means = [f"{m:.5f}" if m is not None else "-" for m in (r["rho_L_mean"], r["gamma_L_mean"])]
+        fail = _ci({k: [r[k]] for k in ("p_hat", "ci_low", "ci_high")}, 0) if r["failures"] is not None else "-"
+        rows.append([r["options"][k] for k in keys] if keys else [r["name"]])
+        rows[-1] += [f"{r['trials']:,}", *means, fail, r["prop"],
+                     f"{r['paper_delta']:.3g}" if r["paper_delta"] is not None else "-"]
     where = f" in {output}" if output else ""
     lines = [f"mcinit sweep: {len(named)} run{'s' if len(named) != 1 else ''}{where}, compared:"]
     lines += _aligned(header, rows)

@@ -810,3 +810,39 @@ def test_the_merge_script_removes_the_parts_and_status_counts_them_merged(tmp_pa
     assert not any(os.path.exists(os.path.join(d, part)) for part in plan["runs"][0]["parts"])
     st = hpc.read_status(str(out))
     assert [s["state"] for s in st["runs"][0]["shards"]] == ["done", "done"] and st["merged"]["complete"]
+
+
+def test_status_is_compact_and_lists_every_shard_on_request(tmp_path, monkeypatch):
+    """`mcinit status` groups the shards (done, running, missing, failed) with their numbers as
+    ranges; --shards lists every shard; --json holds every shard and the groups."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # status works without SLURM
+    out = tmp_path / "p.h5"
+    assert invoke("submit", *SMALL, "--shards", 6, "-o", out, "--dry-run").exit_code == 0
+    plan = hpc.load_plan(str(out))
+    run = plan["runs"][0]
+    cfg = os.path.join(plan["dir"], run["config"])
+    for i in (1, 2, 4):
+        part = os.path.join(plan["dir"], run["parts"][i])
+        assert invoke("run", "--config", cfg, "--shard", f"{i}/6", "-o", part, "-q").exit_code == 0
+    with open(os.path.join(plan["dir"], run["parts"][5]), "w") as f:
+        f.write("not a results file")
+    r = invoke("status", out)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "shards: 3/6 complete; trials: 100/200 (50.0%)" in lines
+    assert f"  done         3  {run['name']}: 1-2,4" in lines
+    assert "  running      0" in lines and f"  missing      2  {run['name']}: 0,3" in lines
+    failed = next(ln for ln in lines if ln.startswith("  failed"))
+    assert failed.startswith(f"  failed       1  {run['name']}: 5 unreadable (") and len(lines) == 8, r.output
+    r = invoke("status", out, "--shards")
+    assert r.exit_code == 0 and sum(f"{i}/6" in r.output for i in range(6)) == 6, r.output
+    assert "  done " not in r.output
+    doc = json.loads(invoke("status", out, "--json").stdout)
+    assert doc["subject"] == "submission" and len(doc["runs"][0]["shards"]) == 6
+    assert doc["groups"]["done"] == [dict(run=run["name"], shards=[1, 2, 4], ranges="1-2,4", detail=None)]
+    assert [g["shards"] for g in doc["groups"]["missing"]] == [[0, 3]] and doc["groups"]["running"] == []
+
+
+def test_ranges_compress_shard_numbers():
+    assert hpc.ranges([]) == "" and hpc.ranges([3]) == "3"
+    assert hpc.ranges([9, 0, 1, 2, 3, 7, 10]) == "0-3,7,9-10"

@@ -202,3 +202,84 @@ def test_a_sweep_lists_properties_and_precisions(property_files):
     # the forward run and the run of both: the same networks, the same failures
     assert fwd.loc[names[0], "failures"] == fwd.loc[names[1], "failures"]
     assert fwd.loc[names[2], "failures"] == fwd.loc[names[3], "failures"]
+
+
+def test_tables_carry_what_identifies_their_runs(sweep_file, property_files):
+    """layers() and failure() hold each run's configuration, so that tables of several files
+    concatenate into one with every run told apart."""
+    import pandas as pd
+    res = mcinit.load(sweep_file)
+    lt = res.layers()
+    for key in ("trials", "trials_planned", "input_dim", "widths", "depth", "samples", "data", "init", "dist",
+                "head", "kernel", "precision", "properties", "seed", "config_hash"):
+        assert key in lt.columns, key
+    for run in res.runs:
+        rows = lt[lt.run == run.name]
+        assert set(rows.init) == {run.config.init} and set(rows.config_hash) == {run.config_hash}
+        assert set(rows.widths) == {",".join(map(str, run.config.widths))} and set(rows.seed) == {3}
+        assert set(rows.trials) == {6000} and set(rows.trials_planned) == {6000} and set(rows["head"]) == {"softmax:20"}
+    assert list(lt.columns[:4]) == ["run", "layer", "width", "count"]       # the earlier columns first
+    other = mcinit.load(property_files / "sweep.h5")
+    both = pd.concat([lt, other.layers()], ignore_index=True)
+    assert len(both) == 12 + 4 * 2 and set(both.precision) == {"float64", "float32"}
+    assert both.groupby(["config_hash", "layer"]).size().max() == 1
+    ft = res.failure([0.5])
+    assert set(ft.seed) == {3} and set(ft.trials_planned) == {6000} and "config_hash" in ft.columns
+    assert list(ft.columns[-2:]) == ["bound_violated", "paper_vacuous"]
+
+
+def test_failure_by_layer_equals_hand_computation(sweep_file):
+    res = mcinit.load(sweep_file)
+    eps = [0.1, 0.3]
+    whole = res.failure(eps, prop="both").set_index(["run", "eps"])
+    for prop in ("forward", "backward", "both"):
+        for cumulative in (False, True):
+            df = res.failure_by_layer(eps, prop=prop, cumulative=cumulative, level=0.9)
+            assert len(df) == 4 * len(eps) * 3
+            for _, row in df.iterrows():
+                rec = res[row["run"]].records()
+                sl = slice(0, row["layer"]) if cumulative else slice(row["layer"] - 1, row["layer"])
+                f = (np.maximum(np.abs(np.sqrt(rec["fwd_min"][:, sl]) - 1), np.abs(np.sqrt(rec["fwd_max"][:, sl]) - 1))
+                     .max(1) > row["eps"]) | (rec["fwd_min"][:, sl] == 0).any(1)
+                b = np.maximum(np.abs(np.sqrt(rec["bwd_min"][:, sl]) - 1),
+                               np.abs(np.sqrt(rec["bwd_max"][:, sl]) - 1)).max(1) > row["eps"]
+                k = int({"forward": f, "backward": b, "both": f | b}[prop].sum())
+                assert row["failures"] == k and row["p_hat"] == k / 6000 and row["trials"] == 6000
+                ci = stats.binomtest(k, 6000).proportion_ci(0.9, method="exact")
+                assert np.isclose(row["ci_low"], ci.low, rtol=1e-9, atol=1e-15)
+                assert row["width"] == res[row["run"]].config.widths[row["layer"] - 1]
+                if cumulative and row["layer"] == 3 and prop == "both":
+                    assert row["failures"] == whole.loc[(row["run"], row["eps"]), "failures"]
+    fwd = res.failure_by_layer(eps, cumulative=True)
+    last = fwd[fwd.layer == 3].set_index(["run", "eps"])
+    exact = res.failure(eps).set_index(["run", "eps"])
+    assert np.allclose(last.p_exact, exact.loc[last.index, "p_exact"], rtol=1e-9)
+    assert (fwd.groupby(["run", "eps"]).p_exact.apply(lambda s: s.is_monotonic_increasing)).all()
+    assert res.failure_by_layer(eps, prop="backward", cumulative=True).p_exact.isna().all()
+    assert res.failure_by_layer(eps).p_exact.isna().all()          # per layer: no exact law here
+    assert "seed" in fwd.columns and "config_hash" in fwd.columns
+
+
+def test_failure_by_layer_of_one_property(property_files):
+    res = mcinit.load(property_files / "forward.h5")
+    df = res.failure_by_layer([0.5], cumulative=True)
+    assert df.failures.iloc[-1] == res.failure([0.5]).failures.iloc[0]
+    with pytest.raises(ValueError, match="no run of this file computed the backward property"):
+        res.failure_by_layer([0.5], prop="backward")
+    with pytest.raises(ValueError, match="eps must be positive"):
+        res.failure_by_layer([0.0])
+
+
+def test_summary_arrays_by_name(sweep_file, property_files):
+    s = mcinit.load(sweep_file).runs[0].summary()
+    assert s.mean.shape == (2, 2, 3)
+    rho, log_gamma = s.of("rho"), s.of("gamma", "log")
+    assert np.array_equal(rho.mean, s.mean[0, 0]) and np.array_equal(rho.count, s.count[0, 0])
+    assert np.array_equal(log_gamma.sd, np.sqrt(s.variance()[1, 1])) and log_gamma.space == "log"
+    assert np.array_equal(s.of("forward").max, s.max[0, 0]) and s.of("bwd").quantity == "bwd"
+    assert rho.hist.shape == (3, len(rho.edges) + 1)
+    with pytest.raises(ValueError, match="quantity must be one of"):
+        s.of("sigma")
+    fwd_only = mcinit.load(property_files / "forward.h5").runs[0].summary()
+    with pytest.raises(ValueError, match="computed forward"):
+        fwd_only.of("gamma")

@@ -18,14 +18,17 @@ eps and large widths it is not an upper bound (see :func:`paper_caveat`).
 and Gaussian weights (FFT convolution of the layers' log-factor densities), which
 the figure draws over the measured histogram.
 
-Modules: text (report_text, bound_text), figures (plot_report), curves (the
+The numbers of the text come from report_numbers and bound_numbers (the JSON documents of
+mcinit report and mcinit bound hold them too: mcinit.documents).
+
+Modules: text (report_text, report_numbers, bound_text, bound_numbers), figures (plot_report), curves (the
 exact density and the bound curves), common (what text and figures share).
 """
 
 from .common import PAPER_PROVENANCE, default_eps
 from .curves import exact_log_density, exact_ratio_density
 from .figures import plot_report
-from .text import bound_text, paper_caveat, report_text
+from .text import bound_numbers, bound_text, paper_caveat, report_numbers, report_text
 
-__all__ = ["report_text", "plot_report", "bound_text", "default_eps", "exact_log_density",
-           "exact_ratio_density", "paper_caveat", "PAPER_PROVENANCE"]
+__all__ = ["report_text", "report_numbers", "plot_report", "bound_text", "bound_numbers", "default_eps",
+           "exact_log_density", "exact_ratio_density", "paper_caveat", "PAPER_PROVENANCE"]

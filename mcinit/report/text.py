@@ -174,8 +174,8 @@ def _outside(p, lo, hi):
     return (p < lo * (1 - _REL_TOL)) | (p > hi * (1 + _REL_TOL))
 
 
-def _failure_section(results, prop, eps, form, level):
-    df = _row_key(results.failure(eps, prop=prop, form=form, level=level))
+def _failure_section(results, prop, eps, form, level, df):
+    """The failure table of ``prop`` (df: report_numbers' table of it) with its statements."""
     pct = f"{level * 100:.4g}%"
     dev = "|sqrt(ratio) - 1|" if form == "norm" else "|ratio - 1|"
     head = (f"FAILURE PROBABILITY, {_PROP_WORDS[prop]}. A trial fails when the deviation ({form} form {dev}) "
@@ -201,9 +201,9 @@ def _failure_section(results, prop, eps, form, level):
             flags += "V"
         if r.paper_vacuous:
             flags += "v"
-        if np.isfinite(r.chernoff) and r.chernoff < r.ci_low:
+        if r.chernoff_below:
             flags += "C"
-        if np.isfinite(r.p_exact) and _outside(r.p_exact, r.ci_low, r.ci_high):
+        if r.exact_outside:
             flags += "X"
         row = ([r.run] if dup else []) + [
             widths_label(r.widths.split(",")), int(r.depth), int(r.samples),
@@ -306,11 +306,8 @@ def _multi_input_lines(results, df, form):
         c = run.config
         if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
             continue
-        d = df[df.run == run.name]
-        p1 = np.atleast_1d(theory.exact_forward_failure(d.eps.to_numpy(), list(c.widths), form,
-                                                        c.input_dim, c.init))
-        for (_, r), p in zip(d.iterrows(), p1):
-            union = min(1.0, c.samples * p)
+        for _, r in df[df.run == run.name].iterrows():
+            p, union = r.p_one_input, r.p_union
             if r.ci_high < p * (1 - _REL_TOL):
                 where = "BELOW the one-input value (impossible: an error)"
             elif r.ci_low > union * (1 + _REL_TOL):
@@ -329,6 +326,61 @@ def _multi_input_lines(results, df, form):
                       "measurement"], rows, "lrrrlrrl") + notes)
 
 
+def _with_one_input_bounds(df, results, form):
+    """The forward table df with p_one_input (the exact one-input probability P1) and p_union
+    (min(1, N P1)) for the runs of N > 1 inputs and Gaussian weights, between which the N-input
+    probability lies (docs/design.md section 5); NaN for the other runs."""
+    df = df.assign(p_one_input=np.nan, p_union=np.nan)
+    for run in results.runs:
+        c = run.config
+        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
+            continue
+        rows = df.run == run.name
+        p1 = np.atleast_1d(theory.exact_forward_failure(df.loc[rows, "eps"].to_numpy(), list(c.widths), form,
+                                                        c.input_dim, c.init))
+        df.loc[rows, "p_one_input"] = p1
+        df.loc[rows, "p_union"] = np.minimum(1.0, c.samples * p1)
+    return df
+
+
+def report_numbers(results, eps=None, form="norm", level=0.95):
+    """The numbers report_text shows, as tables (the JSON document of mcinit report holds them).
+
+    Arguments as report_text.  Returns {eps, layers, failure, sup}:
+    eps      the tolerances: as given, or default_eps(results, form)
+    layers   results.layers() with z = (rho_mean - exact_rho_mean)/(sd/sqrt(trials)), sd the
+             exact sd (the measured one without it), NaN where not defined
+    failure  {forward, backward, both: results.failure(...) of the runs that computed the
+             property, in the order of the report's tables, with the flags' columns
+             chernoff_below (the Chernoff bound below the interval) and exact_outside (p_exact
+             outside the interval), and for forward p_one_input and p_union (N > 1 inputs, Gaussian
+             weights: the exact one-input probability P1 and min(1, N P1), NaN otherwise); None
+             where no run computed it}
+    sup      results.failure(eps, prop="sup") of the runs with the supremum search, or None"""
+    form_words(form)
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+    eps = default_eps(results, form) if eps is None else [float(e) for e in np.atleast_1d(eps)]
+    layers = results.layers()
+    T = {r.name: r.completed for r in results.runs}
+    layers["z"] = [np.nan if z is None else z for z in (_z(r, T[r.run]) for _, r in layers.iterrows())]
+    failure = {}
+    for prop in ("forward", "backward", "both"):
+        some = results.with_property(prop)
+        if not some.runs:
+            failure[prop] = None
+            continue
+        df = _row_key(some.failure(eps, prop=prop, form=form, level=level))
+        df["chernoff_below"] = np.isfinite(df.chernoff) & (df.chernoff < df.ci_low)
+        df["exact_outside"] = np.isfinite(df.p_exact) & _outside(df.p_exact, df.ci_low, df.ci_high)
+        if prop == "forward":
+            df = _with_one_input_bounds(df, some, form)
+        failure[prop] = df
+    sup = (results.failure(eps, prop="sup", form=form, level=level)
+           if any(r.config.sup for r in results.runs) else None)
+    return dict(eps=eps, layers=layers, failure=failure, sup=sup)
+
+
 def report_text(results, eps=None, form="norm", level=0.95):
     """The report of a results file as terminal text.
 
@@ -343,10 +395,8 @@ def report_text(results, eps=None, form="norm", level=0.95):
     run did not compute (--properties) is left out of its table, and a property no run
     computed is named as not computed.
     """
-    form_words(form)
-    if not 0 < level < 1:
-        raise ValueError("level must lie in (0, 1)")
-    eps = default_eps(results, form) if eps is None else [float(e) for e in np.atleast_1d(eps)]
+    numbers = report_numbers(results, eps, form, level)
+    eps = numbers["eps"]
     n = len(results.runs)
     lines = [f"mcinit report: {results.path} ({results.kind}, {n} run{'s' if n != 1 else ''})",
              f"Tolerances eps = {_eps_list(eps)}, {form_words(form)} (rho and gamma are squared ratios; "
@@ -357,7 +407,7 @@ def report_text(results, eps=None, form="norm", level=0.95):
     empty = [r.name for r in results.runs if r.completed == 0]
     if empty:
         lines += [f"Runs with no completed trial (left out of the tables' statements): {', '.join(empty)}", ""]
-    lines += _layer_section(results, results.layers())
+    lines += _layer_section(results, numbers["layers"])
     for prop in ("forward", "backward", "both"):
         some = results.with_property(prop)
         if not some.runs:
@@ -365,13 +415,13 @@ def report_text(results, eps=None, form="norm", level=0.95):
             lines += ["", "", _wrap(f"FAILURE PROBABILITY, {_PROP_WORDS[prop]}: not computed (the "
                                     f"run{'s were' if n != 1 else ' was'} made with --properties {made}).")]
             continue
-        lines += ["", ""] + _failure_section(some, prop, eps, form, level)
+        lines += ["", ""] + _failure_section(some, prop, eps, form, level, numbers["failure"][prop])
         left = [r.name for r in results.runs if r not in some.runs]
         if left:
             lines += [_wrap(f"Not computed by run{'s' if len(left) != 1 else ''} {', '.join(left)} "
                             f"(--properties), which {'are' if len(left) != 1 else 'is'} left out of this table.")]
     if any(r.config.sup for r in results.runs):
-        lines += ["", ""] + _sup_section(results, eps, form, level)
+        lines += ["", ""] + _sup_section(results, eps, form, level, numbers)
     for run in results.runs:
         c = run.config
         off = _off_paper(c)
@@ -381,7 +431,7 @@ def report_text(results, eps=None, form="norm", level=0.95):
     return "\n".join(lines) + "\n"
 
 
-def _sup_section(results, eps, form, level):
+def _sup_section(results, eps, form, level, numbers):
     """The forward property for all inputs: the supremum search beside the random inputs."""
     lines = [_wrap("FORWARD PROPERTY FOR ALL INPUTS (the paper's third result), from the supremum search: "
                    f"a trial fails when some evaluated input of the unit sphere deviates by more than eps "
@@ -389,8 +439,8 @@ def _sup_section(results, eps, form, level):
                    "its failure probability is a LOWER ESTIMATE of the probability for all of R^n; beside it "
                    f"the same property over the N random sphere inputs alone. {int(level * 100)}% exact intervals."),
              ""]
-    fin = results.failure(eps, prop="forward", form=form, level=level).set_index(["run", "eps"])
-    sup = results.failure(eps, prop="sup", form=form, level=level)
+    fin = numbers["failure"]["forward"].set_index(["run", "eps"])
+    sup = numbers["sup"]
     rows = []
     for _, r in sup.iterrows():
         f = fin.loc[(r["run"], r["eps"])]
@@ -424,25 +474,28 @@ def _sup_section(results, eps, form, level):
 # ---------------------------------------------------------------------------
 # widths the bounds need
 
-def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
-               props=("forward",)):
-    """The widths each bound needs for P(failure) <= delta, and the bounds at given widths.
+def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
+                  props=("forward",)):
+    """The numbers bound_text shows, as named values (the JSON document of mcinit bound holds them).
 
-    eps       tolerance in the given form ('norm': |sqrt(rho) - 1|, 'squared': |rho - 1|)
-    delta     target failure probability in (0, 1)
-    depth     L;  samples: N inputs
-    widths    optional list of candidate equal hidden widths m (each an L-layer network of width m)
-    init      Gaussian initialisation preset;  input_dim: n_0 for the values at the given widths
-              (default n_0 = m; the required widths always take n_0 = m)
-    props     the properties, each row naming its own: forward (the paper's, Chernoff and exact
-              bounds), backward (the paper's bound alone, which the paper states for both
-              properties: mcinit.theory has no Chernoff bound or exact law of gamma), both (a
-              trial fails when either fails: the paper's bound at delta/2 for each, the union)
-    Paper (theory.paper_width, at the norm tolerance), Chernoff and exact (theory.required_widths);
-    for N > 1 the 'exact' width is that of the union bound N * P_exact, and the one-input width
-    (a lower bound on what N inputs need) is shown beside it.  A ValueError (one line) when a
-    property asked for has no bound at these settings.
-    """
+    Arguments as bound_text.  Returns {eps, eps_norm (the norm tolerance the paper bound is
+    applied at), delta, depth, samples, form, init, input_dim, properties, required, at_widths}:
+    required    one dict per row of the table of widths, in its order: bound, property, width,
+                meaning, why_none.  bound: paper (the authors' code, closed form; width None
+                with why_none where it has none, with why_none None where it is not derived
+                for the init), chernoff, exact (one input; N > 1: union, N x exact, and
+                exact_one_input, a lower bound on the width N inputs need); the smallest equal
+                hidden width m (n_0 = m) whose bound is <= delta.  forward has every bound;
+                backward the paper's alone (at delta); both the paper's at delta/2 for each
+                property (the union)
+    at_widths   None, or one dict per given width and property (in the order of props): width,
+                property, input_dim (n_0), paper_delta (the paper's bound of the property, both:
+                min(1, 2 delta); NaN outside the paper's setting: init he, or he-in with n_0 = m),
+                chernoff, p_exact (one input), p_union (min(1, N p_exact); N > 1 only) -- these
+                three NaN for backward and both --, paper_vacuous (paper_delta >= 1),
+                paper_below_exact (paper_delta < p_exact: not an upper bound there),
+                paper_outside_setting (he-in with n_0 != m: no paper bound)
+    ValueError for arguments out of range."""
     form_words(form)
     e = float(eps)
     d = float(delta)
@@ -464,6 +517,98 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
             raise ValueError(f"the {p} property has the paper bound alone, derived for He initialisation "
                              f"(init he or he-in), not {init}")
     e_norm = float(paper_eps(e, form))
+    required = []
+
+    def paper_row(prop, dd, meaning):
+        try:
+            required.append(dict(bound="paper", property=prop, width=theory.paper_width(e_norm, dd, N, L),
+                                 meaning=meaning, why_none=None))
+        except ValueError as err:
+            required.append(dict(bound="paper", property=prop, width=None, meaning=meaning, why_none=str(err)))
+    if "forward" in props:
+        if init in PAPER_INITS:
+            paper_row("forward", d, "closed form")
+        else:
+            required.append(dict(bound="paper", property="forward", width=None,
+                                 meaning=f"derived for He, not {init}", why_none=None))
+        kinds = [("chernoff", "chernoff", N, f"Chernoff + union bound, N={N}")]
+        if N == 1:
+            kinds.append(("exact", "exact", 1, "exact, one input"))
+        else:
+            kinds += [("union", "exact", N, f"N x exact (union bound over {N} inputs)"),
+                      ("exact_one_input", "exact", 1, f"a lower bound on the width {N} inputs need")]
+        for name, kind, n, meaning in kinds:
+            try:
+                required.append(dict(bound=name, property="forward",
+                                     width=theory.required_width(e, d, L, n, kind, form, init), meaning=meaning,
+                                     why_none=None))
+            except ValueError as err:
+                required.append(dict(bound=name, property="forward", width=None, meaning=meaning,
+                                     why_none=str(err)))
+    if "backward" in props:
+        paper_row("backward", d, "closed form, the same as the forward property's")
+    if "both" in props:
+        paper_row("both", d / 2, "union: each property at delta/2")
+    at = None
+    if widths is not None:
+        ws = [int(w) for w in np.atleast_1d(widths)]
+        if any(w < 1 for w in ws):
+            raise ValueError("widths must be positive integers")
+        if any(w > theory.MAX_BOUND_WIDTH for w in ws):
+            raise ValueError(f"widths must be at most {theory.MAX_BOUND_WIDTH} (2**21) to evaluate the bounds at")
+        at = []
+        for m in ws:
+            n0 = int(input_dim) if input_dim else m
+            # the paper's setting: E rho_l = 1 in every layer (mcinit.results._paper_setting)
+            pdl = (float(theory.paper_delta(m, e_norm, N, L)) if init == "he" or (init == "he-in" and n0 == m)
+                   else float("nan"))
+            for p in props:
+                row = dict(width=m, property=p, input_dim=n0,
+                           paper_delta=min(1.0, 2.0 * pdl) if p == "both" and np.isfinite(pdl) else pdl,
+                           chernoff=float("nan"), p_exact=float("nan"))
+                if p == "forward":
+                    row["chernoff"] = float(theory.chernoff_bound(e, [m] * L, N, form, n0, init))
+                    row["p_exact"] = float(theory.exact_forward_failure(e, [m] * L, form, n0, init))
+                if N > 1:
+                    row["p_union"] = min(1.0, N * row["p_exact"]) if p == "forward" else float("nan")
+                row["paper_vacuous"] = bool(np.isfinite(pdl) and (2.0 * pdl if p == "both" else pdl) >= 1)
+                row["paper_below_exact"] = bool(p == "forward" and np.isfinite(pdl) and pdl < row["p_exact"])
+                row["paper_outside_setting"] = bool(not np.isfinite(pdl) and init in PAPER_INITS)
+                at.append(row)
+    return dict(eps=e, eps_norm=e_norm, delta=d, depth=L, samples=N, form=form, init=init,
+                input_dim=int(input_dim) if input_dim else None, properties=list(props), required=required,
+                at_widths=at)
+
+
+#: the rows of bound_text's table of widths: bound_numbers' bound -> label
+_BOUND_LABELS = {"paper": "paper (authors' code)", "chernoff": "chernoff", "exact": "exact",
+                 "union": "N x exact", "exact_one_input": "exact, one input"}
+#: the names of the bounds in bound_text's rows and reasons for no width
+_BOUND_ERRORS = {"paper": "paper", "chernoff": "chernoff", "exact": "exact", "union": "exact",
+                 "exact_one_input": "exact, one input"}
+
+
+def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
+               props=("forward",)):
+    """The widths each bound needs for P(failure) <= delta, and the bounds at given widths.
+
+    eps       tolerance in the given form ('norm': |sqrt(rho) - 1|, 'squared': |rho - 1|)
+    delta     target failure probability in (0, 1)
+    depth     L;  samples: N inputs
+    widths    optional list of candidate equal hidden widths m (each an L-layer network of width m)
+    init      Gaussian initialisation preset;  input_dim: n_0 for the values at the given widths
+              (default n_0 = m; the required widths always take n_0 = m)
+    props     the properties, each row naming its own: forward (the paper's, Chernoff and exact
+              bounds), backward (the paper's bound alone, which the paper states for both
+              properties: mcinit.theory has no Chernoff bound or exact law of gamma), both (a
+              trial fails when either fails: the paper's bound at delta/2 for each, the union)
+    Paper (theory.paper_width, at the norm tolerance), Chernoff and exact (theory.required_widths);
+    for N > 1 the 'exact' width is that of the union bound N * P_exact, and the one-input width
+    (a lower bound on what N inputs need) is shown beside it.  A ValueError (one line) when a
+    property asked for has no bound at these settings.  The numbers are bound_numbers'.
+    """
+    b = bound_numbers(eps, delta, depth, samples, widths, form, init, input_dim, props)
+    e, d, L, N, e_norm, props = b["eps"], b["delta"], b["depth"], b["samples"], b["eps_norm"], b["properties"]
     lines = [f"mcinit bound: {', '.join(props)} propert{'y' if len(props) == 1 else 'ies'}, eps = {fmt_g(e, 4)} "
              f"({form_words(form)}), delta = {fmt_g(d, 4)}, "
              f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} (Gaussian weights)",
@@ -473,90 +618,53 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
     lines += ["", "Smallest equal hidden width m (n_0 = m) with bound <= delta:"]
     rows = []
     errors = []
-    paper_m = None
-    need = {}
-
-    def paper_row(prop, dd, meaning):
-        try:
-            m = theory.paper_width(e_norm, dd, N, L)
-            rows.append(["paper (authors' code)", f"{m:,}" if m < 10 ** 15 else f"{float(m):.4g}", prop, meaning])
-            return m
-        except ValueError as err:
-            rows.append(["paper (authors' code)", "none", prop, "see below"])
-            errors.append(f"paper: {err}")
-            return None
-    if "forward" in props:
-        if init in PAPER_INITS:
-            paper_m = paper_row("forward", d, "closed form")
+    for r in b["required"]:
+        name, m = r["bound"], r["width"]
+        if m is not None:
+            shown = f"{m:,}" if name != "paper" or m < 10 ** 15 else f"{float(m):.4g}"
+            rows.append([_BOUND_LABELS[name], shown, r["property"], r["meaning"]])
+        elif r["why_none"] is None:          # the paper bound, not derived for this init
+            rows.append([_BOUND_LABELS[name], "n/a", r["property"], r["meaning"]])
         else:
-            rows.append(["paper (authors' code)", "n/a", "forward", f"derived for He, not {init}"])
-        for kind, what in (("chernoff", f"Chernoff + union bound, N={N}"),
-                           ("exact", "exact, one input" if N == 1 else f"N x exact (union bound over {N} inputs)")):
-            try:
-                m = theory.required_width(e, d, L, N, kind, form, init)
-                need[kind] = m
-                rows.append([kind if kind != "exact" or N == 1 else "N x exact", f"{m:,}", "forward", what])
-            except ValueError as err:
-                rows.append([kind, "none", "forward", "see below"])
-                errors.append(f"{kind}: {err}")
-        if N > 1:
-            try:
-                m1 = theory.required_width(e, d, L, 1, "exact", form, init)
-                need["exact1"] = m1
-                rows.append(["exact, one input", f"{m1:,}", "forward", f"a lower bound on the width {N} inputs need"])
-            except ValueError as err:
-                rows.append(["exact, one input", "none", "forward", "see below"])
-                errors.append(f"exact, one input: {err}")
-    if "backward" in props:
-        paper_row("backward", d, "closed form, the same as the forward property's")
-    if "both" in props:
-        paper_row("both", d / 2, "union: each property at delta/2")
+            rows.append([_BOUND_LABELS[name] if name in ("paper", "exact_one_input") else _BOUND_ERRORS[name],
+                         "none", r["property"], "see below"])
+            errors.append(f"{_BOUND_ERRORS[name]}: {r['why_none']}")
     lines += _table(["bound", "width m", "property", "meaning"], rows, "lrll")
     lines += [_wrap("No width: " + e_) for e_ in dict.fromkeys(errors)]
     if any(p != "forward" for p in props):
         lines.append(_wrap("backward, both: the paper bound alone; mcinit.theory has no Chernoff bound or exact "
                            "law of the backward ratio gamma (docs/design.md section 5)."))
-    ex = need.get("exact1") if N > 1 else need.get("exact")
+    need = {r["bound"]: r["width"] for r in b["required"] if r["property"] == "forward" and r["width"] is not None}
+    paper_m = need.get("paper")
+    ex = need.get("exact_one_input") if N > 1 else need.get("exact")
     if paper_m is not None and ex is not None and paper_m < ex:
         lines.append(_wrap(f"NOTE: the paper width {paper_m:,} is below the width the exact probability needs "
                            f"({ex:,}{', one input' if N > 1 else ''}): at this eps the encoded bound promises "
                            "delta at a width where the true failure probability is larger."))
-    elif paper_m is not None and N > 1 and ex is not None and "exact" in need and paper_m < need["exact"]:
+    elif paper_m is not None and N > 1 and ex is not None and "union" in need and paper_m < need["union"]:
         lines.append(_wrap(f"NOTE: the paper width {paper_m:,} lies between the one-input exact width {ex:,} "
-                           f"and the union width {need['exact']:,}: these bounds do not decide whether it "
+                           f"and the union width {need['union']:,}: these bounds do not decide whether it "
                            f"suffices for {N} inputs (a Monte Carlo run does)."))
-    if widths is not None:
-        ws = [int(w) for w in np.atleast_1d(widths)]
-        if any(w < 1 for w in ws):
-            raise ValueError("widths must be positive integers")
-        if any(w > theory.MAX_BOUND_WIDTH for w in ws):
-            raise ValueError(f"widths must be at most {theory.MAX_BOUND_WIDTH} (2**21) to evaluate the bounds at")
+    if b["at_widths"] is not None:
         lines += ["", "Bounds at the given equal widths (n_0 = " + (str(input_dim) if input_dim else "m") + "):"]
         rows = []
-        for m in ws:
-            n0 = int(input_dim) if input_dim else m
-            # the paper's setting: E rho_l = 1 in every layer (mcinit.results._paper_setting)
-            pdl = (float(theory.paper_delta(m, e_norm, N, L)) if init == "he" or (init == "he-in" and n0 == m)
-                   else float("nan"))
-            for p in props:
-                fl = []
-                if p == "forward":
-                    ch = float(theory.chernoff_bound(e, [m] * L, N, form, n0, init))
-                    p1 = float(theory.exact_forward_failure(e, [m] * L, form, n0, init))
-                    row = [f"{m:,}", p, fmt_g(pdl), fmt_g(ch), fmt_g(p1, 4)]
-                    if N > 1:
-                        row.append(fmt_g(min(1.0, N * p1), 4))
-                    if np.isfinite(pdl) and pdl < p1:
-                        fl.append("paper < exact: not an upper bound here")
-                else:
-                    pb = min(1.0, 2.0 * pdl) if p == "both" else pdl
-                    row = [f"{m:,}", p, fmt_g(pb), "-", "-"] + (["-"] if N > 1 else [])
-                if np.isfinite(pdl) and (2.0 * pdl if p == "both" else pdl) >= 1:
-                    fl.insert(0, "paper vacuous")
-                if not np.isfinite(pdl) and init in PAPER_INITS:
-                    fl.append(f"paper: he-in with n_0 = {n0} != m")
-                row.append("; ".join(fl))
-                rows.append(row)
+        for r in b["at_widths"]:
+            fl = []
+            if r["property"] == "forward":
+                row = [f"{r['width']:,}", r["property"], fmt_g(r["paper_delta"]), fmt_g(r["chernoff"]),
+                       fmt_g(r["p_exact"], 4)]
+                if N > 1:
+                    row.append(fmt_g(r["p_union"], 4))
+            else:
+                row = [f"{r['width']:,}", r["property"], fmt_g(r["paper_delta"]), "-", "-"] + (["-"] if N > 1 else [])
+            if r["paper_vacuous"]:
+                fl.append("paper vacuous")
+            if r["paper_below_exact"]:
+                fl.append("paper < exact: not an upper bound here")
+            if r["paper_outside_setting"]:
+                fl.append(f"paper: he-in with n_0 = {r['input_dim']} != m")
+            row.append("; ".join(fl))
+            rows.append(row)
         header = ["width m", "property", "paper_delta", "chernoff", "exact P (one input)"]
         if N > 1:
             header.append(f"N x exact (union, N={N})")
