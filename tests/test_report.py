@@ -159,6 +159,7 @@ def _table_width(text, label):
     return int(line[len(label):].split()[0].replace(",", ""))
 
 
+@pytest.mark.slow       # about 8 s; tests/test_json.py holds bound's text to its numbers by default
 def test_bound_text():
     text = report.bound_text(0.15, 0.05, 10, widths=[1000, 4000])
     assert _table_width(text, "paper (authors' code)") == theory.paper_width(0.15, 0.05, 1, 10)
