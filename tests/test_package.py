@@ -186,7 +186,7 @@ def _use(env, purelib, src, work, where, xdg):
          "--depth", 2, "--kernel", "dense", "-o", out, "-q")
     assert out.is_file()
     call(env / "bin" / "python", "-c", "from mcinit import options; "
-                                       "assert options.read_config_file('digits_wn', several=True)['data'] == 'digits'")
+                                       "assert options.read_config_file('digits_wn', several=True)['data'] == ['digits']")
     # numba's caches went to the user cache, none into the installed package
     installed = os.path.join(purelib, "mcinit")
     if os.path.isdir(installed):
