@@ -155,7 +155,7 @@ def sweep_plan(runs, output, ex, backend, requested="auto", given=(), note=None)
         state = f"{output} will be resumed: its runs continue where they stopped"
     else:
         state = f"{output} will be {'replaced' if os.path.lexists(output) else 'created'}"
-    lines.append(f"time: about {estimate.human_seconds(total_seconds)} for every run, plus each run's startup"
+    lines.append(f"time: {estimate.approx_seconds(total_seconds)} for every run, plus each run's startup"
                  if total_seconds > 0 else "time: nothing to compute")
     lines.append(f"file: {state}; {limits.human_bytes(total_bytes)} in all")
     return lines

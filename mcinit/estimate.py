@@ -30,7 +30,7 @@ from . import kernels
 from ._version import __version__
 
 __all__ = ["Calibration", "calibrate", "kernel_lines", "time_line", "shape_class", "machine", "cache_path", "trial_seconds",
-           "model_seconds", "human_seconds", "CALIBRATION_SECONDS", "MAX_CALIBRATION_TRIAL"]
+           "model_seconds", "human_seconds", "approx_seconds", "CALIBRATION_SECONDS", "MAX_CALIBRATION_TRIAL"]
 
 #: seconds of trials a calibration times (after the startup)
 CALIBRATION_SECONDS = 1.0
@@ -218,6 +218,12 @@ def human_seconds(x):
     return f"{x / 86400:.3g} days"
 
 
+def approx_seconds(x):
+    """An estimate in words: 'about 12 s', or 'under 0.01 s' (never 'about under ...')."""
+    text = human_seconds(x)
+    return text if text.startswith("under") else f"about {text}"
+
+
 def kernel_lines(config, requested="auto", kept_from=None):
     """Lines: the kernel of a resolved configuration and the rule that picked it, and the
     estimated seconds per trial (one thread, the cost model) of every kernel that can run it.
@@ -242,6 +248,6 @@ def time_line(config, rows, calibration):
     if rows <= 0:
         return "time: nothing to compute"
     each = trial_seconds(config, calibration)
-    return (f"time: about {human_seconds(rows * each)} for {rows:,} trials ({each:.3g} s each at "
+    return (f"time: {approx_seconds(rows * each)} for {rows:,} trials ({each:.3g} s each at "
             f"{calibration.threads} thread{'s' if calibration.threads != 1 else ''}), plus the startup; "
             f"{calibration.describe()}")
