@@ -399,6 +399,7 @@ def test_device_row_of_normals_equals_rng():
         assert np.array_equal(a, b), n
 
 
+@pytest.mark.slow     # a few seconds; the default run keeps under 5 minutes from a cold cache
 def test_device_versions_of_cpu_helpers_give_the_same_numbers():
     """The GPU compiles head_error, input_factor and law_trial from the CPU source against the
     device rng namespace; compiled for the CPU the same way, they give the CPU's numbers."""

@@ -171,7 +171,7 @@ UNEVEN = dict(input_dim=45, widths="37,80,51,120,64,90")
 # run through test_last_layer_mean_and_variance and test_law_lanes_equal_law_trial
 @pytest.mark.parametrize("kernel,trials,init", [("dense", 12000, "he-in"), ("blocked", 12000, "he"),
                                                 ("projected", 60000, "he"),
-                                                ("projected", 60000, "he-in"),
+                                                pytest.param("projected", 60000, "he-in", marks=pytest.mark.slow),
                                                 pytest.param("law", 200000, "he", marks=pytest.mark.slow),
                                                 pytest.param("law", 200000, "glorot", marks=pytest.mark.slow)])
 def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init, precision="float64"):
@@ -221,6 +221,7 @@ def run_memory_rho(kernel, trials, widths):
     return last, cfg, data
 
 
+@pytest.mark.slow     # a few seconds; the default run keeps under 5 minutes from a cold cache
 def test_dead_network_probability_is_exact():
     """One input: P(dead) = 1 - prod_l (1 - 2^-n_l) (some layer has no active unit)."""
     widths = [3, 2, 4]
@@ -256,7 +257,7 @@ def test_kernels_agree_on_one_input(head):
     _two_sample(recs["dense"], recs["law"], "dense-law")
 
 
-@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("precision", ["float64", pytest.param("float32", marks=pytest.mark.slow)])
 def test_blocked_agrees_with_projected_on_many_inputs(precision, correlated_npy):
     """The many-input regime: blocked (float64 and float32) against the projected kernel's exact law."""
     kw = dict(data=correlated_npy[0], widths="20,35,8,30", head="softmax:5", init="he-in")

@@ -113,6 +113,7 @@ def _check_png(path):
     assert img[..., :3].std() > 0.05                     # not a blank canvas
 
 
+@pytest.mark.slow     # a few seconds; the default run keeps under 5 minutes from a cold cache
 def test_plot_report_sweep_and_single(sweep_file, single_file, tmp_path):
     backend = matplotlib.get_backend()
     out = report.plot_report(mcinit.load(sweep_file), tmp_path / "sweep.png", eps=[0.25, 0.5, 1.0])

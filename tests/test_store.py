@@ -200,6 +200,7 @@ def test_records_written_in_place_equal_those_written_through_hdf5(tmp_path, sam
         _same_summary(path, mem.summary)
 
 
+@pytest.mark.slow     # a few seconds; the default run keeps under 5 minutes from a cold cache
 def test_readable_by_another_process_while_being_written(tmp_path):
     """A reader polling the file of a running `mcinit run` always sees a consistent prefix."""
     path = tmp_path / "live.h5"
@@ -338,6 +339,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, seed):
     _same_summary(path, ref_sum)
 
 
+@pytest.mark.slow     # a few seconds; the default run keeps under 5 minutes from a cold cache
 def test_sigterm_stops_at_a_batch_boundary(tmp_path):
     path = tmp_path / "t.h5"
     proc = subprocess.Popen(_cli(*KILL_RUN, "-o", path), stderr=subprocess.PIPE, text=True)
