@@ -88,34 +88,33 @@ def run(config_file, as_json, **given):
     output = str(ex["output"] or DEFAULT_OUTPUT)
     cfg, data = build(**values)
     requested, picked = cfg.kernel, resolve(cfg).kernel
-    requested_kernel = requested
-    if not ex["overwrite"]:
-        cfg = _with_kernel_of_file(output, cfg)
+    found = None if ex["overwrite"] else _run_in(output)     # the run already in the output, read once
+    cfg = _with_kernel_of_file(found, cfg)
     cfg = resolve(cfg)
     resolve_backend(ex["backend"])   # a bad or unavailable backend fails before any file is touched
     if ex["dry_run"]:
         from .dryrun import run_plan
-        state, todo, resume = _output_state(output, cfg, shard, ex)
+        state, todo, resume = _output_state(output, found, cfg, shard, ex)
         click.echo("\n".join(run_plan(cfg, data, output, ex, state=state, todo=todo, resume=resume,
                                        rows=_rows(cfg, shard), requested=requested,
                                        kept_from=output if cfg.kernel != picked else None,
                                        given=_given_names(config_file, given), note=_note(ex))))
         return
     if not (ex["overwrite"] or ex["resume"]):
-        done = _complete_run(output, cfg, shard)
+        done = _complete_run(found, cfg, shard)
         if done is not None:    # the same command again: nothing to run, nothing written
             follows = "" if as_json or ex["quiet"] else "; its summary follows"
             click.echo(f"mcinit: {output} already holds this run, complete{follows} "
                        "(--overwrite runs it again)", err=True)
             if as_json:
                 from .documents import run_document
-                echo_json(run_document(done, output, requested_kernel=requested_kernel, shard=shard))
+                echo_json(run_document(done, output, requested_kernel=requested, shard=shard))
             elif not ex["quiet"]:
                 click.echo("\n".join(run_summary(done, output=output)))
             else:
                 click.echo(output)
             return
-    held = None if ex["overwrite"] or shard is not None else _extended_run(output, cfg, ex["resume"])
+    held = None if shard is not None else _extended_run(found, cfg, ex["resume"])
     if held is not None:
         click.echo(f"mcinit: {output} holds {held.completed:,} trials of this run{_of_planned(held)}; "
                    f"extending it to {cfg.trials:,} trials (trials {held.completed:,} to {cfg.trials - 1:,})",
@@ -135,7 +134,7 @@ def run(config_file, as_json, **given):
     from numba import get_num_threads
     if as_json:
         from .documents import run_document
-        echo_json(run_document(result, output, threads=get_num_threads(), requested_kernel=requested_kernel,
+        echo_json(run_document(result, output, threads=get_num_threads(), requested_kernel=requested,
                                shard=shard))
     elif not ex["quiet"]:
         click.echo("\n".join(run_summary(result, output=output, threads=get_num_threads())))
@@ -155,15 +154,15 @@ def _rows(cfg, shard):
     return stop - first
 
 
-def _output_state(output, cfg, shard, ex):
+def _output_state(output, found, cfg, shard, ex):
     """(what a run would do with its output, in words; the trials it would compute; whether it
     continues a file), found read-only: what the run would refuse is refused here the same way."""
     from .engine import shard_range
     from .store import HDF5Sink
     first, stop = shard_range(cfg.trials, shard) if shard is not None else (0, cfg.trials)
-    if not (ex["overwrite"] or ex["resume"]) and _complete_run(output, cfg, shard) is not None:
+    if not (ex["overwrite"] or ex["resume"]) and _complete_run(found, cfg, shard) is not None:
         return f"{output} holds this run, complete: nothing to compute (the run prints its summary)", 0, True
-    held = None if ex["overwrite"] or shard is not None else _extended_run(output, cfg, ex["resume"])
+    held = None if shard is not None else _extended_run(found, cfg, ex["resume"])
     exists = os.path.lexists(output)
     sink = HDF5Sink(output, overwrite=ex["overwrite"], resume=ex["resume"] or held is not None,
                     extend=held is not None, inputs=_data_files([cfg]))
@@ -193,42 +192,39 @@ def _json_or_dry_run(as_json, ex):
                           "leave out one of them")
 
 
-def _with_kernel_of_file(output, cfg):
-    """``cfg`` (kernel auto) with the kernel of the run in ``output`` when that run's
-    configuration is ``cfg`` but for its kernel: a run begun when auto resolved another
-    kernel (an earlier version's cost model) is resumed, or found complete, with its own
-    kernel.  ``cfg`` as it is otherwise."""
+def _run_in(output):
+    """The RunInfo of the run in ``output`` (a run file the reader accepts), or None: no such
+    file, a sweep, or a file the reader refuses (the usual checks then say why)."""
     from .reader import read_file
     from .store import StoreError
-    if cfg.kernel != "auto" or not os.path.isfile(output):
-        return cfg
-    try:
-        info = read_file(output)
-    except StoreError:
-        return cfg
-    if info.kind != "run":
-        return cfg
-    run = info.runs[0]
-    same = dataclasses.replace(cfg, kernel=run.config.kernel)     # with more trials too (an extension)
-    return same if dataclasses.replace(same, trials=run.trials).config_hash() == run.config_hash else cfg
-
-
-def _extended_run(output, cfg, resume):
-    """The RunInfo of the run in ``output`` that a run of ``cfg`` extends (the same
-    configuration with fewer trials, store.extends): complete, or (resume) unfinished; None
-    otherwise (no such file or run: the usual checks then say what happens)."""
-    from .reader import read_file
-    from .store import StoreError, extends
     if not os.path.isfile(output):
         return None
     try:
         info = read_file(output)
     except StoreError:
         return None
-    if info.kind != "run" or not extends(info.runs[0], cfg):
+    return info.runs[0] if info.kind == "run" else None
+
+
+def _with_kernel_of_file(found, cfg):
+    """``cfg`` (kernel auto) with the kernel of ``found`` (the run in the output, _run_in)
+    when that run's configuration is ``cfg`` but for its kernel: a run begun when auto
+    resolved another kernel (an earlier version's cost model) is resumed, or found complete,
+    with its own kernel.  ``cfg`` as it is otherwise."""
+    if cfg.kernel != "auto" or found is None:
+        return cfg
+    same = dataclasses.replace(cfg, kernel=found.config.kernel)     # with more trials too (an extension)
+    return same if dataclasses.replace(same, trials=found.trials).config_hash() == found.config_hash else cfg
+
+
+def _extended_run(found, cfg, resume):
+    """``found`` (the run in the output, _run_in) when a run of ``cfg`` extends it (the same
+    configuration with fewer trials, store.extends): complete, or (resume) unfinished; None
+    otherwise (the usual checks then say what happens)."""
+    from .store import extends
+    if found is None or not extends(found, cfg):
         return None
-    run = info.runs[0]
-    return run if resume or run.completed == run.rows else None
+    return found if resume or found.completed == found.rows else None
 
 
 def _of_planned(run):
@@ -236,32 +232,23 @@ def _of_planned(run):
     return ", complete" if run.completed == run.rows else f" (of {run.rows:,} planned)"
 
 
-def _complete_run(output, cfg, shard):
-    """The RunResult (read from the file, nothing computed) of ``output`` when it already
-    holds the run of ``cfg`` (and ``shard``), complete; None otherwise (no such file, another
-    run, an unfinished one, or a file the reader refuses: the usual checks then say why)."""
-    if not os.path.isfile(output):
+def _complete_run(found, cfg, shard):
+    """The RunResult (read from the file, nothing computed) of ``found`` (the run in the
+    output, _run_in) when it is the run of ``cfg`` (and ``shard``), complete; None otherwise
+    (no run, another run or an unfinished one: the usual checks then say why)."""
+    if found is None:
         return None
     import numpy as np
 
     from .engine import REPORT_EPS, RunResult, shard_range
-    from .reader import read_file
     from .results import Run
-    from .store import StoreError
-    try:
-        info = read_file(output)
-    except StoreError:
-        return None
     first, stop = shard_range(cfg.trials, shard) if shard is not None else (0, cfg.trials)
-    if info.kind != "run":
-        return None
-    run = info.runs[0]
-    if (run.config_hash != cfg.config_hash() or run.first_index != first or run.rows != stop - first
-            or run.completed != run.rows or run.partial):
+    if (found.config_hash != cfg.config_hash() or found.first_index != first or found.rows != stop - first
+            or found.completed != found.rows or found.partial):
         return None
     eps = np.array(REPORT_EPS)
-    failures = {k: v for k, v in Run(run).failure_counts(eps, "norm").items() if k in ("forward", "backward", "both")}
-    return RunResult(config=cfg, summary=run.summary, elapsed=0.0, sink=None, eps=eps, failures=failures,
+    failures = {k: v for k, v in Run(found).failure_counts(eps, "norm").items() if k in ("forward", "backward", "both")}
+    return RunResult(config=cfg, summary=found.summary, elapsed=0.0, sink=None, eps=eps, failures=failures,
                      computed=0)
 
 
