@@ -31,7 +31,6 @@ import argparse
 import datetime
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -402,12 +401,8 @@ def _write(args, md, many_md, device, kc, numba, np, normal_rate, dgemm, sgemm, 
                                 capture_output=True, text=True, timeout=5).stdout.strip() or "n/a"
     except Exception:
         commit = "n/a"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from mcinit.estimate import cpu_model
+    cpu = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     text = f"""# mcinit GPU benchmark results
 

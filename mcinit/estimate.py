@@ -29,7 +29,7 @@ import time
 from . import kernels
 from ._version import __version__
 
-__all__ = ["Calibration", "calibrate", "kernel_lines", "time_line", "shape_class", "machine", "cache_path", "trial_seconds",
+__all__ = ["Calibration", "calibrate", "kernel_lines", "time_line", "shape_class", "machine", "cpu_model", "cache_path", "trial_seconds",
            "model_seconds", "human_seconds", "approx_seconds", "CALIBRATION_SECONDS", "MAX_CALIBRATION_TRIAL"]
 
 #: seconds of trials a calibration times (after the startup)
@@ -89,19 +89,23 @@ def shape_class(config, threads=1, backend="cpu"):
             f"-k{_power(config.head[1])}" + ("-sup" if config.sup else ""))
 
 
-def machine():
-    """This machine, for the cache's key: its name, processor and the cores this process may use."""
-    from .engine import usable_cores
+def cpu_model():
+    """The processor's name (/proc/cpuinfo's model name where there is one)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    text = f"{platform.node()}|{model}|{usable_cores()}"
+    return model
+
+
+def machine():
+    """This machine, for the cache's key: its name, processor and the cores this process may use."""
+    from .engine import usable_cores
+    text = f"{platform.node()}|{cpu_model()}|{usable_cores()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
