@@ -164,7 +164,13 @@ def test_bound_prints_the_paper_width():
 def test_bound_refuses_what_it_cannot_compute_in_one_line(args, words):
     """bound takes the sizes a run takes: beyond them (where its width searches would run for
     minutes) and for meaningless tolerances it is one line and exit 2."""
-    base = {"--eps": "0.1", "--delta": "0.05"}
+    _bound_refuses({"--eps": "0.1", "--delta": "0.05"}, args, words)
+
+
+def _bound_refuses(base, args, words):
+    """mcinit bound with the options of ``base``, those of ``args`` replacing or adding to
+    them, is one `mcinit: error:` line naming ``words``, and exit 2."""
+    base = dict(base)
     for k, v in zip(args[::2], args[1::2]):
         base[k] = v
     r = invoke("bound", *[x for kv in base.items() for x in kv])
@@ -410,10 +416,4 @@ def test_bound_takes_lists_the_input_dimension_and_the_backward_property():
     (["--depth", "3,0"], "depth must be at least 1"),
 ])
 def test_bound_refuses_in_one_line(args, words):
-    base = {"--eps": "0.5", "--delta": "0.05", "--depth": "3"}
-    for k, v in zip(args[::2], args[1::2]):
-        base[k] = v
-    r = invoke("bound", *[x for kv in base.items() for x in kv])
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("mcinit: error: "), r.output
-    assert words in lines[0], lines[0]
+    _bound_refuses({"--eps": "0.5", "--delta": "0.05", "--depth": "3"}, args, words)
