@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 
-from .options import (BY_NAME, DATA_RANDOM, DISTS, HEADS, INITS, KERNELS, ConfigError, defaults, parse_count,
+from .options import (BY_NAME, DATA_RANDOM, DEFAULT_BLOCKS, DISTS, HEADS, INITS, KERNELS, ConfigError, defaults, parse_count,
                       parse_head, parse_widths, read_config_file, run_values)
 
 __all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "KERNELS", "build", "check_precision",
@@ -23,7 +23,8 @@ __all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "K
 #: the properties visibly hold.
 DEFAULTS = defaults()
 #: fields added after the first format, left out of the config JSON at their default value
-OPTIONAL_FIELDS = {"precision": "float64", "properties": "both"}
+OPTIONAL_FIELDS = {"precision": "float64", "properties": "both", "arch": "plain", "branch_scale": 1.0,
+                   "wn_grad": "weight"}
 
 MAX_WIDTH = 1 << 20
 MAX_DEPTH = 4000
@@ -76,6 +77,11 @@ class RunConfig:
     trials      number of trials T; trial indices run 0..T-1
     precision   float64 | float32: the arithmetic of weights, activations and products
     properties  both | forward | backward: what each trial computes and records
+    arch        plain | residual | single-skip (mcinit.options.ARCHS); a residual network has
+                depth 1 + 2B: layer 1, then block b's hidden layer 2b and output layer 2b + 1
+    branch_scale
+                the residual branch's scale s (1/B resolved to its number)
+    wn_grad     weight | direction: the gradient of weight-normalised rows' backward ratio
     """
 
     widths: tuple
@@ -95,6 +101,19 @@ class RunConfig:
     sup_steps: int = None
     precision: str = "float64"
     properties: str = "both"
+    arch: str = "plain"
+    branch_scale: float = 1.0
+    wn_grad: str = "weight"
+
+    @property
+    def residual(self):
+        """Whether the network has residual blocks (arch residual or single-skip)."""
+        return self.arch != "plain"
+
+    @property
+    def blocks(self):
+        """The residual blocks B (0 for a plain network)."""
+        return (self.depth - 1) // 2 if self.residual else 0
 
     @property
     def sup(self):
@@ -177,8 +196,9 @@ def load_config_file(path, several=False):
 
 
 def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
-          data=None, normalize=None, init=None, wn_gain=None, dist=None, head=None, kernel=None,
-          precision=None, properties=None, sup_search=None, seed=None):
+          data=None, normalize=None, arch=None, blocks=None, branch_scale=None, init=None, wn_gain=None,
+          wn_grad=None, dist=None, head=None, kernel=None, precision=None, properties=None, sup_search=None,
+          seed=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
     dataset (N, n_0) or None).  Raises ConfigError with one line.
 
@@ -190,19 +210,43 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, widths=widths,
                  samples=samples, data=data, normalize=normalize, init=init, wn_gain=wn_gain, dist=dist,
                  head=head, kernel=kernel, precision=precision, properties=properties, sup_search=sup_search,
-                 seed=seed)
+                 seed=seed, arch=arch, blocks=blocks, branch_scale=branch_scale, wn_grad=wn_grad)
     given = {k: BY_NAME[k].parse(v) for k, v in given.items() if v is not None}
     d = dict(DEFAULTS)
     d.update(given)
     trials = d["trials"]
     if trials >= 1 << 40:
         raise ConfigError("trials must be below 2**40")
+    arch = d["arch"]
+    if "blocks" in given and arch == "plain":
+        raise ConfigError("--blocks counts residual blocks: use it with --arch residual or single-skip")
     if "widths" in given:
-        if "width" in given or "depth" in given:
-            raise ConfigError("give either --widths or --width/--depth, not both")
+        if "width" in given or "depth" in given or "blocks" in given:
+            raise ConfigError("give either --widths or --width with --depth or --blocks, not both")
         ws = list(given["widths"])
+    elif arch != "plain":
+        if "depth" in given and "blocks" in given:
+            raise ConfigError("give either --depth or --blocks, not both (depth = 1 + 2 blocks)")
+        ws = [d["width"]] * (d["depth"] if "depth" in given else 1 + 2 * given.get("blocks", DEFAULT_BLOCKS))
     else:
         ws = [d["width"]] * d["depth"]
+    if arch != "plain":
+        if len(ws) < 3 or len(ws) % 2 == 0:
+            raise ConfigError(f"a residual network has depth 1 + 2B (a first layer, then B blocks of two "
+                              f"layers): {len(ws)} layers is not of that form")
+        off = [i + 1 for i in range(2, len(ws), 2) if ws[i] != ws[0]]
+        if arch == "residual" and off:
+            raise ConfigError(f"a block's output is added to its input: every block's output width must be "
+                              f"the first layer's ({ws[0]}), not layer {off[0]}'s {ws[off[0] - 1]}")
+        if arch == "single-skip" and ws[-1] != ws[0]:
+            raise ConfigError(f"the single skip adds the last layer to the first: their widths must agree "
+                              f"({ws[0]} and {ws[-1]})")
+    scale = d.get("branch_scale", 1.0)
+    if scale != 1.0 and arch == "plain":
+        raise ConfigError("--branch-scale scales a residual branch: use it with --arch residual or single-skip")
+    if scale == "1/B":
+        scale = 1.0 / ((len(ws) - 1) // 2)
+    wn_grad = d["wn_grad"]
     if len(ws) > MAX_DEPTH:
         raise ConfigError(f"depth must be at most {MAX_DEPTH}")
     if max(ws) > MAX_WIDTH:
@@ -210,6 +254,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     init, dist, kernel, norm = d["init"], d["dist"], d["kernel"], d["normalize"]
     if init.startswith("wn") and dist != "normal":
         raise ConfigError("weight-normalised inits draw row directions from N(0, I); --dist uniform does not apply")
+    if wn_grad != "weight" and not init.startswith("wn"):
+        raise ConfigError("--wn-grad applies to weight-normalised rows (--init wn or wn-unit)")
     head = parse_head(d["head"])
     seed = d["seed"]
     if not 0 <= seed < 1 << 64:
@@ -227,6 +273,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
         if d["precision"] != "float64":
             raise ConfigError(f"the supremum search runs the dense kernel, in float64: --precision "
                               f"{d['precision']} does not apply")
+        if arch != "plain":
+            raise ConfigError("the supremum search is of plain networks, not --arch " + arch)
         if d["properties"] == "backward":
             raise ConfigError("the supremum search is of the forward property: use --properties forward or both")
         kernel = "dense"
@@ -258,7 +306,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
                     init=init, dist=dist, head=head, kernel=kernel, seed=seed, trials=trials,
                     normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps,
-                    precision=d["precision"], properties=d["properties"])
+                    precision=d["precision"], properties=d["properties"], arch=arch,
+                    branch_scale=float(scale), wn_grad=wn_grad)
     if cfg.sup and sup_starts > N:
         raise ConfigError(f"sup-search starts ({sup_starts}) cannot exceed the random inputs (--samples {N})")
     return cfg, fixed

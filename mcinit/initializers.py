@@ -19,6 +19,7 @@ SCHEMES = {
     "he-in": (2.0, "fan_in"),
     "glorot": (1.0, "fan_avg"),
     "lecun": (1.0, "fan_in"),
+    "paper-glorot": (1.0, "fan_out"),     # what the paper's code calls glorot: N(0, 1/n_l)
 }
 
 

@@ -31,7 +31,7 @@ from .bundled import example_config_path, example_configs
 
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
-           "FORMS", "GAUSSIAN_INITS", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
+           "FORMS", "GAUSSIAN_INITS", "ARCHS", "RESIDUAL_ARCHS", "WN_GRADS", "DEFAULT_BLOCKS", "parse_branch_scale", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
            "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search",
            "parse_shard", "run_values", "COMMANDS", "options_of", "markdown_table"]
 
@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 # -- the enumerations, one place each ---------------------------------------------------------
 
 #: weight initialisations (variance-scaling presets and weight-normalised rows)
-INITS = ("he", "he-in", "glorot", "lecun", "wn", "wn-unit")
+INITS = ("he", "he-in", "glorot", "lecun", "paper-glorot", "wn", "wn-unit")
 #: distributions of the weight entries
 DISTS = ("normal", "uniform")
 #: output heads: softmax:K (cross-entropy) or gaussian:K
@@ -62,7 +62,17 @@ NORMALIZE = ("none", "center", "unit")
 BACKENDS = ("cpu", "cuda", "auto")
 #: the initialisations with Gaussian weights of a variance-scaling preset (the bounds' and
 #: exact laws' domain)
-GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun")
+GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun", "paper-glorot")
+#: network architectures: a plain chain of ReLU layers; residual blocks with a skip in every
+#: block (y = h + s W_2 ReLU(W_1 h)); the paper's code's variant: a first layer, a chain of
+#: 2B ReLU layers and one skip around the whole chain (out = h_1 + s chain(h_1))
+ARCHS = ("plain", "residual", "single-skip")
+RESIDUAL_ARCHS = ("residual", "single-skip")
+#: residual blocks when a residual architecture is named without --blocks, --depth or --widths
+DEFAULT_BLOCKS = 10
+#: the parameter whose gradient the backward ratio of weight-normalised rows measures: the
+#: effective weight W (g v/||v||) or the row direction v (the paper's code's)
+WN_GRADS = ("weight", "direction")
 #: deviation forms of the report: |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared)
 FORMS = ("norm", "squared")
 #: the head's class count when a head is named without one
@@ -178,6 +188,17 @@ def parse_head(value):
     if kind == "softmax" and k < 2:
         raise ConfigError("a softmax head needs at least 2 classes")
     return kind, k
+
+
+def parse_branch_scale(value):
+    """The residual branch's scale: a positive number (text '0.5' or a number) or '1/B' (one
+    over the number of blocks, kept as the text '1/B' until the blocks are known)."""
+    if isinstance(value, str) and value.strip(" ").upper() == "1/B":
+        return "1/B"
+    x = parse_float(value, "branch scale") if not isinstance(value, bool) else None
+    if x is None or not (math.isfinite(x) and x > 0):
+        raise ConfigError(f"branch scale must be a positive number or 1/B, got {value!r}")
+    return x
 
 
 def parse_sup_search(value):
@@ -351,12 +372,25 @@ OPTIONS = (
     Option("normalize", CHOICE, "What is done to a fixed dataset: center subtracts the mean input, unit "
            "then scales every input to unit norm.", default="none", choices=NORMALIZE, fields=("normalize",),
            value_of=lambda c: c.normalize),
-    Option("init", CHOICE, "Weight initialisation: variance-scaling presets, or weight-normalised "
-           "rows (wn, wn-unit).", default="he", choices=INITS,
+    Option("arch", CHOICE, "Architecture: plain ReLU layers; residual blocks y = h + s W_2 ReLU(W_1 h) after a "
+           "first ReLU layer (a skip in every block); single-skip: the paper's code's variant, a first "
+           "layer h_1, then 2B ReLU layers and one skip around them all (h_1 + s chain(h_1)).",
+           default="plain", choices=ARCHS, several=True, fields=("arch",), value_of=lambda c: c.arch),
+    Option("blocks", COUNT, "Residual blocks B of a residual architecture (depth 1 + 2B; instead of --depth).",
+           default_text=f"{DEFAULT_BLOCKS} with --arch residual or single-skip", several=True,
+           fields=("widths",)),
+    Option("branch_scale", TEXT, "Scale s of the residual branch: a positive number, or 1/B.", default_text="1",
+           several=True, parse_text=parse_branch_scale, fields=("branch_scale",),
+           value_of=lambda c: c.branch_scale, completion=("1", "1/B")),
+    Option("init", CHOICE, "Weight initialisation: variance-scaling presets (paper-glorot: N(0, 1/n_l), what "
+           "the paper's code calls glorot), or weight-normalised rows (wn, wn-unit).", default="he", choices=INITS,
            several=True, fields=("init",), value_of=lambda c: c.init),
     Option("wn_gain", FLOAT, "Constant gain g of weight-normalised rows g v/||v|| (with --init wn).",
            default_text="sqrt(2 n_(l-1)/n_l) for wn, 1 for wn-unit", fields=("wn_gain",),
            value_of=lambda c: c.wn_gain),
+    Option("wn_grad", CHOICE, "With weight-normalised rows, the backward ratio's gradient: with respect to the "
+           "effective weight W, or to the row direction (the paper's code's).", default="weight",
+           choices=WN_GRADS, several=True, fields=("wn_grad",), value_of=lambda c: c.wn_grad),
     Option("dist", CHOICE, "Distribution of the weight entries (of the init's variance).", default="normal", choices=DISTS, several=True,
            fields=("dist",), value_of=lambda c: c.dist),
     Option("head", TEXT, "softmax:K (cross-entropy, random soft targets) | gaussian:K.",

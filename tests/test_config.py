@@ -45,6 +45,8 @@ def configurations(rows):
              head="softmax:4", kernel="dense", seed=3),
         dict(trials=8, input_dim=5, width=6, depth=2, samples=3, data="sphere", init="lecun",
              sup_search="2,5", properties="forward", seed=2),
+        dict(trials=6, input_dim=5, width=6, arch="residual", blocks=1, branch_scale="1/B", samples=2,
+             init="wn", wn_grad="direction", kernel="dense", seed=4),
     ]
 
 
@@ -72,7 +74,7 @@ def test_the_configurations_set_every_run_option_to_a_non_default(rows6):
         assert given[name] != default, name
 
 
-@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("which", [0, 1, 2, 3])
 def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6, which):
     values = configurations(rows6)[which]
     want = engine.resolve(config.build(**values)[0]).config_hash()
@@ -103,7 +105,7 @@ def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6,
     (run,) = plan["runs"]
     hashes["plan"] = run["config_hash"]
     per_run = json.loads((parts / run["config"]).read_text())
-    assert set(per_run) == {o.name for o in options.RUN_OPTIONS} - {"width", "depth"}   # widths holds them
+    assert set(per_run) == {o.name for o in options.RUN_OPTIONS} - {"width", "depth", "blocks"}   # widths holds them
     r = invoke("run", "--config", parts / run["config"], "--shard", "0/2", "-o", tmp_path / "shard.h5", "-q")
     assert r.exit_code == 0, r.output
     hashes["submit"] = root_attr(tmp_path / "shard.h5", "config_hash")
@@ -116,6 +118,9 @@ def test_every_run_option_enters_the_config_hash():
     # (precision and properties enter the JSON where they are not their defaults: config.OPTIONAL_FIELDS)
     hashed = set(json.loads(engine.resolve(config.build(trials=3, width=4, depth=1, precision="float32",
                                                         properties="forward")[0]).config_json()))
+    hashed |= set(json.loads(engine.resolve(config.build(trials=3, width=4, arch="residual", blocks=1,
+                                                         branch_scale=0.5, init="wn", wn_grad="direction")[0]
+                                            ).config_json()))
     covered = set()
     for o in options.RUN_OPTIONS:
         assert o.fields and set(o.fields) <= fields, o.name

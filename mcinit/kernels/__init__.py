@@ -88,16 +88,24 @@ def cost(name, widths, samples, classes, precision="float64", backward=True):
     return float(np.dot(c, t))
 
 
-def able(dist_code, samples, precision="float64"):
+#: the kernels that compute residual networks (law: one Gaussian input, forward ratios)
+RESIDUAL_KERNELS = ("dense", "law")
+
+
+def able(dist_code, samples, precision="float64", arch="plain", properties="both"):
     """The kernels that can compute a configuration: float32 only the blocked kernel; projected
-    and law need Gaussian weights, law one input per trial."""
+    and law need Gaussian weights, law one input per trial; residual networks the dense
+    kernel, and law for the forward property of one Gaussian input."""
     if precision != "float64":
         return ("blocked",)
     gaussian = dist_code == DIST_NORMAL
+    if arch != "plain":
+        return ("dense",) + (("law",) if gaussian and samples == 1 and properties == "forward" else ())
     return ("dense", "blocked") + (("projected",) if gaussian else ()) + (("law",) if gaussian and samples == 1 else ())
 
 
-def choose(requested, dist_code, widths, samples, classes, init, precision="float64"):
+def choose(requested, dist_code, widths, samples, classes, init, precision="float64", arch="plain",
+           properties="both"):
     """(kernel, why, costs) for a request ('auto' or a name), or a ConfigError: the concrete
     kernel, the rule that picked it in words, and the estimated seconds of one trial on one
     thread (``cost``) of every kernel that can compute the configuration, as auto compares them."""
@@ -108,12 +116,27 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
     if requested == "law" and samples != 1:
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
-    kinds = able(dist_code, samples, precision)
+    if arch != "plain":
+        if precision != "float64":
+            raise ConfigError(f"residual networks are computed by the dense kernel, in float64: --precision "
+                              f"{precision} does not apply")
+        if requested not in ("auto",) + RESIDUAL_KERNELS:
+            raise ConfigError(f"residual networks are computed by the dense kernel (and law for the forward "
+                              f"property of one Gaussian input), not {requested}")
+        if requested == "law" and properties != "forward":
+            raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
+                              "forward, or --kernel dense")
+    kinds = able(dist_code, samples, precision, arch, properties)
     costs = {k: cost(k, widths, samples, classes, precision) for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
         return "blocked", f"--precision {precision} is computed by the blocked kernel alone", costs
+    if arch != "plain":
+        if "law" in kinds:
+            return "law", ("auto: a residual network of Gaussian weights, one input per trial and the forward "
+                           "property, where the law kernel draws each block's ratio from its exact law"), costs
+        return "dense", "auto: residual networks are computed by the dense kernel", costs
     if gaussian and samples == 1:
         return "law", ("auto: Gaussian weights and one input per trial, where the law kernel draws each "
                        "layer's ratio from its exact law, O(L) per trial"), costs
@@ -124,6 +147,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     return found, why, costs
 
 
-def resolve(requested, dist_code, widths, samples, classes, init, precision="float64"):
+def resolve(requested, dist_code, widths, samples, classes, init, precision="float64", arch="plain",
+            properties="both"):
     """The concrete kernel for a request ('auto' or a name), or a ConfigError (``choose``)."""
-    return choose(requested, dist_code, widths, samples, classes, init, precision)[0]
+    return choose(requested, dist_code, widths, samples, classes, init, precision, arch, properties)[0]

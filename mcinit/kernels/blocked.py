@@ -424,6 +424,8 @@ def _trials(lo, hi, first, plan, ops, ws, fwd, bwd, dead):
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
     bwd is left as it is when the plan wants no backward ratios."""
+    from .common import refuse_unbuilt
+    refuse_unbuilt(plan, "blocked")
     keep = weights_fit(plan)
     with one_blas_thread():
         run_chunks(_chunk, first, count, (first, plan, keep, fwd, bwd, dead))

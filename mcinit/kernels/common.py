@@ -29,6 +29,8 @@ from ..config import DATA_RANDOM
 __all__ = ["Plan", "make_plan", "n_chunks", "work_units", "forward_deaths"]
 
 HEAD_SOFTMAX, HEAD_GAUSSIAN = 0, 1
+ARCH_PLAIN, ARCH_RESIDUAL, ARCH_SINGLE_SKIP = 0, 1, 2
+_ARCH_CODES = {"plain": ARCH_PLAIN, "residual": ARCH_RESIDUAL, "single-skip": ARCH_SINGLE_SKIP}
 DATA_GAUSSIAN, DATA_SPHERE, DATA_FIXED = 0, 1, 2
 
 
@@ -43,6 +45,13 @@ class Plan:
     data     0 gaussian, 1 sphere, 2 fixed; X0 (N, n_0) the fixed inputs (else empty)
     k0, k1   the Philox key of the seed
     dtype    numpy float64 or float32: the arithmetic of weights, activations and products
+    arch     0 plain, 1 residual (a skip in every block), 2 single-skip (one skip around
+             the chain of blocks): ARCH_PLAIN, ARCH_RESIDUAL, ARCH_SINGLE_SKIP
+    branch_scale
+             the residual branch's scale s (1.0 for a plain network)
+    wn_direction
+             the backward ratio of weight-normalised rows is of the gradient with respect to
+             the row direction (--wn-grad direction), not the effective weight
     forward, backward
              whether the trial's forward ratios / backward ratios are wanted (a kernel may
              skip the head and the backward pass when backward is False)
@@ -70,6 +79,9 @@ class Plan:
                     raise ConfigError(f"the data file {config.data} changed since this run was configured")
             self.data = DATA_FIXED
             self.X0 = np.ascontiguousarray(fixed_data, dtype=np.float64)
+        self.arch = _ARCH_CODES[config.arch]
+        self.branch_scale = float(config.branch_scale)
+        self.wn_direction = config.wn_grad == "direction"
         self.dtype = np.float32 if config.precision == "float32" else np.float64
         self.forward = config.properties in ("both", "forward")
         self.backward = config.properties in ("both", "backward")
@@ -205,6 +217,16 @@ def write_forward_ratios(hn2, L, fwd):
         if hn2[l] == 0.0:
             dead = True
     return dead
+
+
+def refuse_unbuilt(plan, name, arch=False, wn_direction=False):
+    """A ConfigError when the plan asks for what the kernel ``name`` does not compute yet
+    (arch: residual networks; wn_direction: --wn-grad direction)."""
+    from ..config import ConfigError
+    if plan.arch != ARCH_PLAIN and not arch:
+        raise ConfigError(f"the {name} kernel does not compute residual networks")
+    if plan.wn_direction and not wn_direction:
+        raise ConfigError(f"the {name} kernel does not compute --wn-grad direction")
 
 
 def forward_deaths(fwd, dead):

@@ -343,6 +343,8 @@ def weights_fit(plan):
 def fill(plan, first, count, fwd, bwd, dead, store=None):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
     bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
+    from .common import refuse_unbuilt
+    refuse_unbuilt(plan, "dense")
     backward = bool(plan.backward)
     if store is None:
         store = weights_fit(plan)

@@ -510,6 +510,8 @@ def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,).
     Both properties are always computed (their draws are interleaved); without the
     backward property (plan.backward False) dead counts the forward deaths only."""
+    from .common import refuse_unbuilt
+    refuse_unbuilt(plan, "law")
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
     cdf, offs, guide = plan_tables(plan)

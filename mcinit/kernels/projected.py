@@ -278,6 +278,8 @@ def fixed_input_factor(plan):
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
     bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
+    from .common import refuse_unbuilt
+    refuse_unbuilt(plan, "projected")
     if plan.dist != 0:
         raise ValueError("the projected kernel is exact for Gaussian weights only")
     R0, r0 = fixed_input_factor(plan)
