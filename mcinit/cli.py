@@ -453,6 +453,45 @@ def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_js
         raise ConfigError(str(err).splitlines()[0]) from None
 
 
+@main.command()
+@click.argument("figure", type=click.Choice(("fig1-2", "fig3-4", "fig6", "fig7", "kn", "all")))
+@click.option("-o", "--output", "outdir", type=FILE, default="mcinit-paper", show_default=True,
+              help="Directory of the results files and figures (created when missing).")
+@click.option("--quick", is_flag=True, help="Small sizes (under a minute on a laptop) instead of the paper's.")
+@click.option("--format", "fmt", type=click.Choice(("png", "pdf", "svg")), default="png", show_default=True,
+              help="Format of the figures.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the networks (trial 0 is the one drawn).")
+@click.option("--overwrite", is_flag=True, help="Replace existing results files and figures.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; print the files written only.")
+@json_option
+@user_errors
+def paper(figure, outdir, quick, fmt, seed, overwrite, quiet, as_json):
+    """The paper's experiments (Arpit & Bengio, arXiv:1901.03611), one figure each: docs/paper.md.
+
+    Runs FIGURE (fig1-2, fig3-4, fig6, fig7, kn, or all) at the paper's sizes, or small
+    ones with --quick; writes OUTPUT/FIGURE.h5 and OUTPUT/FIGURE.<format>, and prints the
+    numbers: the paper's quantity for one network (trial 0: mean and sd over its inputs)
+    beside the distribution over many networks and the exact law where one exists.
+
+    Example: mcinit paper fig1-2 --quick -o paper-figures
+    """
+    from . import paper as paper_mod
+    figures = paper_mod.FIGURES if figure == "all" else (figure,)
+    paper_mod.check_outputs(figures, str(outdir), fmt, overwrite)     # every figure's files, before any work
+    docs = []
+    for f in figures:
+        fig = paper_mod.make(f, str(outdir), quick=quick, fmt=fmt, overwrite=overwrite, seed=seed, quiet=quiet,
+                             note=None if quiet or as_json else (lambda text: click.echo(text, err=True)))
+        if as_json:
+            docs.append(fig.document())
+        elif quiet:
+            click.echo("\n".join(fig.files))
+        else:
+            click.echo("\n".join(fig.lines() + [f"({fig.seconds:.1f} s)", ""]))
+    if as_json:
+        echo_json(docs[0] if len(docs) == 1 else dict(figures=docs))
+
+
 from .cli_hpc import status, submit  # noqa: E402  (they reuse this module's options)
 
 main.add_command(submit)

@@ -166,14 +166,15 @@ def layer_variances(widths, input_dim=None, init="he"):
     widths : sequence of int
         Hidden widths n_1..n_L.
     input_dim : int or None
-        Input dimension n_0.  Needed by every preset except ``"he"``, which uses
-        fan_out = n_l only (it is accepted and checked but unused there).
+        Input dimension n_0.  Needed by every preset except ``"he"`` and
+        ``"paper-glorot"``, which use fan_out = n_l only (it is accepted and checked but unused there).
     init : str
         One of :data:`GAUSSIAN_INITS` (docs/design.md section 3):
         ``"he"``: v_l = 2/n_l (fan_out, the paper's);
         ``"he-in"``: v_l = 2/n_(l-1) (fan_in, torch's kaiming_normal_ default);
         ``"glorot"``: v_l = 2/(n_(l-1) + n_l);
-        ``"lecun"``: v_l = 1/n_(l-1).
+        ``"lecun"``: v_l = 1/n_(l-1);
+        ``"paper-glorot"``: v_l = 1/n_l (fan_out, what the paper's code calls glorot).
         The weight-normalised presets (``"wn"``, ``"wn-unit"``) do not have
         Gaussian weights and are rejected.
 
@@ -188,6 +189,8 @@ def layer_variances(widths, input_dim=None, init="he"):
     n0 = None if input_dim is None else _as_positive_int(input_dim, "input_dim")
     if init == "he":
         return 2.0 / w
+    if init == "paper-glorot":
+        return 1.0 / w
     if n0 is None:
         raise ValueError(f"init={init!r} depends on fan_in, so input_dim (n_0) is required")
     fan_in = np.concatenate(([n0], w[:-1])).astype(float)

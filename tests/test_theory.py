@@ -66,6 +66,13 @@ def test_layer_variances_presets():
     np.testing.assert_allclose(T.layer_variances(w, 10, "he-in"), [2 / 10, 2 / 30, 2 / 50], rtol=1e-15)
     np.testing.assert_allclose(T.layer_variances(w, 10, "glorot"), [2 / 40, 2 / 80, 2 / 70], rtol=1e-15)
     np.testing.assert_allclose(T.layer_variances(w, 10, "lecun"), [1 / 10, 1 / 30, 1 / 50], rtol=1e-15)
+    # the paper's code's glorot is N(0, 1/n_l): fan_out, as the run's initialiser draws it
+    np.testing.assert_allclose(T.layer_variances(w, 10, "paper-glorot"), [1 / 30, 1 / 50, 1 / 20], rtol=1e-15)
+    np.testing.assert_allclose(T.layer_variances(w, init="paper-glorot"), [1 / 30, 1 / 50, 1 / 20], rtol=1e-15)
+    from mcinit.initializers import layer_scheme
+    for init in T.GAUSSIAN_INITS:       # the laws' variances are the weights' variances
+        np.testing.assert_allclose(T.layer_variances(w, 10, init), layer_scheme(init, "normal", [10] + w)[1],
+                                   rtol=1e-15)
 
 
 @pytest.mark.parametrize("kw", [dict(init="xavier"), dict(init="wn", input_dim=5),
