@@ -454,7 +454,7 @@ def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_js
 
 
 @main.command()
-@click.argument("figure", type=click.Choice(("fig1-2", "fig3-4", "fig6", "fig7", "kn", "all")))
+@click.argument("figure", metavar="FIGURE", type=click.Choice(("fig1-2", "fig3-4", "fig6", "fig7", "kn", "all")))
 @click.option("-o", "--output", "outdir", type=FILE, default="mcinit-paper", show_default=True,
               help="Directory of the results files and figures (created when missing).")
 @click.option("--quick", is_flag=True, help="Small sizes (under a minute on a laptop) instead of the paper's.")

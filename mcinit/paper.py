@@ -40,7 +40,7 @@ SIZES = {
     "fig3-4": {"paper": dict(input_dim=500, width=2000, depth=10, samples=2000, networks=20),
                "quick": dict(input_dim=500, width=200, depth=10, samples=200, networks=30)},
     "fig6": {"paper": dict(input_dim=500, widths=(500, 1000, 2000, 4000), depth=10, samples=2000, networks=40),
-             "quick": dict(input_dim=500, widths=(100, 200, 400, 800), depth=10, samples=200, networks=60)},
+             "quick": dict(input_dim=500, widths=(100, 400, 1600, 3200), depth=10, samples=100, networks=40)},
     "fig7": {"paper": dict(input_dim=300, blocks=(3, 5, 10, 20, 100), width=100, widths=(100, 300, 500, 1000),
                            at_blocks=10, samples=2000, networks=20),
              "quick": dict(input_dim=300, blocks=(2, 5, 10), width=50, widths=(25, 50, 100), at_blocks=5,
@@ -215,7 +215,7 @@ def true_eps(widths, samples, delta=DELTA, input_dim=None, init="he"):
         def g(le):
             return math.log(max(theory.exact_forward_failure(math.exp(le), list(widths), "norm", input_dim,
                                                              init), 1e-300)) - math.log(target)
-        return math.exp(optimize.brentq(g, math.log(1e-3), math.log(20.0), xtol=1e-4))
+        return math.exp(optimize.brentq(g, math.log(1e-3), math.log(20.0), xtol=2e-3))
     return solve(delta), solve(delta / samples)
 
 
