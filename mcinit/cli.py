@@ -478,6 +478,8 @@ def paper(figure, outdir, quick, fmt, seed, overwrite, quiet, as_json):
     from . import paper as paper_mod
     figures = paper_mod.FIGURES if figure == "all" else (figure,)
     paper_mod.check_outputs(figures, str(outdir), fmt, overwrite)     # every figure's files, before any work
+    for f in figures:
+        paper_mod.check_computable(f, quick, seed)           # and every configuration's kernel
     docs = []
     for f in figures:
         fig = paper_mod.make(f, str(outdir), quick=quick, fmt=fmt, overwrite=overwrite, seed=seed, quiet=quiet,

@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import ConfigError
 
-__all__ = ["FIGURES", "FORMATS", "SIZES", "settings", "outputs", "make", "one_network", "network_stats",
+__all__ = ["FIGURES", "FORMATS", "SIZES", "settings", "outputs", "make", "check_outputs", "check_computable", "one_network", "network_stats",
            "exact_norm_quantiles", "true_eps", "k_n", "Figure"]
 
 FIGURES = ("fig1-2", "fig3-4", "fig6", "fig7", "kn")
@@ -328,21 +328,33 @@ def _preflight(sets, runs):
         engine.run(cfg, data)
 
 
+def _runs(figure, quick, seed):
+    """(settings, [(name, resolved RunConfig, data)]) of an experiment."""
+    from . import config, engine
+    sets = settings(figure, quick, seed)
+    runs = []
+    for s in sets:
+        cfg, data = config.build(**s.options)
+        runs.append((s.name, engine.resolve(cfg), data))
+    return sets, runs
+
+
+def check_computable(figure, quick=False, seed=0):
+    """A ConfigError, before anything runs, when a kernel refuses one of the experiment's
+    configurations (what this version does not compute)."""
+    _preflight(*_runs(figure, quick, seed))
+
+
 def make(figure, outdir, quick=False, fmt="png", overwrite=False, seed=0, quiet=True, note=None):
     """Run one experiment (FIGURES) into ``outdir``: its results file (a sweep file, one run
     per setting) and its figure.  Returns a Figure.  Existing files are refused without
     ``overwrite`` before anything is computed; note(text) receives progress lines."""
     import time
 
-    from . import config, engine
     from .sweep import run_sweep
     check_outputs([figure], outdir, fmt, overwrite)
     t0 = time.perf_counter()
-    sets = settings(figure, quick, seed)
-    runs = []
-    for s in sets:
-        cfg, data = config.build(**s.options)
-        runs.append((s.name, engine.resolve(cfg), data))
+    sets, runs = _runs(figure, quick, seed)
     _preflight(sets, runs)
     os.makedirs(outdir, exist_ok=True)
     files = outputs(figure, outdir, fmt)
@@ -468,7 +480,7 @@ def _draw_per_layer(f, figure, panels, cfg):
                f"N = {o['samples']} inputs, {o['trials']} networks", fontsize=11)
     f.legend(handles=_legend_handles(any(p["exact"] is not None for p in panels)), loc="lower center", ncol=2,
              fontsize=8.5, frameon=False)
-    f.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.17, hspace=0.38, wspace=0.25)
+    f.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.14, hspace=0.38, wspace=0.25)
 
 
 # -- fig6: the bound against width -------------------------------------------

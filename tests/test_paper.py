@@ -7,6 +7,7 @@ is below 1e-8, so a family of at most 100 tests fails falsely with probability b
 """
 
 import json
+import re
 import os
 
 import numpy as np
@@ -257,3 +258,30 @@ def test_cli_runs_a_figure_and_prints_its_table(tmp_path, tiny):
     r = invoke("fig1-2", "--quick", "-o", out, "--format", "svg", "--overwrite", "--json")
     doc = json.loads(r.stdout)
     assert doc["figure"] == "fig1-2" and len(doc["rows"]) == 2 * 2 * TINY["fig1-2"]["depth"]
+
+
+def test_the_docs_sizes_table_is_the_papers_table():
+    """docs/paper.md's table of sizes shows SIZES (its one source)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "paper.md"), encoding="utf-8") as f:
+        rows = {c[0]: c for c in ([x.strip() for x in line.strip().strip("|").split("|")]
+                                  for line in f if line.startswith("| fig") or line.startswith("| kn"))}
+    S = {f: paper.SIZES[f]["paper"] for f in paper.FIGURES}
+    Q = {f: paper.SIZES[f]["quick"] for f in paper.FIGURES}
+
+    def ints(text):
+        return [int(x) for x in re.findall(r"\d+", text)]
+    for f in ("fig1-2", "fig3-4"):
+        assert ints(" ".join(rows[f][1:6])) == [S[f][k] for k in ("input_dim", "width", "depth", "samples",
+                                                                   "networks")]
+    assert ints(rows["fig1-2"][6]) == [Q["fig1-2"]["samples"], Q["fig1-2"]["networks"]]
+    assert ints(rows["fig3-4"][6]) == [Q["fig3-4"][k] for k in ("width", "samples", "networks")]
+    assert ints(" ".join(rows["fig6"][1:6])) == [S["fig6"]["input_dim"], *S["fig6"]["widths"], S["fig6"]["depth"],
+                                                 S["fig6"]["samples"], S["fig6"]["networks"]]
+    assert ints(rows["fig6"][6]) == [*Q["fig6"]["widths"], Q["fig6"]["samples"], Q["fig6"]["networks"]]
+    for size, cells in ((S["fig7"], " ".join(rows["fig7"][1:3]) + " " + " ".join(rows["fig7"][4:6])),
+                        (Q["fig7"], rows["fig7"][6])):
+        assert ints(cells)[:-2] == [*([size["input_dim"]] if size is S["fig7"] else []), size["width"],
+                                    *size["blocks"], *size["widths"], size["at_blocks"]]
+        assert ints(cells)[-2:] == [size["samples"], size["networks"]]
+    assert ints(rows["kn"][6]) == [1, S["kn"]["n"]]
