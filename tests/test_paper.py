@@ -72,11 +72,7 @@ def test_cli_kn_table_json_and_refusals(tmp_path):
     png = out / "kn.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     before = png.read_bytes()
-    r = CliRunner().invoke(main, ["paper", "kn", "-o", str(out)])
-    assert r.exit_code == 2 and r.stdout == ""
-    assert r.stderr.startswith("mcinit: error: output ") and "--overwrite" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
-    assert png.read_bytes() == before
+    assert invoke("kn", "-o", out).exit_code == 2 and png.read_bytes() == before     # refused: bad-input.md
     r = invoke("kn", "-o", out, "--overwrite", "--json", "--format", "svg")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
@@ -86,16 +82,36 @@ def test_cli_kn_table_json_and_refusals(tmp_path):
     assert r.exit_code == 0 and r.output.strip() == str(out / "kn.svg")
 
 
-def test_cli_bad_outputs(tmp_path):
-    f = tmp_path / "file"
-    f.write_text("x")
-    for args, words in ((("kn", "-o", f), "is not a directory"),
-                        (("kn", "-o", tmp_path / "no" / "such"), "does not exist"),
-                        (("fig9",), "Invalid value for 'FIGURE'")):
-        r = CliRunner().invoke(main, ["paper", *map(str, args)])
-        assert r.exit_code == 2 and r.stderr.startswith("mcinit: error:") and words in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1
-    assert f.read_text() == "x"
+def _paper_rows():
+    """(case, command, message) of docs/bad-input.md's section on mcinit paper."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "bad-input.md"), encoding="utf-8") as f:
+        body = f.read().split("## mcinit paper\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 3 and cells[1].startswith("`mcinit "):
+            rows.append((cells[0], cells[1].strip("`"), cells[2].strip("`")))
+    return rows
+
+
+PAPER_ROWS = _paper_rows()
+
+
+@pytest.mark.parametrize("case,command,message", PAPER_ROWS, ids=[r[0] for r in PAPER_ROWS])
+def test_cli_refusals_as_docs_bad_input_lists_them(tmp_path, case, command, message):
+    import shlex
+    assert invoke("kn", "-o", tmp_path / "figs").exit_code == 0
+    (tmp_path / "file").write_text("x")
+
+    def state():
+        return sorted((str(p), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    before = state()
+    args = [a.replace("DIR", str(tmp_path)) for a in shlex.split(command)[1:]]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and r.stdout == "", (case, r.output)
+    assert r.stderr == f"mcinit: error: {message.replace('DIR', str(tmp_path))}\n", case
+    assert state() == before, case
 
 
 def test_cli_all_refuses_before_any_work(tmp_path):
