@@ -52,8 +52,8 @@ SIZES = {
 #: gain with the 1/B scale ("scaled") and gain 1 with scale 1 ("traditional").
 FIG7_ROWS = (("he", "1", "He, s = 1"), ("he", "1/B", "He, s = 1/B"),
              ("wn-unit", "1", "WN gain 1, s = 1"), ("wn", "1/B", "WN gain, s = 1/B"))
-FIG7_ARCHS = (("single-skip", "one skip around the chain (the paper's code)"),
-              ("residual", "a skip in every block (standard ResNet)"))
+FIG7_ARCHS = (("single-skip", "one skip around the chain (the paper's)"),
+              ("residual", "a skip in every block (ResNet)"))
 
 
 @dataclass(frozen=True)
@@ -470,6 +470,7 @@ def _draw_per_layer(f, figure, panels, cfg):
         hi = np.nanmax([np.max(p["mean"] + p["sd"]), np.max(p["band"][2])])
         if lo > 0 and hi / lo > 8:
             ax.set_yscale("log")
+            _plain_log_axis(ax.yaxis)
         ax.set_xlabel("layer l")
         ax.set_ylabel(PROP_WORDS[p["prop"]])
         ax.set_xticks(x)
@@ -551,6 +552,7 @@ def _draw_fig6(f, rows, cfg):
     ax.set_xticks(m)
     ax.set_xticklabels([str(int(x)) for x in m])
     ax.minorticks_off()
+    _plain_log_axis(ax.yaxis)
     ax.set_xlabel("width m")
     ax.set_ylabel("eps, or |1 - ||h^l||/||x|| |")
     ax.set_title("(a) deviation of one network and the tolerances", fontsize=10)
@@ -609,8 +611,21 @@ def _fig7(figure, sets, runs, files, quick):
     return fig
 
 
+#: fig7's series: marker and line style, and a small offset along x so that series of equal
+#: values stay visible side by side
+FIG7_STYLE = (("o", "-", 0.96), ("s", "--", 0.987), ("^", "-", 1.013), ("D", "--", 1.04))
+
+
+def _plain_log_axis(axis):
+    """Log-scale ticks labelled as plain numbers (1, 2, 5, 10, ..., 0.2, 0.5)."""
+    from matplotlib import ticker
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _draw_fig7(f, rows, size, cfg):
-    f.set_size_inches(11, 8.2)
+    f.set_size_inches(11, 8.6)
     axes = f.subplots(2, 2)
     k = 0
     for i, (arch, words) in enumerate(FIG7_ARCHS):
@@ -618,36 +633,38 @@ def _draw_fig7(f, rows, size, cfg):
                                              ("width", ("blocks", size["at_blocks"]), size["widths"]))):
             ax = axes[i, j]
             for c, (_, _, label) in enumerate(FIG7_ROWS):
+                marker, ls, shift = FIG7_STYLE[c]
                 sel = sorted((r for r in rows if r["arch"] == arch and r["row"] == label
                               and r[fixed[0]] == fixed[1]), key=lambda r: r[key])
-                x = np.array([r[key] for r in sel], dtype=float)
+                x = np.array([r[key] for r in sel], dtype=float) * shift
                 lo, mid, hi = (np.array([r[q] for r in sel]) for q in ("nets_p5", "nets_p50", "nets_p95"))
-                ax.fill_between(x, lo, hi, color=f"C{c}", alpha=0.2, lw=0)
-                ax.plot(x, mid, color=f"C{c}", lw=1)
-                ax.errorbar(x, [r["mean"] for r in sel], yerr=[r["sd"] for r in sel], color=f"C{c}", marker="o",
-                            ms=4, capsize=3, lw=0, elinewidth=1.2)
+                ax.fill_between(x, lo, hi, color=f"C{c}", alpha=0.15, lw=0)
+                ax.plot(x, mid, color=f"C{c}", lw=1, ls=ls)
+                ax.errorbar(x, [r["mean"] for r in sel], yerr=[r["sd"] for r in sel], color=f"C{c}",
+                            marker=marker, ms=4.5, capsize=3, lw=0, elinewidth=1.2)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xticks(xs)
             ax.set_xticklabels([str(v) for v in xs])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(__import__("matplotlib").ticker.NullLocator())
+            _plain_log_axis(ax.yaxis)
             ax.set_xlabel("residual blocks B" if key == "blocks" else "width m")
             ax.set_ylabel("||h_out|| / ||x||")
             other = f"width {fixed[1]}" if key == "blocks" else f"B = {fixed[1]}"
-            ax.set_title(f"({'abcd'[k]}) {arch}, {other}", fontsize=10)
+            ax.set_title(f"({'abcd'[k]}) {arch}: {words}, {other}", fontsize=9.5)
             ax.grid(alpha=0.3)
             k += 1
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    handles = [Line2D([], [], color=f"C{c}", marker="o", lw=1.2, label=label) for c, (_, _, label) in
-               enumerate(FIG7_ROWS)]
+    handles = [Line2D([], [], color=f"C{c}", marker=FIG7_STYLE[c][0], ls=FIG7_STYLE[c][1], lw=1.2, label=label)
+               for c, (_, _, label) in enumerate(FIG7_ROWS)]
     handles += [Line2D([], [], color="0.3", marker="o", lw=0, label="one network: mean +- sd over its inputs"),
-                Patch(color="0.3", alpha=0.25, label=f"{cfg.trials} networks: 5-95% of the per-network means "
-                                                     "(line: median)")]
+                Patch(color="0.3", alpha=0.2, label=f"{cfg.trials} networks: 5-95% of the per-network means "
+                                                    "(line: median)")]
     f.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
-    f.suptitle(f"fig7: output norm of residual networks; rows: {FIG7_ARCHS[0][0]} = {FIG7_ARCHS[0][1]}, "
-               f"{FIG7_ARCHS[1][0]} = {FIG7_ARCHS[1][1]}", fontsize=10)
-    f.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.16, hspace=0.35, wspace=0.25)
+    f.suptitle(f"fig7: output norm of residual networks, n_0 = {cfg.input_dim}, N = {cfg.samples} inputs; "
+               "s: the branch's scale", fontsize=11)
+    f.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.15, hspace=0.35, wspace=0.25)
 
 
 # -- K_n ----------------------------------------------------------------------
