@@ -514,6 +514,25 @@ def _fig6(figure, sets, runs, files, quick):
                ("eps_hi", "<=", 3), ("eps_nets", f"{cfg.trials} nets", 3),
                ("p_at_paper", "P(fail at paper eps)", 3), ("p_lo", "95% CI", 3), ("p_hi", "", 3),
                ("p1_at_paper", "exact 1 input", "e")]
+    notes = _fig6_notes(rows, cfg)
+
+    def draw(f):
+        _draw_fig6(f, rows, cfg)
+    fig = Figure(figure, quick, files, rows, columns, notes)
+    fig.draw = draw
+    return fig
+
+
+def _fig6_notes(rows, cfg):
+    """The lines under fig6's table: what each column is, and at which widths the paper's eps is
+    below the truth (exactly, or by the networks of the run)."""
+    notes = [f"r = ||h^l|| / ||x||; one net: trial 0, |1 - r| pooled over its {cfg.samples} inputs and "
+             f"{cfg.depth} layers; paper eps(m) = (1 + 4 ln(4 N L / delta) / m)^L - 1 at delta = {DELTA}",
+             f"true eps: the eps at which one network fails (some input, some layer beyond eps) with probability "
+             f"{DELTA}: between the exact one-input value and the union over N inputs; '{cfg.trials} nets': the "
+             f"{1 - DELTA:.0%} quantile of each network's largest deviation",
+             "P(fail at paper eps): networks of the run whose largest deviation exceeds the paper's eps; exact "
+             "1 input: one input's exact failure probability there, a lower bound of it"]
     exact_below = [r["width"] for r in rows if r["eps_paper"] < r["eps_lo"]]
     seen_below = [r["width"] for r in rows if r["p_lo"] > DELTA and r["width"] not in exact_below]
     if exact_below:
@@ -522,12 +541,7 @@ def _fig6(figure, sets, runs, files, quick):
     if seen_below:
         notes.append(f"at m = {', '.join(map(str, seen_below))} networks break the paper's eps more often than "
                      f"delta = {DELTA} (the whole 95% interval above it): there the encoded bound is below the truth")
-
-    def draw(f):
-        _draw_fig6(f, rows, cfg)
-    fig = Figure(figure, quick, files, rows, columns, notes)
-    fig.draw = draw
-    return fig
+    return notes
 
 
 def _draw_fig6(f, rows, cfg):

@@ -207,6 +207,14 @@ def test_fig6_agrees_with_the_reference(tmp_path, tiny):
         assert row["eps_lo"] < row["eps_hi"]
     assert min(pvals) > P_MIN, pvals
     assert fig.rows[0]["dev_mean"] > fig.rows[1]["dev_mean"]       # wider networks keep norms better
+    cfg = res["m16"].config
+    rows = [dict(width=2000, eps_paper=0.33, eps_lo=0.16, p_lo=0.09), dict(width=4000, eps_paper=0.15, eps_lo=0.12,
+                                                                         p_lo=0.64),
+            dict(width=8000, eps_paper=0.05, eps_lo=0.08, p_lo=0.9), dict(width=500, eps_paper=2, eps_lo=0.3, p_lo=0)]
+    notes = paper._fig6_notes(rows, cfg)
+    assert any("BELOW the true eps at m = 8000 " in n for n in notes)
+    assert any(n.startswith("at m = 2000, 4000 networks break the paper's eps") for n in notes)
+    assert not any("break the paper's eps" in n or "BELOW" in n for n in fig.notes)   # tiny networks: eps(m) is huge
 
 
 def test_true_eps_bracket():
