@@ -419,7 +419,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         if out is None:
             slot = next((r for r in ring if r[0] < writer.written), None)
             if slot is None:
-                slot = [0, record_buffers(cap, L, single=N == 1, quantities=quantities)]
+                slot = [0, record_buffers(cap, L, single=N == 1, quantities=quantities, input_stats=N > 1)]
                 ring.append(slot)
             slot[0] = nbatch[0]
             out = slot[1]

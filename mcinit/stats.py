@@ -1,8 +1,10 @@
 """Per-trial records and mergeable per-layer summary statistics (docs/design.md sections 2 and 7).
 
 The reducer turns a batch of per-(trial, input, layer) ratios into per-trial
-records (min and max over the trial's inputs) and updates, in global trial
-order and input order, one Welford accumulator per (quantity, space, layer):
+records (min and max over the trial's inputs; with more than one input also the
+mean and population sd over them of the ratio and of its square root, INPUT_STATS)
+and updates, in global trial order and input order, one Welford accumulator per
+(quantity, space, layer):
 
     quantity  0 = forward ratio rho_l, 1 = backward ratio gamma_l
     space     0 = the ratio itself (finite values), 1 = its natural log (values > 0;
@@ -23,7 +25,8 @@ from .rng import log_values
 from .threads import on_threads
 
 __all__ = ["Summary", "SummaryView", "SUMMARY_AXES", "SPACES", "reduce_batch", "reduce_and_tally", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
-           "HIST_RANGE", "HIST_BINS", "QUANTITIES", "QUANTITIES_OF", "PROPS_OF", "record_fields", "properties_of"]
+           "HIST_RANGE", "HIST_BINS", "QUANTITIES", "QUANTITIES_OF", "PROPS_OF", "record_fields", "properties_of",
+           "INPUT_STATS", "input_fields"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
 HIST_RANGE = ((0.0, 4.0), (-4.0, 4.0))
@@ -42,9 +45,24 @@ QUANTITIES_OF = {"both": QUANTITIES, "forward": ("fwd",), "backward": ("bwd",)}
 PROPS_OF = {"both": ("forward", "backward", "both"), "forward": ("forward",), "backward": ("backward",)}
 
 
-def record_fields(quantities=QUANTITIES):
-    """The per-trial record fields of ``quantities``: <quantity>_min, <quantity>_max each."""
-    return tuple(f"{q}_{end}" for q in QUANTITIES if q in quantities for end in ("min", "max"))
+#: the statistics over a trial's N inputs recorded beside min and max when N > 1, per layer:
+#: mean and sd (population, ddof 0) of the ratio r (rho_l or gamma_l) and of sqrt(r), the
+#: norm ratio (||h^l||/||x|| forward).  With N = 1 they are r, 0, sqrt(r), 0 (NaN for
+#: the sd of an infinite r, as np.std): never stored, derived by the reader
+INPUT_STATS = ("mean", "sd", "norm_mean", "norm_sd")
+
+
+def input_fields(quantities=QUANTITIES):
+    """The per-trial statistics over the inputs of ``quantities``: <quantity>_mean,
+    <quantity>_sd, <quantity>_norm_mean, <quantity>_norm_sd each (INPUT_STATS)."""
+    return tuple(f"{q}_{st}" for q in QUANTITIES if q in quantities for st in INPUT_STATS)
+
+
+def record_fields(quantities=QUANTITIES, input_stats=False):
+    """The per-trial record fields of ``quantities``: <quantity>_min, <quantity>_max each,
+    and with input_stats (a run of more than one input per trial) its input_fields."""
+    ends = ("min", "max") + (INPUT_STATS if input_stats else ())
+    return tuple(f"{q}_{end}" for q in QUANTITIES if q in quantities for end in ends)
 
 
 def properties_of(quantities):
@@ -326,14 +344,58 @@ def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin
             hq[s, l, 0] -= T * N - np.int64(S[0, k] - n0[k])
 
 
-def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _input_moments(src, mean, sd, norm_mean, norm_sd):
+    """mean, sd (T, L): the mean and the population sd (ddof 0) over the inputs of the
+    ratios src (T, N, L); norm_mean, norm_sd: the same of their square roots.
+
+    Two passes per trial, each summing over the inputs in their order x = 0..N-1 (the mean,
+    then the squared deviations from it): a trial's numbers depend on its own ratios only,
+    never on the batch, the thread or the shard it was reduced in.  As np.mean and np.std:
+    an infinite ratio (a dead network's gamma) makes the mean +inf and the sd NaN, a NaN
+    both NaN."""
+    T, N, L = src.shape
+    for t in range(T):
+        for l in range(L):
+            mean[t, l] = 0.0
+            norm_mean[t, l] = 0.0
+            sd[t, l] = 0.0
+            norm_sd[t, l] = 0.0
+        for x in range(N):
+            for l in range(L):
+                r = src[t, x, l]
+                mean[t, l] += r
+                norm_mean[t, l] += math.sqrt(r)
+        for l in range(L):
+            mean[t, l] /= N
+            norm_mean[t, l] /= N
+        for x in range(N):
+            for l in range(L):
+                r = src[t, x, l]
+                d = r - mean[t, l]
+                e = math.sqrt(r) - norm_mean[t, l]
+                sd[t, l] += d * d
+                norm_sd[t, l] += e * e
+        for l in range(L):
+            sd[t, l] = math.sqrt(sd[t, l] / N)
+            norm_sd[t, l] = math.sqrt(norm_sd[t, l] / N)
+
+
+def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins, moments=None):
     """One job per quantity q of qs (src[q]: its ratios), on up to two threads (the order
     within each is the trial order, so the numbers do not depend on the threads);
-    rec_min, rec_max, ext, flag: indexed by quantity as src.  Python threads over the
-    nogil job rather than a parallel numba function: that would re-optimise the job when
-    it compiles, seconds of a newcomer's first run."""
-    jobs = [(lambda q=q: _reduce_job(src[q], q, rec_min[q], rec_max[q], rec_min[q] is rec_max[q], ext[q],
-                                      flag[q], count, mean, m2, vmin, vmax, hist, lo, hi, nbins)) for q in qs]
+    rec_min, rec_max, ext, flag: indexed by quantity as src; moments[q] (with more than one
+    input per trial): the arrays (mean, sd, norm_mean, norm_sd) of _input_moments, or None.
+    Python threads over the nogil job rather than a parallel numba function: that would
+    re-optimise the job when it compiles, seconds of a newcomer's first run."""
+    moments = moments or [None, None]
+
+    def one(q):
+        _reduce_job(src[q], q, rec_min[q], rec_max[q], rec_min[q] is rec_max[q], ext[q],
+                    flag[q], count, mean, m2, vmin, vmax, hist, lo, hi, nbins)
+        if moments[q] is not None:
+            _input_moments(src[q], *moments[q])
+    jobs = [(lambda q=q: one(q)) for q in qs]
     if len(jobs) == 1 or src[qs[0]].shape[0] < 64:
         for job in jobs:
             job()
@@ -341,17 +403,22 @@ def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, h
     on_threads(jobs)
 
 
-def record_buffers(capacity, depth, single=False, quantities=QUANTITIES):
+def record_buffers(capacity, depth, single=False, quantities=QUANTITIES, input_stats=False):
     """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials, of the
-    quantities computed (record_fields(quantities)) and the dead flags.  With single (one
-    input per trial) a trial's min and max are the same numbers: fwd_max is fwd_min and
-    bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes, then reads +inf
-    in both, where separate arrays would hold +inf and -inf)."""
+    quantities computed (record_fields(quantities, input_stats)) and the dead flags.  With
+    single (one input per trial) a trial's min and max are the same numbers: fwd_max is
+    fwd_min and bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes, then
+    reads +inf in both, where separate arrays would hold +inf and -inf).  input_stats: also
+    the statistics over the inputs (input_fields; for more than one input per trial)."""
+    if single and input_stats:
+        raise ValueError("statistics over the inputs are recorded with more than one input per trial only")
     out = {}
     for q in QUANTITIES:
         if q in quantities:
             out[q + "_min"] = np.empty((capacity, depth))
             out[q + "_max"] = out[q + "_min"] if single else np.empty((capacity, depth))
+    for name in input_fields(quantities) if input_stats else ():
+        out[name] = np.empty((capacity, depth))
     out["dead"] = np.empty(capacity, dtype=bool)
     return out
 
@@ -368,7 +435,8 @@ def reduce_batch(fwd, bwd, dead, summary, out=None):
               memory, which serialise threads.  Where the max array is the min array
               (N = 1 only), the records are written once.
     returns   dict of the records of the summary's quantities (fwd_min, fwd_max, bwd_min,
-              bwd_max: (T, L)) and dead (T,)
+              bwd_max: (T, L); with N > 1 also their input_fields, fwd_mean .. bwd_norm_sd
+              (T, L), in out's arrays where out has them) and dead (T,)
     """
     return reduce_and_tally(fwd, bwd, dead, summary, None, out=out)[0]
 
@@ -387,6 +455,13 @@ def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
     if out is None:
         out = record_buffers(T, L, single=N == 1, quantities=summary.quantities)
     rec = {k: out[k][:T] for k in record_fields(summary.quantities)}
+    moments = [None, None]
+    if N > 1:       # the statistics over the inputs (in out's arrays where it has them)
+        for q in qs:
+            names = [f"{QUANTITIES[q]}_{st}" for st in INPUT_STATS]
+            for k in names:
+                rec[k] = out[k][:T] if k in out else np.empty((T, L))
+            moments[q] = tuple(rec[k] for k in names)
     for k in summary.quantities:
         if out[k + "_max"] is out[k + "_min"]:
             if N != 1:
@@ -405,7 +480,7 @@ def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
     lo = np.array([r[0] for r in HIST_RANGE])
     hi = np.array([r[1] for r in HIST_RANGE])
     _reduce(src, qs, rec_min, rec_max, ext, flag, summary.count, summary.mean, summary.m2,
-            summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
+            summary.min, summary.max, summary.hist, lo, hi, HIST_BINS, moments)
     summary.trials += T
     summary.dead += int(np.count_nonzero(dead_rec))
     rec["dead"] = dead_rec
