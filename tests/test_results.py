@@ -283,3 +283,65 @@ def test_summary_arrays_by_name(sweep_file, property_files):
     fwd_only = mcinit.load(property_files / "forward.h5").runs[0].summary()
     with pytest.raises(ValueError, match="computed forward"):
         fwd_only.of("gamma")
+
+
+def test_over_inputs_is_one_networks_mean_and_sd_over_its_inputs(tmp_path):
+    """Run.over_inputs(trial): per layer, the mean and population sd over the trial's
+    inputs of sqrt(rho_l) and sqrt(gamma_l) (and of the ratios), those of the records,
+    which equal the same of the kernel's ratios (tests/test_engine.py); a shard's and a
+    partial merge's trials by their global index; a trial not held is a ValueError; a
+    sweep's runs each have theirs."""
+    cfg, data = config.build(kernel="dense", trials=40, input_dim=8, widths="6,9,5", samples=4, seed=2)
+    path = str(tmp_path / "r.h5")
+    mem = engine.run(cfg, data, sink=HDF5Sink(path)).records
+    run = mcinit.load(path).runs[0]
+    df = run.over_inputs(trial=7)
+    assert list(df.columns[:13]) == ["run", "trial", "layer", "width", "samples", "fwd_norm_mean", "fwd_norm_sd",
+                                     "bwd_norm_mean", "bwd_norm_sd", "fwd_mean", "fwd_sd", "bwd_mean", "bwd_sd"]
+    assert df.layer.tolist() == [1, 2, 3] and df.width.tolist() == [6, 9, 5] and (df.trial == 7).all()
+    assert "config_hash" in df.columns and (df.samples == 4).all()
+    for k in ("fwd_norm_mean", "fwd_norm_sd", "bwd_norm_mean", "bwd_norm_sd", "fwd_mean", "bwd_sd"):
+        assert df[k].tolist() == mem[k][7].tolist(), k
+    assert df.dead.tolist() == [bool(mem["dead"][7])] * 3
+    with pytest.raises(ValueError, match="holds no completed trial 40"):
+        run.over_inputs(40)
+    with pytest.raises(ValueError, match="an integer"):
+        run.over_inputs(1.5)
+    # a shard holds trials 20..39: trial 27 is its row 7
+    shard = str(tmp_path / "s.h5")
+    engine.run(cfg, data, sink=HDF5Sink(shard), shard=(1, 2))
+    got = mcinit.load(shard).runs[0].over_inputs(27)
+    assert got.fwd_norm_mean.tolist() == mem["fwd_norm_mean"][27].tolist()
+    with pytest.raises(ValueError, match=r"holds no completed trial 3 \(its completed trials: 20..39\)"):
+        mcinit.load(shard).runs[0].over_inputs(3)
+    # a partial merge of that shard alone: its rows are trials 20..39
+    from mcinit.merge import merge_files
+    merge_files([shard], str(tmp_path / "m.h5"), allow_partial=True)
+    got = mcinit.load(str(tmp_path / "m.h5")).runs[0].over_inputs(27)
+    assert got.bwd_norm_sd.tolist() == mem["bwd_norm_sd"][27].tolist()
+
+
+def test_one_input_per_trial_derives_the_statistics_over_its_input(tmp_path):
+    """With N = 1 nothing new is stored; asked for, the statistics are the one value r, 0,
+    sqrt(r), 0 (the sd NaN where r is +inf, as np.std of one value), what the reducer gives
+    for N = 1."""
+    from mcinit.stats import Summary, reduce_batch
+    cfg, data = config.build(kernel="dense", trials=300, input_dim=6, widths="4,4", seed=1)
+    path = str(tmp_path / "r.h5")
+    engine.run(cfg, data, sink=HDF5Sink(path))
+    run = mcinit.load(path).runs[0]
+    assert run.fields == ("fwd_min", "fwd_max", "bwd_min", "bwd_max") and not run.input_stats
+    rec = run.records(["bwd_min", "bwd_mean", "bwd_sd", "bwd_norm_mean", "bwd_norm_sd", "fwd_norm_sd", "dead"])
+    assert rec["dead"].any()                 # width 4: some networks are dead (gamma +inf)
+    r = rec["bwd_min"]
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(rec["bwd_mean"], r) and np.array_equal(rec["bwd_norm_mean"], np.sqrt(r))
+        assert np.array_equal(rec["bwd_sd"], np.std(r[:, None, :], axis=1), equal_nan=True)
+        assert np.array_equal(rec["bwd_norm_sd"], np.std(np.sqrt(r)[:, None, :], axis=1), equal_nan=True)
+        # the reducer's two passes over one input give the same numbers
+        two = reduce_batch(np.concatenate([r[:, None, :]] * 2, axis=1), np.ones((300, 2, 2)),
+                           np.zeros(300, bool), Summary(2))
+    assert np.isnan(rec["bwd_sd"][np.isinf(r)]).all() and (rec["fwd_norm_sd"] == 0).all()
+    assert np.array_equal(two["fwd_mean"], r) and np.array_equal(two["fwd_sd"], rec["bwd_sd"], equal_nan=True)
+    df = run.over_inputs(int(np.flatnonzero(rec["dead"])[0]))
+    assert df.dead.all() and np.isinf(df.bwd_norm_mean).any() and (df.fwd_norm_sd == 0).all()
