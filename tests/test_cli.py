@@ -246,7 +246,7 @@ def test_runs_of_one_property_end_to_end(tmp_path):
         assert f"computed the {props} property only" in text
         assert f"not computed (the run was made with --properties {props})" in text
         with h5py.File(out, "r") as f:
-            assert f.attrs["format_version"] == 2
+            assert f.attrs["format_version"] == 3      # its property, and two inputs
         # the same command again reads the complete run (its summary of one property)
         r = invoke("run", *small, "--properties", props, "-o", out)
         assert r.exit_code == 0 and "not computed" in r.output and "nan" not in r.output.lower(), r.output

@@ -333,10 +333,11 @@ def test_a_file_written_before_version_3_reads_and_says_it_lacks_the_statistics(
     for k in record_fields() + ("dead", "index"):
         assert np.array_equal(run.records()[k], new.records()[k]), k
     assert run.failure_counts([0.25])["both"].tolist() == new.failure_counts([0.25])["both"].tolist()
-    for ask in (lambda: run.records(["fwd_min", "fwd_norm_mean"]), lambda: run.over_inputs(0)):
+    for field, ask in (("fwd_norm_mean", lambda: run.records(["fwd_min", "fwd_norm_mean"])),
+                       ("fwd_mean", lambda: run.over_inputs(0))):
         with pytest.raises(StoreError) as e:
             ask()
-        assert str(e.value) == (f"run old holds no fwd_norm_mean: {old} was written in format version 1, before mcinit "
+        assert str(e.value) == (f"run old holds no {field}: {old} was written in format version 1, before mcinit "
                                 "recorded the statistics over each trial's inputs (format version 3); run it again "
                                 "to record them")
     fwd_old = tmp_path / "forward-old.h5"

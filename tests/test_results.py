@@ -9,6 +9,7 @@ from scipy import stats
 
 import mcinit
 from mcinit import config, engine, sweep, theory
+from mcinit.stats import INPUT_STATS
 from mcinit.store import HDF5Sink, StoreError
 
 
@@ -130,7 +131,7 @@ def test_a_stopped_sweep_resumes_to_the_uninterrupted_one(tmp_path):
     for ra, rb in zip(a.runs, b.runs):
         assert ra.name == rb.name and rb.completed == 900
         for k, v in ra.records().items():
-            assert np.array_equal(v, rb.records()[k]), (ra.name, k)
+            assert np.array_equal(v, rb.records()[k], equal_nan=True), (ra.name, k)
         for k, v in ra.summary().arrays().items():
             assert np.array_equal(v, rb.summary().arrays()[k]), (ra.name, k)
 
@@ -177,15 +178,17 @@ def test_results_of_one_property(property_files):
         assert set(lay["properties"]) == {props}
         rec = run.records()
         q = "fwd" if props == "forward" else "bwd"
-        assert set(rec) == {f"{q}_min", f"{q}_max", "dead", "index"}
-        assert np.array_equal(rec[f"{q}_min"], both.runs[0].records()[f"{q}_min"])
+        assert set(rec) == {f"{q}_min", f"{q}_max", "dead", "index"} | {f"{q}_{s}" for s in INPUT_STATS}
+        for k in rec:
+            assert np.array_equal(rec[k], both.runs[0].records()[k], equal_nan=True), k
+        assert np.isnan(run.over_inputs(5)[f"{'bwd' if q == 'fwd' else 'fwd'}_norm_mean"]).all()
         with pytest.raises(ValueError, match="--properties"):
             run.records((("bwd_min",) if props == "forward" else ("fwd_min",)))
 
 
 def test_a_sweep_lists_properties_and_precisions(property_files):
     """--properties and --precision take lists in a sweep: one run each, named by them, the
-    runs of one property in format version 2; failure tables hold the runs that computed
+    runs of one property in format version 2 (3 with their two inputs); failure tables hold the runs that computed
     the property asked for."""
     res = mcinit.load(property_files / "sweep.h5")
     names = [r.name for r in res.runs]
@@ -194,7 +197,7 @@ def test_a_sweep_lists_properties_and_precisions(property_files):
     assert [(r.config.precision, r.config.properties) for r in res.runs] == [
         ("float64", "forward"), ("float64", "both"), ("float32", "forward"), ("float32", "both")]
     with h5py.File(property_files / "sweep.h5", "r") as f:
-        assert [f["runs"][n].attrs["format_version"] for n in names] == [2, 1, 2, 1]
+        assert [f["runs"][n].attrs["format_version"] for n in names] == [3, 3, 3, 3]
     assert sorted(res.failure([0.5], prop="backward").run) == sorted(names[1::2])
     assert sorted(res.failure([0.5], prop="forward").run) == sorted(names)
     assert [r.name for r in res.with_property("both").runs] == names[1::2]
@@ -293,7 +296,8 @@ def test_over_inputs_is_one_networks_mean_and_sd_over_its_inputs(tmp_path):
     sweep's runs each have theirs."""
     cfg, data = config.build(kernel="dense", trials=40, input_dim=8, widths="6,9,5", samples=4, seed=2)
     path = str(tmp_path / "r.h5")
-    mem = engine.run(cfg, data, sink=HDF5Sink(path)).records
+    engine.run(cfg, data, sink=HDF5Sink(path))
+    mem = engine.run(cfg, data).records
     run = mcinit.load(path).runs[0]
     df = run.over_inputs(trial=7)
     assert list(df.columns[:13]) == ["run", "trial", "layer", "width", "samples", "fwd_norm_mean", "fwd_norm_sd",
