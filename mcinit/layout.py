@@ -56,7 +56,8 @@ from .stats import HIST_BINS, QUANTITIES, QUANTITIES_OF, Summary, input_fields, 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSIONS", "format_version_of", "RNG", "TRIALS", "SUMMARY",
            "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
-           "COLUMNS", "INPUT_FIELDS", "TRIAL_COLUMNS", "input_stats_of", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
+           "COLUMNS", "INPUT_FIELDS", "TRIAL_COLUMNS", "input_stats_of", "LINKED", "SUP_FIELDS", "CHUNK_ROWS",
+           "StoreError", "now", "mark_format", "run_path",
            "slot_group", "member", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
 

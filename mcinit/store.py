@@ -59,9 +59,9 @@ import time
 import h5py
 import numpy as np
 
-from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, TRIAL_COLUMNS, TRIALS, StoreError,
-                     build_run, checkpoint_slot, creation_bytes, input_stats_of, mark_format, read_summary, record_bytes, set_completed,
-                     slot_group, stored_columns, write_final, write_summary)
+from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, TRIAL_COLUMNS, TRIALS,
+                     StoreError, build_run, checkpoint_slot, creation_bytes, input_stats_of, mark_format, read_summary,
+                     record_bytes, set_completed, slot_group, stored_columns, write_final, write_summary)
 from .options import RUN_OPTIONS
 from .reader import open_file, read_file, reason
 from .stats import QUANTITIES_OF, record_buffers, record_fields
