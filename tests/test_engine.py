@@ -167,7 +167,9 @@ def test_one_property_records_what_a_run_of_both_records(kernel):
     kw = dict(_PROPERTY_CASES[kernel], seed=4, init="he-in" if kernel == "dense" else "he")
     both = _run(kernel, 2, 50, **kw)
     fwd_dead = np.any(both.records["fwd_min"] == 0.0, axis=1)
-    for props, q, fields in (("forward", 0, ("fwd_min", "fwd_max")), ("backward", 1, ("bwd_min", "bwd_max"))):
+    more = kw.get("samples", 1) > 1         # the statistics over the inputs too
+    for props, q, fields in (("forward", 0, ("fwd_min", "fwd_max") + INPUT_FIELDS[:4] * more),
+                             ("backward", 1, ("bwd_min", "bwd_max") + INPUT_FIELDS[4:] * more)):
         one = _run(kernel, 2, 50, properties=props, **kw)
         assert one.config.properties == props and one.config.kernel == kernel
         assert set(one.records) == set(fields) | {"dead", "index"}
