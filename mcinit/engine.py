@@ -361,6 +361,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     else:
         fill = kernels.get(config.kernel).fill
     plan = make_plan(config, data)
+    if resolve_backend(backend) == "cuda":
+        cuda.refuse_unbuilt(plan, config.kernel)      # before the sink creates anything
     L, N = config.depth, config.samples
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
