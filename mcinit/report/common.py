@@ -1,4 +1,4 @@
-"""What the report's text and figures share: the paper bound, the two forms, number formatting, default eps."""
+"""What the report's text and figures share: the paper bound, the deviation forms, number formatting, default eps."""
 
 import numpy as np
 
