@@ -18,7 +18,8 @@ import numpy as np
 from . import theory
 from .rows import config_columns, failure_cells, layer_rows
 from .options import FORMS
-from .stats import EPS_LADDER, PROPS_OF, QUANTITIES, QUANTITIES_OF, deviation, failure_counts, record_fields, warn_norm_eps
+from .stats import (EPS_LADDER, PROPS_OF, QUANTITIES, QUANTITIES_OF, deviation, failure_counts, record_fields,
+                    warn_norm_eps)
 from .layout import SUP_FIELDS, TRIALS
 from .layout import StoreError
 from .reader import open_file, read_file, reason

@@ -354,8 +354,9 @@ class Workspace:
 
 def blocked_trial(ops, plan, trial, ws, fixed_inputs=False):
     """One trial into ws.hn2 and ws.dn2 (squared norms of h^l and delta^l, l = 0..L, for every
-    input), and with plan.wn_direction ws.dc2 (c_l = sum_i (delta^l_i h^l_i)^2).  fixed_inputs: ws.H[0] already holds the inputs (a fixed dataset: the same for
-    every trial)."""
+    input), and with plan.wn_direction ws.dc2 (c_l = sum_i (delta^l_i h^l_i)^2).
+    fixed_inputs: ws.H[0] already holds the inputs (a fixed dataset: the same for every
+    trial)."""
     w = [int(v) for v in plan.widths]
     L = len(w) - 1
     H = ws.H
