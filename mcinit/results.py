@@ -18,7 +18,9 @@ import numpy as np
 
 from . import theory
 from .rows import config_columns, failure_cells, layer_rows
-from .stats import INPUT_STATS, PROPS_OF, QUANTITIES, QUANTITIES_OF, failure_counts, input_fields, record_fields
+from .options import FORMS
+from .stats import (EPS_LADDER, INPUT_STATS, PROPS_OF, QUANTITIES, QUANTITIES_OF, deviation, failure_counts,
+                    input_fields, record_fields, warn_norm_eps)
 from .layout import SUP_FIELDS, TRIALS
 from .layout import StoreError
 from .reader import open_file, read_file, reason
@@ -28,7 +30,6 @@ __all__ = ["load", "Results", "Run", "PROPS", "FORMS", "SUP"]
 PROPS = ("forward", "backward", "both")
 #: the forward property over all of R^n, from the supremum search (a lower estimate)
 SUP = "sup"
-FORMS = ("norm", "squared")
 _BLOCK = 1 << 20
 #: trials per block of failure_by_layer (its arrays are (block, L) per eps)
 _LAYER_BLOCK = 1 << 16
@@ -195,7 +196,7 @@ class Run:
         for start in range(0, self.completed, _LAYER_BLOCK):
             rec = self.records(tuple(f"{q}_{end}" for q in names for end in ("min", "max")),
                                start, start + _LAYER_BLOCK)
-            dev = np.maximum.reduce([_deviation(rec[f"{q}_{end}"], form) for q in names for end in ("min", "max")])
+            dev = np.maximum.reduce([deviation(rec[f"{q}_{end}"], form) for q in names for end in ("min", "max")])
             dead = (rec[f"{names[0]}_min"] == 0) if names[0] != "bwd" else np.zeros(dev.shape, bool)
             if cumulative:
                 dev = np.maximum.accumulate(dev, axis=1)
@@ -233,11 +234,14 @@ class Results:
         out.runs = [r for r in self.runs if (r.config.sup if prop == SUP else prop in r.props)]
         return out
 
-    def failure(self, eps, prop="forward", form="norm", level=0.95):
+    def failure(self, eps=None, prop="forward", form="norm", level=0.95):
         """Empirical failure probability beside the bounds: one row per run and eps.
 
-        eps     tolerance(s); a trial fails when the deviation of some layer and input
-                exceeds eps, |sqrt(ratio) - 1| in the norm form, |ratio - 1| in the squared form
+        eps     tolerance(s) (None: mcinit.stats.EPS_LADDER); a trial fails when the
+                deviation of some layer and input exceeds eps, |sqrt(ratio) - 1| in the norm
+                form, |ratio - 1| in the squared form, max(sqrt(ratio), 1/sqrt(ratio)) - 1 in
+                the symmetric form (mcinit.stats.deviation).  Norm-form eps >= 1 asked for
+                gives a UserWarning: no collapsing norm exceeds it (the symmetric form sees them)
         prop    forward (rho), backward (gamma) or both; or sup: the forward property over
                 every input the supremum search evaluated, a lower estimate of the failure
                 probability for all of R^n (only runs made with --sup-search).  Only the runs
@@ -247,7 +251,8 @@ class Results:
         Columns: run, width (the narrowest hidden layer), widths, depth, samples, init,
         dist, kernel, prop, form, eps, trials, failures, p_hat, ci_low, ci_high,
         paper_delta (the bound encoded in the authors' reference code bound_comparison.py,
-        norm form; for the squared form at the norm tolerance sqrt(1 + eps) - 1; for
+        norm form; for the squared form at the norm tolerance sqrt(1 + eps) - 1, for the
+        symmetric form at eps / (1 + eps) (theory.norm_tolerance); for
         prop="both" min(1, 2 delta), the union of the two properties; only for Gaussian
         weights with E rho_l = 1 in every layer: he, or he-in with equal widths),
         chernoff (the rigorous Chernoff + union bound of the forward property, Gaussian
@@ -303,7 +308,7 @@ class Results:
         import pandas as pd
         return pd.DataFrame(rows)
 
-    def failure_by_layer(self, eps, prop="forward", form="norm", level=0.95, cumulative=False):
+    def failure_by_layer(self, eps=None, prop="forward", form="norm", level=0.95, cumulative=False):
         """Empirical failure probability of each hidden layer: one row per run, eps and layer.
 
         eps, prop, form, level as in failure() (prop sup: the forward property over the
@@ -365,14 +370,18 @@ def _identified(row, run):
 
 
 def _checked(prop, form, eps):
-    """(prop, form, eps as a float array), checked as failure() and failure_by_layer() take them."""
+    """(prop, form, eps as a float array), checked as failure() and failure_by_layer() take them
+    (eps None: EPS_LADDER); a UserWarning for norm-form eps >= 1 asked for (warn_norm_eps)."""
     if prop not in PROPS + (SUP,):
         raise ValueError(f"prop must be one of {PROPS + (SUP,)}")
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}")
-    eps = np.atleast_1d(np.asarray(eps, dtype=float))
+    asked = eps is not None
+    eps = np.atleast_1d(np.asarray(EPS_LADDER if eps is None else eps, dtype=float))
     if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
         raise ValueError("eps must be positive")
+    if asked:
+        warn_norm_eps(eps, form, stacklevel=4)
     return prop, form, eps
 
 
@@ -388,15 +397,6 @@ def _no_run_computed(results, prop):
 def _exact_defined(c):
     """Whether the exact forward law applies to a run: Gaussian weights, one input per trial."""
     return c.samples == 1 and c.dist == "normal" and c.init in theory.GAUSSIAN_INITS
-
-
-def _deviation(r, form):
-    """|sqrt(r) - 1| (norm) or |r - 1| (squared) elementwise; NaN and +inf deviate infinitely
-    (as mcinit.stats counts them)."""
-    with np.errstate(invalid="ignore"):
-        d = np.abs((np.sqrt(r) if form == "norm" else r) - 1.0)
-    d[np.isnan(r) | np.isinf(r)] = np.inf
-    return d
 
 
 def _bounds(c, eps, prop, form):

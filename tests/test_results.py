@@ -349,3 +349,64 @@ def test_one_input_per_trial_derives_the_statistics_over_its_input(tmp_path):
     assert np.array_equal(two["fwd_mean"], r) and np.array_equal(two["fwd_sd"], rec["bwd_sd"], equal_nan=True)
     df = run.over_inputs(int(np.flatnonzero(rec["dead"])[0]))
     assert df.dead.all() and np.isinf(df.bwd_norm_mean).any() and (df.fwd_norm_sd == 0).all()
+
+
+def test_symmetric_form_in_results_tables(sweep_file):
+    """failure() and failure_by_layer() take the symmetric form: its counts are those of
+    mcinit.stats.failure_counts, its exact probabilities theory's, and glorot's collapsing
+    norms fail at eps >= 1 where the norm form sees only dead networks."""
+    import warnings
+    from mcinit.stats import failure_counts
+    res = mcinit.load(sweep_file)
+    eps = [0.25, 1.0, 2.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # the symmetric form warns of nothing
+        df = res.failure(eps, form="symmetric")
+        by_layer = res.failure_by_layer(eps, form="symmetric", cumulative=True)
+    assert set(df["form"]) == {"symmetric"}
+    for run in res.runs:
+        rows = df[df["run"] == run.name].sort_values("eps")
+        k = failure_counts(run.records(), eps, "symmetric")["forward"]
+        assert rows["failures"].tolist() == k.tolist()
+        last = by_layer[(by_layer["run"] == run.name) & (by_layer["layer"] == run.config.depth)].sort_values("eps")
+        assert last["failures"].tolist() == k.tolist()
+        if run.config.init == "glorot":          # E rho_3 about 1/8: collapsing
+            assert np.all(rows["p_hat"].to_numpy() > [0.9, 0.5, 0.3])
+            with pytest.warns(UserWarning, match="symmetric"):
+                norm = res.failure(eps, form="norm")
+            assert np.all(norm[norm["run"] == run.name].sort_values("eps")["p_hat"].to_numpy()[1:] < 0.05)
+        p = theory.exact_forward_failure(eps, list(run.config.widths), "symmetric", run.config.input_dim,
+                                         run.config.init)
+        np.testing.assert_allclose(rows["p_exact"], p, rtol=1e-12)
+
+
+def test_norm_form_eps_of_one_or_more_warns_once(sweep_file):
+    """A UserWarning, once per call, when norm-form eps >= 1 are asked for; none for eps < 1,
+    the other forms, or the default eps (the ladder, mcinit.stats.EPS_LADDER)."""
+    import warnings
+    from mcinit.stats import EPS_LADDER
+    res = mcinit.load(sweep_file)
+    for call in (lambda: res.failure([0.5, 1.0, 2.0]), lambda: res.failure_by_layer([1.5], prop="backward")):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            call()
+        msgs = [str(w.message) for w in got if issubclass(w.category, UserWarning)]
+        assert len(msgs) == 1 and "cannot detect collapse" in msgs[0] and "--form symmetric" in msgs[0]
+        assert got[0].filename == __file__                       # it names the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res.failure([0.1, 0.5, 0.99])
+        res.failure([1.0, 2.0], form="squared")
+        res.failure([1.0, 2.0], form="symmetric")
+        df = res.failure()
+    assert sorted(set(df["eps"])) == list(EPS_LADDER)
+
+
+def test_one_eps_ladder():
+    """The run summary, the report and results take their default tolerances from one object."""
+    from mcinit import engine as eng, results, stats
+    from mcinit.report import common
+    assert eng.REPORT_EPS is stats.EPS_LADDER and common.EPS_LADDER is stats.EPS_LADDER
+    assert common.EPS_CORE is stats.EPS_CORE and set(stats.EPS_CORE) <= set(stats.EPS_LADDER)
+    assert results._checked("forward", "norm", None)[2].tolist() == list(stats.EPS_LADDER)
+    assert list(stats.EPS_LADDER) == sorted(stats.EPS_LADDER)

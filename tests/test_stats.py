@@ -10,8 +10,8 @@ from numba import njit
 from scipy import stats
 
 from mcinit import config
-from mcinit.stats import (HIST_BINS, HIST_RANGE, Summary, clopper_pearson, failure_counts, input_fields, log_values,
-                          record_buffers, reduce_batch)
+from mcinit.stats import (HIST_BINS, HIST_RANGE, Summary, clopper_pearson, deviation, failure_counts, input_fields,
+                          log_values, record_buffers, reduce_batch)
 
 ACCUMULATORS = ("count", "mean", "m2", "min", "max", "hist")
 
@@ -212,7 +212,7 @@ def test_empty_rows_leave_the_summary_alone():
 @pytest.mark.parametrize("T,N,L", [(1000, 1, 10), (300, 3, 7), (5000, 1, 3), (129, 2, 1)])
 def test_tally_from_the_reduction_equals_the_tally_of_the_records(T, N, L):
     """reduce_and_tally's failure counts (from each trial's extremes, taken as its records are
-    made) equal failure_counts of the records, in both forms, with zeros, infinities, NaN,
+    made) equal failure_counts of the records, in every form, with zeros, infinities, NaN,
     negatives and values at a tolerance; with one input per trial also into one array for
     min and max (record_buffers(single=True)), whose records are the min records."""
     from mcinit.stats import failure_counts, reduce_and_tally
@@ -222,7 +222,7 @@ def test_tally_from_the_reduction_equals_the_tally_of_the_records(T, N, L):
     dead = rs.rand(T) < 0.1
     eps = np.array([0.0, 0.1, 0.25, 0.5, 1.0, np.inf])
     for single in ((False, True) if N == 1 else (False,)):
-        for form in ("norm", "squared"):
+        for form in ("norm", "squared", "symmetric"):
             out = record_buffers(T, L, single=single)
             assert (out["fwd_max"] is out["fwd_min"]) == single
             rec, counts = reduce_and_tally(fwd, bwd, dead, Summary(L), eps, form, out=out)
@@ -288,23 +288,51 @@ def test_failure_counts_by_hand():
     assert c["forward"].tolist() == [2, 2, 1] and c["backward"].tolist() == [2, 1, 1]
 
 
+def test_symmetric_form_by_hand_and_vanishing_ratios():
+    """The symmetric form max(sqrt(r), 1/sqrt(r)) - 1: the norm form above 1; below 1 it grows
+    without bound, so a ratio of 0 (a dead layer forward, a vanished gamma backward) fails
+    at every eps, where the norm form at eps >= 1 sees nothing."""
+    rec = dict(fwd_min=np.array([[0.25, 1.0], [1e-4, 1.0], [1.0, 1.0], [1.0, 0.0]]),
+               fwd_max=np.array([[1.0, 1.0], [1.0, 1.0], [4.0, 1.0], [1.0, 0.0]]),
+               bwd_min=np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [np.inf, np.inf]]),
+               bwd_max=np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [np.inf, np.inf]]))
+    eps = [0.5, 1.0, 98.9, 99.1, 1e300]
+    c = failure_counts(rec, eps, "symmetric")
+    # forward: trial 0 deviates by 1 (sqrt 0.5), 1 by 99, 2 by 1 (sqrt 4), 3 is dead
+    assert c["forward"].tolist() == [4, 2, 2, 1, 1]
+    # backward: trial 2 has gamma = 0 (every eps), trial 3 is dead (gamma = inf)
+    assert c["backward"].tolist() == [2, 2, 2, 2, 2]
+    assert c["both"].tolist() == [4, 3, 3, 2, 2]
+    n = failure_counts(rec, eps, "norm")
+    assert n["forward"].tolist() == [3, 1, 1, 1, 1]         # 1e-4 deviates by 0.99 only
+    assert n["backward"].tolist() == [2, 1, 1, 1, 1]        # gamma = 0 deviates by 1 only
+    with pytest.raises(ValueError, match="symmetric"):
+        failure_counts(rec, eps, "log")
+
+
 def test_failure_counts_equal_the_layerwise_definition():
     """The tally's shortcut (the largest deviation is at a trial's smallest or largest
     ratio) gives the counts of the definition, layer by layer, with zeros, infinities,
-    NaNs and values exactly at a tolerance."""
+    NaNs and values exactly at a tolerance, in every form (the symmetric form computed
+    here directly with NumPy); mcinit.stats.deviation is the same definition."""
     rs = np.random.RandomState(3)
     T, L = 20000, 7
     rec = {}
     for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max"):
         a = rs.gamma(20, 1 / 20, (T, L))
-        for v, p in ((0.0, 0.01), (np.inf, 0.01), (np.nan, 0.005), (1.0, 0.02), (0.5625, 0.02), (1.5625, 0.02)):
+        for v, p in ((0.0, 0.01), (np.inf, 0.01), (np.nan, 0.005), (1.0, 0.02), (0.5625, 0.02), (1.5625, 0.02),
+                     (0.25, 0.02), (4.0, 0.02), (1e-12, 0.01)):
             a[rs.rand(T, L) < p] = v
         rec[k] = a
-    eps = np.array([0.0, 0.1, 0.25, 0.3, 0.4375, 0.5625, 1.0, 2.0])
-    for form in ("norm", "squared"):
+    # 0.25 and 4 deviate by exactly 1 in the symmetric form (sqrt 0.5 and 2)
+    eps = np.array([0.0, 0.1, 0.25, 0.3, 0.4375, 0.5625, 1.0, 2.0, 1e6])
+    for form in ("norm", "squared", "symmetric"):
         def dev(r):
-            with np.errstate(invalid="ignore"):
-                d = np.abs(np.sqrt(r) - 1.0) if form == "norm" else np.abs(r - 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if form == "symmetric":
+                    d = np.maximum(np.sqrt(r), 1.0 / np.sqrt(r)) - 1.0      # +inf at r = 0
+                else:
+                    d = np.abs(np.sqrt(r) - 1.0) if form == "norm" else np.abs(r - 1.0)
             return np.where(np.isnan(r) | (r == np.inf), np.inf, d)
         fd = np.maximum(dev(rec["fwd_min"]), dev(rec["fwd_max"])).max(axis=1)
         bd = np.maximum(dev(rec["bwd_min"]), dev(rec["bwd_max"])).max(axis=1)
@@ -312,6 +340,8 @@ def test_failure_counts_equal_the_layerwise_definition():
         ff = dead[:, None] | (fd[:, None] > eps)
         bf = bd[:, None] > eps
         c = failure_counts(rec, eps, form)
+        for k in rec:
+            np.testing.assert_array_equal(deviation(rec[k], form), dev(rec[k]))
         assert c["forward"].tolist() == ff.sum(axis=0).tolist()
         assert c["backward"].tolist() == bf.sum(axis=0).tolist()
         assert c["both"].tolist() == (ff | bf).sum(axis=0).tolist()
