@@ -21,8 +21,8 @@ import numpy as np
 
 from .config import ConfigError
 
-__all__ = ["FIGURES", "FORMATS", "SIZES", "settings", "outputs", "make", "check_outputs", "check_computable", "one_network", "network_stats",
-           "exact_norm_quantiles", "true_eps", "k_n", "Figure"]
+__all__ = ["FIGURES", "FORMATS", "SIZES", "settings", "outputs", "make", "check_outputs", "check_computable",
+           "one_network", "network_stats", "exact_norm_quantiles", "true_eps", "k_n", "Figure"]
 
 FIGURES = ("fig1-2", "fig3-4", "fig6", "fig7", "kn")
 FORMATS = ("png", "pdf", "svg")
@@ -137,44 +137,16 @@ def one_network(cfg, data=None, trial=0):
 STAT_COLUMNS = {"forward": ("fwd_norm_mean", "fwd_norm_sd"), "backward": ("bwd_norm_mean", "bwd_norm_sd")}
 
 
-def network_stats(run, data=None):
+def network_stats(run):
     """Per network (trial) and layer, the mean and population sd over its inputs of the norm
     ratios: {"forward": (mean (T, L), sd (T, L)), "backward": ...} for the properties the
-    run computed, read from the results file's per-trial columns."""
+    run computed, read from the results file's per-trial columns (STAT_COLUMNS)."""
     out = {}
     for prop, cols in STAT_COLUMNS.items():
-        if prop not in run.props:
-            continue
-        if all(c in run.fields for c in cols):
+        if prop in run.props:
             rec = run.records(cols)
             out[prop] = (np.asarray(rec[cols[0]]), np.asarray(rec[cols[1]]))
-    if len(out) < sum(p in run.props for p in STAT_COLUMNS):
-        out = _stats_by_kernel(run, data)
     return out
-
-
-def _stats_by_kernel(run, data=None, chunk=16):
-    """network_stats for a results file without the per-network columns (written before they
-    existed): the run's trials computed again by its kernel."""
-    from . import kernels
-    from .kernels.common import make_plan
-    cfg = run.config
-    plan = make_plan(cfg, data)
-    T, N, L = run.completed, cfg.samples, cfg.depth
-    res = {p: (np.empty((T, L)), np.empty((T, L))) for p in STAT_COLUMNS if p in run.props}
-    try:
-        for first in range(0, T, chunk):
-            c = min(chunk, T - first)
-            fwd, bwd = np.zeros((c, N, L)), np.zeros((c, N, L))
-            kernels.get(cfg.kernel).fill(plan, first, c, fwd, bwd, np.zeros(c, dtype=np.bool_))
-            for p, r in (("forward", fwd), ("backward", bwd)):
-                if p in res:
-                    s = np.sqrt(r)
-                    res[p][0][first:first + c] = s.mean(axis=1)
-                    res[p][1][first:first + c] = s.std(axis=1)
-    finally:
-        kernels.release(cfg.kernel)
-    return res
 
 
 def per_input(ratios):
@@ -407,7 +379,7 @@ def _per_layer(figure, sets, runs, files, quick):
     rows, panels = [], []
     for s, (_, cfg, data) in zip(sets, runs):
         rho, gamma = one_network(cfg, data)
-        stats = network_stats(held[s.name], data)
+        stats = network_stats(held[s.name])
         exact = exact_norm_quantiles(cfg)
         for prop, ratios in (("forward", rho), ("backward", gamma)):
             m, sd = per_input(ratios)
@@ -599,7 +571,7 @@ def _fig7(figure, sets, runs, files, quick):
     for s, (_, cfg, data) in zip(sets, runs):
         rho, _ = one_network(cfg, data)
         m, sd = per_input(rho[:, -1:])
-        means = network_stats(held[s.name], data)["forward"][0][:, -1]
+        means = network_stats(held[s.name])["forward"][0][:, -1]
         band = np.quantile(means, BAND)
         o = s.options
         rows.append(dict(arch=o["arch"], row=s.label, blocks=o["blocks"], width=o["width"], mean=float(m[0]),
