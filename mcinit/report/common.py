@@ -1,8 +1,9 @@
-"""What the report's text and figures share: the paper bound, the two forms, number formatting, default eps."""
+"""What the report's text and figures share: the paper bound, the deviation forms, number formatting, default eps."""
 
 import numpy as np
 
 from .. import theory
+from ..options import FORMS
 from ..stats import clopper_pearson
 
 PAPER_PROVENANCE = ("the bound as encoded in the authors' public reference code "
@@ -16,13 +17,28 @@ EPS_CORE = (0.1, 0.25, 0.5, 1.0)
 MAX_DEFAULT_EPS = 4
 
 
+#: how a deviation form measures a ratio's distance from 1, for the forms that have a formula
+#: here (a form of mcinit.options.FORMS without one is named by its name alone)
+_DEVIATIONS = {"norm": "|sqrt(ratio) - 1|", "squared": "|ratio - 1|"}
+
+
+def check_form(form):
+    """ValueError unless ``form`` is one of mcinit.options.FORMS."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+
+
+def deviation_words(form, ratio="ratio"):
+    """The deviation of a form as a formula in ``ratio`` (e.g. '|sqrt(rho) - 1|'), or in words."""
+    check_form(form)
+    if form in _DEVIATIONS:
+        return _DEVIATIONS[form].replace("ratio", ratio)
+    return f"the {form} deviation of {ratio} from 1"
+
+
 def form_words(form):
-    """The words naming a form ('norm' or 'squared') of the deviation; ValueError for any other form."""
-    if form == "norm":
-        return "norm form: deviation |sqrt(ratio) - 1|"
-    if form == "squared":
-        return "squared form: deviation |ratio - 1|"
-    raise ValueError(f"form must be 'norm' or 'squared', got {form!r}")
+    """The words naming a form of the deviation (one of mcinit.options.FORMS); ValueError for any other."""
+    return f"{form} form: deviation {deviation_words(form)}"
 
 
 def paper_eps(eps, form):
