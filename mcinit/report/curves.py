@@ -134,17 +134,18 @@ def _bounds_at(eps, widths, samples, form, input_dim, init):
     return ch, ex
 
 
-def _refine(x0, evaluate, between, position, floor, tol=0.03, max_points=48):
+def _refine(x0, evaluate, between, position, floor, tol=0.1, max_points=48):
     """Points where curves need their exact values, and those values.
 
     x0        the points that are always computed (sorted; the measured ones)
     evaluate  x -> 1-d array of the curves' values at x (probabilities)
     between   (a, b) -> a point strictly between a and b, or None when there is none
     position  x -> the point's coordinate on the axis (log width, or eps)
-    An interval is halved while the straight line between its ends (in log10 of the values,
-    floored at ``floor``) misses the value at its midpoint by more than 4 tol decades: the
-    lines between the points kept then miss the curves by about tol decades or less, far
-    below a line's width.  Returns (x sorted, values (len(x), k))."""
+    The midpoint of every interval is computed, and the interval halved again while the
+    straight line between its ends (in log10 of the values, floored at ``floor``) misses the
+    value there by more than tol decades: where a curve is smooth, the lines between the points
+    kept then miss it by about tol/4 decades (a few hundredths: below a line's width) with few
+    points.  Returns (x sorted, values (len(x), k))."""
     vals = {x: evaluate(x) for x in x0}
 
     def lg(v):
@@ -158,7 +159,7 @@ def _refine(x0, evaluate, between, position, floor, tol=0.03, max_points=48):
         vals[m] = evaluate(m)
         t = (position(m) - position(a)) / (position(b) - position(a))
         miss = np.max(np.abs(lg(vals[m]) - ((1 - t) * lg(vals[a]) + t * lg(vals[b]))))
-        if miss > 4 * tol:
+        if miss > tol:
             todo += [(a, m), (m, b)]
     xs = sorted(vals)
     return np.asarray(xs), np.asarray([vals[x] for x in xs])
