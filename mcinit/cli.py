@@ -378,10 +378,8 @@ def report(path, eps, form, level, plot_path, panels, overwrite, as_json):
         return
     from .report import figure_format
     from .store import OutputLock, check_output
-    try:
-        figure_format(plot_path)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    if panels == "together":             # before any lock file
+        check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
     res = load(path)
     if not res.with_property("forward").runs:
         raise ConfigError(f"--plot draws the forward property, which no run of {path} computed "
@@ -395,6 +393,10 @@ def report(path, eps, form, level, plot_path, panels, overwrite, as_json):
             lock.acquire()
         for out in outputs:
             check_output(out, overwrite=overwrite, inputs=[path], option="--plot")
+        try:                             # the format, from the extension (after the refusals above)
+            figure_format(plot_path)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         numbers = report_numbers(res, eps_values, form, level)
         if not as_json:
             click.echo(report_text(res, eps=eps_values, form=form, level=level, numbers=numbers))

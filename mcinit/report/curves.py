@@ -134,7 +134,7 @@ def _bounds_at(eps, widths, samples, form, input_dim, init):
     return ch, ex
 
 
-def _refine(x0, evaluate, between, position, floor, tol=0.1, max_points=48):
+def _refine(x0, evaluate, between, position, floor, tol=0.15, max_points=48):
     """Points where curves need their exact values, and those values.
 
     x0        the points that are always computed (sorted; the measured ones)
@@ -145,7 +145,8 @@ def _refine(x0, evaluate, between, position, floor, tol=0.1, max_points=48):
     straight line between its ends (in log10 of the values, floored at ``floor``) misses the
     value there by more than tol decades: where a curve is smooth, the lines between the points
     kept then miss it by about tol/4 decades (a few hundredths: below a line's width) with few
-    points.  Returns (x sorted, values (len(x), k))."""
+    points.  A curve below the floor at the midpoint and at an end is left there (it has left the
+    drawn range).  Returns (x sorted, values (len(x), k))."""
     vals = {x: evaluate(x) for x in x0}
 
     def lg(v):
@@ -158,7 +159,9 @@ def _refine(x0, evaluate, between, position, floor, tol=0.1, max_points=48):
             continue
         vals[m] = evaluate(m)
         t = (position(m) - position(a)) / (position(b) - position(a))
-        miss = np.max(np.abs(lg(vals[m]) - ((1 - t) * lg(vals[a]) + t * lg(vals[b]))))
+        # curves that leave the drawn range here (below the floor at the midpoint and an end) need no more
+        seen = (vals[m] > floor) | ((vals[a] > floor) & (vals[b] > floor))
+        miss = np.max(np.abs(lg(vals[m]) - ((1 - t) * lg(vals[a]) + t * lg(vals[b])))[seen], initial=0.0)
         if miss > tol:
             todo += [(a, m), (m, b)]
     xs = sorted(vals)

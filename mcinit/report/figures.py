@@ -413,7 +413,7 @@ def _draw_failure_width(fig, letter, ctx, prop, key, runs):
             ch = d.chernoff.to_numpy(float)
             if len(d) == len(eps) and np.isfinite(ex).all() and np.isfinite(ch).all():
                 known[int(min(r.config.widths))] = (ch, ex)
-        curves = width_curves(c0, eps, form, ws, floor=bottom / 10, known=known)
+        curves = width_curves(c0, eps, form, ws, floor=bottom, known=known)
     if equal:
         paper = paper_width_curve(c0, eps, form, ws.min(), ws.max())
     marks = False
@@ -509,7 +509,7 @@ def _draw_failure_eps(fig, letter, ctx, prop, runs):
             ax.plot(grid, pd_, color=col, **_STYLE["paper"])
             paper_drawn = True
         if prop == "forward":
-            tc = eps_curves(c, a, b, form, floor=bottom / 10)
+            tc = eps_curves(c, a, b, form, floor=bottom)
             if tc:
                 ax.plot(tc["eps"], tc["chernoff"], color=col, **_STYLE["chernoff"])
                 ax.plot(tc["eps"], tc["exact"], color=col, **_STYLE["exact"])
