@@ -3,42 +3,29 @@
 import numpy as np
 
 from .. import theory
-from ..options import FORMS
-from ..stats import clopper_pearson
+from ..stats import EPS_CORE, EPS_LADDER, FORM_FORMULAS, clopper_pearson
 
 PAPER_PROVENANCE = ("the bound as encoded in the authors' public reference code "
                     "(devansharpit/overparametrization_benefits, bound_comparison.py)")
 
 PAPER_INITS = ("he", "he-in")          # as mcinit.results: the bound is derived for He
 GAUSSIAN_INITS = theory.GAUSSIAN_INITS
-#: candidate tolerances for the default eps, and the ones preferred when many are informative
-EPS_LADDER = (0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0)
-EPS_CORE = (0.1, 0.25, 0.5, 1.0)
+#: candidate tolerances for the default eps (EPS_LADDER), and the ones preferred when many are
+#: informative (EPS_CORE): mcinit.stats's
 MAX_DEFAULT_EPS = 4
 
 
-#: how a deviation form measures a ratio's distance from 1, for the forms that have a formula
-#: here (a form of mcinit.options.FORMS without one is named by its name alone)
-_DEVIATIONS = {"norm": "|sqrt(ratio) - 1|", "squared": "|ratio - 1|"}
-
-
-def check_form(form):
-    """ValueError unless ``form`` is one of mcinit.options.FORMS."""
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
-
-
 def deviation_words(form, ratio="ratio"):
-    """The deviation of a form as a formula in ``ratio`` (e.g. '|sqrt(rho) - 1|'), or in words."""
-    check_form(form)
-    if form in _DEVIATIONS:
-        return _DEVIATIONS[form].replace("ratio", ratio)
-    return f"the {form} deviation of {ratio} from 1"
+    """The deviation of a form as a formula in ``ratio`` (e.g. '|sqrt(rho) - 1|'): mcinit.stats.FORM_FORMULAS."""
+    form_words(form)
+    return FORM_FORMULAS[form].replace("ratio", ratio)
 
 
 def form_words(form):
-    """The words naming a form of the deviation (one of mcinit.options.FORMS); ValueError for any other."""
-    return f"{form} form: deviation {deviation_words(form)}"
+    """The words naming a form (any of mcinit.stats.FORM_FORMULAS) of the deviation; ValueError for any other."""
+    if form not in FORM_FORMULAS:
+        raise ValueError(f"form must be one of {', '.join(FORM_FORMULAS)}, got {form!r}")
+    return f"{form} form: deviation {FORM_FORMULAS[form]}"
 
 
 def paper_eps(eps, form):

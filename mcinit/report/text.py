@@ -9,9 +9,9 @@ from scipy import stats
 
 from .. import theory
 from ..options import PROPERTIES
-from ..results import _deviation as deviation
-from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, deviation_words, fmt_g,
-                     form_words, init_label, paper_eps, widths_label)
+from ..stats import FORM_FORMULAS, deviation
+from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
+                     init_label, paper_eps, widths_label)
 
 #: tolerance of comparisons with the exact value (it is a sum of terms and can exceed 1 by rounding)
 _REL_TOL = 1e-9
@@ -22,17 +22,6 @@ _PROP_WORDS = {
     "backward": "backward property (gamma_l = ||dloss/dW_l||_F^2/(||x||^2 ||delta^L||^2))",
     "both": "both properties (a trial fails when either fails)",
 }
-#: how the norm-form paper bound is applied to a tolerance of another form (the form's words)
-_PAPER_TOLERANCE = {"squared": "sqrt(1+eps)-1, which implies a squared deviation <= eps"}
-
-
-def _paper_tolerance_note(form):
-    """'' for the norm form, else how the paper bound (norm form) is applied at a tolerance of ``form``."""
-    if form == "norm":
-        return ""
-    how = _PAPER_TOLERANCE.get(form, f"at which a norm deviation within it implies a {form} deviation <= eps "
-                                     "(mcinit.theory.norm_tolerance)")
-    return f" (applied at the norm tolerance {how})"
 
 
 @functools.lru_cache(maxsize=1)
@@ -189,7 +178,7 @@ def _outside(p, lo, hi):
 def _failure_section(results, prop, eps, form, level, df):
     """The failure table of ``prop`` (df: report_numbers' table of it) with its statements."""
     pct = f"{level * 100:.4g}%"
-    dev = deviation_words(form)
+    dev = FORM_FORMULAS[form]
     head = (f"FAILURE PROBABILITY, {_PROP_WORDS[prop]}. A trial fails when the deviation ({form} form {dev}) "
             f"exceeds eps at some layer and input; dead networks count as failures. p_hat with its exact "
             f"(Clopper-Pearson) {pct} interval.")
@@ -198,7 +187,9 @@ def _failure_section(results, prop, eps, form, level, df):
                  "probability for one input (Gaussian weights).")
     else:
         head += " chernoff and p_exact exist for the forward property only ('-')."
-    head += f" paper_delta: {PAPER_PROVENANCE}, norm form{_paper_tolerance_note(form)}; He initialisation only."
+    note_form = "" if form == "norm" else (f" (applied at the norm tolerance {theory.NORM_TOLERANCE_WORDS[form]}, "
+                                           f"which implies a {form} deviation <= eps)")
+    head += f" paper_delta: {PAPER_PROVENANCE}, norm form{note_form}; He initialisation only."
     if prop == "both":
         head += (" For 'both' paper_delta is min(1, 2 delta), delta the paper's bound of one property: the union "
                  "of its forward and backward claims.")
@@ -643,7 +634,8 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
              f"({form_words(form)}), delta = {fmt_g(d, 4)}, "
              f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} (Gaussian weights)",
              f"Paper bound: {PAPER_PROVENANCE}; derived for He initialisation, stated in the norm form"
-             + ("" if form == "norm" else f" (applied at the norm tolerance {e_norm:.4g})") + "."]
+             + ("" if form == "norm" else f" (applied at the norm tolerance {theory.NORM_TOLERANCE_WORDS[form]} = "
+                                          f"{e_norm:.4g})") + "."]
     lines = [_wrap(x) for x in lines] + paper_caveat(tables=False)
     lines += ["", "Smallest equal hidden width m (n_0 = m) with bound <= delta:"]
     rows = []
