@@ -23,7 +23,8 @@ the figure draws over the measured histogram.
 The numbers of the text come from report_numbers and bound_numbers (the JSON documents of
 mcinit report and mcinit bound hold them too: mcinit.documents).
 
-Modules: text (report_text, report_numbers, bound_text, bound_numbers), figures (plot_report), curves (the
+Modules: text (report_text, report_numbers, bound_text, bound_numbers), figures (plot_report, draw_figures,
+the formats and the files of separate panels), curves (the
 exact density and the bound curves), common (what text and figures share).
 """
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from ..options import FIGURE_FORMATS, PANEL_MODES, PNG_DPI
 from ..stats import HIST_BINS, Summary, clopper_pearson
-from .common import PAPER_INITS, default_eps, deviation_words, fmt_g, form_words, init_label, widths_label
-from .curves import (eps_curves, exact_log_density, exact_ratio_density, paper_curve, paper_eps_curve,
-                     paper_width_curve, plain_gaussian, width_curves)
+from .common import PAPER_INITS, deviation_words, fmt_g, form_words, init_label, widths_label
+from .curves import (eps_curves, exact_log_density, exact_ratio_density, paper_eps_curve, paper_width_curve,
+                     plain_gaussian, width_curves)
 
 _PANEL_SIZE = (7.0, 4.2)       # inches, the axes and the legend to their right
 _LEGEND_ROWS = 20              # lines per legend column
