@@ -380,6 +380,13 @@ def test_no_plain_law_for_residual_networks(sweep_file):
         assert not df.bound_violated.any() and not df.paper_vacuous.any()
     text = report.report_text(res, [0.5], numbers=n)
     assert "they describe plain ReLU networks" in _flat(text)
+    # the figures: no exact, Chernoff or paper curve, no exact mean or density; a note says why
+    fig = report.draw_figures(res, eps=[0.5], numbers=n)[0]
+    legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert not any(t.startswith(("exact", "Chernoff", "paper's bound")) for t in legends), legends
+    assert "residual: no exact law, no paper bound" in legends and "residual: no exact mean" in legends
+    styles = [(line.get_linestyle(), line.get_linewidth()) for ax in fig.axes for line in ax.get_lines()]
+    assert not [st for st in styles if st[0] in ("--", "-.") or st == (":", 1.6)], styles   # exact, paper, Chernoff
 
 
 # --- words --------------------------------------------------------------------------------------

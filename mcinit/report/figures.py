@@ -339,7 +339,8 @@ def _draw_hist(fig, letter, ctx):
         extra.append(Line2D([], [], color="k", ls="--", lw=1.2, label="exact density, one input"))
         if any(r.config.samples > 1 for r in runs if plain_gaussian(r.config)):
             extra.append(_header("(for N inputs: each input's law)"))
-    unexplained = sorted({init_label(r.config) for r in runs if not plain_gaussian(r.config)})
+    unexplained = sorted({init_label(r.config) + (f" {r.config.arch}" if r.config.residual else "")
+                          for r in runs if not plain_gaussian(r.config)})
     if unexplained:
         extra.append(_header(f"no exact density for {', '.join(unexplained)}"))
     extra += [_header(n) for n in notes]
