@@ -181,9 +181,10 @@ def _notes(runs, prop):
     out = []
     if any(r.config.residual for r in runs):
         out.append("residual: no exact law, no paper bound")
-    off = sorted({init_label(r.config) for r in runs if not r.config.residual and r.config.init not in PAPER_INITS})
+    off = sorted({init_label(r.config) for r in runs if not r.config.residual
+                  and not (r.config.dist == "normal" and r.config.init in PAPER_INITS)})
     if off:
-        out.append(f"no paper bound for {', '.join(off)} (He only)")
+        out.append(f"no paper bound for {', '.join(off)} (derived for He, Gaussian weights)")
     if prop == "forward":
         other = sorted({init_label(r.config) for r in runs if not r.config.residual and not plain_gaussian(r.config)})
         if other:
