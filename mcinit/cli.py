@@ -520,7 +520,8 @@ def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_js
 @click.option("--quick", is_flag=True, help="Small sizes (under a minute on a laptop) instead of the paper's.")
 @click.option("--format", "fmt", type=click.Choice(("png", "pdf", "svg")), default="png", show_default=True,
               help="Format of the figures.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the networks (trial 0 is the one drawn).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the networks (trial 0 is the one drawn).")
 @click.option("--overwrite", is_flag=True, help="Replace existing results files and figures.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress; print the files written only.")
 @json_option

@@ -509,7 +509,8 @@ def _fig6_notes(rows, cfg):
     seen_below = [r["width"] for r in rows if r["p_lo"] > DELTA and r["width"] not in exact_below]
     if exact_below:
         notes.append(f"the paper's eps is BELOW the true eps at m = {', '.join(map(str, exact_below))} (exact law: "
-                     f"one input alone fails it with probability above {DELTA}): there the encoded bound is not a bound")
+                     f"one input alone fails it with probability above {DELTA}): there the encoded bound is not a "
+                     "bound")
     if seen_below:
         notes.append(f"at m = {', '.join(map(str, seen_below))} networks break the paper's eps more often than "
                      f"delta = {DELTA} (the whole 95% interval above it): there the encoded bound is below the truth")
