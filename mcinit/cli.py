@@ -546,13 +546,14 @@ def paper(figure, outdir, quick, fmt, seed, overwrite, quiet, as_json):
         fig = paper_mod.make(f, str(outdir), quick=quick, fmt=fmt, overwrite=overwrite, seed=seed, quiet=quiet,
                              note=None if quiet or as_json else (lambda text: click.echo(text, err=True)))
         if as_json:
-            docs.append(fig.document())
+            docs.append(fig)
         elif quiet:
             click.echo("\n".join(fig.files))
         else:
             click.echo("\n".join(fig.lines() + [f"({fig.seconds:.1f} s)", ""]))
     if as_json:
-        echo_json(docs[0] if len(docs) == 1 else dict(figures=docs))
+        from .documents import paper_document
+        echo_json(paper_document(docs))
 
 
 from .cli_hpc import status, submit  # noqa: E402  (they reuse this module's options)

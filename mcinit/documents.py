@@ -166,6 +166,17 @@ def bound_document(eps, delta, depth, samples=1, widths=None, form="norm", init=
                                           for L in np.atleast_1d(depth) for e in np.atleast_1d(eps)])
 
 
+def paper_document(figures):
+    """The document of ``mcinit paper --json``: ``figures`` (mcinit.paper.Figure), one object
+    each with ``figure``, ``quick``, ``files``, ``seconds``, ``rows`` (one object per row of
+    the printed table, keyed as its columns) and ``notes`` (the lines under the table).
+
+    Keys: document, document_version, mcinit_version, figures."""
+    return dict(_header("paper"), figures=[plain(dict(figure=f.figure, quick=f.quick, files=list(f.files),
+                                                      seconds=round(f.seconds, 3), rows=f.rows, notes=f.notes))
+                                           for f in figures])
+
+
 def status_document(path):
     """The document of ``mcinit status --json``: of a submission (a plan in PATH.parts/):
     subject "submission" and mcinit.hpc.read_status's keys, every shard included, with

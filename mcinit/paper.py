@@ -238,18 +238,6 @@ class Figure:
         out += [f"-> {p}" for p in self.files]
         return out
 
-    def document(self):
-        """The JSON document of ``--json`` (NaN as None)."""
-        def clean(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            if isinstance(v, (np.floating, np.integer)):
-                return clean(v.item())
-            return v
-        return dict(figure=self.figure, quick=self.quick, files=self.files,
-                    rows=[{k: clean(v) for k, v in r.items()} for r in self.rows], notes=self.notes,
-                    seconds=round(self.seconds, 3))
-
 
 def _fmt(v, f):
     if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -78,7 +78,8 @@ def test_cli_kn_table_json_and_refusals(tmp_path):
     r = invoke("kn", "-o", out, "--overwrite", "--json", "--format", "svg")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert doc["figure"] == "kn" and all(abs(row["K_n"] - 1) < 1e-12 for row in doc["rows"])
+    assert doc["document"] == "paper" and [f["figure"] for f in doc["figures"]] == ["kn"]
+    assert all(abs(row["K_n"] - 1) < 1e-12 for row in doc["figures"][0]["rows"])
     assert (out / "kn.svg").read_text().lstrip().startswith("<?xml")
     r = invoke("kn", "-o", out, "--overwrite", "-q", "--format", "svg")
     assert r.exit_code == 0 and r.output.strip() == str(out / "kn.svg")
@@ -288,8 +289,10 @@ def test_cli_runs_a_figure_and_prints_its_table(tmp_path, tiny):
     assert sorted(os.listdir(out)) == ["fig1-2.h5", "fig1-2.svg"]
     assert [run.name for run in load(str(out / "fig1-2.h5")).runs] == ["he", "paper-glorot"]
     r = invoke("fig1-2", "--quick", "-o", out, "--format", "svg", "--overwrite", "--json")
-    doc = json.loads(r.stdout)
+    doc = json.loads(r.stdout)["figures"][0]
     assert doc["figure"] == "fig1-2" and len(doc["rows"]) == 2 * 2 * TINY["fig1-2"]["depth"]
+    assert doc["files"] == [str(out / "fig1-2.h5"), str(out / "fig1-2.svg")]
+    assert doc["rows"][0]["exact_p5"] < doc["rows"][0]["mean"] < doc["rows"][0]["exact_p95"]
 
 
 def test_the_docs_sizes_table_is_the_papers_table():
