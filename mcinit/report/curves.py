@@ -112,11 +112,12 @@ def theory_curves(c, eps, form, widths=None):
     """Bound curves for a run's configuration: vary the equal width (widths given) or eps (widths None).
 
     Returns dict of arrays over the varied axis: paper, chernoff, exact (one input), union (N*exact)."""
-    gaussian = c.dist == "normal" and c.init in GAUSSIAN_INITS
+    gaussian = c.dist == "normal" and c.init in GAUSSIAN_INITS and not c.residual   # plain networks' laws
+    paper = c.init in PAPER_INITS and not c.residual
     out = {}
     if widths is not None:         # arrays (len(eps), len(widths)); the paper's on a finer real grid
         e = np.atleast_1d(np.asarray(eps, dtype=float))
-        if c.init in PAPER_INITS:
+        if paper:
             wf = np.geomspace(widths[0], widths[-1], 200)
             out["paper_x"] = wf
             out["paper"] = np.asarray(theory.paper_delta(wf[None, :], paper_eps(e, form)[:, None],
@@ -131,7 +132,7 @@ def theory_curves(c, eps, form, widths=None):
             out["chernoff"], out["exact"] = ch, ex
     else:
         e = np.asarray(eps, dtype=float)
-        if c.init in PAPER_INITS:
+        if paper:
             out["paper"] = np.asarray(theory.paper_delta(min(c.widths), paper_eps(e, form), c.samples, c.depth))
         if gaussian:
             out["chernoff"] = np.asarray(theory.chernoff_bound(e, list(c.widths), c.samples, form, c.input_dim,

@@ -304,7 +304,7 @@ def _multi_input_lines(results, df, form):
     rows, notes = [], []
     for run in results.runs:
         c = run.config
-        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
+        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0 or c.residual:
             continue
         for _, r in df[df.run == run.name].iterrows():
             p, union = r.p_one_input, r.p_union
@@ -333,7 +333,7 @@ def _with_one_input_bounds(df, results, form):
     df = df.assign(p_one_input=np.nan, p_union=np.nan)
     for run in results.runs:
         c = run.config
-        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0:
+        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or run.completed == 0 or c.residual:
             continue
         rows = df.run == run.name
         p1 = np.atleast_1d(theory.exact_forward_failure(df.loc[rows, "eps"].to_numpy(), list(c.widths), form,
