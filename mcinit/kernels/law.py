@@ -512,7 +512,9 @@ def residual_law_trial(trial, k0, k1, widths, var, s, cdf, offs, guide, z, fwd):
             Kl = sample_binomial_guided(cdf, offs[l - 1], widths[l], guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
             c = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, np.int64(1))
             fwd[l - 1] = r * (var[l - 1] * c)
-            if l > 1:
+            if l == 1:
+                r = fwd[0]                                 # rho_1, which the first block adds to
+            else:
                 sig2 = s * s * var[l] * var[l - 1] * c     # for the block's output layer l + 1
         else:
             # a block's output: rho_(2b+1) = rho_(2b-1) ((sigma Z + 1)^2 + sigma^2 chi2(n_1 - 1))

@@ -206,13 +206,23 @@ def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, arch, s, head, K, dat
                                  hn2, dn2, fwd[j], bwd[j])
 
 
+def refuse(arch, wn_grad, backend="cpu"):
+    """A ConfigError for what residual networks are not computed with: --wn-grad direction and
+    the CUDA backend (the engine asks before it creates anything; fill asks again)."""
+    from ..config import ConfigError
+    if arch == "plain":
+        return
+    if wn_grad == "direction":
+        raise ConfigError("residual networks are computed with --wn-grad weight only (the gradient of the "
+                          "effective weight), not direction")
+    if backend == "cuda":
+        raise ConfigError(f"residual networks (--arch {arch}) are computed on the CPU: use --backend cpu")
+
+
 def fill(plan, first, count, fwd, bwd, dead, store=None):
     """Compute trials first..first+count-1 of a residual network into fwd, bwd (count, N, L) and
     dead (count,); bwd is left as it is without the backward property (plan.backward False)."""
-    from ..config import ConfigError
-    if plan.wn_direction:
-        raise ConfigError("residual networks are computed with --wn-grad weight only (the gradient of the "
-                          "effective weight), not direction")
+    refuse(plan.config.arch, plan.config.wn_grad)
     backward = bool(plan.backward)
     if store is None:
         store = weights_fit(plan)

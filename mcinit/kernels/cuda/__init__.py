@@ -215,10 +215,9 @@ def _chunks(tpb):
 
 
 def _check(plan, kernel):
-    if plan.arch != 0:       # common.ARCH_PLAIN
-        from ...config import ConfigError
-        raise ConfigError("the CUDA backend computes plain networks; residual networks (--arch) run with "
-                          "--backend cpu")
+    if plan.arch != common.ARCH_PLAIN:
+        from ..residual import refuse
+        refuse(plan.config.arch, plan.config.wn_grad, "cuda")
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; the CUDA backend has {', '.join(KERNELS)}")
     if kernel in ("projected", "law") and plan.dist != DIST_NORMAL:
