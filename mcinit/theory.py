@@ -178,7 +178,8 @@ def layer_variances(widths, input_dim=None, init="he"):
         ``"he"``: v_l = 2/n_l (fan_out, the paper's);
         ``"he-in"``: v_l = 2/n_(l-1) (fan_in, torch's kaiming_normal_ default);
         ``"glorot"``: v_l = 2/(n_(l-1) + n_l);
-        ``"lecun"``: v_l = 1/n_(l-1).
+        ``"lecun"``: v_l = 1/n_(l-1);
+        ``"paper-glorot"``: v_l = 1/n_l (fan_out, what the paper's code calls glorot).
         The weight-normalised presets (``"wn"``, ``"wn-unit"``) do not have
         Gaussian weights and are rejected.
 
@@ -193,6 +194,8 @@ def layer_variances(widths, input_dim=None, init="he"):
     n0 = None if input_dim is None else _as_positive_int(input_dim, "input_dim")
     if init == "he":
         return 2.0 / w
+    if init == "paper-glorot":
+        return 1.0 / w
     if n0 is None:
         raise ValueError(f"init={init!r} depends on fan_in, so input_dim (n_0) is required")
     fan_in = np.concatenate(([n0], w[:-1])).astype(float)
@@ -1055,14 +1058,16 @@ def residual_block_cdf(r, n, m, v_hidden, v_out, branch_scale=1.0, tol=1e-10):
 
     def integrand(u):
         s2 = a * stats.chi2.ppf(u, k)[:, None]                  # sigma_u^2 per K
+        small = s2 < 1e-8
+        s2f = np.where(small, 1.0, s2)       # ncx2.cdf is not evaluated there (it takes minutes at lambda ~ 1e18)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            f = stats.ncx2.cdf(xp / s2, n, 1.0 / s2)
+            f = stats.ncx2.cdf(xp / s2f, n, 1.0 / s2f)
             # sigma^2 < 1e-8 (lambda > 1e8, where ncx2.cdf fails): R = (1 + sigma Z)^2 + sigma^2 chi2(n - 1)
             # with chi2(n - 1) at its mean, to O(sigma^4); a set of u of measure below 1e-4
             t = np.sqrt(np.maximum(xp - s2 * (n - 1), 0.0))
             sd = np.sqrt(s2)
             near = stats.norm.cdf((t - 1.0) / sd) - stats.norm.cdf((-t - 1.0) / sd)
-        f = np.where(s2 < 1e-8, near, f)
+        f = np.where(small, near, f)
         f = np.where(s2 > 0, f, xp >= 1.0)                     # sigma = 0: R = 1
         return pk @ f
 

@@ -244,3 +244,13 @@ def test_refusals_are_one_error_line(tmp_path, args, words):
     assert r.exit_code != 0 and len(lines) == 1 and lines[0].startswith("mcinit: error:"), r.output
     assert words in lines[0], lines[0]
     assert not out.exists()
+
+
+def test_layer_variances_are_the_kernels_for_every_gaussian_init():
+    """theory.layer_variances (the exact laws' v_l) is the kernels' variance (initializers) for every
+    Gaussian preset, paper-glorot's N(0, 1/n_l) included."""
+    from mcinit.initializers import layer_scheme
+    from mcinit.options import GAUSSIAN_INITS
+    for init in GAUSSIAN_INITS:
+        np.testing.assert_allclose(theory.layer_variances([5, 7, 3], 4, init),
+                                   layer_scheme(init, "normal", (4, 5, 7, 3))[1], rtol=1e-15, err_msg=init)
