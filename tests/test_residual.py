@@ -144,6 +144,7 @@ def test_block_moments_are_those_of_the_mixture():
     assert abs(R2.mean() - (mo.var + mo.mean ** 2)) < 6 * R2.std() / np.sqrt(T)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["law", "dense"])
 def test_block_ratio_follows_the_exact_law(kernel):
     """rho_3 / rho_1 of a one-block network (one Gaussian input) has residual_block_cdf's law:
