@@ -346,12 +346,23 @@ def merge(parts, output, overwrite, allow_partial, as_sweep, remove_parts, quiet
             click.echo(line)
 
 
+def _warn_norm_eps(eps, form):
+    """One line on stderr when norm-form eps >= 1 are asked for (mcinit.stats.warn_norm_eps):
+    they cannot flag a collapsing norm."""
+    import numpy as np
+
+    from .stats import norm_eps_message
+    if eps and form == "norm" and np.any(np.asarray(eps, dtype=float) >= 1.0):
+        click.echo(f"mcinit: warning: {norm_eps_message(eps)}", err=True)
+
+
 @main.command()
 @click.argument("path", type=FILE)
 @click.option("--eps", type=POSITIVES,
               help="Tolerances, comma-separated, e.g. 0.1,0.25,0.5.  [default: chosen for the runs]")
 @click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
-              help="Deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
+              help="Deviation |sqrt(ratio) - 1| (norm), |ratio - 1| (squared) or max(sqrt(ratio), "
+                   "1/sqrt(ratio)) - 1 (symmetric: sees collapsing norms at every eps).")
 @click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
 @click.option("--plot", "plot_path", type=FILE, help="Also write the figures to this PNG file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
@@ -364,6 +375,7 @@ def report(path, eps, form, level, plot_path, overwrite, as_json):
     eps_values = eps or None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
+    _warn_norm_eps(eps_values, form)
     if not plot_path:
         if as_json:
             from .documents import report_document
@@ -419,7 +431,8 @@ def _write_plot(res, plot_path, eps_values, form):
               help="Properties, comma-separated: forward (every bound), backward (the paper's bound alone), "
                    "both (a trial fails when either fails: the paper's bound, union of the two).")
 @click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
-              help="Form of eps: deviation |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared).")
+              help="Form of eps: deviation |sqrt(ratio) - 1| (norm), |ratio - 1| (squared) or "
+                   "max(sqrt(ratio), 1/sqrt(ratio)) - 1 (symmetric: sees collapsing norms at every eps).")
 @click.option("--init", default="he", show_default=True, type=click.Choice(GAUSSIAN_INITS),
               help="Gaussian initialisation preset (the bounds need Gaussian weights).")
 @json_option
@@ -439,6 +452,7 @@ def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_js
         raise ConfigError("--input-dim applies to the bounds at --width (the required widths take n_0 = m)")
     if input_dim is not None and input_dim > MAX_WIDTH:
         raise ConfigError(f"input-dim must be at most {MAX_WIDTH}, as for a run")
+    _warn_norm_eps(eps, form)
     try:
         if as_json:
             from .documents import bound_document

@@ -27,15 +27,16 @@ from .config import ConfigError
 from .options import BACKENDS
 from .kernels.common import forward_deaths, make_plan
 from .progress import progress_bar
-from .stats import PROPS_OF, QUANTITIES_OF, Summary, failure_counts, record_buffers, reduce_and_tally
+from .stats import EPS_LADDER, PROPS_OF, QUANTITIES_OF, Summary, failure_counts, record_buffers, reduce_and_tally
 from .layout import DATA_PATH
 from .store import MemorySink, Sink
 
 __all__ = ["run", "resolve", "kernel_choice", "resolve_backend", "RunResult", "Stopped", "default_batch_size",
            "set_threads", "usable_cores", "shard_range", "check_shard", "BACKENDS"]
 
-#: tolerances at which a run counts failures as it goes (norm form), for its closing summary
-REPORT_EPS = (0.1, 0.25, 0.5)
+#: tolerances at which a run counts failures as it goes (norm form), for its closing summary:
+#: the one default ladder (mcinit.stats.EPS_LADDER)
+REPORT_EPS = EPS_LADDER
 #: budget for one batch's (trial, input, layer) ratio arrays, in float64 values
 _BATCH_VALUES = 1 << 23
 
@@ -364,6 +365,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     else:
         fill = kernels.get(config.kernel).fill
     plan = make_plan(config, data)
+    if resolve_backend(backend) == "cuda":
+        cuda.refuse_unbuilt(plan, config.kernel)      # before the sink creates anything
     L, N = config.depth, config.samples
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
@@ -422,7 +425,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         if out is None:
             slot = next((r for r in ring if r[0] < writer.written), None)
             if slot is None:
-                slot = [0, record_buffers(cap, L, single=N == 1, quantities=quantities)]
+                slot = [0, record_buffers(cap, L, single=N == 1, quantities=quantities, input_stats=N > 1)]
                 ring.append(slot)
             slot[0] = nbatch[0]
             out = slot[1]

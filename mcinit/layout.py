@@ -1,10 +1,10 @@
-"""The results file's layout (format versions 1 and 2): the one place that names its
+"""The results file's layout (format versions 1, 2 and 3): the one place that names its
 groups, datasets and attributes and knows their shapes and types.  The writer (store),
 the reader (reader) and merge build and read files through it.
 
 One run (the file's root, or a sweep's group /runs/<name>)::
 
-  attrs      format="mcinit", format_version (1 or 2: format_version_of), mcinit_version,
+  attrs      format="mcinit", format_version (1, 2 or 3: format_version_of), mcinit_version,
              config (canonical JSON), config_hash, rng="philox4x32-10", seed, created,
              kernel, trials (planned for the run), first_index, rows (trials this file
              holds: trials, or a shard's share), shard ("I/K", shards only), completed (rows durably written; nothing
@@ -14,7 +14,10 @@ One run (the file's root, or a sweep's group /runs/<name>)::
              some h^l = 0: no delta is computed); with the supremum search also
              sup_min, sup_max (rows, L).
              With one input per trial fwd_max and bwd_max are soft links to fwd_min and
-             bwd_min (LINKED)
+             bwd_min (LINKED).  Version 3 (more than one input per trial) also has, per
+             quantity recorded, the statistics over the trial's inputs (INPUT_FIELDS):
+             fwd_mean, fwd_sd, fwd_norm_mean, fwd_norm_sd (rows, L) float64, and the same
+             for bwd
   summary/   trials, dead (scalars); per quantity (fwd, bwd) count, mean, m2, min, max (L,)
              and the same with a log_ prefix, hist / log_hist (L, HIST_BINS + 2),
              hist_edges / log_hist_edges
@@ -27,6 +30,17 @@ per-trial columns fwd_min, fwd_max (forward) or bwd_min, bwd_max (backward) and 
 summary's group fwd or bwd; every other dataset and attribute is version 1's.  A run of
 both properties is written as version 1, as before, so every earlier mcinit reads it.
 
+Version 3 is the layout of a run of more than one input per trial (samples N > 1): the
+layout of version 1 (both properties) or 2 (one), and per quantity it records the four
+columns of stats.INPUT_STATS: mean and population sd (ddof 0) over the trial's N inputs
+of the ratio (rho_l, gamma_l) and of its square root.  A dead network's gamma is +inf
+for every input: its bwd mean columns hold +inf and its sd columns NaN.  A run of one
+input per trial records nothing new and is written as version 1 or 2, as before (its
+statistics are the value itself and 0: the reader derives them).  An N > 1 file of
+version 1 or 2 (written before version 3) still reads, without these columns; it stays
+in its version when it is resumed, extended or merged (merged with version 3 parts, the
+output lacks them too).
+
 A sweep file: root attributes format, format_version (1: the sweep's own layout; each
 run group carries its own), kind="sweep", runs (JSON list of the run names) and one run
 group per name under /runs/.
@@ -38,18 +52,20 @@ import json
 import h5py
 import numpy as np
 
-from .stats import HIST_BINS, QUANTITIES, QUANTITIES_OF, Summary, record_fields
+from .stats import HIST_BINS, QUANTITIES, QUANTITIES_OF, Summary, input_fields, record_fields
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSIONS", "format_version_of", "RNG", "TRIALS", "SUMMARY",
            "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
-           "COLUMNS", "LINKED", "SUP_FIELDS", "CHUNK_ROWS", "StoreError", "now", "mark_format", "run_path",
+           "COLUMNS", "INPUT_FIELDS", "TRIAL_COLUMNS", "input_stats_of", "LINKED", "SUP_FIELDS", "CHUNK_ROWS",
+           "StoreError", "now", "mark_format", "run_path",
            "slot_group", "member", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
 
 FORMAT = "mcinit"
-#: the newest version written (a run of one property); FORMAT_VERSIONS: those read
-FORMAT_VERSION = 2
-FORMAT_VERSIONS = (1, 2)
+#: the newest version written (a run of more than one input per trial); FORMAT_VERSIONS:
+#: those read
+FORMAT_VERSION = 3
+FORMAT_VERSIONS = (1, 2, 3)
 RNG = "philox4x32-10"
 #: a run's groups: per-trial records, the summary, the two checkpoint slots
 TRIALS, SUMMARY, CHECKPOINT = "trials", "summary", "checkpoint"
@@ -70,14 +86,28 @@ LINKED = {"fwd_max": "fwd_min", "bwd_max": "bwd_min"}
 #: per-trial columns of runs with the supremum search: min and max of rho_l over every
 #: input evaluated (random and searched)
 SUP_FIELDS = ("sup_min", "sup_max")
+#: per-trial columns of version 3 (more than one input per trial): the statistics over
+#: the trial's inputs of both quantities (a run of one property has its own)
+INPUT_FIELDS = input_fields()
+#: every column a run's /trials group may hold
+TRIAL_COLUMNS = COLUMNS + INPUT_FIELDS + SUP_FIELDS
 #: rows per chunk of the per-trial columns (fewer for a smaller run)
 CHUNK_ROWS = 16384
 _SUMMARY_KEYS = ("count", "mean", "m2", "min", "max", "hist")
 
 
-def format_version_of(properties):
-    """The format version of a run of ``properties`` (mcinit.options.PROPERTIES): 1 for both
-    (version 1's layout, unchanged), 2 for one property."""
+def input_stats_of(samples):
+    """Whether a new run of ``samples`` inputs per trial records the statistics over its
+    inputs (INPUT_FIELDS, format version 3): with more than one."""
+    return int(samples) > 1
+
+
+def format_version_of(properties, input_stats=False):
+    """The format version of a run of ``properties`` (mcinit.options.PROPERTIES) that
+    records the statistics over the inputs (input_stats) or not: 3 when it does, else 1 for
+    both properties (version 1's layout, unchanged) and 2 for one property."""
+    if input_stats:
+        return 3
     return 1 if properties == "both" else 2
 
 
@@ -108,14 +138,18 @@ def slot_group(g, i):
     return member(member(g, CHECKPOINT), SLOTS[i])
 
 
-def column_shapes(depth, samples, sup, properties="both"):
+def column_shapes(depth, samples, sup, properties="both", input_stats=None):
     """{column: (shape after the row axis, dtype, twin or None)} of a run's /trials group.
 
     depth    L, the hidden layers; samples: inputs per trial (1: the max columns are soft
     links to their twins); sup: whether the run has the supremum search's columns;
-    properties: what the run records (its quantities' columns only)."""
+    properties: what the run records (its quantities' columns only); input_stats: whether
+    it records the statistics over the inputs (version 3; None: input_stats_of(samples),
+    as a new run does)."""
+    if input_stats is None:
+        input_stats = input_stats_of(samples)
     cols = {"index": ((), np.dtype(np.int64), None)}
-    for name in record_fields(QUANTITIES_OF[properties]):
+    for name in record_fields(QUANTITIES_OF[properties], input_stats=bool(input_stats)):
         twin = LINKED.get(name) if int(samples) == 1 else None
         cols[name] = ((int(depth),), np.dtype(np.float64), twin)
     cols["dead"] = ((), np.dtype(np.bool_), None)
@@ -125,20 +159,21 @@ def column_shapes(depth, samples, sup, properties="both"):
     return cols
 
 
-def creation_bytes(depth, rows, samples=0, sup=False, properties="both"):
+def creation_bytes(depth, rows, samples=0, sup=False, properties="both", input_stats=None):
     """Bytes of disk a new run's layout takes when it is created (build_run): its metadata,
     chunk indexes and the three summaries; the records' chunks are allocated sparse and
     take space only as they are written.  An upper estimate (measured: 245 KiB for L = 3
     and 1e5 rows, 4.0 MiB for L = 100, 655 KiB for L = 3 and 1e7 rows)."""
     summary = len(QUANTITIES_OF[properties]) * 2 * int(depth) * 8 * (len(_SUMMARY_KEYS) - 1 + HIST_BINS + 2)
-    chunks = -(-max(1, int(rows)) // CHUNK_ROWS) * len(column_shapes(depth, samples, sup, properties))
+    chunks = -(-max(1, int(rows)) // CHUNK_ROWS) * len(column_shapes(depth, samples, sup, properties, input_stats))
     return 3 * summary + 256 * 1024 + 128 * chunks
 
 
-def record_bytes(depth, samples=0, sup=False, properties="both"):
+def record_bytes(depth, samples=0, sup=False, properties="both", input_stats=None):
     """Bytes of disk one row of a run's per-trial records takes (its stored columns)."""
     return sum(dtype.itemsize * int(np.prod(tail, dtype=np.int64))
-               for tail, dtype, twin in column_shapes(depth, samples, sup, properties).values() if twin is None)
+               for tail, dtype, twin in column_shapes(depth, samples, sup, properties, input_stats).values()
+               if twin is None)
 
 
 def stored_columns(t, names):
@@ -264,13 +299,18 @@ def build_run(g, meta):
     meta: config, config_hash, seed, depth, trials, kernel, mcinit_version, and optionally
     first_index, rows, shard, samples (inputs per trial: with 1, the max columns are soft
     links to the min columns), sup (the supremum search's columns), properties (what the
-    run records: both, the default, forward or backward; it sets the format version) and
-    extra_attrs (more attributes)."""
+    run records: both, the default, forward or backward), input_stats (whether it records
+    the statistics over the inputs; by default with samples > 1: input_stats_of; with
+    properties it sets the format version) and extra_attrs (more attributes)."""
     L = int(meta["depth"])
     rows = int(meta.get("rows", meta["trials"]))
     properties = meta.get("properties", "both")
+    samples = meta.get("samples", 0)
+    input_stats = meta.get("input_stats")
+    if input_stats is None:
+        input_stats = input_stats_of(samples)
     g.attrs["format"] = FORMAT
-    g.attrs["format_version"] = format_version_of(properties)
+    g.attrs["format_version"] = format_version_of(properties, input_stats)
     g.attrs["mcinit_version"] = meta["mcinit_version"]
     g.attrs["config"] = meta["config"]
     g.attrs["config_hash"] = meta["config_hash"]
@@ -288,7 +328,7 @@ def build_run(g, meta):
     g.attrs[COMPLETED] = np.int64(0)
     t = g.create_group(TRIALS)
     R = max(1, min(CHUNK_ROWS, rows))
-    for name, (tail, dtype, twin) in column_shapes(L, meta.get("samples", 0), meta.get("sup"), properties).items():
+    for name, (tail, dtype, twin) in column_shapes(L, samples, meta.get("sup"), properties, input_stats).items():
         if twin is not None:
             t[name] = h5py.SoftLink(twin)     # relative: this group's twin
         else:

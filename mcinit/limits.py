@@ -11,7 +11,8 @@ and the kernels allocate:
   with more than one CPU thread (two batches being filled, one waiting, one being
   reduced), one set otherwise;
 - the record arrays a batch is reduced into (fwd/bwd min and max (B, L), dead (B,);
-  with N = 1 the max columns are the min columns), one set per batch the writer may
+  with N = 1 the max columns are the min columns; with N > 1 also the four statistics
+  over the inputs per quantity (B, L)), one set per batch the writer may
   hold (RECORD_SETS); an in-memory run keeps every trial's records instead;
 - with the supremum search, its per-batch arrays and per-thread scratch;
 - each thread's scratch in the kernel's work unit: the dense kernel's activations
@@ -27,7 +28,8 @@ are within a factor 1.5 of the peak resident memory a run adds (tests/test_limit
 measures it for each kernel).  The results file (``file_bytes``)
 holds per trial its index (8 bytes), dead flag (1), fwd and bwd min and max (L
 float64 each; the max columns are links to the min columns with one input per
-trial) and with the supremum search sup_min and sup_max (L float64 each), in chunks
+trial), with more than one input per trial the statistics over them (four times L
+float64 per quantity) and with the supremum search sup_min and sup_max (L float64 each), in chunks
 of up to 16384 rows allocated whole, and the summaries (the summary and two
 checkpoint slots) of fixed size: mcinit.layout's record_bytes and creation_bytes.
 
@@ -95,7 +97,7 @@ def human_bytes(n):
 
 def _record_row_bytes(config):
     """Bytes of one trial's records in memory: the file's columns (layout.record_bytes: fwd/bwd
-    min and max, dead, sup columns) but its index."""
+    min and max, the statistics over the inputs, dead, sup columns) but its index."""
     from .layout import record_bytes
     return record_bytes(config.depth, config.samples, config.sup, config.properties) - 8
 

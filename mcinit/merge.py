@@ -8,7 +8,9 @@ then the merged per-trial records equal the single run's bit for bit (they are
 copied in index order) and the summary is the Chan merge of the parts'
 summaries in index order (equal to the single run's to rounding).  Parts of one
 configuration record the same properties (``properties`` enters the configuration
-hash), so the merged run records them too, in the format version they imply.  With
+hash), so the merged run records them too, in the format version they imply; it holds
+the statistics over the inputs (format version 3) when every part does (parts written
+before version 3 lack them, and so then does the merged run).  With
 allow_partial, missing or incomplete parts are tolerated: the output holds the
 trials that exist, sorted by index, and is marked partial=1 with the missing
 ranges in the attribute ``missing`` (JSON); ``completed`` is then the number of
@@ -23,7 +25,7 @@ import numpy as np
 from . import sweep as sweep_mod
 from ._version import __version__
 from .stats import QUANTITIES_OF, Summary
-from .layout import (COLUMNS, DATA_PATH, RUNS, SUP_FIELDS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
+from .layout import (DATA_PATH, RUNS, TRIAL_COLUMNS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
                      stored_columns, sweep_attrs, write_final)
 from .reader import open_file, read_file
 from .store import OutputLock, check_output, create_file
@@ -70,6 +72,12 @@ def _coverage(parts, trials):
     return parts, missing
 
 
+def _input_stats(parts):
+    """Whether the merged run of ``parts`` holds the statistics over the inputs: when every
+    part does."""
+    return all(q.input_stats for q in parts)
+
+
 def _write_run(out, group, parts, missing, meta_extra):
     """Copy the parts' completed rows in index order and their merged summary into out[group]."""
     first = parts[0]
@@ -81,6 +89,7 @@ def _write_run(out, group, parts, missing, meta_extra):
     meta = dict(config=first.config_json, config_hash=first.config_hash, seed=cfg.seed,
                 depth=cfg.depth, trials=cfg.trials, kernel=first.kernel, mcinit_version=__version__,
                 first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples, properties=cfg.properties,
+                input_stats=_input_stats(parts),
                 extra_attrs=dict(merged_from=json.dumps([part_name(q) for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
     if cfg.data_path:
@@ -89,7 +98,7 @@ def _write_run(out, group, parts, missing, meta_extra):
     build_run(g, meta)
     pos = 0
     t = g[TRIALS]
-    names = stored_columns(t, COLUMNS + SUP_FIELDS)
+    names = stored_columns(t, TRIAL_COLUMNS)
     for q in parts:
         with open_file(q.path) as f:
             src = f[q.group][TRIALS]
@@ -133,7 +142,7 @@ def verify(output, parts):
             raise StoreError(f"{output} does not hold {part_name(q)}'s run complete; the parts are kept")
         with open_file(output) as f, open_file(q.path) as g:
             t, src = f[r.group][TRIALS], g[q.group][TRIALS]
-            names = stored_columns(src, COLUMNS + SUP_FIELDS)
+            names = stored_columns(t, [n for n in TRIAL_COLUMNS if n in src])
             for a in range(0, q.completed, _BLOCK):
                 b = min(q.completed, a + _BLOCK)
                 at = q.first_index - r.first_index + a
@@ -196,8 +205,8 @@ def _merge(paths, output, allow_partial, sweep):
     for name, qs, missing in plan:
         c = qs[0].config
         rows = sum(q.completed for q in qs)
-        need += (creation_bytes(c.depth, rows, c.samples, c.sup, c.properties)
-                 + rows * record_bytes(c.depth, c.samples, c.sup, c.properties))
+        need += (creation_bytes(c.depth, rows, c.samples, c.sup, c.properties, _input_stats(qs))
+                 + rows * record_bytes(c.depth, c.samples, c.sup, c.properties, _input_stats(qs)))
     attrs = sweep_attrs([p[0] for p in plan], __version__) if sweep else {}
     create_file(output, attrs, build, need)
     lines.append(f"merged -> {output}")

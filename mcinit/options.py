@@ -73,8 +73,10 @@ DEFAULT_BLOCKS = 10
 #: the parameter whose gradient the backward ratio of weight-normalised rows measures: the
 #: effective weight W (g v/||v||) or the row direction v (the paper's code's)
 WN_GRADS = ("weight", "direction")
-#: deviation forms of the report: |sqrt(ratio) - 1| (norm) or |ratio - 1| (squared)
-FORMS = ("norm", "squared")
+#: deviation forms: |sqrt(ratio) - 1| (norm), |ratio - 1| (squared), max(sqrt(ratio),
+#: 1/sqrt(ratio)) - 1 (symmetric: the norm form above 1, infinite as the ratio goes to 0, so
+#: that it sees collapsing norms at every eps); mcinit.stats.deviation computes them
+FORMS = ("norm", "squared", "symmetric")
 #: the head's class count when a head is named without one
 DEFAULT_CLASSES = 20
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from .config import RunConfig
 from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSIONS, RUNS, SUMMARY, TRIALS, StoreError,
-                     checkpoint_slot, column_shapes, format_version_of, member, read_summary, run_path, slot_group)
+                     checkpoint_slot, column_shapes, format_version_of, input_stats_of, member, read_summary, run_path,
+                     slot_group)
 from .stats import Summary
 
 __all__ = ["RunInfo", "FileInfo", "open_file", "read_run", "read_file", "sweep_names", "reason"]
@@ -74,6 +75,9 @@ class RunInfo:
     kernel, shard  the kernel and "I/K" of a shard ("" otherwise); partial: a partial merge
     summary        the Summary of the first ``completed`` rows (the checkpoint at completed)
     slot           the checkpoint slot holding it
+    format_version its format version (mcinit.layout)
+    input_stats    whether it records the statistics over each trial's inputs (version 3,
+                   more than one input per trial; an earlier file of such a run does not)
     """
 
     path: str
@@ -91,6 +95,8 @@ class RunInfo:
     partial: bool
     summary: Summary
     slot: int
+    format_version: int = 1
+    input_stats: bool = False
 
     @property
     def where(self):
@@ -180,10 +186,11 @@ def _check_shard(shard, trials, first, rows):
         raise StoreError(f"holds trials {first}..{first + rows - 1}, not shard {shard} of {trials} trials")
 
 
-def _check_columns(t, rows, config):
-    """Every per-trial column present with the shape and type the configuration implies."""
+def _check_columns(t, rows, config, input_stats):
+    """Every per-trial column present with the shape and type the configuration implies
+    (and the statistics over the inputs with input_stats)."""
     for name, (tail, dtype, twin) in column_shapes(config.depth, config.samples, config.sup,
-                                                   config.properties).items():
+                                                   config.properties, input_stats).items():
         link = t.get(name, getlink=True)
         if link is None:
             raise StoreError(f"has no {TRIALS}/{name} dataset")
@@ -217,9 +224,14 @@ def read_run(g, path, group="/", name=None):
             raise StoreError(f"has no valid configuration ({reason(e)})") from None
         if recomputed != stored_hash:
             raise StoreError("its configuration does not match its config_hash (edited?)")
-        if version != format_version_of(config.properties):
+        # a run of N > 1 inputs is version 3; before version 3 it was version 1 or 2
+        # (without the statistics over the inputs), which still reads
+        versions = sorted({format_version_of(config.properties, input_stats_of(config.samples)),
+                           format_version_of(config.properties)})
+        if version not in versions:
             raise StoreError(f"has format version {version}, but a run of properties {config.properties} "
-                             f"is written as version {format_version_of(config.properties)}")
+                             f"is written as version {' or '.join(map(str, versions))}")
+        input_stats = version == format_version_of(config.properties, True)
         trials = _int_attr(g, "trials")
         first = _int_attr(g, "first_index")
         rows = _int_attr(g, "rows")
@@ -237,7 +249,7 @@ def read_run(g, path, group="/", name=None):
                 raise StoreError(f"has no {key} group")
             if not isinstance(member(g, key), h5py.Group):
                 raise StoreError(f"{key} is not a group")
-        _check_columns(g[TRIALS], rows, config)
+        _check_columns(g[TRIALS], rows, config, input_stats)
         read_summary(g[SUMMARY], config.depth, config.properties)
         completed, slot, summary = _state_at_completed(g, rows, config.depth, config.properties)
         read_summary(slot_group(g, 1 - slot), config.depth, config.properties)
@@ -248,7 +260,7 @@ def read_run(g, path, group="/", name=None):
     return RunInfo(path=path, group=group, name=name, config=config, config_json=text,
                    config_hash=stored_hash, trials=trials, first_index=first, rows=rows,
                    completed=completed, kernel=kernel, shard=shard, partial=partial, summary=summary,
-                   slot=slot)
+                   slot=slot, format_version=version, input_stats=input_stats)
 
 
 def sweep_names(f, path, every_run=True):

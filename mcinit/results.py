@@ -6,6 +6,7 @@
     res.layers()                                             # per-layer statistics
     res.runs[0].summary().of("rho").mean                    # the streamed summary, by name
     res.runs[0].records()                                    # per-trial arrays
+    res.runs[0].over_inputs(trial=0)                         # one network: mean, sd over its inputs
 
 Only the first ``completed`` trials of each run are read, so a file that is
 still being written can be loaded at any time.  Every table carries the columns
@@ -17,7 +18,9 @@ import numpy as np
 
 from . import theory
 from .rows import config_columns, failure_cells, layer_rows
-from .stats import PROPS_OF, QUANTITIES, QUANTITIES_OF, failure_counts, record_fields
+from .options import FORMS
+from .stats import (EPS_LADDER, INPUT_STATS, PROPS_OF, QUANTITIES, QUANTITIES_OF, deviation, failure_counts,
+                    input_fields, record_fields, warn_norm_eps)
 from .layout import SUP_FIELDS, TRIALS
 from .layout import StoreError
 from .reader import open_file, read_file, reason
@@ -27,7 +30,6 @@ __all__ = ["load", "Results", "Run", "PROPS", "FORMS", "SUP"]
 PROPS = ("forward", "backward", "both")
 #: the forward property over all of R^n, from the supremum search (a lower estimate)
 SUP = "sup"
-FORMS = ("norm", "squared")
 _BLOCK = 1 << 20
 #: trials per block of failure_by_layer (its arrays are (block, L) per eps)
 _LAYER_BLOCK = 1 << 16
@@ -39,7 +41,9 @@ class Run:
     info: its mcinit.reader.RunInfo (validated; the summary is the one at ``completed``).
     ``props``: the failure properties its records decide (forward, backward, both for a run
     of both properties; forward or backward alone for a run of one: its configuration's
-    ``properties``); ``fields``: its per-trial record fields."""
+    ``properties``); ``fields``: its per-trial record fields (with more than one input per
+    trial also the statistics over the inputs, fwd_mean .. bwd_norm_sd, where the file
+    holds them: format version 3); ``input_stats``: whether it holds them."""
 
     def __init__(self, info):
         self.path = info.path
@@ -51,8 +55,14 @@ class Run:
         self.kernel = info.kernel
         self.config_hash = info.config_hash
         self._summary = info.summary
+        self.first_index = info.first_index
+        self.format_version = info.format_version
+        self.input_stats = info.input_stats
         self.props = PROPS_OF[self.config.properties]
-        self.fields = record_fields(QUANTITIES_OF[self.config.properties])
+        quantities = QUANTITIES_OF[self.config.properties]
+        self.fields = record_fields(quantities, input_stats=info.input_stats)
+        # the fields failures are counted from: min and max
+        self._extremes = record_fields(quantities)
 
     def __repr__(self):
         return f"Run({self.name!r}, {self.completed}/{self.planned} trials, kernel {self.kernel})"
@@ -60,23 +70,96 @@ class Run:
     def records(self, fields=None, start=0, stop=None):
         """Per-trial arrays of the completed trials [start, stop): ``fields`` (None: the run's
         record fields, dead and index).  A field of a property the run did not compute is a
-        ValueError."""
+        ValueError.
+
+        The statistics over the inputs (fwd_mean, fwd_sd, fwd_norm_mean, fwd_norm_sd, the
+        same for bwd: stats.INPUT_STATS) are read where the file holds them; with one input
+        per trial they are derived from the one value r (r, 0, sqrt(r), 0; the sd NaN where
+        r is infinite, as np.std); a run of more than one input written before format
+        version 3 has none: asking for them is a StoreError of one line."""
         if fields is None:
             fields = self.fields + ("dead", "index")
-        missing = [k for k in fields if k.split("_")[0] in QUANTITIES and k not in self.fields]
+        fields = tuple(fields)
+        quantities = QUANTITIES_OF[self.config.properties]
+        missing = [k for k in fields if k.split("_")[0] in QUANTITIES
+                   and k not in record_fields(quantities, input_stats=True)]
         if missing:
             raise ValueError(f"run {self.name} holds no {missing[0]}: it was made with --properties "
                              f"{self.config.properties}")
+        derived = [k for k in fields if k in input_fields(quantities) and k not in self.fields]
+        if derived and self.config.samples > 1:
+            raise StoreError(f"run {self.name} holds no {derived[0]}: {self._where()} was written in format version "
+                             f"{self.format_version}, before mcinit recorded the statistics over each trial's "
+                             f"inputs (format version 3); run it again to record them")
+        read = tuple(dict.fromkeys([k for k in fields if k not in derived]
+                                   + [k.split("_")[0] + "_min" for k in derived]))
         stop = self.completed if stop is None else min(stop, self.completed)
         start = max(0, min(start, stop))
         try:
             with open_file(self.path) as f:
                 t = f[self.group][TRIALS]
-                return {k: t[k][start:stop] for k in fields}
+                got = {k: t[k][start:stop] for k in read}
         except (OSError, KeyError, RuntimeError) as e:
             if isinstance(e, StoreError):
                 raise
             raise StoreError(f"cannot read {self.path}: {reason(e)}") from None
+        for k in derived:
+            q, stat = k.split("_", 1)
+            got[k] = _one_input_statistic(got[q + "_min"], stat)
+        return {k: got[k] for k in fields}
+
+    def _where(self):
+        return self.path if self.group == "/" else f"{self.path}:{self.group}"
+
+    def over_inputs(self, trial=0):
+        """One network (the trial of index ``trial``, a global trial index as the records'
+        ``index``): per hidden layer, the mean and the population sd over its N inputs of
+        the norm ratios sqrt(rho_l) = ||h^l||/||x|| and sqrt(gamma_l), and of the ratios
+        themselves, as a pandas DataFrame of one row per layer.
+
+        Columns: run, trial, layer, width (n_l), samples (N), fwd_norm_mean, fwd_norm_sd,
+        bwd_norm_mean, bwd_norm_sd, fwd_mean, fwd_sd, bwd_mean, bwd_sd (records(): NaN for
+        a property the run did not compute), dead (the trial's network is dead: its
+        bwd_mean is +inf and bwd_sd NaN), then the run's identifying columns.  A trial the
+        run does not hold is a ValueError; a run of N > 1 written before format version 3
+        a StoreError (records())."""
+        row = self._row_of(trial)
+        quantities = QUANTITIES_OF[self.config.properties]
+        names = [f"{q}_{st}" for pair in (("norm_mean", "norm_sd"), ("mean", "sd")) for q in QUANTITIES for st in pair]
+        rec = self.records(input_fields(quantities) + ("dead",), row, row + 1)
+        rows = []
+        for l in range(self.config.depth):
+            r = dict(run=self.name, trial=int(trial), layer=l + 1, width=int(self.config.widths[l]),
+                     samples=int(self.config.samples))
+            for k in names:
+                r[k] = float(rec[k][0, l]) if k in rec else np.nan
+            r["dead"] = bool(rec["dead"][0])
+            rows.append(_identified(r, self))
+        import pandas as pd
+        return pd.DataFrame(rows)
+
+    def _row_of(self, trial):
+        """The row of the trial of global index ``trial`` among the completed ones."""
+        if isinstance(trial, (bool, np.bool_)) or not isinstance(trial, (int, np.integer)):
+            raise ValueError(f"trial must be a trial index (an integer), not {trial!r}")
+        trial = int(trial)
+        row = trial - self.first_index
+        try:
+            with open_file(self.path) as f:
+                index = f[self.group][TRIALS]["index"]
+                if 0 <= row < self.completed and int(index[row]) == trial:
+                    return row
+                # a partial merge: its rows are the trials that exist, in index order
+                held = index[:self.completed]
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"cannot read {self.path}: {reason(e)}") from None
+        row = int(np.searchsorted(held, trial))
+        if row < len(held) and held[row] == trial:
+            return row
+        span = f"{held[0]}..{held[-1]}" if len(held) else "none"
+        raise ValueError(f"run {self.name} holds no completed trial {trial} (its completed trials: {span})")
 
     def summary(self):
         """The streamed per-layer Summary (mcinit.stats.Summary) of the completed trials."""
@@ -88,7 +171,7 @@ class Run:
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
         props = self.props + ((SUP,) if self.config.sup else ())
         total = {p: np.zeros(len(eps), dtype=np.int64) for p in props}
-        fields = self.fields + (SUP_FIELDS if self.config.sup else ())
+        fields = self._extremes + (SUP_FIELDS if self.config.sup else ())
         for start in range(0, self.completed, _BLOCK):
             rec = self.records(fields, start, start + _BLOCK)
             for p, v in failure_counts(rec, eps, form).items():
@@ -113,7 +196,7 @@ class Run:
         for start in range(0, self.completed, _LAYER_BLOCK):
             rec = self.records(tuple(f"{q}_{end}" for q in names for end in ("min", "max")),
                                start, start + _LAYER_BLOCK)
-            dev = np.maximum.reduce([_deviation(rec[f"{q}_{end}"], form) for q in names for end in ("min", "max")])
+            dev = np.maximum.reduce([deviation(rec[f"{q}_{end}"], form) for q in names for end in ("min", "max")])
             dead = (rec[f"{names[0]}_min"] == 0) if names[0] != "bwd" else np.zeros(dev.shape, bool)
             if cumulative:
                 dev = np.maximum.accumulate(dev, axis=1)
@@ -151,11 +234,14 @@ class Results:
         out.runs = [r for r in self.runs if (r.config.sup if prop == SUP else prop in r.props)]
         return out
 
-    def failure(self, eps, prop="forward", form="norm", level=0.95):
+    def failure(self, eps=None, prop="forward", form="norm", level=0.95):
         """Empirical failure probability beside the bounds: one row per run and eps.
 
-        eps     tolerance(s); a trial fails when the deviation of some layer and input
-                exceeds eps, |sqrt(ratio) - 1| in the norm form, |ratio - 1| in the squared form
+        eps     tolerance(s) (None: mcinit.stats.EPS_LADDER); a trial fails when the
+                deviation of some layer and input exceeds eps, |sqrt(ratio) - 1| in the norm
+                form, |ratio - 1| in the squared form, max(sqrt(ratio), 1/sqrt(ratio)) - 1 in
+                the symmetric form (mcinit.stats.deviation).  Norm-form eps >= 1 asked for
+                gives a UserWarning: no collapsing norm exceeds it (the symmetric form sees them)
         prop    forward (rho), backward (gamma) or both; or sup: the forward property over
                 every input the supremum search evaluated, a lower estimate of the failure
                 probability for all of R^n (only runs made with --sup-search).  Only the runs
@@ -165,7 +251,8 @@ class Results:
         Columns: run, width (the narrowest hidden layer), widths, depth, samples, init,
         dist, kernel, prop, form, eps, trials, failures, p_hat, ci_low, ci_high,
         paper_delta (the bound encoded in the authors' reference code bound_comparison.py,
-        norm form; for the squared form at the norm tolerance sqrt(1 + eps) - 1; for
+        norm form; for the squared form at the norm tolerance sqrt(1 + eps) - 1, for the
+        symmetric form at eps / (1 + eps) (theory.norm_tolerance); for
         prop="both" min(1, 2 delta), the union of the two properties; only for Gaussian
         weights with E rho_l = 1 in every layer: he, or he-in with equal widths),
         chernoff (the rigorous Chernoff + union bound of the forward property, Gaussian
@@ -221,7 +308,7 @@ class Results:
         import pandas as pd
         return pd.DataFrame(rows)
 
-    def failure_by_layer(self, eps, prop="forward", form="norm", level=0.95, cumulative=False):
+    def failure_by_layer(self, eps=None, prop="forward", form="norm", level=0.95, cumulative=False):
         """Empirical failure probability of each hidden layer: one row per run, eps and layer.
 
         eps, prop, form, level as in failure() (prop sup: the forward property over the
@@ -258,6 +345,21 @@ class Results:
         return pd.DataFrame(rows)
 
 
+def _one_input_statistic(r, stat):
+    """A statistic over one input (stats.INPUT_STATS) of the ratios r: the one value's mean
+    r and sd 0 (NaN where r is infinite or NaN, as np.std), and the same of sqrt(r); what
+    the reducer's two passes give for N = 1."""
+    r = np.asarray(r, dtype=float)
+    if stat not in INPUT_STATS:
+        raise ValueError(f"no statistic {stat!r} over the inputs")
+    if stat == "mean":
+        return r.copy()
+    if stat == "norm_mean":
+        return np.sqrt(r)
+    with np.errstate(invalid="ignore"):
+        return r - r
+
+
 def _identified(row, run):
     """``row`` followed by what identifies its run: trials (completed), the configuration's
     columns (mcinit.rows.config_columns) and config_hash; a key the row has already stays."""
@@ -268,14 +370,18 @@ def _identified(row, run):
 
 
 def _checked(prop, form, eps):
-    """(prop, form, eps as a float array), checked as failure() and failure_by_layer() take them."""
+    """(prop, form, eps as a float array), checked as failure() and failure_by_layer() take them
+    (eps None: EPS_LADDER); a UserWarning for norm-form eps >= 1 asked for (warn_norm_eps)."""
     if prop not in PROPS + (SUP,):
         raise ValueError(f"prop must be one of {PROPS + (SUP,)}")
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}")
-    eps = np.atleast_1d(np.asarray(eps, dtype=float))
+    asked = eps is not None
+    eps = np.atleast_1d(np.asarray(EPS_LADDER if eps is None else eps, dtype=float))
     if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
         raise ValueError("eps must be positive")
+    if asked:
+        warn_norm_eps(eps, form, stacklevel=4)
     return prop, form, eps
 
 
@@ -292,15 +398,6 @@ def _exact_defined(c):
     """Whether the exact forward law applies to a run: a plain network of Gaussian weights,
     one input per trial."""
     return c.samples == 1 and c.dist == "normal" and c.init in theory.GAUSSIAN_INITS and not c.residual
-
-
-def _deviation(r, form):
-    """|sqrt(r) - 1| (norm) or |r - 1| (squared) elementwise; NaN and +inf deviate infinitely
-    (as mcinit.stats counts them)."""
-    with np.errstate(invalid="ignore"):
-        d = np.abs((np.sqrt(r) if form == "norm" else r) - 1.0)
-    d[np.isnan(r) | np.isinf(r)] = np.inf
-    return d
 
 
 def _bounds(c, eps, prop, form):

@@ -1,8 +1,10 @@
 """Per-trial records and mergeable per-layer summary statistics (docs/design.md sections 2 and 7).
 
 The reducer turns a batch of per-(trial, input, layer) ratios into per-trial
-records (min and max over the trial's inputs) and updates, in global trial
-order and input order, one Welford accumulator per (quantity, space, layer):
+records (min and max over the trial's inputs; with more than one input also the
+mean and population sd over them of the ratio and of its square root, INPUT_STATS)
+and updates, in global trial order and input order, one Welford accumulator per
+(quantity, space, layer):
 
     quantity  0 = forward ratio rho_l, 1 = backward ratio gamma_l
     space     0 = the ratio itself (finite values), 1 = its natural log (values > 0;
@@ -19,11 +21,14 @@ import numpy as np
 from numba import njit
 from scipy import stats as sps
 
+from .options import FORMS
 from .rng import log_values
 from .threads import on_threads
 
 __all__ = ["Summary", "SummaryView", "SUMMARY_AXES", "SPACES", "reduce_batch", "reduce_and_tally", "record_buffers", "failure_counts", "clopper_pearson", "log_values",
-           "HIST_RANGE", "HIST_BINS", "QUANTITIES", "QUANTITIES_OF", "PROPS_OF", "record_fields", "properties_of"]
+           "HIST_RANGE", "HIST_BINS", "QUANTITIES", "QUANTITIES_OF", "PROPS_OF", "record_fields", "properties_of",
+           "FORMS", "FORM_FORMULAS", "deviation", "form_code", "EPS_LADDER", "EPS_CORE", "warn_norm_eps",
+           "INPUT_STATS", "input_fields"]
 
 #: histogram edges: (lo, hi) per space, HIST_BINS equal bins plus an underflow and an overflow bin
 HIST_RANGE = ((0.0, 4.0), (-4.0, 4.0))
@@ -41,10 +46,95 @@ QUANTITIES_OF = {"both": QUANTITIES, "forward": ("fwd",), "backward": ("bwd",)}
 #: trial fails when either property fails) needs both quantities
 PROPS_OF = {"both": ("forward", "backward", "both"), "forward": ("forward",), "backward": ("backward",)}
 
+#: the default tolerances, in every form: the run summary shows all of them, the report picks
+#: the informative ones among them (mcinit.report.common.default_eps), results and JSON
+#: documents use them when no eps is given.  From 0.05 (a 5% change of the norm, the scale of
+#: the paper's figures at width 500 to 4000) to 2 (a norm three times too large, or, in the
+#: symmetric form, three times too small); in the norm form eps >= 1 sees growing norms only
+#: (|sqrt(r) - 1| <= 1 for every r <= 1), so a collapse shows there in the symmetric form alone
+EPS_LADDER = (0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0)
+#: the part of EPS_LADDER the report prefers when many tolerances are informative
+EPS_CORE = (0.1, 0.25, 0.5, 1.0)
 
-def record_fields(quantities=QUANTITIES):
-    """The per-trial record fields of ``quantities``: <quantity>_min, <quantity>_max each."""
-    return tuple(f"{q}_{end}" for q in QUANTITIES if q in quantities for end in ("min", "max"))
+#: each form's deviation of a ratio, in words (deviation computes them)
+FORM_FORMULAS = {"norm": "|sqrt(ratio) - 1|", "squared": "|ratio - 1|",
+                 "symmetric": "max(sqrt(ratio), 1/sqrt(ratio)) - 1"}
+#: the numba code of each form (_dev)
+_FORM_CODES = {"squared": 0, "norm": 1, "symmetric": 2}
+
+
+def form_code(form):
+    """The code of a deviation form for the numba counters, or a ValueError naming the forms."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {', '.join(FORMS)}; got {form!r}")
+    return _FORM_CODES[form]
+
+
+def deviation(r, form):
+    """The deviation of ratios r (any shape) in a form, elementwise (docs/design.md section 2):
+
+    norm       |sqrt(r) - 1|
+    squared    |r - 1|
+    symmetric  max(sqrt(r), 1/sqrt(r)) - 1 (+inf at r = 0)
+
+    NaN and +inf deviate infinitely (a dead network), as the failure counts count them."""
+    code = form_code(form)
+    r = np.asarray(r, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if code == 0:
+            d = np.abs(r - 1.0)
+        elif code == 1:
+            d = np.abs(np.sqrt(r) - 1.0)
+        else:
+            s = np.sqrt(r)
+            d = np.maximum(s, 1.0 / s) - 1.0
+    return np.where(np.isnan(r) | np.isinf(r), np.inf, d)
+
+
+def warn_norm_eps(eps, form, stacklevel=3):
+    """A Python warning (UserWarning, once per call) when norm-form tolerances of 1 or more are
+    asked for: |sqrt(r) - 1| <= 1 for every r <= 1, so they cannot flag a collapsing norm.
+    stacklevel: as warnings.warn's, counted from here, naming the caller that asked; a caller
+    inside mcinit (the report's tables, whose eps the command line has warned about once,
+    or chose itself) is not warned."""
+    if form != "norm":
+        return
+    e = np.atleast_1d(np.asarray(eps, dtype=float))
+    if not np.any(e >= 1.0):
+        return
+    import sys
+    import warnings
+    caller = sys._getframe(stacklevel - 1).f_globals.get("__name__", "")
+    if caller == "mcinit" or caller.startswith("mcinit."):
+        return
+    warnings.warn(norm_eps_message(e), UserWarning, stacklevel=stacklevel)
+
+
+def norm_eps_message(eps):
+    """The words of warn_norm_eps (the CLI prints them as ``mcinit: warning: ...``)."""
+    big = ", ".join(f"{float(v):g}" for v in np.atleast_1d(eps) if v >= 1.0)
+    return (f"norm-form eps {big} >= 1 cannot detect collapse (|sqrt(ratio) - 1| <= 1 for every ratio "
+            "<= 1, even 0): use --form symmetric (form='symmetric') to see vanishing norms")
+
+
+#: the statistics over a trial's N inputs recorded beside min and max when N > 1, per layer:
+#: mean and sd (population, ddof 0) of the ratio r (rho_l or gamma_l) and of sqrt(r), the
+#: norm ratio (||h^l||/||x|| forward).  With N = 1 they are r, 0, sqrt(r), 0 (NaN for
+#: the sd of an infinite r, as np.std): never stored, derived by the reader
+INPUT_STATS = ("mean", "sd", "norm_mean", "norm_sd")
+
+
+def input_fields(quantities=QUANTITIES):
+    """The per-trial statistics over the inputs of ``quantities``: <quantity>_mean,
+    <quantity>_sd, <quantity>_norm_mean, <quantity>_norm_sd each (INPUT_STATS)."""
+    return tuple(f"{q}_{st}" for q in QUANTITIES if q in quantities for st in INPUT_STATS)
+
+
+def record_fields(quantities=QUANTITIES, input_stats=False):
+    """The per-trial record fields of ``quantities``: <quantity>_min, <quantity>_max each,
+    and with input_stats (a run of more than one input per trial) its input_fields."""
+    ends = ("min", "max") + (INPUT_STATS if input_stats else ())
+    return tuple(f"{q}_{end}" for q in QUANTITIES if q in quantities for end in ends)
 
 
 def properties_of(quantities):
@@ -326,14 +416,58 @@ def _reduce_job(src, q, rec_min, rec_max, same, ext, flag, count, mean, m2, vmin
             hq[s, l, 0] -= T * N - np.int64(S[0, k] - n0[k])
 
 
-def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _input_moments(src, mean, sd, norm_mean, norm_sd):
+    """mean, sd (T, L): the mean and the population sd (ddof 0) over the inputs of the
+    ratios src (T, N, L); norm_mean, norm_sd: the same of their square roots.
+
+    Two passes per trial, each summing over the inputs in their order x = 0..N-1 (the mean,
+    then the squared deviations from it): a trial's numbers depend on its own ratios only,
+    never on the batch, the thread or the shard it was reduced in.  As np.mean and np.std:
+    an infinite ratio (a dead network's gamma) makes the mean +inf and the sd NaN, a NaN
+    both NaN."""
+    T, N, L = src.shape
+    for t in range(T):
+        for l in range(L):
+            mean[t, l] = 0.0
+            norm_mean[t, l] = 0.0
+            sd[t, l] = 0.0
+            norm_sd[t, l] = 0.0
+        for x in range(N):
+            for l in range(L):
+                r = src[t, x, l]
+                mean[t, l] += r
+                norm_mean[t, l] += math.sqrt(r)
+        for l in range(L):
+            mean[t, l] /= N
+            norm_mean[t, l] /= N
+        for x in range(N):
+            for l in range(L):
+                r = src[t, x, l]
+                d = r - mean[t, l]
+                e = math.sqrt(r) - norm_mean[t, l]
+                sd[t, l] += d * d
+                norm_sd[t, l] += e * e
+        for l in range(L):
+            sd[t, l] = math.sqrt(sd[t, l] / N)
+            norm_sd[t, l] = math.sqrt(norm_sd[t, l] / N)
+
+
+def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, hist, lo, hi, nbins, moments=None):
     """One job per quantity q of qs (src[q]: its ratios), on up to two threads (the order
     within each is the trial order, so the numbers do not depend on the threads);
-    rec_min, rec_max, ext, flag: indexed by quantity as src.  Python threads over the
-    nogil job rather than a parallel numba function: that would re-optimise the job when
-    it compiles, seconds of a newcomer's first run."""
-    jobs = [(lambda q=q: _reduce_job(src[q], q, rec_min[q], rec_max[q], rec_min[q] is rec_max[q], ext[q],
-                                      flag[q], count, mean, m2, vmin, vmax, hist, lo, hi, nbins)) for q in qs]
+    rec_min, rec_max, ext, flag: indexed by quantity as src; moments[q] (with more than one
+    input per trial): the arrays (mean, sd, norm_mean, norm_sd) of _input_moments, or None.
+    Python threads over the nogil job rather than a parallel numba function: that would
+    re-optimise the job when it compiles, seconds of a newcomer's first run."""
+    moments = moments or [None, None]
+
+    def one(q):
+        _reduce_job(src[q], q, rec_min[q], rec_max[q], rec_min[q] is rec_max[q], ext[q],
+                    flag[q], count, mean, m2, vmin, vmax, hist, lo, hi, nbins)
+        if moments[q] is not None:
+            _input_moments(src[q], *moments[q])
+    jobs = [(lambda q=q: one(q)) for q in qs]
     if len(jobs) == 1 or src[qs[0]].shape[0] < 64:
         for job in jobs:
             job()
@@ -341,17 +475,22 @@ def _reduce(src, qs, rec_min, rec_max, ext, flag, count, mean, m2, vmin, vmax, h
     on_threads(jobs)
 
 
-def record_buffers(capacity, depth, single=False, quantities=QUANTITIES):
+def record_buffers(capacity, depth, single=False, quantities=QUANTITIES, input_stats=False):
     """Arrays for reduce_batch's ``out``: the records of up to ``capacity`` trials, of the
-    quantities computed (record_fields(quantities)) and the dead flags.  With single (one
-    input per trial) a trial's min and max are the same numbers: fwd_max is fwd_min and
-    bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes, then reads +inf
-    in both, where separate arrays would hold +inf and -inf)."""
+    quantities computed (record_fields(quantities, input_stats)) and the dead flags.  With
+    single (one input per trial) a trial's min and max are the same numbers: fwd_max is
+    fwd_min and bwd_max is bwd_min, one array each (a NaN ratio, which no kernel makes, then
+    reads +inf in both, where separate arrays would hold +inf and -inf).  input_stats: also
+    the statistics over the inputs (input_fields; for more than one input per trial)."""
+    if single and input_stats:
+        raise ValueError("statistics over the inputs are recorded with more than one input per trial only")
     out = {}
     for q in QUANTITIES:
         if q in quantities:
             out[q + "_min"] = np.empty((capacity, depth))
             out[q + "_max"] = out[q + "_min"] if single else np.empty((capacity, depth))
+    for name in input_fields(quantities) if input_stats else ():
+        out[name] = np.empty((capacity, depth))
     out["dead"] = np.empty(capacity, dtype=bool)
     return out
 
@@ -368,7 +507,8 @@ def reduce_batch(fwd, bwd, dead, summary, out=None):
               memory, which serialise threads.  Where the max array is the min array
               (N = 1 only), the records are written once.
     returns   dict of the records of the summary's quantities (fwd_min, fwd_max, bwd_min,
-              bwd_max: (T, L)) and dead (T,)
+              bwd_max: (T, L); with N > 1 also their input_fields, fwd_mean .. bwd_norm_sd
+              (T, L), in out's arrays where out has them) and dead (T,)
     """
     return reduce_and_tally(fwd, bwd, dead, summary, None, out=out)[0]
 
@@ -387,6 +527,13 @@ def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
     if out is None:
         out = record_buffers(T, L, single=N == 1, quantities=summary.quantities)
     rec = {k: out[k][:T] for k in record_fields(summary.quantities)}
+    moments = [None, None]
+    if N > 1:       # the statistics over the inputs (in out's arrays where it has them)
+        for q in qs:
+            names = [f"{QUANTITIES[q]}_{st}" for st in INPUT_STATS]
+            for k in names:
+                rec[k] = out[k][:T] if k in out else np.empty((T, L))
+            moments[q] = tuple(rec[k] for k in names)
     for k in summary.quantities:
         if out[k + "_max"] is out[k + "_min"]:
             if N != 1:
@@ -405,7 +552,7 @@ def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
     lo = np.array([r[0] for r in HIST_RANGE])
     hi = np.array([r[1] for r in HIST_RANGE])
     _reduce(src, qs, rec_min, rec_max, ext, flag, summary.count, summary.mean, summary.m2,
-            summary.min, summary.max, summary.hist, lo, hi, HIST_BINS)
+            summary.min, summary.max, summary.hist, lo, hi, HIST_BINS, moments)
     summary.trials += T
     summary.dead += int(np.count_nonzero(dead_rec))
     rec["dead"] = dead_rec
@@ -416,10 +563,18 @@ def reduce_and_tally(fwd, bwd, dead, summary, eps, form="norm", out=None):
 
 
 @njit(cache=True, inline="always")
-def _dev(r, norm):
+def _dev(r, code):
+    """The deviation of one ratio in the form of ``code`` (_FORM_CODES; deviation)."""
     if r != r or r == np.inf:
         return np.inf
-    return abs(math.sqrt(r) - 1.0) if norm else abs(r - 1.0)
+    if code == 0:
+        return abs(r - 1.0)
+    s = math.sqrt(r)
+    if code == 1:
+        return abs(s - 1.0)
+    if s == 0.0:
+        return np.inf
+    return max(s, 1.0 / s) - 1.0
 
 
 @njit(cache=True, inline="always")
@@ -446,18 +601,20 @@ def _extremes(rmin, rmax, ext, flag, t_lo, t_hi):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _count_chunk(ext, flag, eps, norm, counts, t_lo, t_hi):
+def _count_chunk(ext, flag, eps, code, counts, t_lo, t_hi):
     """counts[prop, e] += failures among trials t_lo..t_hi-1 (prop 0 forward, 1 backward,
     2 both), from the extremes of both quantities (ext (2, T, 2), flag (2, T)).
 
     A trial's largest deviation max_l _dev(r_l) is max(_dev(its smallest), _dev(its
     largest)): sqrt(r) - 1 and r - 1 are non-decreasing in r (correctly rounded), so |.|
-    of them peaks at an end.  Two square roots per quantity and trial instead of 2 L."""
+    of them peaks at an end, and max(sqrt(r), 1/sqrt(r)) - 1 falls to 0 at r = 1 and
+    rises after, so it peaks at an end too.  Two square roots per quantity and trial
+    instead of 2 L.  code: the form's code (_FORM_CODES)."""
     for t in range(t_lo, t_hi):
         ff = flag[0, t]
         bf = flag[1, t]
-        fd = np.inf if ff & 1 else max(_dev(ext[0, t, 0], norm), _dev(ext[0, t, 1], norm))
-        bd = np.inf if bf & 1 else max(_dev(ext[1, t, 0], norm), _dev(ext[1, t, 1], norm))
+        fd = np.inf if ff & 1 else max(_dev(ext[0, t, 0], code), _dev(ext[0, t, 1], code))
+        bd = np.inf if bf & 1 else max(_dev(ext[1, t, 0], code), _dev(ext[1, t, 1], code))
         dead = (ff & 2) != 0
         for i in range(eps.shape[0]):
             f = dead or fd > eps[i]
@@ -471,25 +628,25 @@ def _count_chunk(ext, flag, eps, norm, counts, t_lo, t_hi):
 
 
 def _forms(eps, form):
-    if form not in ("norm", "squared"):
-        raise ValueError("form must be 'norm' or 'squared'")
-    return np.ascontiguousarray(np.atleast_1d(np.asarray(eps, dtype=float))), form == "norm"
+    """(eps as a contiguous float array, the form's code for the numba counters)."""
+    code = form_code(form)
+    return np.ascontiguousarray(np.atleast_1d(np.asarray(eps, dtype=float))), np.int64(code)
 
 
 def _count_failures(ext, flag, eps, form="norm"):
     """failure_counts from the extremes of reduce_and_tally, in two halves on two threads."""
-    eps, norm = _forms(eps, form)
+    eps, code = _forms(eps, form)
     T = ext.shape[1]
     parts = 2 if T >= 8192 else 1
     counts = np.zeros((parts, 3, len(eps)), dtype=np.int64)
-    on_threads([(lambda c=c: _count_chunk(ext, flag, eps, norm, counts[c], (T * c) // parts,
+    on_threads([(lambda c=c: _count_chunk(ext, flag, eps, code, counts[c], (T * c) // parts,
                                           (T * (c + 1)) // parts)) for c in range(parts)])
     total = counts.sum(axis=0)
     return {"forward": total[0], "backward": total[1], "both": total[2]}
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tally(fmin, fmax, bmin, bmax, has_f, has_b, eps, norm, nchunks, counts, c_lo, c_hi):
+def _tally(fmin, fmax, bmin, bmax, has_f, has_b, eps, code, nchunks, counts, c_lo, c_hi):
     """counts[chunk]: the failure counts (_count_chunk) of the trials in a chunk of records,
     for the chunks c_lo .. c_hi - 1 of nchunks; a quantity the records do not hold (has_f,
     has_b False; its arrays are the other's, for their shape) counts no deviation."""
@@ -503,7 +660,7 @@ def _tally(fmin, fmax, bmin, bmax, has_f, has_b, eps, norm, nchunks, counts, c_l
             _extremes(fmin[a:b], fmax[a:b], ext[0], flag[0], 0, b - a)
         if has_b:
             _extremes(bmin[a:b], bmax[a:b], ext[1], flag[1], 0, b - a)
-        _count_chunk(ext, flag, eps, norm, counts[c], np.int64(0), b - a)   # int64: no literal-0 copy
+        _count_chunk(ext, flag, eps, code, counts[c], np.int64(0), b - a)   # int64: no literal-0 copy
 
 
 def failure_counts(records, eps, form="norm"):
@@ -513,8 +670,10 @@ def failure_counts(records, eps, form="norm"):
 
     A trial fails the forward property when some rho_l deviates by more than eps
     or some layer is dead (rho_l = 0); the backward property when some gamma_l
-    deviates by more than eps (gamma = inf when delta^L = 0, a dead network)."""
-    eps, norm = _forms(eps, form)
+    deviates by more than eps (gamma = inf when delta^L = 0, a dead network).  form:
+    norm, squared or symmetric (deviation); in the symmetric form a ratio of 0 deviates
+    infinitely, so a vanished gamma_l fails the backward property at every eps too."""
+    eps, code = _forms(eps, form)
     quantities = tuple(q for q in QUANTITIES if q + "_min" in records)
     props = PROPS_OF[properties_of(quantities)]
     have = {q: (np.ascontiguousarray(records[q + "_min"], dtype=float),
@@ -523,7 +682,7 @@ def failure_counts(records, eps, form="norm"):
     b = have.get("bwd", f)
     nchunks = max(1, min(64, len(f[0]) // 4096))
     counts = np.zeros((nchunks, 3, len(eps)), dtype=np.int64)
-    args = (f[0], f[1], b[0], b[1], "fwd" in have, "bwd" in have, eps, norm, nchunks, counts)
+    args = (f[0], f[1], b[0], b[1], "fwd" in have, "bwd" in have, eps, code, nchunks, counts)
     on_threads([(lambda c=c: _tally(*args, c, c + 1)) for c in range(nchunks)])
     total = counts.sum(axis=0)
     every = {"forward": total[0], "backward": total[1], "both": total[2]}

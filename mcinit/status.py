@@ -14,7 +14,7 @@ damaged or foreign file with one line; nothing is written.
 import json
 import os
 
-from .layout import COMPLETED, RUNS, StoreError, run_path
+from .layout import COMPLETED, RUNS, StoreError, column_shapes, run_path
 from .reader import open_file, read_file, sweep_names
 from .rows import config_columns
 
@@ -50,7 +50,15 @@ def _run_entry(info, g):
         missing_trials=sum(b - a for a, b in missing), missing=missing,
         format_version=int(_attr(g, "format_version")), mcinit_version=_attr(g, "mcinit_version"),
         created=_attr(g, "created"), kernel=info.kernel, config=config_columns(info.config),
-        config_hash=info.config_hash)
+        config_hash=info.config_hash, record_columns=record_columns(info))
+
+
+def record_columns(info):
+    """The per-trial columns of a validated run (mcinit.reader.RunInfo), in the file's
+    order (mcinit.layout.column_shapes): index, the record fields (with the statistics over
+    the inputs where it holds them), dead and the supremum search's."""
+    c = info.config
+    return list(column_shapes(c.depth, c.samples, c.sup, c.properties, info.input_stats))
 
 
 def file_status(path):
@@ -64,8 +72,8 @@ def file_status(path):
     completed, rows, trials_planned (the configuration's trials), first_index, shard ("I/K"
     or None), merged_from (the parts' names, or None), missing_trials, missing ([first,
     stop) ranges of a partial merge), format_version, mcinit_version, created, kernel,
-    config (mcinit.rows.config_columns), config_hash), and for a sweep runs_listed and
-    runs_not_begun (names)."""
+    config (mcinit.rows.config_columns), config_hash, record_columns (its per-trial
+    columns, record_columns)), and for a sweep runs_listed and runs_not_begun (names)."""
     path = str(path)
     info = read_file(path)
     with open_file(path) as f:
@@ -141,6 +149,7 @@ def format_file_status(st):
         r = runs[0]
         lines += [f"  configuration: {_config_line(r['config'])}",
                   f"  config_hash {r['config_hash']}",
+                  f"  records per trial: {', '.join(r['record_columns'])}",
                   f"  {_progress(r)}: {_state_words(r, 'run')}"]
         return lines
     pct = 100.0 * st["completed"] / st["rows"] if st["rows"] else 100.0

@@ -59,9 +59,9 @@ import time
 import h5py
 import numpy as np
 
-from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, SUP_FIELDS, TRIALS, StoreError,
-                     build_run, checkpoint_slot, creation_bytes, mark_format, read_summary, record_bytes, set_completed,
-                     slot_group, stored_columns, write_final, write_summary)
+from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, TRIAL_COLUMNS, TRIALS,
+                     StoreError, build_run, checkpoint_slot, creation_bytes, input_stats_of, mark_format, read_summary,
+                     record_bytes, set_completed, slot_group, stored_columns, write_final, write_summary)
 from .options import RUN_OPTIONS
 from .reader import open_file, read_file, reason
 from .stats import QUANTITIES_OF, record_buffers, record_fields
@@ -94,8 +94,9 @@ class Sink(abc.ABC):
                              first_index) or (next trial index, Summary of the trials before it)
                              for a run that continues where a file ends
     ``buffers(first, count, depth)``
-                             arrays (the record fields of the run's properties,
-                             stats.record_fields, and dead) for the engine to reduce the batch
+                             arrays (the record fields of the run's properties and, with
+                             more than one input per trial, its statistics over the inputs:
+                             stats.record_fields; and dead) for the engine to reduce the batch
                              of trials first..first+count-1 into, so that the sink need not
                              copy them; None: the engine uses its own
     ``write_many(batches)``  consecutive batches [(first, records, summary after the batch)],
@@ -175,7 +176,8 @@ class MemorySink(Sink):
 
     def buffers(self, first, count, depth):
         """Rows first..first+count-1 of the record columns (those of the run's properties,
-        meta properties: fwd_min, fwd_max, bwd_min, bwd_max for both; and dead) for the
+        meta properties: fwd_min, fwd_max, bwd_min, bwd_max for both, and with more than one
+        input per trial its statistics over the inputs, fwd_mean .. bwd_norm_sd; and dead) for the
         engine to write a batch's records into, so that write need not copy them; None past
         the rows the run announced (columns are never regrown under a batch in flight).
         With one input per trial (meta samples = 1) fwd_max is fwd_min and bwd_max is
@@ -185,10 +187,11 @@ class MemorySink(Sink):
         if b > self._capacity:
             return None
         quantities = QUANTITIES_OF[self.meta.get("properties", "both")]
+        samples = int(self.meta.get("samples", 0))
         if "dead" not in self._columns:      # the record columns come and go together
-            single = int(self.meta.get("samples", 0)) == 1
-            self._columns.update(record_buffers(self._capacity, depth, single=single, quantities=quantities))
-        return {k: self._columns[k][a:b] for k in record_fields(quantities) + ("dead",)}
+            self._columns.update(record_buffers(self._capacity, depth, single=samples == 1, quantities=quantities,
+                                                input_stats=input_stats_of(samples)))
+        return {k: self._columns[k][a:b] for k in record_fields(quantities, input_stats_of(samples)) + ("dead",)}
 
     def write(self, first, records, summary):
         if first != self.first + self.completed:
@@ -221,7 +224,9 @@ class MemorySink(Sink):
     @property
     def records(self):
         """Per-trial records: index, the record fields of the run's properties (fwd_min,
-        fwd_max, bwd_min, bwd_max for both), dead, and sup_min, sup_max with the search."""
+        fwd_max, bwd_min, bwd_max for both; with more than one input per trial also
+        fwd_mean .. bwd_norm_sd, stats.input_fields), dead, and sup_min, sup_max with the
+        search."""
         if not self._columns:
             return {}
         out = {k: v[:self.completed] for k, v in self._columns.items()}
@@ -646,7 +651,7 @@ class HDF5Sink(Sink):
         try:
             with open_file(self.path) as f:
                 t = (f[self.group] if self.group else f)[TRIALS]
-                names = stored_columns(t, [n for n in COLUMNS + SUP_FIELDS if n in t])
+                names = stored_columns(t, [n for n in TRIAL_COLUMNS if n in t])
                 rows = self._rows
                 layout = {}
                 for name in names:
@@ -748,12 +753,15 @@ class HDF5Sink(Sink):
         except ValueError:
             earlier = []
         earlier = (earlier if isinstance(earlier, list) else []) + [info.trials]
-        meta = dict(meta, extra_attrs=dict(meta.get("extra_attrs", {}), **{EXTENDED_FROM: json.dumps(earlier)}))
+        # the file's layout kept: a file written before format version 3 stays without the
+        # statistics over the inputs (its rows have none to copy)
+        meta = dict(meta, input_stats=info.input_stats,
+                    extra_attrs=dict(meta.get("extra_attrs", {}), **{EXTENDED_FROM: json.dumps(earlier)}))
 
         def build(f):
             build_run(f, meta)
             t = f[TRIALS]
-            names = stored_columns(t, list(COLUMNS + SUP_FIELDS))
+            names = stored_columns(t, list(TRIAL_COLUMNS))
             with open_file(self.path) as old:
                 src = old[TRIALS]
                 for a in range(0, info.completed, 1 << 20):
@@ -762,8 +770,9 @@ class HDF5Sink(Sink):
                         t[name][a:b] = src[name][a:b]
             write_final(f, info.summary, info.completed)
 
-        need = (creation_bytes(config.depth, rows, config.samples, config.sup, config.properties)
-                + info.completed * record_bytes(config.depth, config.samples, config.sup, config.properties))
+        need = (creation_bytes(config.depth, rows, config.samples, config.sup, config.properties, info.input_stats)
+                + info.completed * record_bytes(config.depth, config.samples, config.sup, config.properties,
+                                                info.input_stats))
         create_file(self.path, {}, build, need)
 
     def _run_group(self):
@@ -818,8 +827,7 @@ class HDF5Sink(Sink):
             with self._run_group() as g:
                 t = g[TRIALS]
                 t["index"][a:b] = np.arange(self.first + a, self.first + b, dtype=np.int64)
-                names = stored_columns(t, [n for n in RECORD_FIELDS + SUP_FIELDS + ("dead",)
-                                           if n in batches[0][1]])
+                names = stored_columns(t, [n for n in TRIAL_COLUMNS if n != "index" and n in batches[0][1]])
                 for first, records, *_ in batches:
                     r0 = first - self.first
                     for name in names:

@@ -12,8 +12,8 @@ __all__ = ["run_summary", "run_numbers", "rate_text", "seconds", "sweep_table", 
 
 #: confidence level of the run summary's exact intervals
 LEVEL = 0.95
-#: the tolerance (norm form) of a sweep's comparison table: the middle one of a run's summary
-#: (mcinit.engine.REPORT_EPS)
+#: the tolerance (norm form) of a sweep's comparison table: one of a run's summary
+#: (mcinit.stats.EPS_LADDER)
 COMPARE_EPS = 0.25
 
 
@@ -99,6 +99,9 @@ def run_summary(result, output=None, threads=None):
                               if cfg.residual else "- (the bound is for Gaussian weights with "
                               "E rho_l = 1: init he, or he-in at equal widths)"))
     lines.append("both: a trial fails when its forward or its backward property fails")
+    if any(e >= 1 for e in result.eps):
+        lines.append("eps >= 1: the norm form sees growing norms only (|sqrt(ratio) - 1| <= 1 for every ratio "
+                     "<= 1): collapse shows in mcinit report --form symmetric")
     deaths = "some h^l = 0" if cfg.properties == "forward" else f"some h^l = 0 or {_last(cfg)} = 0"
     lines.append(f"dead networks ({deaths}): {s.dead:,}")
     return lines

@@ -10,12 +10,17 @@ mcinit) follow an exact product law (docs/design.md section 4):
 independent across layers, with v_l the per-entry weight variance of layer l and
 chi2(0) = 0 (all units of the layer inactive: a dead network).
 
-Deviations come in two forms (docs/design.md section 2): the *norm* form
-``|sqrt(rho) - 1|`` and the *squared* form ``|rho - 1|``.  A layer is *safe*
-at tolerance eps when its deviation is at most eps, i.e. when rho lies in
+Deviations come in three forms (docs/design.md section 2): the *norm* form
+``|sqrt(rho) - 1|``, the *squared* form ``|rho - 1|`` and the *symmetric* form
+``max(sqrt(rho), 1/sqrt(rho)) - 1``.  A layer is *safe* at tolerance eps when its
+deviation is at most eps, i.e. when rho lies in
 
-    norm form:     [(1 - eps)^2, (1 + eps)^2]   (eps < 1),   (0, (1 + eps)^2]   (eps >= 1)
-    squared form:  [1 - eps, 1 + eps]           (eps < 1),   (0, 1 + eps]       (eps >= 1)
+    norm form:      [(1 - eps)^2, (1 + eps)^2]   (eps < 1),   (0, (1 + eps)^2]   (eps >= 1)
+    squared form:   [1 - eps, 1 + eps]           (eps < 1),   (0, 1 + eps]       (eps >= 1)
+    symmetric form: [(1 + eps)^-2, (1 + eps)^2]  (every eps)
+
+(in the norm and squared forms eps >= 1 admits every rho down to 0: only a dead layer
+fails there, however far the norm has collapsed; the symmetric form is not blind to it).
 
 A dead layer (rho = 0) is never safe.  The *forward failure* event is "some
 layer l = 1..L is not safe".
@@ -49,7 +54,7 @@ from .options import FORMS, GAUSSIAN_INITS  # the enumerations live with the opt
 
 __all__ = [
     "GAUSSIAN_INITS", "FORMS", "layer_variances",
-    "paper_eps", "paper_delta", "paper_width", "norm_tolerance", "MAX_BOUND_WIDTH",
+    "paper_eps", "paper_delta", "paper_width", "norm_tolerance", "NORM_TOLERANCE_WORDS", "MAX_BOUND_WIDTH",
     "log_factor_moment", "factor_moment", "Moments", "moments",
     "exact_forward_failure", "exact_forward_failure_layers",
     "chernoff_bound", "required_width", "required_widths",
@@ -154,6 +159,9 @@ def _log_safe_interval(eps, form):
     if form == "norm":
         a = 2.0 * math.log1p(-eps) if eps < 1 else -math.inf
         b = 2.0 * math.log1p(eps)
+    elif form == "symmetric":
+        b = 2.0 * math.log1p(eps)
+        a = -b
     else:
         a = math.log1p(-eps) if eps < 1 else -math.inf
         b = math.log1p(eps)
@@ -274,14 +282,22 @@ def paper_delta(width, eps, samples, depth):
     return _scalar_or_array(out, out.ndim == 0)
 
 
+#: norm_tolerance in words, by form (the norm form's is eps itself)
+NORM_TOLERANCE_WORDS = {"norm": "eps", "squared": "sqrt(1+eps)-1", "symmetric": "eps/(1+eps)"}
+
+
 def norm_tolerance(eps, form):
-    """The norm-form tolerance of ``eps`` given in ``form``: eps itself, or sqrt(1 + eps) - 1
-    for the squared form (computed without cancellation, so that it stays positive for every
-    eps > 0: at least the smallest positive float64, where the paper bound is 1 anyway)."""
+    """The norm-form tolerance of ``eps`` given in ``form``, the largest at which every
+    norm-safe rho is safe in ``form``: eps itself; sqrt(1 + eps) - 1 for the squared form
+    (computed without cancellation, so that it stays positive for every eps > 0: at least
+    the smallest positive float64, where the paper bound is 1 anyway); eps / (1 + eps) for
+    the symmetric form (1 - eps / (1 + eps) = 1 / (1 + eps), its lower edge of sqrt(rho))."""
     _check_form(form)
     eps = np.asarray(eps, dtype=float)
     if form == "norm":
         return eps
+    if form == "symmetric":
+        return eps / (1.0 + eps)
     return np.maximum(np.expm1(0.5 * np.log1p(eps)), np.nextafter(0.0, 1.0))
 
 
@@ -647,9 +663,10 @@ def exact_forward_failure_layers(eps, widths, form="norm", input_dim=None, init=
 def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *, refine=1):
     """Exact P(some layer l = 1..L has deviation > eps) for one input, Gaussian weights.
 
-    The deviation of rho_l is |sqrt(rho_l) - 1| (form="norm") or
-    |rho_l - 1| (form="squared"); a dead layer (rho_l = 0) is a failure at
-    every eps, also for eps >= 1 (docs/design.md section 2).  The value does not
+    The deviation of rho_l is |sqrt(rho_l) - 1| (form="norm"), |rho_l - 1|
+    (form="squared") or max(sqrt(rho_l), 1/sqrt(rho_l)) - 1 (form="symmetric"); a dead
+    layer (rho_l = 0) is a failure at every eps, also for eps >= 1 (docs/design.md
+    section 2).  The value does not
     depend on the input (any x != 0).
 
     Computed as the sum of the first-exit probabilities of
@@ -671,7 +688,7 @@ def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *
         Tolerance(s) > 0, in the given form.
     widths : sequence of int
         Hidden widths n_1..n_L.
-    form : {"norm", "squared"}
+    form : {"norm", "squared", "symmetric"}
         Deviation form.
     input_dim : int or None
         n_0, needed for fan_in-based inits (:func:`layer_variances`).
@@ -796,7 +813,7 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
         Hidden widths n_1..n_L.
     samples : int
         N, the number of inputs.
-    form : {"norm", "squared"}
+    form : {"norm", "squared", "symmetric"}
         Deviation form.
     input_dim, init
         As in :func:`layer_variances`.
@@ -895,12 +912,13 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
         derived for He initialisation and stated for the *norm* form; it is
         accepted for init "he" and "he-in" only, and for form="squared" it is
         applied at the norm tolerance sqrt(1 + eps) - 1, which implies a
-        squared deviation <= eps on both sides.
+        squared deviation <= eps on both sides (form="symmetric": at
+        eps / (1 + eps); :func:`norm_tolerance`).
         ``"chernoff"``: :func:`chernoff_bound` with N inputs.
         ``"exact"``: N times :func:`exact_forward_failure` (capped at 1), the
         exact probability for N = 1 and for N > 1 the union bound over inputs
         (the exact N-input probability has no closed form; docs/design.md section 5).
-    form : {"norm", "squared"}
+    form : {"norm", "squared", "symmetric"}
         Deviation form of eps.
     init : str
         One of :data:`GAUSSIAN_INITS`.

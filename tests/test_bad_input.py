@@ -152,9 +152,9 @@ def property_files(tmp_path_factory):
     shutil.copy(d / "forward.h5", d / "forward-v1.h5")
     with h5py.File(d / "forward-v1.h5", "a") as f:
         f.attrs["format_version"] = np.int64(1)
-    shutil.copy(d / "part0.h5", d / "v3.h5")
-    with h5py.File(d / "v3.h5", "a") as f:
-        f.attrs["format_version"] = np.int64(3)
+    shutil.copy(d / "part0.h5", d / "v4.h5")
+    with h5py.File(d / "v4.h5", "a") as f:
+        f.attrs["format_version"] = np.int64(4)
     return d
 
 

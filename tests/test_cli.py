@@ -193,7 +193,8 @@ def test_the_same_command_twice_reads_the_complete_run_and_changes_nothing(tmp_p
     assert again.exit_code == 0, again.output
     assert "already holds this run, complete" in again.output
     table = lambda text: [ln for ln in text.splitlines() if ln.strip().startswith(("1 ", "2 ", "0.1 ", "0.25 ", "0.5 "))]
-    assert table(again.output) == table(first.output) and len(table(first.output)) == 5
+    # layers 1 and 2, and the rows of eps 0.1, 0.25, 0.5, 1 and 2 (of mcinit.stats.EPS_LADDER)
+    assert table(again.output) == table(first.output) and len(table(first.output)) == 7
     assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
     other = invoke(*args[:-2], "--seed", 1, "-o", out)
     assert other.exit_code == 2 and "exists" in other.output
@@ -246,7 +247,7 @@ def test_runs_of_one_property_end_to_end(tmp_path):
         assert f"computed the {props} property only" in text
         assert f"not computed (the run was made with --properties {props})" in text
         with h5py.File(out, "r") as f:
-            assert f.attrs["format_version"] == 2
+            assert f.attrs["format_version"] == 3      # its property, and two inputs
         # the same command again reads the complete run (its summary of one property)
         r = invoke("run", *small, "--properties", props, "-o", out)
         assert r.exit_code == 0 and "not computed" in r.output and "nan" not in r.output.lower(), r.output
@@ -417,3 +418,25 @@ def test_bound_takes_lists_the_input_dimension_and_the_backward_property():
 ])
 def test_bound_refuses_in_one_line(args, words):
     _bound_refuses({"--eps": "0.5", "--delta": "0.05", "--depth": "3"}, args, words)
+
+
+def test_run_wn_direction_gradient(tmp_path):
+    """--init wn --wn-grad direction runs (the dense kernel) and records the direction
+    gradient's backward ratios, below the weight gradient's of the same networks; with he
+    weights --wn-grad direction is refused in one line."""
+    runs = {}
+    for grad in ("weight", "direction"):
+        out = tmp_path / f"{grad}.h5"
+        r = invoke("run", "--trials", 30, "--input-dim", 6, "--widths", "8,5", "--samples", 2, "--init", "wn",
+                   "--wn-grad", grad, "--kernel", "dense", "-o", out, "-q")
+        assert r.exit_code == 0, r.output
+        with h5py.File(out, "r") as f:
+            assert json.loads(f.attrs["config"]).get("wn_grad", "weight") == grad
+            runs[grad] = (f["trials/fwd_max"][...], f["trials/bwd_max"][...])
+    assert np.array_equal(runs["weight"][0], runs["direction"][0])
+    d, w = runs["direction"][1], runs["weight"][1]
+    assert np.array_equal(np.isinf(d), np.isinf(w)) and np.all(d[np.isfinite(w)] < w[np.isfinite(w)])
+    r = invoke("run", "--trials", 30, "--input-dim", 6, "--widths", "8,5", "--wn-grad", "direction",
+               "-o", tmp_path / "he.h5", "-q")
+    assert r.exit_code != 0 and r.output.startswith("mcinit: error:") and "--wn-grad" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "he.h5").exists()

@@ -7,10 +7,11 @@ Without a GPU, two things are checked:
   another order): dense with one and several inputs, normal, uniform and
   weight-normalised weights, gaussian, sphere and fixed (rank-deficient) data,
   both heads; projected likewise; law; blocked (float64 and float32, forward
-  only, columns longer than one part of its reductions); trial indices above 2**32;
+  only, columns longer than one part of its reductions, --wn-grad direction); trial
+  indices above 2**32;
 - the blocked kernel's device operations (mcinit/kernels/cuda/blocked.py) in the
   simulator against the CPU's: weights bit for bit (normal, uniform,
-  weight-normalised; float64 and float32), ReLU/mask/column norms, and trials
+  weight-normalised; float64 and float32), ReLU/mask/column/product norms, and trials
   whose weights are drawn again for the backward pass;
 - the real compiler: every kernel the backend launches is compiled by NVVM to
   PTX for sm_90 (a subprocess without the simulator, which accepts code the
@@ -84,6 +85,8 @@ SIM_CASES = {
                                                          init="wn", properties="forward"), None),
     "blocked-wnunit-dead": ("blocked", 2 ** 32 - 1, 3, dict(input_dim=3, widths="2,2,2", samples=1,
                                                             init="wn-unit", head="softmax:3"), None),
+    "blocked-wn-direction-2parts": ("blocked", 5, 2, dict(input_dim=7, widths="9,70", samples=3, init="wn",
+                                                          wn_grad="direction"), None),
 }
 
 # larger cases, for a real GPU
@@ -104,6 +107,11 @@ GPU_CASES = {
                                                           init="glorot", dist="uniform", properties="forward"), None),
     "gpu-blocked-wn-fixed": ("blocked", 5, 8, dict(input_dim=7, widths="50,40", samples=4, data="DATA",
                                                    init="wn"), None),
+    "gpu-blocked-wn-direction": ("blocked", 5, 8, dict(input_dim=30, widths="100,64,77", samples=16, init="wn",
+                                                       wn_grad="direction"), None),
+    "gpu-blocked-wn-direction-float32": ("blocked", 5, 8, dict(input_dim=30, widths="100,64,77", samples=16,
+                                                               init="wn", wn_grad="direction",
+                                                               precision="float32"), None),
 }
 
 
@@ -299,10 +307,10 @@ def blocked_ops_checks():
             cpu = blocked.Ops(plan)
             A = g.standard_normal((n, 7)).astype(plan.dtype)
             H = g.standard_normal((n, 7)).astype(plan.dtype)
-            for op in ("relu_norms", "mask_norms", "column_norms"):
+            for op in ("relu_norms", "mask_norms", "column_norms", "product_norms"):
                 A1, n1 = A.copy(), np.empty(7)
                 A2, n2 = dev.xp.asarray(A), dev.xp.zeros(7)
-                if op == "mask_norms":
+                if op in ("mask_norms", "product_norms"):
                     getattr(cpu, op)(A1, H, n1)
                     getattr(dev, op)(A2, dev.xp.asarray(H), n2)
                 else:
@@ -374,6 +382,20 @@ def test_blocked_device_module_leaves_cupy_unimported():
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_cuda_dense_refuses_wn_direction():
+    """--wn-grad direction is computed by the blocked kernel on the CUDA backend, not by its
+    dense kernel: refused with one line before anything runs (the CPU computes it)."""
+    from mcinit import config
+    from mcinit.kernels import common, cuda
+    cfg, data = config.build(input_dim=4, widths="5", samples=2, trials=1, init="wn", wn_grad="direction")
+    plan = common.make_plan(cfg, data)
+    with pytest.raises(config.ConfigError, match="--wn-grad direction: use --kernel blocked"):
+        cuda.refuse_unbuilt(plan, "dense")
+    with pytest.raises(config.ConfigError, match="--wn-grad direction"):
+        cuda.fill(plan, 0, 1, np.empty((1, 2, 1)), np.empty((1, 2, 1)), np.zeros(1, dtype=bool), "dense")
+    cuda.refuse_unbuilt(plan, "blocked")
 
 
 def test_blocked_is_no_asynchronous_launch():

@@ -9,6 +9,9 @@ from mcinit.stats import Summary, failure_counts, reduce_batch
 from mcinit.store import MemorySink
 
 FIELDS = ("fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead")
+#: with more than one input per trial, the statistics over the inputs too
+INPUT_FIELDS = ("fwd_mean", "fwd_sd", "fwd_norm_mean", "fwd_norm_sd", "bwd_mean", "bwd_sd", "bwd_norm_mean",
+                "bwd_norm_sd")
 
 
 def _run(kernel, threads, batch_size, **kw):
@@ -24,9 +27,11 @@ def _run(kernel, threads, batch_size, **kw):
 def test_bit_identical_across_threads_and_batch_sizes(kernel, kw):
     base = _run(kernel, 1, kw["trials"], **kw)
     others = [_run(kernel, 2, 7, **kw), _run(kernel, numba.config.NUMBA_NUM_THREADS, 64, **kw)]
+    fields = FIELDS + (INPUT_FIELDS if kw.get("samples", 1) > 1 else ())
+    assert set(base.records) == set(fields) | {"index"}
     for other in others:
-        for f in FIELDS:
-            assert np.array_equal(base.records[f], other.records[f]), f
+        for f in fields:
+            assert np.array_equal(base.records[f], other.records[f], equal_nan=True), f
         for k, v in base.summary.arrays().items():
             assert np.array_equal(v, other.summary.arrays()[k]), k
     assert np.array_equal(base.records["index"], np.arange(kw["trials"]))
@@ -46,8 +51,9 @@ def test_records_reduced_in_the_sinks_storage_equal_copied_ones(kernel):
     lent = engine.run(cfg, data, threads=2, batch_size=97)
     copied = engine.run(cfg, data, sink=_CopyingSink(), threads=2, batch_size=97)
     assert lent.sink.buffers(0, 1, 2) is not None and lent.failures.keys() == copied.failures.keys()
-    for f in FIELDS + ("index",):
-        assert np.array_equal(lent.records[f], copied.records[f]), f
+    assert set(lent.records) == set(copied.records)
+    for f in lent.records:
+        assert np.array_equal(lent.records[f], copied.records[f], equal_nan=True), f
     for k in lent.failures:
         assert np.array_equal(lent.failures[k], copied.failures[k])
     for k, v in lent.summary.arrays().items():
@@ -161,7 +167,9 @@ def test_one_property_records_what_a_run_of_both_records(kernel):
     kw = dict(_PROPERTY_CASES[kernel], seed=4, init="he-in" if kernel == "dense" else "he")
     both = _run(kernel, 2, 50, **kw)
     fwd_dead = np.any(both.records["fwd_min"] == 0.0, axis=1)
-    for props, q, fields in (("forward", 0, ("fwd_min", "fwd_max")), ("backward", 1, ("bwd_min", "bwd_max"))):
+    more = kw.get("samples", 1) > 1         # the statistics over the inputs too
+    for props, q, fields in (("forward", 0, ("fwd_min", "fwd_max") + INPUT_FIELDS[:4] * more),
+                             ("backward", 1, ("bwd_min", "bwd_max") + INPUT_FIELDS[4:] * more)):
         one = _run(kernel, 2, 50, properties=props, **kw)
         assert one.config.properties == props and one.config.kernel == kernel
         assert set(one.records) == set(fields) | {"dead", "index"}
@@ -275,3 +283,55 @@ def test_ignore_limits_runs_more_threads_than_cores(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert f"{n} threads" in p.stdout
+
+
+@pytest.mark.parametrize("kernel,kw", [
+    ("dense", dict(widths="9,12,7", samples=4)),
+    ("blocked", dict(widths="9,12,7", samples=4)),
+    ("blocked", dict(widths="9,12,7", samples=4, precision="float32")),
+    ("projected", dict(widths="9,12,7", samples=5)),
+    ("dense", dict(widths="6,6", samples=3, input_dim=4, init="glorot")),     # dead networks among them
+])
+def test_records_hold_the_mean_and_sd_over_the_inputs_of_the_kernels_ratios(kernel, kw):
+    """fwd_mean .. bwd_norm_sd are np.mean and np.std (ddof 0) over the inputs of the ratios
+    the kernel's fill gives and of their square roots; a dead network's gamma (+inf) gives a
+    mean of +inf and an sd of NaN, as numpy's; min and max stay the extremes."""
+    from mcinit.kernels import blocked, common, dense, projected
+    kw = dict(dict(trials=120, input_dim=10, seed=3), **kw)
+    cfg, data = config.build(kernel=kernel, **kw)
+    rec = engine.run(cfg, data, threads=2, batch_size=50).records
+    T, N, L = cfg.trials, cfg.samples, cfg.depth
+    fwd, bwd = np.empty((T, N, L)), np.empty((T, N, L))
+    dead = np.zeros(T, dtype=bool)
+    {"dense": dense, "blocked": blocked, "projected": projected}[kernel].fill(
+        common.make_plan(cfg, data), 0, T, fwd, bwd, dead)
+    assert np.array_equal(rec["dead"], dead)
+    with np.errstate(invalid="ignore"):
+        for q, r in (("fwd", fwd), ("bwd", bwd)):
+            assert np.array_equal(rec[q + "_min"], r.min(axis=1)) and np.array_equal(rec[q + "_max"], r.max(axis=1))
+            for name, v in (("", r), ("norm_", np.sqrt(r))):
+                np.testing.assert_allclose(rec[f"{q}_{name}mean"], v.mean(axis=1), rtol=1e-13, atol=0)
+                np.testing.assert_allclose(rec[f"{q}_{name}sd"], v.std(axis=1), rtol=1e-9, atol=1e-15)
+    if kw.get("init") == "glorot":
+        assert dead.any() and np.all(np.isinf(rec["bwd_mean"][dead])) and np.all(np.isnan(rec["bwd_sd"][dead]))
+
+
+def test_the_statistics_over_the_inputs_equal_those_of_the_independent_numpy_network():
+    """The dense kernel's fwd_norm_mean, fwd_norm_sd, bwd_norm_mean, bwd_norm_sd of a few
+    trials against the same of tests/reference.py's NumPy network (its own weights,
+    inputs and backward pass)."""
+    import reference
+    cfg, data = config.build(kernel="dense", trials=6, input_dim=10, widths="9,12,7", samples=4, seed=5)
+    rec = engine.run(cfg, data, threads=1).records
+    for t in range(cfg.trials):
+        rho, gamma = reference.trial_ratios(cfg, t, data)
+        for q, r, tol in (("fwd", rho, 1e-11), ("bwd", gamma, 1e-9)):
+            np.testing.assert_allclose(rec[q + "_mean"][t], r.mean(axis=0), rtol=tol)
+            np.testing.assert_allclose(rec[q + "_norm_mean"][t], np.sqrt(r).mean(axis=0), rtol=tol)
+            np.testing.assert_allclose(rec[q + "_norm_sd"][t], np.sqrt(r).std(axis=0), rtol=1e3 * tol)
+
+
+def test_one_input_per_trial_computes_and_keeps_no_statistics_over_the_inputs():
+    cfg, data = config.build(kernel="law", trials=500, input_dim=10, widths="8,8")
+    rec = engine.run(cfg, data).records
+    assert set(rec) == set(FIELDS) | {"index"} and rec["fwd_max"] is not None

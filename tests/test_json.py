@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import mcinit
+from mcinit.stats import EPS_LADDER
 from mcinit import documents, theory
 from mcinit.cli import main
 from mcinit.report import report_numbers
@@ -65,9 +66,9 @@ def test_run_json_holds_the_summary_numbers_and_nothing_else(tmp_path):
         for key in ("width", "count", "rho_mean", "rho_sd", "gamma_mean", "gamma_sd", "exact_rho_mean",
                     "exact_rho_sd", "log_rho_mean", "rho_max"):
             assert close(row[key], api[key]), key
-    fail = res.failure([0.1, 0.25, 0.5], prop="forward")
+    fail = res.failure(prop="forward")         # the default eps: the run summary's (stats.EPS_LADDER)
     rows = [r for r in doc["failure"] if r["prop"] == "forward"]
-    assert [r["eps"] for r in rows] == [0.1, 0.25, 0.5]
+    assert [r["eps"] for r in rows] == list(EPS_LADDER)
     for row, (_, api) in zip(rows, fail.iterrows()):
         for key in ("failures", "p_hat", "ci_low", "ci_high", "p_exact", "paper_delta"):
             assert close(row[key], api[key]), key

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mcinit import config, engine
+from mcinit import config, engine, rng
 from mcinit.initializers import scheme_of
 from mcinit.kernels import blocked, common, dense, law, projected
 
@@ -375,3 +375,99 @@ def test_failure_probability_equals_the_exact_one_at_scale(kernel, trials):
     p = theory.exact_forward_failure(eps, widths, "norm", input_dim=80, init="he-in")
     for ki, pi in zip(k, p):
         assert stats.binomtest(int(ki), trials, float(pi)).pvalue > P_MIN, (ki / trials, pi)
+
+
+# ------------------------------------------------------------------ --wn-grad direction
+
+def _direction_loss(X, t, Vs, gains, Wo):
+    """Softmax cross-entropy -sum_c t_c log softmax(z)_c of one input x (t: the soft target),
+    the network of weight-normalised rows W_l = g_l V_l / ||rows of V_l|| with the direction
+    parameters V_l explicit."""
+    h = X
+    for V, g in zip(Vs, gains):
+        h = np.maximum((g * V / np.linalg.norm(V, axis=1, keepdims=True)) @ h, 0.0)
+    z = Wo @ h
+    z = z - z.max()
+    return -float(np.sum(t * (z - np.log(np.sum(np.exp(z))))))
+
+
+def _direction_gamma_by_differences(cfg, trial, step=1e-6):
+    """gamma_l^dir (N, L) of one trial from dloss/dV_l by central finite differences at the rows'
+    directions (||v_i|| = 1), divided by g_l ||x|| ||delta^L|| (squared): independent of the
+    kernels' formula.  delta^L is the reference's (1[a^L > 0] W_o^T (softmax(z) - t))."""
+    dist, var, gain = scheme_of(cfg)
+    Ws, Wo = reference.weights(cfg, trial)
+    Us = [W / np.linalg.norm(W, axis=1, keepdims=True) for W in Ws]       # unit rows: V at ||v|| = 1
+    X = reference.inputs(cfg, trial)
+    K = cfg.head[1]
+    T = rng.uniform_matrix(cfg.seed, trial, cfg.depth + 1, rng.STREAM_TARGET, cfg.samples, K)
+    T = T / T.sum(axis=1, keepdims=True)
+    out = np.empty((cfg.samples, cfg.depth))
+    for x in range(cfg.samples):
+        h = [X[x]]
+        for W in Ws:
+            h.append(np.maximum(W @ h[-1], 0.0))
+        z = Wo @ h[-1]
+        p = np.exp(z - z.max())
+        dL = (h[-1] > 0) * (Wo.T @ (p / p.sum() - T[x]))
+        for l in range(cfg.depth):
+            G = np.empty_like(Us[l])
+            for i in range(G.shape[0]):
+                for j in range(G.shape[1]):
+                    Vp = [U.copy() for U in Us]
+                    Vm = [U.copy() for U in Us]
+                    Vp[l][i, j] += step
+                    Vm[l][i, j] -= step
+                    G[i, j] = (_direction_loss(X[x], T[x], Vp, gain, Wo)
+                               - _direction_loss(X[x], T[x], Vm, gain, Wo)) / (2 * step)
+            out[x, l] = np.sum(G * G) / (gain[l] ** 2 * (X[x] @ X[x]) * (dL @ dL))
+    return out
+
+
+@pytest.mark.parametrize("init", ["wn", "wn-unit"])
+def test_wn_direction_gradient_matches_finite_differences(init):
+    """The dense kernel's gamma^dir is ||dloss/dV_l||^2 / (g_l^2 ||x||^2 ||delta^L||^2), dloss/dV_l
+    by central differences of the loss in the direction parameters (step 1e-6: truncation
+    ~1e-12, cancellation ~1e-10 of gradient entries of order 0.1 to 1).  Tolerance 1e-6."""
+    cfg, data = config.build(trials=4, kernel="dense", input_dim=5, widths="4,6,3", samples=2, init=init,
+                             wn_grad="direction", head="softmax:3", seed=21)
+    fwd, bwd, dead = fill("dense", cfg, data, 0, 3)
+    for j in range(3):
+        assert not dead[j]
+        np.testing.assert_allclose(bwd[j], _direction_gamma_by_differences(cfg, j), rtol=1e-6, atol=0)
+        rho, gamma = reference.trial_ratios(cfg, j)
+        np.testing.assert_allclose(fwd[j], rho, rtol=1e-11, atol=0)     # the forward pass is unchanged
+        assert np.all(bwd[j] < gamma)       # the direction gradient drops each row's radial part
+
+
+@pytest.mark.parametrize("precision,rtol", [("float64", 1e-9), ("float32", 1e-4)])
+def test_wn_direction_blocked_equals_dense(precision, rtol, correlated_npy):
+    """blocked (float64: to rounding; float32: to single precision, as
+    test_blocked_float32_is_float64_to_single_precision) gives the dense kernel's gamma^dir,
+    on random and on fixed inputs, with kept and with redrawn weights."""
+    for kw in (dict(input_dim=16, widths="24,12,30", samples=3),
+               dict(data=correlated_npy[0], widths="20,9")):
+        cfg, data = config.build(trials=6, kernel="dense", init="wn", wn_grad="direction", **kw)
+        d = fill("dense", cfg, data, 0, 6)
+        cfg_b, data_b = config.build(trials=6, kernel="blocked", init="wn", wn_grad="direction",
+                                     precision=precision, **kw)
+        b = fill("blocked", cfg_b, data_b, 0, 6)
+        np.testing.assert_allclose(b[0], d[0], rtol=rtol, atol=0)
+        np.testing.assert_allclose(b[1], d[1], rtol=rtol, atol=0)
+        assert np.array_equal(b[2], d[2])
+        weight = fill("dense", config.build(trials=6, kernel="dense", init="wn", **kw)[0], data, 0, 6)[1]
+        assert np.all(d[1] < weight)
+
+
+def test_wn_direction_dense_redrawn_equals_stored():
+    cfg, data = config.build(trials=4, kernel="dense", input_dim=7, widths="9,8,5", samples=2, init="wn",
+                             wn_grad="direction")
+    a = fill("dense", cfg, data, 0, 4, store=True)
+    b = fill("dense", cfg, data, 0, 4, store=False)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_wn_direction_needs_weight_normalised_rows():
+    with pytest.raises(config.ConfigError, match="wn-grad"):
+        config.build(trials=4, input_dim=5, widths="4,4", init="he", wn_grad="direction")

@@ -49,8 +49,8 @@ REFUSED = [
     (["run", "--head", "gaussian:1e12"],
      "the head has 1000000000000 classes; at most 1048576 are supported"),
     (["run", "--samples", 1000, "--depth", 100, "--kernel", "dense", "--batch-size", 100000, "--threads", 1],
-     "a batch of 100000 trials needs 150 GiB of memory (the ratio arrays: 149 GiB); this machine has 8 GiB "
-     "available: lower --batch-size (at most 4897 fits) or --samples (or pass --ignore-limits)"),
+     "a batch of 100000 trials needs 151 GiB of memory (the ratio arrays: 149 GiB); this machine has 8 GiB "
+     "available: lower --batch-size (at most 4765 fits) or --samples (or pass --ignore-limits)"),
     (["run", "--width", W20, "--depth", 2, "--samples", 1 << 16, "--kernel", "dense", "--batch-size", 1,
       "--threads", 1],
      "a batch of 1 trial needs 3 TiB of memory (the kernel's scratch: 3 TiB); this machine has 8 GiB available: "
@@ -67,8 +67,8 @@ REFUSED = [
      "(or pass --ignore-limits)"),
     (["sweep", "--trials", "1e5", "--width", "16,32", "--depth", 100, "--samples", 1000, "--kernel", "dense",
       "--batch-size", 100000, "--threads", 1],
-     "a batch of 100000 trials needs 149 GiB of memory (the ratio arrays: 149 GiB); this machine has 8 GiB "
-     "available: lower --batch-size (at most 5269 fits) or --samples (or pass --ignore-limits)"),
+     "a batch of 100000 trials needs 150 GiB of memory (the ratio arrays: 149 GiB); this machine has 8 GiB "
+     "available: lower --batch-size (at most 5128 fits) or --samples (or pass --ignore-limits)"),
     (["run", "--data", "DIR/big.npy", "--width", 8, "--depth", 2],
      "data DIR/big.npy: input row 0 has entries of magnitude 2**996, whose squared norm float64 cannot hold, "
      "and a softmax head depends on the inputs' scale: scale the data, or use --normalize unit or a gaussian head"),

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import mcinit
 from mcinit.cli import main
 from mcinit.reader import read_file
+from mcinit.stats import input_fields, record_fields
 from mcinit.store import StoreError
 
 RUN = ["run", "--trials", 300, "--input-dim", 6, "--widths", "5,7", "--samples", 2, "-q"]
@@ -34,6 +35,9 @@ def good(tmp_path_factory):
     assert invoke(*RUN, "-o", d / "good.h5").exit_code == 0
     assert invoke(*SWEEP, "-o", d / "sweep.h5").exit_code == 0
     assert invoke(*RUN, "--properties", "forward", "-o", d / "forward.h5").exit_code == 0
+    one = [a if a != 2 else 1 for a in RUN]       # one input per trial
+    assert one != RUN and invoke(*one, "-o", d / "one.h5").exit_code == 0
+    assert invoke(*one, "--properties", "forward", "-o", d / "forward1.h5").exit_code == 0
     return d
 
 
@@ -93,9 +97,11 @@ DAMAGED = {
     "completed text": ("good", _attr("completed", "300"), "completed is not an integer"),
     "completed missing": ("good", _del("completed"), "has no completed attribute"),
     "format version 2": ("good", _attr("format_version", np.int64(2)), "format version 2"),
-    "format version 3": ("good", _attr("format_version", np.int64(3)), "reads versions 1 and 2"),
+    "format version 4": ("good", _attr("format_version", np.int64(4)), "reads versions 1, 2 and 3"),
     "forward run claiming version 1": ("forward", _attr("format_version", np.int64(1)),
-                                       "format version 1, but a run of properties forward is written as version 2"),
+                                       "format version 1, but a run of properties forward is written as version 2 or 3"),
+    "one input claiming version 3": ("one", _attr("format_version", np.int64(3)),
+                                     "format version 3, but a run of properties both is written as version 1"),
     "forward run without its summary": ("forward", _del("summary/fwd"), "has no fwd"),
     "forward run without trials/fwd_min": ("forward", _del("trials/fwd_min"), "has no trials/fwd_min"),
     "format not mcinit": ("good", _attr("format", "other"), "is not an mcinit results file"),
@@ -106,6 +112,9 @@ DAMAGED = {
     "trials/fwd_max dangling link": ("good", _dangling_link, "trials/fwd_max"),
     "trials/dead of the wrong shape": ("good", _replace("trials/dead", lambda s: (s[0] + 1,)), "trials/dead has shape"),
     "trials/bwd_min of the wrong type": ("good", _replace("trials/bwd_min", dtype=np.float32), "trials/bwd_min has shape"),
+    "trials/fwd_norm_sd of the wrong shape": ("good", _replace("trials/fwd_norm_sd", lambda s: (s[0], s[1] + 1)),
+                                              "trials/fwd_norm_sd has shape (300, 3)"),
+    "trials/bwd_mean missing": ("good", _del("trials/bwd_mean"), "has no trials/bwd_mean dataset"),
     "summary histogram of the wrong shape": ("good", _replace("summary/fwd/hist", lambda s: (s[0], 3)), "summary fwd/hist"),
     "checkpoint missing": ("good", _del("checkpoint"), "has no checkpoint group"),
     "summary a link to a FIFO": ("good", _external("summary", "/tmp/mcinit-test-fifo"),
@@ -274,17 +283,88 @@ def test_a_run_on_a_data_file_keeps_its_path_through_load_and_merge(tmp_path):
 
 
 def test_both_properties_are_version_1_and_one_property_version_2(good):
-    """A run of both properties is written in format version 1, as every earlier mcinit
-    wrote and reads it (its layout is unchanged); a run of one property is version 2 and
-    holds that property's quantity only.  Both load."""
-    with h5py.File(good / "good.h5", "r") as f:
+    """With one input per trial a run of both properties is written in format version 1, as
+    every earlier mcinit wrote and reads it (its layout is unchanged), and a run of one
+    property is version 2, holding that property's quantity only; with more inputs both are
+    version 3, their layout and the statistics over the inputs.  All load."""
+    with h5py.File(good / "one.h5", "r") as f:
         assert f.attrs["format_version"] == 1 and "properties" not in json.loads(f.attrs["config"])
-        assert {"fwd_min", "fwd_max", "bwd_min", "bwd_max"} <= set(f["trials"])
+        assert set(f["trials"]) == {"index", "fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead"}
+    with h5py.File(good / "good.h5", "r") as f:
+        assert f.attrs["format_version"] == 3 and "properties" not in json.loads(f.attrs["config"])
+        assert set(f["trials"]) == {"index", "dead", *record_fields(input_stats=True)}
     with h5py.File(good / "sweep.h5", "r") as f:
         assert f.attrs["format_version"] == 1
-    with h5py.File(good / "forward.h5", "r") as f:
+    with h5py.File(good / "forward1.h5", "r") as f:
         assert f.attrs["format_version"] == 2 and json.loads(f.attrs["config"])["properties"] == "forward"
-        assert "bwd_min" not in f["trials"] and "bwd" not in f["summary"]
+        assert set(f["trials"]) == {"index", "dead", "fwd_min", "fwd_max"} and "bwd" not in f["summary"]
+    with h5py.File(good / "forward.h5", "r") as f:
+        assert f.attrs["format_version"] == 3 and json.loads(f.attrs["config"])["properties"] == "forward"
+        assert set(f["trials"]) == {"index", "dead", *record_fields(("fwd",), input_stats=True)}
+        assert "bwd" not in f["summary"]
     run = read_file(good / "forward.h5").runs[0]
     assert run.config.properties == "forward" and run.summary.quantities == ("fwd",)
     assert read_file(good / "good.h5").runs[0].summary.quantities == ("fwd", "bwd")
+
+
+def _before_version_3(src, dst, version=1):
+    """A copy of the run file src as an mcinit before format version 3 wrote it: without the
+    statistics over the inputs, in format version 1 (both properties) or 2 (one)."""
+    if str(src) != str(dst):
+        shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        for k in input_fields():
+            if k in f["trials"]:
+                del f["trials"][k]
+        f.attrs["format_version"] = np.int64(version)
+
+
+def test_a_file_written_before_version_3_reads_and_says_it_lacks_the_statistics(good, tmp_path):
+    """An N > 1 file of version 1 (or 2) reads: its min and max records, failures, report and
+    status; asked for the statistics over the inputs (records, over_inputs) the results API
+    says in one line that the file has none; it stays without them when resumed to more
+    trials (an extension) or merged with shards of version 3."""
+    old = tmp_path / "old.h5"
+    _before_version_3(good / "good.h5", old)
+    run = mcinit.load(old).runs[0]
+    new = mcinit.load(good / "good.h5").runs[0]
+    assert not run.input_stats and run.format_version == 1 and new.input_stats
+    assert run.fields == record_fields() and set(new.fields) == set(record_fields(input_stats=True))
+    for k in record_fields() + ("dead", "index"):
+        assert np.array_equal(run.records()[k], new.records()[k]), k
+    assert run.failure_counts([0.25])["both"].tolist() == new.failure_counts([0.25])["both"].tolist()
+    for field, ask in (("fwd_norm_mean", lambda: run.records(["fwd_min", "fwd_norm_mean"])),
+                       ("fwd_mean", lambda: run.over_inputs(0))):
+        with pytest.raises(StoreError) as e:
+            ask()
+        assert str(e.value) == (f"run old holds no {field}: {old} was written in format version 1, before mcinit "
+                                "recorded the statistics over each trial's inputs (format version 3); run it again "
+                                "to record them")
+    fwd_old = tmp_path / "forward-old.h5"
+    _before_version_3(good / "forward.h5", fwd_old, 2)
+    assert mcinit.load(fwd_old).runs[0].fields == ("fwd_min", "fwd_max")
+    r = invoke("status", old, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["runs"][0]["record_columns"] == ["index", *record_fields(), "dead"]
+    assert invoke("report", old).exit_code == 0
+    # extended to more trials: still version 1, its old rows and the new ones' min and max
+    bigger = [a if a != 300 else 500 for a in RUN]
+    r = invoke(*bigger, "-o", old, "--resume")
+    assert r.exit_code == 0, r.output
+    fresh = tmp_path / "fresh.h5"
+    assert invoke(*bigger, "-o", fresh).exit_code == 0
+    with h5py.File(old, "r") as f, h5py.File(fresh, "r") as g:
+        assert f.attrs["format_version"] == 1 and g.attrs["format_version"] == 3
+        assert set(f["trials"]) == {"index", "dead", *record_fields()}
+        for k in f["trials"]:
+            assert np.array_equal(f["trials"][k][:], g["trials"][k][:]), k
+    # an old shard merged with a new one: the output lacks the statistics (version 1)
+    parts = [tmp_path / f"p{i}.h5" for i in range(2)]
+    for i, p in enumerate(parts):
+        assert invoke(*RUN, "--shard", f"{i}/2", "-o", p).exit_code == 0
+    _before_version_3(parts[0], parts[0])
+    assert invoke("merge", *parts, "-o", tmp_path / "m.h5", "-q").exit_code == 0
+    merged = mcinit.load(tmp_path / "m.h5").runs[0]
+    assert merged.format_version == 1 and not merged.input_stats
+    for k in record_fields() + ("dead", "index"):
+        assert np.array_equal(merged.records()[k], new.records()[k]), k

@@ -185,8 +185,10 @@ def test_bound_text():
 
 # --- tolerances at float64's edges: the limits, no traceback, no NaN ---------------------------
 
-@pytest.mark.parametrize("form", ["norm", "squared"])
-@pytest.mark.parametrize("eps", [1e308, 1e-20, 5e-324])
+# the symmetric form at 1e308 takes 3 s (the exact law on ln rho in [-1418, 1418]): a slow test
+@pytest.mark.parametrize("form,eps", [(f, e) for f in ("norm", "squared", "symmetric") for e in (1e308, 1e-20, 5e-324)
+                                      if (f, e) != ("symmetric", 1e308)]
+                         + [pytest.param("symmetric", 1e308, marks=pytest.mark.slow)])
 def test_report_at_extreme_eps(single_file, form, eps):
     text = report.report_text(mcinit.load(single_file), eps=[eps], form=form)
     assert not re.search(r"\bnan\b", text, re.I)
@@ -212,3 +214,45 @@ def test_bound_at_tiny_eps_says_no_width(form):
     assert "needs a width above 2097152" in text and not re.search(r"\bnan\b", text, re.I)
     text = _flat(report.bound_text(5e-324, 0.1, 3, form="norm"))
     assert "paper: the paper bound needs a width beyond any number" in text
+
+
+# --- the symmetric form, and the warning of norm-form eps >= 1 ---------------------------------
+
+def test_report_and_bound_take_the_symmetric_form_and_warn_of_norm_eps_of_one_or_more(single_file):
+    """report and bound take --form symmetric (text and JSON); a norm-form --eps of 1 or more
+    gives one warning line on stderr naming --form symmetric, and nothing else does."""
+    import json
+
+    from click.testing import CliRunner
+
+    from mcinit.cli import main
+
+    def run(*args):
+        r = CliRunner().invoke(main, [str(a) for a in args])
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        return r
+    for args in (("report", single_file, "--eps", "0.5,1"), ("report", single_file, "--eps", "2", "--json"),
+                 ("bound", "--eps", "0.25,1.5", "--delta", "0.1", "--depth", "3")):
+        r = run(*args)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mcinit: warning: norm-form eps"), r.stderr
+        assert "--form symmetric" in lines[0] and "cannot detect collapse" in lines[0]
+    for args in (("report", single_file), ("report", single_file, "--eps", "0.5,0.99"),
+                 ("report", single_file, "--eps", "1,2", "--form", "symmetric"),
+                 ("report", single_file, "--eps", "1,2", "--form", "squared"),
+                 ("bound", "--eps", "1.5", "--delta", "0.1", "--depth", "3", "--form", "symmetric")):
+        assert run(*args).stderr == "", args
+    text = _flat(run("report", single_file, "--eps", "0.25,1", "--form", "symmetric").stdout)
+    assert "symmetric form: deviation max(sqrt(ratio), 1/sqrt(ratio)) - 1" in text
+    assert "norm tolerance eps/(1+eps)" in text
+    doc = json.loads(run("report", single_file, "--eps", "0.25,1", "--form", "symmetric", "--json").stdout)
+    assert doc["form"] == "symmetric" and doc["eps"] == [0.25, 1.0]
+    res = mcinit.load(single_file)
+    c = res.runs[0].config
+    rows = [r for r in doc["failure"]["forward"]] if isinstance(doc["failure"], dict) else \
+        [r for r in doc["failure"] if r["prop"] == "forward"]
+    p = theory.exact_forward_failure([0.25, 1.0], list(c.widths), "symmetric", c.input_dim, c.init)
+    np.testing.assert_allclose([r["p_exact"] for r in rows], p, rtol=1e-9)
+    text = _flat(run("bound", "--eps", "0.5", "--delta", "0.01", "--depth", "5", "--form", "symmetric").stdout)
+    assert "norm tolerance eps/(1+eps) = 0.3333" in text
+    assert f"paper (authors' code) {theory.paper_width(0.5 / 1.5, 0.01, 1, 5)} forward" in text

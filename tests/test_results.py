@@ -9,6 +9,7 @@ from scipy import stats
 
 import mcinit
 from mcinit import config, engine, sweep, theory
+from mcinit.stats import INPUT_STATS
 from mcinit.store import HDF5Sink, StoreError
 
 
@@ -130,7 +131,7 @@ def test_a_stopped_sweep_resumes_to_the_uninterrupted_one(tmp_path):
     for ra, rb in zip(a.runs, b.runs):
         assert ra.name == rb.name and rb.completed == 900
         for k, v in ra.records().items():
-            assert np.array_equal(v, rb.records()[k]), (ra.name, k)
+            assert np.array_equal(v, rb.records()[k], equal_nan=True), (ra.name, k)
         for k, v in ra.summary().arrays().items():
             assert np.array_equal(v, rb.summary().arrays()[k]), (ra.name, k)
 
@@ -177,15 +178,17 @@ def test_results_of_one_property(property_files):
         assert set(lay["properties"]) == {props}
         rec = run.records()
         q = "fwd" if props == "forward" else "bwd"
-        assert set(rec) == {f"{q}_min", f"{q}_max", "dead", "index"}
-        assert np.array_equal(rec[f"{q}_min"], both.runs[0].records()[f"{q}_min"])
+        assert set(rec) == {f"{q}_min", f"{q}_max", "dead", "index"} | {f"{q}_{s}" for s in INPUT_STATS}
+        for k in rec:
+            assert np.array_equal(rec[k], both.runs[0].records()[k], equal_nan=True), k
+        assert np.isnan(run.over_inputs(5)[f"{'bwd' if q == 'fwd' else 'fwd'}_norm_mean"]).all()
         with pytest.raises(ValueError, match="--properties"):
             run.records((("bwd_min",) if props == "forward" else ("fwd_min",)))
 
 
 def test_a_sweep_lists_properties_and_precisions(property_files):
     """--properties and --precision take lists in a sweep: one run each, named by them, the
-    runs of one property in format version 2; failure tables hold the runs that computed
+    runs of one property in format version 2 (3 with their two inputs); failure tables hold the runs that computed
     the property asked for."""
     res = mcinit.load(property_files / "sweep.h5")
     names = [r.name for r in res.runs]
@@ -194,7 +197,7 @@ def test_a_sweep_lists_properties_and_precisions(property_files):
     assert [(r.config.precision, r.config.properties) for r in res.runs] == [
         ("float64", "forward"), ("float64", "both"), ("float32", "forward"), ("float32", "both")]
     with h5py.File(property_files / "sweep.h5", "r") as f:
-        assert [f["runs"][n].attrs["format_version"] for n in names] == [2, 1, 2, 1]
+        assert [f["runs"][n].attrs["format_version"] for n in names] == [3, 3, 3, 3]
     assert sorted(res.failure([0.5], prop="backward").run) == sorted(names[1::2])
     assert sorted(res.failure([0.5], prop="forward").run) == sorted(names)
     assert [r.name for r in res.with_property("both").runs] == names[1::2]
@@ -283,3 +286,127 @@ def test_summary_arrays_by_name(sweep_file, property_files):
     fwd_only = mcinit.load(property_files / "forward.h5").runs[0].summary()
     with pytest.raises(ValueError, match="computed forward"):
         fwd_only.of("gamma")
+
+
+def test_over_inputs_is_one_networks_mean_and_sd_over_its_inputs(tmp_path):
+    """Run.over_inputs(trial): per layer, the mean and population sd over the trial's
+    inputs of sqrt(rho_l) and sqrt(gamma_l) (and of the ratios), those of the records,
+    which equal the same of the kernel's ratios (tests/test_engine.py); a shard's and a
+    partial merge's trials by their global index; a trial not held is a ValueError; a
+    sweep's runs each have theirs."""
+    cfg, data = config.build(kernel="dense", trials=40, input_dim=8, widths="6,9,5", samples=4, seed=2)
+    path = str(tmp_path / "r.h5")
+    engine.run(cfg, data, sink=HDF5Sink(path))
+    mem = engine.run(cfg, data).records
+    run = mcinit.load(path).runs[0]
+    df = run.over_inputs(trial=7)
+    assert list(df.columns[:13]) == ["run", "trial", "layer", "width", "samples", "fwd_norm_mean", "fwd_norm_sd",
+                                     "bwd_norm_mean", "bwd_norm_sd", "fwd_mean", "fwd_sd", "bwd_mean", "bwd_sd"]
+    assert df.layer.tolist() == [1, 2, 3] and df.width.tolist() == [6, 9, 5] and (df.trial == 7).all()
+    assert "config_hash" in df.columns and (df.samples == 4).all()
+    for k in ("fwd_norm_mean", "fwd_norm_sd", "bwd_norm_mean", "bwd_norm_sd", "fwd_mean", "bwd_sd"):
+        assert df[k].tolist() == mem[k][7].tolist(), k
+    assert df.dead.tolist() == [bool(mem["dead"][7])] * 3
+    with pytest.raises(ValueError, match="holds no completed trial 40"):
+        run.over_inputs(40)
+    with pytest.raises(ValueError, match="an integer"):
+        run.over_inputs(1.5)
+    # a shard holds trials 20..39: trial 27 is its row 7
+    shard = str(tmp_path / "s.h5")
+    engine.run(cfg, data, sink=HDF5Sink(shard), shard=(1, 2))
+    got = mcinit.load(shard).runs[0].over_inputs(27)
+    assert got.fwd_norm_mean.tolist() == mem["fwd_norm_mean"][27].tolist()
+    with pytest.raises(ValueError, match=r"holds no completed trial 3 \(its completed trials: 20..39\)"):
+        mcinit.load(shard).runs[0].over_inputs(3)
+    # a partial merge of that shard alone: its rows are trials 20..39
+    from mcinit.merge import merge_files
+    merge_files([shard], str(tmp_path / "m.h5"), allow_partial=True)
+    got = mcinit.load(str(tmp_path / "m.h5")).runs[0].over_inputs(27)
+    assert got.bwd_norm_sd.tolist() == mem["bwd_norm_sd"][27].tolist()
+
+
+def test_one_input_per_trial_derives_the_statistics_over_its_input(tmp_path):
+    """With N = 1 nothing new is stored; asked for, the statistics are the one value r, 0,
+    sqrt(r), 0 (the sd NaN where r is +inf, as np.std of one value), what the reducer gives
+    for N = 1."""
+    from mcinit.stats import Summary, reduce_batch
+    cfg, data = config.build(kernel="dense", trials=300, input_dim=6, widths="4,4", seed=1)
+    path = str(tmp_path / "r.h5")
+    engine.run(cfg, data, sink=HDF5Sink(path))
+    run = mcinit.load(path).runs[0]
+    assert run.fields == ("fwd_min", "fwd_max", "bwd_min", "bwd_max") and not run.input_stats
+    rec = run.records(["bwd_min", "bwd_mean", "bwd_sd", "bwd_norm_mean", "bwd_norm_sd", "fwd_norm_sd", "dead"])
+    assert rec["dead"].any()                 # width 4: some networks are dead (gamma +inf)
+    r = rec["bwd_min"]
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(rec["bwd_mean"], r) and np.array_equal(rec["bwd_norm_mean"], np.sqrt(r))
+        assert np.array_equal(rec["bwd_sd"], np.std(r[:, None, :], axis=1), equal_nan=True)
+        assert np.array_equal(rec["bwd_norm_sd"], np.std(np.sqrt(r)[:, None, :], axis=1), equal_nan=True)
+        # the reducer's two passes over one input give the same numbers
+        two = reduce_batch(np.concatenate([r[:, None, :]] * 2, axis=1), np.ones((300, 2, 2)),
+                           np.zeros(300, bool), Summary(2))
+    assert np.isnan(rec["bwd_sd"][np.isinf(r)]).all() and (rec["fwd_norm_sd"] == 0).all()
+    assert np.array_equal(two["fwd_mean"], r) and np.array_equal(two["fwd_sd"], rec["bwd_sd"], equal_nan=True)
+    df = run.over_inputs(int(np.flatnonzero(rec["dead"])[0]))
+    assert df.dead.all() and np.isinf(df.bwd_norm_mean).any() and (df.fwd_norm_sd == 0).all()
+
+
+def test_symmetric_form_in_results_tables(sweep_file):
+    """failure() and failure_by_layer() take the symmetric form: its counts are those of
+    mcinit.stats.failure_counts, its exact probabilities theory's, and glorot's collapsing
+    norms fail at eps >= 1 where the norm form sees only dead networks."""
+    import warnings
+    from mcinit.stats import failure_counts
+    res = mcinit.load(sweep_file)
+    eps = [0.25, 1.0, 2.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # the symmetric form warns of nothing
+        df = res.failure(eps, form="symmetric")
+        by_layer = res.failure_by_layer(eps, form="symmetric", cumulative=True)
+    assert set(df["form"]) == {"symmetric"}
+    for run in res.runs:
+        rows = df[df["run"] == run.name].sort_values("eps")
+        k = failure_counts(run.records(), eps, "symmetric")["forward"]
+        assert rows["failures"].tolist() == k.tolist()
+        last = by_layer[(by_layer["run"] == run.name) & (by_layer["layer"] == run.config.depth)].sort_values("eps")
+        assert last["failures"].tolist() == k.tolist()
+        if run.config.init == "glorot":          # E rho_3 about 1/8: collapsing
+            assert np.all(rows["p_hat"].to_numpy() > [0.9, 0.5, 0.3])
+            with pytest.warns(UserWarning, match="symmetric"):
+                norm = res.failure(eps, form="norm")
+            assert np.all(norm[norm["run"] == run.name].sort_values("eps")["p_hat"].to_numpy()[1:] < 0.05)
+        p = theory.exact_forward_failure(eps, list(run.config.widths), "symmetric", run.config.input_dim,
+                                         run.config.init)
+        np.testing.assert_allclose(rows["p_exact"], p, rtol=1e-12)
+
+
+def test_norm_form_eps_of_one_or_more_warns_once(sweep_file):
+    """A UserWarning, once per call, when norm-form eps >= 1 are asked for; none for eps < 1,
+    the other forms, or the default eps (the ladder, mcinit.stats.EPS_LADDER)."""
+    import warnings
+    from mcinit.stats import EPS_LADDER
+    res = mcinit.load(sweep_file)
+    for call in (lambda: res.failure([0.5, 1.0, 2.0]), lambda: res.failure_by_layer([1.5], prop="backward")):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            call()
+        msgs = [str(w.message) for w in got if issubclass(w.category, UserWarning)]
+        assert len(msgs) == 1 and "cannot detect collapse" in msgs[0] and "--form symmetric" in msgs[0]
+        assert got[0].filename == __file__                       # it names the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res.failure([0.1, 0.5, 0.99])
+        res.failure([1.0, 2.0], form="squared")
+        res.failure([1.0, 2.0], form="symmetric")
+        df = res.failure()
+    assert sorted(set(df["eps"])) == list(EPS_LADDER)
+
+
+def test_one_eps_ladder():
+    """The run summary, the report and results take their default tolerances from one object."""
+    from mcinit import engine as eng, results, stats
+    from mcinit.report import common
+    assert eng.REPORT_EPS is stats.EPS_LADDER and common.EPS_LADDER is stats.EPS_LADDER
+    assert common.EPS_CORE is stats.EPS_CORE and set(stats.EPS_CORE) <= set(stats.EPS_LADDER)
+    assert results._checked("forward", "norm", None)[2].tolist() == list(stats.EPS_LADDER)
+    assert list(stats.EPS_LADDER) == sorted(stats.EPS_LADDER)

@@ -10,8 +10,8 @@ from numba import njit
 from scipy import stats
 
 from mcinit import config
-from mcinit.stats import (HIST_BINS, HIST_RANGE, Summary, clopper_pearson, failure_counts, log_values,
-                          record_buffers, reduce_batch)
+from mcinit.stats import (HIST_BINS, HIST_RANGE, Summary, clopper_pearson, deviation, failure_counts, input_fields,
+                          log_values, record_buffers, reduce_batch)
 
 ACCUMULATORS = ("count", "mean", "m2", "min", "max", "hist")
 
@@ -99,8 +99,33 @@ def _reference(fwd, bwd, dead, summary):
                            HIST_BINS)
     summary.trials += T
     summary.dead += int(np.count_nonzero(dead))
-    return dict(fwd_min=rec_min[0], fwd_max=rec_max[0], bwd_min=rec_min[1], bwd_max=rec_max[1],
-                dead=dead.copy())
+    out = dict(fwd_min=rec_min[0], fwd_max=rec_max[0], bwd_min=rec_min[1], bwd_max=rec_max[1],
+               dead=dead.copy())
+    if N > 1:
+        for q, src in (("fwd", fwd), ("bwd", bwd)):
+            out.update({f"{q}_{k}": v for k, v in _sequential_moments(src).items()})
+    return out
+
+
+def _sequential_moments(src):
+    """The statistics over the inputs (stats.INPUT_STATS) of src (T, N, L) by whole-array
+    numpy steps in the reducer's order: sums over the inputs x = 0, 1, ... one input at a
+    time, then the squared deviations from the mean the same way (so the same bits)."""
+    T, N, L = src.shape
+    out = {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        for name, v in (("", src), ("norm_", np.sqrt(src))):
+            total = np.zeros((T, L))
+            for x in range(N):
+                total = total + v[:, x]
+            mean = total / N
+            sq = np.zeros((T, L))
+            for x in range(N):
+                d = v[:, x] - mean
+                sq = sq + d * d
+            out[name + "mean"] = mean
+            out[name + "sd"] = np.sqrt(sq / N)
+    return out
 
 
 def _ratios(rs, shape):
@@ -131,14 +156,24 @@ def _assert_same(s1, r1, s2, r2):
         assert np.array_equal(_bits(getattr(s1, k)), _bits(getattr(s2, k))), k
     assert (s1.trials, s1.dead) == (s2.trials, s2.dead)
     for k in r1:
-        assert np.array_equal(_bits(r1[k]), _bits(r2[k])), k
+        if k in input_fields():
+            # against numpy's steps: the bits but a NaN's sign and payload (the sum of two NaNs
+            # is either one: LLVM may commute the addition; numpy's sqrt of -5e-324 is +NaN)
+            assert np.array_equal(_bits(_one_nan(r1[k])), _bits(_one_nan(r2[k]))), k
+        else:
+            assert np.array_equal(_bits(r1[k]), _bits(r2[k])), k
+
+
+def _one_nan(a):
+    return np.where(np.isnan(a), np.nan, a)
 
 
 @pytest.mark.parametrize("T,N,L", [(1000, 1, 10), (300, 3, 7), (129, 2, 1), (50, 1, 13), (700, 5, 4),
                                    (5, 1, 3), (1, 1, 1), (2000, 1, 2), (200, 40, 30)])
 def test_reduction_is_bit_identical_to_the_scalar_recursion(T, N, L):
     """Records and summary, bit for bit (signed zeros and NaN payloads included), in one batch
-    and in batches of uneven sizes, from a summary that already holds values."""
+    and in batches of uneven sizes, from a summary that already holds values; with N > 1
+    also the statistics over the inputs (in the batches' own arrays or in out's)."""
     rs = np.random.RandomState(T + 7 * N + 31 * L)
     fwd, bwd = _ratios(rs, (T, N, L))
     dead = rs.rand(T) < 0.1
@@ -149,10 +184,16 @@ def test_reduction_is_bit_identical_to_the_scalar_recursion(T, N, L):
     for cuts in ([0, T], sorted({0, T // 3, T // 3 + 1, min(T, 200), T})):
         s = Summary(L)
         reduce_batch(pre_f, pre_b, np.zeros(3, bool), s)
-        parts = [reduce_batch(fwd[a:b], bwd[a:b], dead[a:b], s, out=record_buffers(T + 5, L))
-                 for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        parts = [reduce_batch(fwd[a:b], bwd[a:b], dead[a:b], s, out=record_buffers(T + 5, L, input_stats=N > 1 and i % 2 == 1))
+                 for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])) if b > a]
+        assert set(parts[0]) == set(r_ref)
         r = {k: np.concatenate([p[k] for p in parts]) for k in r_ref}
         _assert_same(s_ref, r_ref, s, r)
+        if N > 1:       # the batches' numbers are one batch's, bit for bit (NaN payloads too)
+            for k in input_fields():
+                whole = r_whole[k] if len(cuts) > 2 else r[k]
+                assert np.array_equal(_bits(r[k]), _bits(whole)), k
+        r_whole = r
 
 
 def test_empty_rows_leave_the_summary_alone():
@@ -171,7 +212,7 @@ def test_empty_rows_leave_the_summary_alone():
 @pytest.mark.parametrize("T,N,L", [(1000, 1, 10), (300, 3, 7), (5000, 1, 3), (129, 2, 1)])
 def test_tally_from_the_reduction_equals_the_tally_of_the_records(T, N, L):
     """reduce_and_tally's failure counts (from each trial's extremes, taken as its records are
-    made) equal failure_counts of the records, in both forms, with zeros, infinities, NaN,
+    made) equal failure_counts of the records, in every form, with zeros, infinities, NaN,
     negatives and values at a tolerance; with one input per trial also into one array for
     min and max (record_buffers(single=True)), whose records are the min records."""
     from mcinit.stats import failure_counts, reduce_and_tally
@@ -181,7 +222,7 @@ def test_tally_from_the_reduction_equals_the_tally_of_the_records(T, N, L):
     dead = rs.rand(T) < 0.1
     eps = np.array([0.0, 0.1, 0.25, 0.5, 1.0, np.inf])
     for single in ((False, True) if N == 1 else (False,)):
-        for form in ("norm", "squared"):
+        for form in ("norm", "squared", "symmetric"):
             out = record_buffers(T, L, single=single)
             assert (out["fwd_max"] is out["fwd_min"]) == single
             rec, counts = reduce_and_tally(fwd, bwd, dead, Summary(L), eps, form, out=out)
@@ -247,23 +288,51 @@ def test_failure_counts_by_hand():
     assert c["forward"].tolist() == [2, 2, 1] and c["backward"].tolist() == [2, 1, 1]
 
 
+def test_symmetric_form_by_hand_and_vanishing_ratios():
+    """The symmetric form max(sqrt(r), 1/sqrt(r)) - 1: the norm form above 1; below 1 it grows
+    without bound, so a ratio of 0 (a dead layer forward, a vanished gamma backward) fails
+    at every eps, where the norm form at eps >= 1 sees nothing."""
+    rec = dict(fwd_min=np.array([[0.25, 1.0], [1e-4, 1.0], [1.0, 1.0], [1.0, 0.0]]),
+               fwd_max=np.array([[1.0, 1.0], [1.0, 1.0], [4.0, 1.0], [1.0, 0.0]]),
+               bwd_min=np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [np.inf, np.inf]]),
+               bwd_max=np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [np.inf, np.inf]]))
+    eps = [0.5, 1.0, 98.9, 99.1, 1e300]
+    c = failure_counts(rec, eps, "symmetric")
+    # forward: trial 0 deviates by 1 (sqrt 0.5), 1 by 99, 2 by 1 (sqrt 4), 3 is dead
+    assert c["forward"].tolist() == [4, 2, 2, 1, 1]
+    # backward: trial 2 has gamma = 0 (every eps), trial 3 is dead (gamma = inf)
+    assert c["backward"].tolist() == [2, 2, 2, 2, 2]
+    assert c["both"].tolist() == [4, 3, 3, 2, 2]
+    n = failure_counts(rec, eps, "norm")
+    assert n["forward"].tolist() == [3, 1, 1, 1, 1]         # 1e-4 deviates by 0.99 only
+    assert n["backward"].tolist() == [2, 1, 1, 1, 1]        # gamma = 0 deviates by 1 only
+    with pytest.raises(ValueError, match="symmetric"):
+        failure_counts(rec, eps, "log")
+
+
 def test_failure_counts_equal_the_layerwise_definition():
     """The tally's shortcut (the largest deviation is at a trial's smallest or largest
     ratio) gives the counts of the definition, layer by layer, with zeros, infinities,
-    NaNs and values exactly at a tolerance."""
+    NaNs and values exactly at a tolerance, in every form (the symmetric form computed
+    here directly with NumPy); mcinit.stats.deviation is the same definition."""
     rs = np.random.RandomState(3)
     T, L = 20000, 7
     rec = {}
     for k in ("fwd_min", "fwd_max", "bwd_min", "bwd_max"):
         a = rs.gamma(20, 1 / 20, (T, L))
-        for v, p in ((0.0, 0.01), (np.inf, 0.01), (np.nan, 0.005), (1.0, 0.02), (0.5625, 0.02), (1.5625, 0.02)):
+        for v, p in ((0.0, 0.01), (np.inf, 0.01), (np.nan, 0.005), (1.0, 0.02), (0.5625, 0.02), (1.5625, 0.02),
+                     (0.25, 0.02), (4.0, 0.02), (1e-12, 0.01)):
             a[rs.rand(T, L) < p] = v
         rec[k] = a
-    eps = np.array([0.0, 0.1, 0.25, 0.3, 0.4375, 0.5625, 1.0, 2.0])
-    for form in ("norm", "squared"):
+    # 0.25 and 4 deviate by exactly 1 in the symmetric form (sqrt 0.5 and 2)
+    eps = np.array([0.0, 0.1, 0.25, 0.3, 0.4375, 0.5625, 1.0, 2.0, 1e6])
+    for form in ("norm", "squared", "symmetric"):
         def dev(r):
-            with np.errstate(invalid="ignore"):
-                d = np.abs(np.sqrt(r) - 1.0) if form == "norm" else np.abs(r - 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if form == "symmetric":
+                    d = np.maximum(np.sqrt(r), 1.0 / np.sqrt(r)) - 1.0      # +inf at r = 0
+                else:
+                    d = np.abs(np.sqrt(r) - 1.0) if form == "norm" else np.abs(r - 1.0)
             return np.where(np.isnan(r) | (r == np.inf), np.inf, d)
         fd = np.maximum(dev(rec["fwd_min"]), dev(rec["fwd_max"])).max(axis=1)
         bd = np.maximum(dev(rec["bwd_min"]), dev(rec["bwd_max"])).max(axis=1)
@@ -271,6 +340,8 @@ def test_failure_counts_equal_the_layerwise_definition():
         ff = dead[:, None] | (fd[:, None] > eps)
         bf = bd[:, None] > eps
         c = failure_counts(rec, eps, form)
+        for k in rec:
+            np.testing.assert_array_equal(deviation(rec[k], form), dev(rec[k]))
         assert c["forward"].tolist() == ff.sum(axis=0).tolist()
         assert c["backward"].tolist() == bf.sum(axis=0).tolist()
         assert c["both"].tolist() == (ff | bf).sum(axis=0).tolist()
@@ -357,13 +428,13 @@ def test_one_quantity_reduces_and_tallies_as_its_part_of_both(T, N, L):
         q = 0 if props == "forward" else 1
         one = Summary(L, qs)
         assert one.quantities == qs and properties_of(qs) == props
-        out = record_buffers(T, L, single=N == 1, quantities=qs)
-        assert set(out) == set(record_fields(qs)) | {"dead"}
+        out = record_buffers(T, L, single=N == 1, quantities=qs, input_stats=N > 1)
+        assert set(out) == set(record_fields(qs, input_stats=N > 1)) | {"dead"}
         junk = np.full((T, N, L), np.nan)
         args = (fwd, None) if props == "forward" else (junk, bwd)
         rec, counts = reduce_and_tally(*args, dead, one, eps, "norm", out=out)
-        assert set(rec) == set(record_fields(qs)) | {"dead"} and set(counts) == set(PROPS_OF[props]) == {props}
-        for k in record_fields(qs):
+        assert set(rec) == set(record_fields(qs, N > 1)) | {"dead"} and set(counts) == set(PROPS_OF[props]) == {props}
+        for k in record_fields(qs, N > 1):
             assert np.array_equal(_bits(rec[k]), _bits(rec_b[k])), (props, k)
         assert counts[props].tolist() == counts_b[props].tolist()
         assert failure_counts(rec, eps)[props].tolist() == counts_b[props].tolist()

@@ -1,4 +1,4 @@
-"""The HDF5 results file (format versions 1 and 2, docs/design.md section 7): layout, readers during a
+"""The HDF5 results file (format versions 1, 2 and 3, docs/design.md section 7): layout, readers during a
 run, crash safety (real SIGKILLs), clean stops, resume, shards and merge."""
 
 import json
@@ -16,9 +16,11 @@ import mcinit
 from mcinit import config, engine
 from mcinit.merge import merge_files
 from mcinit.layout import format_version_of
+from mcinit.stats import input_fields, record_fields
 from mcinit.store import HDF5Sink, MemorySink, Sink, StoreError, read_summary
 
-FIELDS = ("index", "fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead")
+#: the records of _cfg's runs (two inputs per trial: with the statistics over the inputs)
+FIELDS = ("index", "fwd_min", "fwd_max", "bwd_min", "bwd_max", "dead") + input_fields()
 
 
 def _cfg(**kw):
@@ -32,7 +34,10 @@ def _same_records(path, records, group="/"):
         g = f[group]
         c = int(g.attrs["completed"])
         for k in FIELDS:
-            assert np.array_equal(g["trials"][k][:c], records[k][:c]), k
+            if k not in records:        # one input per trial: no statistics over the inputs
+                assert k not in g["trials"], k
+                continue
+            assert np.array_equal(g["trials"][k][:c], records[k][:c], equal_nan=True), k
         return c
 
 
@@ -53,7 +58,7 @@ def test_file_layout_and_equality_with_memory(tmp_path):
     mem = engine.run(cfg, data, batch_size=1000)
     with h5py.File(path, "r") as f:
         a = f.attrs
-        assert a["format"] == "mcinit" and a["format_version"] == format_version_of("both") == 1
+        assert a["format"] == "mcinit" and a["format_version"] == format_version_of("both", True) == 3
         assert a["rng"] == "philox4x32-10" and int(a["seed"]) == 0
         assert a["completed"] == 1000 and a["trials"] == 1000 and a["rows"] == 1000
         stored = config.RunConfig.from_json(a["config"])
@@ -79,7 +84,7 @@ def test_one_input_per_trial_stores_the_max_columns_as_links(tmp_path):
         mem = engine.run(cfg, data)
         assert _same_records(path, mem.records) == 700
         with h5py.File(path, "r") as f:
-            kinds = {k: type(f["trials"].get(k, getlink=True)).__name__ for k in FIELDS}
+            kinds = {k: type(f["trials"].get(k, getlink=True)).__name__ for k in FIELDS if k in f["trials"]}
         linked = {"fwd_max", "bwd_max"} if samples == 1 else set()
         assert {k for k, v in kinds.items() if v == "SoftLink"} == linked, kinds
         assert all(v == "HardLink" for k, v in kinds.items() if k not in linked), kinds
@@ -415,12 +420,12 @@ def make_sink(request, tmp_path):
     return lambda: HDF5Sink(next(paths))
 
 
-def _held(sink):
+def _held(sink, fields=FIELDS):
     """(records, summary) a sink holds, read back the way each keeps them."""
     if isinstance(sink, MemorySink):
         return sink.read_records(), sink.summary
     run = mcinit.load(sink.path).runs[0]
-    return run.records(FIELDS), run.summary()
+    return run.records(fields), run.summary()
 
 
 @pytest.mark.parametrize("samples", [1, 2])
@@ -432,9 +437,11 @@ def test_every_sink_holds_the_records_and_summary_of_the_run(make_sink, samples)
     sink = make_sink()
     assert isinstance(sink, Sink)
     engine.run(cfg, data, sink=sink, batch_size=128)
-    records, summary = _held(sink)
-    for k in FIELDS:
-        assert np.array_equal(records[k], ref.records[k]), k
+    fields = FIELDS if samples > 1 else FIELDS[:6]      # one input: no statistics over the inputs
+    assert set(ref.records) == set(fields)
+    records, summary = _held(sink, fields)
+    for k in fields:
+        assert np.array_equal(records[k], ref.records[k], equal_nan=True), k
     for k, v in ref.summary.arrays().items():
         assert np.array_equal(getattr(summary, k), v), k
     part = sink.read_records(100, 250)
@@ -696,17 +703,19 @@ def test_a_creation_that_fails_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("props", ["forward", "backward"])
-def test_a_run_of_one_property_is_format_version_2(tmp_path, props):
-    """A run of one property is written as format version 2: its quantity's columns and
-    summary only.  Its file equals the run in memory; a stopped run resumes bit for bit;
-    shards of it merge to the single run (again version 2); and its records are those of
-    the same run of both properties, written as version 1 with all four columns."""
-    mine = ("fwd_min", "fwd_max") if props == "forward" else ("bwd_min", "bwd_max")
-    other = ("bwd_min", "bwd_max") if props == "forward" else ("fwd_min", "fwd_max")
+@pytest.mark.parametrize("props,samples", [("forward", 2), ("backward", 2), ("forward", 1)])
+def test_a_run_of_one_property_is_format_version_2(tmp_path, props, samples):
+    """A run of one property is written as format version 2 (3 with more than one input:
+    the statistics over the inputs too): its quantity's columns and summary only.  Its file
+    equals the run in memory; a stopped run resumes bit for bit; shards of it merge to the
+    single run (again of its version); and its records are those of the same run of both
+    properties, written as version 1 (3) with both quantities' columns."""
     q = "fwd" if props == "forward" else "bwd"
-    cfg, data = _cfg(trials=900, kernel="dense", properties=props)
-    both_cfg, _ = _cfg(trials=900, kernel="dense")
+    mine = record_fields((q,), input_stats=samples > 1)
+    other = record_fields(("bwd" if q == "fwd" else "fwd",), input_stats=samples > 1)
+    version, both_version = (3, 3) if samples > 1 else (2, 1)
+    cfg, data = _cfg(trials=900, kernel="dense", properties=props, samples=samples)
+    both_cfg, _ = _cfg(trials=900, kernel="dense", samples=samples)
     assert cfg.config_hash() != both_cfg.config_hash()
     ref = engine.run(cfg, data, batch_size=1000)
     path = str(tmp_path / "r.h5")
@@ -719,21 +728,21 @@ def test_a_run_of_one_property_is_format_version_2(tmp_path, props):
     assert res.computed == 500 and set(res.failures) == {props}
     assert res.failures[props].tolist() == ref.failures[props].tolist()
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == format_version_of(props) == 2
+        assert f.attrs["format_version"] == format_version_of(props, samples > 1) == version
         assert set(f["trials"]) == {"index", "dead", *mine}
         for g in ("summary", "checkpoint/slot0", "checkpoint/slot1"):
             assert set(f[g]) == {"trials", "dead", q}, g
         for k in ("index", "dead", *mine):
-            assert np.array_equal(f["trials"][k][:], ref.records[k]), k
+            assert np.array_equal(f["trials"][k][:], ref.records[k], equal_nan=True), k
         s = read_summary(f["summary"], 3, props)
     for k, v in ref.summary.arrays().items():
         assert np.array_equal(getattr(s, k), v), k
     both_path = str(tmp_path / "both.h5")
     engine.run(both_cfg, data, sink=HDF5Sink(both_path))
     with h5py.File(both_path, "r") as f:
-        assert f.attrs["format_version"] == 1 and {"fwd", "bwd"} <= set(f["summary"])
+        assert f.attrs["format_version"] == both_version and {"fwd", "bwd"} <= set(f["summary"])
         for k in mine:
-            assert np.array_equal(f["trials"][k][:], ref.records[k]), k
+            assert np.array_equal(f["trials"][k][:], ref.records[k], equal_nan=True), k
         assert all(k in f["trials"] for k in other)
     parts = []
     for i in range(3):
@@ -742,11 +751,12 @@ def test_a_run_of_one_property_is_format_version_2(tmp_path, props):
     out = str(tmp_path / "merged.h5")
     merge_files(parts, out)
     with h5py.File(out, "r") as f:
-        assert f.attrs["format_version"] == 2 and set(f["trials"]) == {"index", "dead", *mine}
+        assert f.attrs["format_version"] == version and set(f["trials"]) == {"index", "dead", *mine}
         for k in ("index", "dead", *mine):
-            assert np.array_equal(f["trials"][k][:], ref.records[k]), k
+            assert np.array_equal(f["trials"][k][:], ref.records[k], equal_nan=True), k
     merged = mcinit.load(out).runs[0]
-    assert merged.failure_counts([0.25])[props].tolist() == ref.failures[props][1:2].tolist()
+    at = list(ref.eps).index(0.25)          # the run's tally at eps 0.25
+    assert merged.failure_counts([0.25])[props].tolist() == ref.failures[props][at:at + 1].tolist()
     # parts of another property are another configuration: refused, or a sweep of two runs
     both_part = str(tmp_path / "both_part.h5")
     engine.run(both_cfg, data, sink=HDF5Sink(both_part), shard=(0, 3))

@@ -18,6 +18,8 @@ def safe_set(eps, form):
     """(A, B) of the safe set of rho, written out independently of the module."""
     if form == "norm":
         return ((1 - eps) ** 2 if eps < 1 else 0.0), (1 + eps) ** 2
+    if form == "symmetric":       # sqrt(rho) in [1/(1 + eps), 1 + eps]
+        return (1 + eps) ** -2, (1 + eps) ** 2
     return (1 - eps if eps < 1 else 0.0), 1 + eps
 
 
@@ -224,6 +226,7 @@ def test_moments_he_identity_and_general_init():
     (10, 0.3, "norm"), (10, 1.4, "norm"), (100, 0.2, "norm"), (100, 0.2, "squared"),
     (1000, 0.1, "norm"), (5, 1.5, "squared"), (1, 0.5, "norm"), (3000, 0.05, "squared"),
     (1000, 0.2535, "norm"),                           # ~1e-12
+    (100, 0.2, "symmetric"), (10, 1.4, "symmetric"), (1000, 0.1, "symmetric"), (20, 5.0, "symmetric"),
 ])
 def test_exact_one_layer_closed_form(n, eps, form):
     p = T.exact_forward_failure(eps, [n], form)
@@ -243,6 +246,9 @@ def test_exact_one_layer_fan_in():
     (300, 300, 0.758, "norm", "he", None),            # ~1e-12
     (120, 80, 1.493, "norm", "he", None),             # ~1e-12, eps >= 1: lower tail is death only
     (40, 25, 0.5, "norm", "glorot", 60),
+    (40, 25, 0.5, "symmetric", "he", None),
+    (30, 60, 1.5, "symmetric", "glorot", 60),         # collapsing norms, beyond what the norm form sees
+    (300, 300, 0.6, "symmetric", "he", None),
 ])
 def test_exact_two_layers_against_quadrature(n1, n2, eps, form, init, n0):
     v1, v2 = T.layer_variances([n1, n2], n0, init)
@@ -336,6 +342,7 @@ def test_exact_rejects(kw):
 @pytest.mark.parametrize("widths,form", [
     ([1000] * 10, "norm"), ([37, 80, 51, 120, 64, 90], "norm"), ([3, 5, 2, 7], "norm"),
     ([200] * 20, "squared"), ([4000] * 3, "norm"), ([64, 64], "squared"),
+    ([200] * 10, "symmetric"), ([3, 5, 2, 7], "symmetric"),
 ])
 def test_chernoff_bounds_exact(widths, form):
     eps = np.array([0.05, 0.15, 0.3, 0.6, 0.97, 1.0, 1.5, 3.0])
@@ -440,3 +447,53 @@ def test_required_chernoff_width_gives_up_early_at_tiny_eps():
     least that probability) is not evaluated at the widest widths (seconds each)."""
     with pytest.raises(ValueError, match="width above"):
         T.required_width(1e-8, 0.1, 3, bound="chernoff")
+
+
+# ---------------------------------------------------------------------------
+# the symmetric form
+
+def test_symmetric_form_sees_collapse_the_norm_form_cannot():
+    """Glorot at depth 10 (E rho_L = 2^-10): the norm form at eps >= 1 counts dead networks
+    only, the symmetric form nearly every network; a symmetric failure is a norm failure at
+    eps / (1 + eps) (safe sets nested), and the exact probabilities say so."""
+    w, n0 = [100] * 10, 100
+    eps = np.array([1.0, 2.0])
+    norm = T.exact_forward_failure(eps, w, "norm", n0, "glorot")
+    sym = T.exact_forward_failure(eps, w, "symmetric", n0, "glorot")
+    dead = 1 - (1 - 0.5 ** 100) ** 10
+    assert np.all(norm < 1e-20) and np.all(norm >= dead * (1 - 1e-6))
+    assert np.all(sym > 0.999)
+    he = [200] * 5
+    e = np.array([0.1, 0.3, 0.6, 1.5])
+    p_sym = T.exact_forward_failure(e, he, "symmetric")
+    assert np.all(T.exact_forward_failure(e, he, "norm") <= p_sym)
+    assert np.all(p_sym <= T.exact_forward_failure(e / (1 + e), he, "norm") * (1 + 1e-9))
+    np.testing.assert_allclose(T.norm_tolerance(e, "symmetric"), e / (1 + e), rtol=1e-15)
+
+
+def test_symmetric_required_widths():
+    """The paper's width at the symmetric form is its width at the norm tolerance eps / (1 + eps);
+    the exact width is at least the norm form's (every norm failure is a symmetric one)."""
+    r = T.required_widths(0.5, 0.01, 5, form="symmetric")
+    assert r["paper"] == T.paper_width(0.5 / 1.5, 0.01, 1, 5)
+    assert r["exact"] >= T.required_width(0.5, 0.01, 5, bound="exact", form="norm")
+    assert r["chernoff"] >= r["exact"]
+    with pytest.raises(ValueError, match="no width suffices"):
+        T.required_width(0.5, 0.01, 5, bound="exact", form="symmetric", init="glorot")
+
+
+def test_exact_symmetric_against_the_law_kernel():
+    """The exact symmetric failure probability against a Monte Carlo of mcinit's law kernel
+    (5e5 networks, fixed seed): two-sided exact binomial test at p > 1e-6 for each eps, a
+    false-failure rate below 1e-6 per comparison (4e-6 for the test)."""
+    from mcinit import config, engine
+    from mcinit.stats import failure_counts
+    eps = np.array([0.15, 0.3, 0.6, 1.5])
+    cfg, data = config.build(trials=500_000, kernel="law", input_dim=60, widths="37,80,51,120", init="he-in",
+                             seed=77, properties="forward")
+    res = engine.run(cfg, data, quiet=True)
+    k = failure_counts(res.records, eps, "symmetric")["forward"]
+    p = T.exact_forward_failure(eps, list(cfg.widths), "symmetric", cfg.input_dim, cfg.init)
+    for c, pe in zip(k, p):
+        assert 20 < c < cfg.trials - 20                  # the test has power
+        assert stats.binomtest(int(c), cfg.trials, float(pe)).pvalue > 1e-6

@@ -21,6 +21,12 @@ keeps the weights (the float64 numbers, rounded), activations and products in fl
 (sgemm); norms and ratios stay float64.  With ``properties forward`` the head and the
 backward pass are skipped.
 
+With ``plan.wn_direction`` (--wn-grad direction, weight-normalised rows) the backward ratio
+is that of the gradient with respect to the row directions: the backward pass also sums
+c_l(x) = sum_i (D^l[i, x] H^l[i, x])^2 (float64), and direction_bwd gives
+gamma_l^dir = (||delta^l||^2 ||h^(l-1)||^2 - c_l / g_l^2) / (||x||^2 ||delta^L||^2)
+(common.direction_ratios; docs/design.md section 2).
+
 The trial itself (``blocked_trial``) is written against a small set of array operations
 (:class:`Ops`): the same code runs with NumPy arrays and BLAS here and with device
 arrays and cuBLAS on a GPU (mcinit.kernels.cuda.blocked).
@@ -33,7 +39,7 @@ from numba import njit
 
 from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
-from .common import DATA_FIXED, draw_inputs, head_error, run_chunks, workspace_mb
+from .common import DATA_FIXED, direction_ratios, draw_inputs, head_error, run_chunks, workspace_mb
 
 __all__ = ["fill", "release", "Ops", "Workspace", "blocked_trial", "weights_fit", "kept_weight_bytes", "one_blas_thread"]
 
@@ -117,6 +123,22 @@ def masked_norms(D, H, n2):
 
 
 @njit(cache=True, nogil=True)
+def product_norms(D, H, n2):
+    """n2[x] = sum_j (D[j, x] H[j, x])^2 (float64): a delta against the layer's own output,
+    the term c_l of the direction gradient (direction_bwd)."""
+    n, N = D.shape
+    acc = np.zeros(N)
+    for j in range(n):
+        d = D[j]
+        h = H[j]
+        for x in range(N):
+            f = np.float64(d[x]) * np.float64(h[x])
+            acc[x] += f * f
+    for x in range(N):
+        n2[x] = acc[x]
+
+
+@njit(cache=True, nogil=True)
 def column_norms(A, n2):
     """n2[x] = ||A[:, x]||^2 (float64)."""
     n, N = A.shape
@@ -172,6 +194,16 @@ def ratios(hn2, dn2, L, backward, fwd, bwd):
             for l in range(1, L + 1):
                 bwd[x, l - 1] = np.inf if dL == 0.0 else (dn2[l, x] / dL) * (hn2[l - 1, x] / h0)
     return dead
+
+
+@njit(cache=True, nogil=True)
+def direction_bwd(hn2, dn2, dc2, gain, L, bwd):
+    """bwd[x, l-1] = gamma_l^dir(x), the backward ratio of the direction gradient
+    (common.direction_ratios), from the squared norms hn2, dn2 and the sums dc2 ((L + 1) x N
+    each) and the layers' gains; after ``ratios`` (which set +inf where delta^L(x) = 0)."""
+    N = hn2.shape[1]
+    for x in range(N):
+        direction_ratios(hn2[:, x], dn2[:, x], dc2[:, x], gain, L, bwd[x])
 
 
 _BLAS_LOCK = threading.Lock()
@@ -267,6 +299,10 @@ class Ops:
     def column_norms(self, A, n2):
         column_norms(A, n2)
 
+    def product_norms(self, D, H, n2):
+        """n2[x] = sum_j (D[j, x] H[j, x])^2 (float64)."""
+        product_norms(D, H, n2)
+
     def head_errors(self, trial, Z, E):
         p = self.plan
         L = p.widths.shape[0] - 1
@@ -307,6 +343,7 @@ class Workspace:
         self.E = ops.empty((K, N)) if back else None
         self.hn2 = ops.xp.zeros((L + 1, N))
         self.dn2 = ops.xp.zeros((L + 1, N))
+        self.dc2 = ops.xp.zeros((L + 1, N)) if back and plan.wn_direction else None
 
     def weights(self, l, n_out, n_in):
         """The array that holds W_l."""
@@ -317,8 +354,9 @@ class Workspace:
 
 def blocked_trial(ops, plan, trial, ws, fixed_inputs=False):
     """One trial into ws.hn2 and ws.dn2 (squared norms of h^l and delta^l, l = 0..L, for every
-    input).  fixed_inputs: ws.H[0] already holds the inputs (a fixed dataset: the same for
-    every trial)."""
+    input), and with plan.wn_direction ws.dc2 (c_l = sum_i (delta^l_i h^l_i)^2).
+    fixed_inputs: ws.H[0] already holds the inputs (a fixed dataset: the same for every
+    trial)."""
     w = [int(v) for v in plan.widths]
     L = len(w) - 1
     H = ws.H
@@ -338,6 +376,9 @@ def blocked_trial(ops, plan, trial, ws, fixed_inputs=False):
     D = ws.D[0][:w[L]]
     ops.matmul(ws.Wo.T, ws.E, D)
     ops.mask_norms(D, H[L], ws.dn2[L])
+    direction = ws.dc2 is not None
+    if direction:
+        ops.product_norms(D, H[L], ws.dc2[L])
     for l in range(L, 1, -1):
         W = ws.weights(l, w[l], w[l - 1])
         if not ws.keep:
@@ -345,6 +386,8 @@ def blocked_trial(ops, plan, trial, ws, fixed_inputs=False):
         Dn = ws.D[(L - l + 1) % 2][:w[l - 1]]
         ops.matmul(W.T, D, Dn)
         ops.mask_norms(Dn, H[l - 1], ws.dn2[l - 1])
+        if direction:
+            ops.product_norms(Dn, H[l - 1], ws.dc2[l - 1])
         D = Dn
 
 
@@ -376,7 +419,7 @@ class WorkspacePool:
 
     def take(self, plan, keep):
         key = (tuple(int(v) for v in plan.widths), plan.samples, plan.classes, np.dtype(plan.dtype).str,
-               bool(keep), bool(plan.backward))
+               bool(keep), bool(plan.backward), bool(plan.wn_direction))
         with self.lock:
             if key != self.key:
                 self.key, self.free = key, []
@@ -418,14 +461,18 @@ def _trials(lo, hi, first, plan, ops, ws, fwd, bwd, dead):
     for t in range(lo, hi):
         j = t - first
         blocked_trial(ops, plan, t, ws, fixed_inputs=fixed)
-        dead[j] = ratios(ops.norms(ws.hn2), ops.norms(ws.dn2), L, plan.backward, fwd[j], bwd[j])
+        hn2, dn2 = ops.norms(ws.hn2), ops.norms(ws.dn2)
+        dead[j] = ratios(hn2, dn2, L, plan.backward, fwd[j], bwd[j])
+        if ws.dc2 is not None:
+            direction_bwd(hn2, dn2, ops.norms(ws.dc2), plan.gain, L, bwd[j])
 
 
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
-    bwd is left as it is when the plan wants no backward ratios."""
+    bwd is left as it is when the plan wants no backward ratios.  With plan.wn_direction bwd
+    holds the ratios of the direction gradient (gamma_l^dir)."""
     from .common import refuse_unbuilt
-    refuse_unbuilt(plan, "blocked")
+    refuse_unbuilt(plan, "blocked", wn_direction=True)
     keep = weights_fit(plan)
     with one_blas_thread():
         run_chunks(_chunk, first, count, (first, plan, keep, fwd, bwd, dead))

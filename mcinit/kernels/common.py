@@ -7,7 +7,9 @@ trials ``first .. first+count-1`` are computed into
     bwd[t, x, l-1] = gamma_l(x) = ||dloss/dW_l||_F^2 / (||x||^2 ||delta^L(x)||^2)
     dead[t]        = some h^l(x) = 0 or some delta^L(x) = 0
 
-(docs/design.md section 2).  gamma is +inf where delta^L(x) = 0 (undefined: a dead
+(docs/design.md section 2); with weight-normalised rows and ``plan.wn_direction``
+(--wn-grad direction) bwd holds the ratio of the gradient with respect to the row
+directions instead, gamma_l^dir (direction_ratios).  gamma is +inf where delta^L(x) = 0 (undefined: a dead
 network); rho is 0 from a dead layer on.  The kernels know nothing of files.
 
 A plan without the backward property (``plan.backward`` False, ``--properties forward``)
@@ -208,6 +210,28 @@ def write_ratios(hn2, dn2, L, fwd, bwd):
 
 
 @njit(cache=True)
+def direction_ratios(hn2, dn2, dc2, gain, L, bwd):
+    """The backward ratios of one input with respect to the row directions of weight-normalised
+    layers (--wn-grad direction; docs/design.md section 2):
+
+        gamma_l^dir = sum_i delta_i^2 (||h^(l-1)||^2 - (u_i . h^(l-1))^2) / (||x||^2 ||delta^L||^2)
+                    = (||delta^l||^2 ||h^(l-1)||^2 - c_l / g_l^2) / (||x||^2 ||delta^L||^2),
+
+    u_i the unit direction of row i, g_l the layer's gain, c_l = sum_i (delta^l_i h^l_i)^2
+    (u_i . h^(l-1) = a_i / g_l, and h^l_i = a_i wherever delta^l_i != 0).  hn2[l], dn2[l] and
+    dc2[l] = c_l (l = 0..L) as in write_ratios; bwd as write_ratios left it (+inf where
+    delta^L = 0, kept).  Rounding can take a value a few ulps below 0 (n_(l-1) = 1, where
+    it is 0): it is clipped at 0."""
+    dL = dn2[L]
+    if dL == 0.0:
+        return
+    for l in range(1, L + 1):
+        g = gain[l - 1]
+        v = (dn2[l] * hn2[l - 1] - dc2[l] / (g * g)) / (dL * hn2[0])
+        bwd[l - 1] = max(v, 0.0)
+
+
+@njit(cache=True)
 def write_forward_ratios(hn2, L, fwd):
     """write_ratios without the backward pass: the forward ratios of one input from hn2[l] =
     ||h^l||^2 (l = 0..L).  Returns True when some h^l = 0 (a forward death)."""
@@ -226,7 +250,8 @@ def refuse_unbuilt(plan, name, arch=False, wn_direction=False):
     if plan.arch != ARCH_PLAIN and not arch:
         raise ConfigError(f"the {name} kernel does not compute residual networks")
     if plan.wn_direction and not wn_direction:
-        raise ConfigError(f"the {name} kernel does not compute --wn-grad direction")
+        raise ConfigError(f"the {name} kernel does not compute --wn-grad direction (the dense and blocked "
+                          "kernels do)")
 
 
 def forward_deaths(fwd, dead):

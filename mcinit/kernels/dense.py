@@ -11,6 +11,12 @@ units, at those columns) or, when they exceed the workspace budget, redraws them
 from their counters: both give identical numbers.  A plan without the backward
 property (``plan.backward`` False) stops after the forward pass: no head, no
 backward pass, bwd left as it is, and the forward numbers those of a run of both.
+
+With ``plan.wn_direction`` (--wn-grad direction, weight-normalised rows w_i = g_l u_i,
+u_i = v_i/||v_i||) the backward ratio is that of dloss/dv_i = g_l delta_i (h - u_i (u_i . h))
+at ||v_i|| = 1, h = h^(l-1), divided by g_l: the trial also sums c_l = sum_i (delta^l_i h^l_i)^2
+in the backward pass, and common.direction_ratios gives
+gamma_l^dir = (||delta^l||^2 ||h^(l-1)||^2 - c_l / g_l^2) / (||x||^2 ||delta^L||^2).
 """
 
 import math
@@ -20,7 +26,8 @@ from numba import njit
 
 from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
-from .common import dot, draw_inputs, head_error, run_chunks, workspace_mb, write_forward_ratios, write_ratios
+from .common import (dot, direction_ratios, draw_inputs, head_error, run_chunks, workspace_mb,
+                     write_forward_ratios, write_ratios)
 
 __all__ = ["fill", "weights_fit"]
 
@@ -120,6 +127,18 @@ def mask_norms(D, H, n, N, dn2, l):
 
 
 @njit(cache=True, inline="always")
+def direction_sums(D, H, n, N, dc2, l):
+    """dc2[x, l] = sum_j (D[j, x] H[j, x])^2: delta^l (masked) against the layer's own output
+    h^l, the term c_l of the direction gradient (common.direction_ratios)."""
+    for x in range(N):
+        dc2[x, l] = 0.0
+    for j in range(n):
+        for x in range(N):
+            p = D[j, x] * H[j, x]
+            dc2[x, l] += p * p
+
+
+@njit(cache=True, inline="always")
 def support(H, n, N, cols, Hc):
     """cols = the units j some input activates (H[j, x] != 0), ascending; Hc = those rows of
     H, compacted.  Returns their number m.  Outside them a weight column meets only zeros,
@@ -139,9 +158,11 @@ def support(H, n, N, cols, Hc):
 
 
 @njit(cache=True)
-def input_ratios(H, widths, N, hn2, dn2, backward, fwd, bwd):
+def input_ratios(H, widths, N, hn2, dn2, backward, fwd, bwd, direction, dc2, gain):
     """hn2[x, l] = ||h^l(x)||^2 from H (H[l] (n_l, N)), and the ratios of every input
-    (write_ratios; write_forward_ratios without ``backward``).  Returns the dead flag."""
+    (write_ratios; write_forward_ratios without ``backward``; the direction gradient's
+    backward ratios, common.direction_ratios, with ``direction``, from dc2 (N, L + 1) and the
+    gains).  Returns the dead flag."""
     L = widths.shape[0] - 1
     dead = False
     for x in range(N):
@@ -154,6 +175,8 @@ def input_ratios(H, widths, N, hn2, dn2, backward, fwd, bwd):
         if backward:
             if write_ratios(hn2[x], dn2[x], L, fwd[x], bwd[x]):
                 dead = True
+            if direction:
+                direction_ratios(hn2[x], dn2[x], dc2[x], gain, L, bwd[x])
         elif write_forward_ratios(hn2[x], L, fwd[x]):
             dead = True
     return dead
@@ -162,10 +185,12 @@ def input_ratios(H, widths, N, hn2, dn2, backward, fwd, bwd):
 @njit(cache=True)
 def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 store, backward, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
-                wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd, bwd):
+                wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd, bwd, direction, dc2):
     """One trial; H[l] is (n_l, N) for l = 0..L (input x in column x); returns the dead flag.
     Without ``backward`` the trial ends after the forward pass (fwd and the forward deaths
-    only; store must then be False: nothing is kept for a backward pass).
+    only; store must then be False: nothing is kept for a backward pass).  With
+    ``direction`` (weight-normalised rows, --wn-grad direction) bwd holds gamma_l^dir, from
+    the sums c_l into dc2 (N, L + 1) (module docstring).
 
     Only the weights that meet an active unit are drawn: W_l[i, j] for j in the
     support of h^(l-1) (the forward pass), kept (``store``) or redrawn for the rows i
@@ -219,7 +244,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 off += m
         nrows[l] = nr
     if not backward:
-        return input_ratios(H, widths, N, hn2, dn2, False, fwd, bwd)
+        return input_ratios(H, widths, N, hn2, dn2, False, fwd, bwd, False, dc2, gain)
     # head: z = W_o h^L, W_o ~ N(0, 1) rows of layer L + 1
     nL = widths[L]
     m = support(H[L], nL, N, cols[L], Hc)
@@ -255,6 +280,8 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         for x in range(N):
             Dcur[cols[L][k], x] = Dcc[k, x]
     mask_norms(Dcur, H[L], nL, N, dn2, L)
+    if direction:
+        direction_sums(Dcur, H[L], nL, N, dc2, L)
     # backward: delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l), on the support of h^(l-1)
     use0 = False   # D0 holds delta^L; the next delta goes into the other buffer
     for l in range(L, 1, -1):
@@ -287,14 +314,16 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
             for x in range(N):
                 Dnext[cl[k], x] = Dcc[k, x]
         mask_norms(Dnext, H[l - 1], n_in, N, dn2, l - 1)
+        if direction:
+            direction_sums(Dnext, H[l - 1], n_in, N, dc2, l - 1)
         use0 = not use0
         Dcur = Dnext
-    return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd)
+    return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd, direction, dc2, gain)
 
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-           store, backward, fwd, bwd, dead):
+           store, backward, direction, fwd, bwd, dead):
     """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = 0
@@ -325,11 +354,13 @@ def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     col = np.empty((N, max(widths[0], 2 * K)))
     hn2 = np.empty((N, L + 1))
     dn2 = np.zeros((N, L + 1))
+    dc2 = np.zeros((N, L + 1))
     for t in range(lo, hi):
         j = t - first
         dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                               store, backward, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
-                              wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j])
+                              wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j],
+                              direction, dc2)
 
 
 def weights_fit(plan):
@@ -342,15 +373,18 @@ def weights_fit(plan):
 
 def fill(plan, first, count, fwd, bwd, dead, store=None):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
-    bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
+    bwd is left as it is when the plan wants no backward ratios (plan.backward False).
+    With plan.wn_direction bwd holds the ratios of the direction gradient (gamma_l^dir).
+    Residual networks (plan.arch) are computed by kernels/residual.py."""
     from .common import ARCH_PLAIN, refuse_unbuilt
     if plan.arch != ARCH_PLAIN:       # residual networks: their own trial (kernels/residual.py)
         from . import residual
         return residual.fill(plan, first, count, fwd, bwd, dead, store)
-    refuse_unbuilt(plan, "dense")
+    refuse_unbuilt(plan, "dense", wn_direction=True)
     backward = bool(plan.backward)
     if store is None:
         store = weights_fit(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.gain,
                                       plan.dist, plan.head, plan.classes, plan.data, plan.X0,
-                                      plan.samples, bool(store) and backward, backward, fwd, bwd, dead))
+                                      plan.samples, bool(store) and backward, backward,
+                                      bool(plan.wn_direction) and backward, fwd, bwd, dead))

@@ -113,7 +113,7 @@ def residual_trial(trial, k0, k1, widths, var, gain, dist, arch, s, head, K, dat
                     R[i, x] = r
                     Hout[i, x] = H1[i, x] + s * r
     if not backward:
-        return input_ratios(H, widths, N, hn2, dn2, False, fwd, bwd)
+        return input_ratios(H, widths, N, hn2, dn2, False, fwd, bwd, False, dn2, gain)
     # head: z = W_o h^L (rows of layer L + 1, N(0, 1)); e per input; eta^L = W_o^T e
     nL = widths[L]
     for c in range(K):
@@ -171,7 +171,7 @@ def residual_trial(trial, k0, k1, widths, var, gain, dist, arch, s, head, K, dat
         # g_1 = 1[a^1 > 0] (eta^L + W_2^T g_2)
         _back(k0, k1, trial, 2, widths[1], widths[2], dist, var[1], gain[1], store, wbuf, woff, wrow, G, Eta)
         _masked_norms(Eta, H[1], widths[1], N, dn2, 1)
-    return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd)
+    return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd, False, dn2, gain)
 
 
 @njit(cache=True, nogil=True)

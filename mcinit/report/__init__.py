@@ -7,8 +7,9 @@
     report.plot_report(res, "sweep.png")           # (a) layers, (b) failure vs width/eps, (c) histogram
     print(report.bound_text(0.15, 0.05, depth=10, widths=[1000, 4000]))
 
-Every number says which form it is in: the *norm* form |sqrt(ratio) - 1| or the
-*squared* form |ratio - 1| (docs/design.md section 2).  The ratios themselves (rho_l,
+Every number says which form it is in: the *norm* form |sqrt(ratio) - 1|, the
+*squared* form |ratio - 1| or the *symmetric* form max(sqrt(ratio), 1/sqrt(ratio)) - 1
+(docs/design.md section 2).  The ratios themselves (rho_l,
 gamma_l) are always the squared ratios of the design notes.
 
 The paper bound shown beside the measurements is PAPER_PROVENANCE; at small

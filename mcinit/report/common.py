@@ -1,28 +1,25 @@
-"""What the report's text and figures share: the paper bound, the two forms, number formatting, default eps."""
+"""What the report's text and figures share: the paper bound, the deviation forms, number formatting, default eps."""
 
 import numpy as np
 
 from .. import theory
-from ..stats import clopper_pearson
+from ..stats import EPS_CORE, EPS_LADDER, FORM_FORMULAS, clopper_pearson
 
 PAPER_PROVENANCE = ("the bound as encoded in the authors' public reference code "
                     "(devansharpit/overparametrization_benefits, bound_comparison.py)")
 
 PAPER_INITS = ("he", "he-in")          # as mcinit.results: the bound is derived for He
 GAUSSIAN_INITS = theory.GAUSSIAN_INITS
-#: candidate tolerances for the default eps, and the ones preferred when many are informative
-EPS_LADDER = (0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0)
-EPS_CORE = (0.1, 0.25, 0.5, 1.0)
+#: candidate tolerances for the default eps (EPS_LADDER), and the ones preferred when many are
+#: informative (EPS_CORE): mcinit.stats's
 MAX_DEFAULT_EPS = 4
 
 
 def form_words(form):
-    """The words naming a form ('norm' or 'squared') of the deviation; ValueError for any other form."""
-    if form == "norm":
-        return "norm form: deviation |sqrt(ratio) - 1|"
-    if form == "squared":
-        return "squared form: deviation |ratio - 1|"
-    raise ValueError(f"form must be 'norm' or 'squared', got {form!r}")
+    """The words naming a form (norm, squared, symmetric) of the deviation; ValueError for any other form."""
+    if form not in FORM_FORMULAS:
+        raise ValueError(f"form must be one of {', '.join(FORM_FORMULAS)}, got {form!r}")
+    return f"{form} form: deviation {FORM_FORMULAS[form]}"
 
 
 def paper_eps(eps, form):

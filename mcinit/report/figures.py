@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from ..stats import HIST_BINS, Summary, clopper_pearson
+from ..stats import FORM_FORMULAS, HIST_BINS, Summary, clopper_pearson
 from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words, init_label,
                      widths_label)
 from .curves import exact_log_density, exact_ratio_density, theory_curves
@@ -270,7 +270,7 @@ def _panel_failure_eps(ax, results, eps, form, colors, vary):
     ax.set_yscale("log")
     ax.set_ylim(bottom, 2.0)
     ax.set_xlim(a, b)
-    ax.set_xlabel(f"eps ({form} form: " + ("|sqrt(rho) - 1|" if form == "norm" else "|rho - 1|")
+    ax.set_xlabel(f"eps ({form} form: " + FORM_FORMULAS[form].replace("ratio", "rho")
                   + "); grey verticals: the report's eps")
     ax.set_ylabel(f"P(forward failure), {form} form")
     widths = {widths_label(r.config.widths) for r in results.runs}

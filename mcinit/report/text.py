@@ -9,6 +9,7 @@ from scipy import stats
 
 from .. import theory
 from ..options import PROPERTIES
+from ..stats import FORM_FORMULAS, deviation
 from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
                      init_label, paper_eps, widths_label)
 
@@ -177,7 +178,7 @@ def _outside(p, lo, hi):
 def _failure_section(results, prop, eps, form, level, df):
     """The failure table of ``prop`` (df: report_numbers' table of it) with its statements."""
     pct = f"{level * 100:.4g}%"
-    dev = "|sqrt(ratio) - 1|" if form == "norm" else "|ratio - 1|"
+    dev = FORM_FORMULAS[form]
     head = (f"FAILURE PROBABILITY, {_PROP_WORDS[prop]}. A trial fails when the deviation ({form} form {dev}) "
             f"exceeds eps at some layer and input; dead networks count as failures. p_hat with its exact "
             f"(Clopper-Pearson) {pct} interval.")
@@ -186,8 +187,8 @@ def _failure_section(results, prop, eps, form, level, df):
                  "probability for one input (Gaussian weights).")
     else:
         head += " chernoff and p_exact exist for the forward property only ('-')."
-    note_form = "" if form == "norm" else (" (applied at the norm tolerance sqrt(1+eps)-1, which implies a "
-                                           "squared deviation <= eps)")
+    note_form = "" if form == "norm" else (f" (applied at the norm tolerance {theory.NORM_TOLERANCE_WORDS[form]}, "
+                                           f"which implies a {form} deviation <= eps)")
     head += f" paper_delta: {PAPER_PROVENANCE}, norm form{note_form}; He initialisation only."
     if prop == "both":
         head += (" For 'both' paper_delta is the per-property value; the union of the paper's two claims "
@@ -457,9 +458,8 @@ def _sup_section(results, eps, form, level, numbers):
         if not c.sup or run.completed == 0:
             continue
         rec = run.records(("fwd_min", "fwd_max", "sup_min", "sup_max"), 0, min(run.completed, 1 << 20))
-        f = np.sqrt if form == "norm" else (lambda v: v)
-        dev_r = np.maximum(np.abs(f(rec["fwd_max"]) - 1), np.abs(f(rec["fwd_min"]) - 1))
-        dev_s = np.maximum(np.abs(f(rec["sup_max"]) - 1), np.abs(f(rec["sup_min"]) - 1))
+        dev_r = np.maximum(deviation(rec["fwd_max"], form), deviation(rec["fwd_min"], form))
+        dev_s = np.maximum(deviation(rec["sup_max"], form), deviation(rec["sup_min"], form))
         rows.append([run.name, str(c.input_dim), str(c.depth), f"{c.sup_starts},{c.sup_steps}",
                      fmt_g(dev_r[:, 0].mean()), fmt_g(dev_s[:, 0].mean()), fmt_g(dev_r[:, -1].mean()),
                      fmt_g(dev_s[:, -1].mean())])
@@ -613,7 +613,8 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
              f"({form_words(form)}), delta = {fmt_g(d, 4)}, "
              f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} (Gaussian weights)",
              f"Paper bound: {PAPER_PROVENANCE}; derived for He initialisation, stated in the norm form"
-             + ("" if form == "norm" else f" (applied at the norm tolerance sqrt(1+eps)-1 = {e_norm:.4g})") + "."]
+             + ("" if form == "norm" else f" (applied at the norm tolerance {theory.NORM_TOLERANCE_WORDS[form]} = "
+                                          f"{e_norm:.4g})") + "."]
     lines = [_wrap(x) for x in lines] + paper_caveat(tables=False)
     lines += ["", "Smallest equal hidden width m (n_0 = m) with bound <= delta:"]
     rows = []

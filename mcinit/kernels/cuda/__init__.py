@@ -72,7 +72,7 @@ from .law import law_kernel, normals_kernel
 from .projected import projected_kernel
 
 __all__ = ["available", "simulator", "fill", "fill_async", "Pending", "compile_ptx_all",
-           "KERNELS", "describe_device"]
+           "KERNELS", "describe_device", "refuse_unbuilt"]
 
 KERNELS = ("dense", "projected", "law", "blocked")
 
@@ -214,10 +214,21 @@ def _chunks(tpb):
     return cw, rb
 
 
+def refuse_unbuilt(plan, kernel):
+    """A ConfigError when the plan asks the CUDA backend's ``kernel`` for what it does not
+    compute: --wn-grad direction is computed by the blocked kernel only (its trial is the
+    CPU's, kernels.blocked), not by the device dense kernel."""
+    from ...config import ConfigError
+    if plan.wn_direction and plan.backward and kernel != "blocked":
+        raise ConfigError(f"the {kernel} kernel on --backend cuda does not compute --wn-grad direction: "
+                          "use --kernel blocked, or --backend cpu")
+
+
 def _check(plan, kernel):
     if plan.arch != common.ARCH_PLAIN:
         from ..residual import refuse
         refuse(plan.config.arch, plan.config.wn_grad, "cuda")
+    refuse_unbuilt(plan, kernel)
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; the CUDA backend has {', '.join(KERNELS)}")
     if kernel in ("projected", "law") and plan.dist != DIST_NORMAL:

@@ -19,7 +19,8 @@ kernels.blocked.Workspace of device arrays.  What runs where:
                   dataset is copied to the device once per fill.
     head errors   on the host: the logits (K x N) come back, the CPU's head_errors gives
                   the errors, which go back (the softmax is the CPU's, bit for bit).
-    ratios        on the host, from the squared norms ((L + 1) x N, two copies a trial).
+    ratios        on the host, from the squared norms ((L + 1) x N, two copies a trial; three
+                  with --wn-grad direction, whose sums c_l part_norms_kernel makes too).
 
 Trials run one after another; cuBLAS is parallel inside each product.  A trial draws the
 CPU's random numbers (the device's fused multiply-adds in the normal quantile change the
@@ -49,8 +50,9 @@ __all__ = ["DeviceOps", "fill", "array_module", "kernel_signatures", "PART_ROWS"
 PART_ROWS = 64
 #: threads per block (the simulator runs a Python thread per CUDA thread: small blocks)
 TPB = 32 if SIM else 128
-#: what part_norms_kernel does to the matrix before its squares are summed
-NORMS, RELU, MASK = 0, 1, 2
+#: what part_norms_kernel does to the matrix before its squares are summed (PRODUCT: sums the
+#: squares of A[j, x] H[j, x], A unchanged)
+NORMS, RELU, MASK, PRODUCT = 0, 1, 2, 3
 
 
 # ----------------------------------------------------------------- device kernels
@@ -129,7 +131,8 @@ def inputs_kernel(k0, k1, c2, c3, sphere, H0):
 def part_norms_kernel(A, H, mode, parts):
     """parts[p, x] = sum of A[j, x]^2 (float64) over the rows j of part p (PART_ROWS rows,
     in order), after A[j, x] = max(A[j, x], 0) (mode RELU) or A[j, x] = 1[H[j, x] > 0] A[j, x]
-    (mode MASK) in place.  Thread x of grid row p."""
+    (mode MASK) in place; of (A[j, x] H[j, x])^2 (mode PRODUCT, float64 factors).  Thread x
+    of grid row p."""
     n, N = A.shape
     p = cuda.blockIdx.y
     for x in range(cuda.grid(1), N, cuda.gridsize(1)):
@@ -141,6 +144,8 @@ def part_norms_kernel(A, H, mode, parts):
                 A[j, x] = 0.0
             elif mode == MASK and not H[j, x] > 0:
                 A[j, x] = 0.0
+            elif mode == PRODUCT:
+                f = np.float64(v) * np.float64(H[j, x])
             else:
                 f = np.float64(v)
             s += f * f
@@ -275,6 +280,10 @@ class DeviceOps:
         """n2[x] = ||A[:, x]||^2 (float64)."""
         self._norms(A, self.unread, NORMS, n2)
 
+    def product_norms(self, D, H, n2):
+        """n2[x] = sum_j (D[j, x] H[j, x])^2 (float64; D and H distinct, unchanged)."""
+        self._norms(D, H, PRODUCT, n2)
+
     def head_errors(self, trial, Z, E):
         """E = the head's errors for the logits Z (K x N), computed on the host by the CPU's
         code (kernels.blocked.Ops.head_errors)."""
@@ -308,6 +317,8 @@ def fill(plan, first, count, fwd, bwd, dead, budget):
         hn2 = ops.norms(ws.hn2)
         dn2 = ops.norms(ws.dn2) if plan.backward else hn2       # not read without the backward pass
         dead[j] = cpu_blocked.ratios(hn2, dn2, L, plan.backward, fwd[j], bwd[j])
+        if ws.dc2 is not None:
+            cpu_blocked.direction_bwd(hn2, dn2, ops.norms(ws.dc2), plan.gain, L, bwd[j])
 
 
 def kernel_signatures():
