@@ -11,7 +11,7 @@ from ._version import __version__
 from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, NUMBER, POSITIVES, WHOLE, WHOLES, ChoiceList,
                           echo_json, json_option, option_values, run_options, user_errors)
 from .config import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH
-from .options import BY_NAME, FORMS, GAUSSIAN_INITS, PROPERTIES, ConfigError
+from .options import BY_NAME, FORMS, GAUSSIAN_INITS, PANEL_MODES, PNG_DPI, PROPERTIES, ConfigError
 
 class _Main(click.Group):
     """The command group; a malformed command line is one line on stderr and exit status 2."""
@@ -364,14 +364,19 @@ def _warn_norm_eps(eps, form):
               help="Deviation |sqrt(ratio) - 1| (norm), |ratio - 1| (squared) or max(sqrt(ratio), "
                    "1/sqrt(ratio)) - 1 (symmetric: sees collapsing norms at every eps).")
 @click.option("--level", type=NUMBER, default=0.95, show_default=True, help="Confidence level of the exact intervals.")
-@click.option("--plot", "plot_path", type=FILE, help="Also write the figures to this PNG file.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --plot file.")
+@click.option("--plot", "plot_path", type=FILE,
+              help=f"Also draw the figures into this file; its extension sets the format: .pdf or .svg "
+                   f"(vector) or .png ({PNG_DPI} dpi).")
+@click.option("--panels", type=click.Choice(PANEL_MODES), default="together", show_default=True,
+              help="With --plot: every panel in one file (together), or one file per panel (separate): "
+                   "NAME-a.EXT, NAME-b.EXT, ... for --plot NAME.EXT.")
+@click.option("--overwrite", is_flag=True, help="Replace existing --plot files.")
 @json_option
 @user_errors
-def report(path, eps, form, level, plot_path, overwrite, as_json):
+def report(path, eps, form, level, plot_path, panels, overwrite, as_json):
     """Tables (and figures) of a run or sweep file: per-layer ratios, failure probabilities, bounds."""
     from . import load
-    from .report import report_text
+    from .report import report_numbers, report_text
     eps_values = eps or None
     if not 0 < level < 1:
         raise ConfigError("level must be between 0 and 1")
@@ -383,37 +388,78 @@ def report(path, eps, form, level, plot_path, overwrite, as_json):
         else:
             click.echo(report_text(load(path), eps=eps_values, form=form, level=level))
         return
+    from .report import figure_format
     from .store import OutputLock, check_output
-    check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")   # before any lock file
-    with OutputLock(plot_path):        # the figure's only writer, from its check to its rename
+    if panels == "together":             # before any lock file
         check_output(plot_path, overwrite=overwrite, inputs=[path], option="--plot")
-        res = load(path)
-        if not res.with_property("forward").runs:
-            raise ConfigError(f"--plot draws the forward property, which no run of {path} computed "
-                              "(made with --properties backward)")
+    res = load(path)
+    if not res.with_property("forward").runs:
+        raise ConfigError(f"--plot draws the forward property, which no run of {path} computed "
+                          "(made with --properties backward)")
+    outputs = _plot_outputs(res, plot_path, panels)
+    for out in outputs:                  # before any lock file
+        check_output(out, overwrite=overwrite, inputs=[path], option="--plot")
+    locks = [OutputLock(out) for out in outputs]
+    try:
+        for lock in locks:               # the figures' only writer, from their check to their rename
+            lock.acquire()
+        for out in outputs:
+            check_output(out, overwrite=overwrite, inputs=[path], option="--plot")
+        try:                             # the format, from the extension (after the refusals above)
+            figure_format(plot_path)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        numbers = report_numbers(res, eps_values, form, level)
         if not as_json:
-            click.echo(report_text(res, eps=eps_values, form=form, level=level))
-        _write_plot(res, plot_path, eps_values, form)
+            click.echo(report_text(res, eps=eps_values, form=form, level=level, numbers=numbers))
+        _write_plot(res, plot_path, outputs, panels, eps_values, form, level, numbers)
+    finally:
+        for lock in locks:
+            if lock.held:
+                lock.release()
     if as_json:
         from .documents import report_document
-        echo_json(report_document(res, eps=eps_values, form=form, level=level, figures=plot_path))
+        echo_json(report_document(res, eps=eps_values, form=form, level=level, figures=plot_path,
+                                  figure_files=outputs, numbers=numbers))
     else:
-        click.echo(f"figures -> {plot_path}")
+        click.echo(f"figures -> {', '.join(outputs)}")
 
 
-def _write_plot(res, plot_path, eps_values, form):
-    """The figures of ``res`` into plot_path, whole or not at all (written beside it under a
-    temporary name, then renamed); the caller holds the output's lock."""
-    from .report import plot_report
-    from .store import remove_stale_temporaries, temporary_name
-    remove_stale_temporaries(plot_path)
-    tmp = temporary_name(plot_path)
+def _plot_outputs(res, plot_path, panels):
+    """The files --plot writes: the file itself, or one per panel (mcinit.report.panel_paths)."""
+    if panels == "together":
+        return [plot_path]
+    from .report import panel_paths
+    from .report.figures import panel_count
     try:
-        plot_report(res, tmp, eps=eps_values, form=form)
-        os.replace(tmp, plot_path)
+        count = panel_count(res)
+    except ValueError as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
+    return panel_paths(plot_path, count)
+
+
+def _write_plot(res, plot_path, outputs, panels, eps_values, form, level, numbers):
+    """The figures of ``res`` into ``outputs``, all or none (each written beside its file under a
+    temporary name, then all renamed); the caller holds the outputs' locks."""
+    from .report import draw_figures, figure_format
+    from .report.figures import save_figure
+    from .store import remove_stale_temporaries, temporary_name
+    figs = draw_figures(res, eps=eps_values, form=form, level=level, panels=panels, numbers=numbers)
+    if len(figs) != len(outputs):        # the panels are those _plot_outputs counted
+        raise ConfigError(f"internal: {len(figs)} figures for {len(outputs)} files")
+    fmt = figure_format(plot_path)
+    tmps = []
+    try:
+        for fig, out in zip(figs, outputs):
+            remove_stale_temporaries(out)
+            tmps.append(temporary_name(out))
+            save_figure(fig, tmps[-1], fmt)
+        for tmp, out in zip(tmps, outputs):
+            os.replace(tmp, out)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 @main.command()

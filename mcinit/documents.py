@@ -128,7 +128,7 @@ def sweep_document(results, output, threads=None, requested_kernel=None, shard=N
                 time=dict(elapsed_s=sum(r.elapsed for _, r in results), threads=threads))
 
 
-def report_document(results, eps=None, form="norm", level=0.95, figures=None):
+def report_document(results, eps=None, form="norm", level=0.95, figures=None, figure_files=None, numbers=None):
     """The document of ``mcinit report --json``: the numbers of its tables
     (mcinit.report.report_numbers).
 
@@ -137,16 +137,19 @@ def report_document(results, eps=None, form="norm", level=0.95, figures=None):
     trials_planned, kernel, config, config_hash), layers (the rows of results.layers(),
     with z), failure {forward, backward, both: rows of results.failure() with
     chernoff_below and exact_outside, or null where no run computed the property}, sup
-    (rows of results.failure(prop="sup"), or null), figures (the PNG file mcinit report --plot
-    wrote, or null)."""
+    (rows of results.failure(prop="sup"), or null), figures (the file --plot named, or null),
+    figure_files (the files --plot wrote: that file, or with --panels separate one file per
+    panel; null without --plot).  numbers: report_numbers' result for these arguments, when
+    the caller has it already."""
     from .report import PAPER_PROVENANCE, report_numbers
-    n = report_numbers(results, eps, form, level)
+    n = report_numbers(results, eps, form, level) if numbers is None else numbers
     runs = [dict(name=r.name, completed=r.completed, trials_planned=r.planned, kernel=r.kernel,
                  config=config_columns(r.config), config_hash=r.config_hash) for r in results.runs]
     return dict(_header("report"), path=os.path.abspath(results.path), kind=results.kind, form=form,
                 level=level, eps=n["eps"], paper_bound=PAPER_PROVENANCE, runs=runs, layers=n["layers"],
                 failure=n["failure"], sup=n["sup"],
-                figures=os.path.abspath(figures) if figures else None)
+                figures=os.path.abspath(figures) if figures else None,
+                figure_files=[os.path.abspath(f) for f in figure_files] if figure_files else None)
 
 
 def bound_document(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,

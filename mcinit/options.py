@@ -58,6 +58,11 @@ PROPERTIES = ("both", "forward", "backward")
 DATA_RANDOM = ("gaussian", "sphere")
 #: what is done to a fixed dataset's rows
 NORMALIZE = ("none", "center", "unit")
+#: the report's figure files, by the extension --plot names (pdf, svg: vector), and a PNG's resolution
+FIGURE_FORMATS = ("pdf", "svg", "png")
+PNG_DPI = 200
+#: report --panels: every panel in one file, or one file per panel (NAME-a.EXT, NAME-b.EXT, ...)
+PANEL_MODES = ("together", "separate")
 #: where the kernels run
 BACKENDS = ("cpu", "cuda", "auto")
 #: the initialisations with Gaussian weights of a variance-scaling preset (the bounds' and

@@ -159,7 +159,7 @@ def property_files(tmp_path_factory):
 
 
 def test_the_precision_and_properties_section_lists_its_cases():
-    assert len(PROPERTY_ROWS) == 14 and len({c for c, _, _ in PROPERTY_ROWS}) == 14
+    assert len(PROPERTY_ROWS) == 15 and len({c for c, _, _ in PROPERTY_ROWS}) == 15
 
 
 @pytest.mark.parametrize("case,command,message", PROPERTY_ROWS, ids=[r[0] for r in PROPERTY_ROWS])

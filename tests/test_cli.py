@@ -144,6 +144,33 @@ def test_report_and_plot(tmp_path):
     assert r.exit_code == 2
 
 
+
+@pytest.mark.slow       # draws the figures twice (about 15 s)
+def test_report_plot_formats_and_separate_panels(tmp_path):
+    """--plot takes .pdf, .svg or .png (anything else: one line naming them, no file); --panels
+    separate writes NAME-a.EXT, NAME-b.EXT, ..., refused when one exists, replaced with --overwrite."""
+    out = tmp_path / "r.h5"
+    assert invoke("run", "--trials", 500, "--width", 16, "--depth", 3, "--input-dim", 8, "-o", out, "-q").exit_code == 0
+    r = invoke("report", out, "--plot", tmp_path / "fig.jpg")
+    assert r.exit_code == 2 and r.output.splitlines() == [
+        "mcinit: error: --plot takes a file name ending in .pdf, .svg or .png, not 'fig.jpg'"], r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+    r = invoke("report", out, "--eps", "0.5", "--plot", tmp_path / "fig.pdf", "--panels", "separate", "--json")
+    assert r.exit_code == 0, r.output
+    names = [f"fig-{c}.pdf" for c in "abcd"]       # layers, last layer, forward, backward failure
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + ["r.h5"])
+    doc = json.loads(r.output)
+    assert doc["figure_files"] == [str(tmp_path / n) for n in names]
+    assert all((tmp_path / n).read_bytes()[:5] == b"%PDF-" for n in names)
+    (tmp_path / "fig-c.pdf").write_bytes(b"mine")
+    r = invoke("report", out, "--eps", "0.5", "--plot", tmp_path / "fig.pdf", "--panels", "separate")
+    assert r.exit_code == 2 and "fig-a.pdf exists; pass --overwrite" in r.output
+    assert (tmp_path / "fig-c.pdf").read_bytes() == b"mine"
+    r = invoke("report", out, "--eps", "0.5", "--plot", tmp_path / "fig.pdf", "--panels", "separate", "--overwrite")
+    assert r.exit_code == 0 and (tmp_path / "fig-c.pdf").read_bytes()[:5] == b"%PDF-"
+    assert r.output.rstrip().endswith("figures -> " + ", ".join(str(tmp_path / n) for n in names))
+
+
 def test_bound_prints_the_paper_width():
     from mcinit import theory
     r = invoke("bound", "--eps", 0.2, "--delta", 0.01, "--depth", 5, "--samples", 3)

@@ -109,7 +109,7 @@ def _check_png(path):
     import matplotlib.image as mpimg
     img = mpimg.imread(path)
     assert img.ndim == 3 and img.shape[2] in (3, 4)
-    assert 600 <= img.shape[0] <= 4000 and 800 <= img.shape[1] <= 4000
+    assert 600 <= img.shape[0] <= 12000 and 800 <= img.shape[1] <= 4000
     assert img[..., :3].std() > 0.05                     # not a blank canvas
 
 
@@ -117,11 +117,306 @@ def _check_png(path):
 def test_plot_report_sweep_and_single(sweep_file, single_file, tmp_path):
     backend = matplotlib.get_backend()
     out = report.plot_report(mcinit.load(sweep_file), tmp_path / "sweep.png", eps=[0.25, 0.5, 1.0])
-    assert str(out) == str(tmp_path / "sweep.png")
+    assert out == [str(tmp_path / "sweep.png")]
     _check_png(tmp_path / "sweep.png")
     report.plot_report(mcinit.load(single_file), tmp_path / "single.png", form="squared")
     _check_png(tmp_path / "single.png")
     assert matplotlib.get_backend() == backend           # no global backend switch
+
+
+# --- the figures' layout: nothing overlaps, every axis labelled, panels lettered in order ------
+
+def _walk(fig):
+    yield fig
+    for sf in getattr(fig, "subfigs", []):
+        yield from _walk(sf)
+
+
+def layout_problems(fig):
+    """What overlaps, is cut off or lacks a label in a figure, drawn by matplotlib's renderer:
+    titles, axis labels, tick labels, legends and notes may not overlap one another; legends and
+    notes may not cover any axes (the data), nor a panel's texts another panel's axes."""
+    import itertools
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems, boxes, areas, seen = [], [], [], set()
+    for f in _walk(fig):
+        sup = getattr(f, "_suptitle", None)
+        if sup is not None and sup.get_text():
+            boxes.append(("suptitle", sup.get_window_extent(renderer), None))
+        for t in f.texts:
+            if t is not sup:
+                boxes.append((f"figure text {t.get_text()!r}", t.get_window_extent(renderer), None))
+        for leg in f.legends:
+            boxes.append(("figure legend", leg.get_window_extent(renderer), None))
+        for ax in f.axes:
+            if id(ax) in seen:
+                continue
+            seen.add(id(ax))
+            name = ax.get_title(loc="left") or ax.get_title() or repr(ax)
+            areas.append((ax, name, ax.get_window_extent(renderer)))
+            if not ax.get_xlabel() or not ax.get_ylabel():
+                problems.append(f"{name}: an axis without a label")
+            for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label,
+                      ax.xaxis.offsetText, ax.yaxis.offsetText):
+                if t.get_visible() and t.get_text():
+                    boxes.append((f"{name}: {t.get_text()!r}", t.get_window_extent(renderer), ax))
+            for axis in (ax.xaxis, ax.yaxis):
+                for tick in axis._update_ticks():
+                    if tick.label1.get_visible() and tick.label1.get_text():
+                        boxes.append((f"{name}: tick {tick.label1.get_text()!r}",
+                                      tick.label1.get_window_extent(renderer), ax))
+            for t in ax.texts:
+                boxes.append((f"{name}: note {t.get_text()!r}", t.get_window_extent(renderer), None))
+            legs = [a for a in ax.artists if isinstance(a, matplotlib.legend.Legend)]
+            legs += [ax.get_legend()] if ax.get_legend() is not None else []
+            for leg in legs:
+                boxes.append((f"{name}: legend", leg.get_window_extent(renderer), None))
+
+    def overlap(a, b):
+        return min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 and min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5
+    for (n1, b1, _), (n2, b2, _) in itertools.combinations(boxes, 2):
+        if overlap(b1, b2):
+            problems.append(f"{n1} overlaps {n2}")
+    for n, b, owner in boxes:
+        for ax, an, area in areas:
+            if ax is not owner and overlap(b, area):      # its own title, labels, ticks lie outside it
+                problems.append(f"{n} covers the axes of {an}")
+        fb = fig.bbox
+        if b.x0 < fb.x0 - 0.5 or b.y0 < fb.y0 - 0.5 or b.x1 > fb.x1 + 0.5 or b.y1 > fb.y1 + 0.5:
+            problems.append(f"{n} is cut off by the figure's edge")
+    return problems
+
+
+def _all_axes(fig):
+    out = []
+    for f in _walk(fig):
+        out += [ax for ax in f.axes if ax not in out]
+    return out
+
+
+def _panel_titles(fig):
+    return [ax.get_title(loc="left") for ax in _all_axes(fig)]
+
+
+@pytest.fixture(scope="module")
+def many_inputs_file(tmp_path_factory):
+    """N = 200 inputs, the forward property alone, uniform weights beside Gaussian ones, two widths."""
+    path = str(tmp_path_factory.mktemp("rep") / "many.h5")
+    runs = sweep.expand(dict(trials=200, width="16,32", depth="3", input_dim=12, samples=200, init="he,lecun",
+                             dist="normal,uniform", properties="forward", seed=3))
+    sweep.run_sweep(runs, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def deep_glorot_file(tmp_path_factory):
+    """Glorot at depth 10, one input: rho_L ~ 1e-3, below the stored histogram's range (ln rho >= -4)."""
+    return _run_file(tmp_path_factory.mktemp("rep") / "glorot.h5", trials=500, width=16, depth=10, input_dim=16,
+                     init="glorot", seed=4)
+
+
+@pytest.mark.slow       # draws four files' figures, together and one file per panel (about 30 s)
+@pytest.mark.parametrize("which", ["sweep_file", "single_file", "many_inputs_file", "deep_glorot_file"])
+def test_figure_layout(which, request):
+    """N = 1 and N > 1, one and both properties, Gaussian and uniform weights, sweeps and single
+    runs: no two texts or legends overlap, none covers an axes, every axis has a label, and the
+    panels are lettered a, b, c, ... left to right and top to bottom (backward panels as well)."""
+    res = mcinit.load(request.getfixturevalue(which))
+    together = report.draw_figures(res, eps=[0.25, 0.5, 0.75])
+    assert len(together) == 1
+    assert layout_problems(together[0]) == []
+    titles = _panel_titles(together[0])
+    letters = [t[1] for t in titles]
+    assert letters == list("abcdefghijklmnopqrstuvwxyz"[:len(titles)]), titles
+    # the grid is filled row by row: the panels' positions follow their letters
+    boxes = [ax.get_window_extent() for ax in _all_axes(together[0])]
+    for b1, b2 in zip(boxes, boxes[1:]):        # the next panel: to the right in this row, or below
+        assert (b2.x0 > b1.x1 and abs(b2.y1 - b1.y1) < 0.3 * b1.height) or b2.y1 < b1.y0
+    has_backward = any("backward" in r.props for r in res.runs)
+    assert any("Backward failure" in t for t in titles) == has_backward
+    assert any("Forward failure" in t for t in titles)
+    separate = report.draw_figures(res, eps=[0.25, 0.5, 0.75], panels="separate")
+    assert [_panel_titles(f)[0] for f in separate] == titles
+    for fig in separate:
+        assert layout_problems(fig) == []
+
+
+def test_layout_check_finds_overlaps():
+    """The check itself: a legend over the data and two overlapping texts are found."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], label="data")
+    ax.legend(loc="center")
+    ax.set_xlabel("x")
+    ax.text(0.5, 0.5, "a note", transform=ax.transAxes)
+    problems = layout_problems(fig)
+    assert any("legend covers the axes" in p for p in problems)
+    assert any("note 'a note' overlaps" in p for p in problems)
+    assert any("an axis without a label" in p for p in problems)
+
+
+# --- formats and files -------------------------------------------------------------------------
+
+def test_figure_format_and_panel_paths():
+    assert [report.figure_format(f"x/fig.{e}") for e in ("pdf", "svg", "png", "PDF")] == ["pdf", "svg", "png", "pdf"]
+    for bad in ("fig.jpg", "fig", "fig.pdf.gz"):
+        with pytest.raises(ValueError, match=r"ending in \.pdf, \.svg or \.png"):
+            report.figure_format(bad)
+    assert report.panel_paths("out/fig.pdf", 3) == ["out/fig-a.pdf", "out/fig-b.pdf", "out/fig-c.pdf"]
+
+
+@pytest.mark.slow       # three formats and the separate panels of a run (about 10 s)
+def test_plot_formats_and_separate_panels(single_file, tmp_path):
+    from PIL import Image
+    res = mcinit.load(single_file)
+    n = report.report_numbers(res, [0.25, 0.5])
+    assert report.plot_report(res, tmp_path / "f.pdf", numbers=n) == [str(tmp_path / "f.pdf")]
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
+    report.plot_report(res, tmp_path / "f.svg", numbers=n)
+    svg = (tmp_path / "f.svg").read_text()
+    assert "<svg" in svg and "<image" not in svg              # vector: no embedded bitmap
+    report.plot_report(res, tmp_path / "f.png", numbers=n)
+    dpi = Image.open(tmp_path / "f.png").info["dpi"]
+    assert dpi == pytest.approx((report.PNG_DPI, report.PNG_DPI), abs=0.1)
+    out = report.plot_report(res, tmp_path / "p.png", numbers=n, panels="separate")
+    assert out == [str(tmp_path / f"p-{c}.png") for c in "abcd"]        # layers, histogram, forward, backward
+    for p in out:
+        assert Image.open(p).info["dpi"] == pytest.approx((report.PNG_DPI, report.PNG_DPI), abs=0.1)
+
+
+# --- the last layer's histogram covers the data -----------------------------------------------
+
+def test_histogram_range_covers_the_data(deep_glorot_file, many_inputs_file):
+    from mcinit.report import figures
+    run = mcinit.load(deep_glorot_file).runs[0]
+    d = figures.last_layer_values(run)
+    assert d["hist"][1][0] > 0.5 * d["total"]       # most values lie below the stored log histogram
+    counts, edges, missed = figures._binned(d, True, d["lo"], d["hi"])
+    assert missed == 0 and counts.sum() == d["total"] - d["dead"]        # every value drawn
+    assert edges[0] <= d["lo"] and edges[-1] >= d["hi"]
+    # N > 1 inputs: the summary's histogram alone; what it misses is counted, never dropped silently
+    for run in mcinit.load(many_inputs_file).runs:
+        d = figures.last_layer_values(run)
+        for log_space in (True, False):
+            counts, edges, missed = figures._binned(d, log_space, d["lo"], d["hi"])
+            dead_drawn = 0 if log_space else d["dead"]
+            assert counts.sum() + missed + (d["dead"] - dead_drawn) >= d["total"] - d["dead"]
+            assert counts.sum() + missed <= d["total"]
+
+
+# --- theory curves: exact values, computed once ------------------------------------------------
+
+def test_width_and_eps_curves_are_theorys_values(sweep_file):
+    """The curves' every point is theory's value there (to 1e-9 relative), with the measured widths
+    among the points; values the table holds are taken from it unchanged."""
+    from mcinit.report import curves
+    res = mcinit.load(sweep_file)
+    c = next(r.config for r in res.runs if r.config.init == "he")
+    eps = [0.25, 0.5, 1.0]
+    wc = curves.width_curves(c, eps, "norm", [32, 64], floor=1e-8)
+    assert {32, 64} <= set(wc["width"].tolist()) and len(wc["width"]) >= 3
+    for j, m in enumerate(wc["width"]):
+        ws = [int(m)] * c.depth
+        ch = theory.chernoff_bound(np.array(eps), ws, c.samples, "norm", c.input_dim, c.init)
+        ex = theory.exact_forward_failure(np.array(eps), ws, "norm", c.input_dim, c.init)
+        np.testing.assert_allclose(wc["chernoff"][:, j], ch, rtol=1e-9, atol=0)
+        np.testing.assert_allclose(wc["exact"][:, j], ex, rtol=1e-9, atol=0)
+    # the table's numbers at the measured widths are those of the curves
+    df = report.report_numbers(res, eps)["failure"]["forward"]
+    row = df[(df.run == "w64-d3-n1-he")].sort_values("eps")
+    np.testing.assert_allclose(row.p_exact, wc["exact"][:, list(wc["width"]).index(64)], rtol=1e-9)
+    np.testing.assert_allclose(row.chernoff, wc["chernoff"][:, list(wc["width"]).index(64)], rtol=1e-9)
+    ec = curves.eps_curves(c, 0.2, 1.5, "norm", floor=1e-8)
+    assert ec["eps"][0] == 0.2 and ec["eps"][-1] == 1.5 and np.all(np.diff(ec["eps"]) > 0)
+    for e, ch, ex in zip(ec["eps"], ec["chernoff"], ec["exact"]):
+        assert ex == pytest.approx(float(theory.exact_forward_failure(e, list(c.widths), "norm", c.input_dim, c.init)),
+                                   rel=1e-9)
+        assert ch == pytest.approx(float(theory.chernoff_bound(np.array([e]), list(c.widths), c.samples, "norm",
+                                                               c.input_dim, c.init)[0]), rel=1e-9)
+
+
+def test_refine_adds_points_where_the_curve_bends():
+    from mcinit.report.curves import _refine
+    calls = []
+
+    def f(x):
+        calls.append(x)
+        return np.array([math.exp(-x * x)])
+    x, v = _refine([0.0, 1.0, 2.0, 3.0, 4.0], f, lambda a, b: 0.5 * (a + b) if b - a > 1e-3 else None, float,
+                   1e-6)
+    assert len(calls) == len(set(calls)) == len(x)                  # each point computed once
+    np.testing.assert_allclose(v[:, 0], np.exp(-x * x), rtol=0)      # exact at every point
+    # between the points, straight lines in log10 miss the curve by little where it is above the floor
+    xs = np.linspace(0, 4, 2001)
+    lin = np.interp(xs, x, np.log10(np.maximum(v[:, 0], 1e-6)))
+    true = np.log10(np.maximum(np.exp(-xs * xs), 1e-6))
+    assert np.max(np.abs(lin - true)) < 0.1
+    assert len(x) < 40                                               # and few points
+
+
+# --- residual networks: no plain law, no paper bound --------------------------------------------
+
+def test_no_plain_law_for_residual_networks(sweep_file):
+    import dataclasses
+    from mcinit.report import curves
+    res = mcinit.load(sweep_file)
+    c = dataclasses.replace(next(r.config for r in res.runs if r.config.init == "he"), arch="residual")
+    assert c.residual
+    assert curves.width_curves(c, [0.5], "norm", [32, 64]) == {}
+    assert curves.eps_curves(c, 0.2, 1.0, "norm") == {}
+    assert curves.paper_width_curve(c, [0.5], "norm", 32, 64) is None
+    assert curves.paper_eps_curve(c, [0.5], "norm") is None
+    # the tables: the runs made residual lose their bound columns and flags
+    for run in res.runs:
+        object.__setattr__(run, "config", dataclasses.replace(run.config, arch="residual"))
+    n = report.report_numbers(res, [0.5])
+    for prop in ("forward", "backward", "both"):
+        df = n["failure"][prop]
+        assert df.paper_delta.isna().all() and df.chernoff.isna().all() and df.p_exact.isna().all()
+        assert not df.bound_violated.any() and not df.paper_vacuous.any()
+    text = report.report_text(res, [0.5], numbers=n)
+    assert "they describe plain ReLU networks" in _flat(text)
+    # the figures: no exact, Chernoff or paper curve, no exact mean or density; a note says why
+    fig = report.draw_figures(res, eps=[0.5], numbers=n)[0]
+    legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert not any(t.startswith(("exact", "Chernoff", "paper's bound")) for t in legends), legends
+    assert "residual: no exact law, no paper bound" in legends and "residual: no exact mean" in legends
+    styles = [(line.get_linestyle(), line.get_linewidth()) for ax in fig.axes for line in ax.get_lines()]
+    assert not [st for st in styles if st[0] in ("--", "-.") or st == (":", 1.6)], styles   # exact, paper, Chernoff
+
+
+# --- words --------------------------------------------------------------------------------------
+
+def test_both_property_words_match_its_numbers(sweep_file):
+    """The 'both' table's paper_delta is min(1, 2 delta); the text says so, not a per-property delta."""
+    res = mcinit.load(sweep_file)
+    text = _flat(report.report_text(res, eps=[0.25, 0.5]))
+    assert "For 'both' paper_delta is min(1, 2 delta)" in text
+    assert "per-property value" not in text and "2 x paper_delta" not in text
+    df = res.failure([0.5], prop="both")
+    one = res.failure([0.5], prop="forward")
+    he = df.run == "w64-d3-n1-he"
+    assert float(df[he].paper_delta.iloc[0]) == pytest.approx(min(1.0, 2 * float(one[one.run == "w64-d3-n1-he"]
+                                                                            .paper_delta.iloc[0])))
+
+
+def test_every_form_flows_through_the_report(single_file):
+    """No pair of forms is written into the report: every form of options.FORMS has its words, its
+    text and its figure (the eps axis names the form's deviation)."""
+    from mcinit.options import FORMS
+    from mcinit.report import common
+    from mcinit.stats import FORM_FORMULAS
+    assert common.deviation_words("norm", "rho") == "|sqrt(rho) - 1|"
+    res = mcinit.load(single_file)
+    for form in FORMS:
+        assert common.form_words(form) == f"{form} form: deviation {FORM_FORMULAS[form]}"
+        assert f"eps ({form})" in report.report_text(res, eps=[0.5], form=form)
+    with pytest.raises(ValueError, match="form must be one of"):
+        common.form_words("cubic")
 
 
 EXACT_CASES = [([3, 8, 5], None, "he"),

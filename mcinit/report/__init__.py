@@ -4,7 +4,8 @@
     from mcinit import report
     res = mcinit.load("sweep.h5")
     print(report.report_text(res))                 # per-layer and failure tables, in words too
-    report.plot_report(res, "sweep.png")           # (a) layers, (b) failure vs width/eps, (c) histogram
+    report.plot_report(res, "sweep.pdf")           # (a) layers, (b) last layer, (c), ... failure vs width/eps
+    report.plot_report(res, "fig.svg", panels="separate")   # fig-a.svg, fig-b.svg, ...
     print(report.bound_text(0.15, 0.05, depth=10, widths=[1000, 4000]))
 
 Every number says which form it is in: the *norm* form |sqrt(ratio) - 1|, the
@@ -22,14 +23,16 @@ the figure draws over the measured histogram.
 The numbers of the text come from report_numbers and bound_numbers (the JSON documents of
 mcinit report and mcinit bound hold them too: mcinit.documents).
 
-Modules: text (report_text, report_numbers, bound_text, bound_numbers), figures (plot_report), curves (the
+Modules: text (report_text, report_numbers, bound_text, bound_numbers), figures (plot_report, draw_figures,
+the formats and the files of separate panels), curves (the
 exact density and the bound curves), common (what text and figures share).
 """
 
 from .common import PAPER_PROVENANCE, default_eps
 from .curves import exact_log_density, exact_ratio_density
-from .figures import plot_report
+from .figures import FIGURE_FORMATS, PANEL_MODES, PNG_DPI, draw_figures, figure_format, panel_paths, plot_report
 from .text import bound_numbers, bound_text, paper_caveat, report_numbers, report_text
 
-__all__ = ["report_text", "report_numbers", "plot_report", "bound_text", "bound_numbers", "default_eps",
+__all__ = ["report_text", "report_numbers", "plot_report", "draw_figures", "figure_format", "panel_paths",
+           "FIGURE_FORMATS", "PANEL_MODES", "PNG_DPI", "bound_text", "bound_numbers", "default_eps",
            "exact_log_density", "exact_ratio_density", "paper_caveat", "PAPER_PROVENANCE"]

@@ -15,8 +15,14 @@ GAUSSIAN_INITS = theory.GAUSSIAN_INITS
 MAX_DEFAULT_EPS = 4
 
 
+def deviation_words(form, ratio="ratio"):
+    """The deviation of a form as a formula in ``ratio`` (e.g. '|sqrt(rho) - 1|'): mcinit.stats.FORM_FORMULAS."""
+    form_words(form)
+    return FORM_FORMULAS[form].replace("ratio", ratio)
+
+
 def form_words(form):
-    """The words naming a form (norm, squared, symmetric) of the deviation; ValueError for any other form."""
+    """The words naming a form (any of mcinit.stats.FORM_FORMULAS) of the deviation; ValueError for any other."""
     if form not in FORM_FORMULAS:
         raise ValueError(f"form must be one of {', '.join(FORM_FORMULAS)}, got {form!r}")
     return f"{form} form: deviation {FORM_FORMULAS[form]}"

@@ -1,12 +1,13 @@
 """Theory curves for the report: the exact density of ln rho_L and the bounds against width or eps."""
 
+import functools
 import math
 
 import numpy as np
 from scipy import signal, special, stats
 
 from .. import theory
-from .common import GAUSSIAN_INITS, PAPER_INITS, paper_eps
+from .common import GAUSSIAN_INITS, paper_eps
 
 # ---------------------------------------------------------------------------
 # exact density of ln rho_L
@@ -108,36 +109,134 @@ def exact_ratio_density(r, y, f):
     return out
 
 
-def theory_curves(c, eps, form, widths=None):
-    """Bound curves for a run's configuration: vary the equal width (widths given) or eps (widths None).
+# ---------------------------------------------------------------------------
+# bound curves: exact theory values at the points drawn, computed where the curve needs them
 
-    Returns dict of arrays over the varied axis: paper, chernoff, exact (one input), union (N*exact)."""
-    gaussian = c.dist == "normal" and c.init in GAUSSIAN_INITS and not c.residual   # plain networks' laws
-    paper = c.init in PAPER_INITS and not c.residual
-    out = {}
-    if widths is not None:         # arrays (len(eps), len(widths)); the paper's on a finer real grid
-        e = np.atleast_1d(np.asarray(eps, dtype=float))
-        if paper:
-            wf = np.geomspace(widths[0], widths[-1], 200)
-            out["paper_x"] = wf
-            out["paper"] = np.asarray(theory.paper_delta(wf[None, :], paper_eps(e, form)[:, None],
-                                                         c.samples, c.depth))
-        if gaussian:
-            ch = np.empty((len(e), len(widths)))
-            ex = np.empty((len(e), len(widths)))
-            for j, m in enumerate(widths):
-                ws = [int(m)] * c.depth
-                ch[:, j] = theory.chernoff_bound(e, ws, c.samples, form, c.input_dim, c.init)
-                ex[:, j] = theory.exact_forward_failure(e, ws, form, c.input_dim, c.init)
-            out["chernoff"], out["exact"] = ch, ex
-    else:
-        e = np.asarray(eps, dtype=float)
-        if paper:
-            out["paper"] = np.asarray(theory.paper_delta(min(c.widths), paper_eps(e, form), c.samples, c.depth))
-        if gaussian:
-            out["chernoff"] = np.asarray(theory.chernoff_bound(e, list(c.widths), c.samples, form, c.input_dim,
-                                                               c.init))
-            out["exact"] = np.asarray(theory.exact_forward_failure(e, list(c.widths), form, c.input_dim, c.init))
-    if "exact" in out:
-        out["union"] = np.minimum(1.0, c.samples * out["exact"])
-    return out
+def plain_gaussian(c):
+    """Whether the exact law and the Chernoff bound describe a run (c: its RunConfig): Gaussian
+    weights of a preset with a known variance, in a plain (not residual) ReLU network."""
+    return c.dist == "normal" and c.init in GAUSSIAN_INITS and not c.residual
+
+
+def paper_curve(c):
+    """Whether the paper's bound is drawn as a curve over equal widths m for a run's configuration:
+    He, Gaussian weights, a plain network (E rho_l = 1 at every width; he-in only where n_0 = m)."""
+    return c.dist == "normal" and c.init == "he" and not c.residual
+
+
+@functools.lru_cache(maxsize=4096)
+def _bounds_at(eps, widths, samples, form, input_dim, init):
+    """(chernoff, exact one-input) arrays over the tuple ``eps`` for one configuration, cached: a
+    configuration the report draws twice (or the table holds) is computed once."""
+    e = np.asarray(eps, dtype=float)
+    ch = np.atleast_1d(np.asarray(theory.chernoff_bound(e, list(widths), samples, form, input_dim, init), float))
+    ex = np.atleast_1d(np.asarray(theory.exact_forward_failure(e, list(widths), form, input_dim, init), float))
+    return ch, ex
+
+
+def _refine(x0, evaluate, between, position, floor, tol=0.15, max_points=48):
+    """Points where curves need their exact values, and those values.
+
+    x0        the points that are always computed (sorted; the measured ones)
+    evaluate  x -> 1-d array of the curves' values at x (probabilities)
+    between   (a, b) -> a point strictly between a and b, or None when there is none
+    position  x -> the point's coordinate on the axis (log width, or eps)
+    The midpoint of every interval is computed, and the interval halved again while the
+    straight line between its ends (in log10 of the values, floored at ``floor``) misses the
+    value there by more than tol decades: where a curve is smooth, the lines between the points
+    kept then miss it by about tol/4 decades (a few hundredths: below a line's width) with few
+    points.  A curve below the floor at the midpoint and at an end is left there (it has left the
+    drawn range).  Returns (x sorted, values (len(x), k))."""
+    vals = {x: evaluate(x) for x in x0}
+
+    def lg(v):
+        return np.log10(np.maximum(np.nan_to_num(v, nan=floor), floor))
+    todo = list(zip(x0[:-1], x0[1:]))
+    while todo and len(vals) < max_points:
+        a, b = todo.pop()
+        m = between(a, b)
+        if m is None:
+            continue
+        vals[m] = evaluate(m)
+        t = (position(m) - position(a)) / (position(b) - position(a))
+        # curves that leave the drawn range here (below the floor at the midpoint and an end) need no more
+        seen = (vals[m] > floor) | ((vals[a] > floor) & (vals[b] > floor))
+        miss = np.max(np.abs(lg(vals[m]) - ((1 - t) * lg(vals[a]) + t * lg(vals[b])))[seen], initial=0.0)
+        if miss > tol:
+            todo += [(a, m), (m, b)]
+    xs = sorted(vals)
+    return np.asarray(xs), np.asarray([vals[x] for x in xs])
+
+
+def _mid_width(a, b):
+    m = int(round(math.sqrt(a * b)))
+    return m if a < m < b else None
+
+
+def width_curves(c, eps, form, widths, floor=1e-6, known=None):
+    """Chernoff and exact curves of a run's configuration over the equal hidden width m.
+
+    c       a RunConfig (its depth, samples, input_dim, init); eps: the tolerances (in ``form``)
+    widths  the measured equal widths: the curves span [min, max] and pass through them
+    floor   the smallest probability drawn (the curves are refined only above it)
+    known   {m: (chernoff, exact)} arrays over eps already computed (the report's table)
+    Returns {width (m), chernoff, exact (one input), union (min(1, N exact))}, arrays
+    (len(eps), len(m)); {} where the bounds do not describe the configuration (plain_gaussian).
+    Every value is theory's at that width (chernoff_bound over the same eps array,
+    exact_forward_failure); the widths between the measured ones are chosen by _refine."""
+    if not plain_gaussian(c):
+        return {}
+    e = tuple(float(x) for x in np.atleast_1d(eps))
+    known = known or {}
+    k = len(e)
+
+    def evaluate(m):
+        if m in known:
+            ch, ex = known[m]
+        else:
+            ch, ex = _bounds_at(e, (int(m),) * c.depth, c.samples, form, c.input_dim, c.init)
+        return np.concatenate((ch, ex))
+    ws = sorted({int(w) for w in widths})
+    m, v = _refine(ws, evaluate, _mid_width, math.log, floor)
+    ex = v[:, k:].T
+    return dict(width=m, chernoff=v[:, :k].T, exact=ex, union=np.minimum(1.0, c.samples * ex))
+
+
+def eps_curves(c, lo, hi, form, floor=1e-6, points=9):
+    """Chernoff and exact curves of a run's configuration (its own widths) over eps in [lo, hi].
+
+    Starts from ``points`` equally spaced tolerances and adds midpoints where the curves bend
+    (_refine); every value is theory's at that eps (chernoff_bound and exact_forward_failure
+    at the single tolerance).  Returns {eps, chernoff, exact, union}, or {} where the bounds do
+    not describe the configuration (plain_gaussian)."""
+    if not plain_gaussian(c):
+        return {}
+    widths = tuple(int(w) for w in c.widths)
+
+    def evaluate(x):
+        return np.concatenate(_bounds_at((float(x),), widths, c.samples, form, c.input_dim, c.init))
+
+    def between(a, b):
+        return 0.5 * (a + b) if b - a > 1e-3 * (hi - lo) else None
+    x, v = _refine([float(x) for x in np.linspace(lo, hi, points)], evaluate, between, float, floor)
+    return dict(eps=x, chernoff=v[:, 0], exact=v[:, 1], union=np.minimum(1.0, c.samples * v[:, 1]))
+
+
+def paper_width_curve(c, eps, form, wmin, wmax, points=200):
+    """The paper's bound (closed form, cheap) over equal widths on a fine real grid:
+    (m, delta (len(eps), points)), or None outside its setting (paper_curve)."""
+    if not paper_curve(c):
+        return None
+    e = np.atleast_1d(np.asarray(eps, dtype=float))
+    wf = np.geomspace(wmin, wmax, points)
+    return wf, np.asarray(theory.paper_delta(wf[None, :], paper_eps(e, form)[:, None], c.samples, c.depth))
+
+
+def paper_eps_curve(c, eps, form):
+    """The paper's bound of a run (its narrowest width) at the tolerances ``eps``, or None
+    outside its setting (Gaussian weights with E rho_l = 1: results.paper_bound)."""
+    from ..results import paper_bound
+    if c.residual:
+        return None
+    d = paper_bound(c, np.asarray(eps, dtype=float), "forward", form)
+    return None if d is None else np.asarray(d, float)

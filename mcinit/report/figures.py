@@ -1,20 +1,59 @@
-"""The report's figure: per-layer ratios, failure probabilities against width or eps, the last layer's histogram."""
+"""The report's figures: per-layer ratios, the last layer's distribution, failure probabilities.
+
+Panels, lettered (a), (b), ... left to right and top to bottom in the order they are made:
+the norm ratio per layer, the distribution of the last layer's norm ratio, then the forward
+failure probability against the width (one panel per group of runs that differ only in the
+width) or against eps (one width), then the same for the backward property where runs
+computed it.  Every legend and note sits to the right of its axes, outside the data.
+"""
 
 import math
+import os
 
 import numpy as np
 
-from ..stats import FORM_FORMULAS, HIST_BINS, Summary, clopper_pearson
-from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words, init_label,
-                     widths_label)
-from .curves import exact_log_density, exact_ratio_density, theory_curves
+from ..options import FIGURE_FORMATS, PANEL_MODES, PNG_DPI
+from ..stats import HIST_BINS, Summary, clopper_pearson
+from .common import PAPER_INITS, deviation_words, fmt_g, form_words, init_label, widths_label
+from .curves import (eps_curves, exact_log_density, exact_ratio_density, paper_eps_curve, paper_width_curve,
+                     plain_gaussian, width_curves)
 
-# ---------------------------------------------------------------------------
-# the figure and its panels
+_PANEL_SIZE = (7.0, 4.2)       # inches, the axes and the legend to their right
+_LEGEND_ROWS = 20              # lines per legend column
+_LEGEND_WIDTH = 42             # characters per legend line
+_FONT = dict(title=10, label=9, tick=8, legend=7.5)
 
 _INIT_CMAPS = {"he": "Blues", "glorot": "Oranges", "lecun": "Greens", "he-in": "Purples",
-               "wn": "Reds", "wn-unit": "Greys"}
+               "wn": "Reds", "wn-unit": "Greys", "paper-glorot": "YlOrBr"}
+_STYLE = {"paper": dict(ls="-.", lw=1.3), "chernoff": dict(ls=":", lw=1.6), "exact": dict(ls="--", lw=1.3)}
+_PROP_RATIO = {"forward": "rho", "backward": "gamma"}
 
+
+# ---------------------------------------------------------------------------
+# file names
+
+def figure_format(path):
+    """The format of a figure file from its extension (pdf, svg or png); ValueError for any other."""
+    ext = os.path.splitext(str(path))[1].lower().lstrip(".")
+    if ext not in FIGURE_FORMATS:
+        names = [f".{f}" for f in FIGURE_FORMATS]
+        raise ValueError(f"--plot takes a file name ending in {', '.join(names[:-1])} or {names[-1]}, "
+                         f"not {os.path.basename(str(path))!r}")
+    return ext
+
+
+def panel_paths(path, count):
+    """The files of ``count`` separate panels: NAME-a.EXT, NAME-b.EXT, ... beside ``path`` = NAME.EXT."""
+    root, ext = os.path.splitext(str(path))
+    return [f"{root}-{_letter(i)}{ext}" for i in range(count)]
+
+
+def _letter(i):
+    return "abcdefghijklmnopqrstuvwxyz"[i] if i < 26 else f"z{i - 25}"
+
+
+# ---------------------------------------------------------------------------
+# shared pieces
 
 def _run_colors(runs):
     """A colour per run: a colour family per init, darker for wider networks."""
@@ -33,6 +72,11 @@ def _run_colors(runs):
     return out
 
 
+def _varying(runs):
+    keys = ("depth", "samples", "input_dim", "init", "dist", "arch", "branch_scale")
+    return {k for k in keys if len({getattr(r.config, k) for r in runs}) > 1}
+
+
 def _run_label(run, vary):
     c = run.config
     parts = [init_label(c), f"m={widths_label(c.widths)}"]
@@ -42,75 +86,47 @@ def _run_label(run, vary):
         parts.append(f"N={c.samples}")
     if "input_dim" in vary:
         parts.append(f"n0={c.input_dim}")
+    if c.residual:
+        parts.append(f"{c.arch} s={fmt_g(c.branch_scale)}")
     return " ".join(parts)
 
 
-def _varying(runs):
-    keys = ("depth", "samples", "input_dim", "init", "dist")
-    return {k for k in keys if len({getattr(r.config, k) for r in runs}) > 1}
-
-
-def _panel_layers(ax, results, colors, vary):
-    """(a) per-layer mean of rho with a +/- sd band, the exact mean dashed; log y."""
-    lt = results.layers()
-    lows, highs = [], []
-    inits = list(dict.fromkeys(r.config.init for r in results.runs))
-    for run in sorted(results.runs, key=lambda r: (inits.index(r.config.init), min(r.config.widths),
-                                                   r.config.depth, r.config.samples)):
-        if run.completed == 0:
-            continue
-        d = lt[lt.run == run.name]
-        x = np.concatenate(([0], d.layer.to_numpy()))
-        m = np.concatenate(([1.0], d.rho_mean.to_numpy()))
-        sd = np.concatenate(([0.0], d.rho_sd.to_numpy()))
-        ex = np.concatenate(([1.0], d.exact_rho_mean.to_numpy()))
-        col = colors[run.name]
-        ax.plot(x, m, "-o", color=col, ms=3, lw=1.6, label=_run_label(run, vary))
-        lo = np.where(m - sd > 0, m - sd, np.nan)
-        ax.fill_between(x, np.where(np.isfinite(lo), lo, m * 1e-3), m + sd, color=col, alpha=0.13, lw=0)
-        ax.plot(x, ex, "--", color="k", lw=0.9, alpha=0.7)
-        lows.append(np.nanmin(np.concatenate((m[m > 0], ex[ex > 0]))))
-        highs.append(np.nanmax(m + sd))
-    ax.set_yscale("log")
-    if lows:
-        lo, hi = min(lows), max(highs)
-        ax.set_ylim(lo / 3.0, max(hi * 1.5, 2.0))
-    ax.axhline(1.0, color="grey", lw=0.6, zorder=0)
-    _plain_log_ticks(ax)
-    ax.set_xlabel("layer l (0 = input)")
-    ax.set_ylabel(r"forward ratio $\rho_l=\|h^l\|^2/\|x\|^2$ (squared)")
-    ax.set_title(r"(a) mean of $\rho_l$ per layer, band = mean $\pm$ sd" "\n"
-                 "dashed black: exact mean (one-input law)", fontsize=10)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7.5, ncol=2 if len(results.runs) > 6 else 1, loc="lower left", framealpha=0.85)
-    ax.grid(True, which="major", alpha=0.3)
-
-
-def _plain_log_ticks(ax):
-    """Tick labels 0.5, 1, 2 instead of 5x10^-1 on a log y axis; minor labels only within about a decade."""
-    from matplotlib import ticker
-    lo, hi = ax.get_ylim()
-    fmt = ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(fmt)
-    if hi / lo < 12:
-        ax.yaxis.set_minor_formatter(fmt)
-    else:
-        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-
-
 def _group_key(c):
-    return (c.init, c.dist, c.depth, c.samples, c.input_dim)
+    return (c.init, c.dist, c.depth, c.samples, c.input_dim, c.arch, c.branch_scale)
 
 
 def _group_title(key, vary):
-    init, dist, depth, samples, n0 = key
+    init, dist, depth, samples, n0, arch, scale = key
     t = f"{init}" + ("" if dist == "normal" or init.startswith("wn") else f"/{dist}") + f", L={depth}, N={samples}"
     if "input_dim" in vary:
         t += f", n0={n0}"
+    if arch != "plain":
+        t += f", {arch} s={fmt_g(scale)}"
     return t
 
 
-_STYLE = {"paper": dict(ls="-.", lw=1.3), "chernoff": dict(ls=":", lw=1.6), "exact": dict(ls="--", lw=1.3)}
+def _header(text):
+    """A legend entry without a line: a heading or a note."""
+    from matplotlib.lines import Line2D
+    return Line2D([], [], color="none", label=text)
+
+
+def _legend(ax, handles):
+    """The legend of a panel, to the right of its axes (never over the data); long entries wrapped."""
+    import textwrap
+    for h in handles:
+        h.set_label(textwrap.fill(h.get_label(), _LEGEND_WIDTH, subsequent_indent="  "))
+    rows = sum(h.get_label().count("\n") + 1 for h in handles)
+    ncol = max(1, math.ceil(rows / _LEGEND_ROWS))
+    return ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0,
+                     fontsize=_FONT["legend"], frameon=False, ncol=ncol, handlelength=2.4)
+
+
+def _finish(ax, letter, title, xlabel, ylabel):
+    ax.set_title(f"({letter}) {title}", fontsize=_FONT["title"], loc="left")
+    ax.set_xlabel(xlabel, fontsize=_FONT["label"])
+    ax.set_ylabel(ylabel, fontsize=_FONT["label"])
+    ax.tick_params(labelsize=_FONT["tick"])
 
 
 def _floor(values, default=1e-6):
@@ -120,86 +136,20 @@ def _floor(values, default=1e-6):
     return max(1e-14, 10.0 ** (math.floor(math.log10(v.min())) - 1))
 
 
-def _style_legend(ax, runs, fontsize=7.5, loc="best"):
-    """The legend of the line styles of (b), listing only the curves some run has."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    samples_gt1 = any(r.config.samples > 1 for r in runs)
-    gaussian = any(r.config.dist == "normal" and r.config.init in GAUSSIAN_INITS for r in runs)
-    paper = any(r.config.init in PAPER_INITS for r in runs)
-    h = [Line2D([], [], color="k", marker="o", ms=4, lw=1.2, label="measured p_hat"),
-         Patch(color="k", alpha=0.15, label="95% Clopper-Pearson band"),
-         Line2D([], [], color="k", marker="v", ms=6, lw=0, mfc="none", label="p_hat = 0: upper limit")]
-    if gaussian:
-        h.append(Line2D([], [], color="k", **_STYLE["exact"], label="exact, one input" if samples_gt1 else "exact"))
-        if samples_gt1:
-            h.append(Patch(facecolor="none", edgecolor="k", hatch="///", label="exact range [P1, N*P1]"))
-        h.append(Line2D([], [], color="k", **_STYLE["chernoff"], label="Chernoff bound (rigorous)"))
-    if paper:
-        h.append(Line2D([], [], color="k", **_STYLE["paper"], label="paper bound (authors' code)"))
-    return ax.legend(handles=h, fontsize=fontsize, loc=loc, framealpha=0.85)
+def _log_ticks(axis, lo, hi):
+    """Plain tick labels (0.5, 1, 2 rather than 5x10^-1) on a log axis: 1-2-5 within two decades."""
+    from matplotlib import ticker
 
-
-def _panel_failure_width(axes, results, groups, eps, form, vary):
-    """(b) forward failure probability against width, one axes per group, one colour per eps."""
-    from matplotlib import colormaps
-    from matplotlib.lines import Line2D
-    ecols = colormaps["viridis"](np.linspace(0.0, 0.85, len(eps)))
-    full = results.failure(eps, prop="forward", form=form)
-    for ax, (key, runs) in zip(axes, groups.items()):
-        df = full[full.run.isin([r.name for r in runs])]
-        c0 = runs[0].config
-        equal = all(len(set(r.config.widths)) == 1 for r in runs)
-        ws = np.array(sorted({min(r.config.widths) for r in runs}))
-        wgrid = np.unique(np.round(np.geomspace(ws.min() / 1.3, ws.max() * 1.3, 24)).astype(int))
-        wgrid = wgrid[wgrid >= 1]
-        p_all = df.p_hat.to_numpy(float)
-        bottom = _floor(list(p_all[p_all > 0]) + list(df.ci_high[p_all == 0]))
-        curves = theory_curves(c0, eps, form, widths=wgrid) if equal and len(ws) > 0 else None
-        for i, e in enumerate(eps):
-            d = df[np.isclose(df.eps, e)].sort_values("width")
-            x, p, lo, hi = (d[k].to_numpy(float) for k in ("width", "p_hat", "ci_low", "ci_high"))
-            col = ecols[i]
-            pos = p > 0
-            if pos.any():
-                ax.plot(x[pos], p[pos], "-o", color=col, ms=4, lw=1.4)
-            ax.plot(x[~pos], hi[~pos], "v", color=col, ms=7, mfc="none", mew=1.4)
-            ax.fill_between(x, np.maximum(lo, bottom), hi, where=_band_where(pos), color=col, alpha=0.15, lw=0)
-            if curves is not None:
-                tc = {k: (v if k == "paper_x" else v[i]) for k, v in curves.items()}
-                if "paper" in tc:
-                    ax.plot(tc["paper_x"], tc["paper"], color=col, **_STYLE["paper"])
-                if "chernoff" in tc:
-                    ax.plot(wgrid, tc["chernoff"], color=col, **_STYLE["chernoff"])
-                if "exact" in tc:
-                    ax.plot(wgrid, tc["exact"], color=col, **_STYLE["exact"])
-                    if c0.samples > 1:
-                        ax.fill_between(wgrid, tc["exact"], tc["union"], facecolor="none", edgecolor=col,
-                                        hatch="///", lw=0, alpha=0.5)
-            else:           # uneven widths: the bounds of each run at its narrowest width
-                ax.plot(x, d.paper_delta, "_", color=col, ms=12, mew=1.5)
-                ax.plot(x, d.p_exact, "x", color=col, ms=6)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom, 2.0)
-        ax.set_xlim(wgrid.min(), wgrid.max())
-        ax.minorticks_off()
-        ax.set_xticks(ws)
-        ax.set_xticklabels([str(w) for w in ws])
-        xl = ("hidden width m (equal widths)" if equal else
-              "narrowest hidden width (uneven widths: bounds as markers, _ paper, x exact)")
-        ax.set_xlabel(xl)
-        ax.set_ylabel(f"P(forward failure), {form} form")
-        ax.set_title(f"(b) forward failure vs width: {_group_title(key, vary)}", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        if c0.init not in PAPER_INITS:
-            ax.text(0.98, 0.02, f"no paper bound for {c0.init}\n(derived for He)", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=7.5, color="0.35")
-        eh = [Line2D([], [], color=ecols[i], lw=2.5, label=f"eps = {fmt_g(e, 4)}") for i, e in enumerate(eps)]
-        leg = ax.legend(handles=eh, fontsize=7.5, loc="upper right", framealpha=0.85, title=f"{form} form",
-                        title_fontsize=7.5)
-        ax.add_artist(leg)
-    _style_legend(axes[-1], [r for rs in groups.values() for r in rs])
+    def label(v, _):
+        if 0.01 <= v < 1000:
+            return f"{v:g}"
+        k = math.log10(v)
+        return f"$10^{{{k:.0f}}}$" if abs(k - round(k)) < 1e-9 else ""
+    fmt = ticker.FuncFormatter(label)
+    if hi / lo < 100:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _band_where(pos):
@@ -208,83 +158,97 @@ def _band_where(pos):
     return pos | np.concatenate(([False], pos[:-1]))
 
 
-def _eps_grid_range(results, form):
-    """An eps range over which the measured forward failure goes from ~1 to 0 for the runs."""
-    grid = np.geomspace(0.01, 4.0, 120)
-    lo, hi = [], []
-    for run in results.runs:
+def _style_handles(runs, prop, samples_gt1, paper_drawn, level):
+    """Legend entries of the line styles of a failure panel, only of the curves it draws."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    h = [_header("drawn"),
+         Line2D([], [], color="k", marker="o", ms=4, lw=1.2, label="measured failure probability"),
+         Patch(color="k", alpha=0.15, label=f"{level * 100:.4g}% exact interval"),
+         Line2D([], [], color="k", marker="v", ms=6, lw=0, mfc="none", label="none failed: upper limit")]
+    if prop == "forward" and any(plain_gaussian(r.config) for r in runs):
+        h.append(Line2D([], [], color="k", **_STYLE["exact"], label="exact, one input" if samples_gt1 else "exact"))
+        if samples_gt1:
+            h.append(Patch(facecolor="none", edgecolor="k", hatch="///", label="exact N inputs lie here"))
+        h.append(Line2D([], [], color="k", **_STYLE["chernoff"], label="Chernoff bound"))
+    if paper_drawn:
+        h.append(Line2D([], [], color="k", **_STYLE["paper"], label="paper's bound"))
+    return h
+
+
+def _notes(runs, prop):
+    """Legend notes: which runs have no paper bound, no exact law."""
+    out = []
+    if any(r.config.residual for r in runs):
+        out.append("residual: no exact law, no paper bound")
+    off = sorted({init_label(r.config) for r in runs if not r.config.residual
+                  and not (r.config.dist == "normal" and r.config.init in PAPER_INITS)})
+    if off:
+        out.append(f"no paper bound for {', '.join(off)} (derived for He, Gaussian weights)")
+    if prop == "forward":
+        other = sorted({init_label(r.config) for r in runs if not r.config.residual and not plain_gaussian(r.config)})
+        if other:
+            out.append(f"no exact law for {', '.join(other)}")
+    return [_header(n) for n in out]
+
+
+# ---------------------------------------------------------------------------
+# (a) the norm ratio per layer
+
+def _draw_layers(fig, letter, ctx):
+    """Per-layer mean of rho_l per run with a +/- sd band, the exact mean dashed; log y."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    results, colors, vary = ctx["results"], ctx["colors"], ctx["vary"]
+    ax = fig.add_subplot()
+    lt = results.layers()
+    lows, highs = [], []
+    inits = list(dict.fromkeys(r.config.init for r in results.runs))
+    handles, exact_drawn = [], False
+    for run in sorted(results.runs, key=lambda r: (inits.index(r.config.init), min(r.config.widths),
+                                                   r.config.depth, r.config.samples)):
         if run.completed == 0:
             continue
-        k = run.failure_counts(grid, form)["forward"]
-        T = run.completed
-        full = np.nonzero(k >= 0.999 * T)[0]
-        zero = np.nonzero(k == 0)[0]
-        lo.append(grid[full[-1]] if full.size else grid[0])
-        hi.append(grid[zero[0]] * 1.25 if zero.size else grid[-1])
-    if not lo:
-        return 0.02, 2.0
-    a, b = min(lo), max(hi)
-    return max(0.01, a * 0.8), min(4.0, max(b, a * 2))
-
-
-def _panel_failure_eps(ax, results, eps, form, colors, vary):
-    """(b) single width: forward failure probability against eps, one colour per run."""
-    from matplotlib.lines import Line2D
-    a, b = _eps_grid_range(results, form)
-    grid = np.linspace(a, b, 100)
-    tgrid = np.linspace(a, b, 40)
-    measured = []
-    for run in results.runs:
-        T = run.completed
-        if T == 0:
-            continue
-        k = run.failure_counts(grid, form)["forward"]
-        lo, hi = clopper_pearson(k, T)
-        measured.append((run, k / T, lo, hi))
-    floor_vals = []
-    for _, p, lo, hi in measured:
-        floor_vals += list(p[p > 0]) + list(hi[p == 0][:1])
-    bottom = _floor(floor_vals)
-    handles = []
-    for run, p, lo, hi in measured:
-        c = run.config
+        d = lt[lt.run == run.name]
+        x = np.concatenate(([0], d.layer.to_numpy()))
+        m = np.concatenate(([1.0], d.rho_mean.to_numpy()))
+        sd = np.concatenate(([0.0], d.rho_sd.to_numpy()))
         col = colors[run.name]
-        pos = p > 0
-        ax.plot(grid[pos], p[pos], "-", color=col, lw=1.8)
-        ax.fill_between(grid, np.maximum(lo, bottom), hi, where=_band_where(pos), color=col, alpha=0.18, lw=0)
-        z = np.nonzero(~pos)[0]
-        if z.size:
-            ax.plot(grid[z], hi[z], ":", color=col, lw=0.9, alpha=0.8)
-            ax.plot(grid[z][::8], hi[z][::8], "v", color=col, ms=6, mfc="none", mew=1.3)
-        tc = theory_curves(c, tgrid, form)
-        for name in ("paper", "chernoff", "exact"):
-            if name in tc:
-                ax.plot(tgrid, tc[name], color=col, **_STYLE[name])
-        if c.samples > 1 and "exact" in tc:
-            ax.fill_between(tgrid, tc["exact"], tc["union"], facecolor="none", edgecolor=col, hatch="///",
-                            lw=0, alpha=0.5)
-        handles.append(Line2D([], [], color=col, lw=2.5, label=_run_label(run, vary | {"depth", "samples"})))
-    for e in eps:
-        if a <= e <= b:
-            ax.axvline(e, color="0.75", lw=0.7, zorder=0)
+        ax.plot(x, m, "-o", color=col, ms=3, lw=1.6)
+        lo = np.where(m - sd > 0, m - sd, np.nan)
+        ax.fill_between(x, np.where(np.isfinite(lo), lo, m * 1e-3), m + sd, color=col, alpha=0.13, lw=0)
+        handles.append(Line2D([], [], color=col, marker="o", ms=3, lw=1.6, label=_run_label(run, vary)))
+        vals = list(m[m > 0])
+        if not run.config.residual:       # the plain network's law; none is drawn for a residual one
+            ex = np.concatenate(([1.0], d.exact_rho_mean.to_numpy()))
+            if np.isfinite(ex).all():
+                ax.plot(x, ex, "--", color="k", lw=0.9, alpha=0.7)
+                exact_drawn = True
+                vals += list(ex[ex > 0])
+        lows.append(min(vals))
+        highs.append(np.nanmax(m + sd))
     ax.set_yscale("log")
-    ax.set_ylim(bottom, 2.0)
-    ax.set_xlim(a, b)
-    ax.set_xlabel(f"eps ({form} form: " + FORM_FORMULAS[form].replace("ratio", "rho")
-                  + "); grey verticals: the report's eps")
-    ax.set_ylabel(f"P(forward failure), {form} form")
-    widths = {widths_label(r.config.widths) for r in results.runs}
-    what = "width m" if all(len(set(r.config.widths)) == 1 for r in results.runs) else "hidden widths"
-    ax.set_title(f"(b) forward failure vs eps (one {what} for all runs: {', '.join(sorted(widths))})",
-                 fontsize=10)
-    ax.grid(True, alpha=0.3)
-    leg = ax.legend(handles=handles, fontsize=7.5, loc="upper right", framealpha=0.85)
-    ax.add_artist(leg)
-    _style_legend(ax, [r for r in results.runs if r.completed > 0], loc="lower left")
+    lo, hi = (min(lows) / 3.0, max(max(highs) * 1.5, 2.0)) if lows else (0.1, 10.0)
+    ax.set_ylim(lo, hi)
+    _log_ticks(ax.yaxis, lo, hi)
+    ax.axhline(1.0, color="grey", lw=0.6, zorder=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, which="major", alpha=0.3)
+    _finish(ax, letter, "Norm ratio per layer", "layer l (0 = input)",
+            r"$\rho_l = \|h^l\|^2 / \|x\|^2$, mean $\pm$ sd")
+    extra = [_header("drawn"), Patch(color="k", alpha=0.13, label="mean ± sd over networks and inputs")]
+    if exact_drawn:
+        extra.append(Line2D([], [], color="k", ls="--", lw=0.9, label="exact mean"))
+    if any(r.config.residual for r in results.runs):
+        extra.append(_header("residual: no exact mean"))
+    _legend(ax, [_header("runs")] + handles + extra)
 
+
+# ---------------------------------------------------------------------------
+# (b) the last layer's distribution
 
 def _hist_runs(results, limit=4):
-    """Runs whose last-layer histogram is drawn: per group the narrowest and the widest, at most `limit`."""
+    """Runs whose last-layer distribution is drawn: per group the narrowest and the widest, at most `limit`."""
     groups = {}
     for r in results.runs:
         if r.completed > 0:
@@ -302,141 +266,374 @@ def _hist_runs(results, limit=4):
     return picked
 
 
-def _panel_hist(ax, results, colors, vary):
-    """(c) last-layer forward-ratio histogram (density) over the exact density of rho_L."""
+#: a run of one input per trial whose summary histogram misses values is drawn from its
+#: records (every value of rho_L) when it has at most this many trials
+_RECORD_TRIALS = 1 << 21
+
+
+def last_layer_values(run):
+    """What the distribution panel draws of a run: the summary's counts of rho_L (every value
+    over all (trial, input) pairs) and its extremes.
+
+    Returns dict(run, total (values, dead ones included), dead (values rho_L = 0), lo (the
+    smallest positive value), hi (the largest), hist (the summary's histograms of rho_L and
+    ln rho_L (its values > 0), each with an underflow bin first and an overflow bin last))."""
+    s = run.summary()
+    L = run.config.depth - 1
+    total = int(s.count[0, 0, L])
+    positive = int(s.count[0, 1, L])
+    return dict(run=run, total=total, dead=total - positive, lo=math.exp(s.min[0, 1, L]) if positive else math.nan,
+                hi=float(s.max[0, 0, L]) if total else math.nan, hist=s.hist[0, :, L])
+
+
+def _draw_hist(fig, letter, ctx):
+    """The distribution of rho_L (density) per run over its exact density; the range covers the data."""
+    from matplotlib.lines import Line2D
+    results, colors, vary = ctx["results"], ctx["colors"], ctx["vary"]
+    ax = fig.add_subplot()
     runs = _hist_runs(results)
-    if not runs:
-        ax.text(0.5, 0.5, "no completed trials", ha="center", transform=ax.transAxes)
-        return
-    summaries = {r.name: r.summary() for r in runs}
-    # ratio space when the drawn runs fit in [0, 4] and are resolved by its bins, else log space
-    space = 0
-    for r in runs:
-        s = summaries[r.name]
-        L = r.config.depth - 1
-        n = s.count[0, 0, L]
-        h = s.hist[0, 0, L]
-        sd = math.sqrt(s.variance()[0, 0, L]) if n > 1 else 0.0
-        if n == 0 or (h[0] + h[-1]) > 0.002 * n or sd < 10 * (4.0 / HIST_BINS) or s.mean[0, 0, L] < 0.2:
-            space = 1
-    edges = Summary.edges(space)
-    bw = edges[1] - edges[0]
-    notes, lo_x, hi_x = [], [], []
-    exact_missing = []
-    dead_masses = []
+    data = {r.name: last_layer_values(r) for r in runs}
+    los = [d["lo"] for d in data.values() if np.isfinite(d["lo"])]
+    his = [d["hi"] for d in data.values() if np.isfinite(d["hi"])]
+    lo, hi = (min(los), max(his)) if los else (0.5, 2.0)
+    log_space = hi / lo > 30 or hi > Summary.edges(0)[-1]
+    handles, dead_total, exact_drawn, notes = [], 0.0, False, []
     ymax = 0.0
     for r in runs:
-        c = r.config
-        s = summaries[r.name]
-        L = c.depth - 1
-        total = s.count[0, 0, L]                # all (trial, input) pairs, dead ones included
-        h = s.hist[0, space, L].astype(float)
-        dens = h[1:-1] / (total * bw)
+        c, d = r.config, data[r.name]
         col = colors[r.name]
-        outside = (h[0] + h[-1]) / total
-        label = _run_label(r, vary) + (f" ({outside:.1%} outside the histogram range)" if outside >= 0.001 else "")
-        ax.stairs(dens, edges, color=col, lw=1.1, alpha=0.9, label=label)
-        ymax = max(ymax, dens.max())
-        cum = np.cumsum(h[1:-1]) / max(1.0, h[1:-1].sum())
-        nz = np.nonzero(h[1:-1])[0]
-        if nz.size:
-            lo_x.append(edges[max(0, int(np.searchsorted(cum, 1e-4)))])
-            hi_x.append(edges[min(HIST_BINS, int(np.searchsorted(cum, 1 - 1e-4)) + 1)])
-        if c.dist == "normal" and c.init in GAUSSIAN_INITS:
+        counts, edges, missed = _binned(d, log_space, lo, hi)
+        width = np.diff(np.log(edges) if log_space else edges)
+        dens = counts / (d["total"] * width) if d["total"] else counts
+        ax.stairs(dens, edges, color=col, lw=1.1, alpha=0.9)
+        ymax = max(ymax, float(dens.max()) if dens.size else 0.0)
+        label = _run_label(r, vary)
+        if missed:
+            label += f": {100 * missed / d['total']:.3g}% outside the stored histogram, not drawn"
+        handles.append(Line2D([], [], color=col, lw=1.4, label=label))
+        if d["dead"]:
+            notes.append(f"{r.name}: {d['dead'] / d['total']:.2%} dead (rho_L = 0), not drawn")
+        if plain_gaussian(c):
             y, f, p_dead = exact_log_density(c.widths, c.input_dim, c.init)
-            dead_masses.append(p_dead)
-            if space == 0:
-                xs = np.linspace(edges[0] + bw / 2, edges[-1], 2000)
-                ax.plot(xs, exact_ratio_density(xs, y, f), "--", color="k", lw=1.3)
+            dead_total = max(dead_total, p_dead)
+            if log_space:
+                xs = np.geomspace(lo, hi, 600)
+                ax.plot(xs, np.interp(np.log(xs), y, f, left=0.0, right=0.0), "--", color="k", lw=1.2)
             else:
-                xs = np.linspace(edges[0], edges[-1], 2000)
-                ax.plot(xs, np.interp(xs, y, f, left=0.0, right=0.0), "--", color="k", lw=1.3)
-            if c.samples > 1:
-                notes.append(f"{r.name}: N={c.samples}, exact = per-input marginal law")
-        else:
-            exact_missing.append(init_label(c))
-    if lo_x:
-        a, b = min(lo_x), max(hi_x)
-        pad = 0.08 * (b - a)
-        ax.set_xlim(max(edges[0], a - pad), min(edges[-1], b + pad))
-    ax.set_ylim(0, ymax * 1.15 if ymax > 0 else 1)
-    if space == 0:
-        ax.set_xlabel(r"last-layer forward ratio $\rho_L$ (squared), histogram edges [0, 4], bin 0.01")
-        ax.set_ylabel(r"density of $\rho_L$")
+                xs = np.linspace(max(lo, 1e-12), hi, 600)
+                ax.plot(xs, exact_ratio_density(xs, y, f), "--", color="k", lw=1.2)
+            exact_drawn = True
+    if log_space:
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 1.2, hi * 1.2)
+        _log_ticks(ax.xaxis, lo / 1.2, hi * 1.2)
+        xlabel, ylabel = r"$\rho_L = \|h^L\|^2 / \|x\|^2$ (last layer, log scale)", r"density of $\ln \rho_L$"
     else:
-        ax.set_xlabel(r"$\ln \rho_L$ (last layer), histogram edges [-4, 4], bin 0.02")
-        ax.set_ylabel(r"density of $\ln \rho_L$")
-    if dead_masses:
-        title = "(c) last layer: histogram (Summary, density) vs exact density (dashed)"
-    else:
-        title = "(c) last layer: histogram (Summary, density)"
-    sub = []
-    if dead_masses:
-        pd_ = max(dead_masses)
-        pd_text = f"P <= {pd_:.1g}" if pd_ > 0 else "P < 1e-300"
-        sub.append(f"exact: one input, Gaussian weights; atom at rho=0 (dead, {pd_text}) not drawn")
-    if exact_missing:
-        sub.append("no exact density for " + ", ".join(sorted(set(exact_missing)))
-                   + " (Gaussian weights only): histogram alone")
-    ax.set_title(title + "\n" + "\n".join(sub), fontsize=9)
-    ax.legend(fontsize=7.5, loc="upper right", framealpha=0.85)
-    if notes:
-        ax.text(0.02, 0.98, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=7, color="0.3")
+        pad = 0.04 * (hi - lo)
+        ax.set_xlim(max(0.0, lo - pad), hi + pad)
+        xlabel, ylabel = r"$\rho_L = \|h^L\|^2 / \|x\|^2$ (last layer)", r"density of $\rho_L$"
+    ax.set_ylim(0, ymax * 1.08 if ymax > 0 else 1)
     ax.grid(True, alpha=0.3)
+    _finish(ax, letter, "Distribution of the last layer's norm ratio", xlabel, ylabel)
+    extra = [_header("drawn"), Line2D([], [], color="k", lw=1.1, label="histogram over all networks and inputs")]
+    if exact_drawn:
+        extra.append(Line2D([], [], color="k", ls="--", lw=1.2, label="exact density, one input"))
+        if any(r.config.samples > 1 for r in runs if plain_gaussian(r.config)):
+            extra.append(_header("(for N inputs: each input's law)"))
+    unexplained = sorted({init_label(r.config) + (f" {r.config.arch}" if r.config.residual else "")
+                          for r in runs if not plain_gaussian(r.config)})
+    if unexplained:
+        extra.append(_header(f"no exact density for {', '.join(unexplained)}"))
+    extra += [_header(n) for n in notes]
+    _legend(ax, [_header("runs")] + handles + extra)
 
 
-def plot_report(results, path, eps=None, form="norm"):
-    """Write the report figure (PNG, matplotlib's Agg canvas; pyplot and its global state are not used).
+def _binned(d, log_space, lo, hi, bins=80):
+    """(counts, edges, values not drawn) of one run's rho_L over [lo, hi] (log-spaced bins in log space).
 
-    (a) per-layer mean of the forward ratio rho_l per run, +/- sd band, exact mean dashed, log y;
-    (b) forward failure probability with Clopper-Pearson bands and the bound curves (paper,
-        Chernoff, exact) against width (one axes per init/depth/N group; equal-width runs get
-        curves on a fine width grid), or against eps when the file has a single width;
-    (c) the last layer's forward-ratio histogram from the Summary (density) over the exact
-        density of rho_L (one input, Gaussian weights; the dead atom at 0 is not drawn).
-    eps, form as in report_text.  Only the runs that computed the forward property are drawn
-    (none: a ValueError).  Returns the path.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    From the summary's histogram in that space (its bins merged by a whole factor, over the
+    data's range) when it holds every value; else, for a run of one input per trial and at most
+    _RECORD_TRIALS trials, from its records (every value); else from the summary's histogram,
+    the values outside its range counted, not drawn."""
+    space = 1 if log_space else 0
+    h = d["hist"][space].astype(float)
+    run = d["run"]
+    if h[0] + h[-1] > (0 if log_space else d["dead"]) and run.config.samples == 1 \
+            and run.completed <= _RECORD_TRIALS:
+        v = run.records(("fwd_min",), 0, run.completed)["fwd_min"][:, run.config.depth - 1].astype(float)
+        v = v[v > 0]                     # the dead values are counted in the notes
+        edges = np.geomspace(lo, hi, bins + 1) if log_space else np.linspace(lo, hi, bins + 1)
+        counts, _ = np.histogram(np.log(v) if log_space else v, np.log(edges) if log_space else edges)
+        return counts.astype(float), edges, 0
+    stored = Summary.edges(space)
+    inner, e = h[1:-1], stored
+    # the stored bins over the data's range, merged so that about `bins` remain
+    a, b = (math.log(lo), math.log(hi)) if log_space else (lo, hi)
+    i0 = max(0, int(np.searchsorted(e, a, side="right")) - 1)
+    i1 = min(HIST_BINS, int(np.searchsorted(e, b, side="left")))
+    i1 = max(i1, i0 + 1)
+    k = max(1, (i1 - i0) // bins)
+    i1 = i0 + k * math.ceil((i1 - i0) / k)
+    if i1 > HIST_BINS:
+        i0 = max(0, i0 - (i1 - HIST_BINS))
+        i1 = min(HIST_BINS, i1)
+        k = max(1, min(k, i1 - i0))
+        i1 = i0 + k * ((i1 - i0) // k)
+    counts = inner[i0:i1].reshape(-1, k).sum(axis=1)
+    edges = e[i0:i1 + 1:k]
+    missed = int(h[0] + h[-1] + inner.sum() - counts.sum())
+    if log_space:                        # ln rho_L: the dead values (rho_L = 0) are not in it
+        edges = np.exp(edges)
+    elif i0 > 0:                         # the dead values lie in the first stored bin, below the range
+        missed -= d["dead"]
+    return counts, edges, max(0, missed)
 
-    form_words(form)
-    eps = default_eps(results, form) if eps is None else [float(e) for e in np.atleast_1d(eps)]
-    results = results.with_property("forward")      # the figures are of the forward property
+
+# ---------------------------------------------------------------------------
+# failure probability against the width or eps
+
+def _draw_failure_width(fig, letter, ctx, prop, key, runs):
+    """Failure probability of ``prop`` against the width, one colour per eps, with the bound curves."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+    eps, form, level, vary = ctx["eps"], ctx["form"], ctx["level"], ctx["vary"]
+    ax = fig.add_subplot()
+    ecols = colormaps["viridis"](np.linspace(0.0, 0.85, len(eps)))
+    full = ctx["numbers"]["failure"][prop]
+    df = full[full.run.isin([r.name for r in runs])]
+    c0 = runs[0].config
+    equal = all(len(set(r.config.widths)) == 1 for r in runs)
+    ws = np.array(sorted({min(r.config.widths) for r in runs}))
+    p_all = df.p_hat.to_numpy(float)
+    bottom = _floor(list(p_all[p_all > 0]) + list(df.ci_high[p_all == 0]))
+    curves, paper = {}, None
+    if equal and prop == "forward":
+        known = {}
+        for r in runs:
+            d = df[df.run == r.name]
+            ex = d.p_exact.to_numpy(float) if r.config.samples == 1 else d.p_one_input.to_numpy(float)
+            ch = d.chernoff.to_numpy(float)
+            if len(d) == len(eps) and np.isfinite(ex).all() and np.isfinite(ch).all():
+                known[int(min(r.config.widths))] = (ch, ex)
+        curves = width_curves(c0, eps, form, ws, floor=bottom, known=known)
+    if equal:
+        paper = paper_width_curve(c0, eps, form, ws.min(), ws.max())
+    marks = False
+    for i, e in enumerate(eps):
+        d = df[np.isclose(df.eps, e)].sort_values("width")
+        x, p, lo, hi = (d[k].to_numpy(float) for k in ("width", "p_hat", "ci_low", "ci_high"))
+        col = ecols[i]
+        pos = p > 0
+        if pos.any():
+            ax.plot(x[pos], p[pos], "-o", color=col, ms=4, lw=1.4)
+        ax.plot(x[~pos], hi[~pos], "v", color=col, ms=7, mfc="none", mew=1.4)
+        ax.fill_between(x, np.maximum(lo, bottom), hi, where=_band_where(pos), color=col, alpha=0.15, lw=0)
+        if paper is not None:
+            ax.plot(paper[0], paper[1][i], color=col, **_STYLE["paper"])
+        elif np.isfinite(d.paper_delta).any():      # the paper's bound where it holds (e.g. he-in at n_0 = m)
+            ax.plot(x, d.paper_delta, "_", color=col, ms=12, mew=1.5)
+            marks = True
+        if curves:
+            ax.plot(curves["width"], curves["chernoff"][i], color=col, **_STYLE["chernoff"])
+            ax.plot(curves["width"], curves["exact"][i], color=col, **_STYLE["exact"])
+            if c0.samples > 1:
+                ax.fill_between(curves["width"], curves["exact"][i], curves["union"][i], facecolor="none",
+                                edgecolor=col, hatch="///", lw=0, alpha=0.5)
+        elif not equal and prop == "forward":       # uneven widths: the exact value of each run as a marker
+            ax.plot(x, d.p_exact, "x", color=col, ms=6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, 2.0)
+    ax.set_xlim(ws.min() / 1.15, ws.max() * 1.15)
+    ax.minorticks_off()
+    ax.set_xticks(ws)
+    ax.set_xticklabels([str(w) for w in ws])
+    ax.grid(True, which="major", alpha=0.3)
+    ratio = _PROP_RATIO[prop]
+    _finish(ax, letter, f"{prop.capitalize()} failure vs width: {_group_title(key, vary)}",
+            "hidden width m" + ("" if equal else " (narrowest; uneven widths)"), f"P({prop} failure)")
+    h = [_header(f"eps on {deviation_words(form, ratio)}")]
+    h += [Line2D([], [], color=ecols[i], lw=2.5, label=f"eps = {fmt_g(e, 4)}") for i, e in enumerate(eps)]
+    h += _style_handles(runs, prop, c0.samples > 1, paper is not None, level)
+    if marks:
+        h.append(Line2D([], [], color="k", marker="_", ms=10, lw=0, label="paper's bound (where it applies)"))
+    if not equal and prop == "forward":
+        h.append(Line2D([], [], color="k", marker="x", ms=6, lw=0, label="exact, one input"))
+    _legend(ax, h + _notes(runs, prop))
+
+
+def _eps_grid_range(runs, form, prop):
+    """An eps range over which the measured failure goes from ~1 to 0 for the runs."""
+    grid = np.geomspace(0.01, 4.0, 120)
+    lo, hi = [], []
+    for run in runs:
+        k = run.failure_counts(grid, form)[prop]
+        T = run.completed
+        full = np.nonzero(k >= 0.999 * T)[0]
+        zero = np.nonzero(k == 0)[0]
+        lo.append(grid[full[-1]] if full.size else grid[0])
+        hi.append(grid[zero[0]] * 1.25 if zero.size else grid[-1])
+    if not lo:
+        return 0.02, 2.0
+    a, b = min(lo), max(hi)
+    return max(0.01, a * 0.8), min(4.0, max(b, a * 2))
+
+
+def _draw_failure_eps(fig, letter, ctx, prop, runs):
+    """One width: failure probability of ``prop`` against eps, one colour per run, with the bound curves."""
+    from matplotlib.lines import Line2D
+    eps, form, level, colors, vary = ctx["eps"], ctx["form"], ctx["level"], ctx["colors"], ctx["vary"]
+    ax = fig.add_subplot()
+    a, b = _eps_grid_range(runs, form, prop)
+    grid = np.linspace(a, b, 100)
+    measured = []
+    for run in runs:
+        k = run.failure_counts(grid, form)[prop]
+        lo, hi = clopper_pearson(k, run.completed, level)
+        measured.append((run, k / run.completed, lo, hi))
+    floor_vals = []
+    for _, p, lo, hi in measured:
+        floor_vals += list(p[p > 0]) + list(hi[p == 0][:1])
+    bottom = _floor(floor_vals)
+    handles, paper_drawn = [], False
+    for run, p, lo, hi in measured:
+        c = run.config
+        col = colors[run.name]
+        pos = p > 0
+        ax.plot(grid[pos], p[pos], "-", color=col, lw=1.8)
+        ax.fill_between(grid, np.maximum(lo, bottom), hi, where=_band_where(pos), color=col, alpha=0.18, lw=0)
+        z = np.nonzero(~pos)[0]
+        if z.size:
+            ax.plot(grid[z], hi[z], ":", color=col, lw=0.9, alpha=0.8)
+            ax.plot(grid[z][::8], hi[z][::8], "v", color=col, ms=6, mfc="none", mew=1.3)
+        pd_ = paper_eps_curve(c, grid, form)
+        if pd_ is not None:
+            ax.plot(grid, pd_, color=col, **_STYLE["paper"])
+            paper_drawn = True
+        if prop == "forward":
+            tc = eps_curves(c, a, b, form, floor=bottom)
+            if tc:
+                ax.plot(tc["eps"], tc["chernoff"], color=col, **_STYLE["chernoff"])
+                ax.plot(tc["eps"], tc["exact"], color=col, **_STYLE["exact"])
+                if c.samples > 1:
+                    ax.fill_between(tc["eps"], tc["exact"], tc["union"], facecolor="none", edgecolor=col,
+                                    hatch="///", lw=0, alpha=0.5)
+        handles.append(Line2D([], [], color=col, lw=2.5, label=_run_label(run, vary | {"depth", "samples"})))
+    for e in eps:
+        if a <= e <= b:
+            ax.axvline(e, color="0.75", lw=0.7, zorder=0)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, 2.0)
+    ax.set_xlim(a, b)
+    ax.grid(True, alpha=0.3)
+    widths = sorted({widths_label(r.config.widths) for r in runs})
+    _finish(ax, letter, f"{prop.capitalize()} failure vs eps (width {', '.join(widths)})",
+            f"tolerance eps on {deviation_words(form, _PROP_RATIO[prop])}", f"P({prop} failure)")
+    h = [_header("runs")] + handles + _style_handles(runs, prop, any(r.config.samples > 1 for r in runs),
+                                                     paper_drawn, level)
+    h.append(Line2D([], [], color="0.75", lw=0.7, label="the report's eps"))
+    _legend(ax, h + _notes(runs, prop))
+
+
+# ---------------------------------------------------------------------------
+# the figure
+
+def _panel_specs(results):
+    """(the runs that computed the forward property, the panels in their order): each panel a
+    tuple (kind, prop, group key, runs), kind one of layers, hist, width, eps.  ValueError when
+    there is nothing to draw."""
+    results = results.with_property("forward")      # the ratio panels are of the forward property
     if not results.runs:
         raise ValueError(f"{results.path}: the figures show the forward property, which no run computed "
                          "(--properties backward)")
     runs = [r for r in results.runs if r.completed > 0]
     if not runs:
         raise ValueError(f"{results.path}: no run has a completed trial; nothing to plot")
-    colors = _run_colors(results.runs)
-    vary = _varying(results.runs)
+    specs = [("layers", None, None, runs), ("hist", None, None, runs)]
     by_width = len({(min(r.config.widths), max(r.config.widths)) for r in runs}) > 1
-    groups = {}
-    for r in runs:
-        groups.setdefault(_group_key(r.config), []).append(r)
-    nb = len(groups) if by_width else 1
-    ncols = max(2, min(nb, 3))
-    nrows_b = math.ceil(nb / ncols)
-    fig = Figure(figsize=(6.2 * ncols, 5.4 * (1 + nrows_b)), dpi=110)
-    FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(1 + nrows_b, 2 * ncols)
-    half = ncols                                   # top row: (a) and (c) share the width
-    ax_a = fig.add_subplot(gs[0, :half])
-    ax_c = fig.add_subplot(gs[0, half:])
-    _panel_layers(ax_a, results, colors, vary)
-    _panel_hist(ax_c, results, colors, vary)
-    if by_width:
-        if nb == 1:
-            axes = [fig.add_subplot(gs[1, :])]
+    for prop in ("forward", "backward"):
+        some = [r for r in runs if prop in r.props]
+        if not some:
+            continue
+        if by_width:
+            groups = {}
+            for r in some:
+                groups.setdefault(_group_key(r.config), []).append(r)
+            specs += [("width", prop, key, rs) for key, rs in groups.items()]
         else:
-            axes = [fig.add_subplot(gs[1 + i // ncols, 2 * (i % ncols):2 * (i % ncols) + 2]) for i in range(nb)]
-        _panel_failure_width(axes, results, groups, eps, form, vary)
-    else:
-        ax_b = fig.add_subplot(gs[1, :])
-        _panel_failure_eps(ax_b, results, eps, form, colors, vary)
-    fig.suptitle(f"mcinit report: {results.path}  ({len(runs)} run{'s' if len(runs) != 1 else ''}; "
-                 f"deviations in the {form} form)\npaper bound = {PAPER_PROVENANCE}", fontsize=9.5)
-    fig.tight_layout(rect=(0, 0, 1, 0.965))
-    fig.savefig(path, format="png")
-    return path
+            specs.append(("eps", prop, None, some))
+    return results, specs
+
+
+def panel_count(results):
+    """How many panels the report's figure of ``results`` has (files with panels='separate')."""
+    return len(_panel_specs(results)[1])
+
+
+def draw_figures(results, eps=None, form="norm", level=0.95, panels="together", numbers=None):
+    """The report's figures as matplotlib Figures (Agg canvases; pyplot and its global state are
+    not used): one holding every panel (panels='together'), or one per panel ('separate')."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    if panels not in PANEL_MODES:
+        raise ValueError(f"panels must be one of {', '.join(PANEL_MODES)}, got {panels!r}")
+    from .text import report_numbers
+    form_words(form)
+    results, specs = _panel_specs(results)
+    if numbers is None:
+        numbers = report_numbers(results, eps, form, level)
+    ctx = dict(results=results, colors=_run_colors(results.runs), vary=_varying(results.runs),
+               eps=list(numbers["eps"]), form=form, level=level, numbers=numbers)
+    draws = {"layers": lambda f, l, s: _draw_layers(f, l, ctx),
+             "hist": lambda f, l, s: _draw_hist(f, l, ctx),
+             "width": lambda f, l, s: _draw_failure_width(f, l, ctx, s[1], s[2], s[3]),
+             "eps": lambda f, l, s: _draw_failure_eps(f, l, ctx, s[1], s[3])}
+    if panels == "separate":
+        figs = []
+        for i, spec in enumerate(specs):
+            fig = Figure(figsize=_PANEL_SIZE, layout="constrained")
+            FigureCanvasAgg(fig)
+            draws[spec[0]](fig, _letter(i), spec)
+            figs.append(fig)
+        return figs
+    ncols = 1 if len(specs) == 1 else 2
+    nrows = math.ceil(len(specs) / ncols)
+    fig = Figure(figsize=(_PANEL_SIZE[0] * ncols, _PANEL_SIZE[1] * nrows + 0.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    subs = fig.subfigures(nrows, ncols, squeeze=False)
+    for i, spec in enumerate(specs):          # left to right, top to bottom
+        draws[spec[0]](subs[i // ncols, i % ncols], _letter(i), spec)
+    n = len([r for r in results.runs if r.completed > 0])
+    fig.suptitle(f"{os.path.basename(str(results.path))}: {n} run{'s' if n != 1 else ''}, "
+                 f"deviations in the {form} form", fontsize=_FONT["title"])
+    return [fig]
+
+
+def save_figure(fig, path, fmt=None):
+    """Write one figure in the format of ``path``'s extension (or ``fmt``): PDF and SVG stay
+    vector, PNG at PNG_DPI."""
+    fmt = fmt or figure_format(path)
+    fig.savefig(path, format=fmt, dpi=PNG_DPI)
+
+
+def plot_report(results, path, eps=None, form="norm", level=0.95, panels="together", numbers=None):
+    """Write the report's figures; returns the list of files written.
+
+    path     NAME.pdf, NAME.svg or NAME.png (the format follows the extension; PNG at PNG_DPI)
+    panels   'together': every panel in ``path``; 'separate': one file per panel,
+             NAME-a.EXT, NAME-b.EXT, ... (panel_paths), each panel with its letter
+    eps, form, level  as in report_text; numbers: report_numbers' result for these arguments
+             (computed when None)
+    The panels: (a) the mean norm ratio rho_l per layer per run, +/- sd band, the
+    exact mean dashed; (b) the distribution of rho_L over its exact density (one input,
+    Gaussian weights), over the range of the data; then the forward failure probability with
+    its exact intervals and the bound curves (paper, Chernoff, exact; never for residual
+    networks) against the width (one panel per group of runs) or eps (one width), then the
+    backward one where runs computed it.  Only runs that computed the forward property are
+    drawn (none: a ValueError)."""
+    fmt = figure_format(path)
+    figs = draw_figures(results, eps, form, level, panels, numbers)
+    paths = [str(path)] if panels == "together" else panel_paths(path, len(figs))
+    for fig, p in zip(figs, paths):
+        save_figure(fig, p, fmt)
+    return paths
