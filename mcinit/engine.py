@@ -349,6 +349,9 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     if not isinstance(sink, Sink):
         raise TypeError(f"sink must be a mcinit.store.Sink, not {type(sink).__name__}")
     # what the run needs of the machine, before the sink creates anything
+    if config.residual:
+        from .kernels.residual import refuse
+        refuse(config.arch, config.wn_grad, resolve_backend(backend))
     batch_size = limits.check_run(config, batch_size, get_num_threads(), resolve_backend(backend),
                                   output=sink.path, rows=stop - first_index, in_memory=sink.keeps_records,
                                   resume=sink.path is not None and sink.resume, insist=ignore_limits)

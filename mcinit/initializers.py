@@ -63,8 +63,16 @@ def expected_forward(cfg):
     One layer factor r = rho_l / rho_(l-1): for Gaussian weights r = v chi2(K),
     K ~ Binomial(n_l, 1/2), so E r = v n/2 and E r^2 = v^2 (n^2/4 + 5n/4).
     For any symmetric weights E r = v n / 2 (weight-normalised: g^2 n_l / (2 n_(l-1))).
+    Residual networks: mcinit.theory.residual_layer_moments (--arch residual), NaN for
+    single-skip, which has no exact law (docs/design.md section 9).
     """
     code, var, _ = scheme_of(cfg)
+    if cfg.arch == "single-skip":
+        return np.full(cfg.depth, np.nan), np.full(cfg.depth, np.nan)
+    if cfg.residual:
+        from .theory import residual_layer_moments
+        m = residual_layer_moments(cfg.widths, var, cfg.branch_scale, gaussian=code == DIST_NORMAL)
+        return m.mean, m.var
     n = np.asarray(cfg.widths, dtype=np.float64)
     m1 = var * n / 2
     mean = np.cumprod(m1)

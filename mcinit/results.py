@@ -395,15 +395,16 @@ def _no_run_computed(results, prop):
 
 
 def _exact_defined(c):
-    """Whether the exact forward law applies to a run: Gaussian weights, one input per trial."""
-    return c.samples == 1 and c.dist == "normal" and c.init in theory.GAUSSIAN_INITS
+    """Whether the exact forward law applies to a run: a plain network of Gaussian weights,
+    one input per trial."""
+    return c.samples == 1 and c.dist == "normal" and c.init in theory.GAUSSIAN_INITS and not c.residual
 
 
 def _bounds(c, eps, prop, form):
     """paper_delta, chernoff and p_exact arrays (NaN where not defined) for a run's config."""
     n = len(eps)
     out = {k: np.full(n, np.nan) for k in ("paper_delta", "chernoff", "p_exact")}
-    gaussian = c.dist == "normal" and c.init in theory.GAUSSIAN_INITS
+    gaussian = c.dist == "normal" and c.init in theory.GAUSSIAN_INITS and not c.residual   # plain laws only
     if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
         return out
     paper = paper_bound(c, eps, prop, form)
@@ -433,8 +434,8 @@ def paper_bound(c, eps, prop, form="norm"):
 
 def _paper_setting(c):
     """Whether a run is in the setting of the paper bound: Gaussian weights with E rho_l = 1
-    in every layer (he, or he-in when every layer's fan-in equals its width)."""
-    if c.dist != "normal":
+    in every layer (he, or he-in when every layer's fan-in equals its width), of a plain network."""
+    if c.dist != "normal" or c.residual:
         return False
     return c.init == "he" or (c.init == "he-in" and len(set(c.all_widths)) == 1)
 

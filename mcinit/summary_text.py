@@ -57,11 +57,11 @@ def run_summary(result, output=None, threads=None):
     lines = [
         head,
         f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
-        f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)})",
+        f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)}){_arch(cfg)}",
         "",
         "per layer, over all (trial, input) pairs (docs/design.md section 2):",
-        "  rho = ||h^l||^2/||x||^2, the forward ratio; exact = its one-input law for Gaussian weights (section 4)",
-        "  gamma = ||dloss/dW_l||_F^2/(||x||^2 ||delta^L||^2), the backward ratio of the weight gradient",
+        "  rho = ||h^l||^2/||x||^2, the forward ratio; " + _exact_meaning(cfg),
+        f"  gamma = ||dloss/dW_l||_F^2/(||x||^2 ||{_last(cfg)}||^2), the backward ratio of the weight gradient",
         f"{'layer':>5} {'width':>6} {'rho mean':>10} {'rho sd':>9} {'exact mean':>10} {'exact sd':>9}"
         f" {'gamma mean':>10} {'gamma sd':>9}",
     ]
@@ -74,7 +74,8 @@ def run_summary(result, output=None, threads=None):
         return f"{row[name + '_mean']:10.5f} {row[name + '_sd']:9.4f}"
     for row in numbers["layers"]:
         ex_sd = f"{row['exact_rho_sd']:9.4f}" if np.isfinite(row["exact_rho_sd"]) else f"{'-':>9}"
-        lines.append(f"{row['layer']:>5} {row['width']:>6} {pair(row, 'rho', 'fwd')} {row['exact_rho_mean']:10.5f} "
+        ex_mean = f"{row['exact_rho_mean']:10.5f}" if np.isfinite(row["exact_rho_mean"]) else f"{'-':>10}"
+        lines.append(f"{row['layer']:>5} {row['width']:>6} {pair(row, 'rho', 'fwd')} {ex_mean} "
                      f"{ex_sd} {pair(row, 'gamma', 'bwd')}")
     if cfg.properties != "both":
         lines.append(f"('-': the {_MISSING[cfg.properties]} property was not computed: --properties {cfg.properties})")
@@ -90,17 +91,18 @@ def run_summary(result, output=None, threads=None):
         cells = {p: (_ci(f[p], i) if p in f else "not computed") for p in ("forward", "backward", "both")}
         lines.append(f"{e:>6g}  {cells['forward']:<30} {ex}{pp}{cells['backward']:<30} {cells['both']:<30}".rstrip())
     lines.append("exact: " + ("the forward property's exact probability (one input, Gaussian weights)"
-                              if exact is not None else "- (the exact law is of the forward property, "
-                              "one input, Gaussian weights)"))
+                              if exact is not None else "- (no exact failure probability for residual networks)" if cfg.residual
+                              else "- (the exact law is of the forward property, one input, Gaussian weights)"))
     lines.append("paper: " + ("Arpit & Bengio's bound (the authors' code) of each property, twice it for both; "
                               "not an upper bound at small eps and large widths"
-                              if paper is not None else "- (the bound is for Gaussian weights with "
+                              if paper is not None else f"- (the bound is of plain networks, not --arch {cfg.arch})"
+                              if cfg.residual else "- (the bound is for Gaussian weights with "
                               "E rho_l = 1: init he, or he-in at equal widths)"))
     lines.append("both: a trial fails when its forward or its backward property fails")
     if any(e >= 1 for e in result.eps):
         lines.append("eps >= 1: the norm form sees growing norms only (|sqrt(ratio) - 1| <= 1 for every ratio "
                      "<= 1): collapse shows in mcinit report --form symmetric")
-    deaths = "some h^l = 0" if cfg.properties == "forward" else "some h^l = 0 or delta^L = 0"
+    deaths = "some h^l = 0" if cfg.properties == "forward" else f"some h^l = 0 or {_last(cfg)} = 0"
     lines.append(f"dead networks ({deaths}): {s.dead:,}")
     return lines
 
@@ -133,10 +135,33 @@ def _resumed(result):
     return f" ({done:,} of them from before a resume)" if done else ""
 
 
+def _arch(cfg):
+    """', arch residual, B blocks, branch scale s' for a residual network, else ''."""
+    if not cfg.residual:
+        return ""
+    return f", arch {cfg.arch}, {cfg.blocks} blocks, branch scale {cfg.branch_scale:g}"
+
+
+def _last(cfg):
+    """The last layer's error whose norm the backward ratio divides by: delta^L, or for a
+    residual network g_L = dloss/da^L (docs/design.md section 9)."""
+    return "g_L" if cfg.residual else "delta^L"
+
+
+def _exact_meaning(cfg):
+    """What the summary's exact columns are for the configuration (mcinit.rows.layer_rows)."""
+    if cfg.arch == "single-skip":
+        return "exact: - (no exact law for this architecture)"
+    if cfg.residual:
+        return "exact = its one-input law of the residual network (section 9; the sd for Gaussian weights)"
+    return "exact = its one-input law for Gaussian weights (section 4)"
+
+
 def _exact_forward(cfg, eps):
-    """Exact forward failure probabilities (norm form) where defined, else None."""
+    """Exact forward failure probabilities (norm form) where defined, else None (residual
+    networks: no exact failure probability, docs/design.md section 9)."""
     from .theory import GAUSSIAN_INITS, exact_forward_failure
-    if cfg.samples != 1 or cfg.dist != "normal" or cfg.init not in GAUSSIAN_INITS:
+    if cfg.samples != 1 or cfg.dist != "normal" or cfg.init not in GAUSSIAN_INITS or cfg.residual:
         return None
     return exact_forward_failure(eps, list(cfg.widths), "norm", cfg.input_dim, cfg.init)
 

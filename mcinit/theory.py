@@ -38,6 +38,10 @@ Contents:
 - :func:`chernoff_bound`: a rigorous Chernoff + union bound for N inputs.
 - :func:`required_width`, :func:`required_widths`: the smallest equal hidden
   width at which each bound reaches a failure probability delta.
+- :func:`residual_block_moments`, :func:`residual_block_cdf`, :func:`residual_moments`:
+  the exact one-input law of a residual block (``--arch residual``), and the per-layer
+  moments of rho_l of a residual network.  The plain-network laws and bounds above do not
+  describe residual networks (docs/design.md section 9).
 """
 
 import math
@@ -54,6 +58,7 @@ __all__ = [
     "log_factor_moment", "factor_moment", "Moments", "moments",
     "exact_forward_failure", "exact_forward_failure_layers",
     "chernoff_bound", "required_width", "required_widths",
+    "residual_block_moments", "residual_block_cdf", "residual_layer_moments", "residual_moments",
 ]
 
 
@@ -988,3 +993,143 @@ def required_widths(eps, delta, depth, samples=1, form="norm", init="he"):
         else:
             out[kind] = required_width(eps, delta, depth, samples, kind, form, init)
     return out
+
+
+# ---------------------------------------------------------------------------
+# 7. residual networks (--arch residual; docs/design.md section 9)
+
+def _residual_check(widths):
+    w = _as_widths(widths)
+    L = w.size
+    if L < 3 or L % 2 == 0:
+        raise ValueError(f"a residual network has depth 1 + 2B, not {L}")
+    if np.any(w[2::2] != w[0]):
+        raise ValueError("every block's output width must be the first layer's")
+    return w
+
+
+def _block_arguments(n, m, v_hidden, v_out, branch_scale):
+    n = _as_positive_int(n, "n (the block's output width)")
+    m = _as_positive_int(m, "m (the block's hidden width)")
+    for x, name in ((v_hidden, "v_hidden"), (v_out, "v_out"), (branch_scale, "branch_scale")):
+        if not (np.isfinite(x) and x > 0):
+            raise ValueError(f"{name} must be a positive number, got {x!r}")
+    return n, m, float(v_hidden) * float(v_out) * float(branch_scale) ** 2
+
+
+def residual_block_moments(n, m, v_hidden, v_out, branch_scale=1.0):
+    """Mean and variance of one residual block's ratio R = ||h^(2b+1)||^2 / ||h^(2b-1)||^2 for
+    one input and Gaussian weights (docs/design.md section 9).
+
+    With K ~ Binomial(m, 1/2) active hidden units, c = chi2(K) and
+    sigma^2 = s^2 v_out v_hidden c, R given c is sigma^2 chi2'_n(1 / sigma^2), so
+    E[R | c] = 1 + n sigma^2 and Var[R | c] = 2 n sigma^4 + 4 sigma^2; with
+    E c = m / 2 and E c^2 = m (m + 5) / 4:
+
+        E R   = 1 + n a m / 2,                                  a = s^2 v_out v_hidden
+        E R^2 = 1 + (n + 2) a m + n (n + 2) a^2 m (m + 5) / 4
+
+    Parameters
+    ----------
+    n : int          the block's output width n_(2b+1) (= n_1)
+    m : int          its hidden width n_(2b)
+    v_hidden, v_out : float
+                     the entry variances v_(2b) and v_(2b+1) of its two layers
+    branch_scale : float
+                     the branch's scale s
+
+    Returns a :class:`Moments` of floats (mean, var)."""
+    n, m, a = _block_arguments(n, m, v_hidden, v_out, branch_scale)
+    mean = 1.0 + n * a * m / 2.0
+    second = 1.0 + (n + 2.0) * a * m + n * (n + 2.0) * a * a * m * (m + 5.0) / 4.0
+    return Moments(mean=mean, var=second - mean * mean)
+
+
+#: where residual_block_cdf's integral over the quantile u starts new panels: the integrand
+#: steepens towards both ends (sigma_u -> 0 as u -> 0, sigma_u -> infinity as u -> 1)
+_BLOCK_CDF_POINTS = (1e-8, 1e-6, 1e-4, 1e-2, 0.1, 0.5, 0.9, 0.99, 1 - 1e-4, 1 - 1e-6)
+
+
+def residual_block_cdf(r, n, m, v_hidden, v_out, branch_scale=1.0, tol=1e-10):
+    """The exact CDF P(R <= r) of one residual block's ratio (:func:`residual_block_moments`'
+    arguments): the binomial mixture over K of the noncentral chi-square law given c = chi2(K),
+
+        P(R <= r) = P(K = 0) 1[r >= 1]
+                    + sum_(K>=1) P(K) int_0^1 F'_n(r / sigma_u^2; 1 / sigma_u^2) du,
+
+    sigma_u^2 = s^2 v_out v_hidden chi2_K^(-1)(u) and F'_n(.; lambda) the noncentral
+    chi-square CDF of n degrees of freedom (scipy.stats.ncx2), the integral over the
+    quantile u of c by scipy.integrate.quad_vec (absolute error below ``tol``, binomial
+    terms below tol / 10 dropped): accurate to 1e-8.  r: a number or an array; returns the
+    same shape."""
+    from scipy import integrate
+    n, m, a = _block_arguments(n, m, v_hidden, v_out, branch_scale)
+    r = np.asarray(r, dtype=float)
+    x = np.ravel(r)
+    k = np.arange(1, m + 1)
+    pk = stats.binom.pmf(k, m, 0.5)
+    keep = pk > tol / 10.0
+    k, pk = k[keep], pk[keep]
+    pos = x > 0
+
+    xp = x[pos][None, :]
+
+    def integrand(u):
+        s2 = a * stats.chi2.ppf(u, k)[:, None]                  # sigma_u^2 per K
+        small = s2 < 1e-8
+        s2f = np.where(small, 1.0, s2)       # ncx2.cdf is not evaluated there (it takes minutes at lambda ~ 1e18)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            f = stats.ncx2.cdf(xp / s2f, n, 1.0 / s2f)
+            # sigma^2 < 1e-8 (lambda > 1e8, where ncx2.cdf fails): R = (1 + sigma Z)^2 + sigma^2 chi2(n - 1)
+            # with chi2(n - 1) at its mean, to O(sigma^4); a set of u of measure below 1e-4
+            t = np.sqrt(np.maximum(xp - s2 * (n - 1), 0.0))
+            sd = np.sqrt(s2)
+            near = stats.norm.cdf((t - 1.0) / sd) - stats.norm.cdf((-t - 1.0) / sd)
+        f = np.where(small, near, f)
+        f = np.where(s2 > 0, f, xp >= 1.0)                     # sigma = 0: R = 1
+        return pk @ f
+
+    out = stats.binom.pmf(0, m, 0.5) * (x >= 1.0)
+    if np.any(pos):
+        val, _ = integrate.quad_vec(integrand, 0.0, 1.0, epsabs=tol, epsrel=0.0, norm="max",
+                                    points=_BLOCK_CDF_POINTS)
+        out[pos] += val
+    out = np.clip(out, 0.0, 1.0)
+    return float(out[0]) if r.ndim == 0 else out.reshape(r.shape)
+
+
+def residual_layer_moments(widths, variances, branch_scale=1.0, gaussian=True):
+    """Per-layer E rho_l and Var rho_l (l = 1..L) of a residual network (``--arch residual``)
+    from its widths n_1..n_L and entry variances v_1..v_L, for one input:
+
+        rho_1 = v_1 chi2(K_1),  rho_(2b) = rho_(2b-1) v_(2b) chi2(K_(2b)),  rho_(2b+1) = rho_(2b-1) R_b,
+
+    each factor independent of rho_(2b-1) (R_b: :func:`residual_block_moments`), so the means
+    and second moments multiply.  The means hold for any zero-mean symmetric weights
+    (E (w . h)^2 = v ||h||^2 and E ReLU(y)^2 = E y^2 / 2); the variances (Gaussian
+    weights only) are NaN with ``gaussian`` False.  Returns a :class:`Moments` of arrays (L,)."""
+    w = _residual_check(widths)
+    v = np.asarray(variances, dtype=float)
+    L = w.size
+    mean = np.empty(L)
+    second = np.empty(L)
+
+    def factor(l):                       # E and E^2 of v_l chi2(K_l), K_l ~ Bin(n_l, 1/2)
+        return v[l - 1] * w[l - 1] / 2.0, v[l - 1] ** 2 * w[l - 1] * (w[l - 1] + 5.0) / 4.0
+
+    mean[0], second[0] = factor(1)
+    for b in range(1, (L - 1) // 2 + 1):
+        f1, f2 = factor(2 * b)
+        mean[2 * b - 1] = mean[2 * b - 2] * f1
+        second[2 * b - 1] = second[2 * b - 2] * f2
+        mo = residual_block_moments(w[0], w[2 * b - 1], v[2 * b - 1], v[2 * b], branch_scale)
+        mean[2 * b] = mean[2 * b - 2] * mo.mean
+        second[2 * b] = second[2 * b - 2] * (mo.var + mo.mean ** 2)
+    var = second - mean ** 2 if gaussian else np.full(L, np.nan)
+    return Moments(mean=mean, var=var)
+
+
+def residual_moments(widths, input_dim=None, init="he", branch_scale=1.0):
+    """:func:`residual_layer_moments` of a residual network of Gaussian weights, the variances
+    from ``init`` (:func:`layer_variances`' arguments): E rho_l and Var rho_l, l = 1..L."""
+    return residual_layer_moments(widths, layer_variances(widths, input_dim, init), branch_scale)

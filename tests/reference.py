@@ -82,3 +82,62 @@ def trial_ratios(cfg, trial, fixed=None):
     Ws, Wo = weights(cfg, trial)
     X = inputs(cfg, trial, fixed)
     return ratios(X, Ws, Wo, lambda Z: errors(cfg, trial, Z))
+
+
+def residual_forward(X, Ws, arch, s):
+    """(H, A) of a residual network (docs/design.md section 9): H[l] = h^l (N, n_l), l = 0..L,
+    A[l - 1] = a^l = W_l h^(l-1); arch 'residual' or 'single-skip', s the branch scale."""
+    H = [X]
+    A = []
+    L = len(Ws)
+    for l, W in enumerate(Ws, start=1):
+        A.append(H[-1] @ W.T)
+        if arch == "residual" and l > 1 and l % 2 == 1:
+            H.append(H[l - 2] + s * A[-1])                   # h^(2b+1) = h^(2b-1) + s a^(2b+1)
+        elif arch == "single-skip" and l == L:
+            H.append(H[1] + s * np.maximum(A[-1], 0.0))      # h^L = h^1 + s ReLU(a^L)
+        else:
+            H.append(np.maximum(A[-1], 0.0))
+    return H, A
+
+
+def residual_grads(H, A, Ws, Eta, arch, s):
+    """g_l = dloss/da^l (N, n_l), l = 1..L, from eta^L = dloss/dh^L (N, n_L): the chain rule
+    through the skips, one layer at a time from the top."""
+    L = len(Ws)
+    eta = {L: Eta}                      # dloss/dh^l, accumulated over every path from h^l
+    G = [None] * (L + 1)
+    for l in range(L, 0, -1):
+        if arch == "residual" and l > 1 and l % 2 == 1:
+            G[l] = s * eta[l]
+            eta[l - 2] = eta.get(l - 2, 0.0) + eta[l]        # the skip h^(l-2) -> h^l
+        elif arch == "single-skip" and l == L:
+            G[l] = s * (A[l - 1] > 0) * eta[l]
+            eta[1] = eta.get(1, 0.0) + eta[l]                # the skip h^1 -> h^L
+        else:
+            G[l] = (A[l - 1] > 0) * eta[l]
+        if l > 1:
+            eta[l - 1] = eta.get(l - 1, 0.0) + G[l] @ Ws[l - 1]
+    return G[1:]
+
+
+def residual_ratios(X, Ws, Wo, error_fn, arch, s):
+    """rho, gamma (N, L) of a residual network (docs/design.md section 9) for inputs X (N, n_0)."""
+    H, A = residual_forward(X, Ws, arch, s)
+    E = error_fn(H[-1] @ Wo.T)
+    G = residual_grads(H, A, Ws, E @ Wo, arch, s)
+    x2 = np.sum(X * X, axis=1)
+    rho = np.stack([np.sum(h * h, axis=1) / x2 for h in H[1:]], axis=1)
+    grad2 = np.stack([np.sum(np.einsum("ni,nj->nij", G[l], H[l]) ** 2, axis=(1, 2))
+                      for l in range(len(Ws))], axis=1)
+    gL2 = np.sum(G[-1] ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.where(gL2[:, None] > 0, grad2 / (x2 * gL2)[:, None], np.inf)
+    return rho, gamma
+
+
+def residual_trial_ratios(cfg, trial, fixed=None):
+    """rho, gamma (N, L) of one trial of a residual network, computed independently."""
+    Ws, Wo = weights(cfg, trial)
+    X = inputs(cfg, trial, fixed)
+    return residual_ratios(X, Ws, Wo, lambda Z: errors(cfg, trial, Z), cfg.arch, cfg.branch_scale)

@@ -35,7 +35,7 @@ def rows6(tmp_path_factory):
     return p
 
 
-# Three small configurations that together set every run option to a value other than its
+# Small configurations that together set every run option to a value other than its
 # default (some options exclude others: --widths / --width --depth, --sup-search / a data file).
 def configurations(rows):
     return [
@@ -46,7 +46,10 @@ def configurations(rows):
         dict(trials=8, input_dim=5, width=6, depth=2, samples=3, data="sphere", init="lecun",
              sup_search="2,5", properties="forward", seed=2),
         dict(trials=6, input_dim=5, width=6, arch="residual", blocks=1, branch_scale="1/B", samples=2,
-             init="wn", wn_grad="direction", kernel="dense", seed=4),
+             init="wn", kernel="dense", seed=4),
+        # --wn-grad direction: refused by every kernel until the plain dense kernel computes it
+        dict(trials=6, input_dim=5, width=6, depth=2, samples=2, init="wn", wn_grad="direction", kernel="dense",
+             seed=6),
     ]
 
 
@@ -74,7 +77,7 @@ def test_the_configurations_set_every_run_option_to_a_non_default(rows6):
         assert given[name] != default, name
 
 
-@pytest.mark.parametrize("which", [0, 1, 2, 3])
+@pytest.mark.parametrize("which", [0, 1, 2, 3, 4])
 def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6, which):
     values = configurations(rows6)[which]
     want = engine.resolve(config.build(**values)[0]).config_hash()

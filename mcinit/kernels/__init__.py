@@ -88,19 +88,21 @@ def cost(name, widths, samples, classes, precision="float64", backward=True):
     return float(np.dot(c, t))
 
 
-#: the kernels that compute residual networks (law: one Gaussian input, forward ratios)
+#: the kernels that compute residual networks (law: arch residual, one Gaussian input, forward ratios)
 RESIDUAL_KERNELS = ("dense", "law")
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both"):
     """The kernels that can compute a configuration: float32 only the blocked kernel; projected
     and law need Gaussian weights, law one input per trial; residual networks the dense
-    kernel, and law for the forward property of one Gaussian input."""
+    kernel, and law for the forward property of one Gaussian input with a skip in every
+    block (arch residual; single-skip has no exact law)."""
     if precision != "float64":
         return ("blocked",)
     gaussian = dist_code == DIST_NORMAL
     if arch != "plain":
-        return ("dense",) + (("law",) if gaussian and samples == 1 and properties == "forward" else ())
+        law_ok = arch == "residual" and gaussian and samples == 1 and properties == "forward"
+        return ("dense",) + (("law",) if law_ok else ())
     return ("dense", "blocked") + (("projected",) if gaussian else ()) + (("law",) if gaussian and samples == 1 else ())
 
 
@@ -123,6 +125,9 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested not in ("auto",) + RESIDUAL_KERNELS:
             raise ConfigError(f"residual networks are computed by the dense kernel (and law for the forward "
                               f"property of one Gaussian input), not {requested}")
+        if requested == "law" and arch != "residual":
+            raise ConfigError(f"the law kernel draws residual networks with a skip in every block (--arch "
+                              f"residual); --arch {arch} has no exact law: use --kernel dense")
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")

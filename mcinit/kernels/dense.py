@@ -374,8 +374,12 @@ def weights_fit(plan):
 def fill(plan, first, count, fwd, bwd, dead, store=None):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
     bwd is left as it is when the plan wants no backward ratios (plan.backward False).
-    With plan.wn_direction bwd holds the ratios of the direction gradient (gamma_l^dir)."""
-    from .common import refuse_unbuilt
+    With plan.wn_direction bwd holds the ratios of the direction gradient (gamma_l^dir).
+    Residual networks (plan.arch) are computed by kernels/residual.py."""
+    from .common import ARCH_PLAIN, refuse_unbuilt
+    if plan.arch != ARCH_PLAIN:       # residual networks: their own trial (kernels/residual.py)
+        from . import residual
+        return residual.fill(plan, first, count, fwd, bwd, dead, store)
     refuse_unbuilt(plan, "dense", wn_direction=True)
     backward = bool(plan.backward)
     if store is None:

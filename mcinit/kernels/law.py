@@ -31,6 +31,9 @@ CPU's ``fill`` runs: the same numbers for LANES trials at a time, stage by stage
 the head), each stage a loop across the trials, so that independent Philox blocks,
 normal inversions and exponentials overlap or vectorise instead of waiting on one
 trial's branches.  The tests check the two trial by trial.
+
+Residual networks (--arch residual, one input, the forward property): residual_law_trial
+draws each block's ratio from its exact law, O(1) per layer (docs/design.md section 9).
 """
 
 import math
@@ -485,6 +488,70 @@ def fill_by_law_trial(first, count, nchunks, k0, k1, widths, var, head, K, data,
                                 c, d, rho, dn2, Go, z, e, fwd[j, 0], bwd[j, 0])
 
 
+# ------------------------------------------------------------ residual networks (forward)
+
+@njit(cache=True)
+def residual_law_trial(trial, k0, k1, widths, var, s, cdf, offs, guide, z, fwd):
+    """rho_1..rho_L of one trial of a residual network (--arch residual), one input, Gaussian
+    weights, into fwd (L,); returns the forward dead flag (some rho_l = 0).
+
+    rho_1 = v_1 chi2(K_1); block b: rho_(2b) = rho_(2b-1) v_(2b) c, c = chi2(K_(2b)), and
+    rho_(2b+1) = rho_(2b-1) R with R = (sigma Z + 1)^2 + sigma^2 chi2(n_1 - 1),
+    sigma^2 = s^2 v_(2b+1) v_(2b) c (docs/design.md section 9).  Random numbers: layer l,
+    STREAM_LAW: a ReLU layer's K_l (row 0) and chi2(K_l) (row 1) as in law_trial; a block's
+    output layer's Z (row 0, word 0) and chi2(n_1 - 1) (row 1)."""
+    L = widths.shape[0] - 1
+    n1 = widths[1]
+    r = 1.0
+    sig2 = 0.0
+    dead = False
+    for l in range(1, L + 1):
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
+        if l == 1 or l % 2 == 0:
+            # a ReLU layer: v_l chi2(K_l), K_l ~ Bin(n_l, 1/2)
+            Kl = sample_binomial_guided(cdf, offs[l - 1], widths[l], guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
+            c = 2.0 * rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, np.int64(1))
+            fwd[l - 1] = r * (var[l - 1] * c)
+            if l == 1:
+                r = fwd[0]                                 # rho_1, which the first block adds to
+            else:
+                sig2 = s * s * var[l] * var[l - 1] * c     # for the block's output layer l + 1
+        else:
+            # a block's output: rho_(2b+1) = rho_(2b-1) ((sigma Z + 1)^2 + sigma^2 chi2(n_1 - 1))
+            rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, z, 1)
+            q = 2.0 * rng.sample_gamma(0.5 * (n1 - 1), k0, k1, c2, c3, np.int64(1))
+            u = math.sqrt(sig2) * z[0] + 1.0
+            r *= u * u + sig2 * q
+            fwd[l - 1] = r
+        if fwd[l - 1] == 0.0:
+            dead = True
+    return dead
+
+
+@njit(cache=True, nogil=True)
+def _residual_chunk(lo, hi, first, k0, k1, widths, var, s, cdf, offs, guide, fwd, dead):
+    """Trials lo..hi-1 of residual_law_trial: a work unit of fill."""
+    z = np.empty(1)
+    for t in range(lo, hi):
+        j = t - first
+        dead[j] = residual_law_trial(t, k0, k1, widths, var, s, cdf, offs, guide, z, fwd[j, 0])
+
+
+def _fill_residual(plan, first, count, fwd, dead):
+    """fill for a residual network: the forward ratios only (bwd is left as it is)."""
+    from ..config import ConfigError
+    from .common import ARCH_RESIDUAL
+    if plan.arch != ARCH_RESIDUAL:
+        raise ConfigError("the law kernel draws residual networks with a skip in every block (--arch "
+                          "residual); single-skip has no exact law: use --kernel dense")
+    if plan.backward:
+        raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
+                          "forward, or --kernel dense")
+    cdf, offs, guide = plan_tables(plan)
+    run_chunks(_residual_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var,
+                                               plan.branch_scale, cdf, offs, guide, fwd, dead))
+
+
 _TABLES = {}
 
 
@@ -509,11 +576,15 @@ def plan_tables(plan):
 def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,).
     Both properties are always computed (their draws are interleaved); without the
-    backward property (plan.backward False) dead counts the forward deaths only."""
-    from .common import refuse_unbuilt
-    refuse_unbuilt(plan, "law")
+    backward property (plan.backward False) dead counts the forward deaths only.
+    A residual network (--arch residual, forward property only): residual_law_trial's
+    forward ratios, bwd left as it is."""
+    from .common import ARCH_PLAIN, refuse_unbuilt
     if plan.dist != 0 or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian weights and one input per trial")
+    if plan.arch != ARCH_PLAIN:
+        return _fill_residual(plan, first, count, fwd, dead)
+    refuse_unbuilt(plan, "law")
     cdf, offs, guide = plan_tables(plan)
     if not hasattr(plan, "_law_ctab"):
         plan._law_ctab = gamma_c_table(plan.widths)

@@ -225,6 +225,9 @@ def refuse_unbuilt(plan, kernel):
 
 
 def _check(plan, kernel):
+    if plan.arch != common.ARCH_PLAIN:
+        from ..residual import refuse
+        refuse(plan.config.arch, plan.config.wn_grad, "cuda")
     refuse_unbuilt(plan, kernel)
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; the CUDA backend has {', '.join(KERNELS)}")
