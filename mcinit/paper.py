@@ -248,7 +248,9 @@ def _fmt(v, f):
         return f"{int(v):d}"
     if f == "e":
         return f"{v:.2e}"
-    return f"{v:.{f}f}" if isinstance(f, int) else format(v, f)
+    if isinstance(f, int):
+        return f"{v:.{f}f}" if abs(v) < 1e5 else f"{v:.{f}g}"     # a residual network's 1e24 stays short
+    return format(v, f)
 
 
 def check_outputs(figures, outdir, fmt, overwrite):
@@ -588,10 +590,12 @@ def _fig7(figure, sets, runs, files, quick):
 FIG7_STYLE = (("o", "-", 0.96), ("s", "--", 0.987), ("^", "-", 1.013), ("D", "--", 1.04))
 
 
-def _plain_log_axis(axis):
-    """Log-scale ticks labelled as plain numbers (1, 2, 5, 10, ..., 0.2, 0.5)."""
+def _plain_log_axis(axis, span=None):
+    """Log-scale ticks labelled as plain numbers (1, 2, 5, 10, ..., 0.2, 0.5; powers of ten
+    alone where the axis spans more than four decades: span, its largest over smallest)."""
     from matplotlib import ticker
-    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    wide = span is not None and span > 1e4
+    axis.set_major_locator(ticker.LogLocator(numticks=8) if wide else ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(ticker.NullFormatter())
 
@@ -619,7 +623,8 @@ def _draw_fig7(f, rows, size, cfg):
             ax.set_xticks(xs)
             ax.set_xticklabels([str(v) for v in xs])
             ax.xaxis.set_minor_locator(__import__("matplotlib").ticker.NullLocator())
-            _plain_log_axis(ax.yaxis)
+            lo, hi = ax.get_ylim()
+            _plain_log_axis(ax.yaxis, hi / lo)
             ax.set_xlabel("residual blocks B" if key == "blocks" else "width m")
             ax.set_ylabel("||h_out|| / ||x||")
             other = f"width {fixed[1]}" if key == "blocks" else f"B = {fixed[1]}"
