@@ -14,6 +14,8 @@ that identify its run (mcinit.rows.config_columns), so that the tables of severa
 files concatenate; docs/results.md lists every column.
 """
 
+import functools
+
 import numpy as np
 
 from . import theory
@@ -63,6 +65,10 @@ class Run:
         self.fields = record_fields(quantities, input_stats=info.input_stats)
         # the fields failures are counted from: min and max
         self._extremes = record_fields(quantities)
+        # (form, eps) -> {prop: failures}: failure(), the report's default eps and its figures
+        # ask for the same counts; each eps is counted once per form (the counts of one eps do not
+        # depend on the others asked with it)
+        self._counts = {}
 
     def __repr__(self):
         return f"Run({self.name!r}, {self.completed}/{self.planned} trials, kernel {self.kernel})"
@@ -170,16 +176,20 @@ class Run:
         with the supremum search also "sup": the forward property over every evaluated input."""
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
         props = self.props + ((SUP,) if self.config.sup else ())
-        total = {p: np.zeros(len(eps), dtype=np.int64) for p in props}
-        fields = self._extremes + (SUP_FIELDS if self.config.sup else ())
-        for start in range(0, self.completed, _BLOCK):
-            rec = self.records(fields, start, start + _BLOCK)
-            for p, v in failure_counts(rec, eps, form).items():
-                total[p] += v
-            if self.config.sup:
-                searched = dict(rec, fwd_min=rec["sup_min"], fwd_max=rec["sup_max"])
-                total[SUP] += failure_counts(searched, eps, form)["forward"]
-        return total
+        new = np.asarray(sorted({float(e) for e in eps} - {e for f, e in self._counts if f == form}))
+        if len(new):
+            total = {p: np.zeros(len(new), dtype=np.int64) for p in props}
+            fields = self._extremes + (SUP_FIELDS if self.config.sup else ())
+            for start in range(0, self.completed, _BLOCK):
+                rec = self.records(fields, start, start + _BLOCK)
+                for p, v in failure_counts(rec, new, form).items():
+                    total[p] += v
+                if self.config.sup:
+                    searched = dict(rec, fwd_min=rec["sup_min"], fwd_max=rec["sup_max"])
+                    total[SUP] += failure_counts(searched, new, form)["forward"]
+            for i, e in enumerate(new):
+                self._counts[form, float(e)] = {p: int(total[p][i]) for p in props}
+        return {p: np.array([self._counts[form, float(e)][p] for e in eps], dtype=np.int64) for p in props}
 
     def layer_failure_counts(self, eps, prop="forward", form="norm", cumulative=False):
         """Failures of ``prop`` at each hidden layer and eps over the completed trials: an
@@ -411,11 +421,35 @@ def _bounds(c, eps, prop, form):
     if paper is not None:
         out["paper_delta"] = paper
     if gaussian and prop == "forward":
-        out["chernoff"] = np.asarray(theory.chernoff_bound(eps, list(c.widths), c.samples, form,
-                                                           c.input_dim, c.init), float)
+        out["chernoff"] = chernoff_values(eps, c.widths, c.samples, form, c.input_dim, c.init)
         if c.samples == 1:
-            out["p_exact"] = np.asarray(theory.exact_forward_failure(eps, list(c.widths), form,
-                                                                     c.input_dim, c.init), float)
+            out["p_exact"] = exact_values(eps, c.widths, form, c.input_dim, c.init)
+    return out
+
+
+def chernoff_values(eps, widths, samples, form, input_dim, init):
+    """theory.chernoff_bound over the tolerances eps (an array, read-only), computed once per law
+    (widths, samples, input_dim, init), eps and form: the report's tables, its JSON and its
+    figures share it, and so do the runs of a sweep that differ only in what the law ignores."""
+    return _cached(theory.chernoff_bound, _key(eps), tuple(int(w) for w in widths), int(samples), form,
+                   None if input_dim is None else int(input_dim), init)
+
+
+def exact_values(eps, widths, form, input_dim, init):
+    """theory.exact_forward_failure over the tolerances eps (an array, read-only), computed once per
+    law (widths, input_dim, init), eps and form, as chernoff_values."""
+    return _cached(theory.exact_forward_failure, _key(eps), tuple(int(w) for w in widths), form,
+                   None if input_dim is None else int(input_dim), init)
+
+
+def _key(eps):
+    return tuple(float(e) for e in np.atleast_1d(np.asarray(eps, dtype=float)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached(f, eps, widths, *args):
+    out = np.atleast_1d(np.asarray(f(np.asarray(eps), list(widths), *args), dtype=float))
+    out.flags.writeable = False
     return out
 
 

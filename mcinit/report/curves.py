@@ -1,6 +1,5 @@
 """Theory curves for the report: the exact density of ln rho_L and the bounds against width or eps."""
 
-import functools
 import math
 
 import numpy as np
@@ -124,14 +123,13 @@ def paper_curve(c):
     return c.dist == "normal" and c.init == "he" and not c.residual
 
 
-@functools.lru_cache(maxsize=4096)
 def _bounds_at(eps, widths, samples, form, input_dim, init):
-    """(chernoff, exact one-input) arrays over the tuple ``eps`` for one configuration, cached: a
-    configuration the report draws twice (or the table holds) is computed once."""
-    e = np.asarray(eps, dtype=float)
-    ch = np.atleast_1d(np.asarray(theory.chernoff_bound(e, list(widths), samples, form, input_dim, init), float))
-    ex = np.atleast_1d(np.asarray(theory.exact_forward_failure(e, list(widths), form, input_dim, init), float))
-    return ch, ex
+    """(chernoff, exact one-input) arrays over the tuple ``eps`` for one configuration, computed once
+    (results.chernoff_values, results.exact_values): a configuration the report draws twice, or
+    its table holds, is computed once."""
+    from ..results import chernoff_values, exact_values
+    return (chernoff_values(eps, widths, samples, form, input_dim, init),
+            exact_values(eps, widths, form, input_dim, init))
 
 
 def _refine(x0, evaluate, between, position, floor, tol=0.15, max_points=48):

@@ -9,6 +9,7 @@ from scipy import stats
 
 from .. import theory
 from ..options import PROPERTIES
+from ..results import exact_values
 from ..stats import FORM_FORMULAS, deviation
 from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
                      init_label, paper_eps, widths_label)
@@ -340,8 +341,7 @@ def _with_one_input_bounds(df, results, form):
         if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or c.residual or run.completed == 0:
             continue
         rows = df.run == run.name
-        p1 = np.atleast_1d(theory.exact_forward_failure(df.loc[rows, "eps"].to_numpy(), list(c.widths), form,
-                                                        c.input_dim, c.init))
+        p1 = exact_values(df.loc[rows, "eps"].to_numpy(), c.widths, form, c.input_dim, c.init)
         df.loc[rows, "p_one_input"] = p1
         df.loc[rows, "p_union"] = np.minimum(1.0, c.samples * p1)
     return df
