@@ -551,3 +551,56 @@ def test_report_and_bound_take_the_symmetric_form_and_warn_of_norm_eps_of_one_or
     text = _flat(run("bound", "--eps", "0.5", "--delta", "0.01", "--depth", "5", "--form", "symmetric").stdout)
     assert "norm tolerance eps/(1+eps) = 0.3333" in text
     assert f"paper (authors' code) {theory.paper_width(0.5 / 1.5, 0.01, 1, 5)} forward" in text
+
+
+def test_report_computes_each_theory_value_once(sweep_file, tmp_path, monkeypatch):
+    """The text tables, the JSON's numbers and the figure share the Chernoff and exact values: each
+    (law, eps, form) is computed by theory once, and the shared values are theory's exactly."""
+    from mcinit import results
+    results._cached.cache_clear()
+    calls = []
+
+    def counted(f):
+        def g(eps, widths, *args):
+            calls.append((f.__name__, tuple(np.atleast_1d(eps).tolist()), tuple(widths), args))
+            return f(eps, widths, *args)
+        g.__name__ = f.__name__
+        return g
+    monkeypatch.setattr(theory, "chernoff_bound", counted(theory.chernoff_bound))
+    monkeypatch.setattr(theory, "exact_forward_failure", counted(theory.exact_forward_failure))
+    res = mcinit.load(sweep_file)
+    eps = [0.25, 0.5, 1.0]
+    text = report.report_text(res, eps=eps)
+    assert calls and len(set(calls)) == len(calls)
+    n = len(calls)
+    assert report.report_text(mcinit.load(sweep_file), eps=eps) == text      # again: from the cache
+    report.report_numbers(mcinit.load(sweep_file), eps)                       # the JSON's numbers
+    assert len(calls) == n
+    report.plot_report(res, tmp_path / "f.png", eps=eps)                     # the curves between the widths
+    assert len(set(calls)) == len(calls)
+    for run in res.runs:
+        c = run.config
+        if c.dist == "normal" and not c.residual:
+            ex = results.exact_values(eps, c.widths, "norm", c.input_dim, c.init)
+            assert not ex.flags.writeable
+            np.testing.assert_array_equal(ex, theory.exact_forward_failure(np.array(eps), list(c.widths), "norm",
+                                                                          c.input_dim, c.init))
+            np.testing.assert_array_equal(results.chernoff_values(eps, c.widths, c.samples, "norm", c.input_dim,
+                                                                  c.init),
+                                          theory.chernoff_bound(np.array(eps), list(c.widths), c.samples, "norm",
+                                                                c.input_dim, c.init))
+
+
+def test_failure_counts_are_read_once_per_eps_and_stay_exact(sweep_file):
+    """A run counts each (form, eps) once; later asks, in any order, subset or repeat, give what a
+    fresh count gives."""
+    run = mcinit.load(sweep_file).runs[0]
+    ladder = list(mcinit.stats.EPS_LADDER)
+    first = run.failure_counts(ladder, "norm")
+    for eps, form in (([0.5, 0.1, 0.5], "norm"), ([1.0], "norm"), ([0.1, 0.3], "symmetric"), (ladder, "norm")):
+        got = run.failure_counts(eps, form)
+        fresh = mcinit.load(sweep_file).runs[0].failure_counts(eps, form)
+        assert set(got) == set(fresh) == set(first)
+        for p in got:
+            assert got[p].dtype == np.int64 and got[p].tolist() == fresh[p].tolist()
+    assert {e for f, e in run._counts if f == "norm"} == set(ladder) | {0.5, 0.1, 1.0}
