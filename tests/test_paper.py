@@ -131,6 +131,7 @@ def test_cli_all_refuses_before_any_work(tmp_path):
 # fig1-2: per-layer ratios of He and the paper's glorot against the reference
 
 
+@pytest.mark.slow
 def test_fig1_2_agrees_with_the_reference(tmp_path, tiny):
     fig = paper.make("fig1-2", str(tmp_path / "out"), quick=True, seed=3)
     s = TINY["fig1-2"]
@@ -262,6 +263,7 @@ def test_fig3_4_agrees_with_the_reference(tmp_path, tiny):
     assert min(pvals) > P_MIN
 
 
+@pytest.mark.slow
 def test_fig7_agrees_with_the_reference(tmp_path, tiny):
     fig = _make_or_skip("fig7", tmp_path, seed=4)
     s = TINY["fig7"]
