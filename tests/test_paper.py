@@ -310,6 +310,14 @@ def test_residual_law_draws_have_the_exact_mean(scale):
     assert np.all((ci[:, 0] <= qs) & (qs <= ci[:, 1]))
 
 
+def test_residual_law_only_for_a_skip_per_block_and_gaussian_weights():
+    """No exact law is shown for single-skip, weight-normalised rows or uniform weights."""
+    assert paper.residual_law_quantiles(_residual()[0], draws=1000) is not None
+    for kw in (dict(arch="single-skip"), dict(init="wn"), dict(dist="uniform"), dict(arch="plain", blocks=None)):
+        cfg = _residual(**kw)[0]
+        assert paper.residual_law_quantiles(cfg, draws=1000) is None, kw
+
+
 def test_residual_law_draws_are_the_dense_kernels_networks_in_distribution():
     """The law's draws of ||h^L|| / ||x|| against the dense kernel's, one input per network
     (3000 networks of width 8, 2 blocks): two-sample KS, p > P_MIN."""
