@@ -5,7 +5,9 @@ randomly drawn network: the mean and the standard deviation of the norm ratios
 sqrt(rho_l) = ||h^l|| / ||x|| and sqrt(gamma_l) = ||dloss/dW_l|| / (||x|| ||delta^L||).
 Every figure here draws that quantity for one network (trial 0 of the run) and, beside it,
 what many networks say (the 5-95% band of the per-network means over the run's T trials)
-and, where mcinit.theory has it, the exact one-input law (its 5-95% quantiles).
+and, where mcinit.theory has it, the exact one-input law (its 5-95% quantiles): from
+mcinit.theory for plain networks of Gaussian weights, and for residual networks of Gaussian
+weights (a skip per block) a Monte Carlo of the exact law by the law kernel.
 
 FIGURES names the experiments; SIZES is the one table of their sizes (the paper's and
 ``--quick``).  ``make(figure, outdir, quick=..., fmt=...)`` runs one experiment into a
@@ -22,7 +24,8 @@ import numpy as np
 from .config import ConfigError
 
 __all__ = ["FIGURES", "FORMATS", "SIZES", "settings", "outputs", "make", "check_outputs", "check_computable",
-           "one_network", "network_stats", "exact_norm_quantiles", "true_eps", "k_n", "Figure"]
+           "one_network", "network_stats", "exact_norm_quantiles", "residual_law_draws", "residual_law_quantiles",
+           "true_eps", "k_n", "Figure"]
 
 FIGURES = ("fig1-2", "fig3-4", "fig6", "fig7", "kn")
 FORMATS = ("png", "pdf", "svg")
@@ -30,6 +33,11 @@ FORMATS = ("png", "pdf", "svg")
 BAND = (0.05, 0.5, 0.95)
 #: fig6's failure probability delta (the paper's)
 DELTA = 0.05
+#: draws of the exact one-input law of a residual network's output ratio (fig7's exact band):
+#: the law kernel's trials per configuration at the paper's sizes and ``--quick``, and how many
+#: it draws at a time (memory: L floats each)
+LAW_DRAWS = {"paper": 200_000, "quick": 50_000}
+LAW_CHUNK = 20_000
 
 #: Every experiment's sizes, as the paper's code runs it ("paper") and small enough for a
 #: laptop in under a minute ("quick"): samples N = inputs of each network, networks T =
@@ -172,6 +180,52 @@ def exact_norm_quantiles(cfg, q=BAND):
         for j, qq in enumerate(q):
             out[l, j] = 0.0 if qq <= p_dead else math.exp(0.5 * float(np.interp(qq, cdf, y)))
     return out
+
+
+def residual_law_draws(cfg, draws=LAW_DRAWS["paper"], seed=None):
+    """``draws`` independent draws of the output norm ratio sqrt(rho_L) = ||h^L|| / ||x|| of a
+    residual network (``cfg``: ``--arch residual``, Gaussian weights) for one input, exactly
+    in law: the law kernel's trials (a product of independent block ratios, each drawn from
+    its exact law; docs/design.md section 9).  ``seed``: the law's seed (default cfg's)."""
+    import dataclasses
+
+    from . import kernels
+    from .kernels.common import make_plan
+    law = dataclasses.replace(cfg, samples=1, data="gaussian", data_sha256="", normalize="none", trials=draws,
+                              kernel="law", properties="forward", seed=cfg.seed if seed is None else seed)
+    plan = make_plan(law, None)
+    L = law.depth
+    out = np.empty(draws)
+    k = kernels.get("law")
+    try:
+        for first in range(0, draws, LAW_CHUNK):
+            n = min(LAW_CHUNK, draws - first)
+            fwd, bwd = np.zeros((n, 1, L)), np.zeros((n, 1, L))
+            dead = np.zeros(n, dtype=np.bool_)
+            k.fill(plan, first, n, fwd, bwd, dead)
+            out[first:first + n] = np.sqrt(fwd[:, 0, -1])
+    finally:
+        kernels.release("law")
+    return out
+
+
+def residual_law_quantiles(cfg, q=BAND, draws=LAW_DRAWS["paper"]):
+    """Quantiles q of the output ratio ||h^L|| / ||x|| for one input from the exact law of a
+    residual network with a skip per block and Gaussian weights, by ``draws`` exact-in-law
+    draws (:func:`residual_law_draws`): (quantiles (len(q),), their 95% intervals (len(q), 2)
+    from the order statistics, distribution-free), or None for any other configuration
+    (single-skip has no closed law, docs/design.md section 9; weight-normalised rows and
+    uniform weights are not Gaussian)."""
+    from .options import GAUSSIAN_INITS
+    if cfg.arch != "residual" or cfg.dist != "normal" or cfg.init not in GAUSSIAN_INITS:
+        return None
+    x = np.sort(residual_law_draws(cfg, draws))
+    qs = np.array([np.quantile(x, qq) for qq in q])
+    ci = np.empty((len(q), 2))
+    for j, qq in enumerate(q):
+        half = 1.96 * math.sqrt(draws * qq * (1 - qq))
+        ci[j] = x[max(int(math.floor(draws * qq - half)), 0)], x[min(int(math.ceil(draws * qq + half)), draws - 1)]
+    return qs, ci
 
 
 def true_eps(widths, samples, delta=DELTA, input_dim=None, init="he"):
@@ -558,25 +612,39 @@ def _draw_fig6(f, rows, cfg):
 def _fig7(figure, sets, runs, files, quick):
     held = _load_runs(files[0])
     size = SIZES[figure]["quick" if quick else "paper"]
+    draws = LAW_DRAWS["quick" if quick else "paper"]
     rows = []
+    err = 0.0
     for s, (_, cfg, data) in zip(sets, runs):
         rho, _ = one_network(cfg, data)
         m, sd = per_input(rho[:, -1:])
         means = network_stats(held[s.name])["forward"][0][:, -1]
         band = np.quantile(means, BAND)
         o = s.options
-        rows.append(dict(arch=o["arch"], row=s.label, blocks=o["blocks"], width=o["width"], mean=float(m[0]),
-                         sd=float(sd[0]), nets_p5=band[0], nets_p50=band[1], nets_p95=band[2]))
+        row = dict(arch=o["arch"], row=s.label, blocks=o["blocks"], width=o["width"], mean=float(m[0]),
+                   sd=float(sd[0]), nets_p5=band[0], nets_p50=band[1], nets_p95=band[2],
+                   exact_p5=None, exact_p50=None, exact_p95=None)
+        law = residual_law_quantiles(cfg, draws=draws)
+        if law is not None:
+            qs, ci = law
+            row.update(exact_p5=float(qs[0]), exact_p50=float(qs[1]), exact_p95=float(qs[2]))
+            err = max(err, float(np.max((ci[:, 1] - ci[:, 0]) / (2 * qs))))
+        rows.append(row)
     cfg = runs[0][1]
     columns = [("arch", "arch", "s"), ("row", "weights, branch scale", "s"), ("blocks", "B", "d"),
                ("width", "m", "d"), ("mean", "one net: mean", 4), ("sd", "sd", 4),
-               ("nets_p5", f"{cfg.trials} nets: 5%", 4), ("nets_p50", "50%", 4), ("nets_p95", "95%", 4)]
+               ("nets_p5", f"{cfg.trials} nets: 5%", 4), ("nets_p50", "50%", 4), ("nets_p95", "95%", 4),
+               ("exact_p5", "exact 1 input: 5%", 4), ("exact_p50", "50%", 4), ("exact_p95", "95%", 4)]
     notes = [f"output norm ratio ||h_out|| / ||x|| (n_0 = {cfg.input_dim}); one net: trial 0, mean and sd over "
              f"its {cfg.samples} inputs; {cfg.trials} nets: quantiles over networks of each network's mean",
              "single-skip: a first layer h_1, 2B ReLU layers and one skip around them all, h_1 + s chain(h_1) "
              "(the paper's code); residual: a skip in every block, h + s W_2 ReLU(W_1 h)",
              "WN rows as in the paper's script: gain 1 with s = 1 ('traditional'), the gain sqrt(2 n_in/n_out) "
-             "with s = 1/B ('scaled')"]
+             "with s = 1/B ('scaled')",
+             f"exact 1 input: quantiles of one input's ratio over networks, residual with He weights only, from "
+             f"{draws:.0e} draws of the exact law (the law kernel: independent block ratios); sampling error: "
+             f"95% intervals within {100 * err:.2g}% of each quantile; single-skip has no closed law (its "
+             "skip adds a rectified branch, whose overlap with h_1 is not rotation invariant)"]
 
     def draw(f):
         _draw_fig7(f, rows, size, cfg)
@@ -616,6 +684,9 @@ def _draw_fig7(f, rows, size, cfg):
                 lo, mid, hi = (np.array([r[q] for r in sel]) for q in ("nets_p5", "nets_p50", "nets_p95"))
                 ax.fill_between(x, lo, hi, color=f"C{c}", alpha=0.15, lw=0)
                 ax.plot(x, mid, color=f"C{c}", lw=1, ls=ls)
+                if sel and sel[0]["exact_p5"] is not None:
+                    for q in ("exact_p5", "exact_p95"):
+                        ax.plot(x, [r[q] for r in sel], color=f"C{c}", lw=1.3, ls=":", marker="_", ms=8)
                 ax.errorbar(x, [r["mean"] for r in sel], yerr=[r["sd"] for r in sel], color=f"C{c}",
                             marker=marker, ms=4.5, capsize=3, lw=0, elinewidth=1.2)
             ax.set_xscale("log")
@@ -638,6 +709,9 @@ def _draw_fig7(f, rows, size, cfg):
     handles += [Line2D([], [], color="0.3", marker="o", lw=0, label="one network: mean +- sd over its inputs"),
                 Patch(color="0.3", alpha=0.2, label=f"{cfg.trials} networks: 5-95% of the per-network means "
                                                     "(line: median)")]
+    if any(r["exact_p5"] is not None for r in rows):
+        handles.append(Line2D([], [], color="0.3", ls=":", marker="_", ms=8, lw=1.3,
+                              label="exact law, one input: 5% and 95% (He weights, a skip per block)"))
     f.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
     f.suptitle(f"fig7: output norm of residual networks, n_0 = {cfg.input_dim}, N = {cfg.samples} inputs; "
                "s: the branch's scale", fontsize=11)

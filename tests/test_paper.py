@@ -7,6 +7,7 @@ is below 1e-8, so a family of at most 100 tests fails falsely with probability b
 """
 
 import json
+import math
 import re
 import os
 
@@ -130,6 +131,7 @@ def test_cli_all_refuses_before_any_work(tmp_path):
 # fig1-2: per-layer ratios of He and the paper's glorot against the reference
 
 
+@pytest.mark.slow
 def test_fig1_2_agrees_with_the_reference(tmp_path, tiny):
     fig = paper.make("fig1-2", str(tmp_path / "out"), quick=True, seed=3)
     s = TINY["fig1-2"]
@@ -261,6 +263,7 @@ def test_fig3_4_agrees_with_the_reference(tmp_path, tiny):
     assert min(pvals) > P_MIN
 
 
+@pytest.mark.slow
 def test_fig7_agrees_with_the_reference(tmp_path, tiny):
     fig = _make_or_skip("fig7", tmp_path, seed=4)
     s = TINY["fig7"]
@@ -275,6 +278,61 @@ def test_fig7_agrees_with_the_reference(tmp_path, tiny):
         mean, sd = paper.network_stats(r)["forward"]
         pvals += [_ks(mean[:, -1], out.mean(axis=1)), _ks(sd[:, -1], out.std(axis=1))]
     assert len(pvals) <= 100 and min(pvals) > P_MIN
+    # the exact one-input law: drawn for residual networks of He weights only
+    for row, (_, cfg, _) in zip(fig.rows, paper._runs("fig7", True, 4)[1]):
+        exact = [row[k] for k in ("exact_p5", "exact_p50", "exact_p95")]
+        if cfg.arch == "residual" and cfg.init == "he":
+            qs, _ = paper.residual_law_quantiles(cfg, draws=paper.LAW_DRAWS["quick"])
+            assert exact == list(qs) and exact[0] < exact[1] < exact[2]
+        else:
+            assert exact == [None] * 3 and paper.residual_law_quantiles(cfg) is None
+    assert "no closed law" in fig.lines()[-3]
+
+
+def _residual(**kw):
+    from mcinit import config, engine
+    cfg, data = config.build(**dict(dict(input_dim=6, width=8, blocks=2, arch="residual", init="he", samples=1,
+                                         properties="forward", seed=11), **kw))
+    return engine.resolve(cfg), data
+
+
+@pytest.mark.parametrize("scale", ["1", "1/B"])
+def test_residual_law_draws_have_the_exact_mean(scale):
+    """The law draws' mean of rho_L = (||h^L|| / ||x||)^2 is mcinit.theory.residual_moments' mean,
+    within 6 of its standard errors sqrt(Var rho_L / T) (T = 2e5 draws)."""
+    from mcinit import theory
+    cfg, _ = _residual(width=16, blocks=3, input_dim=12, branch_scale=scale)
+    x = paper.residual_law_draws(cfg, 200_000)
+    mo = theory.residual_moments(cfg.widths, cfg.input_dim, cfg.init, cfg.branch_scale)
+    assert abs(np.mean(x ** 2) - mo.mean[-1]) < 6 * math.sqrt(mo.var[-1] / x.size)
+    qs, ci = paper.residual_law_quantiles(cfg, draws=200_000)
+    np.testing.assert_allclose(qs, np.quantile(x, paper.BAND))           # the same draws (the config's seed)
+    assert np.all((ci[:, 0] <= qs) & (qs <= ci[:, 1]))
+
+
+def test_residual_law_only_for_a_skip_per_block_and_gaussian_weights():
+    """No exact law is shown for single-skip, weight-normalised rows or uniform weights."""
+    assert paper.residual_law_quantiles(_residual()[0], draws=1000) is not None
+    for kw in (dict(arch="single-skip"), dict(init="wn"), dict(dist="uniform"), dict(arch="plain", blocks=None)):
+        cfg = _residual(**kw)[0]
+        assert paper.residual_law_quantiles(cfg, draws=1000) is None, kw
+
+
+def test_residual_law_draws_are_the_dense_kernels_networks_in_distribution():
+    """The law's draws of ||h^L|| / ||x|| against the dense kernel's, one input per network
+    (3000 networks of width 8, 2 blocks): two-sample KS, p > P_MIN."""
+    from mcinit import kernels
+    from mcinit.kernels.common import make_plan
+    cfg, data = _residual(trials=3000, kernel="dense")
+    assert cfg.kernel == "dense"
+    plan = make_plan(cfg, data)
+    fwd, bwd = np.zeros((cfg.trials, 1, cfg.depth)), np.zeros((cfg.trials, 1, cfg.depth))
+    try:
+        kernels.get("dense").fill(plan, 0, cfg.trials, fwd, bwd, np.zeros(cfg.trials, dtype=np.bool_))
+    finally:
+        kernels.release("dense")
+    law = paper.residual_law_draws(cfg, 20_000, seed=12)
+    assert stats.ks_2samp(np.sqrt(fwd[:, 0, -1]), law).pvalue > P_MIN
 
 
 # ---------------------------------------------------------------------------

@@ -165,6 +165,7 @@ def test_block_ratio_follows_the_exact_law(kernel):
     assert stats.kstest(hidden, cdf).pvalue > P_MIN
 
 
+@pytest.mark.slow
 def test_law_kernel_layer_means_are_the_exact_moments():
     """The law kernel's per-layer mean of rho_l over 200,000 trials is residual_moments' E rho_l
     within 6 standard errors (a false failure below 1e-8 per layer)."""
