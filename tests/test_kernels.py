@@ -170,7 +170,7 @@ UNEVEN = dict(input_dim=45, widths="37,80,51,120,64,90")
 # the law kernel's cases take 20-50 s on 2 cores (pytest -m slow); its exactness stays in the default
 # run through test_last_layer_mean_and_variance and test_law_lanes_equal_law_trial
 @pytest.mark.parametrize("kernel,trials,init", [("dense", 12000, "he-in"), ("blocked", 12000, "he"),
-                                                ("projected", 60000, "he"),
+                                                pytest.param("projected", 60000, "he", marks=pytest.mark.slow),
                                                 pytest.param("projected", 60000, "he-in", marks=pytest.mark.slow),
                                                 pytest.param("law", 200000, "he", marks=pytest.mark.slow),
                                                 pytest.param("law", 200000, "glorot", marks=pytest.mark.slow)])
@@ -193,6 +193,7 @@ def test_single_input_layer_factors_follow_the_exact_law(kernel, trials, init, p
         assert abs(np.corrcoef(a, b)[0, 1]) < 6 / np.sqrt(trials)
 
 
+@pytest.mark.slow
 def test_blocked_float32_layer_factors_follow_the_exact_law():
     """float32 runs are held to the exact law as float64 runs are."""
     test_single_input_layer_factors_follow_the_exact_law("blocked", 12000, "he-in", precision="float32")
@@ -323,7 +324,7 @@ def test_binomial_guide_table_gives_the_binary_search_answer():
 
 
 @pytest.mark.parametrize("kw,first,count", [
-    (dict(input_dim=1024, width=1024, depth=10), 0, 3000),
+    pytest.param(dict(input_dim=1024, width=1024, depth=10), 0, 3000, marks=pytest.mark.slow),
     (dict(input_dim=3, widths="1,2,3,1,2"), 5, 2011),                    # K = 0, 1, 2: a < 1 and a = 0
     (dict(input_dim=5, widths="4,3,7", head="gaussian:3", data="sphere"), 2 ** 33 + 7, 1000),
     (dict(input_dim=5, widths="40,30,70", head="softmax:37", seed=2 ** 63 + 5), 2 ** 32 - 100, 777),

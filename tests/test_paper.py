@@ -296,6 +296,8 @@ def _residual(**kw):
     return engine.resolve(cfg), data
 
 
+# the residual law kernel's tests run with the slow tests: compiling it takes about 14 s on 2 cores
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", ["1", "1/B"])
 def test_residual_law_draws_have_the_exact_mean(scale):
     """The law draws' mean of rho_L = (||h^L|| / ||x||)^2 is mcinit.theory.residual_moments' mean,
@@ -310,6 +312,7 @@ def test_residual_law_draws_have_the_exact_mean(scale):
     assert np.all((ci[:, 0] <= qs) & (qs <= ci[:, 1]))
 
 
+@pytest.mark.slow
 def test_residual_law_only_for_a_skip_per_block_and_gaussian_weights():
     """No exact law is shown for single-skip, weight-normalised rows or uniform weights."""
     assert paper.residual_law_quantiles(_residual()[0], draws=1000) is not None
@@ -318,6 +321,7 @@ def test_residual_law_only_for_a_skip_per_block_and_gaussian_weights():
         assert paper.residual_law_quantiles(cfg, draws=1000) is None, kw
 
 
+@pytest.mark.slow
 def test_residual_law_draws_are_the_dense_kernels_networks_in_distribution():
     """The law's draws of ||h^L|| / ||x|| against the dense kernel's, one input per network
     (3000 networks of width 8, 2 blocks): two-sample KS, p > P_MIN."""

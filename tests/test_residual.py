@@ -179,6 +179,7 @@ def test_law_kernel_layer_means_are_the_exact_moments():
     assert np.array_equal(dead, np.any(fwd[:, 0] == 0, axis=1))
 
 
+@pytest.mark.slow  # compiles the residual law kernel (about 14 s on 2 cores)
 def test_law_kernel_trials_do_not_depend_on_the_batch():
     cfg, data = config.build(trials=100, kernel="law", properties="forward", seed=3, **BLOCK)
     whole, _, _ = fill(law, cfg, data, 0, 100)
@@ -221,6 +222,7 @@ def test_run_end_to_end(tmp_path, arch, samples):
         assert "no exact law for this architecture" in r.output
 
 
+@pytest.mark.slow  # compiles the residual law kernel (about 14 s on 2 cores)
 def test_auto_draws_one_gaussian_input_forward_from_the_law(tmp_path):
     out = tmp_path / "l.h5"
     r = invoke("run", "--arch", "residual", "--blocks", 3, "--width", 5, "--trials", 1000, "--properties", "forward",

@@ -298,7 +298,7 @@ def monte_carlo_failures(widths, v, eps_list, form, size, seed, chunk=500_000):
 
 
 @pytest.mark.parametrize("init,n0,eps_list,form,seed", [
-    ("he", None, [0.3, 0.6, 1.2], "norm", 11),
+    pytest.param("he", None, [0.3, 0.6, 1.2], "norm", 11, marks=pytest.mark.slow),
     pytest.param("he-in", 60, [0.5, 1.0, 2.0], "norm", 12,          # E rho_l = n_l / 60: 0.62 .. 2.0
                  marks=pytest.mark.slow),
     pytest.param("he", None, [0.4, 0.8, 1.5], "squared", 13, marks=pytest.mark.slow),
