@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from mcinit.cli import main
 
+from doc_tables import doc_rows
+
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
@@ -121,21 +123,7 @@ def test_bad_input(files, case):
 
 # -- docs/bad-input.md, "Precision and properties": each row run as the table gives it -----------
 
-def _doc_rows(section):
-    """(case, command, message) of the table of ``section`` in docs/bad-input.md."""
-    import os
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "bad-input.md")
-    text = open(path, encoding="utf-8").read()
-    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    rows = []
-    for line in body.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if len(cells) == 3 and cells[1].startswith("`mcinit "):
-            rows.append((cells[0], cells[1].strip("`"), cells[2].strip("`")))
-    return rows
-
-
-PROPERTY_ROWS = _doc_rows("Precision and properties")
+PROPERTY_ROWS = doc_rows("Precision and properties")
 
 
 @pytest.fixture(scope="module")

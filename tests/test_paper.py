@@ -21,6 +21,7 @@ from mcinit.cli import main
 from mcinit.config import ConfigError
 
 import paper_reference as ref
+from doc_tables import doc_rows
 
 P_MIN = 1e-8
 TINY = {
@@ -86,20 +87,7 @@ def test_cli_kn_table_json_and_refusals(tmp_path):
     assert r.exit_code == 0 and r.output.strip() == str(out / "kn.svg")
 
 
-def _paper_rows():
-    """(case, command, message) of docs/bad-input.md's section on mcinit paper."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "docs", "bad-input.md"), encoding="utf-8") as f:
-        body = f.read().split("## mcinit paper\n", 1)[1].split("\n## ", 1)[0]
-    rows = []
-    for line in body.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if len(cells) == 3 and cells[1].startswith("`mcinit "):
-            rows.append((cells[0], cells[1].strip("`"), cells[2].strip("`")))
-    return rows
-
-
-PAPER_ROWS = _paper_rows()
+PAPER_ROWS = doc_rows("mcinit paper")
 
 
 @pytest.mark.parametrize("case,command,message", PAPER_ROWS, ids=[r[0] for r in PAPER_ROWS])

@@ -193,6 +193,17 @@ def head_error(k0, k1, trial, layer, head, z, x, e, K):
         e[c] = rng.exp(z[c] - zmax) / s - e[c] / ts
 
 
+@njit(cache=True, inline="always")
+def head_errors_of_inputs(k0, k1, trial, layer, head, z, col, e, N, K):
+    """e[:, x] = head_error of input x's logits z[:, x], for every input (col: (N, >= 2K) scratch)."""
+    for x in range(N):
+        for c in range(K):
+            col[x, c] = z[c, x]
+        head_error(k0, k1, trial, layer, head, col[x], x, col[x, K:], K)
+        for c in range(K):
+            e[c, x] = col[x, K + c]
+
+
 @njit(cache=True)
 def write_ratios(hn2, dn2, L, fwd, bwd):
     """Ratios of one input from its squared norms hn2[l] = ||h^l||^2 (l = 0..L) and

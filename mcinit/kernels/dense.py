@@ -26,7 +26,7 @@ from numba import njit
 
 from .. import rng
 from ..initializers import DIST_NORMAL, DIST_UNIFORM
-from .common import (dot, direction_ratios, draw_inputs, head_error, run_chunks, workspace_mb,
+from .common import (dot, direction_ratios, draw_inputs, head_errors_of_inputs, run_chunks, workspace_mb,
                      write_forward_ratios, write_ratios)
 
 __all__ = ["fill", "weights_fit"]
@@ -258,12 +258,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         rng.fill_normal_block_cols(k0, k1, c2, c3, c0, nr, 1.0, cols[L], m, blk, wsb)
         for r in range(nr):
             row_times(blk[r * m:(r + 1) * m], Hc, m, N, z[c0 + r])
-    for x in range(N):
-        for c in range(K):
-            col[x, c] = z[c, x]
-        head_error(k0, k1, trial, L + 1, head, col[x], x, col[x, K:], K)
-        for c in range(K):
-            e[c, x] = col[x, K + c]
+    head_errors_of_inputs(k0, k1, trial, L + 1, head, z, col, e, N, K)
     # delta^L = 1[a^L > 0] (W_o^T e), on the support of h^L
     Dcur = D0[:nL]
     Dcur[:, :] = 0.0

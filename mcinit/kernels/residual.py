@@ -36,8 +36,8 @@ import numpy as np
 from numba import njit
 
 from ..initializers import DIST_NORMAL
-from .common import ARCH_RESIDUAL, draw_inputs, head_error, run_chunks
-from .dense import add_outer, input_ratios, row_times, weight_row, weights_fit
+from .common import ARCH_RESIDUAL, draw_inputs, head_errors_of_inputs, run_chunks
+from .dense import add_outer, input_ratios, mask_norms, row_times, weight_row, weights_fit
 
 __all__ = ["fill"]
 
@@ -65,18 +65,6 @@ def _back(k0, k1, trial, l, n_in, n_out, dist, var, gain, store, wbuf, woff, wro
             continue
         w = _weights(k0, k1, trial, l, i, n_in, dist, var, gain, store, wbuf, woff, wrow)
         add_outer(w, d, n_in, N, out)
-
-
-@njit(cache=True, inline="always")
-def _masked_norms(G, mask, n, N, dn2, l):
-    """G = 1[mask > 0] G (mask the layer's post-ReLU values) and dn2[x, l] = ||G[:, x]||^2."""
-    for x in range(N):
-        dn2[x, l] = 0.0
-    for j in range(n):
-        for x in range(N):
-            if mask[j, x] <= 0.0:
-                G[j, x] = 0.0
-            dn2[x, l] += G[j, x] * G[j, x]
 
 
 @njit(cache=True)
@@ -120,12 +108,7 @@ def residual_trial(trial, k0, k1, widths, var, gain, dist, arch, s, head, K, dat
         w = wbuf[woff[L + 1] + c * nL: woff[L + 1] + (c + 1) * nL] if store else wrow
         weight_row(k0, k1, trial, L + 1, c, nL, DIST_NORMAL, 1.0, 0.0, w)
         row_times(w, H[L], nL, N, z[c])
-    for x in range(N):
-        for c in range(K):
-            col[x, c] = z[c, x]
-        head_error(k0, k1, trial, L + 1, head, col[x], x, col[x, K:], K)
-        for c in range(K):
-            e[c, x] = col[x, K + c]
+    head_errors_of_inputs(k0, k1, trial, L + 1, head, z, col, e, N, K)
     Eta = E[:nL]
     Eta[:, :] = 0.0
     for c in range(K):
@@ -147,30 +130,30 @@ def residual_trial(trial, k0, k1, widths, var, gain, dist, arch, s, head, K, dat
             Gh = G1[:nh]
             Gh[:, :] = 0.0                     # eta^(2b) = W_(2b+1)^T g_(2b+1)
             _back(k0, k1, trial, lo, nh, n1, dist, var[lo - 1], gain[lo - 1], store, wbuf, woff, wrow, Go, Gh)
-            _masked_norms(Gh, H[lh], nh, N, dn2, lh)
+            mask_norms(Gh, H[lh], nh, N, dn2, lh)
             # eta^(2b-1) = eta^(2b+1) + W_(2b)^T g_(2b), in place (n_(2b-1) = n_(2b+1))
             _back(k0, k1, trial, lh, n1, nh, dist, var[lh - 1], gain[lh - 1], store, wbuf, woff, wrow, Gh, Eta)
         G = G0[:widths[1]]
         G[:, :] = Eta
-        _masked_norms(G, H[1], widths[1], N, dn2, 1)
+        mask_norms(G, H[1], widths[1], N, dn2, 1)
     else:
         G = G0[:nL]                            # g_L = s 1[a^L > 0] eta^L
         for j in range(nL):
             for x in range(N):
                 G[j, x] = s * Eta[j, x]
-        _masked_norms(G, R, nL, N, dn2, L)
+        mask_norms(G, R, nL, N, dn2, L)
         use0 = False
         for l in range(L, 2, -1):              # g_(l-1) = 1[a^(l-1) > 0] W_l^T g_l
             n_in = widths[l - 1]
             Gn = G0[:n_in] if use0 else G1[:n_in]
             Gn[:, :] = 0.0
             _back(k0, k1, trial, l, n_in, widths[l], dist, var[l - 1], gain[l - 1], store, wbuf, woff, wrow, G, Gn)
-            _masked_norms(Gn, H[l - 1], n_in, N, dn2, l - 1)
+            mask_norms(Gn, H[l - 1], n_in, N, dn2, l - 1)
             G = Gn
             use0 = not use0
         # g_1 = 1[a^1 > 0] (eta^L + W_2^T g_2)
         _back(k0, k1, trial, 2, widths[1], widths[2], dist, var[1], gain[1], store, wbuf, woff, wrow, G, Eta)
-        _masked_norms(Eta, H[1], widths[1], N, dn2, 1)
+        mask_norms(Eta, H[1], widths[1], N, dn2, 1)
     return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd, False, dn2, gain)
 
 
