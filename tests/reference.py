@@ -66,11 +66,16 @@ def ratios(X, Ws, Wo, error_fn):
     D[-1] = (A[-1] > 0) * (E @ Wo)     # delta^L = 1[a^L > 0] (W_o^T e)
     for l in range(len(Ws) - 1, 0, -1):  # delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l)
         D[l - 1] = (A[l - 1] > 0) * (D[l] @ Ws[l])
+    return layer_ratios(X, H, D)
+
+
+def layer_ratios(X, H, D):
+    """rho, gamma (N, L) from the layers H[l] = h^l (l = 0..L) and D[l - 1] = dloss/da^l (l = 1..L):
+    ||dloss/dW_l||_F^2 = ||D[l - 1]||^2 ||h^(l-1)||^2 (outer product), relative to ||x||^2 ||D[L - 1]||^2."""
     x2 = np.sum(X * X, axis=1)
     rho = np.stack([np.sum(h * h, axis=1) / x2 for h in H[1:]], axis=1)
-    # ||dloss/dW_l||_F^2 = ||delta^l||^2 ||h^(l-1)||^2 (outer product), relative to ||x||^2 ||delta^L||^2
     grad2 = np.stack([np.sum(np.einsum("ni,nj->nij", D[l], H[l]) ** 2, axis=(1, 2))
-                      for l in range(len(Ws))], axis=1)
+                      for l in range(len(D))], axis=1)
     dL2 = np.sum(D[-1] ** 2, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         gamma = np.where(dL2[:, None] > 0, grad2 / (x2 * dL2)[:, None], np.inf)
@@ -125,15 +130,7 @@ def residual_ratios(X, Ws, Wo, error_fn, arch, s):
     """rho, gamma (N, L) of a residual network (docs/design.md section 9) for inputs X (N, n_0)."""
     H, A = residual_forward(X, Ws, arch, s)
     E = error_fn(H[-1] @ Wo.T)
-    G = residual_grads(H, A, Ws, E @ Wo, arch, s)
-    x2 = np.sum(X * X, axis=1)
-    rho = np.stack([np.sum(h * h, axis=1) / x2 for h in H[1:]], axis=1)
-    grad2 = np.stack([np.sum(np.einsum("ni,nj->nij", G[l], H[l]) ** 2, axis=(1, 2))
-                      for l in range(len(Ws))], axis=1)
-    gL2 = np.sum(G[-1] ** 2, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gamma = np.where(gL2[:, None] > 0, grad2 / (x2 * gL2)[:, None], np.inf)
-    return rho, gamma
+    return layer_ratios(X, H, residual_grads(H, A, Ws, E @ Wo, arch, s))
 
 
 def residual_trial_ratios(cfg, trial, fixed=None):
