@@ -422,12 +422,11 @@ def _per_layer(figure, sets, runs, files, quick):
     held = _load_runs(files[0])
     rows, panels = [], []
     for s, (_, cfg, data) in zip(sets, runs):
-        rho, gamma = one_network(cfg, data)
         stats = network_stats(held[s.name])
         exact = exact_norm_quantiles(cfg)
-        for prop, ratios in (("forward", rho), ("backward", gamma)):
-            m, sd = per_input(ratios)
-            means = stats[prop][0]
+        for prop in ("forward", "backward"):
+            means, sds = stats[prop]
+            m, sd = means[0], sds[0]        # row 0: trial 0, one network's mean and sd over its inputs
             band = np.quantile(means, BAND, axis=0)
             ex = exact if prop == "forward" else None
             panels.append(dict(setting=s, prop=prop, mean=m, sd=sd, band=band, exact=ex, T=len(means)))
@@ -616,9 +615,9 @@ def _fig7(figure, sets, runs, files, quick):
     rows = []
     err = 0.0
     for s, (_, cfg, data) in zip(sets, runs):
-        rho, _ = one_network(cfg, data)
-        m, sd = per_input(rho[:, -1:])
-        means = network_stats(held[s.name])["forward"][0][:, -1]
+        means, sds = (a[:, -1:] for a in network_stats(held[s.name])["forward"])
+        m, sd = means[0], sds[0]            # row 0: trial 0, one network's mean and sd over its inputs
+        means = means[:, 0]
         band = np.quantile(means, BAND)
         o = s.options
         row = dict(arch=o["arch"], row=s.label, blocks=o["blocks"], width=o["width"], mean=float(m[0]),
