@@ -271,6 +271,18 @@ def check_output(path, overwrite=False, inputs=(), option="-o", config=None):
         raise StoreError(f"output {path} is not writable")
 
 
+def _holder_pid(fd, wait=1.0):
+    """The pid a lock's holder writes into its lock file, or "" when none appears within
+    ``wait`` seconds (the holder writes it just after taking the lock, so a writer refused
+    in that instant waits for it rather than naming nobody)."""
+    deadline = time.monotonic() + wait
+    while True:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if pid.isdigit() or time.monotonic() >= deadline:
+            return pid
+        time.sleep(0.01)
+
+
 _held = {}      # lock file -> [fd, holders] of this process (a sweep's runs share the sweep's lock)
 _held_guard = threading.Lock()
 
@@ -304,7 +316,7 @@ class OutputLock:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                    pid = _holder_pid(fd)
                     os.close(fd)
                     who = f" (pid {pid})" if pid.isdigit() else ""
                     raise StoreError(f"output {self.path} is being written by another mcinit process{who}") from None
