@@ -24,7 +24,7 @@ __all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "K
 DEFAULTS = defaults()
 #: fields added after the first format, left out of the config JSON at their default value
 OPTIONAL_FIELDS = {"precision": "float64", "properties": "both", "arch": "plain", "branch_scale": 1.0,
-                   "wn_grad": "weight"}
+                   "wn_grad": "weight", "activation": "relu", "gain": None}
 
 MAX_WIDTH = 1 << 20
 MAX_DEPTH = 4000
@@ -82,6 +82,9 @@ class RunConfig:
     branch_scale
                 the residual branch's scale s (1/B resolved to its number)
     wn_grad     weight | direction: the gradient of weight-normalised rows' backward ratio
+    activation  the hidden layers' activation, canonical text (mcinit.options.parse_activation)
+    gain        --gain of the variance-scaling presets and orthogonal weights (None: the
+                default, mcinit.initializers.init_gain_squared)
     """
 
     widths: tuple
@@ -104,6 +107,8 @@ class RunConfig:
     arch: str = "plain"
     branch_scale: float = 1.0
     wn_grad: str = "weight"
+    activation: str = "relu"
+    gain: float = None
 
     @property
     def residual(self):
@@ -198,7 +203,7 @@ def load_config_file(path, several=False):
 def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
           data=None, normalize=None, arch=None, blocks=None, branch_scale=None, init=None, wn_gain=None,
           wn_grad=None, dist=None, head=None, kernel=None, precision=None, properties=None, sup_search=None,
-          seed=None):
+          seed=None, activation=None, gain=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
     dataset (N, n_0) or None).  Raises ConfigError with one line.
 
@@ -210,7 +215,8 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, widths=widths,
                  samples=samples, data=data, normalize=normalize, init=init, wn_gain=wn_gain, dist=dist,
                  head=head, kernel=kernel, precision=precision, properties=properties, sup_search=sup_search,
-                 seed=seed, arch=arch, blocks=blocks, branch_scale=branch_scale, wn_grad=wn_grad)
+                 seed=seed, arch=arch, blocks=blocks, branch_scale=branch_scale, wn_grad=wn_grad,
+                 activation=activation, gain=gain)
     given = {k: BY_NAME[k].parse(v) for k, v in given.items() if v is not None}
     d = dict(DEFAULTS)
     d.update(given)
@@ -256,6 +262,19 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
         raise ConfigError("weight-normalised inits draw row directions from N(0, I); --dist uniform does not apply")
     if wn_grad != "weight" and not init.startswith("wn"):
         raise ConfigError("--wn-grad applies to weight-normalised rows (--init wn or wn-unit)")
+    activation = d["activation"]
+    init_gain = given.get("gain")
+    if init_gain is not None:
+        if init.startswith("wn"):
+            raise ConfigError("--gain is the gain of variance-scaling and orthogonal weights; weight-normalised "
+                              "rows take --wn-gain")
+        if not (math.isfinite(init_gain) and init_gain > 0):
+            raise ConfigError(f"gain must be a positive number, got {gain!r}")
+    if init == "orthogonal" and dist != "normal":
+        raise ConfigError("orthogonal weights are a Haar matrix times the gain; --dist uniform does not apply")
+    if arch != "plain" and (activation != "relu" or init == "orthogonal"):
+        raise ConfigError(f"residual networks (--arch {arch}) have ReLU activations and Gaussian, uniform or "
+                          "weight-normalised weights: --activation and --init orthogonal are for plain networks")
     head = parse_head(d["head"])
     seed = d["seed"]
     if not 0 <= seed < 1 << 64:
@@ -275,6 +294,9 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
                               f"{d['precision']} does not apply")
         if arch != "plain":
             raise ConfigError("the supremum search is of plain networks, not --arch " + arch)
+        if activation != "relu" or init == "orthogonal":
+            raise ConfigError("the supremum search is of ReLU networks with row-wise weights: not --activation "
+                              f"{activation} or --init orthogonal")
         if d["properties"] == "backward":
             raise ConfigError("the supremum search is of the forward property: use --properties forward or both")
         kernel = "dense"
@@ -307,7 +329,7 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
                     init=init, dist=dist, head=head, kernel=kernel, seed=seed, trials=trials,
                     normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps,
                     precision=d["precision"], properties=d["properties"], arch=arch,
-                    branch_scale=float(scale), wn_grad=wn_grad)
+                    branch_scale=float(scale), wn_grad=wn_grad, activation=activation, gain=init_gain)
     if cfg.sup and sup_starts > N:
         raise ConfigError(f"sup-search starts ({sup_starts}) cannot exceed the random inputs (--samples {N})")
     return cfg, fixed

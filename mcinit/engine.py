@@ -74,7 +74,7 @@ def kernel_choice(config):
     from .initializers import scheme_of
     dist, _, _ = scheme_of(config)
     return kernels.choose(config.kernel, dist, config.all_widths, config.samples, config.head[1], config.init,
-                          config.precision, config.arch, config.properties)
+                          config.precision, config.arch, config.properties, config.activation)
 
 
 def resolve(config):

@@ -31,7 +31,8 @@ from .bundled import example_config_path, example_configs
 
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
-           "FORMS", "GAUSSIAN_INITS", "ARCHS", "RESIDUAL_ARCHS", "WN_GRADS", "DEFAULT_BLOCKS", "parse_branch_scale", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
+           "FORMS", "GAUSSIAN_INITS", "ARCHS", "RESIDUAL_ARCHS", "WN_GRADS", "DEFAULT_BLOCKS", "parse_branch_scale", "ACTIVATIONS",
+           "HOMOGENEOUS_ACTIVATIONS", "DEFAULT_LEAKY_SLOPE", "parse_activation", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
            "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search",
            "parse_shard", "run_values", "COMMANDS", "options_of", "markdown_table"]
 
@@ -43,7 +44,14 @@ class ConfigError(ValueError):
 # -- the enumerations, one place each ---------------------------------------------------------
 
 #: weight initialisations (variance-scaling presets and weight-normalised rows)
-INITS = ("he", "he-in", "glorot", "lecun", "paper-glorot", "wn", "wn-unit")
+INITS = ("he", "he-in", "glorot", "lecun", "paper-glorot", "orthogonal", "wn", "wn-unit")
+#: activations phi of the hidden layers (leaky-relu takes its slope: leaky-relu:ALPHA, default
+#: DEFAULT_LEAKY_SLOPE); mcinit.activations holds their functions, codes and gains
+ACTIVATIONS = ("relu", "leaky-relu", "abs", "linear", "tanh", "gelu")
+DEFAULT_LEAKY_SLOPE = 0.01
+#: the activations that are positively homogeneous (phi(c a) = c phi(a), c > 0): a layer's ratio
+#: does not depend on the input's norm, and one input's ratios have closed-form laws
+HOMOGENEOUS_ACTIVATIONS = ("relu", "leaky-relu", "abs", "linear")
 #: distributions of the weight entries
 DISTS = ("normal", "uniform")
 #: output heads: softmax:K (cross-entropy) or gaussian:K
@@ -195,6 +203,24 @@ def parse_head(value):
     if kind == "softmax" and k < 2:
         raise ConfigError("a softmax head needs at least 2 classes")
     return kind, k
+
+
+def parse_activation(value):
+    """The canonical text of an activation: 'relu', 'abs', 'linear', 'tanh', 'gelu' or
+    'leaky-relu:ALPHA' (ALPHA a finite number, shortest repr; a bare 'leaky-relu' has slope
+    DEFAULT_LEAKY_SLOPE).  Case and surrounding spaces are ignored."""
+    if not isinstance(value, str):
+        raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)} (leaky-relu:ALPHA), got {value!r}")
+    text = value.strip(" ").lower()
+    name, _, arg = text.partition(":")
+    if name not in ACTIVATIONS or (arg and name != "leaky-relu") or (_ and not arg):
+        raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)} (leaky-relu:ALPHA), got {value!r}")
+    if name != "leaky-relu":
+        return name
+    alpha = parse_float(arg, "the leaky-relu slope") if arg else DEFAULT_LEAKY_SLOPE
+    if not math.isfinite(alpha):
+        raise ConfigError(f"the leaky-relu slope must be a finite number, got {arg!r}")
+    return f"leaky-relu:{alpha!r}"
 
 
 def parse_branch_scale(value):
@@ -389,9 +415,15 @@ OPTIONS = (
     Option("branch_scale", TEXT, "Scale s of the residual branch: a positive number, or 1/B.", default_text="1",
            several=True, parse_text=parse_branch_scale, fields=("branch_scale",),
            value_of=lambda c: c.branch_scale, completion=("1", "1/B")),
+    Option("activation", TEXT, "Activation of the hidden layers: relu | leaky-relu:ALPHA | abs | linear | tanh "
+           "| gelu.", default="relu", several=True, parse_text=parse_activation, fields=("activation",),
+           value_of=lambda c: c.activation, completion=("relu", "leaky-relu:", "abs", "linear", "tanh", "gelu")),
     Option("init", CHOICE, "Weight initialisation: variance-scaling presets (paper-glorot: N(0, 1/n_l), what "
-           "the paper's code calls glorot), or weight-normalised rows (wn, wn-unit).", default="he", choices=INITS,
-           several=True, fields=("init",), value_of=lambda c: c.init),
+           "the paper's code calls glorot), orthogonal (Haar) weights, or weight-normalised rows (wn, wn-unit).",
+           default="he", choices=INITS, several=True, fields=("init",), value_of=lambda c: c.init),
+    Option("gain", FLOAT, "Gain g of the variance-scaling presets (Var = g^2 / fan) and of orthogonal weights.",
+           default_text="the activation's gain for he, he-in and orthogonal (sqrt 2 for relu), 1 for glorot, "
+           "lecun and paper-glorot", several=True, fields=("gain",), value_of=lambda c: c.gain),
     Option("wn_gain", FLOAT, "Constant gain g of weight-normalised rows g v/||v|| (with --init wn).",
            default_text="sqrt(2 n_(l-1)/n_l) for wn, 1 for wn-unit", fields=("wn_gain",),
            value_of=lambda c: c.wn_gain),

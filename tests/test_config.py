@@ -50,6 +50,8 @@ def configurations(rows):
         # --wn-grad direction: refused by every kernel until the plain dense kernel computes it
         dict(trials=6, input_dim=5, width=6, depth=2, samples=2, init="wn", wn_grad="direction", kernel="dense",
              seed=6),
+        dict(trials=6, input_dim=5, widths=[6, 4], samples=2, activation="leaky-relu:0.2", init="orthogonal",
+             gain=1.3, kernel="dense", seed=7),
     ]
 
 
@@ -77,7 +79,7 @@ def test_the_configurations_set_every_run_option_to_a_non_default(rows6):
         assert given[name] != default, name
 
 
-@pytest.mark.parametrize("which", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("which", [0, 1, 2, 3, 4, 5])
 def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6, which):
     values = configurations(rows6)[which]
     want = engine.resolve(config.build(**values)[0]).config_hash()

@@ -10,7 +10,7 @@
 import numpy as np
 
 from ..config import ConfigError, check_precision
-from ..initializers import DIST_NORMAL
+from ..initializers import DIST_NORMAL, DIST_ORTHOGONAL
 
 __all__ = ["get", "resolve", "choose", "able", "cost", "cost_terms", "release"]
 
@@ -92,27 +92,52 @@ def cost(name, widths, samples, classes, precision="float64", backward=True):
 RESIDUAL_KERNELS = ("dense", "law")
 
 
-def able(dist_code, samples, precision="float64", arch="plain", properties="both"):
+#: the kernels that compute activations other than ReLU (--activation)
+ACTIVATION_KERNELS = ("dense",)
+#: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward")}
+
+
+def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):
     """The kernels that can compute a configuration: float32 only the blocked kernel; projected
     and law need Gaussian weights, law one input per trial; residual networks the dense
     kernel, and law for the forward property of one Gaussian input with a skip in every
-    block (arch residual; single-skip has no exact law)."""
+    block (arch residual; single-skip has no exact law); activations other than ReLU the
+    ACTIVATION_KERNELS; orthogonal weights the ORTHOGONAL_KERNELS (the properties they compute)."""
     if precision != "float64":
-        return ("blocked",)
+        return ("blocked",) if activation == "relu" and dist_code != DIST_ORTHOGONAL else ()
     gaussian = dist_code == DIST_NORMAL
     if arch != "plain":
         law_ok = arch == "residual" and gaussian and samples == 1 and properties == "forward"
         return ("dense",) + (("law",) if law_ok else ())
-    return ("dense", "blocked") + (("projected",) if gaussian else ()) + (("law",) if gaussian and samples == 1 else ())
+    if dist_code == DIST_ORTHOGONAL:
+        kinds = tuple(k for k, props in ORTHOGONAL_KERNELS.items()
+                      if properties in props and (k != "law" or samples == 1))
+    else:
+        kinds = (("dense", "blocked") + (("projected",) if gaussian else ())
+                 + (("law",) if gaussian and samples == 1 else ()))
+    if activation != "relu":
+        kinds = tuple(k for k in kinds if k in ACTIVATION_KERNELS)
+    return kinds
 
 
 def choose(requested, dist_code, widths, samples, classes, init, precision="float64", arch="plain",
-           properties="both"):
+           properties="both", activation="relu"):
     """(kernel, why, costs) for a request ('auto' or a name), or a ConfigError: the concrete
     kernel, the rule that picked it in words, and the estimated seconds of one trial on one
     thread (``cost``) of every kernel that can compute the configuration, as auto compares them."""
     gaussian = dist_code == DIST_NORMAL
     check_precision(requested, precision)
+    kinds = able(dist_code, samples, precision, arch, properties, activation)
+    if precision != "float64" and not kinds:
+        raise ConfigError(f"--precision {precision} is computed by the blocked kernel, which computes ReLU "
+                          "networks of row-wise weights: not --activation or --init orthogonal")
+    if dist_code == DIST_ORTHOGONAL and requested != "auto" and requested not in kinds:
+        raise ConfigError(f"orthogonal weights (--init orthogonal) with --properties {properties} are computed "
+                          f"by the {' and '.join(kinds)} kernel{'s' if len(kinds) > 1 else ''}, not {requested}")
+    if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
+        raise ConfigError(f"--activation {activation} is computed by the {', '.join(ACTIVATION_KERNELS)} "
+                          f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
     if requested in ("projected", "law") and not gaussian:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
@@ -131,7 +156,6 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
-    kinds = able(dist_code, samples, precision, arch, properties)
     costs = {k: cost(k, widths, samples, classes, precision) for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
@@ -142,9 +166,12 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
             return "law", ("auto: a residual network of Gaussian weights, one input per trial and the forward "
                            "property, where the law kernel draws each block's ratio from its exact law"), costs
         return "dense", "auto: residual networks are computed by the dense kernel", costs
-    if gaussian and samples == 1:
-        return "law", ("auto: Gaussian weights and one input per trial, where the law kernel draws each "
-                       "layer's ratio from its exact law, O(L) per trial"), costs
+    if "law" in kinds:
+        return "law", ("auto: one input per trial and weights whose layer law is exact, where the law "
+                       "kernel draws each layer's ratio from it"), costs
+    if kinds == ("dense",):
+        why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
+        return "dense", f"auto: {why} are computed by the dense kernel", costs
     found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes))
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
     if not gaussian:
@@ -153,6 +180,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
 
 
 def resolve(requested, dist_code, widths, samples, classes, init, precision="float64", arch="plain",
-            properties="both"):
+            properties="both", activation="relu"):
     """The concrete kernel for a request ('auto' or a name), or a ConfigError (``choose``)."""
-    return choose(requested, dist_code, widths, samples, classes, init, precision, arch, properties)[0]
+    return choose(requested, dist_code, widths, samples, classes, init, precision, arch, properties,
+                  activation)[0]

@@ -25,7 +25,7 @@ import os
 import numpy as np
 from numba import njit
 
-from .. import initializers, rng
+from .. import activations, initializers, rng
 from ..config import DATA_RANDOM
 
 __all__ = ["Plan", "make_plan", "n_chunks", "work_units", "forward_deaths"]
@@ -51,6 +51,8 @@ class Plan:
              the chain of blocks): ARCH_PLAIN, ARCH_RESIDUAL, ARCH_SINGLE_SKIP
     branch_scale
              the residual branch's scale s (1.0 for a plain network)
+    act, alpha
+             the activation's code (mcinit.activations.ACT_*) and leaky-relu slope
     wn_direction
              the backward ratio of weight-normalised rows is of the gradient with respect to
              the row direction (--wn-grad direction), not the effective weight
@@ -84,6 +86,7 @@ class Plan:
         self.arch = _ARCH_CODES[config.arch]
         self.branch_scale = float(config.branch_scale)
         self.wn_direction = config.wn_grad == "direction"
+        self.act, self.alpha = activations.code_of(config.activation)
         self.dtype = np.float32 if config.precision == "float32" else np.float64
         self.forward = config.properties in ("both", "forward")
         self.backward = config.properties in ("both", "backward")
@@ -254,15 +257,21 @@ def write_forward_ratios(hn2, L, fwd):
     return dead
 
 
-def refuse_unbuilt(plan, name, arch=False, wn_direction=False):
+def refuse_unbuilt(plan, name, arch=False, wn_direction=False, activation=False, orthogonal=False):
     """A ConfigError when the plan asks for what the kernel ``name`` does not compute yet
-    (arch: residual networks; wn_direction: --wn-grad direction)."""
+    (arch: residual networks; wn_direction: --wn-grad direction; activation: an activation
+    other than ReLU; orthogonal: --init orthogonal)."""
     from ..config import ConfigError
     if plan.arch != ARCH_PLAIN and not arch:
         raise ConfigError(f"the {name} kernel does not compute residual networks")
     if plan.wn_direction and not wn_direction:
         raise ConfigError(f"the {name} kernel does not compute --wn-grad direction (the dense and blocked "
                           "kernels do)")
+    if plan.act != activations.ACT_RELU and not activation:
+        raise ConfigError(f"the {name} kernel computes ReLU networks only, not --activation "
+                          f"{plan.config.activation}: use --kernel dense")
+    if plan.dist == initializers.DIST_ORTHOGONAL and not orthogonal:
+        raise ConfigError(f"the {name} kernel does not draw orthogonal weights: use --kernel dense")
 
 
 def forward_deaths(fwd, dead):

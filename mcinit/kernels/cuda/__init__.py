@@ -60,7 +60,8 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from ...initializers import DIST_NORMAL
+from ...activations import ACT_RELU
+from ...initializers import DIST_NORMAL, DIST_ORTHOGONAL
 from .. import common
 from .. import law as cpu_law
 from .. import projected as cpu_projected
@@ -219,6 +220,8 @@ def refuse_unbuilt(plan, kernel):
     compute: --wn-grad direction is computed by the blocked kernel only (its trial is the
     CPU's, kernels.blocked), not by the device dense kernel."""
     from ...config import ConfigError
+    if plan.act != ACT_RELU or plan.dist == DIST_ORTHOGONAL:
+        raise ConfigError("--activation and --init orthogonal are computed on the CPU: use --backend cpu")
     if plan.wn_direction and plan.backward and kernel != "blocked":
         raise ConfigError(f"the {kernel} kernel on --backend cuda does not compute --wn-grad direction: "
                           "use --kernel blocked, or --backend cpu")
