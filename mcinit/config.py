@@ -201,9 +201,9 @@ def load_config_file(path, several=False):
 
 
 def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
-          data=None, normalize=None, arch=None, blocks=None, branch_scale=None, init=None, wn_gain=None,
-          wn_grad=None, dist=None, head=None, kernel=None, precision=None, properties=None, sup_search=None,
-          seed=None, activation=None, gain=None):
+          data=None, normalize=None, arch=None, blocks=None, branch_scale=None, activation=None, init=None,
+          gain=None, wn_gain=None, wn_grad=None, dist=None, head=None, kernel=None, precision=None,
+          properties=None, sup_search=None, seed=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
     dataset (N, n_0) or None).  Raises ConfigError with one line.
 

@@ -126,6 +126,8 @@ def test_every_run_option_enters_the_config_hash():
     hashed |= set(json.loads(engine.resolve(config.build(trials=3, width=4, arch="residual", blocks=1,
                                                          branch_scale=0.5, init="wn", wn_grad="direction")[0]
                                             ).config_json()))
+    hashed |= set(json.loads(config.build(trials=3, width=4, depth=1, activation="tanh", init="orthogonal",
+                                          gain=1.2, kernel="dense")[0].config_json()))
     covered = set()
     for o in options.RUN_OPTIONS:
         assert o.fields and set(o.fields) <= fields, o.name

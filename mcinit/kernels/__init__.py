@@ -166,9 +166,12 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
             return "law", ("auto: a residual network of Gaussian weights, one input per trial and the forward "
                            "property, where the law kernel draws each block's ratio from its exact law"), costs
         return "dense", "auto: residual networks are computed by the dense kernel", costs
+    if "law" in kinds and gaussian and activation == "relu":
+        return "law", ("auto: Gaussian weights and one input per trial, where the law kernel draws each "
+                       "layer's ratio from its exact law, O(L) per trial"), costs
     if "law" in kinds:
-        return "law", ("auto: one input per trial and weights whose layer law is exact, where the law "
-                       "kernel draws each layer's ratio from it"), costs
+        return "law", ("auto: one input per trial, where the law kernel draws each layer from its exact "
+                       "law"), costs
     if kinds == ("dense",):
         why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
         return "dense", f"auto: {why} are computed by the dense kernel", costs
