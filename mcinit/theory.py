@@ -171,8 +171,8 @@ def _log_safe_interval(eps, form):
 # ---------------------------------------------------------------------------
 # 1. initialisation
 
-def layer_variances(widths, input_dim=None, init="he"):
-    """Per-entry variance v_l of the Gaussian weights of every hidden layer.
+def layer_variances(widths, input_dim=None, init="he", *, activation="relu", gain=None):
+    """Per-entry variance v_l of the weights of every hidden layer (mcinit.initializers.layer_scheme).
 
     Parameters
     ----------
@@ -182,36 +182,189 @@ def layer_variances(widths, input_dim=None, init="he"):
         Input dimension n_0.  Needed by every preset except ``"he"`` and
         ``"paper-glorot"``, which use fan_out = n_l only (it is accepted and checked but unused there).
     init : str
-        One of :data:`GAUSSIAN_INITS` (docs/design.md section 3):
-        ``"he"``: v_l = 2/n_l (fan_out, the paper's);
-        ``"he-in"``: v_l = 2/n_(l-1) (fan_in, torch's kaiming_normal_ default);
+        One of :data:`EXACT_INITS` (docs/design.md section 3):
+        ``"he"``: v_l = g^2/n_l (fan_out, the paper's; g^2 = 2 for ReLU: exactly 2/n_l);
+        ``"he-in"``: v_l = g^2/n_(l-1) (fan_in, torch's kaiming_normal_ default);
         ``"glorot"``: v_l = 2/(n_(l-1) + n_l);
         ``"lecun"``: v_l = 1/n_(l-1);
-        ``"paper-glorot"``: v_l = 1/n_l (fan_out, what the paper's code calls glorot).
-        The weight-normalised presets (``"wn"``, ``"wn-unit"``) do not have
-        Gaussian weights and are rejected.
+        ``"paper-glorot"``: v_l = 1/n_l (fan_out, what the paper's code calls glorot);
+        ``"orthogonal"``: v_l = g^2/max(n_(l-1), n_l) (an entry's variance).
+        The weight-normalised presets (``"wn"``, ``"wn-unit"``) are rejected.
+    activation : str
+        The activation's text; its gain g (mcinit.activations.gain) is the default of he,
+        he-in and orthogonal.
+    gain : float or None
+        --gain: g of he, he-in and orthogonal (and a factor of the others), None for the default.
 
     Returns
     -------
     numpy.ndarray of float, shape (L,)
     """
+    from .initializers import layer_scheme
     w = _as_widths(widths)
-    if init not in GAUSSIAN_INITS:
-        raise ValueError(f"init must be one of {GAUSSIAN_INITS} (Gaussian weights; the exact laws "
-                         f"do not cover weight-normalised rows), got {init!r}")
+    _check_init(init)
     n0 = None if input_dim is None else _as_positive_int(input_dim, "input_dim")
-    if init == "he":
-        return 2.0 / w
-    if init == "paper-glorot":
-        return 1.0 / w
-    if n0 is None:
+    if n0 is None and init not in ("he", "paper-glorot"):
         raise ValueError(f"init={init!r} depends on fan_in, so input_dim (n_0) is required")
-    fan_in = np.concatenate(([n0], w[:-1])).astype(float)
-    if init == "he-in":
-        return 2.0 / fan_in
-    if init == "glorot":
-        return 2.0 / (fan_in + w)
-    return 1.0 / fan_in
+    all_widths = np.concatenate(([n0 if n0 is not None else 1], w))     # he, paper-glorot: n_0 unused
+    return layer_scheme(init, "normal", all_widths, None, activation, gain)[1]
+
+
+# ---------------------------------------------------------------------------
+# 1b. the layer factor's law for each activation and weight law (docs/design.md section 11)
+
+#: the activations whose one-input layer factor has an exact law here
+EXACT_ACTIVATIONS = ("relu", "leaky-relu", "abs", "linear")
+#: the inits the exact laws cover: the Gaussian presets and orthogonal weights
+EXACT_INITS = GAUSSIAN_INITS + ("orthogonal",)
+#: the leaky-relu factor's negative-binomial mixture keeps the terms of weight above this
+_LOG_TOL_MIXTURE = math.log(1e-300)
+#: orthogonal weights: the Beta(k/2, beta) terms with beta below this (k near M, the atom
+#: r = g^2 at k = M among them) are not smooth enough at their upper edge for the recursion's
+#: panels; their paths are dropped there and their mass bounds the error (_first_exit)
+_BETA_SMOOTH = 8.0
+#: the exact recursion refuses a result whose bracket [P, P + dropped] is wider than this relatively
+_BRACKET_REL = 1e-10
+
+
+def _activation_of(activation):
+    """(name, alpha) of an activation's text, refusing those without an exact law."""
+    from .activations import name_of, slope_of
+    name, alpha = name_of(activation), slope_of(activation)
+    if name not in EXACT_ACTIVATIONS:
+        raise ValueError(f"the {name} activation has no exact law (the layer factor depends on ||h||): "
+                         "estimate its failure probability by Monte Carlo (mcinit run --activation "
+                         f"{name})")
+    if name == "leaky-relu" and alpha == 0.0:
+        name = "relu"
+    if name == "leaky-relu" and abs(alpha) == 1.0:
+        name = "linear"                       # phi(a)^2 = a^2: the same factor as linear and abs
+    return name, alpha
+
+
+def _check_init(init):
+    if init not in EXACT_INITS:
+        raise ValueError(f"init must be one of {EXACT_INITS} (Gaussian or orthogonal weights; the exact "
+                         f"laws do not cover weight-normalised rows), got {init!r}")
+
+
+class _Factor:
+    """The law of one layer factor r = rho_l / rho_(l-1) for one input, as a mixture.
+
+    family "chi2": r = exp(log_scale) Gamma(k/2, 1) (= v chi2(k) with log_scale = ln 2v);
+    family "beta": r = exp(log_scale) Beta(k/2, (M - k)/2) (g^2 Beta; k = M: r = g^2 exactly).
+    k: the support (float array, sorted, k >= 1), logw: log P(k); log_dead: log P(r = 0).
+    complete: whether k and logw are the whole law (else a mixture truncated below 1e-300).
+    """
+
+    relu_n = None        # n for the ReLU Gaussian factor (its recursion keeps Hoeffding's range of K)
+
+    def __init__(self, family, k, logw, log_scale, log_dead, M=None, complete=True):
+        self.family, self.k, self.logw = family, np.asarray(k, dtype=float), np.asarray(logw, dtype=float)
+        self.log_scale, self.log_dead, self.M, self.complete = float(log_scale), float(log_dead), M, complete
+        self.dead = math.exp(log_dead)
+
+    def terms(self, t, k=None, logw=None):
+        """Matrix (len(t), len(k)) of log(P(k) E[r^t | k]) over the support (or a part of it)."""
+        k = self.k if k is None else k
+        logw = self.logw if logw is None else logw
+        if self.family == "chi2":
+            return _log_moment_terms(k, logw, self.log_scale, t)
+        hk = 0.5 * k
+        t = np.asarray(t, dtype=float)[:, None]
+        hm = 0.5 * self.M          # E B^t = Gamma(k/2 + t) Gamma(M/2) / (Gamma(k/2) Gamma(M/2 + t))
+        return logw + t * self.log_scale + special.gammaln(hk + t) - special.gammaln(hk) \
+            + special.gammaln(hm) - special.gammaln(hm + t)
+
+    def log_moment(self, t, k=None, logw=None):
+        """log E[r^t ; k in the given part] for an array t, chunked over t."""
+        k = self.k if k is None else k
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        out = np.empty(t.shape)
+        step = max(1, _CHUNK // max(1, len(k)))
+        for i in range(0, len(t), step):
+            out[i:i + step] = _lse(self.terms(t[i:i + step], k, logw), axis=1)
+        return out
+
+    def two_moments(self):
+        """(E r, E r^2), exact."""
+        lm = self.log_moment([1.0, 2.0])
+        return math.exp(lm[0]), math.exp(lm[1])
+
+
+def _nb_mixture(n, p):
+    """Support j and log weights of J, J | K ~ NegBinomial(K/2, p), K ~ Binomial(n, 1/2), truncated
+    below exp(_LOG_TOL_MIXTURE); log P(J = j) = log sum_K P(K) Gamma(K/2 + j) / (Gamma(K/2) j!) p^(K/2) (1-p)^j."""
+    kk = np.arange(0, n + 1, dtype=float)
+    lk = _log_binom_half(n, kk)
+    keep = lk > _LOG_TOL_MIXTURE - math.log(n + 1.0)
+    kk, lk = kk[keep], lk[keep]
+    a = 0.5 * kk
+    lq = math.log1p(-p)
+    mean, sd = a.max() * (1 - p) / p, math.sqrt(a.max() * (1 - p)) / p
+    jmax = int(mean + 40.0 * sd + (-_LOG_TOL_MIXTURE + 50.0) / -lq) + 1
+    j = np.arange(0, jmax + 1, dtype=float)
+    out = np.full(j.shape, -np.inf)
+    step = max(1, _CHUNK // max(1, len(kk)))
+    pos = a > 0
+    for i in range(0, len(j), step):
+        jj = j[i:i + step, None]
+        with np.errstate(invalid="ignore"):
+            terms = np.where(pos, special.gammaln(a + jj) - special.gammaln(np.where(pos, a, 1.0))
+                             - special.gammaln(jj + 1.0) + a * math.log(p) + jj * lq,
+                             np.where(jj == 0, 0.0, -np.inf))
+        out[i:i + step] = _lse(terms + lk, axis=1)
+    keep = out > _LOG_TOL_MIXTURE
+    return j[keep], out[keep]
+
+
+_FACTORS = {}
+
+
+def _factor(n, n_prev, v, activation, orthogonal):
+    """The _Factor of a layer of width n (input width n_prev), entry variance v (orthogonal:
+    g^2 = v max(n_prev, n)), activation (name, alpha) from _activation_of."""
+    name, alpha = activation
+    key = (n, n_prev if orthogonal else None, float(v), name, alpha if name == "leaky-relu" else 0.0, orthogonal)
+    if key in _FACTORS:
+        return _FACTORS[key]
+    if orthogonal:
+        M = max(n, n_prev)
+        log_g2 = math.log(v * M)
+        if name == "relu":          # K active coordinates of a uniform direction in R^M
+            k = np.arange(1, n + 1, dtype=float)
+            f = _Factor("beta", k, _log_binom_half(n, k), log_g2, -n * _LN2, M)
+        elif name in ("abs", "linear"):
+            f = _Factor("beta", [float(n)], [0.0], log_g2, -math.inf, M)
+        else:
+            raise ValueError("the exact law of orthogonal weights covers relu, abs and linear; with "
+                             "leaky-relu the factor is a mixture it does not compute: estimate it by "
+                             "Monte Carlo (mcinit run)")
+    elif name == "relu":
+        k = np.arange(1, n + 1, dtype=float)
+        f = _Factor("chi2", k, _log_binom_half(n, k), math.log(2.0 * v), -n * _LN2)
+        f.relu_n = n
+    elif name in ("abs", "linear"):
+        f = _Factor("chi2", [float(n)], [0.0], math.log(2.0 * v), -math.inf)
+    else:
+        # v (chi2(K) + alpha^2 chi2(n - K)) = v beta chi2(n + 2J), beta = min(1, alpha^2),
+        # J | K ~ NegBin(K/2, p), p = min(alpha^2, 1/alpha^2) (section 11)
+        a2 = alpha * alpha
+        j, lw = _nb_mixture(n, min(a2, 1.0 / a2))
+        f = _Factor("chi2", n + 2.0 * j, lw, math.log(2.0 * v * min(1.0, a2)), -math.inf, complete=False)
+    if len(_FACTORS) > 256:
+        _FACTORS.clear()
+    _FACTORS[key] = f
+    return f
+
+
+def _factors(widths, input_dim, init, activation, gain):
+    """The layers' _Factors (widths validated) and the variances."""
+    w = _as_widths(widths)
+    act = _activation_of(activation)
+    v = layer_variances(w, input_dim, init, activation=activation, gain=gain)
+    prev = np.concatenate(([input_dim if input_dim is not None else 0], w[:-1]))
+    return w, v, [_factor(int(n), int(p), float(vv), act, init == "orthogonal") for n, p, vv in zip(w, prev, v)]
 
 
 # ---------------------------------------------------------------------------
@@ -448,21 +601,29 @@ def moments(widths, input_dim=None, init="he"):
 # 4. exact single-input forward failure probability
 
 class _LayerLaw:
-    """Law of s = ln r for one layer, the binomial restricted to K in [klo, khi] (K >= 1).
+    """Law of s = ln r for one layer of the chi2 family (r = v chi2(k), k from the factor's
+    mixture), the mixture restricted to k in [klo, khi] (k >= 1).
 
-    The kept range drops at most exp(log_tol) of probability (Hoeffding's
-    bound on each binomial tail); K = 0 (dead) is kept aside as a certain exit.
+    The kept range drops at most exp(log_tol) of probability (ReLU: Hoeffding's bound on each
+    binomial tail; other mixtures: their cumulative weights); r = 0 (dead) is kept aside as a
+    certain exit.
     """
 
-    def __init__(self, n, v, log_tol):
-        half = math.sqrt(0.5 * n * (_LN2 - log_tol))       # P(|K - n/2| >= half) <= exp(log_tol)
-        self.klo = max(1, math.ceil(n / 2.0 - half))
-        self.khi = min(n, math.floor(n / 2.0 + half))
-        self.k = np.arange(self.klo, self.khi + 1, dtype=float)
-        self.logw = _log_binom_half(n, self.k)
+    dropped = 0.0        # no term is left out for want of smoothness (_BetaLaw's is)
+
+    def __init__(self, factor, n, log_tol, relu):
+        if relu:
+            half = math.sqrt(0.5 * n * (_LN2 - log_tol))       # P(|K - n/2| >= half) <= exp(log_tol)
+            self.klo = max(1, math.ceil(n / 2.0 - half))
+            self.khi = min(n, math.floor(n / 2.0 + half))
+            self.k = np.arange(self.klo, self.khi + 1, dtype=float)
+            self.logw = _log_binom_half(n, self.k)
+        else:
+            self.k, self.logw = _kept(factor.k, factor.logw, log_tol)
+            self.klo, self.khi = float(self.k[0]), float(self.k[-1])
         self.w = np.exp(self.logw)
-        self.dead = math.exp(-n * _LN2)
-        self.log2v = math.log(2.0 * v)
+        self.dead = factor.dead
+        self.log2v = factor.log_scale
         self._c = self.logw - special.gammaln(0.5 * self.k)
         # Narrowest local scale of the kept densities of w = ln(chi2/2): the log-density
         # (k/2) w - e^w has curvature e^w, largest on the right flank; at the point where the
@@ -516,6 +677,119 @@ class _LayerLaw:
         """log E[r^t ; K in [klo, khi]] for an array t."""
         return _log_moment(self.k, self.logw, self.log2v, t)
 
+    def exit_first(self, a, b):
+        """P(ln r not in [a, b]) (the first layer, x = 0)."""
+        return self.exit_prob(np.zeros(1), a, b)[0]
+
+
+def _kept(k, logw, log_tol):
+    """The central part of a mixture's support dropping at most exp(log_tol) of its weight."""
+    lo = np.logaddexp.accumulate(logw)
+    hi = np.logaddexp.accumulate(logw[::-1])[::-1]
+    cut = log_tol - _LN2
+    i = int(np.searchsorted(lo, cut, side="right"))          # lo[:i] <= cut: terms 0..i-1 droppable
+    j = len(k) - int(np.searchsorted(hi[::-1], cut, side="right"))
+    i, j = min(i, len(k) - 1), max(j, i + 1)
+    return k[i:j], logw[i:j]
+
+
+class _BetaLaw:
+    """Law of s = ln r for one layer of orthogonal weights, r = g^2 Beta(k/2, (M - k)/2), the
+    interface of _LayerLaw.  Terms with (M - k)/2 < _BETA_SMOOTH (their density ends at r = g^2
+    too abruptly for the panels; k = M, r = g^2 exactly, among them) are left out of the
+    density and of the exits after the first layer: their weight, ``dropped``, bounds the error."""
+
+    def __init__(self, factor, log_tol):
+        self.factor = factor
+        self.M = factor.M
+        smooth = (factor.M - factor.k) >= 2.0 * _BETA_SMOOTH
+        self.dropped = float(np.sum(np.exp(factor.logw[~smooth])))
+        if not np.any(smooth):
+            self.k = np.zeros(0)
+            self.klo = self.khi = float(factor.k[-1])
+            self.w = self.logw = np.zeros(0)
+        else:
+            self.k, self.logw = _kept(factor.k[smooth], factor.logw[smooth], log_tol)
+            self.klo, self.khi = float(self.k[0]), float(self.k[-1])
+            self.w = np.exp(self.logw)
+        self.dead = factor.dead
+        self.lng2 = factor.log_scale
+        self.a = 0.5 * self.k
+        self.b = 0.5 * (self.M - self.k)
+        self._c = self.logw - special.betaln(self.a, self.b) if self.k.size else self.logw
+        # narrowest local scale: the log-density of w = ln B, a w + (b - 1) ln(1 - e^w), has
+        # curvature (b - 1) e^w / (1 - e^w)^2, largest on its right flank; taken where the
+        # density has fallen e^-_FLANK below its mode, for a few of the kept terms
+        scales = []
+        for i in sorted({0, len(self.k) // 2, len(self.k) - 1}) if self.k.size else []:
+            a, b = self.a[i], self.b[i]
+            mode = math.log(a / (a + b - 1.0))
+            g = lambda w: a * w + (b - 1.0) * math.log(-math.expm1(w))
+            top = g(mode)
+            w1 = optimize.brentq(lambda w: g(w) - top + _FLANK, mode, -1e-300 if b > 1 else -1e-12)
+            for w in (mode, w1):
+                scales.append(1.0 / math.sqrt((b - 1.0) * math.exp(w) / math.expm1(w) ** 2))
+        self.scale = min(scales) if scales else 1.0
+
+    def density(self, s):
+        """Sub-density of ln r at s (array), for the kept terms."""
+        s = np.asarray(s, dtype=float)
+        flat = s.ravel() - self.lng2
+        out = np.full(flat.shape, -np.inf)
+        inside = flat < 0
+        wv_all = flat[inside]
+        res = np.empty(wv_all.shape)
+        step = max(1, _CHUNK // max(1, len(self.k)))
+        for i in range(0, wv_all.size, step):
+            wv = wv_all[i:i + step, None]
+            res[i:i + step] = _lse(self._c + self.a * wv + (self.b - 1.0) * np.log(-np.expm1(wv)), axis=1)
+        out[inside] = res
+        return np.exp(out).reshape(s.shape)
+
+    def _cdf(self, u):
+        """Matrix P(B_k <= u) for u (column) in [0, inf)."""
+        return special.betainc(self.a, self.b, np.minimum(u, 1.0))
+
+    def exit_prob(self, x, a, b):
+        """P(x + ln r not in [a, b]) for the kept terms, plus the dead mass; x an array."""
+        x = np.asarray(x, dtype=float)
+        flat = x.ravel()
+        out = np.full(flat.shape, self.dead)
+        step = max(1, _CHUNK // max(1, len(self.k)))
+        for i in range(0, flat.size, step):
+            xs = flat[i:i + step, None]
+            with np.errstate(over="ignore"):
+                p = 1.0 - self._cdf(np.exp(b - xs - self.lng2))
+                if a > -math.inf:
+                    p = p + self._cdf(np.exp(a - xs - self.lng2))
+            out[i:i + step] += p @ self.w
+        return out.reshape(x.shape)
+
+    def exit_first(self, a, b):
+        """P(ln r not in [a, b]) over every term (the first layer, x = 0), the atom r = g^2 included."""
+        f = self.factor
+        aa, bb = 0.5 * f.k, 0.5 * (f.M - f.k)
+        with np.errstate(over="ignore"):
+            ub, ua = math.exp(b - self.lng2), math.exp(a - self.lng2) if a > -math.inf else 0.0
+        atom = bb == 0
+        bf = np.where(atom, 1.0, bb)
+        up = np.where(atom, float(ub < 1.0), special.betaincc(aa, bf, min(ub, 1.0)) if ub < 1.0 else 0.0)
+        dn = np.where(atom, float(ua > 1.0), special.betainc(aa, bf, min(ua, 1.0)))
+        return self.dead + float(np.exp(f.logw) @ (up + dn))
+
+    def below(self, x, c):
+        """P(x + ln r < c, kept terms) at the points x (array)."""
+        x = np.asarray(x, dtype=float)
+        with np.errstate(over="ignore"):
+            p = self._cdf(np.exp(c - x.ravel()[:, None] - self.lng2))
+        return (p @ self.w).reshape(x.shape)
+
+    def log_moment(self, t):
+        """log E[r^t ; kept terms] for an array t."""
+        if not self.k.size:
+            return np.full(np.shape(np.atleast_1d(t)), -np.inf)
+        return self.factor.log_moment(t, self.k, self.logw)
+
 
 def _truncated_domain(a, b, laws, log_tol):
     """Interval [lo, hi] of the recursion's nodes, for the layers' laws (layers 1..L).
@@ -567,7 +841,7 @@ def _toeplitz_apply(qd, g):
     return out
 
 
-def _first_exit(a, b, widths, variances, log_tol, refine):
+def _first_exit(a, b, factors, log_tol, refine):
     """First-exit probabilities e_l = P(layers < l safe, layer l not safe), l = 1..L.
 
     Recursion on the sub-density f_l of y = ln rho_l restricted to the safe
@@ -583,25 +857,28 @@ def _first_exit(a, b, widths, variances, log_tol, refine):
     are positive; the truncations of the binomials and of the domain drop
     (never add) at most exp(log_tol) of probability in all.
     """
-    L = len(widths)
+    L = len(factors)
     log_tol_k = log_tol - math.log(3.0 * L)
     cache = {}
     laws = []
-    for n, v in zip(widths, variances):
-        key = (int(n), float(v))
-        if key not in cache:
-            cache[key] = _LayerLaw(int(n), float(v), log_tol_k)
-        laws.append(cache[key])
+    for f in factors:
+        if id(f) not in cache:
+            cache[id(f)] = (_BetaLaw(f, log_tol_k) if f.family == "beta"
+                            else _LayerLaw(f, f.relu_n, log_tol_k, f.relu_n is not None))
+        laws.append(cache[id(f)])
     e = np.empty(L)
-    e[0] = laws[0].exit_prob(np.zeros(1), a, b)[0]
+    e[0] = laws[0].exit_first(a, b)
     if L == 1:
-        return e
+        return e, 0.0
+    # the terms a law leaves out (_BetaLaw.dropped): their paths are neither followed nor
+    # counted as exits, so the result lies in [sum e, sum e + dropped]
+    dropped = min(1.0, sum(law.dropped for law in laws))
     lo, hi = _truncated_domain(a, b, laws, log_tol - math.log(3.0))
     if hi <= lo:
         # the kept walk is inside [a, b] after any of the layers 1..L-1 with probability
         # <= exp(log_tol) (the Chernoff intervals miss the safe set): no later exit counts
         e[1:] = 0.0
-        return e
+        return e, dropped
     scale = min(law.scale for law in laws)
     P = max(1, math.ceil((hi - lo) * refine / (_PANEL_SD * scale)))
     h = (hi - lo) / P
@@ -627,41 +904,77 @@ def _first_exit(a, b, widths, variances, log_tol, refine):
                     drops[id(law)] = law.below(x, lo)
                 z = z * (1.0 - law.dead) + np.sum(g * drops[id(law)])
             f = _toeplitz_apply(kernels[id(law)], g)
-    return e
+    return e, dropped
 
 
-def _exact_layers_one(eps, widths, variances, form, refine):
-    """First-exit terms at one eps: a pass dropping <= 1e-30, rerun at 1e-10 x the result when small."""
+def _exact_layers_one(eps, factors, form, refine):
+    """(first-exit terms, dropped) at one eps: a pass dropping <= 1e-30, rerun at 1e-10 x the
+    result when small; ``dropped`` bounds the mass of the paths left out (_first_exit)."""
     a, b = _log_safe_interval(eps, form)
-    e = _first_exit(a, b, widths, variances, _LOG_TOL_FIRST, refine)
+    points = [f.family == "beta" and f.M == f.k[-1] and f.k.size == 1 for f in factors]
+    if all(points):        # orthogonal abs/linear with n_l >= n_(l-1): rho_l = g^(2l) exactly
+        y = np.cumsum([f.log_scale for f in factors])
+        out = np.zeros(len(factors))
+        bad = np.nonzero((y < a) | (y > b))[0]
+        if bad.size:
+            out[bad[0]] = 1.0
+        return out, 0.0
+    identity = [p and f.log_scale == 0.0 for p, f in zip(points, factors)]
+    if any(identity) and not all(identity):       # r = 1 exactly (g = 1): such a layer neither moves nor exits
+        rest = [f for f, i in zip(factors, identity) if not i]
+        e, dropped = _exact_layers_one(eps, rest, form, refine)
+        out = np.zeros(len(factors))
+        out[~np.asarray(identity)] = e
+        return out, dropped
+    if len(factors) > 1 and any(points):
+        raise ValueError("the exact law does not cover orthogonal weights that keep the norm exactly in some "
+                         "layers (abs or linear, n_l >= n_(l-1)) but not in others: estimate it by Monte Carlo "
+                         "(mcinit run)")
+    e, dropped = _first_exit(a, b, factors, _LOG_TOL_FIRST, refine)
     total = e.sum()
     if total < 1e9 * math.exp(_LOG_TOL_FIRST):
         log_tol = max(math.log(total) + math.log(1e-10), _LOG_TOL_FLOOR) if total > 0 else _LOG_TOL_FLOOR
-        e = _first_exit(a, b, widths, variances, log_tol, refine)
-    return e
+        e, dropped = _first_exit(a, b, factors, log_tol, refine)
+    return e, dropped
 
 
-def exact_forward_failure_layers(eps, widths, form="norm", input_dim=None, init="he", *, refine=1):
-    """Per-layer first-exit probabilities of the single-input forward failure.
-
-    e_l = P(layers 1..l-1 safe, layer l not safe) for one input and Gaussian
-    weights; their sum over l is :func:`exact_forward_failure`.  Arguments as
-    there.  Returns an array of shape ``np.shape(eps) + (L,)``.
-    """
+def _exact_bracket(eps, widths, form, input_dim, init, activation, gain, refine=1):
+    """(first-exit terms of shape np.shape(eps) + (L,), dropped of np.shape(eps)): the exact
+    probability lies in [sum, sum + dropped] (dropped = 0 but for orthogonal weights, _BetaLaw)."""
     _check_form(form)
+    _check_init(init)
     e = _as_eps(eps)
-    w = _as_widths(widths)
-    v = layer_variances(w, input_dim, init)
     if not (float(refine).is_integer() and refine >= 1):
         raise ValueError(f"refine must be a positive integer, got {refine!r}")
+    w, _, factors = _factors(widths, input_dim, init, activation, gain)
     out = np.empty(e.shape + (len(w),))
+    dropped = np.empty(e.shape)
     for idx in np.ndindex(e.shape):
-        out[idx] = _exact_layers_one(float(e[idx]), w, v, form, int(refine))
+        out[idx], dropped[idx] = _exact_layers_one(float(e[idx]), factors, form, int(refine))
+    return out, dropped
+
+
+def exact_forward_failure_layers(eps, widths, form="norm", input_dim=None, init="he", *, refine=1,
+                                 activation="relu", gain=None):
+    """Per-layer first-exit probabilities of the single-input forward failure.
+
+    e_l = P(layers 1..l-1 safe, layer l not safe) for one input; their sum over l is
+    :func:`exact_forward_failure`.  Arguments as there.  Returns an array of shape
+    ``np.shape(eps) + (L,)``.
+    """
+    out, dropped = _exact_bracket(eps, widths, form, input_dim, init, activation, gain, refine)
+    total = out.sum(axis=-1)
+    if np.any(dropped > _BRACKET_REL * total):
+        raise ValueError(f"orthogonal weights at these widths: the exact recursion leaves out paths of total "
+                         f"probability up to {float(np.max(dropped)):.3g} (layers whose factor's Beta law is "
+                         "not smooth enough at its top, r = g^2 among them), too much beside the result "
+                         f"{float(np.min(total)):.3g}; wider layers or Monte Carlo (mcinit run) give it")
     return out
 
 
-def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *, refine=1):
-    """Exact P(some layer l = 1..L has deviation > eps) for one input, Gaussian weights.
+def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *, refine=1,
+                          activation="relu", gain=None):
+    """Exact P(some layer l = 1..L has deviation > eps) for one input.
 
     The deviation of rho_l is |sqrt(rho_l) - 1| (form="norm"), |rho_l - 1|
     (form="squared") or max(sqrt(rho_l), 1/sqrt(rho_l)) - 1 (form="symmetric"); a dead
@@ -693,14 +1006,26 @@ def exact_forward_failure(eps, widths, form="norm", input_dim=None, init="he", *
     input_dim : int or None
         n_0, needed for fan_in-based inits (:func:`layer_variances`).
     init : str
-        Gaussian initialisation preset, one of :data:`GAUSSIAN_INITS`.
+        A Gaussian initialisation preset (:data:`GAUSSIAN_INITS`) or ``"orthogonal"``
+        (:data:`EXACT_INITS`; orthogonal needs input_dim).
     refine : int
         Divides the quadrature panel width (1 is converged; larger values
         are for convergence checks and cost ~refine^2 more).
+    activation : str
+        relu, leaky-relu:ALPHA, abs or linear (:data:`EXACT_ACTIVATIONS`; tanh and gelu
+        have no exact law).  The layer factor's law for each is in docs/design.md
+        section 11: leaky-relu's is a negative-binomial mixture of chi-squares, whose
+        cost grows like 1/alpha^2; orthogonal weights give Beta laws, and their
+        recursion leaves out the terms too close to r = g^2 to be smooth, raising a
+        ValueError where those could move the result by more than 1e-10 relatively
+        (layers of a few dozen units).  Orthogonal weights with leaky-relu are refused.
+    gain : float or None
+        --gain (None: the default of the init and activation, :func:`layer_variances`).
 
     Returns float for scalar eps, else an array of eps's shape.
     """
-    out = exact_forward_failure_layers(eps, widths, form, input_dim, init, refine=refine).sum(axis=-1)
+    out = exact_forward_failure_layers(eps, widths, form, input_dim, init, refine=refine,
+                                       activation=activation, gain=gain).sum(axis=-1)
     return _scalar_or_array(np.minimum(out, 1.0), np.ndim(eps) == 0)  # a probability, despite rounding
 
 
