@@ -505,7 +505,7 @@ def _log_moment(k, logw, log2v, t):
     return out
 
 
-def log_factor_moment(t, width, variance, kmin=0):
+def log_factor_moment(t, width, variance, kmin=0, *, activation="relu", init=None, input_width=None):
     """log E[r^t ; K >= kmin] for the layer factor r = v chi2(K), K ~ Binomial(n, 1/2).
 
     The natural logarithm of :func:`factor_moment`; see there.  Computed in log
@@ -522,6 +522,23 @@ def log_factor_moment(t, width, variance, kmin=0):
     tt = np.asarray(t, dtype=float)
     if not np.all(np.isfinite(tt)):
         raise ValueError("t must be finite")
+    act = _activation_of(activation)
+    if act[0] != "relu" or init == "orthogonal":
+        if init not in (None, "orthogonal"):
+            raise ValueError(f"init must be None (Gaussian weights) or 'orthogonal', got {init!r}")
+        n_prev = _as_positive_int(input_width, "input_width") if init == "orthogonal" else 0
+        f = _factor(n, n_prev, v, act, init == "orthogonal")
+        keep = f.k >= kmin
+        if f.dead == 0.0:
+            kmin = max(kmin, int(f.k[keep][0]) if np.any(keep) else kmin)
+        if np.any((tt < 0) & (tt <= -kmin / 2.0)):
+            raise ValueError(f"E[r^t; k >= {kmin}] is infinite for t <= -kmin/2 = {-kmin / 2.0} "
+                             f"(got t = {t!r})")
+        flat = tt.ravel()
+        out = f.log_moment(flat, f.k[keep], f.logw[keep]) if np.any(keep) else np.full(flat.shape, -np.inf)
+        if f.dead > 0 and kmin == 0:
+            out = np.where(flat == 0, np.logaddexp(out, f.log_dead), out)
+        return _scalar_or_array(out.reshape(tt.shape), tt.ndim == 0)
     if np.any((tt < 0) & (tt <= -kmin / 2.0)):
         raise ValueError(f"E[r^t; K >= {kmin}] is infinite for t <= -kmin/2 = {-kmin / 2.0}; "
                          f"raise kmin above -2t (got t = {t!r})")
@@ -535,8 +552,13 @@ def log_factor_moment(t, width, variance, kmin=0):
     return _scalar_or_array(out, tt.ndim == 0)
 
 
-def factor_moment(t, width, variance, kmin=0):
+def factor_moment(t, width, variance, kmin=0, *, activation="relu", init=None, input_width=None):
     """E[r^t ; K >= kmin] for one layer factor r = rho_l / rho_(l-1) = v chi2(K).
+
+    With another ``activation`` (leaky-relu:ALPHA, abs, linear) or ``init="orthogonal"``
+    (``input_width`` = n_(l-1); variance = g^2 / max(n_(l-1), n)), the factor of docs/design.md
+    section 11, kmin restricting its mixture's shape parameter k (the K of ReLU; n for abs and
+    linear; n + 2J for leaky-relu, whose mixture is truncated below 1e-300).
 
     For one input and Gaussian weights of per-entry variance v, the factor is
     r = v chi2(K) with K ~ Binomial(n, 1/2) (chi2(0) = 0, a dead layer), so
@@ -565,7 +587,8 @@ def factor_moment(t, width, variance, kmin=0):
     :func:`log_factor_moment` there.
     """
     with np.errstate(over="ignore"):
-        out = np.exp(log_factor_moment(t, width, variance, kmin))
+        out = np.exp(log_factor_moment(t, width, variance, kmin, activation=activation, init=init,
+                                       input_width=input_width))
     return _scalar_or_array(out, np.ndim(t) == 0)
 
 
@@ -575,25 +598,59 @@ class Moments(NamedTuple):
     var: np.ndarray
 
 
-def moments(widths, input_dim=None, init="he"):
-    """Exact E rho_l and Var rho_l, l = 1..L, for one input and Gaussian weights.
+def _moment_ratio_logs(w, prev, init, activation):
+    """ln(E r_l^2 / (E r_l)^2) per layer, exact (docs/design.md sections 4 and 11)."""
+    name, alpha = _activation_of(activation)
+    n = w.astype(float)
+    if init == "orthogonal":
+        M = np.maximum(n, prev.astype(float))
+        if name == "relu":       # E B = K/M, E B^2 = K (K + 2) / (M (M + 2)), K ~ Bin(n, 1/2)
+            return np.log1p((5.0 * M - 2.0 * n) / (n * (M + 2.0)))
+        if name in ("abs", "linear"):
+            return np.log1p(2.0 * (M - n) / (n * (M + 2.0)))
+        _factor(1, 1, 1.0, (name, alpha), True)          # refuses leaky-relu in its words
+    # r / v = sum_i c_i z_i^2, c_i = 1 or alpha^2 with probability 1/2 (relu: alpha = 0):
+    # E r^2 / (E r)^2 = 1 + (3 E[c^2] / E[c]^2 - 1) / n
+    a2 = {"relu": 0.0, "leaky-relu": alpha * alpha}.get(name, 1.0)
+    ec, ec2 = 0.5 * (1.0 + a2), 0.5 * (1.0 + a2 * a2)
+    return np.log1p((3.0 * ec2 / ec ** 2 - 1.0) / n)
+
+
+def moments(widths, input_dim=None, init="he", *, activation="relu", gain=None):
+    """Exact E rho_l and Var rho_l, l = 1..L, for one input.
 
     rho_l = ||h^l||^2 / ||x||^2 is in squared form.  With independent factors,
-    E rho_l = prod_k E r_k and E rho_l^2 = prod_k E r_k^2, where
-    E r = v n / 2 and E r^2 = v^2 n (n + 5) / 4, so that
+    E rho_l = prod_k E r_k and E rho_l^2 = prod_k E r_k^2, where for ReLU and
+    Gaussian weights E r = v n / 2 and E r^2 = v^2 n (n + 5) / 4, so that
 
         Var rho_l = (E rho_l)^2 (prod_(k<=l) (1 + 5/n_k) - 1),
 
     computed without cancellation.  For He (v = 2/n) E rho_l = 1 and
-    Var rho_l = prod_(k<=l) (1 + 5/n_k) - 1 (docs/design.md section 4).
+    Var rho_l = prod_(k<=l) (1 + 5/n_k) - 1 (docs/design.md section 4).  The other
+    activations and orthogonal weights (docs/design.md section 11): E r = v n E[phi(z)^2]
+    for Gaussian weights, with 1 + 5/n replaced by 1 + (3 E[c^2] / E[c]^2 - 1) / n
+    (c = phi(z)^2 / z^2: 1 + 2/n for abs and linear); orthogonal weights, M = max(n_(l-1), n_l):
+    ReLU E r = g^2 n / (2M), E r^2 = g^4 n (n + 5) / (4 M (M + 2)); abs and linear
+    E r = g^2 n / M, E r^2 = g^4 n (n + 2) / (M (M + 2)).
 
     Parameters are those of :func:`layer_variances`.  Returns a
     :class:`Moments` (mean, var).
     """
     w = _as_widths(widths)
-    v = layer_variances(w, input_dim, init)
-    mean = np.cumprod(v * w / 2.0)
-    rel = np.expm1(np.cumsum(np.log1p(5.0 / w)))
+    v = layer_variances(w, input_dim, init, activation=activation, gain=gain)
+    name, _ = _activation_of(activation)
+    if name == "relu" and init != "orthogonal":
+        mean = np.cumprod(v * w / 2.0)
+        rel = np.expm1(np.cumsum(np.log1p(5.0 / w)))
+        return Moments(mean=mean, var=mean ** 2 * rel)
+    from .activations import second_moment
+    prev = np.concatenate(([input_dim if input_dim is not None else 0], w[:-1]))
+    if init == "orthogonal":
+        mean_factor = v * w * (0.5 if name == "relu" else 1.0)    # g^2 n / (2M) = v n / 2 (relu)
+    else:
+        mean_factor = v * w * second_moment(activation)
+    mean = np.cumprod(mean_factor)
+    rel = np.expm1(np.cumsum(_moment_ratio_logs(w, prev, init, activation)))
     return Moments(mean=mean, var=mean ** 2 * rel)
 
 
@@ -1041,45 +1098,33 @@ _LOG_B_GRID = 50.0
 
 
 class _MomentTables:
-    """log E[r^t ; K >= j] of one layer type (n, v), tabulated on t grids, with scalar refinement."""
+    """log E[r^t ; k >= k_j] of one layer factor (a _Factor), tabulated on t grids, with scalar
+    refinement; the kmin levels are positions j into the factor's support k (k_j = k[j])."""
 
-    def __init__(self, n, v, t_pos, t_neg, kmin_cols):
-        self.log2v = math.log(2.0 * v)
-        self.k = np.arange(1, n + 1, dtype=float)
-        self.logw = _log_binom_half(n, self.k)
-        self.pos = _log_moment(self.k, self.logw, self.log2v, t_pos)
-        cols = np.asarray(kmin_cols, dtype=np.int64)           # the kmin values needed
+    def __init__(self, factor, t_pos, t_neg, kmin_cols):
+        self.factor = factor
+        self.k, self.logw = factor.k, factor.logw
+        self.pos = factor.log_moment(t_pos)
+        cols = np.asarray(kmin_cols, dtype=np.int64)           # the kmin positions needed
         self.neg = {}
         table = np.empty((len(t_neg), len(cols)))
-        step = max(1, _CHUNK // n)
+        step = max(1, _CHUNK // len(self.k))
         for i in range(0, len(t_neg), step):
             tt = t_neg[i:i + step]
             with np.errstate(invalid="ignore"):
-                terms = _log_moment_terms(self.k, self.logw, self.log2v, -tt)
+                terms = factor.terms(-tt)
             terms[self.k[None, :] <= 2.0 * tt[:, None]] = np.inf   # infinite moments: not allowed
-            # reverse cumulative log-sum: rev[:, j-1] = log sum_(k >= j)
+            # reverse cumulative log-sum: rev[:, j] = log sum_(positions >= j)
             rev = np.logaddexp.accumulate(terms[:, ::-1], axis=1)[:, ::-1]
-            table[i:i + step] = rev[:, cols - 1]
-        for c, kmin in enumerate(cols):
-            self.neg[int(kmin)] = table[:, c]
+            table[i:i + step] = rev[:, cols]
+        for c, j in enumerate(cols):
+            self.neg[int(j)] = table[:, c]
 
-    def log_moment(self, t, kmin=1):
-        """log E[r^t ; K >= kmin] at one t; +inf where the moment is infinite (t <= -kmin/2)."""
-        if t <= -0.5 * kmin:
+    def log_moment(self, t, kmin=0):
+        """log E[r^t ; k >= k[kmin]] at one t; +inf where the moment is infinite (t <= -k[kmin]/2)."""
+        if t <= -0.5 * self.k[kmin]:
             return math.inf
-        k = self.k[kmin - 1:]
-        return float(_log_moment(k, self.logw[kmin - 1:], self.log2v, [t])[0])
-
-
-def _layer_types(widths, variances):
-    """Distinct (n, v) pairs, and the index of each layer's pair."""
-    keys, idx = [], []
-    for n, v in zip(widths, variances):
-        key = (int(n), float(v))
-        if key not in keys:
-            keys.append(key)
-        idx.append(keys.index(key))
-    return keys, np.asarray(idx)
+        return float(self.factor.log_moment([t], self.k[kmin:], self.logw[kmin:])[0])
 
 
 def _best_t(grid_vals, t, scalar_fun):
@@ -1106,7 +1151,8 @@ def _log_dead_union(log_p):
     return math.log(-math.expm1(np.sum(np.log1p(-np.exp(log_p)))))
 
 
-def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he"):
+def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he", *, activation="relu",
+                   gain=None):
     """Rigorous upper bound on P(some input, some layer has deviation > eps).
 
     For N inputs and Gaussian weights: by the union bound over inputs (each
@@ -1140,36 +1186,50 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
         N, the number of inputs.
     form : {"norm", "squared", "symmetric"}
         Deviation form.
-    input_dim, init
-        As in :func:`layer_variances`.
+    input_dim, init, activation, gain
+        As in :func:`layer_variances` (init: :data:`EXACT_INITS`).  The factors' moments are
+        those of docs/design.md section 11 (abs and linear: chi2(n); orthogonal weights: Beta
+        moments, the atom r = g^2 included, and K_l as for ReLU); leaky-relu's mixture is
+        infinite and is refused here.
 
     Returns float for scalar eps, else an array of eps's shape.
     """
     _check_form(form)
     e = _as_eps(eps)
     N = _as_positive_int(samples, "samples")
-    w = _as_widths(widths)
-    v = layer_variances(w, input_dim, init)
-    keys, tidx = _layer_types(w, v)
+    _check_init(init)
+    w, v, factors = _factors(widths, input_dim, init, activation, gain)
+    if not all(f.complete for f in factors):
+        raise ValueError(f"the Chernoff bound needs every moment of the layer factor exactly; the "
+                         f"{activation} factor's is an infinite mixture: use the exact probability "
+                         "(exact_forward_failure, or bound='exact') instead")
+    keys, tidx = [], []
+    for f in factors:                      # distinct factors, and each layer's
+        if not any(f is g for g in keys):
+            keys.append(f)
+        tidx.append(next(i for i, g in enumerate(keys) if g is f))
+    tidx = np.asarray(tidx)
     L = len(w)
     # the t grid of the upper tails reaches B / (2 v); beyond B = e^_LOG_B_GRID (norm-form eps
     # above 1e10) a longer grid only overflows: every t gives a valid bound, and at such B
     # the upper tails' bounds are far below the dead event's probability anyway
     log_b_max = min(_log_safe_interval(float(np.max(e)), form)[1], _LOG_B_GRID)
     t_pos = np.geomspace(1e-3, math.exp(log_b_max) / (2.0 * float(np.min(v))) + 10.0, _T_GRID)
-    nmax = max(n for n, _ in keys)
+    nmax = max(f.k[-1] for f in keys)
     t_neg = np.geomspace(1e-3, 0.5 * nmax, _T_GRID)
-    # kmin per level and layer type: the dead event alone, then binomial quantiles
-    below = {key: _log_binom_below(key[0]) for key in keys}
-    kmins = [[1] * len(keys)]
+    # kmin per level and layer type, as positions j into the support k (P(r = 0 or k < k_j)):
+    # the dead event alone, then the quantiles
+    below = [np.concatenate(([f.log_dead], np.logaddexp(f.log_dead, np.logaddexp.accumulate(f.logw))))
+             for f in keys]
+    kmins = [[0] * len(keys)]
     for s in _KMIN_LEVELS:
-        kmins.append([max(1, int(np.searchsorted(below[key], -s * math.log(10.0), side="right")) - 1)
-                      for key in keys])
-    tables = [_MomentTables(n, vv, t_pos, t_neg, sorted({km[j] for km in kmins}))
-              for j, (n, vv) in enumerate(keys)]
+        kmins.append([max(0, min(len(f.k) - 1, int(np.searchsorted(below[j], -s * math.log(10.0),
+                                                                    side="right")) - 1))
+                      for j, f in enumerate(keys)])
+    tables = [_MomentTables(f, t_pos, t_neg, sorted({km[j] for km in kmins})) for j, f in enumerate(keys)]
     lam_pos = np.cumsum([tables[j].pos for j in tidx], axis=0)          # (L, T)
 
-    log_pd = [_log_dead_union([below[keys[j]][km[j]] for j in tidx]) for km in kmins]
+    log_pd = [_log_dead_union([below[j][km[j]] for j in tidx]) for km in kmins]
     counts = [np.bincount(tidx[:l + 1], minlength=len(keys)) for l in range(L)]
 
     def lam_scalar(l, t, km):
@@ -1178,7 +1238,7 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
     out = np.empty(e.shape)
     for idx in np.ndindex(e.shape):
         a, b = _log_safe_interval(float(e[idx]), form)
-        upper = [_best_t(lam_pos[l] - t_pos * b, t_pos, lambda t, l=l: lam_scalar(l, t, [1] * len(keys)) - t * b)
+        upper = [_best_t(lam_pos[l] - t_pos * b, t_pos, lambda t, l=l: lam_scalar(l, t, [0] * len(keys)) - t * b)
                  for l in range(L)]
         log_upper = _lse(np.asarray(upper))
         if a == -math.inf:                       # A = 0: the lower tail is the dead event alone
@@ -1188,7 +1248,7 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
         grid = []
         for km in kmins:
             lam = np.cumsum([tables[j].neg[km[j]] for j in tidx], axis=0)           # (L, T)
-            cap = 0.5 * np.minimum.accumulate(np.asarray([km[j] for j in tidx], dtype=float))
+            cap = 0.5 * np.minimum.accumulate(np.asarray([keys[j].k[km[j]] for j in tidx], dtype=float))
             vals = np.where(t_neg[None, :] < cap[:, None], lam + t_neg * a, np.inf)
             grid.append(vals)
         totals = [np.logaddexp(pd, np.logaddexp(log_upper, _lse(np.min(vals, axis=1))))
