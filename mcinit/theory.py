@@ -775,16 +775,21 @@ class _BetaLaw:
         self.b = 0.5 * (self.M - self.k)
         self._c = self.logw - special.betaln(self.a, self.b) if self.k.size else self.logw
         # narrowest local scale: the log-density of w = ln B, a w + (b - 1) ln(1 - e^w), has
-        # curvature (b - 1) e^w / (1 - e^w)^2, largest on its right flank; taken where the
-        # density has fallen e^-_FLANK below its mode, for a few of the kept terms
+        # curvature (b - 1) e^w / (1 - e^w)^2, largest on its right flank; taken at the mode and
+        # where the term's weighted density has fallen e^-_FLANK below the heaviest term's, for
+        # a spread of the kept terms
         scales = []
-        for i in sorted({0, len(self.k) // 2, len(self.k) - 1}) if self.k.size else []:
+        top_w = float(np.max(self.logw)) if self.k.size else 0.0
+        for i in np.unique(np.linspace(0, len(self.k) - 1, 33).astype(int)) if self.k.size else []:
             a, b = self.a[i], self.b[i]
             mode = math.log(a / (a + b - 1.0))
-            g = lambda w: a * w + (b - 1.0) * math.log(-math.expm1(w))
-            top = g(mode)
-            w1 = optimize.brentq(lambda w: g(w) - top + _FLANK, mode, -1e-300 if b > 1 else -1e-12)
-            for w in (mode, w1):
+            points = [mode]
+            depth = _FLANK - (top_w - self.logw[i])
+            if depth > 0:
+                g = lambda w: a * w + (b - 1.0) * math.log(-math.expm1(w))
+                top = g(mode)
+                points.append(optimize.brentq(lambda w: g(w) - top + depth, mode, -1e-300))
+            for w in points:
                 scales.append(1.0 / math.sqrt((b - 1.0) * math.exp(w) / math.expm1(w) ** 2))
         self.scale = min(scales) if scales else 1.0
 
@@ -1267,15 +1272,31 @@ def chernoff_bound(eps, widths, samples=1, form="norm", input_dim=None, init="he
 _BOUNDS = ("paper", "chernoff", "exact")
 
 
-def _equal_width_bound(kind, eps, m, depth, samples, form, init):
-    """Failure bound at equal hidden widths m (n_0 = m) for the bounds other than the paper's."""
+def _equal_width_bound(kind, eps, m, depth, samples, form, init, activation="relu", gain=None):
+    """Failure bound at equal hidden widths m (n_0 = m) for the bounds other than the paper's:
+    (low, high), equal but for the exact probability of orthogonal weights (_exact_bracket)."""
     widths = [m] * depth
     if kind == "chernoff":
-        return chernoff_bound(eps, widths, samples, form, m, init)
-    return min(1.0, samples * exact_forward_failure(eps, widths, form, m, init))
+        c = chernoff_bound(eps, widths, samples, form, m, init, activation=activation, gain=gain)
+        return c, c
+    e, dropped = _exact_bracket(eps, widths, form, m, init, activation, gain)
+    total = float(e.sum())
+    return min(1.0, samples * total), min(1.0, samples * (total + float(dropped)))
 
 
-def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", init="he"):
+def paper_applies(init, activation="relu", gain=None):
+    """Whether the paper's bound is of this setting: ReLU, Gaussian He weights (he, or he-in:
+    the same at equal widths) of the default gain sqrt 2."""
+    return (init in ("he", "he-in") and _activation_of(activation)[0] == "relu"
+            and "leaky" not in str(activation) and (gain is None or float(gain) ** 2 == 2.0))
+
+
+def _chernoff_applies(activation):
+    return _activation_of(activation)[0] != "leaky-relu"
+
+
+def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", init="he", *, activation="relu",
+                   gain=None):
     """Smallest equal hidden width m at which a bound on the forward failure is <= delta.
 
     All L hidden layers have width m and the input dimension is n_0 = m, so
@@ -1306,7 +1327,13 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
     form : {"norm", "squared", "symmetric"}
         Deviation form of eps.
     init : str
-        One of :data:`GAUSSIAN_INITS`.
+        One of :data:`EXACT_INITS`.
+    activation, gain
+        As in :func:`exact_forward_failure`; the paper's bound is for ReLU and the default
+        gain only (:func:`paper_applies`), the Chernoff bound is refused for leaky-relu.  For
+        orthogonal weights the exact probability is known within [P, P + dropped]
+        (:func:`exact_forward_failure`); a width is decided by that bracket, and a ValueError
+        is raised where delta falls inside it.
 
     Returns
     -------
@@ -1322,20 +1349,23 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
     _check_form(form)
     if bound not in _BOUNDS:
         raise ValueError(f"bound must be one of {_BOUNDS}, got {bound!r}")
-    if init not in GAUSSIAN_INITS:
-        raise ValueError(f"init must be one of {GAUSSIAN_INITS}, got {init!r}")
+    _check_init(init)
     e = float(_as_eps(eps))
     d = float(_as_prob(delta))
     L = _as_positive_int(depth, "depth")
     N = _as_positive_int(samples, "samples")
     if bound == "paper":
-        if init not in ("he", "he-in"):
-            raise ValueError("the paper bound is derived for He initialisation; "
-                             f"it does not apply to init={init!r}")
+        if not paper_applies(init, activation, gain):
+            raise ValueError("the paper bound is derived for ReLU networks with Gaussian He weights; "
+                             f"it does not apply to init={init!r}, activation={activation!r}"
+                             + ("" if gain is None else f", gain={gain!r}"))
         return paper_width(float(norm_tolerance(e, form)), d, N, L)
-    # large-width limit of rho_l: v_l n_l / 2 does not depend on m when n_0 = m
+    if bound == "chernoff" and not _chernoff_applies(activation):
+        raise ValueError(f"the Chernoff bound is not computed for {activation} (its factor's moments are an "
+                         "infinite mixture): use bound='exact'")
+    # large-width limit of rho_l: E rho_l does not depend on m when n_0 = m
     m0 = 2
-    limit = np.cumsum(np.log(layer_variances([m0] * L, m0, init) * m0 / 2.0))
+    limit = np.log(moments([m0] * L, m0, init, activation=activation, gain=gain).mean)
     a, b = _log_safe_interval(e, form)
     if np.any(limit <= a) or np.any(limit >= b):
         tends = ", ".join(f"{v:.4g}" for v in np.exp(limit))
@@ -1346,9 +1376,14 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
         # the Chernoff bound is at least the one-input probability (exact, and cheap): where
         # that exceeds delta the bound does too, and is not computed (at large m it costs
         # seconds per width)
-        if bound == "chernoff" and _equal_width_bound("exact", e, m, L, 1, form, init) > d * (1 + 1e-9):
+        if bound == "chernoff" and _equal_width_bound("exact", e, m, L, 1, form, init, activation,
+                                                      gain)[0] > d * (1 + 1e-9):
             return False
-        return _equal_width_bound(bound, e, m, L, N, form, init) <= d
+        low, high = _equal_width_bound(bound, e, m, L, N, form, init, activation, gain)
+        if low <= d < high:
+            raise ValueError(f"at width {m} the exact probability of orthogonal weights is known only within "
+                             f"[{low:.6g}, {high:.6g}] (_BetaLaw), which holds delta={d}: try another delta")
+        return high <= d
     lo, hi = 0, 1                                       # invariant: bound(lo) > delta (lo = 0: by convention)
     while not ok(hi):
         lo, hi = hi, 2 * hi
@@ -1363,20 +1398,23 @@ def required_width(eps, delta, depth, samples=1, bound="paper", form="norm", ini
     return hi
 
 
-def required_widths(eps, delta, depth, samples=1, form="norm", init="he"):
+def required_widths(eps, delta, depth, samples=1, form="norm", init="he", *, activation="relu", gain=None):
     """:func:`required_width` for every bound: {"paper": m, "chernoff": m, "exact": m}.
 
     Arguments as in :func:`required_width` ("exact" is the union bound
     N * P_exact for N > 1; "paper" is for the norm form and He
     initialisation, and is None for init "glorot" and "lecun", where it does
-    not apply).
+    not apply, and for every activation but ReLU or another gain, :func:`paper_applies`;
+    "chernoff" is None for leaky-relu).
     """
     out = {}
     for kind in _BOUNDS:
-        if kind == "paper" and init not in ("he", "he-in"):
+        if (kind == "paper" and not paper_applies(init, activation, gain)) or \
+                (kind == "chernoff" and not _chernoff_applies(activation)):
             out[kind] = None
         else:
-            out[kind] = required_width(eps, delta, depth, samples, kind, form, init)
+            out[kind] = required_width(eps, delta, depth, samples, kind, form, init, activation=activation,
+                                       gain=gain)
     return out
 
 
