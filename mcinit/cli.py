@@ -1,6 +1,7 @@
 """Command line: parses, validates and calls the Python API; nothing else."""
 
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -11,7 +12,7 @@ from ._version import __version__
 from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, NUMBER, POSITIVES, WHOLE, WHOLES, ChoiceList,
                           echo_json, json_option, option_values, run_options, user_errors)
 from .config import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH
-from .options import BY_NAME, FORMS, GAUSSIAN_INITS, PANEL_MODES, PNG_DPI, PROPERTIES, ConfigError
+from .options import BY_NAME, EXACT_INITS, FORMS, PANEL_MODES, PNG_DPI, PROPERTIES, ConfigError
 
 class _Main(click.Group):
     """The command group; a malformed command line is one line on stderr and exit status 2."""
@@ -479,11 +480,15 @@ def _write_plot(res, plot_path, outputs, panels, eps_values, form, level, number
 @click.option("--form", type=click.Choice(FORMS), default="norm", show_default=True,
               help="Form of eps: deviation |sqrt(ratio) - 1| (norm), |ratio - 1| (squared) or "
                    "max(sqrt(ratio), 1/sqrt(ratio)) - 1 (symmetric: sees collapsing norms at every eps).")
-@click.option("--init", default="he", show_default=True, type=click.Choice(GAUSSIAN_INITS),
-              help="Gaussian initialisation preset (the bounds need Gaussian weights).")
+@click.option("--init", default="he", show_default=True, type=click.Choice(EXACT_INITS),
+              help="Gaussian initialisation preset, or orthogonal weights (the bounds need an exact law).")
+@click.option("--activation", default="relu", show_default=True,
+              help="relu | leaky-relu:ALPHA | abs | linear (tanh and gelu have no exact law). The paper's bound "
+                   "is for relu alone; the Chernoff bound is not computed for leaky-relu.")
+@click.option("--gain", type=NUMBER, help="Gain g of he, he-in and orthogonal weights  [default: the activation's].")
 @json_option
 @user_errors
-def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_json):
+def bound(eps, delta, depth, samples, width, input_dim, props, form, init, activation, gain, as_json):
     """Widths each bound needs for eps and delta (paper, Chernoff, exact), and bounds at given widths.
 
     One block per depth and tolerance; every row names its property.  The backward property
@@ -499,16 +504,20 @@ def bound(eps, delta, depth, samples, width, input_dim, props, form, init, as_js
     if input_dim is not None and input_dim > MAX_WIDTH:
         raise ConfigError(f"input-dim must be at most {MAX_WIDTH}, as for a run")
     _warn_norm_eps(eps, form)
+    from .options import parse_activation
+    activation = parse_activation(activation)
+    if gain is not None and not (math.isfinite(gain) and gain > 0):
+        raise ConfigError(f"gain must be a positive number, got {gain!r}")
     try:
         if as_json:
             from .documents import bound_document
             echo_json(bound_document(eps, delta, depth, samples=samples, widths=width, form=form, init=init,
-                                     input_dim=input_dim, props=props))
+                                     input_dim=input_dim, props=props, activation=activation, gain=gain))
             return
         for L in depth:
             for e in eps:
                 click.echo(bound_text(e, delta, L, samples=samples, widths=width, form=form, init=init,
-                                      input_dim=input_dim, props=props))
+                                      input_dim=input_dim, props=props, activation=activation, gain=gain))
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
 

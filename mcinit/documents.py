@@ -153,7 +153,7 @@ def report_document(results, eps=None, form="norm", level=0.95, figures=None, fi
 
 
 def bound_document(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
-                   props=("forward",)):
+                   props=("forward",), activation="relu", gain=None):
     """The document of ``mcinit bound --json``: bounds, one entry per depth and eps in the
     order the text prints its blocks (every eps of the first depth, then of the next;
     mcinit.report.bound_numbers: eps, eps_norm, delta, depth, samples, form, init, input_dim,
@@ -162,7 +162,8 @@ def bound_document(eps, delta, depth, samples=1, widths=None, form="norm", init=
     paper_below_exact, paper_outside_setting)).  eps and depth: a number or a list.
     ValueError for arguments out of range."""
     from .report import bound_numbers
-    return dict(_header("bound"), bounds=[bound_numbers(e, delta, L, samples, widths, form, init, input_dim, props)
+    return dict(_header("bound"), bounds=[bound_numbers(e, delta, L, samples, widths, form, init, input_dim, props,
+                                                        activation, gain)
                                           for L in np.atleast_1d(depth) for e in np.atleast_1d(eps)])
 
 

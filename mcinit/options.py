@@ -31,7 +31,7 @@ from .bundled import example_config_path, example_configs
 
 __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OPTIONS", "EXEC_OPTIONS",
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
-           "FORMS", "GAUSSIAN_INITS", "ARCHS", "RESIDUAL_ARCHS", "WN_GRADS", "DEFAULT_BLOCKS", "parse_branch_scale", "ACTIVATIONS",
+           "FORMS", "GAUSSIAN_INITS", "EXACT_INITS", "ARCHS", "RESIDUAL_ARCHS", "WN_GRADS", "DEFAULT_BLOCKS", "parse_branch_scale", "ACTIVATIONS",
            "HOMOGENEOUS_ACTIVATIONS", "DEFAULT_LEAKY_SLOPE", "parse_activation", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
            "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search",
            "parse_shard", "run_values", "COMMANDS", "options_of", "markdown_table"]
@@ -76,6 +76,8 @@ BACKENDS = ("cpu", "cuda", "auto")
 #: the initialisations with Gaussian weights of a variance-scaling preset (the bounds' and
 #: exact laws' domain)
 GAUSSIAN_INITS = ("he", "he-in", "glorot", "lecun", "paper-glorot")
+#: the initialisations the exact one-input laws cover (mcinit.theory; mcinit bound --init)
+EXACT_INITS = GAUSSIAN_INITS + ("orthogonal",)
 #: network architectures: a plain chain of ReLU layers; residual blocks with a skip in every
 #: block (y = h + s W_2 ReLU(W_1 h)); the paper's code's variant: a first layer, a chain of
 #: 2B ReLU layers and one skip around the whole chain (out = h_1 + s chain(h_1))

@@ -167,8 +167,9 @@ def exact_norm_quantiles(cfg, q=BAND):
     """Quantiles q of sqrt(rho_l) for one input, l = 1..L, from the exact law (plain ReLU
     networks of Gaussian weights: mcinit.theory's domain), shape (L, len(q)); None for any
     other configuration (weight-normalised rows, uniform weights, residual networks)."""
-    from .options import GAUSSIAN_INITS
-    if cfg.arch != "plain" or cfg.dist != "normal" or cfg.init not in GAUSSIAN_INITS:
+    from .theory import exact_law_of
+    law = exact_law_of(cfg)
+    if law is None or not law.relu_gaussian:
         return None
     from .report.curves import exact_log_density
     out = np.empty((cfg.depth, len(q)))

@@ -339,7 +339,9 @@ class Results:
             k = run.layer_failure_counts(eps, prop, form, cumulative)       # (L, len(eps))
             exact = np.full((c.depth, len(eps)), np.nan)
             if cumulative and prop == "forward" and _exact_defined(c):
-                first = theory.exact_forward_failure_layers(eps, list(c.widths), form, c.input_dim, c.init)
+                law = theory.exact_law_of(c)
+                first = theory.exact_forward_failure_layers(eps, list(c.widths), form, c.input_dim, c.init,
+                                                            **law.keywords)
                 exact = np.cumsum(np.atleast_2d(first), axis=-1).T
             for l in range(c.depth):
                 cells = failure_cells(k[l], T, level)
@@ -405,41 +407,49 @@ def _no_run_computed(results, prop):
 
 
 def _exact_defined(c):
-    """Whether the exact forward law applies to a run: a plain network of Gaussian weights,
-    one input per trial."""
-    return c.samples == 1 and c.dist == "normal" and c.init in theory.GAUSSIAN_INITS and not c.residual
+    """Whether the exact forward law applies to a run (theory.exact_law_of), one input per trial."""
+    return c.samples == 1 and theory.exact_law_of(c) is not None
 
 
 def _bounds(c, eps, prop, form):
     """paper_delta, chernoff and p_exact arrays (NaN where not defined) for a run's config."""
     n = len(eps)
     out = {k: np.full(n, np.nan) for k in ("paper_delta", "chernoff", "p_exact")}
-    gaussian = c.dist == "normal" and c.init in theory.GAUSSIAN_INITS and not c.residual   # plain laws only
+    law = theory.exact_law_of(c)          # plain laws only
     if prop == SUP:   # the paper's bound for all inputs is another one, not encoded in its code
         return out
     paper = paper_bound(c, eps, prop, form)
     if paper is not None:
         out["paper_delta"] = paper
-    if gaussian and prop == "forward":
-        out["chernoff"] = chernoff_values(eps, c.widths, c.samples, form, c.input_dim, c.init)
+    if law is not None and prop == "forward":
+        out["chernoff"] = chernoff_values(eps, c.widths, c.samples, form, c.input_dim, c.init, **law.keywords)
         if c.samples == 1:
-            out["p_exact"] = exact_values(eps, c.widths, form, c.input_dim, c.init)
+            out["p_exact"] = exact_values(eps, c.widths, form, c.input_dim, c.init, **law.keywords)
     return out
 
 
-def chernoff_values(eps, widths, samples, form, input_dim, init):
+def chernoff_values(eps, widths, samples, form, input_dim, init, activation="relu", gain=None):
     """theory.chernoff_bound over the tolerances eps (an array, read-only), computed once per law
-    (widths, samples, input_dim, init), eps and form: the report's tables, its JSON and its
-    figures share it, and so do the runs of a sweep that differ only in what the law ignores."""
+    (widths, samples, input_dim, init, activation, gain), eps and form: the report's tables, its
+    JSON and its figures share it, and so do the runs of a sweep that differ only in what the law
+    ignores.  NaN where the bound is not computed (leaky-relu: theory.ExactLaw.chernoff)."""
+    if not theory.ExactLaw((), input_dim, init, activation, gain).chernoff:
+        return np.full(len(_key(eps)), np.nan)
     return _cached(theory.chernoff_bound, _key(eps), tuple(int(w) for w in widths), int(samples), form,
-                   None if input_dim is None else int(input_dim), init)
+                   None if input_dim is None else int(input_dim), init, activation=activation, gain=gain)
 
 
-def exact_values(eps, widths, form, input_dim, init):
+def exact_values(eps, widths, form, input_dim, init, activation="relu", gain=None):
     """theory.exact_forward_failure over the tolerances eps (an array, read-only), computed once per
-    law (widths, input_dim, init), eps and form, as chernoff_values."""
-    return _cached(theory.exact_forward_failure, _key(eps), tuple(int(w) for w in widths), form,
-                   None if input_dim is None else int(input_dim), init)
+    law (widths, input_dim, init, activation, gain), eps and form, as chernoff_values.  NaN where
+    theory refuses the value as not accurate enough (orthogonal weights of narrow layers)."""
+    try:
+        return _cached(theory.exact_forward_failure, _key(eps), tuple(int(w) for w in widths), form,
+                       None if input_dim is None else int(input_dim), init, activation=activation, gain=gain)
+    except ValueError:
+        if init != "orthogonal":
+            raise
+        return np.full(len(_key(eps)), np.nan)
 
 
 def _key(eps):
@@ -447,8 +457,8 @@ def _key(eps):
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached(f, eps, widths, *args):
-    out = np.atleast_1d(np.asarray(f(np.asarray(eps), list(widths), *args), dtype=float))
+def _cached(f, eps, widths, *args, **keywords):
+    out = np.atleast_1d(np.asarray(f(np.asarray(eps), list(widths), *args, **keywords), dtype=float))
     out.flags.writeable = False
     return out
 
@@ -469,7 +479,7 @@ def paper_bound(c, eps, prop, form="norm"):
 def _paper_setting(c):
     """Whether a run is in the setting of the paper bound: Gaussian weights with E rho_l = 1
     in every layer (he, or he-in when every layer's fan-in equals its width), of a plain network."""
-    if c.dist != "normal" or c.residual:
+    if c.dist != "normal" or c.residual or not theory.paper_applies(c.init, c.activation, c.gain):
         return False
     return c.init == "he" or (c.init == "he-in" and len(set(c.all_widths)) == 1)
 

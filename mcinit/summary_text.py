@@ -160,10 +160,13 @@ def _exact_meaning(cfg):
 def _exact_forward(cfg, eps):
     """Exact forward failure probabilities (norm form) where defined, else None (residual
     networks: no exact failure probability, docs/design.md section 9)."""
-    from .theory import GAUSSIAN_INITS, exact_forward_failure
-    if cfg.samples != 1 or cfg.dist != "normal" or cfg.init not in GAUSSIAN_INITS or cfg.residual:
+    from .results import exact_values
+    from .theory import exact_law_of
+    law = exact_law_of(cfg)
+    if cfg.samples != 1 or law is None:
         return None
-    return exact_forward_failure(eps, list(cfg.widths), "norm", cfg.input_dim, cfg.init)
+    out = exact_values(eps, cfg.widths, "norm", cfg.input_dim, cfg.init, **law.keywords)
+    return None if np.any(np.isnan(out)) else (float(out[0]) if np.ndim(eps) == 0 else out)
 
 
 def _widths(ws):

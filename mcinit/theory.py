@@ -50,10 +50,11 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, special, stats
 
-from .options import FORMS, GAUSSIAN_INITS  # the enumerations live with the options
+from .options import EXACT_INITS, FORMS, GAUSSIAN_INITS, HOMOGENEOUS_ACTIVATIONS  # enumerations live with the options
 
 __all__ = [
-    "GAUSSIAN_INITS", "FORMS", "layer_variances",
+    "GAUSSIAN_INITS", "EXACT_INITS", "EXACT_ACTIVATIONS", "FORMS", "layer_variances", "ExactLaw", "exact_law_of",
+    "paper_applies", "check_exact_law",
     "paper_eps", "paper_delta", "paper_width", "norm_tolerance", "NORM_TOLERANCE_WORDS", "MAX_BOUND_WIDTH",
     "log_factor_moment", "factor_moment", "Moments", "moments",
     "exact_forward_failure", "exact_forward_failure_layers",
@@ -213,10 +214,9 @@ def layer_variances(widths, input_dim=None, init="he", *, activation="relu", gai
 # ---------------------------------------------------------------------------
 # 1b. the layer factor's law for each activation and weight law (docs/design.md section 11)
 
-#: the activations whose one-input layer factor has an exact law here
-EXACT_ACTIVATIONS = ("relu", "leaky-relu", "abs", "linear")
-#: the inits the exact laws cover: the Gaussian presets and orthogonal weights
-EXACT_INITS = GAUSSIAN_INITS + ("orthogonal",)
+#: the activations whose one-input layer factor has an exact law here: the homogeneous ones
+#: (phi(c a) = c phi(a), so the factor does not depend on ||h||)
+EXACT_ACTIVATIONS = HOMOGENEOUS_ACTIVATIONS
 #: the leaky-relu factor's negative-binomial mixture keeps the terms of weight above this
 _LOG_TOL_MIXTURE = math.log(1e-300)
 #: orthogonal weights: the Beta(k/2, beta) terms with beta below this (k near M, the atom
@@ -240,6 +240,16 @@ def _activation_of(activation):
     if name == "leaky-relu" and abs(alpha) == 1.0:
         name = "linear"                       # phi(a)^2 = a^2: the same factor as linear and abs
     return name, alpha
+
+
+def check_exact_law(init, activation="relu"):
+    """Raise a one-line ValueError where no exact law covers an init and activation (tanh, gelu;
+    weight-normalised rows; orthogonal weights with leaky-relu), naming the alternative."""
+    _check_init(init)
+    name, _ = _activation_of(activation)
+    if init == "orthogonal" and name == "leaky-relu":
+        raise ValueError("the exact law of orthogonal weights covers relu, abs and linear; with leaky-relu the "
+                         "factor is a mixture it does not compute: estimate it by Monte Carlo (mcinit run)")
 
 
 def _check_init(init):
@@ -361,10 +371,51 @@ def _factor(n, n_prev, v, activation, orthogonal):
 def _factors(widths, input_dim, init, activation, gain):
     """The layers' _Factors (widths validated) and the variances."""
     w = _as_widths(widths)
+    check_exact_law(init, activation)
     act = _activation_of(activation)
     v = layer_variances(w, input_dim, init, activation=activation, gain=gain)
     prev = np.concatenate(([input_dim if input_dim is not None else 0], w[:-1]))
     return w, v, [_factor(int(n), int(p), float(vv), act, init == "orthogonal") for n, p, vv in zip(w, prev, v)]
+
+
+class ExactLaw(NamedTuple):
+    """The exact one-input law of a run's forward ratios, as theory's arguments: pass
+    ``widths, form, input_dim, init`` as usual and ``**law.keywords`` (activation, gain)."""
+    widths: tuple
+    input_dim: int
+    init: str
+    activation: str
+    gain: float
+
+    @property
+    def keywords(self):
+        """activation= and gain= of theory's functions."""
+        return {"activation": self.activation, "gain": self.gain}
+
+    @property
+    def chernoff(self):
+        """Whether chernoff_bound computes this law's bound (not for leaky-relu)."""
+        return _chernoff_applies(self.activation)
+
+    @property
+    def relu_gaussian(self):
+        """Whether it is the ReLU law of Gaussian weights (docs/design.md section 4), the one the
+        FFT densities of mcinit.report.curves and the paper's figures compute."""
+        return _activation_of(self.activation)[0] == "relu" and self.init in GAUSSIAN_INITS
+
+
+def exact_law_of(cfg):
+    """The :class:`ExactLaw` of a run's configuration (a RunConfig), or None where no exact law
+    describes it: residual networks (section 9), uniform or weight-normalised weights, tanh and
+    gelu, orthogonal weights with leaky-relu.  The one place that decides where the report, the
+    summary and the results' p_exact show the exact laws (and the Chernoff bound)."""
+    if cfg.residual or cfg.dist != "normal":
+        return None
+    try:
+        check_exact_law(cfg.init, cfg.activation)
+    except ValueError:
+        return None
+    return ExactLaw(tuple(int(w) for w in cfg.widths), cfg.input_dim, cfg.init, cfg.activation, cfg.gain)
 
 
 # ---------------------------------------------------------------------------

@@ -114,22 +114,23 @@ def exact_ratio_density(r, y, f):
 def plain_gaussian(c):
     """Whether the exact law and the Chernoff bound describe a run (c: its RunConfig): Gaussian
     weights of a preset with a known variance, in a plain (not residual) ReLU network."""
-    return c.dist == "normal" and c.init in GAUSSIAN_INITS and not c.residual
+    return theory.exact_law_of(c) is not None
 
 
 def paper_curve(c):
     """Whether the paper's bound is drawn as a curve over equal widths m for a run's configuration:
     He, Gaussian weights, a plain network (E rho_l = 1 at every width; he-in only where n_0 = m)."""
-    return c.dist == "normal" and c.init == "he" and not c.residual
+    return c.dist == "normal" and c.init == "he" and not c.residual and theory.paper_applies(c.init, c.activation,
+                                                                                              c.gain)
 
 
-def _bounds_at(eps, widths, samples, form, input_dim, init):
+def _bounds_at(eps, widths, samples, form, input_dim, init, activation="relu", gain=None):
     """(chernoff, exact one-input) arrays over the tuple ``eps`` for one configuration, computed once
     (results.chernoff_values, results.exact_values): a configuration the report draws twice, or
     its table holds, is computed once."""
     from ..results import chernoff_values, exact_values
-    return (chernoff_values(eps, widths, samples, form, input_dim, init),
-            exact_values(eps, widths, form, input_dim, init))
+    return (chernoff_values(eps, widths, samples, form, input_dim, init, activation, gain),
+            exact_values(eps, widths, form, input_dim, init, activation, gain))
 
 
 def _refine(x0, evaluate, between, position, floor, tol=0.15, max_points=48):
@@ -192,7 +193,7 @@ def width_curves(c, eps, form, widths, floor=1e-6, known=None):
         if m in known:
             ch, ex = known[m]
         else:
-            ch, ex = _bounds_at(e, (int(m),) * c.depth, c.samples, form, c.input_dim, c.init)
+            ch, ex = _bounds_at(e, (int(m),) * c.depth, c.samples, form, c.input_dim, c.init, c.activation, c.gain)
         return np.concatenate((ch, ex))
     ws = sorted({int(w) for w in widths})
     m, v = _refine(ws, evaluate, _mid_width, math.log, floor)
@@ -212,7 +213,8 @@ def eps_curves(c, lo, hi, form, floor=1e-6, points=9):
     widths = tuple(int(w) for w in c.widths)
 
     def evaluate(x):
-        return np.concatenate(_bounds_at((float(x),), widths, c.samples, form, c.input_dim, c.init))
+        return np.concatenate(_bounds_at((float(x),), widths, c.samples, form, c.input_dim, c.init, c.activation,
+                                         c.gain))
 
     def between(a, b):
         return 0.5 * (a + b) if b - a > 1e-3 * (hi - lo) else None

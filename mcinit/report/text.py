@@ -9,7 +9,7 @@ from scipy import stats
 
 from .. import theory
 from ..options import PROPERTIES
-from ..results import exact_values
+from ..results import chernoff_values, exact_values
 from ..stats import FORM_FORMULAS, deviation
 from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
                      init_label, paper_eps, widths_label)
@@ -309,7 +309,7 @@ def _multi_input_lines(results, df, form):
     rows, notes = [], []
     for run in results.runs:
         c = run.config
-        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or c.residual or run.completed == 0:
+        if c.samples == 1 or theory.exact_law_of(c) is None or run.completed == 0:
             continue
         for _, r in df[df.run == run.name].iterrows():
             p, union = r.p_one_input, r.p_union
@@ -338,10 +338,10 @@ def _with_one_input_bounds(df, results, form):
     df = df.assign(p_one_input=np.nan, p_union=np.nan)
     for run in results.runs:
         c = run.config
-        if c.samples == 1 or c.dist != "normal" or c.init not in GAUSSIAN_INITS or c.residual or run.completed == 0:
+        if c.samples == 1 or theory.exact_law_of(c) is None or run.completed == 0:
             continue
         rows = df.run == run.name
-        p1 = exact_values(df.loc[rows, "eps"].to_numpy(), c.widths, form, c.input_dim, c.init)
+        p1 = exact_values(df.loc[rows, "eps"].to_numpy(), c.widths, form, c.input_dim, c.init, c.activation, c.gain)
         df.loc[rows, "p_one_input"] = p1
         df.loc[rows, "p_union"] = np.minimum(1.0, c.samples * p1)
     return df
@@ -496,7 +496,7 @@ def _sup_section(results, eps, form, level, numbers):
 # widths the bounds need
 
 def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
-                  props=("forward",)):
+                  props=("forward",), activation="relu", gain=None):
     """The numbers bound_text shows, as named values (the JSON document of mcinit bound holds them).
 
     Arguments as bound_text.  Returns {eps, eps_norm (the norm tolerance the paper bound is
@@ -529,14 +529,18 @@ def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="
         raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     if L < 1 or N < 1:
         raise ValueError("depth and samples must be >= 1")
-    if init not in GAUSSIAN_INITS:
-        raise ValueError(f"init must be one of {GAUSSIAN_INITS} (the bounds need Gaussian weights)")
+    if init not in theory.EXACT_INITS:
+        raise ValueError(f"init must be one of {', '.join(theory.EXACT_INITS)} (the bounds need Gaussian or "
+                         "orthogonal weights)")
+    theory.check_exact_law(init, activation)      # tanh, gelu, orthogonal leaky-relu: refused in one line
+    paper_applies = theory.paper_applies(init, activation, gain)
     if not props or any(p not in PROPERTIES for p in props):
         raise ValueError(f"properties must be among {', '.join(PROPERTIES)}, got {', '.join(props) or 'none'}")
     for p in props:
-        if p != "forward" and init not in PAPER_INITS:
-            raise ValueError(f"the {p} property has the paper bound alone, derived for He initialisation "
-                             f"(init he or he-in), not {init}")
+        if p != "forward" and not paper_applies:
+            raise ValueError(f"the {p} property has the paper bound alone, derived for ReLU networks with He "
+                             f"initialisation (init he or he-in, the default gain), not {init}"
+                             + ("" if activation == "relu" else f" with {activation}"))
     e_norm = float(paper_eps(e, form))
     required = []
 
@@ -546,12 +550,13 @@ def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="
                                  meaning=meaning, why_none=None))
         except ValueError as err:
             required.append(dict(bound="paper", property=prop, width=None, meaning=meaning, why_none=str(err)))
+    setting = init + ("" if activation == "relu" else f", {activation}") + ("" if gain is None else f", gain {gain:g}")
     if "forward" in props:
-        if init in PAPER_INITS:
+        if paper_applies:
             paper_row("forward", d, "closed form")
         else:
             required.append(dict(bound="paper", property="forward", width=None,
-                                 meaning=f"derived for He, not {init}", why_none=None))
+                                 meaning=f"does not apply: derived for ReLU and He, not {setting}", why_none=None))
         kinds = [("chernoff", "chernoff", N, f"Chernoff + union bound, N={N}")]
         if N == 1:
             kinds.append(("exact", "exact", 1, "exact, one input"))
@@ -559,9 +564,14 @@ def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="
             kinds += [("union", "exact", N, f"N x exact (union bound over {N} inputs)"),
                       ("exact_one_input", "exact", 1, f"a lower bound on the width {N} inputs need")]
         for name, kind, n, meaning in kinds:
+            if kind == "chernoff" and not theory.ExactLaw((), None, init, activation, gain).chernoff:
+                required.append(dict(bound=name, property="forward", width=None, why_none=None,
+                                     meaning=f"not computed for {activation} (an infinite mixture's moments)"))
+                continue
             try:
                 required.append(dict(bound=name, property="forward",
-                                     width=theory.required_width(e, d, L, n, kind, form, init), meaning=meaning,
+                                     width=theory.required_width(e, d, L, n, kind, form, init,
+                                                                 activation=activation, gain=gain), meaning=meaning,
                                      why_none=None))
             except ValueError as err:
                 required.append(dict(bound=name, property="forward", width=None, meaning=meaning,
@@ -581,22 +591,23 @@ def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="
         for m in ws:
             n0 = int(input_dim) if input_dim else m
             # the paper's setting: E rho_l = 1 in every layer (mcinit.results._paper_setting)
-            pdl = (float(theory.paper_delta(m, e_norm, N, L)) if init == "he" or (init == "he-in" and n0 == m)
-                   else float("nan"))
+            pdl = (float(theory.paper_delta(m, e_norm, N, L))
+                   if paper_applies and (init == "he" or (init == "he-in" and n0 == m)) else float("nan"))
             for p in props:
                 row = dict(width=m, property=p, input_dim=n0,
                            paper_delta=min(1.0, 2.0 * pdl) if p == "both" and np.isfinite(pdl) else pdl,
                            chernoff=float("nan"), p_exact=float("nan"))
                 if p == "forward":
-                    row["chernoff"] = float(theory.chernoff_bound(e, [m] * L, N, form, n0, init))
-                    row["p_exact"] = float(theory.exact_forward_failure(e, [m] * L, form, n0, init))
+                    row["chernoff"] = float(chernoff_values(e, (m,) * L, N, form, n0, init, activation, gain)[0])
+                    row["p_exact"] = float(exact_values(e, (m,) * L, form, n0, init, activation, gain)[0])
                 if N > 1:
                     row["p_union"] = min(1.0, N * row["p_exact"]) if p == "forward" else float("nan")
                 row["paper_vacuous"] = bool(np.isfinite(pdl) and (2.0 * pdl if p == "both" else pdl) >= 1)
                 row["paper_below_exact"] = bool(p == "forward" and np.isfinite(pdl) and pdl < row["p_exact"])
-                row["paper_outside_setting"] = bool(not np.isfinite(pdl) and init in PAPER_INITS)
+                row["paper_outside_setting"] = bool(not np.isfinite(pdl) and paper_applies)
                 at.append(row)
-    return dict(eps=e, eps_norm=e_norm, delta=d, depth=L, samples=N, form=form, init=init,
+    return dict(eps=e, eps_norm=e_norm, delta=d, depth=L, samples=N, form=form, init=init, activation=activation,
+                gain=gain,
                 input_dim=int(input_dim) if input_dim else None, properties=list(props), required=required,
                 at_widths=at)
 
@@ -610,15 +621,19 @@ _BOUND_ERRORS = {"paper": "paper", "chernoff": "chernoff", "exact": "exact", "un
 
 
 def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he", input_dim=None,
-               props=("forward",)):
+               props=("forward",), activation="relu", gain=None):
     """The widths each bound needs for P(failure) <= delta, and the bounds at given widths.
 
     eps       tolerance in the given form ('norm': |sqrt(rho) - 1|, 'squared': |rho - 1|)
     delta     target failure probability in (0, 1)
     depth     L;  samples: N inputs
     widths    optional list of candidate equal hidden widths m (each an L-layer network of width m)
-    init      Gaussian initialisation preset;  input_dim: n_0 for the values at the given widths
-              (default n_0 = m; the required widths always take n_0 = m)
+    init      Gaussian initialisation preset or orthogonal (theory.EXACT_INITS);  input_dim: n_0 for
+              the values at the given widths (default n_0 = m; the required widths always take n_0 = m)
+    activation, gain
+              the activation (relu, leaky-relu:ALPHA, abs, linear: theory.EXACT_ACTIVATIONS) and
+              --gain (None: the default); the paper's bound is for ReLU He weights alone, the
+              Chernoff bound is not computed for leaky-relu (rows 'n/a')
     props     the properties, each row naming its own: forward (the paper's, Chernoff and exact
               bounds), backward (the paper's bound alone, which the paper states for both
               properties: mcinit.theory has no Chernoff bound or exact law of gamma), both (a
@@ -628,11 +643,13 @@ def bound_text(eps, delta, depth, samples=1, widths=None, form="norm", init="he"
     (a lower bound on what N inputs need) is shown beside it.  A ValueError (one line) when a
     property asked for has no bound at these settings.  The numbers are bound_numbers'.
     """
-    b = bound_numbers(eps, delta, depth, samples, widths, form, init, input_dim, props)
+    b = bound_numbers(eps, delta, depth, samples, widths, form, init, input_dim, props, activation, gain)
     e, d, L, N, e_norm, props = b["eps"], b["delta"], b["depth"], b["samples"], b["eps_norm"], b["properties"]
     lines = [f"mcinit bound: {', '.join(props)} propert{'y' if len(props) == 1 else 'ies'}, eps = {fmt_g(e, 4)} "
              f"({form_words(form)}), delta = {fmt_g(d, 4)}, "
-             f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} (Gaussian weights)",
+             f"depth L = {L}, N = {N} input{'s' if N > 1 else ''}, init {init} "
+             f"({'orthogonal' if init == 'orthogonal' else 'Gaussian'} weights)"
+             + ("" if activation == "relu" else f", activation {activation}") + ("" if gain is None else f", gain {gain:g}"),
              f"Paper bound: {PAPER_PROVENANCE}; derived for He initialisation, stated in the norm form"
              + ("" if form == "norm" else f" (applied at the norm tolerance {theory.NORM_TOLERANCE_WORDS[form]} = "
                                           f"{e_norm:.4g})") + "."]
