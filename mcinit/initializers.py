@@ -78,14 +78,17 @@ def scheme_of(cfg):
 
 
 def expected_forward(cfg):
-    """Per-input E rho_l and, for Gaussian weights, Var rho_l (else NaN), l = 1..L.
+    """Per-input E rho_l and, where an exact law describes the run, Var rho_l (else NaN), l = 1..L.
 
-    One layer factor r = rho_l / rho_(l-1): for Gaussian weights r = v chi2(K),
-    K ~ Binomial(n_l, 1/2), so E r = v n/2 and E r^2 = v^2 (n^2/4 + 5n/4).
-    For any symmetric weights E r = v n / 2 (weight-normalised: g^2 n_l / (2 n_(l-1))).
+    Plain networks with an exact law (mcinit.theory.exact_law_of: Gaussian or orthogonal weights,
+    relu, leaky-relu, abs, linear): mcinit.theory.moments.  Otherwise, for any symmetric weights
+    and a homogeneous activation, E r = v n E[phi(z)^2] (weight-normalised: g^2 n_l E[phi(z)^2] /
+    n_(l-1)) and no variance; tanh and gelu: NaN (E r depends on ||h||).
     Residual networks: mcinit.theory.residual_layer_moments (--arch residual), NaN for
     single-skip, which has no exact law (docs/design.md section 9).
     """
+    from .activations import homogeneous, second_moment
+    from .theory import exact_law_of, moments
     code, var, _ = scheme_of(cfg)
     if cfg.arch == "single-skip":
         return np.full(cfg.depth, np.nan), np.full(cfg.depth, np.nan)
@@ -93,12 +96,11 @@ def expected_forward(cfg):
         from .theory import residual_layer_moments
         m = residual_layer_moments(cfg.widths, var, cfg.branch_scale, gaussian=code == DIST_NORMAL)
         return m.mean, m.var
+    law = exact_law_of(cfg)
+    if law is not None:
+        m = moments(law.widths, law.input_dim, law.init, **law.keywords)
+        return m.mean, m.var
+    if not homogeneous(cfg.activation):
+        return np.full(cfg.depth, np.nan), np.full(cfg.depth, np.nan)
     n = np.asarray(cfg.widths, dtype=np.float64)
-    m1 = var * n / 2
-    mean = np.cumprod(m1)
-    if code == DIST_NORMAL:
-        m2 = var ** 2 * (n ** 2 / 4 + 5 * n / 4)
-        variance = np.cumprod(m2) - mean ** 2
-    else:
-        variance = np.full(len(n), np.nan)
-    return mean, variance
+    return np.cumprod(var * n * second_moment(cfg.activation)), np.full(len(n), np.nan)

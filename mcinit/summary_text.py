@@ -154,6 +154,13 @@ def _exact_meaning(cfg):
         return "exact: - (no exact law for this architecture)"
     if cfg.residual:
         return "exact = its one-input law of the residual network (section 9; the sd for Gaussian weights)"
+    from .activations import homogeneous
+    from .theory import exact_law_of
+    law = exact_law_of(cfg)
+    if law is not None and not law.relu_gaussian:
+        return f"exact = its one-input law for {cfg.init} weights and {cfg.activation} (section 11)"
+    if not homogeneous(cfg.activation):
+        return f"exact: - (no exact law for {cfg.activation}: the factor depends on ||h||)"
     return "exact = its one-input law for Gaussian weights (section 4)"
 
 
