@@ -86,7 +86,7 @@ def default_eps(results, form="norm"):
             k = counts[p]
             informative |= (k > 0) & (k < T)
             c = run.config
-            if c.init in PAPER_INITS and not c.residual:     # the paper's bound is of plain networks
+            if not c.residual and theory.paper_applies(c.init, c.activation, c.gain):   # plain ReLU He networks
                 lo, _ = clopper_pearson(k, T)
                 pdel = np.asarray(theory.paper_delta(min(c.widths), paper_eps(ladder, form),
                                                      c.samples, c.depth), float)

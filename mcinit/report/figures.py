@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .. import theory
 from ..options import FIGURE_FORMATS, PANEL_MODES, PNG_DPI
 from ..stats import HIST_BINS, Summary, clopper_pearson
 from .common import PAPER_INITS, deviation_words, fmt_g, form_words, init_label, widths_label
@@ -313,7 +314,8 @@ def _draw_hist(fig, letter, ctx):
         handles.append(Line2D([], [], color=col, lw=1.4, label=label))
         if d["dead"]:
             notes.append(f"{r.name}: {d['dead'] / d['total']:.2%} dead (rho_L = 0), not drawn")
-        if plain_gaussian(c):
+        law = theory.exact_law_of(c)
+        if law is not None and law.relu_gaussian:       # exact_log_density is the ReLU Gaussian law's
             y, f, p_dead = exact_log_density(c.widths, c.input_dim, c.init)
             dead_total = max(dead_total, p_dead)
             if log_space:
