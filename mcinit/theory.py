@@ -25,9 +25,16 @@ fails there, however far the norm has collapsed; the symmetric form is not blind
 A dead layer (rho = 0) is never safe.  The *forward failure* event is "some
 layer l = 1..L is not safe".
 
+The same machinery covers the other homogeneous activations and orthogonal weights
+(docs/design.md section 11; keywords ``activation=`` and ``gain=``, ``init="orthogonal"``):
+leaky-relu's factor is a negative-binomial mixture of chi-squares, abs and linear give
+v chi2(n), orthogonal weights g^2 Beta(K/2, (M - K)/2).  tanh and gelu have no exact law and
+are refused.  :func:`exact_law_of` says which law, if any, describes a run's configuration.
+
 Contents:
 
-- :func:`layer_variances`: v_l for the Gaussian initialisation presets.
+- :func:`layer_variances`: v_l of the Gaussian presets and orthogonal weights
+  (mcinit.initializers.layer_scheme).
 - :func:`paper_eps`, :func:`paper_delta`, :func:`paper_width`: the bound of
   Arpit & Bengio (arXiv:1901.03611) as encoded in the authors' reference code.
 - :func:`factor_moment`, :func:`log_factor_moment`, :func:`moments`: exact
