@@ -156,7 +156,7 @@ def bound_document(eps, delta, depth, samples=1, widths=None, form="norm", init=
                    props=("forward",), activation="relu", gain=None):
     """The document of ``mcinit bound --json``: bounds, one entry per depth and eps in the
     order the text prints its blocks (every eps of the first depth, then of the next;
-    mcinit.report.bound_numbers: eps, eps_norm, delta, depth, samples, form, init, input_dim,
+    mcinit.report.bound_numbers: eps, eps_norm, delta, depth, samples, form, init, activation, gain, input_dim,
     properties, required (rows: bound, property, width, meaning, why_none), at_widths (rows:
     width, property, input_dim, paper_delta, chernoff, p_exact, p_union, paper_vacuous,
     paper_below_exact, paper_outside_setting)).  eps and depth: a number or a list.

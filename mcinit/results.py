@@ -436,7 +436,7 @@ def chernoff_values(eps, widths, samples, form, input_dim, init, activation="rel
     if not theory.ExactLaw((), input_dim, init, activation, gain).chernoff:
         return np.full(len(_key(eps)), np.nan)
     return _cached(theory.chernoff_bound, _key(eps), tuple(int(w) for w in widths), int(samples), form,
-                   None if input_dim is None else int(input_dim), init, activation=activation, gain=gain)
+                   None if input_dim is None else int(input_dim), init, **_law_keywords(activation, gain))
 
 
 def exact_values(eps, widths, form, input_dim, init, activation="relu", gain=None):
@@ -445,11 +445,16 @@ def exact_values(eps, widths, form, input_dim, init, activation="relu", gain=Non
     theory refuses the value as not accurate enough (orthogonal weights of narrow layers)."""
     try:
         return _cached(theory.exact_forward_failure, _key(eps), tuple(int(w) for w in widths), form,
-                       None if input_dim is None else int(input_dim), init, activation=activation, gain=gain)
+                       None if input_dim is None else int(input_dim), init, **_law_keywords(activation, gain))
     except ValueError:
         if init != "orthogonal":
             raise
         return np.full(len(_key(eps)), np.nan)
+
+
+def _law_keywords(activation, gain):
+    """theory's activation= and gain=, left out at their defaults (ReLU's law, called as before)."""
+    return {} if activation == "relu" and gain is None else {"activation": activation, "gain": gain}
 
 
 def _key(eps):
