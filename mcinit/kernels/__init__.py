@@ -93,9 +93,9 @@ RESIDUAL_KERNELS = ("dense", "law")
 
 
 #: the kernels that compute activations other than ReLU (--activation)
-ACTIVATION_KERNELS = ("dense",)
+ACTIVATION_KERNELS = ("dense", "law")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
-ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward")}
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "law": ("forward",)}
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):
@@ -138,7 +138,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
         raise ConfigError(f"--activation {activation} is computed by the {', '.join(ACTIVATION_KERNELS)} "
                           f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
-    if requested in ("projected", "law") and not gaussian:
+    if requested in ("projected", "law") and not gaussian and not (requested == "law" and dist_code == DIST_ORTHOGONAL):
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
     if requested == "law" and samples != 1:
