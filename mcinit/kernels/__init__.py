@@ -31,12 +31,14 @@ def get(name):
 
 
 #: seconds per unit of each cost term (cost_terms), one thread, fitted to measured times by
-#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine)
+#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine);
+#: law's last two (a layer of a trial drawn one at a time, a normal of the chain), which the grid of
+#: ReLU networks does not exercise, from law.fill's times on one thread at widths 20-500 and 3-10 layers
 COST = {
     "dense": (5.7e-9, 1.24e-10, 4.0e-6),
     "blocked": (4.6e-9, 4.1e-11, 3.2e-9, 2.2e-6),
     "projected": (2.0e-9, 7.7e-10, 0.0, 2.5e-9, 9.8e-7),
-    "law": (1.9e-8, 2.3e-8, 0.0),
+    "law": (1.9e-8, 2.3e-8, 0.0, 3.0e-7, 2.0e-8),
 }
 
 
@@ -47,20 +49,29 @@ def release(name):
         free()
 
 
-def cost_terms(name, widths, samples, classes, backward=True):
+def cost_terms(name, widths, samples, classes, backward=True, activation="relu", orthogonal=False):
     """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
 
     dense      normals drawn, multiply-adds in row loops, layers
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
-    law        layers, classes, 1"""
+    law        layers of ReLU Gaussian lane blocks, classes, 1, layers of the other activations or
+               orthogonal weights (drawn a trial at a time), normals of the chain (tanh, gelu:
+               sum n_l forward, orthogonal sum max(n_(l-1), n_l), and sum n_l backward)"""
     n = np.asarray(widths, dtype=float)
     N = float(samples)
     L = len(n) - 1
     K = float(classes)
     w = n[1:] * n[:-1]
     if name == "law":
-        return (float(L), K, 1.0)
+        if activation == "relu" and not orthogonal:
+            return (float(L), K, 1.0, 0.0, 0.0)
+        from ..activations import homogeneous
+        normals = 0.0
+        if not homogeneous(activation):
+            normals = float(np.sum(np.maximum(n[1:], n[:-1]) if orthogonal else n[1:]))
+            normals += float(np.sum(n[1:])) if backward and not orthogonal else 0.0
+        return (0.0, K, 1.0, float(L), normals)
     if name == "dense":
         active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
@@ -78,11 +89,12 @@ def cost_terms(name, widths, samples, classes, backward=True):
     return (g, g * N, qr, K * n[-1] * N, float(L))
 
 
-def cost(name, widths, samples, classes, precision="float64", backward=True):
+def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
+         orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
     a kernel and the engine sizes batches."""
     c = COST[name]
-    t = cost_terms(name, widths, samples, classes, backward)
+    t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
         t = (t[0], t[1] / 2, t[2], t[3])      # sgemm runs at twice dgemm's rate
     return float(np.dot(c, t))
@@ -156,7 +168,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
-    costs = {k: cost(k, widths, samples, classes, precision) for k in kinds}
+    costs = {k: cost(k, widths, samples, classes, precision, True, activation, dist_code == DIST_ORTHOGONAL)
+             for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
