@@ -1,4 +1,4 @@
-"""The law kernel: one input, Gaussian weights, forward and backward in O(L) per trial.
+"""The law kernel: one input, Gaussian (or orthogonal) weights, any activation, exact in law.
 
 For one input, with s_l = ||h^l|| and g_l = W_l h^(l-1) / s_(l-1) ~ N(0, v_l I):
   h^l = s_(l-1) ReLU(g_l), so rho_l / rho_(l-1) = v_l c_l,  c_l = chi2(K_l),
@@ -31,6 +31,12 @@ CPU's ``fill`` runs: the same numbers for LANES trials at a time, stage by stage
 the head), each stage a loop across the trials, so that independent Philox blocks,
 normal inversions and exponentials overlap or vectorise instead of waiting on one
 trial's branches.  The tests check the two trial by trial.
+
+Other activations and orthogonal weights (docs/design.md section 10): homogeneous_trial draws
+leaky-relu, abs and linear layers (and orthogonal relu) from closed forms, O(1) per layer, the
+backward pass included for Gaussian weights; chain_trial draws any activation (tanh, gelu) exactly
+in law from each layer's vector in its own coordinates, O(n_l) normals per layer.  Orthogonal
+weights: the forward ratios only.  fill picks one (method_of).
 
 Residual networks (--arch residual, one input, the forward property): residual_law_trial
 draws each block's ratio from its exact law, O(1) per layer (docs/design.md section 9).
