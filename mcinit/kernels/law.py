@@ -510,12 +510,6 @@ ROW_CHAIN_BACKWARD = 9
 
 
 @njit(cache=True)
-def _chi2(k, k0, k1, c2, c3, row):
-    """chi2(k) = 2 Gamma(k/2) from a STREAM_LAW row; 0 for k <= 0."""
-    return 2.0 * rng.sample_gamma(0.5 * k, k0, k1, c2, c3, row) if k > 0 else 0.0
-
-
-@njit(cache=True)
 def _slope2(act, alpha):
     """alpha^2 of D = diag(phi'(a)) on the inactive units: relu 0, leaky-relu alpha^2; abs and
     linear have no inactive units (every unit counts as active, K = n, phi'^2 = 1)."""
@@ -528,7 +522,7 @@ def _slope2(act, alpha):
 
 @njit(cache=True)
 def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
-                      cdf, offs, guide, A, B, KK, rho, dn2, Go, z, e, w1, fwd, bwd):
+                      cdf, offs, guide, V, KK, S, R, Gm, rho, dn2, Go, z, e, fwd, bwd):
     """One trial of relu, leaky-relu, abs or linear layers in O(1) per layer (docs/design.md
     section 10); returns the dead flag (the forward deaths only without ``backward``).
 
@@ -544,35 +538,62 @@ def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backwa
                       + sigma^2 (w^2 (sin^2 + alpha2 cos^2) + chi2(K_l - 1) + alpha2 chi2(n_l - K_l - 1)),
       p_(l-1) = sqrt(v_l (A_l + alpha2 B_l)) p_l,   w ~ N(0, 1) (0 unless 0 < K_l < n_l).
     Rows of layer l (STREAM_LAW): 0 K_l, 1 A_l, 2 chi2(K_l - 1), as law_trial (relu's numbers are
-    law_trial's); ROW_OTHER_CHI2, ROW_OTHER_DCHI2, ROW_MIX_NORMAL, ROW_REST_GAMMA."""
+    law_trial's); ROW_OTHER_CHI2, ROW_OTHER_DCHI2, ROW_MIX_NORMAL, ROW_REST_GAMMA.
+    Scratch: V (5, L+1) (A, B, chi2(K - 1), chi2(n - K - 1), w of each layer), KK (L+1) int64,
+    S (4) float64, R (4) int64, Gm (4): every Gamma variate of a layer is drawn at one call of
+    rng.sample_gamma in a loop (one inlined copy of the sampler: numba compiles it in seconds)."""
     L = widths.shape[0] - 1
     a2 = _slope2(act, alpha)
     full = act == ACT_ABS or act == ACT_LINEAR
     r = 1.0
     rho[0] = 1.0
-    for l in range(1, L + 1):
-        n = widths[l]
+    s02 = xnorm2 if data == DATA_FIXED else 1.0
+    for l in range(0 if data == DATA_GAUSSIAN and backward else 1, L + 1):
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
-        if full:
-            Kl = n
+        # the layer's Gamma shapes and rows
+        if l == 0:
+            S[0] = 0.5 * widths[0]          # ||x||^2 = chi2(n_0), layer 0 row 0
+            R[0] = 0
+            m = 1
         else:
-            Kl = sample_binomial_guided(cdf, offs[l - 1], n, guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
-        KK[l] = Kl
-        if orth:
-            M = max(widths[l - 1], n)
-            ga = rng.sample_gamma(0.5 * Kl, k0, k1, c2, c3, np.int64(1))
-            if a2 == 0.0:
-                gb = rng.sample_gamma(0.5 * (M - Kl), k0, k1, c2, c3, np.int64(ROW_OTHER_CHI2))
-                gc = 0.0
+            n = widths[l]
+            if full:
+                Kl = n
             else:
-                gb = rng.sample_gamma(0.5 * (n - Kl), k0, k1, c2, c3, np.int64(ROW_OTHER_CHI2))
-                gc = rng.sample_gamma(0.5 * (M - n), k0, k1, c2, c3, np.int64(ROW_REST_GAMMA))
+                Kl = sample_binomial_guided(cdf, offs[l - 1], n, guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
+            KK[l] = Kl
+            S[0] = 0.5 * Kl
+            R[0] = 1
+            R[1] = ROW_OTHER_CHI2
+            if orth:
+                M = max(widths[l - 1], n)
+                S[1] = 0.5 * (M - Kl) if a2 == 0.0 else 0.5 * (n - Kl)
+                S[2] = 0.0 if a2 == 0.0 else 0.5 * (M - n)
+                R[2] = ROW_REST_GAMMA
+                m = 3
+            else:
+                S[1] = 0.5 * (n - Kl) if a2 != 0.0 else 0.0
+                S[2] = 0.5 * (Kl - 1)
+                R[2] = 2
+                S[3] = 0.5 * (n - Kl - 1) if a2 != 0.0 else 0.0
+                R[3] = ROW_OTHER_DCHI2
+                m = 4 if backward else 2
+        for i in range(m):
+            Gm[i] = rng.sample_gamma(S[i], k0, k1, c2, c3, R[i])      # 0 for a shape <= 0
+        if l == 0:
+            s02 = 2.0 * Gm[0]
+            continue
+        if orth:
             g = gain[l - 1]
-            r *= g * g * ((ga + a2 * gb) / (ga + gb + gc))
+            r *= g * g * ((Gm[0] + a2 * Gm[1]) / (Gm[0] + Gm[1] + Gm[2]))
         else:
-            A[l] = _chi2(Kl, k0, k1, c2, c3, np.int64(1))
-            B[l] = _chi2(n - Kl, k0, k1, c2, c3, np.int64(ROW_OTHER_CHI2)) if a2 != 0.0 else 0.0
-            r *= var[l - 1] * (A[l] + a2 * B[l])
+            for i in range(4):
+                V[i, l] = 2.0 * Gm[i] if i < m else 0.0
+            r *= var[l - 1] * (V[0, l] + a2 * V[1, l])
+            V[4, l] = 0.0
+            if backward and a2 != 0.0 and Kl > 0 and Kl < n:
+                w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(ROW_MIX_NORMAL), c2, c3, k0, k1)
+                V[4, l] = rng.u32_to_normal(w0)                        # fill_normal_row's first normal
         rho[l] = r
     dead = False
     for l in range(1, L + 1):
@@ -581,14 +602,7 @@ def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backwa
             dead = True
     if not backward:
         return dead
-    # ||x||^2, the head z = s_L G_o, e (as law_trial)
-    if data == DATA_FIXED:
-        s02 = xnorm2
-    elif data == DATA_GAUSSIAN:
-        c2, c3 = rng.counter_words(trial, 0, rng.STREAM_LAW)
-        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, np.int64(0))
-    else:
-        s02 = 1.0
+    # the head z = s_L G_o (layer L+1, row 0) and e, as law_trial
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
     rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
     sL = math.sqrt(s02 * rho[L])
@@ -604,28 +618,18 @@ def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backwa
         p = 0.0
         sig2 = 0.0
     for l in range(L, 0, -1):
-        n = widths[l]
-        Kl = KK[l]
-        c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
-        d_act = _chi2(Kl - 1, k0, k1, c2, c3, np.int64(2))
-        if a2 != 0.0:
-            d_in = _chi2(n - Kl - 1, k0, k1, c2, c3, np.int64(ROW_OTHER_DCHI2))
-        else:
-            d_in = 0.0
-        N2 = A[l] + a2 * B[l]
+        A = V[0, l]
+        B = V[1, l]
+        w = V[4, l]
+        N2 = A + a2 * B
         if N2 > 0.0:
-            cos2 = A[l] / N2
-            sin2 = a2 * B[l] / N2
+            cos2 = A / N2
+            sin2 = a2 * B / N2
         else:
             cos2 = 1.0
             sin2 = 0.0
-        if a2 != 0.0 and Kl > 0 and Kl < n:
-            rng.fill_normal_row(k0, k1, c2, c3, np.int64(ROW_MIX_NORMAL), 1.0, w1, 1)
-            w = w1[0]
-        else:
-            w = 0.0
         cross = 2.0 * p * math.sqrt(sig2) * w * math.sqrt(sin2 * cos2) * (a2 - 1.0)
-        dn2[l] = p * p * (cos2 + a2 * sin2) + cross + sig2 * (w * w * (sin2 + a2 * cos2) + d_act + a2 * d_in)
+        dn2[l] = p * p * (cos2 + a2 * sin2) + cross + sig2 * (w * w * (sin2 + a2 * cos2) + V[2, l] + a2 * V[3, l])
         p *= math.sqrt(var[l - 1] * N2)
         sig2 = var[l - 1] * dn2[l]
     if dn2[L] == 0.0:
@@ -742,19 +746,20 @@ def _homogeneous_chunk(lo, hi, first, k0, k1, widths, var, gain, orth, act, alph
                        xnorm2, cdf, offs, guide, fwd, bwd, dead):
     """Trials lo..hi-1 of homogeneous_trial: a work unit of fill."""
     L = widths.shape[0] - 1
-    A = np.zeros(L + 1)
-    B = np.zeros(L + 1)
+    V = np.zeros((5, L + 1))
     KK = np.zeros(L + 1, dtype=np.int64)
+    S = np.zeros(4)
+    R = np.zeros(4, dtype=np.int64)
+    Gm = np.zeros(4)
     rho = np.zeros(L + 1)
     dn2 = np.zeros(L + 1)
     Go = np.empty(K)
     z = np.empty(K)
     e = np.empty(K)
-    w1 = np.empty(1)
     for t in range(lo, hi):
         j = t - first
         dead[j] = homogeneous_trial(t, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data,
-                                    xnorm2, cdf, offs, guide, A, B, KK, rho, dn2, Go, z, e, w1, fwd[j, 0],
+                                    xnorm2, cdf, offs, guide, V, KK, S, R, Gm, rho, dn2, Go, z, e, fwd[j, 0],
                                     bwd[j, 0])
 
 
