@@ -41,9 +41,9 @@ def haar(g, T, M):
     return Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]
 
 
-def numpy_ratios(cfg, T, seed):
+def numpy_ratios(cfg, T, seed, x0=None):
     """rho, gamma (T, L) of T networks of a configuration (one Gaussian input, softmax head),
-    drawn with NumPy's generator: every weight, the input, the targets; orthogonal weights are
+    drawn with NumPy's generator: every weight, the input (x0 when given), the targets; orthogonal weights are
     g times the top-left n_l x n_(l-1) block of a Haar matrix of size max(n_(l-1), n_l)."""
     g = np.random.default_rng(seed)
     name, _, slope = cfg.activation.partition(":")
@@ -52,7 +52,7 @@ def numpy_ratios(cfg, T, seed):
     dist, var, gain = scheme_of(cfg)
     n = cfg.all_widths
     L = cfg.depth
-    x = g.standard_normal((T, n[0]))
+    x = g.standard_normal((T, n[0])) if x0 is None else np.tile(x0, (T, 1))
     H, A, Ws = [x], [], []
     for l in range(1, L + 1):
         if cfg.init == "orthogonal":
@@ -124,6 +124,18 @@ def test_law_kernel_matches_numpy_networks(activation):
     cfg = build(activation, 20000)
     fwd, bwd, _ = law_ratios(cfg)
     rho, gamma = numpy_ratios(cfg, 20000, seed=11)
+    two_sample(fwd, rho, (activation, "forward"))
+    two_sample(bwd, gamma, (activation, "backward"))
+
+
+@pytest.mark.parametrize("activation", ["leaky-relu:0.2", "tanh"])
+def test_fixed_input_matches_numpy_networks(activation, correlated_npy):
+    """A fixed input (its norm matters to tanh, which is not homogeneous): the law kernel against
+    NumPy networks of that input."""
+    cfg, data = config.build(trials=20000, data=correlated_npy[0], samples=1, widths="5,3,6", head="softmax:3",
+                             activation=activation, kernel="law", seed=4)
+    fwd, bwd, _ = law_ratios(cfg, data=data)
+    rho, gamma = numpy_ratios(cfg, 20000, seed=13, x0=common.make_plan(cfg, data).X0[0])
     two_sample(fwd, rho, (activation, "forward"))
     two_sample(bwd, gamma, (activation, "backward"))
 
