@@ -323,3 +323,14 @@ def test_law_cost_counts_the_chains_normals():
         assert (b > 2 * a) == grows, act
     assert kernels.cost_terms("law", wide, 1, 10, activation="tanh")[4] == 1600
     assert kernels.cost_terms("law", wide, 1, 10, backward=False, activation="tanh", orthogonal=True)[4] == 800
+
+
+def test_activation_refusals_name_the_kernels_that_compute_it():
+    """One input: dense and law compute other activations; several inputs: dense, and law says it
+    takes one input."""
+    with pytest.raises(ConfigError, match="computed by the dense and law kernels, not projected"):
+        kernels.choose("projected", 0, (4, 5, 5), 1, 3, "he", activation="tanh")
+    with pytest.raises(ConfigError, match="computed by the dense kernel, not blocked"):
+        kernels.choose("blocked", 0, (4, 5, 5), 2, 3, "he", activation="gelu")
+    with pytest.raises(ConfigError, match="one input per trial"):
+        kernels.choose("law", 0, (4, 5, 5), 2, 3, "he", activation="abs")

@@ -148,9 +148,11 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if dist_code == DIST_ORTHOGONAL and requested != "auto" and requested not in kinds:
         raise ConfigError(f"orthogonal weights (--init orthogonal) with --properties {properties} are computed "
                           f"by the {' and '.join(kinds)} kernel{'s' if len(kinds) > 1 else ''}, not {requested}")
-    if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
-        raise ConfigError(f"--activation {activation} is computed by the {', '.join(ACTIVATION_KERNELS)} "
-                          f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
+    if (activation != "relu" and requested != "auto" and requested not in kinds
+            and not (requested == "law" and samples != 1)):        # law's own words below
+        which = kinds or ACTIVATION_KERNELS
+        raise ConfigError(f"--activation {activation} is computed by the {' and '.join(which)} "
+                          f"kernel{'s' if len(which) > 1 else ''}, not {requested}")
     if requested in ("projected", "law") and not gaussian and not (requested == "law" and dist_code == DIST_ORTHOGONAL):
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
         raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
