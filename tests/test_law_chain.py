@@ -141,6 +141,17 @@ def test_fixed_input_matches_numpy_networks(activation, correlated_npy):
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky-relu:0.2", "abs", "tanh", "gelu"])
+def test_orthogonal_backward_matches_numpy_networks(activation):
+    """Orthogonal weights, both properties (the chain's Haar decomposition of W_l^T delta^l) against
+    NumPy networks of Haar matrices: widths that shrink and grow, so both cases of M occur."""
+    cfg = build(activation, 20000, widths="6,3,5,5", init="orthogonal")
+    fwd, bwd, _ = law_ratios(cfg)
+    rho, gamma = numpy_ratios(cfg, 20000, seed=14)
+    two_sample(fwd, rho, (activation, "orthogonal forward"))
+    two_sample(bwd, gamma, (activation, "orthogonal backward"))
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky-relu:0.2", "abs", "tanh", "gelu"])
 def test_orthogonal_forward_matches_numpy_networks(activation):
     """Orthogonal weights' forward ratios (Beta laws or the chain on the sphere) against NumPy networks
     of Haar matrices: widths that shrink (rows orthonormal) and grow (columns orthonormal)."""
@@ -298,19 +309,17 @@ def _choice_args(cfg):
             cfg.activation)
 
 
-def test_orthogonal_law_is_forward_only():
-    """auto picks law for orthogonal weights' forward ratios of one input, dense for the backward
-    ratios; asking law for the backward ratios is one line of error."""
-    cfg, _ = config.build(trials=5, widths="5,4", input_dim=3, init="orthogonal", properties="forward",
-                          activation="tanh")
-    assert kernels.resolve("auto", *_choice_args(cfg)) == "law"
-    cfg, _ = config.build(trials=5, widths="5,4", input_dim=3, init="orthogonal")
+def test_auto_picks_law_for_orthogonal_weights_of_one_input():
+    """auto picks law for orthogonal weights and one input (the closed forms for the forward ratios of
+    the homogeneous activations, the chain otherwise), dense for several inputs."""
+    for act, props, method in (("tanh", "forward", "chain"), ("relu", "forward", "closed"),
+                               ("leaky-relu:0.1", "both", "chain"), ("relu", "backward", "chain")):
+        cfg, _ = config.build(trials=5, widths="5,4", input_dim=3, init="orthogonal", properties=props,
+                              activation=act)
+        assert kernels.resolve("auto", *_choice_args(cfg)) == "law"
+        assert law.method_of(common.make_plan(cfg)) == method
+    cfg, _ = config.build(trials=5, widths="5,4", input_dim=3, init="orthogonal", samples=2)
     assert kernels.resolve("auto", *_choice_args(cfg)) == "dense"
-    with pytest.raises(ConfigError, match="dense kernel, not law"):
-        kernels.resolve("law", *_choice_args(cfg))
-    plan = common.make_plan(cfg)
-    with pytest.raises(ConfigError, match="forward ratios of orthogonal weights"):
-        law.fill(plan, 0, 1, np.empty((1, 1, 2)), np.empty((1, 1, 2)), np.zeros(1, dtype=bool))
 
 
 def test_law_cost_counts_the_chains_normals():
@@ -323,6 +332,8 @@ def test_law_cost_counts_the_chains_normals():
         assert (b > 2 * a) == grows, act
     assert kernels.cost_terms("law", wide, 1, 10, activation="tanh")[4] == 1600
     assert kernels.cost_terms("law", wide, 1, 10, backward=False, activation="tanh", orthogonal=True)[4] == 800
+    assert kernels.cost_terms("law", wide, 1, 10, backward=False, orthogonal=True)[4] == 0
+    assert kernels.cost_terms("law", wide, 1, 10, orthogonal=True)[4] == 1600
 
 
 def test_activation_refusals_name_the_kernels_that_compute_it():

@@ -5,7 +5,7 @@
                  for many inputs per network (float32 too)
 - ``projected``  exact in law for Gaussian weights, O((n_l + n_(l-1)) N) normals per layer
 - ``law``        exact in law for one input: Gaussian weights, O(L) per trial for relu, leaky-relu,
-                 abs and linear, O(sum n_l) for tanh and gelu; orthogonal weights' forward ratios
+                 abs and linear, O(sum n_l) for tanh and gelu; orthogonal weights
 """
 
 import numpy as np
@@ -57,8 +57,9 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
     law        layers of ReLU Gaussian lane blocks, classes, 1, layers of the other activations or
-               orthogonal weights (drawn a trial at a time), normals of the chain (tanh, gelu:
-               sum n_l forward, orthogonal sum max(n_(l-1), n_l), and sum n_l backward)"""
+               orthogonal weights (drawn a trial at a time), normals of the chain (tanh, gelu, and
+               orthogonal weights' backward: sum n_l, orthogonal sum max(n_(l-1), n_l), forward
+               and as many backward)"""
     n = np.asarray(widths, dtype=float)
     N = float(samples)
     L = len(n) - 1
@@ -68,10 +69,9 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
         if activation == "relu" and not orthogonal:
             return (float(L), K, 1.0, 0.0, 0.0)
         from ..activations import homogeneous
-        normals = 0.0
-        if not homogeneous(activation):
-            normals = float(np.sum(np.maximum(n[1:], n[:-1]) if orthogonal else n[1:]))
-            normals += float(np.sum(n[1:])) if backward and not orthogonal else 0.0
+        chain = not homogeneous(activation) or (orthogonal and backward)
+        drawn = float(np.sum(np.maximum(n[1:], n[:-1]) if orthogonal else n[1:]))
+        normals = drawn * (2.0 if backward else 1.0) if chain else 0.0
         return (0.0, K, 1.0, float(L), normals)
     if name == "dense":
         active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
@@ -108,7 +108,7 @@ RESIDUAL_KERNELS = ("dense", "law")
 #: the kernels that compute activations other than ReLU (--activation)
 ACTIVATION_KERNELS = ("dense", "law")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
-ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "law": ("forward",)}
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "law": ("both", "forward", "backward")}
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):

@@ -36,7 +36,7 @@ Other activations and orthogonal weights (docs/design.md section 10): homogeneou
 leaky-relu, abs and linear layers (and orthogonal relu) from closed forms, O(1) per layer, the
 backward pass included for Gaussian weights; chain_trial draws any activation (tanh, gelu) exactly
 in law from each layer's vector in its own coordinates, O(n_l) normals per layer.  Orthogonal
-weights: the forward ratios only.  fill picks one (method_of).
+weights: the closed forms draw the forward ratios, the chain both.  fill picks one (method_of).
 
 Residual networks (--arch residual, one input, the forward property): residual_law_trial
 draws each block's ratio from its exact law, O(1) per layer (docs/design.md section 9).
@@ -651,7 +651,9 @@ def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, he
     (orthogonal: a^l = g_l s_(l-1) (z_1..z_(n_l)) / ||z||, z ~ N(0, I_M)), h^l = phi(a^l), s_l = ||h^l||.
     Backward: W_l^T delta^l = q_(l-1) (a^l . delta^l) / s_(l-1) + sqrt(v_l) ||delta^l|| (I - q q^T) y,
     q = h^(l-1) / s_(l-1), y ~ N(0, I); delta^(l-1) = phi'(a^(l-1)) * W_l^T delta^l; the head
-    W_o^T e = q_L (G_o . e) + ||e|| (I - q q^T) y.
+    W_o^T e = q_L (G_o . e) + ||e|| (I - q q^T) y.  Orthogonal weights: the same with
+    g_l sqrt(||delta^l||^2 - (w . delta^l)^2) / ||(I - q q^T) y||, y ~ N(0, I_M), w = a^l / (g_l s_(l-1)),
+    for sqrt(v_l) ||delta^l|| (docs/design.md section 10).
     a^l, h^l: Abuf, Hbuf[offs[l - 1]:offs[l - 1] + n_l]; Zs (max M), Dn, Y (max n), ws (rng.row_workspace(max M)): scratch;
     s (L+1), dn2 (L+1).  Rows: ROW_CHAIN_FORWARD, ROW_CHAIN_BACKWARD of layer l; ||x||^2 and
     G_o as law_trial."""
@@ -708,16 +710,30 @@ def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, he
             dn2[l] = 0.0
     else:
         # delta^(l-1) = phi'(a^(l-1)) * (q t + sigma (y - q (q . y))), from layer l = L+1 (the head) down
-        sig = math.sqrt(e2)
+        d2 = 0.0
         for l in range(L + 1, 1, -1):
             m = widths[l - 1]
             o = offs[l - 2]
+            my = max(m, widths[l]) if orth and l <= L else m
             c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
-            rng.fill_normal_row_ws(k0, k1, c2, c3, np.int64(ROW_CHAIN_BACKWARD), 1.0, Y, m, ws)
+            rng.fill_normal_row_ws(k0, k1, c2, c3, np.int64(ROW_CHAIN_BACKWARD), 1.0, Y, my, ws)
             inv = 1.0 / s[l - 1]
             qy = 0.0
             for i in range(m):
                 qy += Hbuf[o + i] * inv * Y[i]
+            if l == L + 1:
+                sig = math.sqrt(e2)
+            elif orth:
+                # W_l^T delta = g (O^T [delta; 0])_(1..n_(l-1)), O^T x = q (w . x) + ||x - w (w . x)|| nu, nu uniform
+                # on the unit sphere of q's complement in R^M: nu = (y - q (q . y)) / ||y - q (q . y)||, y ~ N(0, I_M)
+                g = gain[l - 1]
+                wd = t / g
+                yy = 0.0
+                for i in range(my):
+                    yy += Y[i] * Y[i]
+                sig = g * math.sqrt(max(d2 - wd * wd, 0.0) / (yy - qy * qy))
+            else:
+                sig = math.sqrt(var[l - 1] * d2)
             d2 = 0.0
             for i in range(m):
                 q = Hbuf[o + i] * inv
@@ -725,13 +741,12 @@ def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, he
                 Dn[i] = d
                 d2 += d * d
             dn2[l - 1] = d2
-            # for the next layer down: t = a^(l-1) . delta^(l-1) / s_(l-2), sigma = sqrt(v_(l-1)) ||delta^(l-1)||
+            # for the next layer down: t = a^(l-1) . delta^(l-1) / s_(l-2) (and ||delta^(l-1)||^2 = d2)
             if l > 2:
                 ad = 0.0
                 for i in range(m):
                     ad += Abuf[o + i] * Dn[i]
                 t = ad / s[l - 2]
-                sig = math.sqrt(var[l - 2] * d2)
     if dn2[L] == 0.0:
         dead = True
     prev = 1.0
@@ -880,11 +895,11 @@ def plan_tables(plan):
 
 def method_of(plan):
     """How fill draws a plan's trials: 'relu' (law_block: relu, Gaussian weights), 'closed'
-    (homogeneous_trial: leaky-relu, abs, linear, and orthogonal relu) or 'chain' (chain_trial:
-    tanh, gelu)."""
+    (homogeneous_trial: leaky-relu, abs, linear, and orthogonal relu's forward ratios) or 'chain'
+    (chain_trial: tanh, gelu, and orthogonal weights' backward ratios)."""
     if plan.act == ACT_RELU and plan.dist == DIST_NORMAL:
         return "relu"
-    if plan.act in (ACT_RELU, ACT_LEAKY, ACT_ABS, ACT_LINEAR):
+    if plan.act in (ACT_RELU, ACT_LEAKY, ACT_ABS, ACT_LINEAR) and not (plan.dist == DIST_ORTHOGONAL and plan.backward):
         return "closed"
     return "chain"
 
@@ -894,10 +909,10 @@ def fill(plan, first, count, fwd, bwd, dead, method=None):
     Both properties are always computed (their draws are interleaved); without the
     backward property (plan.backward False) dead counts the forward deaths only.
     A residual network (--arch residual, forward property only): residual_law_trial's
-    forward ratios, bwd left as it is.  Other activations and orthogonal weights (forward
-    property only, bwd left as it is): method_of's way; ``method`` 'closed' or 'chain'
-    forces one ('chain' computes every activation, 'closed' the homogeneous ones)."""
-    from ..config import ConfigError
+    forward ratios, bwd left as it is.  Other activations and orthogonal weights: method_of's
+    way; ``method`` 'closed' or 'chain' forces one ('chain' computes every activation and
+    orthogonal weights' backward ratios, 'closed' the homogeneous activations, and orthogonal
+    weights' forward ratios only)."""
     from .common import ARCH_PLAIN, refuse_unbuilt
     if plan.dist not in (DIST_NORMAL, DIST_ORTHOGONAL) or plan.samples != 1:
         raise ValueError("the law kernel needs Gaussian or orthogonal weights and one input per trial")
@@ -905,10 +920,9 @@ def fill(plan, first, count, fwd, bwd, dead, method=None):
         return _fill_residual(plan, first, count, fwd, dead)
     refuse_unbuilt(plan, "law", activation=True, orthogonal=True)
     orth = plan.dist == DIST_ORTHOGONAL
-    if orth and plan.backward:
-        raise ConfigError("the law kernel draws the forward ratios of orthogonal weights: use --properties "
-                          "forward, or --kernel dense")
     method = method or method_of(plan)
+    if method == "closed" and orth and plan.backward:
+        raise ValueError("the law kernel's closed forms draw orthogonal weights' forward ratios; the chain both")
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0
     if method == "relu":
         cdf, offs, guide = plan_tables(plan)
