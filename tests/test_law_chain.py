@@ -275,8 +275,7 @@ def test_zero_slope_leaky_relu_draws_relus_numbers():
 def test_same_numbers_across_threads_and_batches(activation, init):
     """A trial's numbers depend on its index only: not on the thread count or on how the trials
     are split into fills."""
-    props = "forward" if init == "orthogonal" else "both"
-    cfg = build(activation, 300, widths="4,6,3", init=init, properties=props)
+    cfg = build(activation, 300, widths="4,6,3", init=init)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
