@@ -378,8 +378,14 @@ def ks_distance(widths, variances, points_per_sd=8):
     functions): a trapezoidal sum of a smooth, fast-decaying integrand, accurate to about 1e-10
     (doubling points_per_sd changes the distance by less; tests/test_meanfield.py).  The sup is
     taken on the lattice and then refined between its neighbours by bounded minimisation."""
-    from .report.curves import exact_log_density
     w, v = _checked(widths, variances)
+    return _ks_distance(tuple(w), tuple(float(x) for x in v), int(points_per_sd))
+
+
+@functools.lru_cache(maxsize=256)
+def _ks_distance(w, v, points_per_sd):
+    from .report.curves import exact_log_density
+    v = np.array(v)
     law = log_ratio_law(w, v)
     gauss = stats.norm(law.limit_mean, math.sqrt(law.limit_var))
     alive = 1.0 - law.p_dead
