@@ -411,8 +411,8 @@ def meanfield_numbers(results):
     return pd.DataFrame(rows, columns=cols)
 
 
-_Q_STAR_WORDS = {"every": "every q (the map is q -> q)", "zero": "0 (the norms vanish)",
-                 "unbounded": "inf (the norms grow without bound)"}
+_Q_STAR_WORDS = {"every": "every q (the map is q -> q)", "zero": "0 (the pre-activations' variance vanishes "
+                 "with depth)", "unbounded": "inf (the pre-activations' variance grows without bound with depth)"}
 
 
 def _meanfield_section(results, df):
@@ -430,6 +430,11 @@ def _meanfield_section(results, df):
                            f"{fmt_g(r.sigma_w2, 4)} (critical {fmt_g(r.critical_sigma_w2, 4)}), q* = {q}, "
                            f"chi_1 = {fmt_g(r.chi_1, 4)} ({r.regime}), mean-field rho_L = "
                            f"{fmt_g(r.rho_L_meanfield, 4)}."))
+        n = results[r.run].config.all_widths
+        if n[-2] != n[-1]:
+            lines.append(_wrap(f"  (q* and chi_1 are of the last layer's map repeated at its sigma_w^2; its widths differ, "
+                               f"n_(L-1) = {n[-2]} to n_L = {n[-1]}, so they describe the per-unit variance, not "
+                               "the norm: rho_L is the line above.)"))
         if np.isfinite(r.ks_distance):
             lines.append(_wrap(f"  ln rho_L given alive (P(dead) = {fmt_g(r.p_dead, 3)}): exact mean "
                                f"{fmt_g(r.log_rho_L_mean, 4)}, variance {fmt_g(r.log_rho_L_var, 4)}; Gaussian limit "
