@@ -334,29 +334,23 @@ def log_ratio_law(widths, variances):
 
 
 class _LastLayerCdf:
-    """P(ln(v chi2(K)) <= s, K >= 1) for K ~ Binomial(n, 1/2): a sub-CDF of mass 1 - 2^-n."""
+    """P(ln(v chi2(K)) <= s, K >= 1) for K ~ Binomial(n, 1/2): a sub-CDF of mass 1 - 2^-n, from
+    mcinit.theory's law of one layer's log-factor (its binomial range drops at most 1e-18)."""
 
     def __init__(self, n, v):
-        k = np.arange(1, n + 1)
-        pmf = stats.binom.pmf(k, n, 0.5)
-        keep = pmf > 1e-18
-        self.a, self.w = 0.5 * k[keep], pmf[keep]
-        self.log2v = math.log(2.0 * v)
+        from .theory import _LayerLaw
+        self.law = _LayerLaw(n, v, math.log(1e-18))
         self.mass = -math.expm1(-n * math.log(2.0))
 
     def __call__(self, s):
         s = np.atleast_1d(np.asarray(s, dtype=float))
-        out = np.empty(s.shape)
-        step = max(1, (1 << 20) // len(self.a))
-        for i in range(0, s.size, step):
-            x = np.exp(np.minimum(s[i:i + step] - self.log2v, 700.0))
-            out[i:i + step] = special.gammainc(self.a[None, :], x[:, None]) @ self.w
-        return out
+        return self.law.below(-s, 0.0)                 # P(-s + ln r < 0)
 
     def support(self, tol=1e-17):
         """(lo, hi): below lo the sub-CDF is < tol, above hi within tol of its mass."""
-        return (self.log2v + math.log(special.gammaincinv(self.a[0], tol)),
-                self.log2v + math.log(special.gammainccinv(self.a[-1], tol)))
+        law = self.law
+        return (law.log2v + math.log(special.gammaincinv(0.5 * law.klo, tol)),
+                law.log2v + math.log(special.gammainccinv(0.5 * law.khi, tol)))
 
 
 def ks_defined(cfg):
@@ -411,7 +405,7 @@ def _ks_distance(w, v, points_per_sd):
         lattice = (conv + whole) / alive
     d = np.abs(lattice - gauss.cdf(ys))
     i = int(np.argmax(d))
-    if 0 < i < len(d) - 1 and (len(w) == 1 or len(last.a) * len(f) * _REFINE <= _REFINE_COST):
+    if 0 < i < len(d) - 1 and (len(w) == 1 or len(last.law.k) * len(f) * _REFINE <= _REFINE_COST):
         # between the neighbours, F evaluated directly at _REFINE points (the same trapezoidal sum)
         yy = np.linspace(ys[i - 1], ys[i + 1], _REFINE)
         if len(w) == 1:
