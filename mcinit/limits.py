@@ -102,8 +102,9 @@ def _record_row_bytes(config):
     return record_bytes(config.depth, config.samples, config.sup, config.properties) - 8
 
 
-def _dense_scratch(widths, N, K, store_budget):
-    """Bytes of one work unit of the dense kernel (kernels/dense.py, _chunk)."""
+def _dense_scratch(widths, N, K, store_budget, orthogonal=False):
+    """Bytes of one work unit of the dense kernel (kernels/dense.py, _chunk); orthogonal weights
+    add the buffer of a layer's whole matrix (kernels/orthogonal.py, workspace_size)."""
     L = len(widths) - 1
     nmax = max(widths)
     nw = sum(widths[l] * widths[l - 1] for l in range(2, L + 1)) + K * widths[L]
@@ -113,7 +114,8 @@ def _dense_scratch(widths, N, K, store_budget):
     index = 2 * (L + 1) * nmax * _F            # cols, rows
     rows = (2 * nmax + 5 * nmax + max(5 * 8192, 3 * nmax) + max(8192, nmax)) * _F
     head = 2 * K * N * _F + N * max(widths[0], 2 * K) * _F
-    return kept + H + deltas + index + rows + head + 2 * N * (L + 1) * _F
+    whole = (2 * max(widths[l] * widths[l - 1] for l in range(1, L + 1)) + 3 * nmax) * _F if orthogonal else 0
+    return kept + H + deltas + index + rows + head + 2 * N * (L + 1) * _F + whole
 
 
 def _blocked_scratch(widths, N, K, item, store_budget, backward):
@@ -210,7 +212,7 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
         else:
             # a forward-only run keeps no weights for a backward pass
             keep = workspace_mb() * 2 ** 20 if config.properties != "forward" else 0
-            scratch = _dense_scratch(widths, N, K, keep)
+            scratch = _dense_scratch(widths, N, K, keep, config.init == "orthogonal")
         scratch *= min(threads, max(1, B))
     if config.sup:
         ratios += 5 * B * L * _F
