@@ -1,13 +1,13 @@
-"""Orthogonal (Haar) weights, --init orthogonal (kernels/orthogonal.py and the dense kernel).
+"""Orthogonal (Haar) weights, --init orthogonal (kernels/orthogonal.py, the dense and projected kernels).
 
 The matrices against NumPy's QR of the same Gaussian rows; their Haar laws; the dense
 kernel's ratios against the exact one-input law (docs/design.md, "Orthogonal weights") and
-against the NumPy network of tests/reference.py.
+against the NumPy network of tests/reference.py; the projected kernel against the dense one.
 
-Statistical tests: fixed seeds; each Kolmogorov-Smirnov or binomial test fails for a correct
-kernel with probability below 1e-6 (threshold p < 1e-6); with fewer than 20 such tests here a
-false failure of the module has probability below 2e-5, and with the fixed seeds the outcome
-is deterministic.
+Statistical tests: fixed seeds; each Kolmogorov-Smirnov, binomial or z test fails for a
+correct kernel with probability below 1e-6 (threshold p < 1e-6, or 6 sigma); with fewer than
+120 such tests here a false failure of the module has probability below 1.2e-4, and with the
+fixed seeds the outcome is deterministic.
 """
 
 import numpy as np
@@ -189,14 +189,91 @@ def test_same_numbers_for_any_thread_count_and_batch_size():
             assert np.array_equal(base.records[f], other.records[f]), f
 
 
-def test_a_run_of_orthogonal_weights_is_computed_by_the_dense_kernel(tmp_path):
-    """auto picks the dense kernel, which now computes the run (one line of summary names it)."""
+@pytest.mark.parametrize("kernel", ["dense", "projected"])
+def test_a_run_of_orthogonal_weights_completes(tmp_path, kernel):
+    """mcinit run --init orthogonal with either kernel that draws them writes its results."""
     from click.testing import CliRunner
 
     from mcinit.cli import main
     out = tmp_path / "o.h5"
     r = CliRunner().invoke(main, ["run", "--trials", "20", "--init", "orthogonal", "--width", "5", "--depth", "2",
-                                  "--input-dim", "4", "-o", str(out)])
+                                  "--input-dim", "4", "--samples", "2", "--kernel", kernel, "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert "20 trials" in r.output and "kernel dense" in r.output.splitlines()[0]
+    assert "20 trials" in r.output and f"kernel {kernel}" in r.output.splitlines()[0]
     assert out.exists()
+
+
+# ------------------------------------------------------------------ the projected kernel
+
+PROJECTED_CASES = [
+    dict(input_dim=6, widths="9,4,7", samples=3, head="softmax:3"),                 # tall, wide, tall
+    dict(input_dim=5, widths="3,8,8,2", samples=4, head="gaussian:4", gain=1.1),    # ranks below N
+    dict(input_dim=10, widths="6,6,6", samples=2, data="sphere"),                   # square
+]
+
+
+def run_kernel(name, cfg, data, first, count):
+    from mcinit.kernels import projected
+    plan = common.make_plan(cfg, data)
+    fwd = np.empty((count, cfg.samples, cfg.depth))
+    bwd = np.empty((count, cfg.samples, cfg.depth))
+    dead = np.zeros(count, dtype=bool)
+    {"dense": dense, "projected": projected}[name].fill(plan, first, count, fwd, bwd, dead)
+    return fwd, bwd, dead
+
+
+@pytest.mark.parametrize("case", range(len(PROJECTED_CASES)))
+def test_projected_equals_dense_in_law(case):
+    """The projected kernel's orthogonal weights (W_l Q an isometry's rows, the backward pass's rest a
+    Haar isometry of the complements) against the dense kernel's whole matrices: two-sample KS on
+    every layer's forward and backward ratio of every input, and a binomial test of the dead rate
+    (6000 trials each, other trials for each kernel; p > 1e-6 each, at most 32 tests a case)."""
+    T = 6000
+    cfg, data = config.build(trials=T, init="orthogonal", kernel="dense", seed=3, **PROJECTED_CASES[case])
+    a = run_kernel("dense", cfg, data, 0, T)
+    b = run_kernel("projected", cfg, data, 10 ** 6, T)
+    for i in (0, 1):
+        for l in range(cfg.depth):
+            for x in range(cfg.samples):
+                xa, xb = a[i][:, x, l], b[i][:, x, l]
+                p = stats.ks_2samp(xa[np.isfinite(xa)], xb[np.isfinite(xb)]).pvalue
+                assert p > P_MIN, (i, l, x, p)
+    pooled = (a[2].sum() + b[2].sum()) / (2 * T)   # two binomial proportions: a z test, 6 sigma
+    z = (a[2].mean() - b[2].mean()) / np.sqrt(2 * pooled * (1 - pooled) / T + 1e-300)
+    assert abs(z) < 6, z
+
+
+def test_projected_one_input_layer_factors_follow_the_exact_law():
+    """The projected kernel's one-input ratios obey the exact law of the dense kernel's test."""
+    widths = [5, 9, 4, 7]
+    T = 4000
+    cfg, data = config.build(trials=T, init="orthogonal", kernel="projected", gain=1.2, input_dim=5,
+                             widths="9,4,7", samples=1, seed=11, properties="forward")
+    fwd, _, _ = run_kernel("projected", cfg, data, 0, T)
+    rho = fwd[:, 0, :]
+    prev = np.ones(T)
+    for l in range(1, len(widths)):
+        n_l, M = widths[l], max(widths[l - 1], widths[l])
+        ok = prev > 0
+        r = rho[ok, l - 1] / prev[ok]
+        zero = r == 0.0
+        top = np.abs(r - 1.44) <= 1e-12 * 1.44
+        assert stats.binomtest(int(zero.sum()), r.size, 0.5 ** n_l).pvalue > P_MIN, l
+        rest = r[~zero & ~top]
+        p = stats.kstest(rest, lambda x: continuous_factor_cdf(x, n_l, M, 1.44)).pvalue
+        assert p > P_MIN, (l, p)
+        prev = rho[:, l - 1]
+
+
+def test_auto_picks_the_cheaper_of_dense_and_projected():
+    """Both compute orthogonal weights; auto compares their estimated costs with the QR work counted."""
+    from mcinit import kernels
+    from mcinit.initializers import DIST_ORTHOGONAL
+    wide = (784, 1024, 1024, 1024)
+    k, why, costs = kernels.choose("auto", DIST_ORTHOGONAL, wide, 2, 10, "orthogonal")
+    assert set(costs) == {"dense", "projected"} and k == "projected" and "Gaussian" not in why
+    assert kernels.choose("projected", DIST_ORTHOGONAL, wide, 2, 10, "orthogonal")[0] == "projected"
+    with pytest.raises(ConfigError):
+        kernels.choose("blocked", DIST_ORTHOGONAL, wide, 2, 10, "orthogonal")
+    with pytest.raises(ConfigError):
+        kernels.choose("law", DIST_ORTHOGONAL, wide, 1, 10, "orthogonal")
