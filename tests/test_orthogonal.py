@@ -277,3 +277,39 @@ def test_auto_picks_the_cheaper_of_dense_and_projected():
         kernels.choose("blocked", DIST_ORTHOGONAL, wide, 2, 10, "orthogonal")
     with pytest.raises(ConfigError):
         kernels.choose("law", DIST_ORTHOGONAL, wide, 1, 10, "orthogonal")
+
+
+def test_exact_moments_are_the_beta_mixtures():
+    """initializers.expected_forward's mean and variance of rho_l for orthogonal weights against the
+    moments of the one-input law computed with scipy (the mixture over K of g^2 Beta(K/2, (M - K)/2),
+    independent factors)."""
+    from mcinit.initializers import expected_forward
+    widths = [5, 9, 4, 7]
+    cfg, _, _ = plan_of(widths, gain=1.2)
+    mean, var = expected_forward(cfg)
+    m1 = m2 = 1.0
+    for l in range(1, len(widths)):
+        n_l, M = widths[l], max(widths[l - 1], widths[l])
+        K = np.arange(1, n_l + 1)
+        w = stats.binom.pmf(K, n_l, 0.5)
+        b = [stats.beta(k / 2, (M - k) / 2) if k < M else None for k in K]
+        e1 = sum(wk * (bk.mean() if bk else 1.0) for wk, bk in zip(w, b))
+        e2 = sum(wk * (bk.moment(2) if bk else 1.0) for wk, bk in zip(w, b))
+        m1 *= 1.44 * e1
+        m2 *= 1.44 ** 2 * e2
+        assert mean[l - 1] == pytest.approx(m1, rel=1e-12)
+        assert var[l - 1] == pytest.approx(m2 - m1 ** 2, rel=1e-10)
+
+
+def test_the_summary_shows_the_orthogonal_law(tmp_path):
+    """The run summary's exact columns are those of orthogonal weights, and say so."""
+    from click.testing import CliRunner
+
+    from mcinit.cli import main
+    r = CliRunner().invoke(main, ["run", "--trials", "20", "--init", "orthogonal", "--width", "6", "--depth", "2",
+                                  "--input-dim", "4", "--kernel", "dense", "-o", str(tmp_path / "o.h5")])
+    assert r.exit_code == 0, r.output
+    assert "exact = its one-input law for orthogonal weights (section 10)" in r.output
+    # layer 1: M = 6, n = 6, g^2 = 2: mean 1, sd sqrt(2^2 (36 + 30) / (4 * 6 * 8) - 1) = sqrt(0.375) = 0.6124
+    row = next(ln for ln in r.output.splitlines() if ln.split()[:2] == ["1", "6"])
+    assert row.split()[4:6] == ["1.00000", "0.6124"], row
