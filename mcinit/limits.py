@@ -136,8 +136,9 @@ def _blocked_scratch(widths, N, K, item, store_budget, backward):
     return weights + H + back + norms + rows
 
 
-def _projected_scratch(widths, N, K):
-    """Bytes of one work unit of the projected kernel (kernels/projected.py, _chunk)."""
+def _projected_scratch(widths, N, K, orthogonal=False):
+    """Bytes of one work unit of the projected kernel (kernels/projected.py, _chunk); orthogonal
+    weights widen G to max(n_l, n_(l-1)) columns and add U (N, nmax) and Rz (rs, rs)."""
     L = len(widths) - 1
     nmax = max(max(widths), K)
     rs = min(N, nmax)
@@ -147,12 +148,14 @@ def _projected_scratch(widths, N, K):
         if l > 0:
             total += N * n + min(N, n) * n           # H, Q
         total += min(N, n) * N                        # R
-        total += min(N, widths[max(l - 1, 0)]) * n    # G
+        total += min(N, widths[max(l - 1, 0)]) * (max(n, widths[max(l - 1, 0)]) if orthogonal else n)   # G
     total += min(N, widths[L]) * K + 2 * N * K       # Go, E, Z
     # Dl, Dn (N, nmax) and Y (rs, nmax) are touched only in their first max(widths) columns
     # (the pages of the rest are never mapped); Qs (rs, nmax) whole, by the head
     wmax = max(widths)
     total += 2 * N * wmax + rs * (nmax + wmax) + rs * N + 7 * nmax
+    if orthogonal:
+        total += N * nmax + rs * rs                  # U, Rz
     return total * _F
 
 
@@ -203,7 +206,7 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
             scratch = _law_scratch(L, K)
             fixed = (sum(widths[1:]) + L) * _F + L * 4096 * _F + (max(widths) + 1) * _F
         elif kernel == "projected":
-            scratch = _projected_scratch(widths, N, K)
+            scratch = _projected_scratch(widths, N, K, config.init == "orthogonal")
             fixed = min(N, widths[0]) * (N + widths[0]) * _F
         elif kernel == "blocked":
             item = 4 if config.precision == "float32" else 8

@@ -37,7 +37,8 @@ __all__ = ["fill", "weights_fit"]
 
 @njit(cache=True)
 def weight_row(k0, k1, trial, layer, i, n_in, dist, var, gain, out):
-    """Row i of W_layer (length n_in) into out."""
+    """Row i of W_layer (length n_in) into out; not for orthogonal weights, whose rows come from
+    the whole matrix (orthogonal.layer_matrix; the kernels that call this refuse them)."""
     c2, c3 = rng.counter_words(trial, layer, rng.STREAM_WEIGHTS)
     if dist == DIST_NORMAL:
         rng.fill_normal_row(k0, k1, c2, c3, i, math.sqrt(var), out, n_in)
