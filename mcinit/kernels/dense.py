@@ -8,9 +8,10 @@ weights are g_l times the Haar matrix of the layer's N(0, 1) rows, drawn whole
 (kernels/orthogonal.py, O(n_l n_(l-1) min(n_l, n_(l-1))) per layer); the head
 W_o is N(0, 1), layer L + 1.  Only the weights that meet an active unit are
 drawn (the columns of the support of h^(l-1); about half of them past the first
-layer; an orthogonal matrix is drawn whole and its rows read there).  The backward pass reads the rows the forward pass kept (those of active
-units, at those columns) or, when they exceed the workspace budget, redraws them
-from their counters: both give identical numbers.  A plan without the backward
+layer), or read there from the whole orthogonal matrix.  The backward pass reads
+the rows the forward pass kept (those of active units, at those columns) or, when
+they exceed the workspace budget, redraws them from their counters (an orthogonal
+layer's matrix whole again): both give identical numbers.  A plan without the backward
 property (``plan.backward`` False) stops after the forward pass: no head, no
 backward pass, bwd left as it is, and the forward numbers those of a run of both.
 

@@ -1,4 +1,4 @@
-"""Orthogonal (Haar) weights, --init orthogonal (docs/design.md, "Orthogonal weights").
+"""Orthogonal (Haar) weights, --init orthogonal (docs/design.md section 10).
 
 The matrix of layer l (n_out x n_in, gain g) is g times a Haar matrix with orthonormal
 rows when n_out <= n_in and orthonormal columns when n_out > n_in, drawn as

@@ -1,4 +1,4 @@
-"""The projected kernel: exact in law for Gaussian weights, without drawing W (docs/design.md section 4).
+"""The projected kernel: exact in law for Gaussian and orthogonal weights, without drawing W (docs/design.md section 4).
 
 Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
 - forward:  a^l(x) = W_l h^(l-1)(x) = G R[:, x] with G = W_l Q an n_l x r matrix of
@@ -15,6 +15,12 @@ reach a delta).  Only Gram-matrix information of each layer's inputs enters, so 
 cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).  A plan without
 the backward property (``plan.backward`` False) stops after the forward pass: no head,
 no backward pass, bwd left as it is, and the forward numbers those of a run of both.
+
+Orthogonal weights W_l = g O (--init orthogonal, docs/design.md section 10): G's rows are
+those of g T^T, T a Haar M x r isometry (M = max(n_l, n_(l-1))) of which O Q is the first
+n_l rows, and the backward pass's rest is Y^T R_u with R_u of the deltas' parts outside
+T's columns and Y a Haar isometry's rows into the complement of the inputs' span
+(orthogonal_forward_rows, orthogonal_back_rows): O((n_l + n_(l-1)) N^2) per layer.
 """
 
 import math
@@ -92,7 +98,7 @@ def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v):
 
 @njit(cache=True)
 def orthogonal_forward_rows(k0, k1, trial, l, r, M, g, Gl, Rz, v):
-    """Orthogonal weights W_l = g O (docs/design.md, "Orthogonal weights", the projected kernel):
+    """Orthogonal weights W_l = g O (docs/design.md section 10, the projected kernel):
     Gl[k, :M] = g T[:, k], k < r, T an M x r Haar isometry (M = max(n_l, n_(l-1))): the
     Gram-Schmidt rows of r Gaussian rows of (layer l, STREAM_PROJ_G).  O Q is T's first n_l
     rows, so Gl[:, :n_l] = (W_l Q)^T as for Gaussian weights; the wide case (n_l < n_(l-1))
@@ -115,7 +121,9 @@ def orthogonal_back_rows(k0, k1, trial, l, Qb, r, Gl, n_out, n, M, g, D, N, U, Q
     - Y rows: Gaussian rows of length M, (layer l, STREAM_PROJ_Y), their first n entries
       projected off the span of Qb (r x n, the layer's input basis), Gram-Schmidt
       orthonormalised, their first n entries times g.
-    Then (I - QQ^T) W_l^T D = Y^T Rs in law, independently of W_l Q (docs/design.md)."""
+    Then (I - QQ^T) W_l^T D = Y^T Rs in law, given W_l Q (docs/design.md section 10).  The
+    Gaussian rows span M - r dimensions and rd <= M - r (u is orthogonal to T's columns), so
+    their Gram-Schmidt keeps all rd of them with probability 1."""
     ginv2 = 1.0 / (g * g)
     for x in range(N):
         u = U[x]
