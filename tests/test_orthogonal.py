@@ -6,7 +6,7 @@ against the NumPy network of tests/reference.py; the projected kernel against th
 
 Statistical tests: fixed seeds; each Kolmogorov-Smirnov, binomial or z test fails for a
 correct kernel with probability below 1e-6 (threshold p < 1e-6, or 6 sigma); with fewer than
-120 such tests here a false failure of the module has probability below 1.2e-4, and with the
+150 such tests here a false failure of the module has probability below 1.5e-4, and with the
 fixed seeds the outcome is deterministic.
 """
 
@@ -226,8 +226,9 @@ def run_kernel(name, cfg, data, first, count):
 def test_projected_equals_dense_in_law(case):
     """The projected kernel's orthogonal weights (W_l Q an isometry's rows, the backward pass's rest a
     Haar isometry of the complements) against the dense kernel's whole matrices: two-sample KS on
-    every layer's forward and backward ratio of every input, and a binomial test of the dead rate
-    (6000 trials each, other trials for each kernel; p > 1e-6 each, at most 32 tests a case)."""
+    every layer's forward and backward ratio of every input and of the log quotient of two inputs'
+    ratios (their joint law), and a z test of the dead rate (6000 trials each, other trials for each
+    kernel; p > 1e-6 or 6 sigma each, at most 41 tests a case)."""
     T = 6000
     cfg, data = config.build(trials=T, init="orthogonal", kernel="dense", seed=3, **PROJECTED_CASES[case])
     a = run_kernel("dense", cfg, data, 0, T)
@@ -238,6 +239,10 @@ def test_projected_equals_dense_in_law(case):
                 xa, xb = a[i][:, x, l], b[i][:, x, l]
                 p = stats.ks_2samp(xa[np.isfinite(xa)], xb[np.isfinite(xb)]).pvalue
                 assert p > P_MIN, (i, l, x, p)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                qa, qb = (np.log(c[i][:, 0, l] / c[i][:, 1, l]) for c in (a, b))
+            p = stats.ks_2samp(qa[np.isfinite(qa)], qb[np.isfinite(qb)]).pvalue
+            assert p > P_MIN, (i, l, "quotient", p)
     pooled = (a[2].sum() + b[2].sum()) / (2 * T)   # two binomial proportions: a z test, 6 sigma
     z = (a[2].mean() - b[2].mean()) / np.sqrt(2 * pooled * (1 - pooled) / T + 1e-300)
     assert abs(z) < 6, z
