@@ -47,7 +47,7 @@ def release(name):
         free()
 
 
-def cost_terms(name, widths, samples, classes, backward=True, orthogonal=False):
+def cost_terms(name, widths, samples, classes, backward=True, activation="relu", orthogonal=False):
     """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
 
     dense      normals drawn, multiply-adds in row loops, layers
@@ -91,11 +91,13 @@ def cost_terms(name, widths, samples, classes, backward=True, orthogonal=False):
     return (g, g * N, qr, K * n[-1] * N, float(L))
 
 
-def cost(name, widths, samples, classes, precision="float64", backward=True, orthogonal=False):
+def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
+         orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
-    a kernel and the engine sizes batches (``orthogonal``: --init orthogonal)."""
+    a kernel and the engine sizes batches (``activation``: --activation's text, which these
+    terms do not distinguish yet; ``orthogonal``: --init orthogonal)."""
     c = COST[name]
-    t = cost_terms(name, widths, samples, classes, backward, orthogonal)
+    t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
         t = (t[0], t[1] / 2, t[2], t[3])      # sgemm runs at twice dgemm's rate
     return float(np.dot(c, t))
@@ -171,7 +173,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
     ortho = dist_code == DIST_ORTHOGONAL
-    costs = {k: cost(k, widths, samples, classes, precision, orthogonal=ortho) for k in kinds}
+    costs = {k: cost(k, widths, samples, classes, precision, True, activation, dist_code == DIST_ORTHOGONAL)
+             for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
@@ -190,7 +193,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if kinds == ("dense",):
         why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
         return "dense", f"auto: {why} are computed by the dense kernel", costs
-    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes, orthogonal=ortho))
+    found = min((k for k in kinds if k != "law"), key=lambda k: costs[k])
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
     if not gaussian and not ortho:
         why += " (projected is exact for Gaussian or orthogonal weights only, law for Gaussian ones)"
