@@ -172,7 +172,6 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
-    ortho = dist_code == DIST_ORTHOGONAL
     costs = {k: cost(k, widths, samples, classes, precision, True, activation, dist_code == DIST_ORTHOGONAL)
              for k in kinds}
     if requested != "auto":
@@ -195,7 +194,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         return "dense", f"auto: {why} are computed by the dense kernel", costs
     found = min((k for k in kinds if k != "law"), key=lambda k: costs[k])
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
-    if not gaussian and not ortho:
+    if not gaussian and dist_code != DIST_ORTHOGONAL:
         why += " (projected is exact for Gaussian or orthogonal weights only, law for Gaussian ones)"
     return found, why, costs
 
