@@ -1,4 +1,4 @@
-"""The infinite-width (mean-field) view of a network, and its depth-to-width regime (docs/design.md section 10).
+"""The infinite-width (mean-field) view of a network, and its depth-to-width regime (docs/design.md section 13).
 
 **The q-map** (Poole et al. 2016, "Exponential expressivity in deep neural networks through
 transient chaos", without biases: mcinit's networks have none).  With W_l's entries of variance

@@ -373,7 +373,7 @@ def _regime(chi):
 
 
 def meanfield_numbers(results):
-    """The mean-field view of each run (mcinit.meanfield; docs/design.md section 10), one row per run it
+    """The mean-field view of each run (mcinit.meanfield; docs/design.md section 13), one row per run it
     describes (residual runs and tanh or gelu on unnormalised fixed data are left out): a DataFrame with
     columns run, activation, depth, beta (sum_l 1/n_l), sigma_w2 (v_L n_(L-1), the last layer's),
     critical_sigma_w2, q_star (the fixed point the last layer's map reaches from its q^a_L; NaN where
@@ -417,7 +417,7 @@ _Q_STAR_WORDS = {"every": "every q (the map is q -> q)", "zero": "0 (the pre-act
 
 def _meanfield_section(results, df):
     """The text of meanfield_numbers' rows."""
-    lines = ["MEAN-FIELD VIEW AND DEPTH-TO-WIDTH REGIME (docs/design.md section 10)",
+    lines = ["MEAN-FIELD VIEW AND DEPTH-TO-WIDTH REGIME (docs/design.md section 13)",
              _wrap("Infinite width: the q-map q -> sigma_w^2 E[phi(sqrt(q) z)^2] of the last layer "
                    "(sigma_w^2 = v_L n_(L-1)), its fixed point q* from the layer's q, chi_1 = sigma_w^2 "
                    "E[phi'(sqrt(q*) z)^2] (below 1 ordered, above 1 chaotic) and the mean-field rho_L. "
