@@ -1,4 +1,4 @@
-"""The law kernel beyond ReLU and Gaussian weights (docs/design.md section 10): its closed forms
+"""The law kernel beyond ReLU and Gaussian weights (docs/design.md section 14): its closed forms
 (leaky-relu, abs, linear; orthogonal weights) and its chain (every activation) against an
 independent NumPy Monte Carlo of whole networks, against each other, and against exact laws
 computed with scipy.

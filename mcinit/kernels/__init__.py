@@ -3,7 +3,7 @@
 - ``dense``      draws every weight; any initialisation; the ground truth
 - ``blocked``    the dense kernel's weights, whole layers at a time, products by BLAS:
                  for many inputs per network (float32 too)
-- ``projected``  exact in law for Gaussian weights, O((n_l + n_(l-1)) N) normals per layer
+- ``projected``  exact in law for Gaussian and orthogonal weights, O((n_l + n_(l-1)) N) normals per layer
 - ``law``        exact in law for one input: Gaussian weights, O(L) per trial for relu, leaky-relu,
                  abs and linear, O(sum n_l) for tanh and gelu; orthogonal weights
 """
@@ -59,7 +59,13 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
     law        layers of ReLU Gaussian lane blocks, classes, 1, layers of the other activations or
                orthogonal weights (drawn a trial at a time), normals of the chain (tanh, gelu, and
                orthogonal weights' backward: sum n_l, orthogonal sum max(n_(l-1), n_l), forward
-               and as many backward)"""
+               and as many backward)
+
+    Orthogonal weights (``orthogonal``; dense and projected) add their QR work: dense draws
+    every entry and counts the Householder QR and the forming of Q as 6 n_l n_(l-1)
+    min(n_l, n_(l-1)) row-loop multiply-adds (their measured time: 5.4 at width 256, 6.3 at
+    1024, depth 5, one thread); projected draws rows of max(n_l, n_(l-1)) and orthogonalises
+    about three sets of N of them per layer (kernels/projected.py)."""
     n = np.asarray(widths, dtype=float)
     N = float(samples)
     L = len(n) - 1
@@ -77,6 +83,9 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
         active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
         macs = N * drawn * (2.0 if backward else 1.0)
+        if orthogonal:
+            drawn = float(np.sum(w)) + K * n[-1] * active
+            macs += 6.0 * float(np.sum(w * np.minimum(n[1:], n[:-1])))
         return (drawn, macs, float(L))
     if name == "blocked":
         drawn = float(np.sum(w)) + (K * n[-1] if backward else 0.0)
@@ -87,13 +96,18 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
     r = np.minimum(n, N)
     g = float(np.sum(r[:-1] * n[1:] + np.minimum(n[1:], N) * n[:-1]))
     qr = float(np.sum(n * N * r))
+    if orthogonal:
+        M = np.maximum(n[1:], n[:-1])
+        g = float(np.sum((r[:-1] + np.minimum(n[1:], N)) * M))
+        qr += 3.0 * float(np.sum(M * N * r[:-1]))
     return (g, g * N, qr, K * n[-1] * N, float(L))
 
 
 def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
          orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
-    a kernel and the engine sizes batches."""
+    a kernel and the engine sizes batches (``activation``: --activation's text, which the law
+    kernel's terms distinguish; ``orthogonal``: --init orthogonal)."""
     c = COST[name]
     t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
@@ -108,7 +122,8 @@ RESIDUAL_KERNELS = ("dense", "law")
 #: the kernels that compute activations other than ReLU (--activation)
 ACTIVATION_KERNELS = ("dense", "law")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
-ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "law": ("both", "forward", "backward")}
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "projected": ("both", "forward", "backward"),
+                      "law": ("both", "forward", "backward")}
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):
@@ -153,9 +168,10 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         which = kinds or ACTIVATION_KERNELS
         raise ConfigError(f"--activation {activation} is computed by the {' and '.join(which)} "
                           f"kernel{'s' if len(which) > 1 else ''}, not {requested}")
-    if requested in ("projected", "law") and not gaussian and not (requested == "law" and dist_code == DIST_ORTHOGONAL):
+    if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
-        raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
+        raise ConfigError(f"the {requested} kernel is exact for Gaussian or orthogonal weights only, not {why}; "
+                          "use --kernel dense")
     if requested == "law" and samples != 1:
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
     if arch != "plain":
@@ -191,10 +207,10 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if kinds == ("dense",):
         why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
         return "dense", f"auto: {why} are computed by the dense kernel", costs
-    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes))
+    found = min((k for k in kinds if k != "law"), key=lambda k: costs[k])
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
-    if not gaussian:
-        why += " (projected and law are exact for Gaussian weights only)"
+    if not gaussian and dist_code != DIST_ORTHOGONAL:
+        why += " (projected and law are exact for Gaussian or orthogonal weights only)"
     return found, why, costs
 
 

@@ -32,7 +32,7 @@ the head), each stage a loop across the trials, so that independent Philox block
 normal inversions and exponentials overlap or vectorise instead of waiting on one
 trial's branches.  The tests check the two trial by trial.
 
-Other activations and orthogonal weights (docs/design.md section 10): homogeneous_trial draws
+Other activations and orthogonal weights (docs/design.md section 14): homogeneous_trial draws
 leaky-relu, abs and linear layers (and orthogonal relu) from closed forms, O(1) per layer, the
 backward pass included for Gaussian weights; chain_trial draws any activation (tanh, gelu) exactly
 in law from each layer's vector in its own coordinates, O(n_l) normals per layer.  Orthogonal
@@ -524,7 +524,7 @@ def _slope2(act, alpha):
 def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
                       cdf, offs, guide, V, KK, S, R, Gm, rho, dn2, Go, z, e, fwd, bwd):
     """One trial of relu, leaky-relu, abs or linear layers in O(1) per layer (docs/design.md
-    section 10); returns the dead flag (the forward deaths only without ``backward``).
+    section 14); returns the dead flag (the forward deaths only without ``backward``).
 
     Layer l: K_l ~ Bin(n_l, 1/2) active units (abs, linear: K_l = n_l), A_l = chi2(K_l) and
     B_l = chi2(n_l - K_l) (drawn only for leaky-relu), alpha2 = alpha^2:
@@ -645,7 +645,7 @@ def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backwa
 def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
                 offs, Abuf, Hbuf, Zs, Dn, Y, ws, s, dn2, Go, z, e, fwd, bwd):
     """One trial of any activation, exact in law, O(n_l) normals per layer (docs/design.md
-    section 10); returns the dead flag (the forward deaths only without ``backward``).
+    section 14); returns the dead flag (the forward deaths only without ``backward``).
 
     Forward, in each layer's own coordinates: a^l = sqrt(v_l) s_(l-1) z, z ~ N(0, I_(n_l))
     (orthogonal: a^l = g_l s_(l-1) (z_1..z_(n_l)) / ||z||, z ~ N(0, I_M)), h^l = phi(a^l), s_l = ||h^l||.
@@ -653,7 +653,7 @@ def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, he
     q = h^(l-1) / s_(l-1), y ~ N(0, I); delta^(l-1) = phi'(a^(l-1)) * W_l^T delta^l; the head
     W_o^T e = q_L (G_o . e) + ||e|| (I - q q^T) y.  Orthogonal weights: the same with
     g_l sqrt(||delta^l||^2 - (w . delta^l)^2) / ||(I - q q^T) y||, y ~ N(0, I_M), w = a^l / (g_l s_(l-1)),
-    for sqrt(v_l) ||delta^l|| (docs/design.md section 10).
+    for sqrt(v_l) ||delta^l|| (docs/design.md section 14).
     a^l, h^l: Abuf, Hbuf[offs[l - 1]:offs[l - 1] + n_l]; Zs (max M), Dn, Y (max n), ws (rng.row_workspace(max M)): scratch;
     s (L+1), dn2 (L+1).  Rows: ROW_CHAIN_FORWARD, ROW_CHAIN_BACKWARD of layer l; ||x||^2 and
     G_o as law_trial."""
