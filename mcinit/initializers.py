@@ -81,9 +81,10 @@ def expected_forward(cfg):
     """Per-input E rho_l and, where an exact law describes the run, Var rho_l (else NaN), l = 1..L.
 
     Plain networks with an exact law (mcinit.theory.exact_law_of: Gaussian or orthogonal weights,
-    relu, leaky-relu, abs, linear): mcinit.theory.moments.  Otherwise, for any symmetric weights
-    and a homogeneous activation, E r = v n E[phi(z)^2] (weight-normalised: g^2 n_l E[phi(z)^2] /
-    n_(l-1)) and no variance; tanh and gelu: NaN (E r depends on ||h||).
+    relu, leaky-relu, abs, linear): mcinit.theory.moments (docs/design.md sections 4, 10 and 11).
+    Otherwise, for any symmetric weights and a homogeneous activation, E r = v n E[phi(z)^2]
+    (weight-normalised: g^2 n_l E[phi(z)^2] / n_(l-1)) and no variance; tanh and gelu: NaN
+    (E r depends on ||h||).
     Residual networks: mcinit.theory.residual_layer_moments (--arch residual), NaN for
     single-skip, which has no exact law (docs/design.md section 9).
     """

@@ -157,8 +157,11 @@ def _exact_meaning(cfg):
     from .activations import homogeneous
     from .theory import exact_law_of
     law = exact_law_of(cfg)
+    if law is not None and cfg.init == "orthogonal":
+        return ("exact = its one-input law for orthogonal weights (section 10"
+                + ("" if cfg.activation == "relu" else f"; {cfg.activation}: section 11") + ")")
     if law is not None and not law.relu_gaussian:
-        return f"exact = its one-input law for {cfg.init} weights and {cfg.activation} (section 11)"
+        return f"exact = its one-input law for {cfg.activation} (section 11)"
     if not homogeneous(cfg.activation):
         return f"exact: - (no exact law for {cfg.activation}: the factor depends on ||h||)"
     return "exact = its one-input law for Gaussian weights (section 4)"

@@ -726,8 +726,12 @@ class _LayerLaw:
 
     dropped = 0.0        # no term is left out for want of smoothness (_BetaLaw's is)
 
-    def __init__(self, factor, n, log_tol, relu):
-        if relu:
+    def __init__(self, n, v, log_tol, factor=None):
+        # (n, v): the ReLU Gaussian factor v chi2(K), K ~ Bin(n, 1/2); else the factor's mixture
+        if factor is None:
+            factor = _factor(int(n), 0, float(v), ("relu", 0.0), False)
+        n = factor.relu_n
+        if n is not None:
             half = math.sqrt(0.5 * n * (_LN2 - log_tol))       # P(|K - n/2| >= half) <= exp(log_tol)
             self.klo = max(1, math.ceil(n / 2.0 - half))
             self.khi = min(n, math.floor(n / 2.0 + half))
@@ -984,7 +988,7 @@ def _first_exit(a, b, factors, log_tol, refine):
     for f in factors:
         if id(f) not in cache:
             cache[id(f)] = (_BetaLaw(f, log_tol_k) if f.family == "beta"
-                            else _LayerLaw(f, f.relu_n, log_tol_k, f.relu_n is not None))
+                            else _LayerLaw(None, None, log_tol_k, factor=f))
         laws.append(cache[id(f)])
     e = np.empty(L)
     e[0] = laws[0].exit_first(a, b)

@@ -3,8 +3,9 @@
 - ``dense``      draws every weight; any initialisation; the ground truth
 - ``blocked``    the dense kernel's weights, whole layers at a time, products by BLAS:
                  for many inputs per network (float32 too)
-- ``projected``  exact in law for Gaussian weights, O((n_l + n_(l-1)) N) normals per layer
-- ``law``        exact in law for Gaussian weights and one input, O(L) per trial
+- ``projected``  exact in law for Gaussian and orthogonal weights, O((n_l + n_(l-1)) N) normals per layer
+- ``law``        exact in law for one input: Gaussian weights, O(L) per trial for relu, leaky-relu,
+                 abs and linear, O(sum n_l) for tanh and gelu; orthogonal weights
 """
 
 import numpy as np
@@ -31,12 +32,14 @@ def get(name):
 
 
 #: seconds per unit of each cost term (cost_terms), one thread, fitted to measured times by
-#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine)
+#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine);
+#: law's last two (a layer of a trial drawn one at a time, a normal of the chain), which the grid of
+#: ReLU networks does not exercise, from law.fill's times on one thread at widths 20-500 and 3-10 layers
 COST = {
     "dense": (5.7e-9, 1.24e-10, 4.0e-6),
     "blocked": (4.6e-9, 4.1e-11, 3.2e-9, 2.2e-6),
     "projected": (2.0e-9, 7.7e-10, 0.0, 2.5e-9, 9.8e-7),
-    "law": (1.9e-8, 2.3e-8, 0.0),
+    "law": (1.9e-8, 2.3e-8, 0.0, 3.0e-7, 2.0e-8),
 }
 
 
@@ -47,24 +50,42 @@ def release(name):
         free()
 
 
-def cost_terms(name, widths, samples, classes, backward=True):
+def cost_terms(name, widths, samples, classes, backward=True, activation="relu", orthogonal=False):
     """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
 
     dense      normals drawn, multiply-adds in row loops, layers
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
-    law        layers, classes, 1"""
+    law        layers of ReLU Gaussian lane blocks, classes, 1, layers of the other activations or
+               orthogonal weights (drawn a trial at a time), normals of the chain (tanh, gelu, and
+               orthogonal weights' backward: sum n_l, orthogonal sum max(n_(l-1), n_l), forward
+               and as many backward)
+
+    Orthogonal weights (``orthogonal``; dense and projected) add their QR work: dense draws
+    every entry and counts the Householder QR and the forming of Q as 6 n_l n_(l-1)
+    min(n_l, n_(l-1)) row-loop multiply-adds (their measured time: 5.4 at width 256, 6.3 at
+    1024, depth 5, one thread); projected draws rows of max(n_l, n_(l-1)) and orthogonalises
+    about three sets of N of them per layer (kernels/projected.py)."""
     n = np.asarray(widths, dtype=float)
     N = float(samples)
     L = len(n) - 1
     K = float(classes)
     w = n[1:] * n[:-1]
     if name == "law":
-        return (float(L), K, 1.0)
+        if activation == "relu" and not orthogonal:
+            return (float(L), K, 1.0, 0.0, 0.0)
+        from ..activations import homogeneous
+        chain = not homogeneous(activation) or (orthogonal and backward)
+        drawn = float(np.sum(np.maximum(n[1:], n[:-1]) if orthogonal else n[1:]))
+        normals = drawn * (2.0 if backward else 1.0) if chain else 0.0
+        return (0.0, K, 1.0, float(L), normals)
     if name == "dense":
         active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
         macs = N * drawn * (2.0 if backward else 1.0)
+        if orthogonal:
+            drawn = float(np.sum(w)) + K * n[-1] * active
+            macs += 6.0 * float(np.sum(w * np.minimum(n[1:], n[:-1])))
         return (drawn, macs, float(L))
     if name == "blocked":
         drawn = float(np.sum(w)) + (K * n[-1] if backward else 0.0)
@@ -75,14 +96,20 @@ def cost_terms(name, widths, samples, classes, backward=True):
     r = np.minimum(n, N)
     g = float(np.sum(r[:-1] * n[1:] + np.minimum(n[1:], N) * n[:-1]))
     qr = float(np.sum(n * N * r))
+    if orthogonal:
+        M = np.maximum(n[1:], n[:-1])
+        g = float(np.sum((r[:-1] + np.minimum(n[1:], N)) * M))
+        qr += 3.0 * float(np.sum(M * N * r[:-1]))
     return (g, g * N, qr, K * n[-1] * N, float(L))
 
 
-def cost(name, widths, samples, classes, precision="float64", backward=True):
+def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
+         orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
-    a kernel and the engine sizes batches."""
+    a kernel and the engine sizes batches (``activation``: --activation's text, which the law
+    kernel's terms distinguish; ``orthogonal``: --init orthogonal)."""
     c = COST[name]
-    t = cost_terms(name, widths, samples, classes, backward)
+    t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
         t = (t[0], t[1] / 2, t[2], t[3])      # sgemm runs at twice dgemm's rate
     return float(np.dot(c, t))
@@ -93,9 +120,10 @@ RESIDUAL_KERNELS = ("dense", "law")
 
 
 #: the kernels that compute activations other than ReLU (--activation)
-ACTIVATION_KERNELS = ("dense",)
+ACTIVATION_KERNELS = ("dense", "law")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
-ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward")}
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "projected": ("both", "forward", "backward"),
+                      "law": ("both", "forward", "backward")}
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):
@@ -135,12 +163,15 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if dist_code == DIST_ORTHOGONAL and requested != "auto" and requested not in kinds:
         raise ConfigError(f"orthogonal weights (--init orthogonal) with --properties {properties} are computed "
                           f"by the {' and '.join(kinds)} kernel{'s' if len(kinds) > 1 else ''}, not {requested}")
-    if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
-        raise ConfigError(f"--activation {activation} is computed by the {', '.join(ACTIVATION_KERNELS)} "
-                          f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
-    if requested in ("projected", "law") and not gaussian:
+    if (activation != "relu" and requested != "auto" and requested not in kinds
+            and not (requested == "law" and samples != 1)):        # law's own words below
+        which = kinds or ACTIVATION_KERNELS
+        raise ConfigError(f"--activation {activation} is computed by the {' and '.join(which)} "
+                          f"kernel{'s' if len(which) > 1 else ''}, not {requested}")
+    if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
-        raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
+        raise ConfigError(f"the {requested} kernel is exact for Gaussian or orthogonal weights only, not {why}; "
+                          "use --kernel dense")
     if requested == "law" and samples != 1:
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
     if arch != "plain":
@@ -156,7 +187,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
-    costs = {k: cost(k, widths, samples, classes, precision) for k in kinds}
+    costs = {k: cost(k, widths, samples, classes, precision, True, activation, dist_code == DIST_ORTHOGONAL)
+             for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
@@ -175,10 +207,10 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if kinds == ("dense",):
         why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
         return "dense", f"auto: {why} are computed by the dense kernel", costs
-    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes))
+    found = min((k for k in kinds if k != "law"), key=lambda k: costs[k])
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
-    if not gaussian:
-        why += " (projected and law are exact for Gaussian weights only)"
+    if not gaussian and dist_code != DIST_ORTHOGONAL:
+        why += " (projected and law are exact for Gaussian or orthogonal weights only)"
     return found, why, costs
 
 
