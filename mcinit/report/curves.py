@@ -6,7 +6,7 @@ import numpy as np
 from scipy import signal, special, stats
 
 from .. import theory
-from .common import GAUSSIAN_INITS, paper_eps
+from .common import paper_eps
 
 # ---------------------------------------------------------------------------
 # exact density of ln rho_L

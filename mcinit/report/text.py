@@ -11,7 +11,7 @@ from .. import theory
 from ..options import PROPERTIES
 from ..results import chernoff_values, exact_values
 from ..stats import FORM_FORMULAS, deviation
-from .common import (GAUSSIAN_INITS, PAPER_INITS, PAPER_PROVENANCE, default_eps, fmt_g, form_words,
+from .common import (PAPER_PROVENANCE, default_eps, fmt_g, form_words,
                      init_label, paper_eps, widths_label)
 
 #: tolerance of comparisons with the exact value (it is a sum of terms and can exceed 1 by rounding)
@@ -100,8 +100,8 @@ def _layer_section(results, layers):
     for col in ("rho_mean", "rho_sd", "gamma_mean", "gamma_sd"):
         layers.loc[empty, col] = np.nan
     lines = ["Per-layer ratios over all (trial, input) pairs: mean and sd of rho_l and gamma_l (the squared",
-             "ratios themselves, not deviations); 'exact' = the one-input law of rho_l (docs/design.md section 4; the sd for",
-             "Gaussian weights only). z = (mean - exact mean)/(sd/sqrt(trials)): inputs of one trial are",
+             "ratios themselves, not deviations); 'exact' = the one-input law of rho_l (docs/design.md sections 4, 10",
+             "and 11; the sd where such a law describes the run). z = (mean - exact mean)/(sd/sqrt(trials)): inputs of one trial are",
              "dependent, so sqrt(trials) (not pairs) is used, which makes |z| conservative.", ""]
     many = len(results.runs) > _FULL_LAYER_RUNS
     if many:
@@ -184,8 +184,9 @@ def _failure_section(results, prop, eps, form, level, df):
             f"exceeds eps at some layer and input; dead networks count as failures. p_hat with its exact "
             f"(Clopper-Pearson) {pct} interval.")
     if prop == "forward":
-        head += (" chernoff: rigorous Chernoff + union bound (N inputs, Gaussian weights); p_exact: exact "
-                 "probability for one input (Gaussian weights).")
+        head += (" chernoff: rigorous Chernoff + union bound (N inputs); p_exact: exact probability for one "
+                 "input; both where an exact law describes the run (Gaussian or orthogonal weights, relu, "
+                 "leaky-relu, abs or linear; no Chernoff bound for leaky-relu).")
     else:
         head += " chernoff and p_exact exist for the forward property only ('-')."
     note_form = "" if form == "norm" else (f" (applied at the norm tolerance {theory.NORM_TOLERANCE_WORDS[form]}, "
@@ -273,7 +274,10 @@ def _statements(df, prop, form, pct, level, configs=None):
     na = df[df.paper_delta.isna() & ~df.run.isin(residual)]
     if len(na):
         inits = sorted(set(na.init))
-        out.append(f"Paper bound not shown for init {', '.join(inits)}: it is derived for He initialisation.")
+        acts = sorted({c.activation for n, c in (configs or {}).items() if n in set(na.run)} - {"relu"})
+        out.append(f"Paper bound not shown for init {', '.join(inits)}"
+                   + (f" (activation {', '.join(acts)})" if acts else "")
+                   + ": it is derived for ReLU networks with He initialisation.")
     if residual & set(df.run):
         out.append(f"No paper bound, Chernoff bound or exact value for the residual network"
                    f"{'s' if len(residual & set(df.run)) > 1 else ''} "
