@@ -340,9 +340,13 @@ class Results:
             exact = np.full((c.depth, len(eps)), np.nan)
             if cumulative and prop == "forward" and _exact_defined(c):
                 law = theory.exact_law_of(c)
-                first = theory.exact_forward_failure_layers(eps, list(c.widths), form, c.input_dim, c.init,
-                                                            **law.keywords)
-                exact = np.cumsum(np.atleast_2d(first), axis=-1).T
+                try:
+                    first = theory.exact_forward_failure_layers(eps, list(c.widths), form, c.input_dim, c.init,
+                                                                **law.keywords)
+                    exact = np.cumsum(np.atleast_2d(first), axis=-1).T
+                except ValueError:          # orthogonal weights of narrow layers: refused, left NaN
+                    if c.init != "orthogonal":
+                        raise
             for l in range(c.depth):
                 cells = failure_cells(k[l], T, level)
                 for i, e in enumerate(eps):
