@@ -1349,8 +1349,9 @@ def _equal_width_bound(kind, eps, m, depth, samples, form, init, activation="rel
 def paper_applies(init, activation="relu", gain=None):
     """Whether the paper's bound is of this setting: ReLU, Gaussian He weights (he, or he-in:
     the same at equal widths) of the default gain sqrt 2."""
-    return (init in ("he", "he-in") and _activation_of(activation)[0] == "relu"
-            and "leaky" not in str(activation) and (gain is None or abs(float(gain) ** 2 - 2.0) <= 1e-12))
+    from .activations import name_of
+    return (init in ("he", "he-in") and name_of(activation) == "relu"
+            and (gain is None or abs(float(gain) ** 2 - 2.0) <= 1e-12))
 
 
 def _chernoff_applies(activation):

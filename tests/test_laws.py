@@ -296,7 +296,30 @@ def test_exact_law_of_decides_where_laws_are_shown():
     ortho = law(init="orthogonal")
     assert ortho.init == "orthogonal" and not ortho.relu_gaussian
     assert not theory.paper_applies("he", "leaky-relu:0.1") and not theory.paper_applies("he", "relu", 1.0)
-    assert theory.paper_applies("he-in", "relu", math.sqrt(2.0))
+    assert theory.paper_applies("he-in", "relu", math.sqrt(2.0)) and not theory.paper_applies("he", "tanh")
+
+
+def test_no_relu_numbers_for_tanh_and_new_numbers_for_the_new_laws():
+    """What a run's tables show: nothing exact for tanh (no paper bound, no Chernoff, no p_exact,
+    no exact moments), theory's new values for leaky-relu (no Chernoff) and orthogonal weights."""
+    from mcinit import initializers, results, summary_text
+    eps = np.array([0.2, 0.4])
+
+    def cfg(width=64, **kw):
+        return config.build(trials=10, width=width, depth=2, input_dim=64, **kw)[0]
+    tanh = cfg(activation="tanh")
+    assert results.paper_bound(tanh, eps, "forward") is None
+    assert all(np.all(np.isnan(v)) for v in results._bounds(tanh, eps, "forward", "norm").values())
+    assert summary_text._exact_forward(tanh, eps) is None
+    assert np.all(np.isnan(initializers.expected_forward(tanh)[0]))
+    leaky = results._bounds(cfg(activation="leaky-relu:0.2"), eps, "forward", "norm")
+    assert np.all(np.isnan(leaky["paper_delta"])) and np.all(np.isnan(leaky["chernoff"]))
+    np.testing.assert_array_equal(leaky["p_exact"], theory.exact_forward_failure(
+        eps, [64, 64], "norm", 64, activation="leaky-relu:0.2"))
+    ortho = results._bounds(cfg(init="orthogonal", width=128), eps, "forward", "norm")
+    np.testing.assert_array_equal(ortho["p_exact"], theory.exact_forward_failure(
+        eps, [128, 128], "norm", 64, "orthogonal"))
+    assert np.all(ortho["chernoff"] >= ortho["p_exact"])
 
 
 def test_cli_bound_covers_the_new_laws():
