@@ -93,7 +93,7 @@ RESIDUAL_KERNELS = ("dense", "law")
 
 
 #: the kernels that compute activations other than ReLU (--activation)
-ACTIVATION_KERNELS = ("dense",)
+ACTIVATION_KERNELS = ("dense", "projected")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
 ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward")}
 
