@@ -294,6 +294,9 @@ def test_kernel_choice_for_activations():
     assert kernels.able(DIST_UNIFORM, 3, activation="tanh") == ("dense",)
     cfg, data = config.build(trials=4, input_dim=4, widths="3,3", samples=2, kernel="projected", activation="gelu")
     assert engine.run(cfg, data).records["fwd_min"].shape[0] == 4
+    # the cost model: ReLU draws the columns that meet an active unit, others every column
+    assert kernels.cost_terms("dense", [5, 6, 7], 1, 3, activation="tanh")[0] == 5 * 6 + 6 * 7 + 3 * 7
+    assert kernels.cost_terms("dense", [5, 6, 7], 1, 3)[0] == 5 * 6 + (6 * 7 + 3 * 7) / 2
     for kernel in ("blocked", "law"):
         with pytest.raises(config.ConfigError, match="activation"):
             engine.run(*config.build(trials=4, input_dim=4, widths="3,3", kernel=kernel, activation="gelu"))

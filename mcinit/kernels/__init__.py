@@ -47,10 +47,11 @@ def release(name):
         free()
 
 
-def cost_terms(name, widths, samples, classes, backward=True):
+def cost_terms(name, widths, samples, classes, backward=True, activation="relu"):
     """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
 
-    dense      normals drawn, multiply-adds in row loops, layers
+    dense      normals drawn, multiply-adds in row loops, layers (ReLU draws only the columns
+               that meet an active unit; other activations every column)
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
     law        layers, classes, 1"""
@@ -62,7 +63,7 @@ def cost_terms(name, widths, samples, classes, backward=True):
     if name == "law":
         return (float(L), K, 1.0)
     if name == "dense":
-        active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
+        active = 1.0 - 0.5 ** N if activation == "relu" else 1.0   # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
         macs = N * drawn * (2.0 if backward else 1.0)
         return (drawn, macs, float(L))
@@ -78,11 +79,11 @@ def cost_terms(name, widths, samples, classes, backward=True):
     return (g, g * N, qr, K * n[-1] * N, float(L))
 
 
-def cost(name, widths, samples, classes, precision="float64", backward=True):
+def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu"):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
     a kernel and the engine sizes batches."""
     c = COST[name]
-    t = cost_terms(name, widths, samples, classes, backward)
+    t = cost_terms(name, widths, samples, classes, backward, activation)
     if name == "blocked" and precision == "float32":
         t = (t[0], t[1] / 2, t[2], t[3])      # sgemm runs at twice dgemm's rate
     return float(np.dot(c, t))
@@ -156,7 +157,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
-    costs = {k: cost(k, widths, samples, classes, precision) for k in kinds}
+    costs = {k: cost(k, widths, samples, classes, precision, activation=activation) for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
@@ -175,7 +176,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if kinds == ("dense",):
         why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
         return "dense", f"auto: {why} are computed by the dense kernel", costs
-    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes))
+    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes,
+                                                                      activation=activation))
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
     if not gaussian:
         why += " (projected and law are exact for Gaussian weights only)"

@@ -10,16 +10,19 @@ are drawn (the columns of the support of h^(l-1); about half of them past the fi
 layer), phi'(a) = 1[h > 0] is read from h, and a unit no input activates passes no
 delta back.  Other activations have no such sparsity (every unit of leaky-relu, tanh
 and gelu carries a gradient; abs and gelu cannot recover a from h): every column is
-drawn, the pre-activations a^l of every layer are kept, and the mask is phi'(a).  The backward pass reads the rows the forward pass kept (those of active
-units, at those columns) or, when they exceed the workspace budget, redraws them
-from their counters: both give identical numbers.  A plan without the backward
-property (``plan.backward`` False) stops after the forward pass: no head, no
-backward pass, bwd left as it is, and the forward numbers those of a run of both.
+drawn, the pre-activations a^l of every layer are kept, and the mask is phi'(a).
+The backward pass reads the rows the forward pass kept (those of active units, at
+those columns; every row for other activations) or, when they exceed the workspace
+budget, redraws them from their counters: both give identical numbers.  A plan
+without the backward property (``plan.backward`` False) stops after the forward
+pass: no head, no backward pass, bwd left as it is, and the forward numbers those
+of a run of both.
 
 With ``plan.wn_direction`` (--wn-grad direction, weight-normalised rows w_i = g_l u_i,
 u_i = v_i/||v_i||) the backward ratio is that of dloss/dv_i = g_l delta_i (h - u_i (u_i . h))
 at ||v_i|| = 1, h = h^(l-1), divided by g_l: the trial also sums c_l = sum_i (delta^l_i a^l_i)^2
-in the backward pass (for ReLU a^l_i = h^l_i wherever delta^l_i != 0, so h^l is read), and common.direction_ratios gives
+in the backward pass (for ReLU a^l_i = h^l_i wherever delta^l_i != 0, so h^l is read), and
+common.direction_ratios gives
 gamma_l^dir = (||delta^l||^2 ||h^(l-1)||^2 - c_l / g_l^2) / (||x||^2 ||delta^L||^2).
 """
 
@@ -233,9 +236,9 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     For ReLU only the weights that meet an active unit are drawn: W_l[i, j] for j in the
     support of h^(l-1) (the forward pass), kept (``store``) or redrawn for the rows i
     that delta^l reaches (the backward pass, l >= 2); other activations draw every column
-    and keep every row.  The numbers are those of the
-    whole matrices; sums run over the support only, so they differ from sums over
-    all columns only by the order of rounding."""
+    (but W_1's on zero inputs) and keep every row.  The numbers are those of the whole
+    matrices; sums run over the support only, so they differ from sums over all columns
+    only by the order of rounding."""
     L = widths.shape[0] - 1
     n0 = widths[0]
     draw_inputs(k0, k1, trial, data, X0, N, n0, col)   # (N, n0) rows into col ...
