@@ -137,7 +137,9 @@ def report_document(results, eps=None, form="norm", level=0.95, figures=None, fi
     trials_planned, kernel, config, config_hash), layers (the rows of results.layers(),
     with z), failure {forward, backward, both: rows of results.failure() with
     chernoff_below and exact_outside, or null where no run computed the property}, sup
-    (rows of results.failure(prop="sup"), or null), figures (the file --plot named, or null),
+    (rows of results.failure(prop="sup"), or null), meanfield (the rows of
+    mcinit.report.text.meanfield_numbers: per run the mean-field view and ln rho_L's
+    depth-to-width law), figures (the file --plot named, or null),
     figure_files (the files --plot wrote: that file, or with --panels separate one file per
     panel; null without --plot).  numbers: report_numbers' result for these arguments, when
     the caller has it already."""
@@ -147,7 +149,7 @@ def report_document(results, eps=None, form="norm", level=0.95, figures=None, fi
                  config=config_columns(r.config), config_hash=r.config_hash) for r in results.runs]
     return dict(_header("report"), path=os.path.abspath(results.path), kind=results.kind, form=form,
                 level=level, eps=n["eps"], paper_bound=PAPER_PROVENANCE, runs=runs, layers=n["layers"],
-                failure=n["failure"], sup=n["sup"],
+                failure=n["failure"], sup=n["sup"], meanfield=n["meanfield"],
                 figures=os.path.abspath(figures) if figures else None,
                 figure_files=[os.path.abspath(f) for f in figure_files] if figure_files else None)
 

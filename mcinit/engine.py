@@ -141,7 +141,7 @@ def default_batch_size(config, threads=1):
     """Trials per batch: about a second of work, at least four work units per thread,
     within the memory budget."""
     c = kernels.cost(config.kernel, config.all_widths, config.samples, config.head[1], config.precision,
-                     config.properties != "forward", config.activation)
+                     config.properties != "forward", config.activation, config.init == "orthogonal")
     by_work = max(int(1.0 / max(c, 1e-9)), 4 * threads)
     by_mem = max(1, _BATCH_VALUES // (2 * config.samples * config.depth))
     return int(max(1, min(by_work, by_mem, 1 << 16, config.trials)))

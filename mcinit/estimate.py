@@ -148,7 +148,7 @@ def _write_cache(path, key, entry):
 def model_seconds(config):
     """The cost model's seconds of one trial of a resolved configuration on one thread."""
     return kernels.cost(config.kernel, config.all_widths, config.samples, config.head[1], config.precision,
-                        config.properties != "forward", config.activation)
+                        config.properties != "forward", config.activation, config.init == "orthogonal")
 
 
 def trial_seconds(config, calibration):

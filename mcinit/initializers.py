@@ -78,10 +78,12 @@ def scheme_of(cfg):
 
 
 def expected_forward(cfg):
-    """Per-input E rho_l and, for Gaussian weights, Var rho_l (else NaN), l = 1..L.
+    """Per-input E rho_l and, for Gaussian and orthogonal weights, Var rho_l (else NaN), l = 1..L.
 
     One layer factor r = rho_l / rho_(l-1): for Gaussian weights r = v chi2(K),
-    K ~ Binomial(n_l, 1/2), so E r = v n/2 and E r^2 = v^2 (n^2/4 + 5n/4).
+    K ~ Binomial(n_l, 1/2), so E r = v n/2 and E r^2 = v^2 (n^2/4 + 5n/4).  For
+    orthogonal weights r = g^2 Beta(K/2, (M - K)/2), M = max(n_(l-1), n_l), v = g^2 / M
+    (docs/design.md section 10), so E r^2 = v^2 (n^2/4 + 5n/4) M / (M + 2).
     For any symmetric weights E r = v n / 2 (weight-normalised: g^2 n_l / (2 n_(l-1))).
     Residual networks: mcinit.theory.residual_layer_moments (--arch residual), NaN for
     single-skip, which has no exact law (docs/design.md section 9).
@@ -96,8 +98,11 @@ def expected_forward(cfg):
     n = np.asarray(cfg.widths, dtype=np.float64)
     m1 = var * n / 2
     mean = np.cumprod(m1)
-    if code == DIST_NORMAL:
+    if code in (DIST_NORMAL, DIST_ORTHOGONAL):
         m2 = var ** 2 * (n ** 2 / 4 + 5 * n / 4)
+        if code == DIST_ORTHOGONAL:
+            M = np.maximum(np.asarray(cfg.all_widths[:-1], dtype=np.float64), n)
+            m2 = m2 * M / (M + 2)
         variance = np.cumprod(m2) - mean ** 2
     else:
         variance = np.full(len(n), np.nan)

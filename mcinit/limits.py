@@ -102,8 +102,9 @@ def _record_row_bytes(config):
     return record_bytes(config.depth, config.samples, config.sup, config.properties) - 8
 
 
-def _dense_scratch(widths, N, K, store_budget):
-    """Bytes of one work unit of the dense kernel (kernels/dense.py, _chunk)."""
+def _dense_scratch(widths, N, K, store_budget, orthogonal=False):
+    """Bytes of one work unit of the dense kernel (kernels/dense.py, _chunk); orthogonal weights
+    add the buffer of a layer's whole matrix (kernels/orthogonal.py, workspace_size)."""
     L = len(widths) - 1
     nmax = max(widths)
     nw = sum(widths[l] * widths[l - 1] for l in range(2, L + 1)) + K * widths[L]
@@ -113,7 +114,8 @@ def _dense_scratch(widths, N, K, store_budget):
     index = 2 * (L + 1) * nmax * _F            # cols, rows
     rows = (2 * nmax + 5 * nmax + max(5 * 8192, 3 * nmax) + max(8192, nmax)) * _F
     head = 2 * K * N * _F + N * max(widths[0], 2 * K) * _F
-    return kept + H + deltas + index + rows + head + 2 * N * (L + 1) * _F
+    whole = (2 * max(widths[l] * widths[l - 1] for l in range(1, L + 1)) + 3 * nmax) * _F if orthogonal else 0
+    return kept + H + deltas + index + rows + head + 2 * N * (L + 1) * _F + whole
 
 
 def _blocked_scratch(widths, N, K, item, store_budget, backward):
@@ -134,8 +136,9 @@ def _blocked_scratch(widths, N, K, item, store_budget, backward):
     return weights + H + back + norms + rows
 
 
-def _projected_scratch(widths, N, K):
-    """Bytes of one work unit of the projected kernel (kernels/projected.py, _chunk)."""
+def _projected_scratch(widths, N, K, orthogonal=False):
+    """Bytes of one work unit of the projected kernel (kernels/projected.py, _chunk); orthogonal
+    weights widen G to max(n_l, n_(l-1)) columns and add U (N, nmax) and Rz (rs, rs)."""
     L = len(widths) - 1
     nmax = max(max(widths), K)
     rs = min(N, nmax)
@@ -145,12 +148,14 @@ def _projected_scratch(widths, N, K):
         if l > 0:
             total += N * n + min(N, n) * n           # H, Q
         total += min(N, n) * N                        # R
-        total += min(N, widths[max(l - 1, 0)]) * n    # G
+        total += min(N, widths[max(l - 1, 0)]) * (max(n, widths[max(l - 1, 0)]) if orthogonal else n)   # G
     total += min(N, widths[L]) * K + 2 * N * K       # Go, E, Z
     # Dl, Dn (N, nmax) and Y (rs, nmax) are touched only in their first max(widths) columns
     # (the pages of the rest are never mapped); Qs (rs, nmax) whole, by the head
     wmax = max(widths)
     total += 2 * N * wmax + rs * (nmax + wmax) + rs * N + 7 * nmax
+    if orthogonal:
+        total += N * nmax + rs * rs                  # U, Rz
     return total * _F
 
 
@@ -201,7 +206,7 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
             scratch = _law_scratch(L, K)
             fixed = (sum(widths[1:]) + L) * _F + L * 4096 * _F + (max(widths) + 1) * _F
         elif kernel == "projected":
-            scratch = _projected_scratch(widths, N, K)
+            scratch = _projected_scratch(widths, N, K, config.init == "orthogonal")
             fixed = min(N, widths[0]) * (N + widths[0]) * _F
         elif kernel == "blocked":
             item = 4 if config.precision == "float32" else 8
@@ -210,7 +215,7 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
         else:
             # a forward-only run keeps no weights for a backward pass
             keep = workspace_mb() * 2 ** 20 if config.properties != "forward" else 0
-            scratch = _dense_scratch(widths, N, K, keep)
+            scratch = _dense_scratch(widths, N, K, keep, config.init == "orthogonal")
         scratch *= min(threads, max(1, B))
     if config.sup:
         ratios += 5 * B * L * _F

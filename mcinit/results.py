@@ -302,7 +302,7 @@ class Results:
         Columns: run, layer, width (n_l), count, rho_mean, rho_sd, rho_min, rho_max,
         log_rho_mean, log_rho_sd, gamma_mean, gamma_sd, gamma_min, gamma_max,
         log_gamma_mean, log_gamma_sd, exact_rho_mean, exact_rho_sd (one-input law;
-        the sd for Gaussian weights only), dead (dead trials of the run), properties
+        the sd for Gaussian and orthogonal weights only), dead (dead trials of the run), properties
         (what the run computed); then trials (completed), the configuration's columns
         (mcinit.rows.config_columns: trials_planned, input_dim, widths, depth, samples,
         data, normalize, init, wn_gain, dist, head, kernel, precision, sup_search, seed)

@@ -47,7 +47,7 @@ def layer_rows(config, summary):
     layer, width (n_l), count (finite values of rho_l over the pairs; of gamma_l for a
     run of the backward property alone), for r in rho, gamma: r_mean, r_sd (unbiased),
     r_min, r_max, log_r_mean, log_r_sd (of ln r); exact_rho_mean, exact_rho_sd (the
-    one-input law of rho_l; the sd for Gaussian weights only, else NaN), dead (dead trials
+    one-input law of rho_l; the sd for Gaussian and orthogonal weights only, else NaN), dead (dead trials
     of the run).  A statistic with no value measured, or of a property the run did not
     compute (--properties), is NaN.  The ratios are squared ratios (docs/design.md section 2)."""
     sd = np.sqrt(summary.variance())

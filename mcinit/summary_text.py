@@ -154,6 +154,8 @@ def _exact_meaning(cfg):
         return "exact: - (no exact law for this architecture)"
     if cfg.residual:
         return "exact = its one-input law of the residual network (section 9; the sd for Gaussian weights)"
+    if cfg.init == "orthogonal":
+        return "exact = its one-input law for orthogonal weights (section 10)"
     return "exact = its one-input law for Gaussian weights (section 4)"
 
 

@@ -7,7 +7,7 @@ products, so it checks the kernel's network arithmetic, not its generator.
 
 The activations (``phi_of``) are written here again, from their textbook formulas and
 independently of mcinit.activations, with the same convention at the kinks: phi'(0) is
-the right derivative (relu 0, leaky-relu alpha, abs 0).
+0 for relu and abs, alpha for leaky-relu.
 """
 
 import numpy as np
@@ -28,12 +28,24 @@ def weights(cfg, trial):
         elif dist == 1:
             a = np.sqrt(3 * var[l - 1])
             W = rng.uniform_matrix(cfg.seed, trial, l, rng.STREAM_WEIGHTS, n[l], n[l - 1], -a, a)
-        else:
+        elif dist == 2:
             V = rng.normal_matrix(cfg.seed, trial, l, rng.STREAM_WEIGHTS, n[l], n[l - 1])
             W = gain[l - 1] * V / np.linalg.norm(V, axis=1, keepdims=True)
+        else:
+            W = gain[l - 1] * haar(rng.normal_matrix(cfg.seed, trial, l, rng.STREAM_WEIGHTS, n[l], n[l - 1]))
         Ws.append(W)
     Wo = rng.normal_matrix(cfg.seed, trial, cfg.depth + 1, rng.STREAM_WEIGHTS, cfg.head[1], n[-1])
     return Ws, Wo
+
+
+def haar(G):
+    """The Haar matrix of a Gaussian matrix G (n_out x n_in) as torch.nn.init.orthogonal_ makes it:
+    Q of the QR of G (or of G^T when n_out < n_in, then transposed), its columns multiplied by
+    sign(diag R); orthonormal rows or columns."""
+    wide = G.shape[0] < G.shape[1]
+    Q, R = np.linalg.qr(G.T if wide else G)
+    Q = Q * np.sign(np.diag(R))
+    return Q.T if wide else Q
 
 
 def inputs(cfg, trial, fixed=None):

@@ -159,12 +159,12 @@ def test_dense_matches_numpy_reference(activation, samples):
 
 
 @pytest.mark.parametrize("activation", ["leaky-relu:0.2", "tanh", "gelu"])
-@pytest.mark.parametrize("kw", [dict(dist="uniform", init="glorot"), dict(init="wn"),
+@pytest.mark.parametrize("kw", [dict(dist="uniform", init="glorot"), dict(init="wn"), dict(init="orthogonal"),
                                 dict(init="he-in", head="gaussian:3", data="sphere")])
 @pytest.mark.parametrize("store", [True, False])
 def test_dense_matches_reference_for_every_row_distribution(activation, kw, store):
-    """Uniform and weight-normalised rows, kept and redrawn weights, the gaussian head, inputs on
-    the sphere, trial numbers above 2^32."""
+    """Uniform, weight-normalised and orthogonal weights, kept and redrawn weights, the gaussian
+    head, inputs on the sphere, trial numbers above 2^32."""
     cfg, data = config.build(trials=8, kernel="dense", input_dim=6, widths="7,5,4", samples=2,
                              activation=activation, **kw)
     _check_against_reference(cfg, data, 2 ** 33 + 1, 4, store=store)
@@ -270,8 +270,11 @@ def test_projected_agrees_with_dense_in_distribution(activation):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "leaky-relu:0.1"])
-def test_projected_agrees_with_dense_on_one_input_and_fixed_data(activation, correlated_npy):
-    for kw in (dict(input_dim=8, widths="7,9", samples=1), dict(data=correlated_npy[0], widths="8,6")):
+def test_projected_agrees_with_dense_on_one_input_fixed_data_and_orthogonal_weights(activation, correlated_npy):
+    """One input (where ReLU takes a shortcut), fixed correlated inputs, and orthogonal weights at
+    uneven widths (tall and wide layers); every KS test p > 1e-6."""
+    for kw in (dict(input_dim=8, widths="7,9", samples=1), dict(data=correlated_npy[0], widths="8,6"),
+               dict(input_dim=5, widths="7,3,6", samples=3, init="orthogonal")):
         a = fill("dense", *config.build(trials=3000, kernel="dense", seed=31, activation=activation, **kw), 0, 3000)
         b = fill("projected", *config.build(trials=3000, kernel="projected", seed=32, activation=activation,
                                             **kw), 0, 3000)

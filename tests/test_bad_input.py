@@ -54,7 +54,7 @@ CASES = {
     "negative width": ["run", "--width", -4],
     "malformed widths": ["run", "--widths", "8,,x"],
     "width and widths": ["run", "--width", 8, "--widths", "8,8"],
-    "unknown init": ["run", "--init", "orthogonal"],
+    "unknown init": ["run", "--init", "xavier"],
     "unknown dist": ["run", "--dist", "laplace"],
     "unknown head": ["run", "--head", "mse:3"],
     "one-class softmax": ["run", "--head", "softmax:1"],

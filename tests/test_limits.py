@@ -202,7 +202,8 @@ MEASURE = textwrap.dedent("""
 """)
 
 # configurations where one term dominates: the law kernel's ratio and record arrays, the
-# dense and the projected kernels' scratch (a wide head on several inputs)
+# dense and the projected kernels' scratch (a wide head on several inputs), the dense kernel's
+# buffer of a whole orthogonal matrix
 MEASURED = {
     "law": (dict(trials=400000, width=32, depth=10), dict(trials=8, width=8, depth=2), 200000, 2),
     "dense": (dict(trials=3, input_dim=8, width=64, depth=3, samples=32, head="gaussian:100000",
@@ -211,6 +212,8 @@ MEASURED = {
                    kernel="dense"), 3, 1),
     "blocked": (dict(trials=3, input_dim=64, width=512, depth=4, samples=2000, kernel="blocked"),
                 dict(trials=4, input_dim=8, width=8, depth=4, samples=20, kernel="blocked"), 3, 1),
+    "dense-orthogonal": (dict(trials=2, input_dim=256, width=16384, depth=1, init="orthogonal", kernel="dense"),
+                         dict(trials=4, input_dim=8, width=8, depth=1, init="orthogonal", kernel="dense"), 2, 1),
     "projected": (dict(trials=3, input_dim=8, width=128, depth=3, samples=16, head="gaussian:200000",
                        kernel="projected"),
                   dict(trials=4, input_dim=8, width=8, depth=3, samples=16, head="gaussian:3",

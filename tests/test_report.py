@@ -604,3 +604,64 @@ def test_failure_counts_are_read_once_per_eps_and_stay_exact(sweep_file):
         for p in got:
             assert got[p].dtype == np.int64 and got[p].tolist() == fresh[p].tolist()
     assert {e for f, e in run._counts if f == "norm"} == set(ladder) | {0.5, 0.1, 1.0}
+
+
+# --- the mean-field view --------------------------------------------------------------------------
+
+def test_meanfield_numbers_and_text(sweep_file):
+    """Per run: He on equal widths is critical (every q fixed, chi_1 = 1), Glorot ordered (q* = 0, chi_1 =
+    sigma_w^2/2); the mean-field rho_L is the exact mean for ReLU; the KS distance is meanfield's of the
+    run's widths and variances; the text prints them."""
+    from mcinit import meanfield
+    from mcinit.initializers import scheme_of
+    res = mcinit.load(sweep_file)
+    n = report.report_numbers(res, [0.5])
+    mf = n["meanfield"]
+    assert list(mf.run) == [r.name for r in res.runs]
+    layers = n["layers"]
+    for run in res.runs:
+        c = run.config
+        row = mf[mf.run == run.name].iloc[0]
+        var = scheme_of(c)[1]
+        assert row.sigma_w2 == pytest.approx(var[-1] * c.all_widths[-2])
+        assert row.chi_1 == pytest.approx(row.sigma_w2 / 2, rel=1e-15)
+        if c.init == "he":
+            assert (row.regime, row.q_star_kind) == ("critical", "every") and math.isnan(row.q_star)
+        else:
+            assert (row.regime, row.q_star_kind, row.q_star) == ("ordered", "zero", 0.0)
+        exact = layers[(layers.run == run.name) & (layers.layer == c.depth)].exact_rho_mean.iloc[0]
+        assert row.rho_L_meanfield == pytest.approx(exact, rel=1e-12)
+        assert row.beta == pytest.approx(sum(1 / w for w in c.widths))
+        assert row.ks_distance == meanfield.ks_distance(c.widths, var) > 0
+        assert row.limit_var == pytest.approx(5 * row.beta)
+    text = _flat(report.report_text(res, [0.5], numbers=n))
+    assert "MEAN-FIELD VIEW AND DEPTH-TO-WIDTH REGIME" in text
+    for _, row in mf.iterrows():
+        assert f"run {row.run}: relu, beta = {report.common.fmt_g(row.beta, 4)}" in text
+        assert f"KS distance {report.common.fmt_g(row.ks_distance, 3)}." in text
+
+
+def test_meanfield_panels_draw_the_runs_quantiles_prediction_and_failures(single_file):
+    """The mean-field panel's median line is the quantile of the records' rho_l, its dashed line the
+    prediction; the depth panel's points are the cumulative per-layer failure counts over the trials."""
+    from mcinit import meanfield
+    from mcinit.report.figures import layer_quantiles
+    res = mcinit.load(single_file)
+    run = res.runs[0]
+    figs = report.draw_figures(res, eps=[0.25, 0.5], panels="separate")
+    by_title = {_panel_titles(f)[0].split(") ", 1)[1]: f for f in figs}
+    ax = by_title["Mean-field prediction and the networks' spread"].axes[0]
+    lines = ax.get_lines()
+    rho = run.records(("fwd_min",))["fwd_min"]
+    median = np.concatenate(([1.0], np.quantile(rho, 0.5, axis=0)))
+    np.testing.assert_allclose(layer_quantiles(run)[1], median[1:])
+    pred = np.concatenate(([1.0], meanfield.predict_run(run.config).rho))
+    assert any(np.allclose(line.get_ydata(), median) and line.get_linestyle() == "-" for line in lines)
+    assert any(np.allclose(line.get_ydata(), pred) and line.get_linestyle() == "--" for line in lines)
+    ax = by_title["Forward failure vs depth"].axes[0]
+    k = run.layer_failure_counts([0.25, 0.5], "forward", "norm", cumulative=True)
+    drawn = [np.asarray(line.get_ydata(), float) for line in ax.get_lines() if line.get_marker() == "o"]
+    for i in range(2):
+        p = k[:, i] / run.completed
+        assert any(np.allclose(np.nan_to_num(d), p) for d in drawn), (p, drawn)
+    assert (np.diff(k, axis=0) >= 0).all()        # a deeper network fails at least as often

@@ -3,7 +3,7 @@
 - ``dense``      draws every weight; any initialisation; the ground truth
 - ``blocked``    the dense kernel's weights, whole layers at a time, products by BLAS:
                  for many inputs per network (float32 too)
-- ``projected``  exact in law for Gaussian weights, O((n_l + n_(l-1)) N) normals per layer
+- ``projected``  exact in law for Gaussian and orthogonal weights, O((n_l + n_(l-1)) N) normals per layer
 - ``law``        exact in law for Gaussian weights and one input, O(L) per trial
 """
 
@@ -47,14 +47,20 @@ def release(name):
         free()
 
 
-def cost_terms(name, widths, samples, classes, backward=True, activation="relu"):
+def cost_terms(name, widths, samples, classes, backward=True, activation="relu", orthogonal=False):
     """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
 
     dense      normals drawn, multiply-adds in row loops, layers (ReLU draws only the columns
                that meet an active unit; other activations every column)
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
-    law        layers, classes, 1"""
+    law        layers, classes, 1
+
+    Orthogonal weights (``orthogonal``; dense and projected) add their QR work: dense draws
+    every entry and counts the Householder QR and the forming of Q as 6 n_l n_(l-1)
+    min(n_l, n_(l-1)) row-loop multiply-adds (their measured time: 5.4 at width 256, 6.3 at
+    1024, depth 5, one thread); projected draws rows of max(n_l, n_(l-1)) and orthogonalises
+    about three sets of N of them per layer (kernels/projected.py)."""
     n = np.asarray(widths, dtype=float)
     N = float(samples)
     L = len(n) - 1
@@ -66,6 +72,9 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu")
         active = 1.0 - 0.5 ** N if activation == "relu" else 1.0   # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
         macs = N * drawn * (2.0 if backward else 1.0)
+        if orthogonal:
+            drawn = float(np.sum(w)) + K * n[-1] * active
+            macs += 6.0 * float(np.sum(w * np.minimum(n[1:], n[:-1])))
         return (drawn, macs, float(L))
     if name == "blocked":
         drawn = float(np.sum(w)) + (K * n[-1] if backward else 0.0)
@@ -76,14 +85,20 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu")
     r = np.minimum(n, N)
     g = float(np.sum(r[:-1] * n[1:] + np.minimum(n[1:], N) * n[:-1]))
     qr = float(np.sum(n * N * r))
+    if orthogonal:
+        M = np.maximum(n[1:], n[:-1])
+        g = float(np.sum((r[:-1] + np.minimum(n[1:], N)) * M))
+        qr += 3.0 * float(np.sum(M * N * r[:-1]))
     return (g, g * N, qr, K * n[-1] * N, float(L))
 
 
-def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu"):
+def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
+         orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
-    a kernel and the engine sizes batches."""
+    a kernel and the engine sizes batches (``activation``: --activation's text; ``orthogonal``:
+    --init orthogonal)."""
     c = COST[name]
-    t = cost_terms(name, widths, samples, classes, backward, activation)
+    t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
         t = (t[0], t[1] / 2, t[2], t[3])      # sgemm runs at twice dgemm's rate
     return float(np.dot(c, t))
@@ -96,7 +111,7 @@ RESIDUAL_KERNELS = ("dense", "law")
 #: the kernels that compute activations other than ReLU (--activation)
 ACTIVATION_KERNELS = ("dense", "projected")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
-ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward")}
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "projected": ("both", "forward", "backward")}
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):
@@ -139,9 +154,10 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
         raise ConfigError(f"--activation {activation} is computed by the {', '.join(ACTIVATION_KERNELS)} "
                           f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
-    if requested in ("projected", "law") and not gaussian:
+    if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
-        raise ConfigError(f"the {requested} kernel is exact for Gaussian weights only, not {why}; use --kernel dense")
+        exact = "Gaussian or orthogonal weights" if requested == "projected" else "Gaussian weights"
+        raise ConfigError(f"the {requested} kernel is exact for {exact} only, not {why}; use --kernel dense")
     if requested == "law" and samples != 1:
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
     if arch != "plain":
@@ -157,7 +173,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         if requested == "law" and properties != "forward":
             raise ConfigError("the law kernel of residual networks draws the forward ratios: use --properties "
                               "forward, or --kernel dense")
-    costs = {k: cost(k, widths, samples, classes, precision, activation=activation) for k in kinds}
+    costs = {k: cost(k, widths, samples, classes, precision, True, activation, dist_code == DIST_ORTHOGONAL)
+             for k in kinds}
     if requested != "auto":
         return requested, f"--kernel {requested} asked for it", costs
     if precision != "float64":
@@ -176,11 +193,10 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if kinds == ("dense",):
         why = "orthogonal weights" if dist_code == DIST_ORTHOGONAL else f"--activation {activation}"
         return "dense", f"auto: {why} are computed by the dense kernel", costs
-    found = min((k for k in kinds if k != "law"), key=lambda k: cost(k, widths, samples, classes,
-                                                                      activation=activation))
+    found = min((k for k in kinds if k != "law"), key=lambda k: costs[k])
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
-    if not gaussian:
-        why += " (projected and law are exact for Gaussian weights only)"
+    if not gaussian and dist_code != DIST_ORTHOGONAL:
+        why += " (projected is exact for Gaussian or orthogonal weights only, law for Gaussian ones)"
     return found, why, costs
 
 

@@ -4,19 +4,22 @@ Forward  a^l = W_l h^(l-1), h^l = phi(a^l); logits z = W_o h^L.
 Backward delta^L = phi'(a^L) (W_o^T e), delta^(l-1) = phi'(a^(l-1)) (W_l^T delta^l).
 phi is the plan's activation (mcinit.activations.phi and dphi, codes plan.act, plan.alpha).
 Row i of W_l is row i of (layer l, STREAM_WEIGHTS): N(0, v_l), U(-a, a) with
-a = sqrt(3 v_l), or g_l v/||v|| with v ~ N(0, I) (weight normalisation); the head
+a = sqrt(3 v_l), or g_l v/||v|| with v ~ N(0, I) (weight normalisation); orthogonal
+weights are g_l times the Haar matrix of the layer's N(0, 1) rows, drawn whole
+(kernels/orthogonal.py, O(n_l n_(l-1) min(n_l, n_(l-1))) per layer); the head
 W_o is N(0, 1), layer L + 1.  For ReLU only the weights that meet an active unit
 are drawn (the columns of the support of h^(l-1); about half of them past the first
-layer), phi'(a) = 1[h > 0] is read from h, and a unit no input activates passes no
-delta back.  Other activations have no such sparsity (every unit of leaky-relu, tanh
-and gelu carries a gradient; abs and gelu cannot recover a from h): every column is
-drawn, the pre-activations a^l of every layer are kept, and the mask is phi'(a).
-The backward pass reads the rows the forward pass kept (those of active units, at
-those columns; every row for other activations) or, when they exceed the workspace
-budget, redraws them from their counters: both give identical numbers.  A plan
-without the backward property (``plan.backward`` False) stops after the forward
-pass: no head, no backward pass, bwd left as it is, and the forward numbers those
-of a run of both.
+layer), or read there from the whole orthogonal matrix; phi'(a) = 1[h > 0] is read
+from h, and a unit no input activates passes no delta back.  Other activations have
+no such sparsity (every unit of leaky-relu, tanh and gelu carries a gradient; abs
+and gelu cannot recover a from h): every column is drawn, the pre-activations a^l of
+every layer are kept, and the mask is phi'(a).  The backward pass reads the rows
+the forward pass kept (those of active units, at those columns; every row for other
+activations) or, when they exceed the workspace budget, redraws them from their
+counters (an orthogonal layer's matrix whole again): both give identical numbers.
+A plan without the backward property (``plan.backward`` False) stops after the
+forward pass: no head, no backward pass, bwd left as it is, and the forward numbers
+those of a run of both.
 
 With ``plan.wn_direction`` (--wn-grad direction, weight-normalised rows w_i = g_l u_i,
 u_i = v_i/||v_i||) the backward ratio is that of dloss/dv_i = g_l delta_i (h - u_i (u_i . h))
@@ -33,7 +36,8 @@ from numba import njit
 
 from .. import rng
 from ..activations import ACT_RELU, dphi, phi
-from ..initializers import DIST_NORMAL, DIST_UNIFORM
+from ..initializers import DIST_NORMAL, DIST_ORTHOGONAL, DIST_UNIFORM
+from . import orthogonal
 from .common import (dot, direction_ratios, draw_inputs, head_errors_of_inputs, run_chunks, workspace_mb,
                      write_forward_ratios, write_ratios)
 
@@ -42,7 +46,8 @@ __all__ = ["fill", "weights_fit"]
 
 @njit(cache=True)
 def weight_row(k0, k1, trial, layer, i, n_in, dist, var, gain, out):
-    """Row i of W_layer (length n_in) into out."""
+    """Row i of W_layer (length n_in) into out; not for orthogonal weights, whose rows come from
+    the whole matrix (orthogonal.layer_matrix; the kernels that call this refuse them)."""
     c2, c3 = rng.counter_words(trial, layer, rng.STREAM_WEIGHTS)
     if dist == DIST_NORMAL:
         rng.fill_normal_row(k0, k1, c2, c3, i, math.sqrt(var), out, n_in)
@@ -61,7 +66,12 @@ def weight_cols(k0, k1, c2, c3, i, n_in, dist, var, gain, cols, m, out, full, ws
     """out[k] = W[i, cols[k]], k < m: row i of a layer's weights (counter words c2, c3)
     at the columns asked for, the same numbers as weight_row's.  Normal rows
     transform only those columns; uniform and weight-normalised rows (whose scale
-    needs the whole row) are drawn whole into ``full`` and picked."""
+    needs the whole row) are drawn whole into ``full`` and picked; orthogonal rows are
+    picked from the layer's matrix, which ``full`` holds (orthogonal.layer_matrix)."""
+    if dist == DIST_ORTHOGONAL:
+        for k in range(m):
+            out[k] = full[i * n_in + cols[k]]
+        return
     if dist == DIST_NORMAL:
         if m == n_in:
             rng.fill_normal_row_ws(k0, k1, c2, c3, i, math.sqrt(var), out, n_in, ws)
@@ -281,6 +291,8 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                         off += m
             nrows[l] = nr
             continue
+        if dist == DIST_ORTHOGONAL:   # the whole matrix into full, O(n^3): weight_cols reads its rows
+            orthogonal.layer_matrix(k0, k1, trial, l, n_out, n_in, gain[l - 1], full)
         nr = 0
         for i in range(n_out):
             w = wbuf[off: off + m] if keep else wrow
@@ -343,6 +355,8 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         Dcc[:, :] = 0.0
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_WEIGHTS)
         nr = nrows[l] if store else n_out
+        if dist == DIST_ORTHOGONAL and not store:   # the same matrix again
+            orthogonal.layer_matrix(k0, k1, trial, l, n_out, n_in, gain[l - 1], full)
         for r in range(nr):
             i = rows[l, r] if store else r
             d = Dcur[i]
@@ -399,7 +413,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     nrows = np.zeros(L + 1, dtype=np.int64)
     roff = np.zeros(L + 1, dtype=np.int64)
     wrow = np.empty(nmax)
-    full = np.empty(nmax)
+    full = np.empty(orthogonal.workspace_size(widths) if dist == DIST_ORTHOGONAL else nmax)
     ws = rng.row_workspace(nmax)
     wsb = rng.block_workspace(nmax)
     wblk = np.empty(max(rng.BLOCK_VALUES, nmax))
@@ -434,7 +448,7 @@ def fill(plan, first, count, fwd, bwd, dead, store=None):
     if plan.arch != ARCH_PLAIN:       # residual networks: their own trial (kernels/residual.py)
         from . import residual
         return residual.fill(plan, first, count, fwd, bwd, dead, store)
-    refuse_unbuilt(plan, "dense", wn_direction=True, activation=True)
+    refuse_unbuilt(plan, "dense", wn_direction=True, activation=True, orthogonal=True)
     backward = bool(plan.backward)
     if store is None:
         store = weights_fit(plan)

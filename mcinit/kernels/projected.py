@@ -1,4 +1,4 @@
-"""The projected kernel: exact in law for Gaussian weights, without drawing W (docs/design.md section 4).
+"""The projected kernel: exact in law for Gaussian and orthogonal weights, without drawing W (docs/design.md section 4).
 
 Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
 - forward:  a^l(x) = W_l h^(l-1)(x) = G R[:, x] with G = W_l Q an n_l x r matrix of
@@ -10,13 +10,20 @@ Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
 The head W_o (N(0, 1), layer L + 1) is handled the same way with Delta = E, the
 errors.  The argument needs nothing of the activation: h^l = phi(a^l) and
 delta^(l-1) = phi'(a^(l-1)) (W_l^T delta^l) for the plan's phi (mcinit.activations; for
-activations other than ReLU the pre-activations a^l are kept for phi').  The inputs enter only through R of H = X (no input is ever drawn for
-random data: R is sampled directly by the Bartlett decomposition), and only the
-rows of Y on the units some input activates are computed (the others never
-reach a delta; for other activations every unit can carry one, so every row is).  Only Gram-matrix information of each layer's inputs enters, so the
-cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).  A plan without
+activations other than ReLU the pre-activations a^l are kept for phi').  The inputs
+enter only through R of H = X (no input is ever drawn for random data: R is sampled
+directly by the Bartlett decomposition), and only the rows of Y on the units some
+input activates are computed (the others never reach a delta; for other activations
+every unit can carry one, so every row is).  Only Gram-matrix information of each
+layer's inputs enters, so the cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).  A plan without
 the backward property (``plan.backward`` False) stops after the forward pass: no head,
 no backward pass, bwd left as it is, and the forward numbers those of a run of both.
+
+Orthogonal weights W_l = g O (--init orthogonal, docs/design.md section 10): G's rows are
+those of g T^T, T a Haar M x r isometry (M = max(n_l, n_(l-1))) of which O Q is the first
+n_l rows, and the backward pass's rest is Y^T R_u with R_u of the deltas' parts outside
+T's columns and Y a Haar isometry's rows into the complement of the inputs' span
+(orthogonal_forward_rows, orthogonal_back_rows): O((n_l + n_(l-1)) N^2) per layer.
 """
 
 import math
@@ -26,6 +33,7 @@ from numba import njit
 
 from .. import rng
 from ..activations import ACT_RELU, dphi, phi
+from ..initializers import DIST_NORMAL, DIST_ORTHOGONAL
 from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, run_chunks, write_forward_ratios, write_ratios
 
 __all__ = ["fill"]
@@ -99,6 +107,60 @@ def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v, act, alpha, A
 
 
 @njit(cache=True)
+def orthogonal_forward_rows(k0, k1, trial, l, r, M, g, Gl, Rz, v):
+    """Orthogonal weights W_l = g O (docs/design.md section 10, the projected kernel):
+    Gl[k, :M] = g T[:, k], k < r, T an M x r Haar isometry (M = max(n_l, n_(l-1))): the
+    Gram-Schmidt rows of r Gaussian rows of (layer l, STREAM_PROJ_G).  O Q is T's first n_l
+    rows, so Gl[:, :n_l] = (W_l Q)^T as for Gaussian weights; the wide case (n_l < n_(l-1))
+    keeps T's other rows for the backward pass.  Rz (>= r x r) scratch."""
+    c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_G)
+    for k in range(r):
+        rng.fill_normal_row(k0, k1, c2, c3, k, 1.0, Gl[k], M)
+    mgs(Gl, r, M, Gl, Rz, v)        # in place: row x is read before any row >= x is written
+    for k in range(r):
+        for j in range(M):
+            Gl[k, j] *= g
+
+
+@njit(cache=True)
+def orthogonal_back_rows(k0, k1, trial, l, Qb, r, Gl, n_out, n, M, g, D, N, U, Qs, Rs, Y, Rz, v):
+    """The backward pass of orthogonal weights W_l = g O, in back_step's form: returns rd and fills
+    Rs (rd x N), Y (rd x n) so that back_step gives W_l^T D exactly in law.  With T (M x r) of
+    orthogonal_forward_rows (Gl = g T^T) and the deltas D[x] (length n_out):
+    - u_x = [D[x]; 0] - T T^T [D[x]; 0] in R^M, and its thin QR u = Qs Rs (rank rd);
+    - Y rows: Gaussian rows of length M, (layer l, STREAM_PROJ_Y), their first n entries
+      projected off the span of Qb (r x n, the layer's input basis), Gram-Schmidt
+      orthonormalised, their first n entries times g.
+    Then (I - QQ^T) W_l^T D = Y^T Rs in law, given W_l Q (docs/design.md section 10).  The
+    Gaussian rows span M - r dimensions and rd <= M - r (u is orthogonal to T's columns), so
+    their Gram-Schmidt keeps all rd of them with probability 1."""
+    ginv2 = 1.0 / (g * g)
+    for x in range(N):
+        u = U[x]
+        for j in range(M):
+            u[j] = D[x, j] if j < n_out else 0.0
+        for k in range(r):
+            c = dot(Gl[k], D[x], n_out) * ginv2
+            for j in range(M):
+                u[j] -= c * Gl[k, j]
+    rd = mgs(U, N, M, Qs, Rs, v)
+    c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_Y)
+    for m in range(rd):
+        y = Y[m]
+        rng.fill_normal_row(k0, k1, c2, c3, m, 1.0, y, M)
+        for _ in range(2):
+            for k in range(r):
+                c = dot(Qb[k], y, n)
+                for j in range(n):
+                    y[j] -= c * Qb[k, j]
+    mgs(Y, rd, M, Y, Rz, v)          # in place, as in orthogonal_forward_rows
+    for m in range(rd):
+        for j in range(n):
+            Y[m, j] *= g
+    return rd
+
+
+@njit(cache=True)
 def input_factor(k0, k1, trial, data, R0fixed, r0fixed, n0, N, R, xn2):
     """R (r x N) with R^T R = the Gram matrix of the trial's inputs; returns r.
 
@@ -155,10 +217,13 @@ def support(H, N, n, need, every):
 @njit(cache=True)
 def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
                     H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws, hn2, dn2, fwd, bwd,
-                    act, alpha, A):
+                    ortho, gain, U, Rz, act, alpha, A):
     """One trial into fwd, bwd (N, L); returns the dead flag.  Without ``backward`` the
-    trial ends after the forward pass (fwd and the forward deaths only).  act, alpha: the
-    activation; for activations other than ReLU A[l] (N, n_l) receives a^l (l = 1..L)."""
+    trial ends after the forward pass (fwd and the forward deaths only).  With ``ortho`` the
+    weights are orthogonal, W_l = gain[l - 1] O_l (orthogonal_forward_rows and
+    orthogonal_back_rows; G[l] then has max(n_l, n_(l-1)) columns, U (N, >= those) and Rz
+    (>= N x N) scratch).  act, alpha: the activation; for activations other than ReLU A[l]
+    (N, n_l) receives a^l (l = 1..L)."""
     L = widths.shape[0] - 1
     relu = act == ACT_RELU
     rank[0] = input_factor(k0, k1, trial, data, R0fixed, r0fixed, widths[0], N, R[0], hn2[:, 0])
@@ -171,7 +236,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
         Gl = G[l]
         Rp = R[l - 1]
         Hl = H[l]
-        if N == 1 and r == 1 and relu:
+        if N == 1 and r == 1 and relu and not ortho:
             # one input: h = ReLU(||h^(l-1)|| g); G keeps only g's positive part, all the backward uses
             rng.fill_relu_normal_row_ws(k0, k1, c2, c3, np.int64(0), sd, Gl[0], n, ws)   # row 0, as int64
             s = Rp[0, 0]
@@ -179,8 +244,11 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
                 Hl[0, i] = s * Gl[0, i]
             rank[l] = mgs(Hl, N, n, Q[l], R[l], v)
             continue
-        for k in range(r):
-            rng.fill_normal_row_ws(k0, k1, c2, c3, k, sd, Gl[k], n, ws)
+        if ortho:     # G = g T^T, its first n columns (W_l Q)^T
+            orthogonal_forward_rows(k0, k1, trial, l, r, max(n, widths[l - 1]), gain[l - 1], Gl, Rz, v)
+        else:
+            for k in range(r):
+                rng.fill_normal_row_ws(k0, k1, c2, c3, k, sd, Gl[k], n, ws)
         for x in range(N):
             for i in range(n):
                 Hl[x, i] = 0.0
@@ -232,12 +300,16 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
     for l in range(L, 1, -1):
         n_out = widths[l]
         n = widths[l - 1]
-        rd = mgs(Dl, N, n_out, Qs, Rs, v)
-        c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_Y)
-        sd = math.sqrt(var[l - 1])
-        support(H[l - 1], N, n, need, not relu)
-        for m in range(rd):
-            rng.fill_normal_row_where_ws(k0, k1, c2, c3, m, sd, Y[m], n, need, ws)
+        if ortho:
+            rd = orthogonal_back_rows(k0, k1, trial, l, Q[l - 1], rank[l - 1], G[l], n_out, n, max(n, n_out),
+                                      gain[l - 1], Dl, N, U, Qs, Rs, Y, Rz, v)
+        else:
+            rd = mgs(Dl, N, n_out, Qs, Rs, v)
+            c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_Y)
+            sd = math.sqrt(var[l - 1])
+            support(H[l - 1], N, n, need, not relu)
+            for m in range(rd):
+                rng.fill_normal_row_where_ws(k0, k1, c2, c3, m, sd, Y[m], n, need, ws)
         back_step(Q[l - 1], rank[l - 1], G[l], n_out, Dl, N, rd, Rs, Y, n, H[l - 1], Dn, v, act, alpha,
                   A[l - 1])
         for x in range(N):
@@ -254,7 +326,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
-           act, alpha, fwd, bwd, dead):
+           fwd, bwd, dead, ortho, gain, act, alpha):
     """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = K
@@ -265,7 +337,8 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, 
     A = [np.empty((N if l > 0 and act != ACT_RELU else 0, widths[l])) for l in range(L + 1)]   # a^l
     Q = [np.empty((min(N, widths[l]) if l > 0 else 0, widths[l])) for l in range(L + 1)]
     R = [np.empty((min(N, widths[l]), N)) for l in range(L + 1)]
-    G = [np.empty((min(N, widths[max(l - 1, 0)]), widths[l])) for l in range(L + 1)]
+    G = [np.empty((min(N, widths[max(l - 1, 0)]), max(widths[l], widths[max(l - 1, 0)]) if ortho else widths[l]))
+         for l in range(L + 1)]
     Go = np.empty((min(N, widths[L]), K))
     rank = np.zeros(L + 1, dtype=np.int64)
     Dl = np.empty((N, nmax))
@@ -280,11 +353,13 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, 
     ws = rng.row_workspace(nmax)
     hn2 = np.empty((N, L + 1))
     dn2 = np.zeros((N, L + 1))
+    U = np.empty((N if ortho else 0, nmax))
+    Rz = np.empty((rs, rs))
     for t in range(lo, hi):
         j = t - first
         dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
                                   H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws,
-                                  hn2, dn2, fwd[j], bwd[j], act, alpha, A)
+                                  hn2, dn2, fwd[j], bwd[j], ortho, gain, U, Rz, act, alpha, A)
 
 
 def fixed_input_factor(plan):
@@ -304,10 +379,11 @@ def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
     bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
     from .common import refuse_unbuilt
-    refuse_unbuilt(plan, "projected", activation=True)
-    if plan.dist != 0:
-        raise ValueError("the projected kernel is exact for Gaussian weights only")
+    refuse_unbuilt(plan, "projected", activation=True, orthogonal=True)
+    if plan.dist not in (DIST_NORMAL, DIST_ORTHOGONAL):
+        raise ValueError("the projected kernel is exact for Gaussian and orthogonal weights only")
     R0, r0 = fixed_input_factor(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head,
                                       plan.classes, plan.data, R0, r0, plan.samples, bool(plan.backward),
-                                      int(plan.act), float(plan.alpha), fwd, bwd, dead))
+                                      fwd, bwd, dead, plan.dist == DIST_ORTHOGONAL, plan.gain,
+                                      int(plan.act), float(plan.alpha)))

@@ -61,7 +61,8 @@ def _trim(j0, f, h, tol):
     return j0 + i0, f[i0:i1]
 
 
-def exact_log_density(widths, input_dim=None, init="he", *, tol=1e-15, points_per_sd=8):
+def exact_log_density(widths, input_dim=None, init="he", *, tol=1e-15, points_per_sd=8, variances=None,
+                      spacing=None):
     """Exact density of y = ln rho_L for one input and Gaussian weights, on a uniform grid.
 
     rho_L = prod_l v_l chi2(K_l), K_l ~ Binomial(n_l, 1/2) independent (docs/design.md section 4), so
@@ -75,17 +76,19 @@ def exact_log_density(widths, input_dim=None, init="he", *, tol=1e-15, points_pe
     the truncations (binomial and chi-square tails, each below ``tol``).
 
     widths, input_dim, init   as in mcinit.theory.layer_variances
+    variances                 the per-entry variances v_l themselves (input_dim and init unused)
+    spacing                   the grid's spacing h (default: 1/points_per_sd of the narrowest sd)
     Returns (y, f, p_dead): the grid (spacing h = y[1] - y[0]), the density of ln rho_L
     there, and P(rho_L = 0) = 1 - prod_l (1 - 2^-n_l).
     """
     w = [int(n) for n in widths]
-    v = theory.layer_variances(w, input_dim, init)
+    v = theory.layer_variances(w, input_dim, init) if variances is None else np.asarray(variances, float)
     kmax = []
     for n in w:                                   # the largest kept k of each layer sets the finest scale
         pmf = stats.binom.pmf(np.arange(1, n + 1), n, 0.5)
         right = np.cumsum(pmf[::-1])[::-1]
         kmax.append(int(np.nonzero(right > tol)[0][-1]) + 1)
-    h = min(math.sqrt(special.polygamma(1, 0.5 * k)) for k in kmax) / points_per_sd
+    h = spacing or min(math.sqrt(special.polygamma(1, 0.5 * k)) for k in kmax) / points_per_sd
     j0, f = None, None
     for n, vv in zip(w, v):
         jl, fl = _layer_log_density(n, float(vv), h, tol)

@@ -4,7 +4,9 @@ Panels, lettered (a), (b), ... left to right and top to bottom in the order they
 the norm ratio per layer, the distribution of the last layer's norm ratio, then the forward
 failure probability against the width (one panel per group of runs that differ only in the
 width) or against eps (one width), then the same for the backward property where runs
-computed it.  Every legend and note sits to the right of its axes, outside the data.
+computed it, then the per-layer rho_l of the networks (median, 5-95%) beside its mean-field prediction
+(mcinit.meanfield), and the forward failure probability of a network of the first l layers against l.
+Every legend and note sits to the right of its axes, outside the data.
 """
 
 import math
@@ -536,11 +538,129 @@ def _draw_failure_eps(fig, letter, ctx, prop, runs):
 
 
 # ---------------------------------------------------------------------------
+# the mean-field view: rho_l against its infinite-width prediction, failure against depth
+
+#: the per-layer quantiles of rho_l are read from at most this many trials (the first ones)
+_QUANTILE_TRIALS = 1 << 20
+_EPS_STYLES = ("-", "--", ":", "-.")
+
+
+def layer_quantiles(run, q=(0.05, 0.5, 0.95)):
+    """Per hidden layer, the quantiles ``q`` of rho_l over a run's networks: an array (len(q), L) or None.
+
+    With one input per trial, of each trial's rho_l (the records' fwd_min); with N > 1, of each
+    trial's mean over its inputs (fwd_mean: a file of format version 3; None for an older one).
+    From the run's first _QUANTILE_TRIALS completed trials (dead networks count, rho = 0)."""
+    from ..layout import StoreError
+    field = "fwd_min" if run.config.samples == 1 else "fwd_mean"
+    if run.completed == 0 or "forward" not in run.props:
+        return None
+    try:
+        v = run.records((field,), 0, min(run.completed, _QUANTILE_TRIALS))[field]
+    except StoreError:
+        return None
+    return np.quantile(v, q, axis=0)
+
+
+def _meanfield_runs(results):
+    """Runs drawn in the mean-field panels: those _hist_runs picks that the mean-field view describes."""
+    from ..meanfield import predict_run
+    return [r for r in _hist_runs(results) if predict_run(r.config) is not None]
+
+
+def _draw_meanfield(fig, letter, ctx, runs):
+    """Per layer, each run's median rho_l over its networks with a 5-95% band, beside the mean-field
+    prediction (dashed, the run's colour); log y."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from ..meanfield import predict_run
+    colors, vary = ctx["colors"], ctx["vary"]
+    ax = fig.add_subplot()
+    handles, vals, notes = [], [], []
+    for run in runs:
+        col = colors[run.name]
+        L = run.config.depth
+        x = np.arange(L + 1)
+        pred = np.concatenate(([1.0], predict_run(run.config).rho))
+        ax.plot(x, pred, "--", color=col, lw=1.3)
+        vals += list(pred[pred > 0])
+        qs = layer_quantiles(run)
+        if qs is None:
+            notes.append(f"{run.name}: no per-network values of rho_l (written before format version 3)")
+        else:
+            lo, med, hi = (np.concatenate(([1.0], row)) for row in qs)
+            floor = np.where(lo > 0, lo, np.nan)
+            ax.fill_between(x, np.where(np.isfinite(floor), floor, med * 1e-3), hi, color=col, alpha=0.15, lw=0)
+            ax.plot(x, np.where(med > 0, med, np.nan), "-o", color=col, ms=3, lw=1.4)
+            vals += list(med[med > 0]) + list(hi[hi > 0]) + list(lo[lo > 0])
+        handles.append(Line2D([], [], color=col, marker="o", ms=3, lw=1.4, label=_run_label(run, vary)))
+    vals = [v for v in vals if np.isfinite(v)]
+    lo, hi = (min(vals) / 1.5, max(vals) * 1.5) if vals else (0.1, 10.0)
+    lo, hi = min(lo, 0.5), max(hi, 2.0)
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    _log_ticks(ax.yaxis, lo, hi)
+    ax.axhline(1.0, color="grey", lw=0.6, zorder=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, which="major", alpha=0.3)
+    _finish(ax, letter, "Mean-field prediction and the networks' spread", "layer l (0 = input)",
+            r"$\rho_l = \|h^l\|^2 / \|x\|^2$")
+    many = any(r.config.samples > 1 for r in runs)
+    extra = [_header("drawn"),
+             Line2D([], [], color="k", marker="o", ms=3, lw=1.4, label="median over networks"
+                    + (" (N > 1: of each network's mean over its inputs)" if many else "")),
+             Patch(color="k", alpha=0.15, label="5% to 95% of networks"),
+             Line2D([], [], color="k", ls="--", lw=1.3, label="mean-field prediction (infinite width)")]
+    left = [r.name for r in ctx["results"].runs if r.completed > 0 and r not in runs]
+    if left:
+        extra.append(_header(f"not drawn: {', '.join(left[:4])}{', ...' if len(left) > 4 else ''}"))
+    _legend(ax, [_header("runs")] + handles + extra + [_header(n) for n in notes])
+
+
+def _draw_depth(fig, letter, ctx, runs):
+    """Each run's forward failure probability of its first l layers (a network of depth l fails) against l,
+    one line style per eps; log y, runs without a failure marked at their upper limit."""
+    from matplotlib.lines import Line2D
+    eps, form, level, colors, vary = ctx["eps"], ctx["form"], ctx["level"], ctx["colors"], ctx["vary"]
+    eps = list(eps)[:len(_EPS_STYLES)]
+    ax = fig.add_subplot()
+    handles, vals = [], []
+    for run in runs:
+        col = colors[run.name]
+        T = run.completed
+        k = run.layer_failure_counts(eps, "forward", form, cumulative=True)       # (L, len(eps))
+        x = np.arange(1, run.config.depth + 1)
+        for i, e in enumerate(eps):
+            p = k[:, i] / T
+            _, up = clopper_pearson(k[:, i], T, level)
+            ax.plot(x, np.where(p > 0, p, np.nan), ls=_EPS_STYLES[i], marker="o", ms=3, color=col, lw=1.3)
+            zero = p == 0
+            if zero.any():
+                ax.plot(x[zero], up[zero], "v", ms=5, mfc="none", color=col, lw=0)
+            vals += list(p[p > 0]) + list(up[zero])
+        handles.append(Line2D([], [], color=col, lw=1.4, label=_run_label(run, vary)))
+    lo = _floor(vals)
+    ax.set_yscale("log")
+    ax.set_ylim(lo, 1.5)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, which="major", alpha=0.3)
+    _finish(ax, letter, "Forward failure vs depth", "depth l (the network's first l layers)",
+            f"P(some layer <= l fails), {form} form")
+    styles = [Line2D([], [], color="k", ls=_EPS_STYLES[i], marker="o", ms=3, lw=1.3, label=f"eps = {fmt_g(e, 3)}")
+              for i, e in enumerate(eps)]
+    extra = [_header("drawn"), Line2D([], [], color="k", marker="v", ms=5, lw=0, mfc="none",
+                                      label=f"none failed: {level * 100:.4g}% upper limit")]
+    _legend(ax, [_header("runs")] + handles + [_header("tolerance")] + styles + extra)
+
+
+# ---------------------------------------------------------------------------
 # the figure
 
 def _panel_specs(results):
     """(the runs that computed the forward property, the panels in their order): each panel a
-    tuple (kind, prop, group key, runs), kind one of layers, hist, width, eps.  ValueError when
+    tuple (kind, prop, group key, runs), kind one of layers, hist, width, eps, meanfield (the
+    mean-field prediction beside the networks' spread, where mcinit.meanfield describes some run),
+    depth (the forward failure probability against depth, runs of depth > 1).  ValueError when
     there is nothing to draw."""
     results = results.with_property("forward")      # the ratio panels are of the forward property
     if not results.runs:
@@ -562,6 +682,12 @@ def _panel_specs(results):
             specs += [("width", prop, key, rs) for key, rs in groups.items()]
         else:
             specs.append(("eps", prop, None, some))
+    mf_runs = _meanfield_runs(results)
+    if mf_runs:
+        specs.append(("meanfield", None, None, mf_runs))
+    deep = [r for r in _hist_runs(results) if r.config.depth > 1]
+    if deep:
+        specs.append(("depth", "forward", None, deep))
     return results, specs
 
 
@@ -587,7 +713,9 @@ def draw_figures(results, eps=None, form="norm", level=0.95, panels="together", 
     draws = {"layers": lambda f, l, s: _draw_layers(f, l, ctx),
              "hist": lambda f, l, s: _draw_hist(f, l, ctx),
              "width": lambda f, l, s: _draw_failure_width(f, l, ctx, s[1], s[2], s[3]),
-             "eps": lambda f, l, s: _draw_failure_eps(f, l, ctx, s[1], s[3])}
+             "eps": lambda f, l, s: _draw_failure_eps(f, l, ctx, s[1], s[3]),
+             "meanfield": lambda f, l, s: _draw_meanfield(f, l, ctx, s[3]),
+             "depth": lambda f, l, s: _draw_depth(f, l, ctx, s[3])}
     if panels == "separate":
         figs = []
         for i, spec in enumerate(specs):

@@ -362,6 +362,93 @@ def _without_plain_bounds(df, results):
     return df
 
 
+#: chi_1 within this of 1 is called critical
+_CRITICAL_TOL = 1e-9
+
+
+def _regime(chi):
+    if abs(chi - 1.0) <= _CRITICAL_TOL:
+        return "critical"
+    return "ordered" if chi < 1.0 else "chaotic"
+
+
+def meanfield_numbers(results):
+    """The mean-field view of each run (mcinit.meanfield; docs/design.md section 13), one row per run it
+    describes (residual runs and tanh or gelu on unnormalised fixed data are left out): a DataFrame with
+    columns run, activation, depth, beta (sum_l 1/n_l), sigma_w2 (v_L n_(L-1), the last layer's),
+    critical_sigma_w2, q_star (the fixed point the last layer's map reaches from its q^a_L; NaN where
+    every q is one, inf where the norms grow without bound), q_star_kind (zero, positive, every,
+    unbounded), chi_1, regime (ordered, critical or chaotic: chi_1 below, at or above 1), rho_L_meanfield,
+    and, for one input of a plain ReLU network with Gaussian weights (meanfield.ks_defined; NaN
+    otherwise): p_dead, log_rho_L_mean and log_rho_L_var (exact, given alive), limit_mean and limit_var
+    (the Gaussian limit N(-5 beta/2 + sum ln(v_l n_l/2), 5 beta)) and ks_distance between the two laws."""
+    from .. import activations, meanfield
+    rows = []
+    for run in results.runs:
+        c = run.config
+        p = meanfield.predict_run(c)
+        if p is None:
+            continue
+        every = activations.homogeneous(c.activation) and abs(p.chi_1 - 1.0) <= _CRITICAL_TOL
+        kind = ("every" if every else "zero" if p.q_star == 0 else "unbounded" if math.isinf(p.q_star)
+                else "positive")
+        row = dict(run=run.name, activation=c.activation, depth=c.depth, beta=p.beta, sigma_w2=float(p.sigma_w2[-1]),
+                   critical_sigma_w2=p.critical, q_star=math.nan if every else p.q_star, q_star_kind=kind,
+                   chi_1=p.chi_1, regime=_regime(p.chi_1), rho_L_meanfield=float(p.rho[-1]))
+        law = dict(p_dead=math.nan, log_rho_L_mean=math.nan, log_rho_L_var=math.nan, limit_mean=math.nan,
+                   limit_var=math.nan, ks_distance=math.nan)
+        if meanfield.ks_defined(c):
+            from ..initializers import scheme_of
+            var = scheme_of(c)[1]
+            lr = meanfield.log_ratio_law(c.widths, var)
+            law = dict(p_dead=lr.p_dead, log_rho_L_mean=lr.mean, log_rho_L_var=lr.var, limit_mean=lr.limit_mean,
+                       limit_var=lr.limit_var, ks_distance=meanfield.ks_distance(c.widths, var))
+        rows.append(dict(row, **law))
+    import pandas as pd
+    cols = ["run", "activation", "depth", "beta", "sigma_w2", "critical_sigma_w2", "q_star", "q_star_kind", "chi_1",
+            "regime", "rho_L_meanfield", "p_dead", "log_rho_L_mean", "log_rho_L_var", "limit_mean", "limit_var",
+            "ks_distance"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+_Q_STAR_WORDS = {"every": "every q (the map is q -> q)", "zero": "0 (the pre-activations' variance vanishes "
+                 "with depth)", "unbounded": "inf (the pre-activations' variance grows without bound with depth)"}
+
+
+def _meanfield_section(results, df):
+    """The text of meanfield_numbers' rows."""
+    lines = ["MEAN-FIELD VIEW AND DEPTH-TO-WIDTH REGIME (docs/design.md section 13)",
+             _wrap("Infinite width: the q-map q -> sigma_w^2 E[phi(sqrt(q) z)^2] of the last layer "
+                   "(sigma_w^2 = v_L n_(L-1)), its fixed point q* from the layer's q, chi_1 = sigma_w^2 "
+                   "E[phi'(sqrt(q*) z)^2] (below 1 ordered, above 1 chaotic) and the mean-field rho_L. "
+                   "beta = sum_l 1/n_l sets how far one input's ln rho_L (ReLU, Gaussian weights, given alive) "
+                   "is from its Gaussian limit N(sum_l ln(v_l n_l/2) - 5 beta/2, 5 beta) (derived here from "
+                   "each layer's exact cumulants); KS = the largest gap between their CDFs."), ""]
+    for _, r in df.iterrows():
+        q = _Q_STAR_WORDS.get(r.q_star_kind, fmt_g(r.q_star, 4))
+        lines.append(_wrap(f"run {r.run}: {r.activation}, beta = {fmt_g(r.beta, 4)}, sigma_w^2 = "
+                           f"{fmt_g(r.sigma_w2, 4)} (critical {fmt_g(r.critical_sigma_w2, 4)}), q* = {q}, "
+                           f"chi_1 = {fmt_g(r.chi_1, 4)} ({r.regime}), mean-field rho_L = "
+                           f"{fmt_g(r.rho_L_meanfield, 4)}."))
+        n = results[r.run].config.all_widths
+        if n[-2] != n[-1]:
+            lines.append(_wrap(f"  (q* and chi_1 are of the last layer's map repeated at its sigma_w^2; its widths differ, "
+                               f"n_(L-1) = {n[-2]} to n_L = {n[-1]}, so they describe the per-unit variance, not "
+                               "the norm: rho_L is the line above.)"))
+        if np.isfinite(r.ks_distance):
+            lines.append(_wrap(f"  ln rho_L given alive (P(dead) = {fmt_g(r.p_dead, 3)}): exact mean "
+                               f"{fmt_g(r.log_rho_L_mean, 4)}, variance {fmt_g(r.log_rho_L_var, 4)}; Gaussian limit "
+                               f"mean {fmt_g(r.limit_mean, 4)}, variance {fmt_g(r.limit_var, 4)}; KS distance "
+                               f"{fmt_g(r.ks_distance, 3)}."))
+        else:
+            lines.append("  no exact law of ln rho_L here (ReLU with Gaussian weights only).")
+    left = [run.name for run in results.runs if run.name not in set(df.run)]
+    if left:
+        lines.append(_wrap(f"No mean-field view of run{'s' if len(left) != 1 else ''} {', '.join(left)} (residual "
+                           "networks, or tanh or gelu on a fixed dataset whose inputs' norms differ)."))
+    return lines
+
+
 def report_numbers(results, eps=None, form="norm", level=0.95):
     """The numbers report_text shows, as tables (the JSON document of mcinit report holds them).
 
@@ -375,7 +462,8 @@ def report_numbers(results, eps=None, form="norm", level=0.95):
              outside the interval), and for forward p_one_input and p_union (N > 1 inputs, Gaussian
              weights: the exact one-input probability P1 and min(1, N P1), NaN otherwise); None
              where no run computed it}
-    sup      results.failure(eps, prop="sup") of the runs with the supremum search, or None"""
+    sup      results.failure(eps, prop="sup") of the runs with the supremum search, or None
+    meanfield  meanfield_numbers(results): the mean-field view and the depth-to-width regime per run"""
     form_words(form)
     if not 0 < level < 1:
         raise ValueError("level must lie in (0, 1)")
@@ -397,7 +485,7 @@ def report_numbers(results, eps=None, form="norm", level=0.95):
         failure[prop] = _without_plain_bounds(df, some)
     sup = (results.failure(eps, prop="sup", form=form, level=level)
            if any(r.config.sup for r in results.runs) else None)
-    return dict(eps=eps, layers=layers, failure=failure, sup=sup)
+    return dict(eps=eps, layers=layers, failure=failure, sup=sup, meanfield=meanfield_numbers(results))
 
 
 def report_text(results, eps=None, form="norm", level=0.95, numbers=None):
@@ -443,6 +531,7 @@ def report_text(results, eps=None, form="norm", level=0.95, numbers=None):
                             f"(--properties), which {'are' if len(left) != 1 else 'is'} left out of this table.")]
     if any(r.config.sup for r in results.runs):
         lines += ["", ""] + _sup_section(results, eps, form, level, numbers)
+    lines += ["", ""] + _meanfield_section(results, numbers["meanfield"])
     for run in results.runs:
         c = run.config
         off = _off_paper(c)
