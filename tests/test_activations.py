@@ -301,5 +301,5 @@ def test_kernel_choice_for_activations():
     assert kernels.cost_terms("dense", [5, 6, 7], 1, 3, activation="tanh")[0] == 5 * 6 + 6 * 7 + 3 * 7
     assert kernels.cost_terms("dense", [5, 6, 7], 1, 3)[0] == 5 * 6 + (6 * 7 + 3 * 7) / 2
     for kernel in ("blocked", "law"):
-        with pytest.raises(config.ConfigError, match="activation"):
+        with pytest.raises(config.ConfigError, match="computed by the dense and projected kernels, not"):
             engine.run(*config.build(trials=4, input_dim=4, widths="3,3", kernel=kernel, activation="gelu"))

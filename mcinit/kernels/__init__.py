@@ -152,7 +152,9 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
         raise ConfigError(f"orthogonal weights (--init orthogonal) with --properties {properties} are computed "
                           f"by the {' and '.join(kinds)} kernel{'s' if len(kinds) > 1 else ''}, not {requested}")
     if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
-        raise ConfigError(f"--activation {activation} is computed by the {', '.join(ACTIVATION_KERNELS)} "
+        names = " and ".join(([", ".join(ACTIVATION_KERNELS[:-1])] if len(ACTIVATION_KERNELS) > 1 else [])
+                             + [ACTIVATION_KERNELS[-1]])
+        raise ConfigError(f"--activation {activation} is computed by the {names} "
                           f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
     if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
