@@ -8,8 +8,9 @@
 - the projected kernel against the dense kernel in distribution.
 
 Statistical tests: fixed seeds; each two-sample Kolmogorov-Smirnov test fails for a correct
-kernel with probability below 1e-6 (threshold p < 1e-6); with the fixed seeds the outcome
-is deterministic.
+kernel with probability below 1e-6 (threshold p < 1e-6).  The module makes fewer than 200
+of them, so a false failure of the module has probability below 2e-4; with the fixed seeds
+the outcome is deterministic.
 """
 
 import math
