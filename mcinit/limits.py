@@ -159,11 +159,17 @@ def _projected_scratch(widths, N, K, orthogonal=False):
     return total * _F
 
 
-def _law_scratch(L, K):
-    """Bytes of one work unit of the law kernel (kernels/law.py, make_workspace)."""
+def _law_scratch(L, K, widths=None):
+    """Bytes of one work unit of the law kernel (kernels/law.py, make_workspace), and with
+    ``widths`` the larger of that and the chain's (_chain_chunk: a^l and h^l of every layer,
+    four rows of the widest layer and a row workspace of five)."""
     lanes = 64
     m = max(2 * L + 1, K + (-K) % 4) * lanes
-    return 116 * m + (3 * K + 5 * (L + 1)) * lanes * _F
+    lanes_bytes = 116 * m + (3 * K + 5 * (L + 1)) * lanes * _F
+    if widths is None:
+        return lanes_bytes
+    chain = (2 * sum(widths[1:]) + 8 * max(widths) + 16 + 3 * K + 2 * (L + 1)) * _F
+    return max(lanes_bytes, chain)
 
 
 def _sup_scratch(widths, inputs, L):
@@ -203,7 +209,7 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
     if cpu:
         kernel = config.kernel
         if kernel == "law":
-            scratch = _law_scratch(L, K)
+            scratch = _law_scratch(L, K, widths)
             fixed = (sum(widths[1:]) + L) * _F + L * 4096 * _F + (max(widths) + 1) * _F
         elif kernel == "projected":
             scratch = _projected_scratch(widths, N, K, config.init == "orthogonal")

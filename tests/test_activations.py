@@ -291,16 +291,18 @@ def test_projected_forward_only_equals_the_forward_of_both():
 
 
 def test_kernel_choice_for_activations():
-    """dense and projected compute every activation (projected: Gaussian weights); the others refuse."""
+    """dense and projected compute every activation (projected: Gaussian and orthogonal weights);
+    blocked refuses them."""
     from mcinit import kernels
-    from mcinit.initializers import DIST_NORMAL, DIST_UNIFORM
+    from mcinit.initializers import DIST_NORMAL, DIST_ORTHOGONAL, DIST_UNIFORM
     assert set(kernels.able(DIST_NORMAL, 3, activation="tanh")) == {"dense", "projected"}
+    assert set(kernels.able(DIST_ORTHOGONAL, 3, activation="gelu")) == {"dense", "projected"}
     assert kernels.able(DIST_UNIFORM, 3, activation="tanh") == ("dense",)
     cfg, data = config.build(trials=4, input_dim=4, widths="3,3", samples=2, kernel="projected", activation="gelu")
     assert engine.run(cfg, data).records["fwd_min"].shape[0] == 4
     # the cost model: ReLU draws the columns that meet an active unit, others every column
     assert kernels.cost_terms("dense", [5, 6, 7], 1, 3, activation="tanh")[0] == 5 * 6 + 6 * 7 + 3 * 7
     assert kernels.cost_terms("dense", [5, 6, 7], 1, 3)[0] == 5 * 6 + (6 * 7 + 3 * 7) / 2
-    for kernel in ("blocked", "law"):
-        with pytest.raises(config.ConfigError, match="computed by the dense and projected kernels, not"):
-            engine.run(*config.build(trials=4, input_dim=4, widths="3,3", kernel=kernel, activation="gelu"))
+    with pytest.raises(config.ConfigError, match="computed by the dense and projected kernels, not blocked"):
+        engine.run(*config.build(trials=4, input_dim=4, widths="3,3", samples=2, kernel="blocked",
+                                 activation="gelu"))

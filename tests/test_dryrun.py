@@ -86,8 +86,8 @@ def test_sweep_dry_run(tmp_path):
     assert listing(tmp_path) == []
     assert "2 runs" in r.output and "[w8-d2-n1-he]" in r.output and "[w16-d2-n1-he]" in r.output
     assert "  width" in r.output and "= 8 | 16" in r.output
-    assert "auto: the least estimated seconds per trial among dense, blocked (projected is exact for Gaussian " \
-           "or orthogonal weights only, law for Gaussian ones)" in r.output
+    assert "auto: the least estimated seconds per trial among dense, blocked (projected and law are exact for " \
+           "Gaussian or orthogonal weights only)" in r.output
     assert r.output.count("time: ") == 3 and "about under" not in r.output and f"{out} will be created" in r.output
     assert invoke("sweep", *SMALL[:4], "--width", "8,16", "--depth", 2, "-o", out, "-q").exit_code == 0
     before = digest(out)

@@ -281,7 +281,9 @@ def test_auto_picks_the_cheaper_of_dense_and_projected():
     with pytest.raises(ConfigError):
         kernels.choose("blocked", DIST_ORTHOGONAL, wide, 2, 10, "orthogonal")
     with pytest.raises(ConfigError):
-        kernels.choose("law", DIST_ORTHOGONAL, wide, 1, 10, "orthogonal")
+        kernels.choose("law", DIST_ORTHOGONAL, wide, 2, 10, "orthogonal")
+    # one input: the law kernel draws orthogonal weights exactly in law (tests/test_law_chain.py)
+    assert kernels.choose("auto", DIST_ORTHOGONAL, wide, 1, 10, "orthogonal")[0] == "law"
 
 
 def test_exact_moments_are_the_beta_mixtures():

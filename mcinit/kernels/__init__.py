@@ -4,7 +4,8 @@
 - ``blocked``    the dense kernel's weights, whole layers at a time, products by BLAS:
                  for many inputs per network (float32 too)
 - ``projected``  exact in law for Gaussian and orthogonal weights, O((n_l + n_(l-1)) N) normals per layer
-- ``law``        exact in law for Gaussian weights and one input, O(L) per trial
+- ``law``        exact in law for one input: Gaussian weights, O(L) per trial for relu, leaky-relu,
+                 abs and linear, O(sum n_l) for tanh and gelu; orthogonal weights
 """
 
 import numpy as np
@@ -31,12 +32,14 @@ def get(name):
 
 
 #: seconds per unit of each cost term (cost_terms), one thread, fitted to measured times by
-#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine)
+#: benchmarks/auto_choice.py --fit (AMD EPYC, 2 vCPUs; the terms' ratios matter, not the machine);
+#: law's last two (a layer of a trial drawn one at a time, a normal of the chain), which the grid of
+#: ReLU networks does not exercise, from law.fill's times on one thread at widths 20-500 and 3-10 layers
 COST = {
     "dense": (5.7e-9, 1.24e-10, 4.0e-6),
     "blocked": (4.6e-9, 4.1e-11, 3.2e-9, 2.2e-6),
     "projected": (2.0e-9, 7.7e-10, 0.0, 2.5e-9, 9.8e-7),
-    "law": (1.9e-8, 2.3e-8, 0.0),
+    "law": (1.9e-8, 2.3e-8, 0.0, 3.0e-7, 2.0e-8),
 }
 
 
@@ -54,7 +57,10 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
                that meet an active unit; other activations every column)
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
-    law        layers, classes, 1
+    law        layers of ReLU Gaussian lane blocks, classes, 1, layers of the other activations or
+               orthogonal weights (drawn a trial at a time), normals of the chain (tanh, gelu, and
+               orthogonal weights' backward: sum n_l, orthogonal sum max(n_(l-1), n_l), forward
+               and as many backward)
 
     Orthogonal weights (``orthogonal``; dense and projected) add their QR work: dense draws
     every entry and counts the Householder QR and the forming of Q as 6 n_l n_(l-1)
@@ -67,7 +73,13 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
     K = float(classes)
     w = n[1:] * n[:-1]
     if name == "law":
-        return (float(L), K, 1.0)
+        if activation == "relu" and not orthogonal:
+            return (float(L), K, 1.0, 0.0, 0.0)
+        from ..activations import homogeneous
+        chain = not homogeneous(activation) or (orthogonal and backward)
+        drawn = float(np.sum(np.maximum(n[1:], n[:-1]) if orthogonal else n[1:]))
+        normals = drawn * (2.0 if backward else 1.0) if chain else 0.0
+        return (0.0, K, 1.0, float(L), normals)
     if name == "dense":
         active = 1.0 - 0.5 ** N if activation == "relu" else 1.0   # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
@@ -95,8 +107,8 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
 def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
          orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
-    a kernel and the engine sizes batches (``activation``: --activation's text; ``orthogonal``:
-    --init orthogonal)."""
+    a kernel and the engine sizes batches (``activation``: --activation's text, which the dense
+    and law kernels' terms distinguish; ``orthogonal``: --init orthogonal)."""
     c = COST[name]
     t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
@@ -109,9 +121,10 @@ RESIDUAL_KERNELS = ("dense", "law")
 
 
 #: the kernels that compute activations other than ReLU (--activation)
-ACTIVATION_KERNELS = ("dense", "projected")
+ACTIVATION_KERNELS = ("dense", "projected", "law")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
-ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "projected": ("both", "forward", "backward")}
+ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "projected": ("both", "forward", "backward"),
+                      "law": ("both", "forward", "backward")}
 
 
 def able(dist_code, samples, precision="float64", arch="plain", properties="both", activation="relu"):
@@ -151,15 +164,15 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if dist_code == DIST_ORTHOGONAL and requested != "auto" and requested not in kinds:
         raise ConfigError(f"orthogonal weights (--init orthogonal) with --properties {properties} are computed "
                           f"by the {' and '.join(kinds)} kernel{'s' if len(kinds) > 1 else ''}, not {requested}")
-    if activation != "relu" and requested != "auto" and requested not in ACTIVATION_KERNELS:
-        names = " and ".join(([", ".join(ACTIVATION_KERNELS[:-1])] if len(ACTIVATION_KERNELS) > 1 else [])
-                             + [ACTIVATION_KERNELS[-1]])
-        raise ConfigError(f"--activation {activation} is computed by the {names} "
-                          f"kernel{'s' if len(ACTIVATION_KERNELS) > 1 else ''}, not {requested}")
+    if (activation != "relu" and requested != "auto" and requested not in kinds
+            and not (requested == "law" and samples != 1)):        # law's own words below
+        which = kinds or ACTIVATION_KERNELS
+        raise ConfigError(f"--activation {activation} is computed by the {' and '.join(which)} "
+                          f"kernel{'s' if len(which) > 1 else ''}, not {requested}")
     if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
-        exact = "Gaussian or orthogonal weights" if requested == "projected" else "Gaussian weights"
-        raise ConfigError(f"the {requested} kernel is exact for {exact} only, not {why}; use --kernel dense")
+        raise ConfigError(f"the {requested} kernel is exact for Gaussian or orthogonal weights only, not {why}; "
+                          "use --kernel dense")
     if requested == "law" and samples != 1:
         raise ConfigError("the law kernel handles one input per trial (--samples 1)")
     if arch != "plain":
@@ -198,7 +211,7 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     found = min((k for k in kinds if k != "law"), key=lambda k: costs[k])
     why = "auto: the least estimated seconds per trial among " + ", ".join(k for k in kinds if k != "law")
     if not gaussian and dist_code != DIST_ORTHOGONAL:
-        why += " (projected is exact for Gaussian or orthogonal weights only, law for Gaussian ones)"
+        why += " (projected and law are exact for Gaussian or orthogonal weights only)"
     return found, why, costs
 
 

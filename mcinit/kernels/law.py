@@ -1,4 +1,4 @@
-"""The law kernel: one input, Gaussian weights, forward and backward in O(L) per trial.
+"""The law kernel: one input, Gaussian (or orthogonal) weights, any activation, exact in law.
 
 For one input, with s_l = ||h^l|| and g_l = W_l h^(l-1) / s_(l-1) ~ N(0, v_l I):
   h^l = s_(l-1) ReLU(g_l), so rho_l / rho_(l-1) = v_l c_l,  c_l = chi2(K_l),
@@ -32,6 +32,12 @@ the head), each stage a loop across the trials, so that independent Philox block
 normal inversions and exponentials overlap or vectorise instead of waiting on one
 trial's branches.  The tests check the two trial by trial.
 
+Other activations and orthogonal weights (docs/design.md section 14): homogeneous_trial draws
+leaky-relu, abs and linear layers (and orthogonal relu) from closed forms, O(1) per layer, the
+backward pass included for Gaussian weights; chain_trial draws any activation (tanh, gelu) exactly
+in law from each layer's vector in its own coordinates, O(n_l) normals per layer.  Orthogonal
+weights: the closed forms draw the forward ratios, the chain both.  fill picks one (method_of).
+
 Residual networks (--arch residual, one input, the forward property): residual_law_trial
 draws each block's ratio from its exact law, O(1) per layer (docs/design.md section 9).
 """
@@ -43,9 +49,11 @@ from numba import njit, prange
 from scipy import stats
 
 from .. import rng
+from ..activations import ACT_ABS, ACT_LEAKY, ACT_LINEAR, ACT_RELU, dphi, phi
+from ..initializers import DIST_NORMAL, DIST_ORTHOGONAL
 from .common import DATA_FIXED, DATA_GAUSSIAN, HEAD_GAUSSIAN, forward_deaths, head_error, run_chunks
 
-__all__ = ["fill", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
+__all__ = ["fill", "method_of", "homogeneous_trial", "chain_trial", "tables", "binomial_tables", "guide_tables", "sample_binomial", "sample_binomial_guided",
            "law_trial", "law_block", "gamma_c_table", "LANES"]
 
 @njit(cache=True)
@@ -488,6 +496,316 @@ def fill_by_law_trial(first, count, nchunks, k0, k1, widths, var, head, K, data,
                                 c, d, rho, dn2, Go, z, e, fwd[j, 0], bwd[j, 0])
 
 
+# ------------------------------------------------------------ other activations, orthogonal weights
+
+#: STREAM_LAW rows of the closed forms (homogeneous_trial) beyond law_trial's rows 0..2 of a layer
+ROW_OTHER_CHI2 = 3      # chi2(n_l - K_l): the inactive units (Gaussian) / Gamma((n_l - K_l)/2) (orthogonal)
+ROW_OTHER_DCHI2 = 4     # chi2(n_l - K_l - 1): backward, the inactive units orthogonal to q_l
+ROW_MIX_NORMAL = 5      # w ~ N(0, 1): backward, the component of the plane of u_S, u_C orthogonal to q_l
+ROW_REST_GAMMA = 6      # Gamma((M - n_l)/2): orthogonal weights, the coordinates beyond n_l
+#: STREAM_LAW rows of the chain (chain_trial): layer l's forward normals, and its backward normals
+#: (layer l: y in R^(n_(l-1)) for W_l^T delta^l; layer L+1: y in R^(n_L) for W_o^T e)
+ROW_CHAIN_FORWARD = 8
+ROW_CHAIN_BACKWARD = 9
+
+
+@njit(cache=True)
+def _slope2(act, alpha):
+    """alpha^2 of D = diag(phi'(a)) on the inactive units: relu 0, leaky-relu alpha^2; abs and
+    linear have no inactive units (every unit counts as active, K = n, phi'^2 = 1)."""
+    if act == ACT_RELU:
+        return 0.0
+    if act == ACT_LEAKY:
+        return alpha * alpha
+    return 1.0
+
+
+@njit(cache=True)
+def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
+                      cdf, offs, guide, V, KK, S, R, Gm, rho, dn2, Go, z, e, fwd, bwd):
+    """One trial of relu, leaky-relu, abs or linear layers in O(1) per layer (docs/design.md
+    section 14); returns the dead flag (the forward deaths only without ``backward``).
+
+    Layer l: K_l ~ Bin(n_l, 1/2) active units (abs, linear: K_l = n_l), A_l = chi2(K_l) and
+    B_l = chi2(n_l - K_l) (drawn only for leaky-relu), alpha2 = alpha^2:
+      Gaussian:    rho_l / rho_(l-1) = v_l (A_l + alpha2 B_l)
+      orthogonal:  rho_l / rho_(l-1) = g_l^2 (G_a + alpha2 G_b) / (G_a + G_b + G_c), G_a, G_b, G_c
+                   Gamma(K_l/2), Gamma((n_l - K_l)/2), Gamma((M_l - n_l)/2), M_l = max(n_(l-1), n_l)
+                   (relu: G_b + G_c drawn as one Gamma((M_l - K_l)/2)); forward only.
+    Backward (Gaussian), p_l the coefficient of q_l in W_(l+1)^T delta^(l+1) (p_L = G_o . e) and
+    sigma_l^2 = v_(l+1) ||delta^(l+1)||^2 (sigma_L^2 = ||e||^2), cos^2 = A_l / (A_l + alpha2 B_l):
+      ||delta^l||^2 = p^2 (cos^2 + alpha2 sin^2) + 2 p sigma w |sin cos| (alpha2 - 1)
+                      + sigma^2 (w^2 (sin^2 + alpha2 cos^2) + chi2(K_l - 1) + alpha2 chi2(n_l - K_l - 1)),
+      p_(l-1) = sqrt(v_l (A_l + alpha2 B_l)) p_l,   w ~ N(0, 1) (0 unless 0 < K_l < n_l).
+    Rows of layer l (STREAM_LAW): 0 K_l, 1 A_l, 2 chi2(K_l - 1), as law_trial (relu's numbers are
+    law_trial's); ROW_OTHER_CHI2, ROW_OTHER_DCHI2, ROW_MIX_NORMAL, ROW_REST_GAMMA.
+    Scratch: V (5, L+1) (A, B, chi2(K - 1), chi2(n - K - 1), w of each layer), KK (L+1) int64,
+    S (4) float64, R (4) int64, Gm (4): every Gamma variate of a layer is drawn at one call of
+    rng.sample_gamma in a loop (one inlined copy of the sampler: numba compiles it in seconds)."""
+    L = widths.shape[0] - 1
+    a2 = _slope2(act, alpha)
+    full = act == ACT_ABS or act == ACT_LINEAR
+    r = 1.0
+    rho[0] = 1.0
+    s02 = xnorm2 if data == DATA_FIXED else 1.0
+    for l in range(0 if data == DATA_GAUSSIAN and backward else 1, L + 1):
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
+        # the layer's Gamma shapes and rows
+        if l == 0:
+            S[0] = 0.5 * widths[0]          # ||x||^2 = chi2(n_0), layer 0 row 0
+            R[0] = 0
+            m = 1
+        else:
+            n = widths[l]
+            if full:
+                Kl = n
+            else:
+                Kl = sample_binomial_guided(cdf, offs[l - 1], n, guide, (l - 1) * GUIDE, k0, k1, c2, c3, 0)
+            KK[l] = Kl
+            S[0] = 0.5 * Kl
+            R[0] = 1
+            R[1] = ROW_OTHER_CHI2
+            if orth:
+                M = max(widths[l - 1], n)
+                S[1] = 0.5 * (M - Kl) if a2 == 0.0 else 0.5 * (n - Kl)
+                S[2] = 0.0 if a2 == 0.0 else 0.5 * (M - n)
+                R[2] = ROW_REST_GAMMA
+                m = 3
+            else:
+                S[1] = 0.5 * (n - Kl) if a2 != 0.0 else 0.0
+                S[2] = 0.5 * (Kl - 1)
+                R[2] = 2
+                S[3] = 0.5 * (n - Kl - 1) if a2 != 0.0 else 0.0
+                R[3] = ROW_OTHER_DCHI2
+                m = 4 if backward else 2
+        for i in range(m):
+            Gm[i] = rng.sample_gamma(S[i], k0, k1, c2, c3, R[i])      # 0 for a shape <= 0
+        if l == 0:
+            s02 = 2.0 * Gm[0]
+            continue
+        if orth:
+            g = gain[l - 1]
+            r *= g * g * ((Gm[0] + a2 * Gm[1]) / (Gm[0] + Gm[1] + Gm[2]))
+        else:
+            for i in range(4):
+                V[i, l] = 2.0 * Gm[i] if i < m else 0.0
+            r *= var[l - 1] * (V[0, l] + a2 * V[1, l])
+            V[4, l] = 0.0
+            if backward and a2 != 0.0 and Kl > 0 and Kl < n:
+                w0, w1, w2, w3 = rng.philox_block(np.uint64(0), np.uint64(ROW_MIX_NORMAL), c2, c3, k0, k1)
+                V[4, l] = rng.u32_to_normal(w0)                        # fill_normal_row's first normal
+        rho[l] = r
+    dead = False
+    for l in range(1, L + 1):
+        fwd[l - 1] = rho[l]
+        if rho[l] == 0.0:
+            dead = True
+    if not backward:
+        return dead
+    # the head z = s_L G_o (layer L+1, row 0) and e, as law_trial
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
+    sL = math.sqrt(s02 * rho[L])
+    for j in range(K):
+        z[j] = sL * Go[j]
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
+    p = 0.0
+    sig2 = 0.0
+    for j in range(K):
+        p += Go[j] * e[j]
+        sig2 += e[j] * e[j]
+    if rho[L] == 0.0:
+        p = 0.0
+        sig2 = 0.0
+    for l in range(L, 0, -1):
+        A = V[0, l]
+        B = V[1, l]
+        w = V[4, l]
+        N2 = A + a2 * B
+        if N2 > 0.0:
+            cos2 = A / N2
+            sin2 = a2 * B / N2
+        else:
+            cos2 = 1.0
+            sin2 = 0.0
+        cross = 2.0 * p * math.sqrt(sig2) * w * math.sqrt(sin2 * cos2) * (a2 - 1.0)
+        dn2[l] = p * p * (cos2 + a2 * sin2) + cross + sig2 * (w * w * (sin2 + a2 * cos2) + V[2, l] + a2 * V[3, l])
+        p *= math.sqrt(var[l - 1] * N2)
+        sig2 = var[l - 1] * dn2[l]
+    if dn2[L] == 0.0:
+        dead = True
+    prev = 1.0
+    for l in range(1, L + 1):
+        bwd[l - 1] = np.inf if dn2[L] == 0.0 else (dn2[l] / dn2[L]) * prev
+        prev = rho[l]
+    return dead
+
+
+@njit(cache=True)
+def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
+                offs, Abuf, Hbuf, Zs, Dn, Y, ws, s, dn2, Go, z, e, fwd, bwd):
+    """One trial of any activation, exact in law, O(n_l) normals per layer (docs/design.md
+    section 14); returns the dead flag (the forward deaths only without ``backward``).
+
+    Forward, in each layer's own coordinates: a^l = sqrt(v_l) s_(l-1) z, z ~ N(0, I_(n_l))
+    (orthogonal: a^l = g_l s_(l-1) (z_1..z_(n_l)) / ||z||, z ~ N(0, I_M)), h^l = phi(a^l), s_l = ||h^l||.
+    Backward: W_l^T delta^l = q_(l-1) (a^l . delta^l) / s_(l-1) + sqrt(v_l) ||delta^l|| (I - q q^T) y,
+    q = h^(l-1) / s_(l-1), y ~ N(0, I); delta^(l-1) = phi'(a^(l-1)) * W_l^T delta^l; the head
+    W_o^T e = q_L (G_o . e) + ||e|| (I - q q^T) y.  Orthogonal weights: the same with
+    g_l sqrt(||delta^l||^2 - (w . delta^l)^2) / ||(I - q q^T) y||, y ~ N(0, I_M), w = a^l / (g_l s_(l-1)),
+    for sqrt(v_l) ||delta^l|| (docs/design.md section 14).
+    a^l, h^l: Abuf, Hbuf[offs[l - 1]:offs[l - 1] + n_l]; Zs (max M), Dn, Y (max n), ws (rng.row_workspace(max M)): scratch;
+    s (L+1), dn2 (L+1).  Rows: ROW_CHAIN_FORWARD, ROW_CHAIN_BACKWARD of layer l; ||x||^2 and
+    G_o as law_trial."""
+    L = widths.shape[0] - 1
+    if data == DATA_FIXED:
+        s02 = xnorm2
+    elif data == DATA_GAUSSIAN:
+        c2, c3 = rng.counter_words(trial, 0, rng.STREAM_LAW)
+        s02 = 2.0 * rng.sample_gamma(0.5 * widths[0], k0, k1, c2, c3, np.int64(0))
+    else:
+        s02 = 1.0
+    s[0] = math.sqrt(s02)
+    dead = False
+    for l in range(1, L + 1):
+        n = widths[l]
+        o = offs[l - 1]
+        c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
+        if orth:
+            M = max(widths[l - 1], n)
+            rng.fill_normal_row_ws(k0, k1, c2, c3, np.int64(ROW_CHAIN_FORWARD), 1.0, Zs, M, ws)
+            zz = 0.0
+            for i in range(M):
+                zz += Zs[i] * Zs[i]
+            scale = gain[l - 1] * s[l - 1] / math.sqrt(zz)
+            for i in range(n):
+                Abuf[o + i] = scale * Zs[i]
+        else:
+            rng.fill_normal_row_ws(k0, k1, c2, c3, np.int64(ROW_CHAIN_FORWARD), math.sqrt(var[l - 1]) * s[l - 1],
+                                   Abuf[o:o + n], n, ws)
+        h2 = 0.0
+        for i in range(n):
+            h = phi(act, alpha, Abuf[o + i])
+            Hbuf[o + i] = h
+            h2 += h * h
+        s[l] = math.sqrt(h2)
+        fwd[l - 1] = h2 / s02
+        if h2 == 0.0:
+            dead = True
+    if not backward:
+        return dead
+    # head: G_o ~ N(0, I_K) (layer L+1, row 0), z = s_L G_o, e
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
+    for j in range(K):
+        z[j] = s[L] * Go[j]
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
+    t = 0.0
+    e2 = 0.0
+    for j in range(K):
+        t += Go[j] * e[j]
+        e2 += e[j] * e[j]
+    if s[L] == 0.0:
+        for l in range(L + 1):
+            dn2[l] = 0.0
+    else:
+        # delta^(l-1) = phi'(a^(l-1)) * (q t + sigma (y - q (q . y))), from layer l = L+1 (the head) down
+        d2 = 0.0
+        for l in range(L + 1, 1, -1):
+            m = widths[l - 1]
+            o = offs[l - 2]
+            my = max(m, widths[l]) if orth and l <= L else m
+            c2, c3 = rng.counter_words(trial, l, rng.STREAM_LAW)
+            rng.fill_normal_row_ws(k0, k1, c2, c3, np.int64(ROW_CHAIN_BACKWARD), 1.0, Y, my, ws)
+            inv = 1.0 / s[l - 1]
+            qy = 0.0
+            for i in range(m):
+                qy += Hbuf[o + i] * inv * Y[i]
+            if l == L + 1:
+                sig = math.sqrt(e2)
+            elif orth:
+                # W_l^T delta = g (O^T [delta; 0])_(1..n_(l-1)), O^T x = q (w . x) + ||x - w (w . x)|| nu, nu uniform
+                # on the unit sphere of q's complement in R^M: nu = (y - q (q . y)) / ||y - q (q . y)||, y ~ N(0, I_M)
+                g = gain[l - 1]
+                wd = t / g
+                yy = 0.0
+                for i in range(my):
+                    yy += Y[i] * Y[i]
+                sig = g * math.sqrt(max(d2 - wd * wd, 0.0) / (yy - qy * qy))
+            else:
+                sig = math.sqrt(var[l - 1] * d2)
+            d2 = 0.0
+            for i in range(m):
+                q = Hbuf[o + i] * inv
+                d = dphi(act, alpha, Abuf[o + i]) * (q * t + sig * (Y[i] - q * qy))
+                Dn[i] = d
+                d2 += d * d
+            dn2[l - 1] = d2
+            # for the next layer down: t = a^(l-1) . delta^(l-1) / s_(l-2) (and ||delta^(l-1)||^2 = d2)
+            if l > 2:
+                ad = 0.0
+                for i in range(m):
+                    ad += Abuf[o + i] * Dn[i]
+                t = ad / s[l - 2]
+    if dn2[L] == 0.0:
+        dead = True
+    prev = 1.0
+    for l in range(1, L + 1):
+        bwd[l - 1] = np.inf if dn2[L] == 0.0 else (dn2[l] / dn2[L]) * prev
+        prev = fwd[l - 1]
+    return dead
+
+
+@njit(cache=True, nogil=True)
+def _homogeneous_chunk(lo, hi, first, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data,
+                       xnorm2, cdf, offs, guide, fwd, bwd, dead):
+    """Trials lo..hi-1 of homogeneous_trial: a work unit of fill."""
+    L = widths.shape[0] - 1
+    V = np.zeros((5, L + 1))
+    KK = np.zeros(L + 1, dtype=np.int64)
+    S = np.zeros(4)
+    R = np.zeros(4, dtype=np.int64)
+    Gm = np.zeros(4)
+    rho = np.zeros(L + 1)
+    dn2 = np.zeros(L + 1)
+    Go = np.empty(K)
+    z = np.empty(K)
+    e = np.empty(K)
+    for t in range(lo, hi):
+        j = t - first
+        dead[j] = homogeneous_trial(t, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data,
+                                    xnorm2, cdf, offs, guide, V, KK, S, R, Gm, rho, dn2, Go, z, e, fwd[j, 0],
+                                    bwd[j, 0])
+
+
+@njit(cache=True, nogil=True)
+def _chain_chunk(lo, hi, first, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
+                 fwd, bwd, dead):
+    """Trials lo..hi-1 of chain_trial: a work unit of fill."""
+    L = widths.shape[0] - 1
+    offs = np.zeros(L + 1, dtype=np.int64)
+    for l in range(1, L + 1):
+        offs[l] = offs[l - 1] + widths[l]
+    m = 1
+    for w in widths:
+        m = max(m, w)
+    Abuf = np.empty(offs[L])
+    Hbuf = np.empty(offs[L])
+    Zs = np.empty(m)
+    Dn = np.empty(m)
+    Y = np.empty(m)
+    ws = rng.row_workspace(m)
+    s = np.zeros(L + 1)
+    dn2 = np.zeros(L + 1)
+    Go = np.empty(K)
+    z = np.empty(K)
+    e = np.empty(K)
+    for t in range(lo, hi):
+        j = t - first
+        dead[j] = chain_trial(t, k0, k1, widths, var, gain, orth, act, alpha, backward, head, K, data, xnorm2,
+                              offs, Abuf, Hbuf, Zs, Dn, Y, ws, s, dn2, Go, z, e, fwd[j, 0], bwd[j, 0])
+
+
 # ------------------------------------------------------------ residual networks (forward)
 
 @njit(cache=True)
@@ -541,6 +859,8 @@ def _fill_residual(plan, first, count, fwd, dead):
     """fill for a residual network: the forward ratios only (bwd is left as it is)."""
     from ..config import ConfigError
     from .common import ARCH_RESIDUAL
+    if plan.dist != DIST_NORMAL or plan.act != ACT_RELU:
+        raise ValueError("the law kernel draws residual networks of ReLU layers and Gaussian weights")
     if plan.arch != ARCH_RESIDUAL:
         raise ConfigError("the law kernel draws residual networks with a skip in every block (--arch "
                           "residual); single-skip has no exact law: use --kernel dense")
@@ -573,24 +893,54 @@ def plan_tables(plan):
     return plan._law_tables
 
 
-def fill(plan, first, count, fwd, bwd, dead):
+def method_of(plan):
+    """How fill draws a plan's trials: 'relu' (law_block: relu, Gaussian weights), 'closed'
+    (homogeneous_trial: leaky-relu, abs, linear, and orthogonal relu's forward ratios) or 'chain'
+    (chain_trial: tanh, gelu, and orthogonal weights' backward ratios)."""
+    if plan.act == ACT_RELU and plan.dist == DIST_NORMAL:
+        return "relu"
+    if plan.act in (ACT_RELU, ACT_LEAKY, ACT_ABS, ACT_LINEAR) and not (plan.dist == DIST_ORTHOGONAL and plan.backward):
+        return "closed"
+    return "chain"
+
+
+def fill(plan, first, count, fwd, bwd, dead, method=None):
     """Compute trials first..first+count-1 into fwd, bwd (count, 1, L) and dead (count,).
     Both properties are always computed (their draws are interleaved); without the
     backward property (plan.backward False) dead counts the forward deaths only.
     A residual network (--arch residual, forward property only): residual_law_trial's
-    forward ratios, bwd left as it is."""
+    forward ratios, bwd left as it is.  Other activations and orthogonal weights: method_of's
+    way; ``method`` 'closed' or 'chain' forces one ('chain' computes every activation and
+    orthogonal weights' backward ratios, 'closed' the homogeneous activations, and orthogonal
+    weights' forward ratios only)."""
     from .common import ARCH_PLAIN, refuse_unbuilt
-    if plan.dist != 0 or plan.samples != 1:
-        raise ValueError("the law kernel needs Gaussian weights and one input per trial")
+    if plan.dist not in (DIST_NORMAL, DIST_ORTHOGONAL) or plan.samples != 1:
+        raise ValueError("the law kernel needs Gaussian or orthogonal weights and one input per trial")
     if plan.arch != ARCH_PLAIN:
         return _fill_residual(plan, first, count, fwd, dead)
-    refuse_unbuilt(plan, "law")
-    cdf, offs, guide = plan_tables(plan)
-    if not hasattr(plan, "_law_ctab"):
-        plan._law_ctab = gamma_c_table(plan.widths)
+    refuse_unbuilt(plan, "law", activation=True, orthogonal=True)
+    orth = plan.dist == DIST_ORTHOGONAL
+    method = method or method_of(plan)
+    if method == "closed" and orth and plan.backward:
+        raise ValueError("the law kernel's closed forms draw orthogonal weights' forward ratios; the chain both")
     xnorm2 = float(plan.X0[0] @ plan.X0[0]) if plan.data == DATA_FIXED else 1.0
-    args = (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
-            xnorm2, cdf, offs, guide, plan._law_ctab, fwd, bwd, dead)
-    run_chunks(_chunk, first, count, args)
+    if method == "relu":
+        cdf, offs, guide = plan_tables(plan)
+        if not hasattr(plan, "_law_ctab"):
+            plan._law_ctab = gamma_c_table(plan.widths)
+        args = (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head, plan.classes, plan.data,
+                xnorm2, cdf, offs, guide, plan._law_ctab, fwd, bwd, dead)
+        run_chunks(_chunk, first, count, args)
+    elif method == "closed":
+        if plan.act not in (ACT_RELU, ACT_LEAKY, ACT_ABS, ACT_LINEAR):
+            raise ValueError("the law kernel's closed forms are of relu, leaky-relu, abs and linear layers")
+        cdf, offs, guide = plan_tables(plan)
+        run_chunks(_homogeneous_chunk, first, count,
+                   (first, plan.k0, plan.k1, plan.widths, plan.var, plan.gain, orth, plan.act, plan.alpha,
+                    plan.backward, plan.head, plan.classes, plan.data, xnorm2, cdf, offs, guide, fwd, bwd, dead))
+    else:
+        run_chunks(_chain_chunk, first, count,
+                   (first, plan.k0, plan.k1, plan.widths, plan.var, plan.gain, orth, plan.act, plan.alpha,
+                    plan.backward, plan.head, plan.classes, plan.data, xnorm2, fwd, bwd, dead))
     if not plan.backward:
         forward_deaths(fwd[:count], dead[:count])
