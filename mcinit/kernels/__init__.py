@@ -167,7 +167,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if (activation != "relu" and requested != "auto" and requested not in kinds
             and not (requested == "law" and samples != 1)):        # law's own words below
         which = kinds or ACTIVATION_KERNELS
-        raise ConfigError(f"--activation {activation} is computed by the {' and '.join(which)} "
+        names = " and ".join(([", ".join(which[:-1])] if len(which) > 1 else []) + [which[-1]])
+        raise ConfigError(f"--activation {activation} is computed by the {names} "
                           f"kernel{'s' if len(which) > 1 else ''}, not {requested}")
     if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"
