@@ -14,11 +14,13 @@ ACTIVATIONS, parse_activation); a run names its activation by the canonical text
   gain preserves E q for every q, and theirs is the one of q = 1 (tanh: 1.5925, where
   torch's calculate_gain says 5/3; gelu: 1.5335).
 
-phi'(0) is taken as the right derivative (relu: 0 at 0, as a ReLU's mask 1[a > 0]; abs: 0;
-leaky-relu: alpha); a pre-activation is exactly 0 with probability 0 for Gaussian weights.
+At the kinks phi'(0) is 0 for relu (as a ReLU's mask 1[a > 0]) and abs, alpha for leaky-relu
+(the left derivatives of relu and leaky-relu); a pre-activation is exactly 0 with probability 0
+for Gaussian weights.
 
-tanh and gelu call the C library's tanh and erf: the same numbers on one machine, and
-within a few ulps across machines (relu, leaky-relu, abs and linear are exact arithmetic).
+tanh and gelu call the C library's tanh and erfc: the same numbers on one machine, and
+within a few ulps across machines (gelu(a) = a Phi(a) with Phi(a) = erfc(-a / sqrt 2) / 2,
+accurate to a few ulps where Phi is small, where 1 + erf(a / sqrt 2) would cancel) (relu, leaky-relu, abs and linear are exact arithmetic).
 """
 
 import math
@@ -94,12 +96,12 @@ def phi(code, alpha, a):
         return a
     if code == 4:
         return math.tanh(a)
-    return 0.5 * a * (1.0 + math.erf(a * _SQRT1_2))
+    return 0.5 * a * math.erfc(-a * _SQRT1_2)
 
 
 @njit(cache=True, inline="always")
 def dphi(code, alpha, a):
-    """phi'(a) (the right derivative at 0; module docstring)."""
+    """phi'(a) (at the kinks: module docstring)."""
     if code == 0:
         return 1.0 if a > 0.0 else 0.0
     if code == 1:
@@ -111,7 +113,7 @@ def dphi(code, alpha, a):
     if code == 4:
         t = math.tanh(a)
         return 1.0 - t * t
-    return 0.5 * (1.0 + math.erf(a * _SQRT1_2)) + a * math.exp(-0.5 * a * a) * 0.3989422804014327
+    return 0.5 * math.erfc(-a * _SQRT1_2) + a * math.exp(-0.5 * a * a) * 0.3989422804014327
 
 
 @njit(cache=True)

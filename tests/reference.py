@@ -4,9 +4,14 @@ It draws the same weights, inputs and targets as the dense kernel through the
 generator's public API (``mcinit.rng.normal_matrix`` / ``uniform_matrix``, the
 random-number contract) and computes the network with plain NumPy matrix
 products, so it checks the kernel's network arithmetic, not its generator.
+
+The activations (``phi_of``) are written here again, from their textbook formulas and
+independently of mcinit.activations, with the same convention at the kinks: phi'(0) is
+0 for relu and abs, alpha for leaky-relu.
 """
 
 import numpy as np
+from scipy.special import ndtr
 
 from mcinit import rng
 from mcinit.initializers import scheme_of
@@ -66,19 +71,54 @@ def errors(cfg, trial, Z):
     return P / P.sum(axis=1, keepdims=True) - T
 
 
-def ratios(X, Ws, Wo, error_fn):
-    """rho (N, L) and gamma (N, L) of docs/design.md section 2 for inputs X (N, n_0)."""
+def phi_of(activation):
+    """(phi, phi') of an activation's text ('relu', 'leaky-relu:0.1', 'abs', 'linear', 'tanh',
+    'gelu') as NumPy functions of an array of pre-activations."""
+    name, _, slope = activation.partition(":")
+    if name == "relu":
+        return (lambda a: np.where(a > 0, a, 0.0)), (lambda a: np.where(a > 0, 1.0, 0.0))
+    if name == "leaky-relu":
+        s = float(slope)
+        return (lambda a: np.where(a > 0, a, s * a)), (lambda a: np.where(a > 0, 1.0, s))
+    if name == "abs":
+        return np.abs, (lambda a: np.sign(a).astype(float))
+    if name == "linear":
+        return (lambda a: a + 0.0), (lambda a: np.ones_like(a, dtype=float))
+    if name == "tanh":
+        return np.tanh, (lambda a: 1.0 / np.cosh(a) ** 2)
+    if name == "gelu":       # a Phi(a), Phi the standard normal cdf (scipy's ndtr); phi' = Phi(a) + a N(a; 0, 1)
+        return ((lambda a: a * ndtr(a)),
+                (lambda a: ndtr(a) + a * np.exp(-a * a / 2) / np.sqrt(2 * np.pi)))
+    raise ValueError(f"unknown activation {activation!r}")
+
+
+def forward(X, Ws, activation="relu"):
+    """(H, A): H[l] = h^l (N, n_l), l = 0..L, and A[l - 1] = a^l = W_l h^(l-1), h^l = phi(a^l)."""
+    f, _ = phi_of(activation)
     H = [X]
     A = []
-    for W in Ws:                       # a^l = W_l h^(l-1), h^l = ReLU(a^l)
+    for W in Ws:
         A.append(H[-1] @ W.T)
-        H.append(np.maximum(A[-1], 0.0))
-    E = error_fn(H[-1] @ Wo.T)         # e = dloss/dz
+        H.append(f(A[-1]))
+    return H, A
+
+
+def backward(A, Ws, Wo, E, activation="relu"):
+    """D[l - 1] = delta^l = dloss/da^l (N, n_l), l = 1..L, from the errors E = dloss/dz (N, K):
+    delta^L = phi'(a^L) (W_o^T e), delta^(l-1) = phi'(a^(l-1)) (W_l^T delta^l)."""
+    _, df = phi_of(activation)
     D = [None] * len(Ws)
-    D[-1] = (A[-1] > 0) * (E @ Wo)     # delta^L = 1[a^L > 0] (W_o^T e)
-    for l in range(len(Ws) - 1, 0, -1):  # delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l)
-        D[l - 1] = (A[l - 1] > 0) * (D[l] @ Ws[l])
-    return layer_ratios(X, H, D)
+    D[-1] = df(A[-1]) * (E @ Wo)
+    for l in range(len(Ws) - 1, 0, -1):
+        D[l - 1] = df(A[l - 1]) * (D[l] @ Ws[l])
+    return D
+
+
+def ratios(X, Ws, Wo, error_fn, activation="relu"):
+    """rho (N, L) and gamma (N, L) of docs/design.md section 2 for inputs X (N, n_0)."""
+    H, A = forward(X, Ws, activation)
+    E = error_fn(H[-1] @ Wo.T)         # e = dloss/dz
+    return layer_ratios(X, H, backward(A, Ws, Wo, E, activation))
 
 
 def layer_ratios(X, H, D):
@@ -98,7 +138,7 @@ def trial_ratios(cfg, trial, fixed=None):
     """rho, gamma (N, L) of one trial of the dense kernel, computed independently."""
     Ws, Wo = weights(cfg, trial)
     X = inputs(cfg, trial, fixed)
-    return ratios(X, Ws, Wo, lambda Z: errors(cfg, trial, Z))
+    return ratios(X, Ws, Wo, lambda Z: errors(cfg, trial, Z), cfg.activation)
 
 
 def residual_forward(X, Ws, arch, s):

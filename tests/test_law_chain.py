@@ -336,11 +336,13 @@ def test_law_cost_counts_the_chains_normals():
 
 
 def test_activation_refusals_name_the_kernels_that_compute_it():
-    """One input: dense and law compute other activations; several inputs: dense, and law says it
-    takes one input."""
-    with pytest.raises(ConfigError, match="computed by the dense and law kernels, not projected"):
-        kernels.choose("projected", 0, (4, 5, 5), 1, 3, "he", activation="tanh")
-    with pytest.raises(ConfigError, match="computed by the dense kernel, not blocked"):
+    """One input: dense, projected and law compute other activations; several inputs: dense and
+    projected, and law says it takes one input; uniform weights: dense alone."""
+    with pytest.raises(ConfigError, match="computed by the dense, projected and law kernels, not blocked"):
+        kernels.choose("blocked", 0, (4, 5, 5), 1, 3, "he", activation="tanh")
+    with pytest.raises(ConfigError, match="computed by the dense and projected kernels, not blocked"):
         kernels.choose("blocked", 0, (4, 5, 5), 2, 3, "he", activation="gelu")
+    with pytest.raises(ConfigError, match="computed by the dense kernel, not blocked"):
+        kernels.choose("blocked", 1, (4, 5, 5), 2, 3, "he", activation="gelu")
     with pytest.raises(ConfigError, match="one input per trial"):
         kernels.choose("law", 0, (4, 5, 5), 2, 3, "he", activation="abs")

@@ -53,7 +53,8 @@ def release(name):
 def cost_terms(name, widths, samples, classes, backward=True, activation="relu", orthogonal=False):
     """The terms of a trial's cost for a kernel (each multiplied by its COST constant):
 
-    dense      normals drawn, multiply-adds in row loops, layers
+    dense      normals drawn, multiply-adds in row loops, layers (ReLU draws only the columns
+               that meet an active unit; other activations every column)
     blocked    normals drawn, multiply-adds by BLAS, elementwise passes, array operations
     projected  normals drawn, multiply-adds, orthogonalisation work, head work, layers
     law        layers of ReLU Gaussian lane blocks, classes, 1, layers of the other activations or
@@ -80,7 +81,7 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
         normals = drawn * (2.0 if backward else 1.0) if chain else 0.0
         return (0.0, K, 1.0, float(L), normals)
     if name == "dense":
-        active = 1.0 - 0.5 ** N          # a column meets an active unit of some input
+        active = 1.0 - 0.5 ** N if activation == "relu" else 1.0   # a column meets an active unit of some input
         drawn = w[0] + float(np.sum(w[1:])) * active + K * n[-1] * active
         macs = N * drawn * (2.0 if backward else 1.0)
         if orthogonal:
@@ -106,8 +107,8 @@ def cost_terms(name, widths, samples, classes, backward=True, activation="relu",
 def cost(name, widths, samples, classes, precision="float64", backward=True, activation="relu",
          orthogonal=False):
     """Estimated seconds of one trial on one thread (COST times cost_terms): how auto chooses
-    a kernel and the engine sizes batches (``activation``: --activation's text, which the law
-    kernel's terms distinguish; ``orthogonal``: --init orthogonal)."""
+    a kernel and the engine sizes batches (``activation``: --activation's text, which the dense
+    and law kernels' terms distinguish; ``orthogonal``: --init orthogonal)."""
     c = COST[name]
     t = cost_terms(name, widths, samples, classes, backward, activation, orthogonal)
     if name == "blocked" and precision == "float32":
@@ -120,7 +121,7 @@ RESIDUAL_KERNELS = ("dense", "law")
 
 
 #: the kernels that compute activations other than ReLU (--activation)
-ACTIVATION_KERNELS = ("dense", "law")
+ACTIVATION_KERNELS = ("dense", "projected", "law")
 #: the kernels that draw orthogonal weights (--init orthogonal), and the properties they compute
 ORTHOGONAL_KERNELS = {"dense": ("both", "forward", "backward"), "projected": ("both", "forward", "backward"),
                       "law": ("both", "forward", "backward")}
@@ -166,7 +167,8 @@ def choose(requested, dist_code, widths, samples, classes, init, precision="floa
     if (activation != "relu" and requested != "auto" and requested not in kinds
             and not (requested == "law" and samples != 1)):        # law's own words below
         which = kinds or ACTIVATION_KERNELS
-        raise ConfigError(f"--activation {activation} is computed by the {' and '.join(which)} "
+        names = " and ".join(([", ".join(which[:-1])] if len(which) > 1 else []) + [which[-1]])
+        raise ConfigError(f"--activation {activation} is computed by the {names} "
                           f"kernel{'s' if len(which) > 1 else ''}, not {requested}")
     if requested in ("projected", "law") and not gaussian and dist_code != DIST_ORTHOGONAL:
         why = "weight-normalised rows" if init.startswith("wn") else "uniform weights"

@@ -231,8 +231,9 @@ def direction_ratios(hn2, dn2, dc2, gain, L, bwd):
         gamma_l^dir = sum_i delta_i^2 (||h^(l-1)||^2 - (u_i . h^(l-1))^2) / (||x||^2 ||delta^L||^2)
                     = (||delta^l||^2 ||h^(l-1)||^2 - c_l / g_l^2) / (||x||^2 ||delta^L||^2),
 
-    u_i the unit direction of row i, g_l the layer's gain, c_l = sum_i (delta^l_i h^l_i)^2
-    (u_i . h^(l-1) = a_i / g_l, and h^l_i = a_i wherever delta^l_i != 0).  hn2[l], dn2[l] and
+    u_i the unit direction of row i, g_l the layer's gain, c_l = sum_i (delta^l_i a^l_i)^2
+    (u_i . h^(l-1) = a_i / g_l; for ReLU h^l_i = a_i wherever delta^l_i != 0, so the kernels
+    may sum h^l there, and any other activation's a^l).  hn2[l], dn2[l] and
     dc2[l] = c_l (l = 0..L) as in write_ratios; bwd as write_ratios left it (+inf where
     delta^L = 0, kept).  Rounding can take a value a few ulps below 0 (n_(l-1) = 1, where
     it is 0): it is clipped at 0."""

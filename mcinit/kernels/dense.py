@@ -1,24 +1,31 @@
 """The dense kernel: draws every weight; the ground truth for the other kernels.
 
-Forward  a^l = W_l h^(l-1), h^l = ReLU(a^l); logits z = W_o h^L.
-Backward delta^L = 1[a^L > 0] (W_o^T e), delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l).
+Forward  a^l = W_l h^(l-1), h^l = phi(a^l); logits z = W_o h^L.
+Backward delta^L = phi'(a^L) (W_o^T e), delta^(l-1) = phi'(a^(l-1)) (W_l^T delta^l).
+phi is the plan's activation (mcinit.activations.phi and dphi, codes plan.act, plan.alpha).
 Row i of W_l is row i of (layer l, STREAM_WEIGHTS): N(0, v_l), U(-a, a) with
 a = sqrt(3 v_l), or g_l v/||v|| with v ~ N(0, I) (weight normalisation); orthogonal
 weights are g_l times the Haar matrix of the layer's N(0, 1) rows, drawn whole
 (kernels/orthogonal.py, O(n_l n_(l-1) min(n_l, n_(l-1))) per layer); the head
-W_o is N(0, 1), layer L + 1.  Only the weights that meet an active unit are
-drawn (the columns of the support of h^(l-1); about half of them past the first
-layer), or read there from the whole orthogonal matrix.  The backward pass reads
-the rows the forward pass kept (those of active units, at those columns) or, when
-they exceed the workspace budget, redraws them from their counters (an orthogonal
-layer's matrix whole again): both give identical numbers.  A plan without the backward
-property (``plan.backward`` False) stops after the forward pass: no head, no
-backward pass, bwd left as it is, and the forward numbers those of a run of both.
+W_o is N(0, 1), layer L + 1.  For ReLU only the weights that meet an active unit
+are drawn (the columns of the support of h^(l-1); about half of them past the first
+layer), or read there from the whole orthogonal matrix; phi'(a) = 1[h > 0] is read
+from h, and a unit no input activates passes no delta back.  Other activations have
+no such sparsity (every unit of leaky-relu, tanh and gelu carries a gradient; abs
+and gelu cannot recover a from h): every column is drawn, the pre-activations a^l of
+every layer are kept, and the mask is phi'(a).  The backward pass reads the rows
+the forward pass kept (those of active units, at those columns; every row for other
+activations) or, when they exceed the workspace budget, redraws them from their
+counters (an orthogonal layer's matrix whole again): both give identical numbers.
+A plan without the backward property (``plan.backward`` False) stops after the
+forward pass: no head, no backward pass, bwd left as it is, and the forward numbers
+those of a run of both.
 
 With ``plan.wn_direction`` (--wn-grad direction, weight-normalised rows w_i = g_l u_i,
 u_i = v_i/||v_i||) the backward ratio is that of dloss/dv_i = g_l delta_i (h - u_i (u_i . h))
-at ||v_i|| = 1, h = h^(l-1), divided by g_l: the trial also sums c_l = sum_i (delta^l_i h^l_i)^2
-in the backward pass, and common.direction_ratios gives
+at ||v_i|| = 1, h = h^(l-1), divided by g_l: the trial also sums c_l = sum_i (delta^l_i a^l_i)^2
+in the backward pass (for ReLU a^l_i = h^l_i wherever delta^l_i != 0, so h^l is read), and
+common.direction_ratios gives
 gamma_l^dir = (||delta^l||^2 ||h^(l-1)||^2 - c_l / g_l^2) / (||x||^2 ||delta^L||^2).
 """
 
@@ -28,6 +35,7 @@ import numpy as np
 from numba import njit
 
 from .. import rng
+from ..activations import ACT_RELU, dphi, phi
 from ..initializers import DIST_NORMAL, DIST_ORTHOGONAL, DIST_UNIFORM
 from . import orthogonal
 from .common import (dot, direction_ratios, draw_inputs, head_errors_of_inputs, run_chunks, workspace_mb,
@@ -110,6 +118,16 @@ def relu_row(w, Hc, m, N, a):
 
 
 @njit(cache=True, inline="always")
+def phi_row(w, Hc, m, N, a, h, act, alpha):
+    """a[x] = w . Hc[:, x] (kept for phi') and h[x] = phi(a[x]), one unit for every input
+    (activations other than ReLU: every unit can carry a delta, so always True)."""
+    row_times(w, Hc, m, N, a)
+    for x in range(N):
+        h[x] = phi(act, alpha, a[x])
+    return True
+
+
+@njit(cache=True, inline="always")
 def add_outer(w, d, n, N, out):
     """out[j, x] += w[j] d[x]: one row of W^T delta, accumulated."""
     if N == 1:
@@ -137,9 +155,22 @@ def mask_norms(D, H, n, N, dn2, l):
 
 
 @njit(cache=True, inline="always")
+def dphi_norms(D, A, n, N, dn2, l, act, alpha):
+    """D = phi'(A) D (A the layer's pre-activations) and dn2[x, l] = ||D[:, x]||^2: mask_norms
+    of any activation."""
+    for x in range(N):
+        dn2[x, l] = 0.0
+    for j in range(n):
+        for x in range(N):
+            D[j, x] *= dphi(act, alpha, A[j, x])
+            dn2[x, l] += D[j, x] * D[j, x]
+
+
+@njit(cache=True, inline="always")
 def direction_sums(D, H, n, N, dc2, l):
-    """dc2[x, l] = sum_j (D[j, x] H[j, x])^2: delta^l (masked) against the layer's own output
-    h^l, the term c_l of the direction gradient (common.direction_ratios)."""
+    """dc2[x, l] = sum_j (D[j, x] H[j, x])^2: delta^l (masked) against the layer's own
+    pre-activations a^l (for ReLU its output h^l, equal to a^l wherever delta^l != 0), the
+    term c_l of the direction gradient (common.direction_ratios)."""
     for x in range(N):
         dc2[x, l] = 0.0
     for j in range(n):
@@ -149,10 +180,17 @@ def direction_sums(D, H, n, N, dc2, l):
 
 
 @njit(cache=True, inline="always")
-def support(H, n, N, cols, Hc):
+def support(H, n, N, cols, Hc, every=False):
     """cols = the units j some input activates (H[j, x] != 0), ascending; Hc = those rows of
     H, compacted.  Returns their number m.  Outside them a weight column meets only zeros,
-    forward and backward, so it is never drawn."""
+    forward and (ReLU) backward, so it is never drawn.  With ``every`` (activations other
+    than ReLU, whose phi' need not vanish where h does) every unit is in it."""
+    if every:
+        for j in range(n):
+            cols[j] = j
+            for x in range(N):
+                Hc[j, x] = H[j, x]
+        return n
     m = 0
     for j in range(n):
         on = False
@@ -195,18 +233,22 @@ def input_ratios(H, widths, N, hn2, dn2, backward, fwd, bwd, direction, dc2, gai
 @njit(cache=True)
 def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 store, backward, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
-                wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd, bwd, direction, dc2):
+                wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd, bwd, direction, dc2,
+                act, alpha, A):
     """One trial; H[l] is (n_l, N) for l = 0..L (input x in column x); returns the dead flag.
+    act, alpha: the activation (mcinit.activations.phi); for activations other than ReLU
+    A[l] (n_l, N) receives the pre-activations a^l, l = 1..L (for ReLU A is not touched).
     Without ``backward`` the trial ends after the forward pass (fwd and the forward deaths
     only; store must then be False: nothing is kept for a backward pass).  With
     ``direction`` (weight-normalised rows, --wn-grad direction) bwd holds gamma_l^dir, from
     the sums c_l into dc2 (N, L + 1) (module docstring).
 
-    Only the weights that meet an active unit are drawn: W_l[i, j] for j in the
+    For ReLU only the weights that meet an active unit are drawn: W_l[i, j] for j in the
     support of h^(l-1) (the forward pass), kept (``store``) or redrawn for the rows i
-    that delta^l reaches (the backward pass, l >= 2).  The numbers are those of the
-    whole matrices; sums run over the support only, so they differ from sums over
-    all columns only by the order of rounding."""
+    that delta^l reaches (the backward pass, l >= 2); other activations draw every column
+    (but W_1's on zero inputs) and keep every row.  The numbers are those of the whole
+    matrices; sums run over the support only, so they differ from sums over all columns
+    only by the order of rounding."""
     L = widths.shape[0] - 1
     n0 = widths[0]
     draw_inputs(k0, k1, trial, data, X0, N, n0, col)   # (N, n0) rows into col ...
@@ -214,12 +256,14 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         for j in range(n0):
             H[0][j, x] = col[x, j]                      # ... as columns of H[0]
     # forward: a_i = sum_(j in support) W_l[i, j] h_j, W_l[i, :] from philox(key, (trial, l, 0, i, j))
+    relu = act == ACT_RELU
     off = 0
     for l in range(1, L + 1):
         n_in = widths[l - 1]
         n_out = widths[l]
         Hout = H[l]
-        m = support(H[l - 1], n_in, N, cols[l - 1], Hc)
+        Aout = A[l]
+        m = support(H[l - 1], n_in, N, cols[l - 1], Hc, not relu and l >= 2)   # W_1 is only used forward
         ncols[l - 1] = m
         c2, c3 = rng.counter_words(trial, l, rng.STREAM_WEIGHTS)
         roff[l] = off
@@ -236,7 +280,11 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                 for r in range(nb):
                     i = i0 + r
                     w = blk[r * m:(r + 1) * m]
-                    if relu_row(w, Hc, m, N, Hout[i]) and keep:
+                    if relu:
+                        on = relu_row(w, Hc, m, N, Hout[i])
+                    else:
+                        on = phi_row(w, Hc, m, N, Aout[i], Hout[i], act, alpha)
+                    if on and keep:
                         wbuf[off: off + m] = w
                         rows[l, nr] = i
                         nr += 1
@@ -250,7 +298,11 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
             w = wbuf[off: off + m] if keep else wrow
             weight_cols(k0, k1, c2, c3, i, n_in, dist, var[l - 1], gain[l - 1],
                         cols[l - 1], m, w, full, ws)
-            if relu_row(w, Hc, m, N, Hout[i]) and keep:     # only rows that can carry a delta are kept
+            if relu:
+                on = relu_row(w, Hc, m, N, Hout[i])
+            else:
+                on = phi_row(w, Hc, m, N, Aout[i], Hout[i], act, alpha)
+            if on and keep:     # only rows that can carry a delta are kept
                 rows[l, nr] = i
                 nr += 1
                 off += m
@@ -259,7 +311,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         return input_ratios(H, widths, N, hn2, dn2, False, fwd, bwd, False, dc2, gain)
     # head: z = W_o h^L, W_o ~ N(0, 1) rows of layer L + 1
     nL = widths[L]
-    m = support(H[L], nL, N, cols[L], Hc)
+    m = support(H[L], nL, N, cols[L], Hc, not relu)
     ncols[L] = m
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_WEIGHTS)
     woff = off
@@ -271,7 +323,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         for r in range(nr):
             row_times(blk[r * m:(r + 1) * m], Hc, m, N, z[c0 + r])
     head_errors_of_inputs(k0, k1, trial, L + 1, head, z, col, e, N, K)
-    # delta^L = 1[a^L > 0] (W_o^T e), on the support of h^L
+    # delta^L = phi'(a^L) (W_o^T e), on the support of h^L (ReLU; else every unit)
     Dcur = D0[:nL]
     Dcur[:, :] = 0.0
     Dcc = Dc[:m]
@@ -286,10 +338,13 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
     for k in range(m):
         for x in range(N):
             Dcur[cols[L][k], x] = Dcc[k, x]
-    mask_norms(Dcur, H[L], nL, N, dn2, L)
+    if relu:
+        mask_norms(Dcur, H[L], nL, N, dn2, L)
+    else:
+        dphi_norms(Dcur, A[L], nL, N, dn2, L, act, alpha)
     if direction:
-        direction_sums(Dcur, H[L], nL, N, dc2, L)
-    # backward: delta^(l-1) = 1[a^(l-1) > 0] (W_l^T delta^l), on the support of h^(l-1)
+        direction_sums(Dcur, H[L] if relu else A[L], nL, N, dc2, L)
+    # backward: delta^(l-1) = phi'(a^(l-1)) (W_l^T delta^l), on the support of h^(l-1) (ReLU)
     use0 = False   # D0 holds delta^L; the next delta goes into the other buffer
     for l in range(L, 1, -1):
         n_in = widths[l - 1]
@@ -322,9 +377,12 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         for k in range(m):
             for x in range(N):
                 Dnext[cl[k], x] = Dcc[k, x]
-        mask_norms(Dnext, H[l - 1], n_in, N, dn2, l - 1)
+        if relu:
+            mask_norms(Dnext, H[l - 1], n_in, N, dn2, l - 1)
+        else:
+            dphi_norms(Dnext, A[l - 1], n_in, N, dn2, l - 1, act, alpha)
         if direction:
-            direction_sums(Dnext, H[l - 1], n_in, N, dc2, l - 1)
+            direction_sums(Dnext, H[l - 1] if relu else A[l - 1], n_in, N, dc2, l - 1)
         use0 = not use0
         Dcur = Dnext
     return input_ratios(H, widths, N, hn2, dn2, True, fwd, bwd, direction, dc2, gain)
@@ -332,7 +390,7 @@ def dense_trial(trial, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
-           store, backward, direction, fwd, bwd, dead):
+           store, backward, direction, act, alpha, fwd, bwd, dead):
     """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = 0
@@ -343,6 +401,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
             nw += widths[l] * widths[l - 1]
     nw += K * widths[L]
     H = [np.empty((widths[l], N)) for l in range(L + 1)]
+    A = [np.empty((widths[l] if act != ACT_RELU else 0, N)) for l in range(L + 1)]   # a^l, not for ReLU
     wbuf = np.empty(nw if store else 0)
     D0 = np.empty((nmax, N))
     D1 = np.empty((nmax, N))
@@ -369,7 +428,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
         dead[j] = dense_trial(t, k0, k1, widths, var, gain, dist, head, K, data, X0, N,
                               store, backward, wbuf, H, D0, D1, Dc, Hc, cols, ncols, rows, nrows, roff,
                               wrow, full, ws, wblk, wsb, z, e, col, hn2, dn2, fwd[j], bwd[j],
-                              direction, dc2)
+                              direction, dc2, act, alpha, A)
 
 
 def weights_fit(plan):
@@ -389,11 +448,12 @@ def fill(plan, first, count, fwd, bwd, dead, store=None):
     if plan.arch != ARCH_PLAIN:       # residual networks: their own trial (kernels/residual.py)
         from . import residual
         return residual.fill(plan, first, count, fwd, bwd, dead, store)
-    refuse_unbuilt(plan, "dense", wn_direction=True, orthogonal=True)
+    refuse_unbuilt(plan, "dense", wn_direction=True, activation=True, orthogonal=True)
     backward = bool(plan.backward)
     if store is None:
         store = weights_fit(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.gain,
                                       plan.dist, plan.head, plan.classes, plan.data, plan.X0,
                                       plan.samples, bool(store) and backward, backward,
-                                      bool(plan.wn_direction) and backward, fwd, bwd, dead))
+                                      bool(plan.wn_direction) and backward, int(plan.act), float(plan.alpha),
+                                      fwd, bwd, dead))

@@ -8,11 +8,14 @@ Let H = [h^(l-1)(x_1) .. h^(l-1)(x_N)] = Q R (thin QR, Q orthonormal, rank r).
             W_l^T Delta = Q G^T Delta + (I - QQ^T) Y R_D,
             Y an n_(l-1) x rank(Delta) matrix of N(0, v_l) (columns from STREAM_PROJ_Y).
 The head W_o (N(0, 1), layer L + 1) is handled the same way with Delta = E, the
-errors.  The inputs enter only through R of H = X (no input is ever drawn for
-random data: R is sampled directly by the Bartlett decomposition), and only the
-rows of Y on the units some input activates are computed (the others never
-reach a delta).  Only Gram-matrix information of each layer's inputs enters, so the
-cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).  A plan without
+errors.  The argument needs nothing of the activation: h^l = phi(a^l) and
+delta^(l-1) = phi'(a^(l-1)) (W_l^T delta^l) for the plan's phi (mcinit.activations; for
+activations other than ReLU the pre-activations a^l are kept for phi').  The inputs
+enter only through R of H = X (no input is ever drawn for random data: R is sampled
+directly by the Bartlett decomposition), and only the rows of Y on the units some
+input activates are computed (the others never reach a delta; for other activations
+every unit can carry one, so every row is).  Only Gram-matrix information of each
+layer's inputs enters, so the cost per layer is O((n_l + n_(l-1)) N) normals instead of n_l n_(l-1).  A plan without
 the backward property (``plan.backward`` False) stops after the forward pass: no head,
 no backward pass, bwd left as it is, and the forward numbers those of a run of both.
 
@@ -29,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from .. import rng
+from ..activations import ACT_RELU, dphi, phi
 from ..initializers import DIST_NORMAL, DIST_ORTHOGONAL
 from .common import DATA_FIXED, DATA_SPHERE, dot, head_error, run_chunks, write_forward_ratios, write_ratios
 
@@ -74,12 +78,14 @@ def mgs(A, N, n, Q, R, v):
 
 
 @njit(cache=True)
-def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v):
-    """Dout[x] = 1[h > 0] (Q G^T D[x] + (I - QQ^T) sum_m Rd[m, x] Y[m]).
+def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v, act, alpha, A):
+    """Dout[x] = phi'(a[x]) (Q G^T D[x] + (I - QQ^T) sum_m Rd[m, x] Y[m]).
 
     Q (r x n) basis of the layer's inputs, G (r x n_out) the layer's projected
     weights (G^T row by row), D (N x n_out) the deltas above, Rd (rd x N) their R
-    factor, Y (rd x n) fresh Gaussian rows."""
+    factor, Y (rd x n) fresh Gaussian rows.  ReLU (act) reads phi'(a) = 1[h > 0] from
+    the layer's outputs Hmask (N x n); other activations take phi' of its
+    pre-activations A (N x n)."""
     for x in range(Nv):
         for j in range(n):
             v[j] = 0.0
@@ -92,8 +98,12 @@ def back_step(Q, r, G, n_out, D, Nv, rd, Rd, Y, n, Hmask, Dout, v):
             p = dot(G[k], D[x], n_out)
             for j in range(n):
                 v[j] += (p - c) * Q[k, j]
-        for j in range(n):
-            Dout[x, j] = v[j] if Hmask[x, j] > 0.0 else 0.0
+        if act == ACT_RELU:
+            for j in range(n):
+                Dout[x, j] = v[j] if Hmask[x, j] > 0.0 else 0.0
+        else:
+            for j in range(n):
+                Dout[x, j] = v[j] * dphi(act, alpha, A[x, j])
 
 
 @njit(cache=True)
@@ -190,8 +200,13 @@ def input_factor(k0, k1, trial, data, R0fixed, r0fixed, n0, N, R, xn2):
 
 
 @njit(cache=True)
-def support(H, N, n, need):
-    """need[j] = 1 where some input has h_j > 0 (outside it no delta or basis vector lives)."""
+def support(H, N, n, need, every):
+    """need[j] = 1 where some input has h_j > 0 (outside it no delta or basis vector lives):
+    ReLU; with ``every`` (other activations, every unit can carry a delta) every unit."""
+    if every:
+        for j in range(n):
+            need[j] = 1
+        return
     for j in range(n):
         need[j] = H[0, j] > 0.0
     for x in range(1, N):
@@ -202,15 +217,17 @@ def support(H, N, n, need):
 @njit(cache=True)
 def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
                     H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws, hn2, dn2, fwd, bwd,
-                    ortho, gain, U, Rz):
+                    ortho, gain, U, Rz, act, alpha, A):
     """One trial into fwd, bwd (N, L); returns the dead flag.  Without ``backward`` the
     trial ends after the forward pass (fwd and the forward deaths only).  With ``ortho`` the
     weights are orthogonal, W_l = gain[l - 1] O_l (orthogonal_forward_rows and
     orthogonal_back_rows; G[l] then has max(n_l, n_(l-1)) columns, U (N, >= those) and Rz
-    (>= N x N) scratch)."""
+    (>= N x N) scratch).  act, alpha: the activation; for activations other than ReLU A[l]
+    (N, n_l) receives a^l (l = 1..L)."""
     L = widths.shape[0] - 1
+    relu = act == ACT_RELU
     rank[0] = input_factor(k0, k1, trial, data, R0fixed, r0fixed, widths[0], N, R[0], hn2[:, 0])
-    # forward: a^l(x) = sum_k R[k, x] G[k, :], G = (W_l Q)^T rows ~ N(0, v_l)
+    # forward: a^l(x) = sum_k R[k, x] G[k, :], G = (W_l Q)^T rows ~ N(0, v_l); h^l = phi(a^l)
     for l in range(1, L + 1):
         n = widths[l]
         r = rank[l - 1]
@@ -219,7 +236,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
         Gl = G[l]
         Rp = R[l - 1]
         Hl = H[l]
-        if N == 1 and r == 1 and not ortho:
+        if N == 1 and r == 1 and relu and not ortho:
             # one input: h = ReLU(||h^(l-1)|| g); G keeps only g's positive part, all the backward uses
             rng.fill_relu_normal_row_ws(k0, k1, c2, c3, np.int64(0), sd, Gl[0], n, ws)   # row 0, as int64
             s = Rp[0, 0]
@@ -239,9 +256,15 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
                 c = Rp[k, x]
                 for i in range(n):
                     Hl[x, i] += c * Gl[k, i]
-            for i in range(n):
-                if Hl[x, i] < 0.0:
-                    Hl[x, i] = 0.0
+            if relu:
+                for i in range(n):
+                    if Hl[x, i] < 0.0:
+                        Hl[x, i] = 0.0
+            else:
+                Al = A[l]
+                for i in range(n):
+                    Al[x, i] = Hl[x, i]
+                    Hl[x, i] = phi(act, alpha, Al[x, i])
         rank[l] = mgs(Hl, N, n, Q[l], R[l], v)
     if not backward:
         dead = False
@@ -264,16 +287,16 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
                 s += R[L][k, x] * Go[k, c]
             Z[x, c] = s
         head_error(k0, k1, trial, L + 1, head, Z[x], x, E[x], K)
-    # delta^L = 1[a^L > 0] (Q_L G_o^T e + (I - Q_L Q_L^T) Y_o R_E)
+    # delta^L = phi'(a^L) (Q_L G_o^T e + (I - Q_L Q_L^T) Y_o R_E)
     re = mgs(E, N, K, Qs, Rs, v)
     c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_PROJ_Y)
-    support(H[L], N, nL, need)
+    support(H[L], N, nL, need, not relu)
     for m in range(re):
         rng.fill_normal_row_where_ws(k0, k1, c2, c3, m, 1.0, Y[m], nL, need, ws)
-    back_step(Q[L], rL, Go, K, E, N, re, Rs, Y, nL, H[L], Dl, v)
+    back_step(Q[L], rL, Go, K, E, N, re, Rs, Y, nL, H[L], Dl, v, act, alpha, A[L])
     for x in range(N):
         dn2[x, L] = dot(Dl[x], Dl[x], nL)
-    # delta^(l-1) = 1[a^(l-1) > 0] (Q G_l^T delta^l + (I - QQ^T) Y_l R_D)
+    # delta^(l-1) = phi'(a^(l-1)) (Q G_l^T delta^l + (I - QQ^T) Y_l R_D)
     for l in range(L, 1, -1):
         n_out = widths[l]
         n = widths[l - 1]
@@ -284,10 +307,11 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
             rd = mgs(Dl, N, n_out, Qs, Rs, v)
             c2, c3 = rng.counter_words(trial, l, rng.STREAM_PROJ_Y)
             sd = math.sqrt(var[l - 1])
-            support(H[l - 1], N, n, need)
+            support(H[l - 1], N, n, need, not relu)
             for m in range(rd):
                 rng.fill_normal_row_where_ws(k0, k1, c2, c3, m, sd, Y[m], n, need, ws)
-        back_step(Q[l - 1], rank[l - 1], G[l], n_out, Dl, N, rd, Rs, Y, n, H[l - 1], Dn, v)
+        back_step(Q[l - 1], rank[l - 1], G[l], n_out, Dl, N, rd, Rs, Y, n, H[l - 1], Dn, v, act, alpha,
+                  A[l - 1])
         for x in range(N):
             dn2[x, l - 1] = dot(Dn[x], Dn[x], n)
         Dl, Dn = Dn, Dl
@@ -302,7 +326,7 @@ def projected_trial(trial, k0, k1, widths, var, head, K, data, R0fixed, r0fixed,
 
 @njit(cache=True, nogil=True)
 def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
-           fwd, bwd, dead, ortho, gain):
+           fwd, bwd, dead, ortho, gain, act, alpha):
     """Trials lo..hi-1 with one set of buffers: a work unit of fill (common.run_chunks)."""
     L = widths.shape[0] - 1
     nmax = K
@@ -310,6 +334,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, 
         nmax = max(nmax, widths[l])
     rs = min(N, nmax)
     H = [np.empty((N if l > 0 else 0, widths[l])) for l in range(L + 1)]
+    A = [np.empty((N if l > 0 and act != ACT_RELU else 0, widths[l])) for l in range(L + 1)]   # a^l
     Q = [np.empty((min(N, widths[l]) if l > 0 else 0, widths[l])) for l in range(L + 1)]
     R = [np.empty((min(N, widths[l]), N)) for l in range(L + 1)]
     G = [np.empty((min(N, widths[max(l - 1, 0)]), max(widths[l], widths[max(l - 1, 0)]) if ortho else widths[l]))
@@ -334,7 +359,7 @@ def _chunk(lo, hi, first, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, 
         j = t - first
         dead[j] = projected_trial(t, k0, k1, widths, var, head, K, data, R0fixed, r0fixed, N, backward,
                                   H, Q, R, rank, G, Go, Dl, Dn, E, Z, Qs, Rs, Y, v, need, ws,
-                                  hn2, dn2, fwd[j], bwd[j], ortho, gain, U, Rz)
+                                  hn2, dn2, fwd[j], bwd[j], ortho, gain, U, Rz, act, alpha, A)
 
 
 def fixed_input_factor(plan):
@@ -354,10 +379,11 @@ def fill(plan, first, count, fwd, bwd, dead):
     """Compute trials first..first+count-1 into fwd, bwd (count, N, L) and dead (count,);
     bwd is left as it is when the plan wants no backward ratios (plan.backward False)."""
     from .common import refuse_unbuilt
-    refuse_unbuilt(plan, "projected", orthogonal=True)
+    refuse_unbuilt(plan, "projected", activation=True, orthogonal=True)
     if plan.dist not in (DIST_NORMAL, DIST_ORTHOGONAL):
         raise ValueError("the projected kernel is exact for Gaussian and orthogonal weights only")
     R0, r0 = fixed_input_factor(plan)
     run_chunks(_chunk, first, count, (first, plan.k0, plan.k1, plan.widths, plan.var, plan.head,
                                       plan.classes, plan.data, R0, r0, plan.samples, bool(plan.backward),
-                                      fwd, bwd, dead, plan.dist == DIST_ORTHOGONAL, plan.gain))
+                                      fwd, bwd, dead, plan.dist == DIST_ORTHOGONAL, plan.gain,
+                                      int(plan.act), float(plan.alpha)))
