@@ -115,8 +115,9 @@ def exact_ratio_density(r, y, f):
 # bound curves: exact theory values at the points drawn, computed where the curve needs them
 
 def plain_gaussian(c):
-    """Whether the exact law and the Chernoff bound describe a run (c: its RunConfig): Gaussian
-    weights of a preset with a known variance, in a plain (not residual) ReLU network."""
+    """Whether an exact law (and, but for leaky-relu, the Chernoff bound) describes a run (c: its
+    RunConfig): theory.exact_law_of -- a plain network of Gaussian or orthogonal weights and relu,
+    leaky-relu, abs or linear.  (The name is the ReLU Gaussian law's, the first one.)"""
     return theory.exact_law_of(c) is not None
 
 

@@ -35,6 +35,11 @@ _PROP_RATIO = {"forward": "rho", "backward": "gamma"}
 # ---------------------------------------------------------------------------
 # file names
 
+
+def _law_label(c):
+    """A run's initialisation, and its activation where not ReLU, as the notes on laws name it."""
+    return init_label(c) + ("" if c.activation == "relu" else f" {c.activation}")
+
 def figure_format(path):
     """The format of a figure file from its extension (pdf, svg or png); ValueError for any other."""
     ext = os.path.splitext(str(path))[1].lower().lstrip(".")
@@ -184,12 +189,13 @@ def _notes(runs, prop):
     out = []
     if any(r.config.residual for r in runs):
         out.append("residual: no exact law, no paper bound")
-    off = sorted({init_label(r.config) for r in runs if not r.config.residual
-                  and not (r.config.dist == "normal" and r.config.init in PAPER_INITS)})
+    off = sorted({_law_label(r.config) for r in runs if not r.config.residual
+                  and not (r.config.dist == "normal" and r.config.init in PAPER_INITS
+                           and theory.paper_applies(r.config.init, r.config.activation, r.config.gain))})
     if off:
-        out.append(f"no paper bound for {', '.join(off)} (derived for He, Gaussian weights)")
+        out.append(f"no paper bound for {', '.join(off)} (derived for He, Gaussian weights, ReLU)")
     if prop == "forward":
-        other = sorted({init_label(r.config) for r in runs if not r.config.residual and not plain_gaussian(r.config)})
+        other = sorted({_law_label(r.config) for r in runs if not r.config.residual and not plain_gaussian(r.config)})
         if other:
             out.append(f"no exact law for {', '.join(other)}")
     return [_header(n) for n in out]
@@ -344,8 +350,8 @@ def _draw_hist(fig, letter, ctx):
         extra.append(Line2D([], [], color="k", ls="--", lw=1.2, label="exact density, one input"))
         if any(r.config.samples > 1 for r in runs if plain_gaussian(r.config)):
             extra.append(_header("(for N inputs: each input's law)"))
-    unexplained = sorted({init_label(r.config) + (f" {r.config.arch}" if r.config.residual else "")
-                          for r in runs if not plain_gaussian(r.config)})
+    unexplained = sorted({_law_label(r.config) + (f" {r.config.arch}" if r.config.residual else "")
+                          for r in runs if not (plain_gaussian(r.config) and theory.exact_law_of(r.config).relu_gaussian)})
     if unexplained:
         extra.append(_header(f"no exact density for {', '.join(unexplained)}"))
     extra += [_header(n) for n in notes]
