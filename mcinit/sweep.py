@@ -31,10 +31,13 @@ SWEEP_KEYS = SEVERAL
 
 def run_name(cfg):
     """A run's name in a sweep file, e.g. w512-d10-n1-he (uneven widths joined by '_'), with
-    the precision and the properties where they are not the defaults (w512-d10-n1-he-float32-forward)."""
+    the activation, the precision and the properties where they are not the defaults
+    (w512-d10-n1-he-tanh-float32-forward)."""
     ws = cfg.widths
     w = str(ws[0]) if len(set(ws)) == 1 else "_".join(map(str, ws))
     name = f"w{w}-d{cfg.depth}-n{cfg.samples}-{cfg.init}"
+    if cfg.activation != BY_NAME["activation"].default:
+        name += "-" + cfg.activation.replace(":", "")           # -tanh, -leaky-relu0.1
     for key in ("precision", "properties"):
         value = getattr(cfg, key)
         if value != BY_NAME[key].default:
@@ -44,6 +47,7 @@ def run_name(cfg):
 
 #: what a run's name adds for the options that take different values in the runs of one file
 _VARIED = (("dist", lambda c: c.dist),
+           ("gain", lambda c: "gdefault" if c.gain is None else f"g{c.gain!r}"),
            ("head", lambda c: f"{c.head[0]}{c.head[1]}"),
            ("data", lambda c: _data_label(c.data)),
            ("seed", lambda c: f"s{c.seed}"))
@@ -61,8 +65,8 @@ def _data_label(source):
 
 
 def name_runs(cfgs):
-    """Names of the runs of one file: run_name, with the distribution, head, data and seed
-    where the runs differ in them (-uniform, -gaussian4, -digits, -s1), -i<input_dim> where
+    """Names of the runs of one file: run_name, with the distribution, gain, head, data and seed
+    where the runs differ in them (-uniform, -g1.5, -gaussian4, -digits, -s1), -i<input_dim> where
     that alone would repeat a name, and the configuration hash's first 8 digits where even
     that would."""
     names = [run_name(c) for c in cfgs]

@@ -317,6 +317,20 @@ def test_quiet_prints_the_output_path_only(tmp_path):
     assert r.exit_code == 0 and r.stdout == f"{sw}\n", r.output
 
 
+def test_a_sweep_over_activations_inits_and_gains_names_each_run_by_them():
+    """Lists of activations, inits and gains expand to one run each, named by what they vary
+    (sweep.expand validates and names them before anything runs)."""
+    from mcinit import sweep
+    runs = sweep.expand(dict(trials=10, input_dim=4, width=6, depth=2, activation="relu,leaky-relu:0.1,tanh",
+                             init="he,orthogonal", gain="1.5,2"))
+    names = [n for n, _, _ in runs]
+    assert len(runs) == 12 and len(set(names)) == 12
+    assert "w6-d2-n1-he-g1.5" in names and "w6-d2-n1-orthogonal-leaky-relu0.1-g2.0" in names
+    assert "w6-d2-n1-orthogonal-tanh-g1.5" in names
+    assert {c.activation for _, c, _ in runs} == {"relu", "leaky-relu:0.1", "tanh"}
+    assert {c.gain for _, c, _ in runs} == {1.5, 2.0}
+
+
 def test_sweep_varies_dist_head_seed_and_data_and_compares_the_runs_in_one_table(tmp_path):
     import mcinit
     out = tmp_path / "s.h5"
