@@ -9,7 +9,7 @@ import sys
 import click
 
 from ._version import __version__
-from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, NUMBER, POSITIVES, WHOLE, WHOLES, ChoiceList,
+from .cli_options import (DEFAULT_OUTPUT, DEFAULT_SWEEP_OUTPUT, FILE, NUMBER, POSITIVES, WHOLE, WHOLES, ChoiceList, OptionType,
                           echo_json, json_option, option_values, run_options, user_errors)
 from .config import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH
 from .options import BY_NAME, EXACT_INITS, FORMS, PANEL_MODES, PNG_DPI, PROPERTIES, ConfigError
@@ -482,7 +482,7 @@ def _write_plot(res, plot_path, outputs, panels, eps_values, form, level, number
                    "max(sqrt(ratio), 1/sqrt(ratio)) - 1 (symmetric: sees collapsing norms at every eps).")
 @click.option("--init", default="he", show_default=True, type=click.Choice(EXACT_INITS),
               help="Gaussian initialisation preset, or orthogonal weights (the bounds need an exact law).")
-@click.option("--activation", default="relu", show_default=True,
+@click.option("--activation", default="relu", show_default=True, type=OptionType(BY_NAME["activation"]),
               help="relu | leaky-relu:ALPHA | abs | linear (tanh and gelu have no exact law). The paper's bound "
                    "is for relu alone; the Chernoff bound is not computed for leaky-relu.")
 @click.option("--gain", type=NUMBER, help="Gain g of he, he-in and orthogonal weights  [default: the activation's].")

@@ -327,7 +327,7 @@ def test_cli_bound_covers_the_new_laws():
     out = runner.invoke(main, ["bound", "--eps", "0.3", "--delta", "1e-3", "--depth", "2", "--activation", "abs",
                                "--width", "100"])
     assert out.exit_code == 0, out.output
-    assert "does not apply: derived for ReLU and He, not he, abs" in out.output
+    assert "does not apply: derived for ReLU and He, not init he with abs" in out.output
     want = theory.required_width(0.3, 1e-3, 2, bound="exact", activation="abs")
     assert any(line.split()[:2] == ["exact", f"{want:,}"] for line in out.output.splitlines())
     for bad, words in ((["--activation", "tanh"], "no exact law"),

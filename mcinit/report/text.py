@@ -643,7 +643,8 @@ def bound_numbers(eps, delta, depth, samples=1, widths=None, form="norm", init="
                                  meaning=meaning, why_none=None))
         except ValueError as err:
             required.append(dict(bound="paper", property=prop, width=None, meaning=meaning, why_none=str(err)))
-    setting = init + ("" if activation == "relu" else f", {activation}") + ("" if gain is None else f", gain {gain:g}")
+    setting = (f"init {init}" + ("" if activation == "relu" else f" with {activation}")
+               + ("" if gain is None else f" at gain {gain:g}"))
     if "forward" in props:
         if paper_applies:
             paper_row("forward", d, "closed form")
