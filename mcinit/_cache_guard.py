@@ -17,15 +17,18 @@ children; ``MCINIT_NUMBA_CACHE_DIR`` records the value mcinit chose, so that a c
 rather than taking the parent's for the user's.  Directories of other sources not used
 for ``PRUNE_DAYS`` days are removed.
 
-In step.  numba checks a cached function against the time stamp and size of the file
-that defines it, not of the files it calls into: after a change to the ``rng`` package only, a
-cached kernel of ``dense.py`` would keep the generator it was compiled with.  A cache
-directory per source hash (sha256 over every .py file of the package, names and
-contents: a few milliseconds) makes any change of any source a fresh, empty cache, so
-nothing stale can be found.  In a directory the user chose, the sources' time stamps are
-instead renewed whenever the hash differs from the one recorded at the last renewal
-(which invalidates every cached mcinit function wherever numba keeps it), as they are
-where no cache directory can be made at all (numba then writes into ``__pycache__``).
+In step.  numba checks a cached function against the file that defines it (its contents,
+or its time stamp and size in older numba), not against the files it calls into: after a
+change to the ``rng`` package only, a cached kernel of ``dense.py`` would keep the generator
+it was compiled with.  A cache directory per source hash (sha256 over every .py file of the
+package, names and contents: a few milliseconds) makes any change of any source a fresh,
+empty cache, so nothing stale can be found.  In a directory D the user chose, mcinit's
+kernels go likewise into ``D/mcinit-<version>-<source hash>`` (numba's other caches of the
+process with them; ``MCINIT_USER_NUMBA_CACHE_DIR`` keeps D for child processes), and
+unused ``mcinit-*`` directories there are pruned as above.  Where no cache directory can be
+made at all (numba then writes into ``__pycache__``), the sources' time stamps are renewed
+whenever the hash differs from the one recorded at the last renewal (enough for numba
+versions that compare time stamps).
 """
 
 import hashlib
@@ -44,6 +47,10 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 NUMBA_VARIABLE = "NUMBA_CACHE_DIR"
 #: the environment variable in which mcinit records the NUMBA_CACHE_DIR it chose
 CHOSEN_VARIABLE = "MCINIT_NUMBA_CACHE_DIR"
+#: the environment variable in which mcinit records the directory the user chose
+USER_VARIABLE = "MCINIT_USER_NUMBA_CACHE_DIR"
+#: the prefix of mcinit's directories inside a cache directory the user chose
+USER_PREFIX = "mcinit-"
 #: cache directories of other sources unused for this many days are removed
 PRUNE_DAYS = 30
 #: characters of the source hash in a cache directory's name
@@ -119,10 +126,15 @@ def numba_dir(root, digest):
     return os.path.join(root, "numba", f"{__version__}-{digest[:HASH_CHARS]}")
 
 
-def prune(current, days=PRUNE_DAYS, now=None):
-    """Remove the sibling cache directories of ``current`` (other sources' caches) that were
-    not used for ``days`` days (their time stamp is renewed by every import that uses them).
-    Returns the names removed; never raises."""
+def user_numba_dir(given, digest):
+    """The cache directory of sources with hash ``digest`` inside a directory the user chose."""
+    return os.path.join(given, f"{USER_PREFIX}{__version__}-{digest[:HASH_CHARS]}")
+
+
+def prune(current, days=PRUNE_DAYS, now=None, prefix=""):
+    """Remove the sibling cache directories of ``current`` (other sources' caches; only those
+    whose names start with ``prefix``) that were not used for ``days`` days (their time stamp
+    is renewed by every import that uses them).  Returns the names removed; never raises."""
     removed = []
     parent = os.path.dirname(current)
     limit = (time.time() if now is None else now) - days * 86400
@@ -132,7 +144,7 @@ def prune(current, days=PRUNE_DAYS, now=None):
         return removed
     for name in names:
         path = os.path.join(parent, name)
-        if path == current or "-" not in name:
+        if path == current or "-" not in name or not name.startswith(prefix):
             continue
         try:
             st = os.lstat(path)
@@ -170,10 +182,13 @@ def _stamp_name():
     return "source-" + hashlib.sha256(_PACKAGE.encode()).hexdigest()[:HASH_CHARS] + ".sha256"
 
 
-def _tell_numba(path):
-    """Set NUMBA_CACHE_DIR (and numba's configuration, where numba is loaded already)."""
+def _tell_numba(path, user=None):
+    """Set NUMBA_CACHE_DIR (and numba's configuration, where numba is loaded already); user:
+    the directory the user chose, recorded for child processes."""
     os.environ[NUMBA_VARIABLE] = path
     os.environ[CHOSEN_VARIABLE] = path
+    if user:
+        os.environ[USER_VARIABLE] = user
     config = sys.modules.get("numba.core.config")
     if config is not None:
         config.reload_config()
@@ -188,11 +203,20 @@ def check():
         digest = source_hash(paths)
         given = os.environ.get(NUMBA_VARIABLE, "")
         chosen_before = os.environ.get(CHOSEN_VARIABLE, "")
+        user = os.environ.get(USER_VARIABLE, "") if given and given == chosen_before else given
+        if user:                                        # the user's directory wins
+            path = user_numba_dir(user, digest)
+            if writable_dir(path):
+                os.utime(path)                          # in use: not pruned
+                _tell_numba(path, user)
+                prune(path, prefix=USER_PREFIX)
+                return path
+            if given:
+                root = mcinit_cache()
+                stamps = os.path.join(root, "stamps") if root is not None else given
+                renew_stamps(paths, digest, os.path.join(stamps, _stamp_name()))
+                return given
         root = mcinit_cache()
-        if given and given != chosen_before:            # the user's directory wins
-            stamps = os.path.join(root, "stamps") if root is not None else given
-            renew_stamps(paths, digest, os.path.join(stamps, _stamp_name()))
-            return given
         if root is None:                                # nowhere to write: numba's __pycache__
             renew_stamps(paths, digest, os.path.join(_PACKAGE, "__pycache__", "mcinit-source.sha256"))
             return None

@@ -28,7 +28,8 @@ def _tree(tmp_path):
 def guard(tmp_path, monkeypatch):
     """The guard on a two-file package in tmp_path, with its cache root in tmp_path and the
     cache variables unset; the environment (and numba's configuration) restored after."""
-    saved = {v: os.environ.get(v) for v in (_cache_guard.NUMBA_VARIABLE, _cache_guard.CHOSEN_VARIABLE)}
+    saved = {v: os.environ.get(v) for v in (_cache_guard.NUMBA_VARIABLE, _cache_guard.CHOSEN_VARIABLE,
+                                            _cache_guard.USER_VARIABLE)}
     for v in saved:
         os.environ.pop(v, None)
     pkg = _tree(tmp_path)
@@ -66,20 +67,30 @@ def test_the_cache_is_a_directory_per_source_hash_outside_the_package(guard):
 
 
 def test_a_directory_the_user_chose_wins_and_is_kept_in_step(guard, tmp_path):
+    """In a NUMBA_CACHE_DIR the user set, mcinit's kernels go into a directory per source hash
+    inside it: numba compares a cached function with its own file only (its contents, in
+    recent numba, so renewing time stamps would not do), and a change to any source must
+    leave no stale kernel to find."""
     pkg, root = guard
-    mine = str(tmp_path / "mine")
-    os.environ["NUMBA_CACHE_DIR"] = mine
-    dense = pkg / "kernels" / "dense.py"
-    assert _cache_guard.check() == mine and os.environ["NUMBA_CACHE_DIR"] == mine
-    assert os.stat(dense).st_mtime > OLD                 # no record yet: every stamp renewed
-    os.utime(dense, (OLD, OLD))
-    assert _cache_guard.check() == mine
-    assert os.stat(dense).st_mtime == OLD                # unchanged sources: nothing touched
-    (pkg / "rng.py").write_text("A = 3\n")               # only rng.py changes ...
+    mine = tmp_path / "mine"
+    os.environ["NUMBA_CACHE_DIR"] = str(mine)
+    first = _cache_guard.check()
+    assert os.path.dirname(first) == str(mine) and os.environ["NUMBA_CACHE_DIR"] == first
+    assert first == _cache_guard.user_numba_dir(str(mine), _cache_guard.source_hash())
+    assert _cache_guard.check() == first                 # unchanged sources (the child's view too)
+    (pkg / "rng.py").write_text("A = 3\n")              # only rng.py changes ...
+    second = _cache_guard.check()
+    assert second != first and os.path.dirname(second) == str(mine)    # ... a fresh cache for all
+    assert os.environ["NUMBA_CACHE_DIR"] == second
+    assert os.stat(pkg / "kernels" / "dense.py").st_mtime == OLD        # no stamp renewed
+    assert not (pkg / "__pycache__").exists()
+    other = mine / "someone-elses-0001"                  # the user's own directories are kept
+    other.mkdir()
+    stale = time.time() - (_cache_guard.PRUNE_DAYS + 1) * 86400
+    os.utime(other, (stale, stale))
+    os.utime(first, (stale, stale))
     _cache_guard.check()
-    assert os.stat(dense).st_mtime > OLD                 # ... and dense.py's caches are invalidated too
-    assert not (pkg / "__pycache__").exists()            # the record is kept in mcinit's cache
-    assert os.listdir(root / "stamps")
+    assert other.exists() and not os.path.exists(first)   # only mcinit's unused ones are pruned
 
 
 def test_a_child_process_chooses_its_own_directory(guard, tmp_path):
@@ -161,3 +172,15 @@ def test_numba_caches_land_in_the_user_cache_not_beside_the_source(tmp_path):
     assert cache.startswith(str(tmp_path / "xdg" / "mcinit" / "numba") + os.sep)
     assert any(f.endswith(".nbi") for f in _files(cache))
     assert not any(f.endswith((".nbi", ".nbc")) for f in _files(mod))
+
+
+def test_a_child_of_a_process_in_a_user_directory_stays_in_it(guard, tmp_path):
+    """A child process (another copy of mcinit, say) inherits the directory mcinit chose inside
+    the user's: it chooses its own sources' directory inside the user's directory again."""
+    pkg, _ = guard
+    mine = tmp_path / "mine"
+    os.environ["NUMBA_CACHE_DIR"] = str(mine)
+    parents = _cache_guard.check()
+    (pkg / "rng.py").write_text("A = 4\n")               # the child runs other sources
+    child = _cache_guard.check()
+    assert child != parents and child == _cache_guard.user_numba_dir(str(mine), _cache_guard.source_hash())
