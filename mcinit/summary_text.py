@@ -56,7 +56,8 @@ def run_summary(result, output=None, threads=None):
                 f"kernel {kernel}{thr}{where}")
     lines = [
         head,
-        f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, init {cfg.init}/{cfg.dist}, "
+        f"network: input {cfg.input_dim}, widths {_widths(cfg.widths)}, {_activation(cfg)}init {cfg.init}/{cfg.dist}"
+        f"{'' if cfg.gain is None else f' (gain {cfg.gain:g})'}, "
         f"head {cfg.head[0]}:{cfg.head[1]}, {cfg.samples} input(s) per trial ({_data(cfg)}){_arch(cfg)}",
         "",
         "per layer, over all (trial, input) pairs (docs/design.md section 2):",
@@ -92,11 +93,11 @@ def run_summary(result, output=None, threads=None):
         lines.append(f"{e:>6g}  {cells['forward']:<30} {ex}{pp}{cells['backward']:<30} {cells['both']:<30}".rstrip())
     lines.append("exact: " + ("the forward property's exact probability (one input, Gaussian weights)"
                               if exact is not None else "- (no exact failure probability for residual networks)" if cfg.residual
-                              else "- (the exact law is of the forward property, one input, Gaussian weights)"))
+                              else f"- ({_why_no_exact(cfg)})"))
     lines.append("paper: " + ("Arpit & Bengio's bound (the authors' code) of each property, twice it for both; "
                               "not an upper bound at small eps and large widths"
                               if paper is not None else f"- (the bound is of plain networks, not --arch {cfg.arch})"
-                              if cfg.residual else "- (the bound is for Gaussian weights with "
+                              if cfg.residual else "- (the bound is for ReLU networks of Gaussian weights with "
                               "E rho_l = 1: init he, or he-in at equal widths)"))
     lines.append("both: a trial fails when its forward or its backward property fails")
     if any(e >= 1 for e in result.eps):
@@ -135,6 +136,26 @@ def _resumed(result):
     return f" ({done:,} of them from before a resume)" if done else ""
 
 
+def _activation(cfg):
+    """'activation tanh, ' in the network line (nothing for ReLU, the default)."""
+    return "" if cfg.activation == "relu" else f"activation {cfg.activation}, "
+
+
+def _why_no_exact(cfg):
+    """Why a plain network's run shows no exact failure probability, in words."""
+    from .theory import exact_law_shown
+    law, why = exact_law_shown(cfg)
+    if law is None:
+        if cfg.dist != "normal":
+            return "the exact law is of Gaussian or orthogonal weights, not uniform ones"
+        if cfg.init.startswith("wn"):
+            return "the exact law is of Gaussian or orthogonal weights, not weight-normalised rows"
+        return why
+    if cfg.samples != 1:
+        return "the exact law is of one input per trial"
+    return "the exact law is of the forward property"
+
+
 def _arch(cfg):
     """', arch residual, B blocks, branch scale s' for a residual network, else ''."""
     if not cfg.residual:
@@ -171,8 +192,8 @@ def _exact_forward(cfg, eps):
     """Exact forward failure probabilities (norm form) where defined, else None (residual
     networks: no exact failure probability, docs/design.md section 9)."""
     from .results import exact_values
-    from .theory import exact_law_of
-    law = exact_law_of(cfg)
+    from .theory import exact_law_shown
+    law, _ = exact_law_shown(cfg)
     if cfg.samples != 1 or law is None:
         return None
     out = exact_values(eps, cfg.widths, "norm", cfg.input_dim, cfg.init, **law.keywords)

@@ -60,7 +60,7 @@ from scipy import optimize, special, stats
 from .options import EXACT_INITS, FORMS, GAUSSIAN_INITS, HOMOGENEOUS_ACTIVATIONS  # enumerations live with the options
 
 __all__ = [
-    "GAUSSIAN_INITS", "EXACT_INITS", "EXACT_ACTIVATIONS", "FORMS", "layer_variances", "ExactLaw", "exact_law_of",
+    "GAUSSIAN_INITS", "EXACT_INITS", "EXACT_ACTIVATIONS", "FORMS", "layer_variances", "ExactLaw", "exact_law_of", "exact_law_shown", "leaky_mixture_terms", "SHOWN_MIXTURE_TERMS",
     "paper_applies", "check_exact_law",
     "paper_eps", "paper_delta", "paper_width", "norm_tolerance", "NORM_TOLERANCE_WORDS", "MAX_BOUND_WIDTH",
     "log_factor_moment", "factor_moment", "Moments", "moments",
@@ -409,6 +409,38 @@ class ExactLaw(NamedTuple):
         """Whether it is the ReLU law of Gaussian weights (docs/design.md section 4), the one the
         FFT densities of mcinit.report.curves and the paper's figures compute."""
         return _activation_of(self.activation)[0] == "relu" and self.init in GAUSSIAN_INITS
+
+
+#: the run summary and the report show leaky-relu's exact law where its chi-square mixture
+#: has at most this many terms in every layer (about 10 s for the summary's seven eps at
+#: 10 layers); a smaller slope spreads the mixture over ~ n / alpha^2 terms (minutes to hours),
+#: which exact_forward_failure still computes when asked
+SHOWN_MIXTURE_TERMS = 10000
+
+
+def leaky_mixture_terms(n, alpha):
+    """About how many chi-square terms the exact law of a leaky-relu layer of width n has (the
+    negative-binomial mixture's support, _nb_mixture): mean + 40 sd of J at K = n."""
+    p = min(alpha * alpha, 1.0 / (alpha * alpha))
+    if p >= 1.0:
+        return 1
+    a = 0.5 * n
+    return int(a * (1 - p) / p + 40.0 * math.sqrt(a * (1 - p)) / p) + 1
+
+
+def exact_law_shown(cfg):
+    """(law, why): exact_law_of(cfg) where the summary and the report show it, else None with the
+    reason in words (no exact law; leaky-relu's mixture too large to compute in seconds)."""
+    law = exact_law_of(cfg)
+    if law is None:
+        return None, f"no exact law for --activation {cfg.activation} with --init {cfg.init}"
+    name, alpha = _activation_of(cfg.activation)
+    if name == "leaky-relu" and alpha not in (0.0, 1.0, -1.0):
+        terms = max(leaky_mixture_terms(int(n), alpha) for n in cfg.widths)
+        if terms > SHOWN_MIXTURE_TERMS:
+            return None, (f"leaky-relu:{alpha:g}'s exact law is a mixture of ~{terms:,} chi-square terms, too "
+                          "many to show here (mcinit.theory.exact_forward_failure computes it, slowly)")
+    return law, ""
 
 
 def exact_law_of(cfg):

@@ -423,7 +423,7 @@ def test_the_run_summary_shows_the_paper_bound_and_defines_its_columns(tmp_path)
                    "paper: Arpit & Bengio's bound"):
         assert legend in r.output, legend
     r = invoke("run", *TINY, "--init", "glorot", "-o", tmp_path / "glorot.h5")
-    assert r.exit_code == 0 and "paper: - (the bound is for Gaussian weights with E rho_l = 1" in r.output
+    assert r.exit_code == 0 and "paper: - (the bound is for ReLU networks of Gaussian weights with E rho_l = 1" in r.output
 
 
 def test_bound_takes_lists_the_input_dimension_and_the_backward_property():

@@ -336,3 +336,18 @@ def test_cli_bound_covers_the_new_laws():
         assert out.exit_code != 0
         assert out.output.startswith("mcinit: error:") and words in out.output
         assert len(out.output.strip().splitlines()) == 1
+
+
+def test_leaky_relu_exact_law_is_shown_only_where_its_mixture_is_small():
+    """A small leaky slope spreads the exact law over ~ n / alpha^2 chi-square terms: the summary
+    and the report leave it out (with the reason) rather than compute for minutes; the moments
+    stay (exact_law_of)."""
+    from mcinit import config, theory
+    small = config.build(trials=10, width=64, depth=4, activation="leaky-relu:0.01")[0]
+    law, why = theory.exact_law_shown(small)
+    assert law is None and "chi-square terms" in why and theory.exact_law_of(small) is not None
+    assert theory.leaky_mixture_terms(64, 0.01) > 100 * theory.leaky_mixture_terms(64, 0.3)
+    big = config.build(trials=10, width=64, depth=4, activation="leaky-relu:0.3")[0]
+    assert theory.exact_law_shown(big) == (theory.exact_law_of(big), "")
+    tanh = config.build(trials=10, width=64, depth=4, activation="tanh")[0]
+    assert theory.exact_law_shown(tanh)[0] is None

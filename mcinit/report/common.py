@@ -56,8 +56,12 @@ def widths_label(widths):
 
 
 def init_label(c):
-    """A run's initialisation as shown: the preset, with its weight distribution when not the usual one (c: Config)."""
-    return c.init if c.dist == "normal" or c.init.startswith("wn") else f"{c.init}/{c.dist}"
+    """A run's initialisation as shown: the preset, with its weight distribution when not the usual one,
+    its gain when set, and the activation when not ReLU (c: Config)."""
+    label = c.init if c.dist == "normal" or c.init.startswith("wn") else f"{c.init}/{c.dist}"
+    if getattr(c, "gain", None) is not None:
+        label += f" g={c.gain:g}"
+    return label if getattr(c, "activation", "relu") == "relu" else f"{label} {c.activation}"
 
 
 # ---------------------------------------------------------------------------

@@ -313,7 +313,7 @@ def _multi_input_lines(results, df, form):
     rows, notes = [], []
     for run in results.runs:
         c = run.config
-        if c.samples == 1 or theory.exact_law_of(c) is None or run.completed == 0:
+        if c.samples == 1 or theory.exact_law_shown(c)[0] is None or run.completed == 0:
             continue
         for _, r in df[df.run == run.name].iterrows():
             p, union = r.p_one_input, r.p_union
@@ -342,7 +342,7 @@ def _with_one_input_bounds(df, results, form):
     df = df.assign(p_one_input=np.nan, p_union=np.nan)
     for run in results.runs:
         c = run.config
-        if c.samples == 1 or theory.exact_law_of(c) is None or run.completed == 0:
+        if c.samples == 1 or theory.exact_law_shown(c)[0] is None or run.completed == 0:
             continue
         rows = df.run == run.name
         p1 = exact_values(df.loc[rows, "eps"].to_numpy(), c.widths, form, c.input_dim, c.init, c.activation, c.gain)
