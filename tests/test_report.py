@@ -283,7 +283,8 @@ def test_plot_formats_and_separate_panels(single_file, tmp_path):
     dpi = Image.open(tmp_path / "f.png").info["dpi"]
     assert dpi == pytest.approx((report.PNG_DPI, report.PNG_DPI), abs=0.1)
     out = report.plot_report(res, tmp_path / "p.png", numbers=n, panels="separate")
-    assert out == [str(tmp_path / f"p-{c}.png") for c in "abcd"]        # layers, histogram, forward, backward
+    # layers, histogram, forward, backward, the mean-field view, failure against depth
+    assert out == [str(tmp_path / f"p-{c}.png") for c in "abcdef"]
     for p in out:
         assert Image.open(p).info["dpi"] == pytest.approx((report.PNG_DPI, report.PNG_DPI), abs=0.1)
 

@@ -137,6 +137,14 @@ def _bounds_at(eps, widths, samples, form, input_dim, init, activation="relu", g
             exact_values(eps, widths, form, input_dim, init, activation, gain))
 
 
+def _max_points(c):
+    """How many exact values a curve of a run's configuration may take: 48 for the ReLU Gaussian
+    law (tens of milliseconds each), 8 for the other exact laws, whose mixtures (leaky-relu) and
+    Beta factors (orthogonal) take up to about a second a value."""
+    law = theory.exact_law_shown(c)[0]
+    return 48 if law is not None and law.relu_gaussian else 8
+
+
 def _refine(x0, evaluate, between, position, floor, tol=0.15, max_points=48):
     """Points where curves need their exact values, and those values.
 
@@ -200,7 +208,7 @@ def width_curves(c, eps, form, widths, floor=1e-6, known=None):
             ch, ex = _bounds_at(e, (int(m),) * c.depth, c.samples, form, c.input_dim, c.init, c.activation, c.gain)
         return np.concatenate((ch, ex))
     ws = sorted({int(w) for w in widths})
-    m, v = _refine(ws, evaluate, _mid_width, math.log, floor)
+    m, v = _refine(ws, evaluate, _mid_width, math.log, floor, max_points=_max_points(c))
     ex = v[:, k:].T
     return dict(width=m, chernoff=v[:, :k].T, exact=ex, union=np.minimum(1.0, c.samples * ex))
 
@@ -222,7 +230,10 @@ def eps_curves(c, lo, hi, form, floor=1e-6, points=9):
 
     def between(a, b):
         return 0.5 * (a + b) if b - a > 1e-3 * (hi - lo) else None
-    x, v = _refine([float(x) for x in np.linspace(lo, hi, points)], evaluate, between, float, floor)
+    if _max_points(c) < 48:
+        points = min(points, 5)
+    x, v = _refine([float(x) for x in np.linspace(lo, hi, points)], evaluate, between, float, floor,
+                   max_points=_max_points(c))
     return dict(eps=x, chernoff=v[:, 0], exact=v[:, 1], union=np.minimum(1.0, c.samples * v[:, 1]))
 
 

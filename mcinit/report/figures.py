@@ -37,8 +37,10 @@ _PROP_RATIO = {"forward": "rho", "backward": "gamma"}
 
 
 def _law_label(c):
-    """A run's initialisation, and its activation where not ReLU, as the notes on laws name it."""
-    return init_label(c) + ("" if c.activation == "relu" else f" {c.activation}")
+    """A run's initialisation, and its activation where not ReLU, as the notes on laws name it
+    (report.common.init_label names both)."""
+    return init_label(c)
+
 
 def figure_format(path):
     """The format of a figure file from its extension (pdf, svg or png); ValueError for any other."""
