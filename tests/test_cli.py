@@ -157,7 +157,8 @@ def test_report_plot_formats_and_separate_panels(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
     r = invoke("report", out, "--eps", "0.5", "--plot", tmp_path / "fig.pdf", "--panels", "separate", "--json")
     assert r.exit_code == 0, r.output
-    names = [f"fig-{c}.pdf" for c in "abcd"]       # layers, last layer, forward, backward failure
+    # layers, last layer, forward, backward failure, the mean-field view, failure against depth
+    names = [f"fig-{c}.pdf" for c in "abcdef"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + ["r.h5"])
     doc = json.loads(r.output)
     assert doc["figure_files"] == [str(tmp_path / n) for n in names]
