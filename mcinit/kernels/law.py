@@ -113,26 +113,6 @@ def binomial_tables(widths):
     return np.concatenate(parts), offs
 
 
-@njit(cache=True, inline="always")
-def head_of_one_input(k0, k1, trial, L, head, sL, alive, Go, z, e, K):
-    """The head of one input: G_o ~ N(0, I_K) (layer L + 1, STREAM_LAW row 0), the logits
-    z = s_L G_o and the head's error e at z.  Returns (G_o . e, ||e||^2), both 0 for a dead
-    network (``alive`` False)."""
-    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
-    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
-    for j in range(K):
-        z[j] = sL * Go[j]
-    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
-    t = 0.0
-    e2 = 0.0
-    for j in range(K):
-        t += Go[j] * e[j]
-        e2 += e[j] * e[j]
-    if not alive:
-        return 0.0, 0.0
-    return t, e2
-
-
 @njit(cache=True)
 def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guide,
               c, d, rho, dn2, Go, z, e, fwd, bwd):
@@ -158,7 +138,20 @@ def law_trial(trial, k0, k1, widths, var, head, K, data, xnorm2, cdf, offs, guid
     else:
         s02 = 1.0
     # head: G_o ~ N(0, I_K), z = s_L G_o, beta_L = G_o . e, ||u_L||^2 = ||e||^2 d_L
-    beta, e2 = head_of_one_input(k0, k1, trial, L, head, math.sqrt(s02 * rho[L]), rho[L] != 0.0, Go, z, e, K)
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
+    sL = math.sqrt(s02 * rho[L])
+    for j in range(K):
+        z[j] = sL * Go[j]
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
+    beta = 0.0
+    e2 = 0.0
+    for j in range(K):
+        beta += Go[j] * e[j]
+        e2 += e[j] * e[j]
+    if rho[L] == 0.0:
+        beta = 0.0
+        e2 = 0.0
     dn2[L] = beta * beta + e2 * d[L]
     # backward: beta_(l-1) = beta_l sqrt(v_l c_l), ||u_(l-1)||^2 = ||delta^l||^2 v_l d_(l-1)
     for l in range(L, 1, -1):
@@ -610,7 +603,20 @@ def homogeneous_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backwa
     if not backward:
         return dead
     # the head z = s_L G_o (layer L+1, row 0) and e, as law_trial
-    p, sig2 = head_of_one_input(k0, k1, trial, L, head, math.sqrt(s02 * rho[L]), rho[L] != 0.0, Go, z, e, K)
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
+    sL = math.sqrt(s02 * rho[L])
+    for j in range(K):
+        z[j] = sL * Go[j]
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
+    p = 0.0
+    sig2 = 0.0
+    for j in range(K):
+        p += Go[j] * e[j]
+        sig2 += e[j] * e[j]
+    if rho[L] == 0.0:
+        p = 0.0
+        sig2 = 0.0
     for l in range(L, 0, -1):
         A = V[0, l]
         B = V[1, l]
@@ -689,7 +695,16 @@ def chain_trial(trial, k0, k1, widths, var, gain, orth, act, alpha, backward, he
     if not backward:
         return dead
     # head: G_o ~ N(0, I_K) (layer L+1, row 0), z = s_L G_o, e
-    t, e2 = head_of_one_input(k0, k1, trial, L, head, s[L], s[L] != 0.0, Go, z, e, K)
+    c2, c3 = rng.counter_words(trial, L + 1, rng.STREAM_LAW)
+    rng.fill_normal_row(k0, k1, c2, c3, np.int64(0), 1.0, Go, K)
+    for j in range(K):
+        z[j] = s[L] * Go[j]
+    head_error(k0, k1, trial, L + 1, head, z, np.int64(0), e, K)
+    t = 0.0
+    e2 = 0.0
+    for j in range(K):
+        t += Go[j] * e[j]
+        e2 += e[j] * e[j]
     if s[L] == 0.0:
         for l in range(L + 1):
             dn2[l] = 0.0
