@@ -85,7 +85,7 @@ from .. import rng
 from . import dense
 from .common import DATA_SPHERE, dot, draw_inputs, n_chunks
 
-__all__ = ["fill", "STREAM_SUP", "PARAMS", "MAX_STARTS", "MAX_STEPS", "search_cost"]
+__all__ = ["fill", "weight_offsets", "draw_weights", "STREAM_SUP", "PARAMS", "MAX_STARTS", "MAX_STEPS", "search_cost"]
 
 #: the search's perturbations (the stream's number lives in rng with the others)
 STREAM_SUP = rng.STREAM_SUP
@@ -106,6 +106,30 @@ PARAMS = np.array([-1.0, 1.0, 0.0, 2.0, 0.01, math.pi])
 _HALF_PI = 0.5 * math.pi
 _OVER = 1e-7          # relative overshoot past a region boundary
 _STATIONARY = 1e-13   # |tangent part of g| / |g| below this: a stationary point
+
+
+@njit(cache=True)
+def weight_offsets(widths):
+    """offs (L+2,) int64: W_l (n_l x n_(l-1), row-major) starts at offs[l] of a trial's weight
+    buffer, l = 1..L; offs[L+1] is the buffer's length (offs[0] = 0 is unused)."""
+    L = widths.shape[0] - 1
+    offs = np.zeros(L + 2, dtype=np.int64)
+    for l in range(2, L + 2):
+        offs[l] = offs[l - 1] + widths[l - 1] * widths[l - 2]
+    return offs
+
+
+@njit(cache=True)
+def draw_weights(k0, k1, trial, widths, var, gain, dist, offs, wbuf):
+    """W_1..W_L of one trial into wbuf (layout weight_offsets), row by row as the dense kernel
+    draws them (dense.weight_row): the network every method of the forward property over all
+    inputs works on."""
+    L = widths.shape[0] - 1
+    for l in range(1, L + 1):
+        n_in = widths[l - 1]
+        for i in range(widths[l]):
+            dense.weight_row(k0, k1, trial, l, i, n_in, dist, var[l - 1], gain[l - 1],
+                             wbuf[offs[l] + i * n_in: offs[l] + (i + 1) * n_in])
 
 
 @njit(cache=True)
@@ -436,11 +460,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, N, starts, steps, par, offs, 
            rc, rt, fmin, fmax):
     """The searches of one trial (fmin / fmax already hold the random inputs' extremes)."""
     L = widths.shape[0] - 1
-    for l in range(1, L + 1):
-        n_in = widths[l - 1]
-        for i in range(widths[l]):
-            dense.weight_row(k0, k1, trial, l, i, n_in, dist, var[l - 1], gain[l - 1],
-                             wbuf[offs[l] + i * n_in: offs[l] + (i + 1) * n_in])
+    draw_weights(k0, k1, trial, widths, var, gain, dist, offs, wbuf)
     draw_inputs(k0, k1, trial, np.int64(DATA_SPHERE), X0, N, widths[0], X)   # int64: the dense kernel's version
     dead = False
     S = min(starts, N)
@@ -466,10 +486,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, N, starts, st
     nmax = 0
     for l in range(L + 1):
         nmax = max(nmax, widths[l])
-    offs = np.zeros(L + 1, dtype=np.int64)       # W_l starts at offs[l] in wbuf
-    for l in range(2, L + 1):
-        offs[l] = offs[l - 1] + widths[l - 1] * widths[l - 2]
-    nw = offs[L] + widths[L] * widths[L - 1]
+    offs = weight_offsets(widths)
+    nw = offs[L + 1]
     search = steps > 0 and starts > 0
     for c in prange(nchunks):
         lo = (count * c) // nchunks
