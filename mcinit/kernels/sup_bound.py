@@ -68,10 +68,10 @@ def margin(widths, l):
 
 
 @njit(cache=True)
-def _box_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh):
-    """(sum hi_i^2, sum lo_i^2) over the units of h^l on the box [blo, bhi] of R^(n_0):
-    0 <= lo_i <= h^l_i(y) <= hi_i for every y in the box (linear bound propagation).
-    CL, CU, NL, NU (nmax, n_0 + 1) and hl, hh, gl, gh (nmax,) are scratch."""
+def _box_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi):
+    """(sum hi_i^2, sum lo_i^2) over the units of h^l on the box [blo, bhi] of R^(n_0), and
+    olo[i] = lo_i, ohi[i] = hi_i: 0 <= lo_i <= h^l_i(y) <= hi_i for every y in the box (linear
+    bound propagation).  CL, CU, NL, NU (nmax, n_0 + 1) and hl, hh, gl, gh (nmax,) are scratch."""
     n0 = widths[0]
     # layer 0: h^0 = y, its lines the coordinates (column n0: the constant)
     for j in range(n0):
@@ -122,6 +122,8 @@ def _box_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh)
             gh[i] = ahi if ahi > 0.0 else 0.0
             gl[i] = alo if alo > 0.0 else 0.0
             if k == l:
+                olo[i] = gl[i]
+                ohi[i] = gh[i]
                 shi += gh[i] * gh[i]
                 slo += gl[i] * gl[i]
             elif ahi <= 0.0:
@@ -145,7 +147,7 @@ def _box_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh)
 
 
 @njit(cache=True)
-def _ratio_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh):
+def _ratio_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi):
     """(upper bound of sup, lower bound of inf) of rho_l over the rays through the box."""
     n0 = widths[0]
     ymin = 0.0
@@ -156,7 +158,7 @@ def _ratio_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, g
         ymax += max(a, b)
         if blo[c] > 0.0 or bhi[c] < 0.0:
             ymin += min(a, b)
-    shi, slo = _box_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh)
+    shi, slo = _box_bounds(wbuf, offs, widths, l, blo, bhi, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi)
     return shi / ymin, slo / ymax
 
 
@@ -227,7 +229,7 @@ def _centre(wbuf, offs, widths, l, blo, bhi, A, H, r, skip, fmin, fmax):
 
 @njit(cache=True)
 def _branch(wbuf, offs, widths, l, up, boxes, gap, skip, fmin, fmax, BL, BH, hk, hs,
-            CL, CU, NL, NU, hl, hh, gl, gh, A, H, r):
+            CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi, A, H, r):
     """Best-first branch-and-bound of rho_l upward (a bound on the sup) or downward (on the
     inf), at most ``boxes`` boxes bounded.  Returns (the certified bound before the margin,
     boxes bounded).  BL, BH (slots, n_0) hold the open boxes; hk, hs the heap (key: the upper
@@ -245,7 +247,7 @@ def _branch(wbuf, offs, widths, l, up, boxes, gap, skip, fmin, fmax, BL, BH, hk,
             BL[nslots, j] = v
             BH[nslots, j] = v
             ub, lb = _ratio_bounds(wbuf, offs, widths, l, BL[nslots], BH[nslots],
-                                   CL, CU, NL, NU, hl, hh, gl, gh)
+                                   CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi)
             n = _push(hk, hs, n, ub if up else -lb, nslots)
             _centre(wbuf, offs, widths, l, BL[nslots], BH[nslots], A, H, r, skip, fmin, fmax)
             nslots += 1
@@ -285,7 +287,7 @@ def _branch(wbuf, offs, widths, l, up, boxes, gap, skip, fmin, fmax, BL, BH, hk,
         BL[t, cw] = mid
         for q in (s, t):
             ub, lb = _ratio_bounds(wbuf, offs, widths, l, BL[q], BH[q],
-                                   CL, CU, NL, NU, hl, hh, gl, gh)
+                                   CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi)
             n = _push(hk, hs, n, ub if up else -lb, q)
             _centre(wbuf, offs, widths, l, BL[q], BH[q], A, H, r, skip, fmin, fmax)
         used += 2
@@ -332,6 +334,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, boxes, gap,
         hh = np.empty(nmax)
         gl = np.empty(nmax)
         gh = np.empty(nmax)
+        olo = np.empty(nmax)
+        ohi = np.empty(nmax)
         A = np.zeros((L + 1, nmax))
         H = np.zeros((L + 1, nmax))
         r = np.zeros(L + 1)
@@ -347,11 +351,11 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, boxes, gap,
                 nb = 0
                 if boxes >= 2 * n0:
                     b, u = _branch(wbuf, offs, widths, l, True, boxes, gap, skip[t], fmin[t],
-                                   fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, A, H, r)
+                                   fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi, A, H, r)
                     ub = min(ub, b)
                     nb += u
                     b, u = _branch(wbuf, offs, widths, l, False, boxes, gap, skip[t], fmin[t],
-                                   fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, A, H, r)
+                                   fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi, A, H, r)
                     lb = max(b, 0.0)
                     nb += u
                 if fmin[t, l - 1] == 0.0:
