@@ -52,7 +52,7 @@ from ..activations import ACT_RELU
 from .common import ARCH_PLAIN, n_chunks
 from .sup import _forward, draw_weights, weight_offsets
 
-__all__ = ["bounds", "margin"]
+__all__ = ["bounds", "margin", "widen", "memory"]
 
 _U = 2.0 ** -53       # the unit roundoff of float64
 
@@ -65,6 +65,27 @@ def margin(widths, l):
     for k in range(widths.shape[0]):
         nmax = max(nmax, widths[k])
     return 1e-9 + 64.0 * _U * l * (widths[0] + 2 + nmax)
+
+
+@njit(cache=True)
+def _slots(n0, boxes):
+    """Open boxes at most: the 2 n_0 faces, and one more per split (a split bounds two)."""
+    return 2 * n0 + max(boxes, 0) // 2 + 1
+
+
+def memory(widths, boxes):
+    """Bytes a work unit of ``bounds`` holds for the open boxes (per layer and direction it
+    reuses them): (2 n_0 + boxes / 2 + 1) boxes of 2 n_0 + 2 float64 words."""
+    n0 = int(widths[0])
+    return int(_slots(n0, int(boxes))) * (2 * n0 + 2) * 8
+
+
+def widen(found_min, found_max, widths):
+    """(lower, upper) certified bounds from extremes known exactly up to float64 rounding (an
+    exact method's): found_min (1 - m) and found_max (1 + m), m = margin(widths, L) (the
+    largest layer's margin, so the arrays need not say their layer)."""
+    m = margin(np.asarray(widths, dtype=np.int64), len(widths) - 1)
+    return np.asarray(found_min) * (1.0 - m), np.asarray(found_max) * (1.0 + m)
 
 
 @njit(cache=True)
@@ -316,7 +337,7 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, boxes, gap,
         nmax = max(nmax, widths[k])
     offs = weight_offsets(widths)
     nw = offs[L + 1]
-    cap = max(boxes, 0) + 2 * n0
+    cap = _slots(n0, boxes)
     for ch in prange(nchunks):
         lo = (count * ch) // nchunks
         hi = (count * (ch + 1)) // nchunks
