@@ -272,3 +272,15 @@ def test_skip_leaves_layers_untouched():
     assert np.all(part["fmin"][skip] == 0.5) and np.all(part["fmax"][skip] == 0.6)
     for k in ("upper", "lower", "used"):
         assert np.array_equal(part[k][~skip], full[k][~skip]), k
+
+
+def test_widen_and_memory():
+    """widen: exact extremes moved outward by the deepest layer's margin (the largest);
+    memory: the open boxes' words of a work unit."""
+    widths = np.array([3, 5, 4], dtype=np.int64)
+    m = [sup_bound.margin(widths, l) for l in (1, 2)]
+    assert 1e-9 < m[0] < m[1] < 2e-9
+    lo, hi = sup_bound.widen(np.array([0.5, 0.0]), np.array([2.0, 3.0]), widths)
+    assert np.array_equal(lo, np.array([0.5, 0.0]) * (1 - m[1]))
+    assert np.array_equal(hi, np.array([2.0, 3.0]) * (1 + m[1]))
+    assert sup_bound.memory(widths, 256) == (6 + 128 + 1) * 8 * 8
