@@ -375,10 +375,12 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, boxes, gap,
                                    fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi, A, H, r)
                     ub = min(ub, b)
                     nb += u
-                    b, u = _branch(wbuf, offs, widths, l, False, boxes, gap, skip[t], fmin[t],
-                                   fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, olo, ohi, A, H, r)
-                    lb = max(b, 0.0)
-                    nb += u
+                    if fmin[t, l - 1] > 0.0:        # (else inf = 0 is attained already)
+                        b, u = _branch(wbuf, offs, widths, l, False, boxes, gap, skip[t], fmin[t],
+                                       fmax[t], BL, BH, hk, hs, CL, CU, NL, NU, hl, hh, gl, gh, olo,
+                                       ohi, A, H, r)
+                        lb = max(b, 0.0)
+                        nb += u
                 if fmin[t, l - 1] == 0.0:
                     lb = 0.0
                 upper[t, l - 1] = ub * (1.0 + m)
