@@ -384,8 +384,11 @@ def test_a_search_file_before_version_4_reads_and_is_not_continued(tmp_path):
     assert "their upper estimate is 1" in text
     before = old.read_bytes()
     r = CliRunner().invoke(main, args + ["-o", str(old), "--resume"])
-    assert r.exit_code != 0 and r.output.startswith("mcinit: error:") and "not continued" in r.output
+    assert r.exit_code != 0 and r.output.startswith("mcinit: error:") and "--sup-bound none in the file" in r.output
     assert r.output.count("\n") == 1 and old.read_bytes() == before
+    # the engine refuses to continue such a configuration whatever the sink
+    with pytest.raises(config.ConfigError, match="not continued"):
+        engine.run(run.config)
 
 
 @pytest.mark.parametrize("extra,word", [(dict(data="gaussian"), "sphere"), (dict(kernel="projected"), "dense"),
