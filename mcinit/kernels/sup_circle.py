@@ -57,13 +57,20 @@ _TIE = 1e-14          # zeros this close (radians) to an arc's end or to each ot
 
 @njit(cache=True)
 def _split(B, n, s, e, pts, z):
-    """The zeros of the preactivations B[i, 0] cos t + B[i, 1] sin t (i < n) inside the arc
+    """The zeros of the preactivations B[0, i] cos t + B[1, i] sin t (i < n) inside the arc
     (s, e) (e - s <= 2 pi), sorted, into pts = [s, zeros..., e]; returns the number of
     pieces.  z is scratch (2 n)."""
+    short = e - s < 3.0                                  # < pi: at most one zero of a unit inside
+    f0c = math.cos(s)
+    f0s = math.sin(s)
+    f1c = math.cos(e)
+    f1s = math.sin(e)
     m = 0
     for i in range(n):
-        b0 = B[i, 0]
-        b1 = B[i, 1]
+        b0 = B[0, i]
+        b1 = B[1, i]
+        if short and (b0 * f0c + b1 * f0s > 0.0) == (b0 * f1c + b1 * f1s > 0.0):
+            continue                                     # no sign change: no zero inside
         if b0 == 0.0 and b1 == 0.0:
             continue
         phi = math.atan2(b1, b0)
@@ -119,10 +126,19 @@ def _piece(p, q, r, s, e):
     return max(lo, 0.0), max(hi, 0.0)
 
 
+@njit(cache=True, inline="always")
+def _axpy2(w, b0, b1, y0, y1, n):
+    """y0 += b0 w, y1 += b1 w (n entries)."""
+    for j in range(n):
+        y0[j] += w[j] * b0
+        y1[j] += w[j] * b1
+
+
 @njit(cache=True)
-def _trial(wbuf, offs, widths, Bs, pts, npc, cur, act, z, fmin, fmax, arcs):
-    """The exact extremes of rho_1..rho_L of one network (weights in wbuf) into fmin, fmax
-    (L,), the arc counts into arcs (L,)."""
+def _trial(wt, offs, widths, Bs, pts, npc, cur, act, z, fmin, fmax, arcs):
+    """The exact extremes of rho_1..rho_L of one network into fmin, fmax (L,), the arc
+    counts into arcs (L,).  wt holds W_l^T (n_(l-1) x n_l, row-major) at offs[l]; Bs[k]
+    (2 x n_k) the preactivations' two columns on the current arc of layer k - 1."""
     L = widths.shape[0] - 1
     for l in range(L):
         fmin[l] = np.inf
@@ -132,11 +148,11 @@ def _trial(wbuf, offs, widths, Bs, pts, npc, cur, act, z, fmin, fmax, arcs):
     n1 = widths[1]
     o = offs[1]
     for i in range(n1):
-        Bs[1, i, 0] = wbuf[o + 2 * i]
-        Bs[1, i, 1] = wbuf[o + 2 * i + 1]
+        Bs[1, 0, i] = wt[o + i]
+        Bs[1, 1, i] = wt[o + n1 + i]
     t0 = 0.0
-    if Bs[1, 0, 0] != 0.0 or Bs[1, 0, 1] != 0.0:
-        t0 = math.atan2(Bs[1, 0, 1], Bs[1, 0, 0]) + _HALF_PI
+    if Bs[1, 0, 0] != 0.0 or Bs[1, 1, 0] != 0.0:
+        t0 = math.atan2(Bs[1, 1, 0], Bs[1, 0, 0]) + _HALF_PI
     npc[1] = _split(Bs[1], n1, t0, t0 + _TWO_PI, pts[1], z)
     cur[1] = 0
     k = 1
@@ -158,8 +174,8 @@ def _trial(wbuf, offs, widths, Bs, pts, npc, cur, act, z, fmin, fmax, arcs):
         q = 0.0
         r = 0.0
         for i in range(nk):
-            b0 = Bs[k, i, 0]
-            b1 = Bs[k, i, 1]
+            b0 = Bs[k, 0, i]
+            b1 = Bs[k, 1, i]
             if b0 * cm + b1 * sm > 0.0:
                 act[k, na] = i
                 na += 1
@@ -182,23 +198,32 @@ def _trial(wbuf, offs, widths, Bs, pts, npc, cur, act, z, fmin, fmax, arcs):
                 if fmax[j] < 0.0:
                     fmax[j] = 0.0
             continue
-        # B' = W_(k+1) A, over the active units of layer k
+        # B' = W_(k+1) A, over the active units of layer k: axpys along rows of W_(k+1)^T
         n2 = widths[k + 1]
         o = offs[k + 1]
+        y0 = Bs[k + 1, 0]
+        y1 = Bs[k + 1, 1]
         for j in range(n2):
-            base = o + j * nk
-            a0 = 0.0
-            a1 = 0.0
-            for m in range(na):
-                i = act[k, m]
-                w = wbuf[base + i]
-                a0 += w * Bs[k, i, 0]
-                a1 += w * Bs[k, i, 1]
-            Bs[k + 1, j, 0] = a0
-            Bs[k + 1, j, 1] = a1
+            y0[j] = 0.0
+            y1[j] = 0.0
+        for m in range(na):
+            i = act[k, m]
+            _axpy2(wt[o + i * n2: o + (i + 1) * n2], Bs[k, 0, i], Bs[k, 1, i], y0, y1, n2)
         npc[k + 1] = _split(Bs[k + 1], n2, s, e, pts[k + 1], z)
         cur[k + 1] = 0
         k += 1
+
+
+@njit(cache=True)
+def _transpose(wbuf, offs, widths, wt):
+    """wt[offs[l]:offs[l+1]] = W_l^T (n_(l-1) x n_l, row-major), l = 1..L."""
+    for l in range(1, widths.shape[0]):
+        n_in = widths[l - 1]
+        n_out = widths[l]
+        o = offs[l]
+        for i in range(n_out):
+            for c in range(n_in):
+                wt[o + c * n_out + i] = wbuf[o + i * n_in + c]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -212,7 +237,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, smin, smax, a
         lo = (count * c) // nchunks
         hi = (count * (c + 1)) // nchunks
         wbuf = np.empty(offs[L + 1])
-        Bs = np.zeros((L + 1, nmax, 2))
+        wt = np.empty(offs[L + 1])
+        Bs = np.zeros((L + 1, 2, nmax))
         pts = np.empty((L + 1, 2 * nmax + 2))
         npc = np.zeros(L + 1, dtype=np.int64)
         cur = np.zeros(L + 1, dtype=np.int64)
@@ -220,7 +246,8 @@ def _batch(first, count, nchunks, k0, k1, widths, var, gain, dist, smin, smax, a
         z = np.empty(2 * nmax)
         for j in range(lo, hi):
             draw_weights(k0, k1, first + j, widths, var, gain, dist, offs, wbuf)
-            _trial(wbuf, offs, widths, Bs, pts, npc, cur, act, z, smin[j], smax[j], arcs[j])
+            _transpose(wbuf, offs, widths, wt)
+            _trial(wt, offs, widths, Bs, pts, npc, cur, act, z, smin[j], smax[j], arcs[j])
 
 
 def extremes(plan, first, count, smin, smax, arcs=None):
