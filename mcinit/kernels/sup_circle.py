@@ -13,8 +13,9 @@ n_l x 2 matrix A:
 - arcs: layer 1 starts from the whole circle, [t0, t0 + 2 pi) with t0 a zero of unit 0
   of layer 1 (a cut of every layer, so no artificial cut is counted), and A_0 = I.  On an
   arc of layer k - 1 with map A, the preactivations are B = W_k A (n_k x 2): unit i's is
-  |b_i| cos(t - phi_i), zero at phi_i +- pi/2.  The arc splits at the zeros inside it;
-  each piece's mask is the sign at its midpoint (a unit with b_i = 0 is off), and its
+  |b_i| cos(t - phi_i), zero at phi_i +- pi/2.  The arc splits at the zeros inside it
+  (on an arc shorter than pi, a unit has one exactly when its signs at the two ends
+  differ, a cheap test that spares most atan2s); each piece's mask is the sign at its midpoint (a unit with b_i = 0 is off), and its
   map is diag(mask) B.  Zeros closer than ``_TIE`` radians to an end of the arc or to
   each other are merged (a rounding sliver: rho changes by at most that times its
   Lipschitz constant over it);
@@ -27,10 +28,11 @@ n_l x 2 matrix A:
   whatever the number of arcs).  An arc on which some layer is dead (all units off) has
   the map 0 at every deeper layer and is not split further.
 
-Cost: one product W_(k+1) A (the active columns only) per arc of layer k < L, so
-sum_k arcs_k n_k n_(k+1) / 2 multiply-adds per trial, and the arc counts grow about
-linearly in the total width (docs/design.md section 15 has measured numbers).  No cap:
-the memory does not depend on the number of arcs.
+Cost: one product W_(k+1) A (the active columns only, as axpys along the rows of
+W_(k+1)^T) per arc of layer k < L, so about sum_k arcs_k n_k n_(k+1) multiply-adds per
+trial; the arcs grow by about 2 n_l per layer, so about n^3 L^2 at width n
+(docs/design.md section 15 has measured numbers).  No cap: the memory, O(sum n_l) per
+thread, does not depend on the number of arcs.
 
 ``arcs[t, l - 1]`` counts the arcs of layer l's partition of the circle (adjacent arcs
 may carry the same map; a dead arc counts once at each deeper layer).
