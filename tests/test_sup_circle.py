@@ -15,6 +15,9 @@ fails none of them; the only tolerance is floating-point rounding, 1e-12 of the 
 - determinism: a batch whole, in two calls, on one thread or two: the same numbers;
 - dead layers: min 0 exactly where the scan finds rho = 0;
 - arc counts: 2 n_1 arcs at layer 1, never fewer arcs than the grid sees.
+
+The module compiles one parallel kernel (about 20 s cold), so only the issue's case and
+the argument checks run by default; the rest is marked slow.
 """
 
 import numba
@@ -91,6 +94,7 @@ def masks_at(Ws, t):
     return [a > 0 for a in A]
 
 
+@pytest.mark.slow
 def test_small_networks_against_the_scan_and_the_arc_counts():
     cfg, _ = config.build(trials=100, input_dim=2, widths="5,3,7,2,6", seed=31, data="sphere",
                           kernel="dense", dist="uniform")
@@ -131,6 +135,7 @@ def test_the_issue_case_the_search_missed():
     check_against_scan(Ws, smin[0], smax[0], "issue")
 
 
+@pytest.mark.slow
 def test_same_numbers_whole_split_and_on_one_thread():
     cfg, _ = config.build(trials=100, input_dim=2, widths="12,7,9", seed=5, data="sphere",
                           kernel="dense")
@@ -147,6 +152,7 @@ def test_same_numbers_whole_split_and_on_one_thread():
         assert np.array_equal(whole[k], single[k])
 
 
+@pytest.mark.slow
 def test_a_dead_layer_gives_min_zero_where_the_scan_does():
     cfg, _ = config.build(trials=100, input_dim=2, widths="3,1,4,2,5", seed=8, data="sphere",
                           kernel="dense")
