@@ -213,3 +213,20 @@ def test_against_the_scan_widths_2_to_64_depths_1_to_10(case):
         Ws, _ = reference.weights(cfg, first + j)
         check_against_scan(Ws, smin[j], smax[j], f"{SWEEP[case]} trial {first + j}")
         assert np.all(np.diff(arcs[j]) >= 0)
+
+
+@pytest.mark.slow
+def test_the_local_search_never_beats_the_exact_extremes():
+    """The search (kernels/sup.py) evaluates actual inputs with the dense kernel's
+    arithmetic: its max never exceeds the exact max, nor its min falls below the exact min,
+    by more than rounding."""
+    from mcinit.kernels import sup
+    cfg, _ = config.build(trials=100, input_dim=2, widths="6,5,7,4,8", seed=12, data="sphere",
+                          samples=8, kernel="dense", sup_search="4,200")
+    plan = common.make_plan(cfg)
+    count, L = 8, cfg.depth
+    out = [np.empty((count, L)) for _ in range(5)]
+    sup.fill(plan, 40, count, *out, np.zeros(count, dtype=bool), 8, 4, 200)
+    smin, smax, _ = exact(cfg, 40, count)
+    assert np.all(out[1] <= smax * (1 + REL))
+    assert np.all(out[0] >= smin - REL * smax)
