@@ -14,7 +14,8 @@ fails none of them; the only tolerance is floating-point rounding, 1e-12 of the 
 - the case of the issue that the local search got wrong;
 - determinism: a batch whole, in two calls, on one thread or two: the same numbers;
 - dead layers: min 0 exactly where the scan finds rho = 0;
-- arc counts: 2 n_1 arcs at layer 1, never fewer arcs than the grid sees.
+- arc counts: 2 n_1 arcs at layer 1, never fewer arcs than the grid sees;
+- the local search (kernels/sup.py), which evaluates actual inputs, never beyond them.
 
 The module compiles one parallel kernel (about 20 s cold), so only the issue's case and
 the argument checks run by default; the rest is marked slow.
