@@ -231,6 +231,10 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
         if cpu:
             scratch += threads * (_sup_scratch(widths, inputs, L)
                                   + _dense_scratch(widths, inputs, 1, workspace_mb() * 2 ** 20))
+            if config.sup_certified:
+                # the branch-and-bound's open boxes (kernels/sup_bound.py), per thread
+                from .kernels.sup_bound import memory
+                scratch += threads * memory(widths, config.sup_boxes)
     return Memory(ratios=int(ratios), records=int(records), scratch=int(scratch), fixed=int(fixed))
 
 
