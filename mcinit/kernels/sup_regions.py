@@ -108,6 +108,11 @@ def _set(I, r, k):
     I[r, k // _WB] |= np.int64(1) << (k % _WB)
 
 
+@njit(cache=True, inline="always")
+def _set1(g, k):
+    g[k // _WB] |= np.int64(1) << (k % _WB)
+
+
 @njit(cache=True)
 def _prune(R, I, G, n):
     """Drop the constraints tight on fewer than n - 1 rays (no facets: a pointed cone keeps
@@ -312,24 +317,25 @@ def _inside(G, x, n):
     return True
 
 
-@njit(cache=True)
-def _evaluate(wbuf, offs, widths, l, x, Aw, Hw, rw, ext):
-    """rho_l at the unit x by a forward pass; folded into ext = [min, max]."""
-    n = widths[0]
-    for j in range(n):
-        Hw[0, j] = x[j]
-    sup._forward(wbuf, offs, widths, l, Aw, Hw, rw)
-    v = rw[l]
+@njit(cache=True, inline="always")
+def _fold(v, x, n, ext, xe):
+    """Fold the value v = rho_l(x) of a candidate x into ext = [min, max], its point into
+    xe[0] (argmin) or xe[1] (argmax)."""
     if v < ext[0]:
         ext[0] = v
+        for j in range(n):
+            xe[0, j] = x[j]
     if v > ext[1]:
         ext[1] = v
+        for j in range(n):
+            xe[1, j] = x[j]
 
 
 @njit(cache=True)
-def _eigen_candidates(wbuf, offs, widths, l, A, G, Q, d, AQ, S, V, x, Aw, Hw, rw, ext):
-    """The eigenvectors of M restricted to span(Q[:d]), both signs, inside the cone G:
-    evaluated.  Returns (lambda_min, lambda_max) of the restricted form."""
+def _eigen_candidates(wbuf, offs, widths, l, A, G, Q, d, AQ, S, V, x, ext, xe):
+    """The eigenvectors of M restricted to span(Q[:d]), both signs, inside the cone G, with
+    their eigenvalues (x^T M x) folded into ext, xe.  Returns (lambda_min, lambda_max) of
+    the restricted form."""
     n = widths[0]
     nl = widths[l]
     _restricted(A, Q, d, n, nl, AQ, S)
@@ -350,7 +356,7 @@ def _eigen_candidates(wbuf, offs, widths, l, A, G, Q, d, AQ, S, V, x, Aw, Hw, rw
             x[j] /= nx
         for sg in range(2):
             if _inside(G, x, n):
-                _evaluate(wbuf, offs, widths, l, x, Aw, Hw, rw, ext)
+                _fold(lam, x, n, ext, xe)
             for j in range(n):
                 x[j] = -x[j]
     return lo, hi
@@ -382,11 +388,56 @@ def _basis(R, face, n, Q):
 
 
 @njit(cache=True)
-def _faces(R, I, G, faces, table, g):
-    """The faces of the cone as bit sets over its rays into faces (the cone itself
-    first): the closure of the constraints' tight-ray sets under intersection.  Returns
-    their number, or -1 beyond MAX_FACES.  table: scratch hash set (indices, -1 free);
-    g: scratch bit set."""
+def _ray_bounds(R, face, A, vals, top, n, nl, u):
+    """Bounds (lo, hi) of x^T M x over the unit x of the face (a bit set over the rays R;
+    vals[r] = |A r_r|^2, top = lambda_max(M)).  With u the unit mean of the face's rays and
+    delta = min u . r > 0, a unit x = sum c_r r_r (c >= 0) has sum c <= 1 / delta and
+    u . x >= delta, so |A x| <= max |A r| / delta and |A x| >= |A u| - |A|_2 sqrt(2 - 2 delta)."""
+    for j in range(n):
+        u[j] = 0.0
+    vmax = 0.0
+    for r in range(R.shape[0]):
+        if (face[r // _WB] >> (r % _WB)) & 1:
+            for j in range(n):
+                u[j] += R[r, j]
+            vmax = max(vmax, vals[r])
+    nu = math.sqrt(np.sum(u * u))
+    if nu == 0.0:
+        return 0.0, np.inf
+    for j in range(n):
+        u[j] /= nu
+    delta = 1.0
+    for r in range(R.shape[0]):
+        if (face[r // _WB] >> (r % _WB)) & 1:
+            v = 0.0
+            for j in range(n):
+                v += u[j] * R[r, j]
+            delta = min(delta, v)
+    if delta <= 0.0:
+        return 0.0, np.inf
+    au = 0.0
+    for i in range(nl):
+        v = 0.0
+        for j in range(n):
+            v += A[i, j] * u[j]
+        au += v * v
+    low = math.sqrt(au) - math.sqrt(max(top, 0.0)) * math.sqrt(max(2.0 - 2.0 * delta, 0.0))
+    # a relative margin for the rounding of these sums
+    hi = vmax / (delta * delta) * (1.0 + 1e-12)
+    lo = low * low * (1.0 - 1e-12) if low > 0.0 else 0.0
+    return lo, hi
+
+
+@njit(cache=True)
+def _cone_extremes(wbuf, offs, widths, l, R, I, G, A, vals, top, ext, xe, faces, table, g, Q,
+                   AQ, S, V, x, u):
+    """Fold the eigenvector candidates of the faces of dimension >= 2 of the cone (R, I, G)
+    with map A into ext.  The faces are bit sets over the rays, generated from the cone
+    itself by intersection with the constraints' tight-ray sets (every face is such an
+    intersection); a face whose values are known to lie within ext (its restricted
+    eigenvalues, or _ray_bounds) is not expanded: those of its subfaces lie within them too.  Returns False beyond
+    MAX_FACES faces.  table: scratch hash set (indices, -1 free); g: scratch bit set."""
+    n = widths[0]
     m = R.shape[0]
     c = G.shape[0]
     fm = np.zeros((c, _NW), dtype=np.int64)
@@ -404,16 +455,23 @@ def _faces(R, I, G, faces, table, g):
     while head < nf:
         f = head
         head += 1
+        d = _basis(R, faces[f], n, Q)
+        if d < 2:
+            continue                      # a ray: evaluated with the cone's rays
+        lo, hi = _eigen_candidates(wbuf, offs, widths, l, A, G, Q, d, AQ, S, V, x, ext, xe)
+        blo, bhi = _ray_bounds(R, faces[f], A, vals, top, n, widths[l], u)
+        if min(hi, bhi) <= ext[1] and max(lo, blo) >= ext[0]:
+            continue
         for k in range(c):
             nz = False
             same = True
             h = np.int64(7)
             for w in range(_NW):
-                x = faces[f, w] & fm[k, w]
-                g[w] = x
-                nz = nz or x != 0
-                same = same and x == faces[f, w]
-                h = (h * np.int64(1000003)) ^ x
+                y = faces[f, w] & fm[k, w]
+                g[w] = y
+                nz = nz or y != 0
+                same = same and y == faces[f, w]
+                h = (h * np.int64(1000003)) ^ y
             if not nz or same:
                 continue
             h = (h & np.int64(0x3FFFFFFFFFFFFFFF)) % H
@@ -432,16 +490,16 @@ def _faces(R, I, G, faces, table, g):
             if found:
                 continue
             if nf >= faces.shape[0]:
-                return -1
+                return False
             table[h] = nf
             faces[nf] = g
             nf += 1
-    return nf
+    return True
 
 
 @njit(cache=True)
-def _layer_extremes(wbuf, offs, widths, l, Rs, Is, Gs, As, ext, faces, table, gbits, Q, AQ,
-                    S, V, x, Aw, Hw, rw, lam):
+def _layer_extremes(wbuf, offs, widths, l, Rs, Is, Gs, As, ext, xe, faces, table, gbits, Q,
+                    AQ, S, V, x, u, vals, lam, top):
     """ext = [min, max] of rho_l over the cones of layer l; False if some cone has too
     many faces."""
     n = widths[0]
@@ -449,30 +507,47 @@ def _layer_extremes(wbuf, offs, widths, l, Rs, Is, Gs, As, ext, faces, table, gb
     ext[0] = np.inf
     ext[1] = -np.inf
     # first the rays and the full-space eigenvectors: good extremes early, and each
-    # cone's eigenvalue range
+    # cone's bounds
+    nl = widths[l]
     for c in range(nc):
         R = Rs[c]
+        A = As[c]
         for r in range(R.shape[0]):
-            _evaluate(wbuf, offs, widths, l, R[r], Aw, Hw, rw, ext)
+            v = 0.0
+            for i in range(nl):
+                a = 0.0
+                for j in range(n):
+                    a += A[i, j] * R[r, j]
+                v += a * a
+            vals[r] = v
+            _fold(v, R[r], n, ext, xe)
         for a in range(n):
             for j in range(n):
                 Q[a, j] = 1.0 if a == j else 0.0
-        lo, hi = _eigen_candidates(wbuf, offs, widths, l, As[c], Gs[c], Q, n, AQ, S, V, x,
-                                   Aw, Hw, rw, ext)
-        lam[c, 0] = lo
-        lam[c, 1] = hi
+        lo, hi = _eigen_candidates(wbuf, offs, widths, l, A, Gs[c], Q, n, AQ, S, V, x, ext, xe)
+        top[c] = hi
+        gbits[:] = 0
+        for r in range(R.shape[0]):
+            _set1(gbits, r)
+        blo, bhi = _ray_bounds(R, gbits, A, vals, hi, n, nl, u)
+        lam[c, 0] = max(lo, blo)
+        lam[c, 1] = min(hi, bhi)
     for c in range(nc):
         if lam[c, 1] <= ext[1] and lam[c, 0] >= ext[0]:
             continue
         R = Rs[c]
-        nf = _faces(R, Is[c], Gs[c], faces, table, gbits)
-        if nf < 0:
+        A = As[c]
+        for r in range(R.shape[0]):
+            v = 0.0
+            for i in range(nl):
+                a = 0.0
+                for j in range(n):
+                    a += A[i, j] * R[r, j]
+                v += a * a
+            vals[r] = v
+        if not _cone_extremes(wbuf, offs, widths, l, R, Is[c], Gs[c], A, vals, top[c], ext, xe,
+                              faces, table, gbits, Q, AQ, S, V, x, u):
             return False
-        for f in range(1, nf):
-            d = _basis(R, faces[f], n, Q)
-            if d >= 2:
-                _eigen_candidates(wbuf, offs, widths, l, As[c], Gs[c], Q, d, AQ, S, V, x,
-                                  Aw, Hw, rw, ext)
     return True
 
 
@@ -507,6 +582,9 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
     Hw = np.zeros((L + 1, nmax))
     rw = np.zeros(L + 1)
     ext = np.empty(2)
+    xe = np.zeros((2, n))
+    u = np.empty(n)
+    vals = np.empty(_BITS)
     b = np.empty(n)
     for l in range(1, L + 1):
         nl = widths[l]
@@ -583,8 +661,9 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
                 nA.append(An)
         if ok:
             lam = np.empty((len(nR), 2))
-            ok = _layer_extremes(wbuf, offs, widths, l, nR, nI, nG, nA, ext, faces, table,
-                                 gbits, Q, AQ, S, V, x, Aw, Hw, rw, lam)
+            top = np.empty(len(nR))
+            ok = _layer_extremes(wbuf, offs, widths, l, nR, nI, nG, nA, ext, xe, faces, table,
+                                 gbits, Q, AQ, S, V, x, u, vals, lam, top)
         if not ok:
             for k in range(l, L + 1):
                 smin[k - 1] = np.nan
@@ -592,8 +671,15 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
                 exact[k - 1] = False
                 regions[k - 1] = 0
             return
-        smin[l - 1] = ext[0]
-        smax[l - 1] = ext[1]
+        # the extremes reported are rho_l at the extreme candidates, by a forward pass
+        for e in range(2):
+            for j in range(n):
+                Hw[0, j] = xe[e, j]
+            sup._forward(wbuf, offs, widths, l, Aw, Hw, rw)
+            if e == 0:
+                smin[l - 1] = rw[l]
+            else:
+                smax[l - 1] = rw[l]
         exact[l - 1] = True
         regions[l - 1] = len(nR)
         Rs, Is, Gs, As = nR, nI, nG, nA
