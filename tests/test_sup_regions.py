@@ -124,12 +124,27 @@ BRUTE = [(n0, widths, dist, seed)
          for widths, dist, seed in (("2", "normal", 1), ("8", "uniform", 2), ("3,6", "wn", 3),
                                     ("6,2,5", "normal", 4), ("4,4,4,4", "uniform", 5),
                                     ("7,5,3", "wn", 6), ("8,8", "normal", 7))]
+BRUTE += [(6, "3,5", "uniform", 12), (6, "7,4", "wn", 13)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n0,widths,dist,seed", BRUTE)
 def test_agrees_with_brute_force(n0, widths, dist, seed):
     check_against_brute(build(n0, widths, seed=seed, dist=dist), 5, 3)
+
+
+def test_first_layer_regions_are_those_of_a_generic_arrangement():
+    """n_1 central hyperplanes in general position (Gaussian weights: probability 1) cut
+    R^(n_0) into 2 sum_(k < n_0) C(n_1 - 1, k) cones (exact, no statistics); and deeper
+    layers only split regions."""
+    from math import comb
+    for n0, widths in ((3, "7,5"), (4, "6,3")):
+        cfg = build(n0, widths, seed=14)
+        n1 = cfg.widths[0]
+        _, _, exact, regions = run(cfg, 0, 3)
+        assert exact.all()
+        assert np.all(regions[:, 0] == 2 * sum(comb(n1 - 1, k) for k in range(n0)))
+        assert np.all(regions[:, 1] >= regions[:, 0])
 
 
 def test_the_minimum_is_zero_on_a_null_space():

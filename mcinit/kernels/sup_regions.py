@@ -40,9 +40,14 @@ stationary point with the same value, so the extremes are still found (docs/desi
 Cones whose eigenvalue range [lambda_min(M), lambda_max(M)] lies within the extremes
 found so far are skipped (they cannot hold anything more extreme).
 
-Limits.  When a trial's cones at some layer exceed ``max_regions`` (or a cone has more
-than 248 rays or constraints, or more than MAX_FACES faces: the bit masks), the trial stops
-there: exact is False and smin / smax are NaN for that layer and all deeper ones.
+Regions.  The activation regions of layer l are the distinct activation patterns of
+layers 1..l among the cones (an activation region is convex, so the pieces the starting
+cones cut it into share its pattern); they are counted by a 64-bit hash of the pattern.
+
+Limits.  When a trial's cones at some layer exceed ``max_regions`` (the work and memory
+are proportional to the cones, about 1 to 2 per region), or a cone has more than 248
+rays or constraints (the bit sets) or more than MAX_FACES faces, the trial stops there:
+exact is False and smin / smax are NaN for that layer and all deeper ones.
 """
 
 import math
@@ -57,10 +62,11 @@ from .. import rng
 
 __all__ = ["extremes", "MAX_DIM", "MAX_REGIONS", "MAX_FACES", "initial_cones"]
 
-#: largest input dimension accepted (by measurement: docs/design.md, section 16)
-MAX_DIM = 5
-#: default most cones per layer of a trial
-MAX_REGIONS = 20000
+#: largest input dimension accepted: at n_0 = 6 a trial of widths 8, 8 takes about a
+#: second and widths 8, 8, 8 exceed MAX_REGIONS (measured: docs/design.md, section 16)
+MAX_DIM = 6
+#: default most cones per layer of a trial (memory: about 2.5 kB each, per running trial)
+MAX_REGIONS = 50000
 #: most faces of one cone
 MAX_FACES = 4096
 
@@ -570,6 +576,9 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
         Is.append(I0[c].copy())
         Gs.append(G0[c].copy())
         As.append(np.eye(n))
+    # a hash of each cone's activation pattern (layers 1..l): distinct patterns are the
+    # activation regions (convex, so the pieces of one region share its pattern)
+    hs = np.zeros(n + 1, dtype=np.int64)
     faces = np.empty((MAX_FACES, _NW), dtype=np.int64)
     table = np.empty(2 * MAX_FACES + 1, dtype=np.int64)
     gbits = np.empty(_NW, dtype=np.int64)
@@ -594,6 +603,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
         nI = List.empty_list(_I2)
         nG = List.empty_list(_F2)
         nA = List.empty_list(_F2)
+        nh = List.empty_list(types.int64)
         ok = True
         for c in range(len(Rs)):
             A = As[c]
@@ -651,6 +661,10 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
             for p in range(len(pR)):
                 An = np.zeros((nl, n))
                 mk = pM[p]
+                h = hs[c]
+                for i in range(nl):
+                    h = (h ^ (mk[i] + 2)) * np.int64(1099511628211)     # FNV-1a step
+                nh.append(h)
                 for i in range(nl):
                     if mk[i]:
                         for j in range(n):
@@ -681,7 +695,10 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
             else:
                 smax[l - 1] = rw[l]
         exact[l - 1] = True
-        regions[l - 1] = len(nR)
+        hs = np.empty(len(nh), dtype=np.int64)
+        for c in range(len(nh)):
+            hs[c] = nh[c]
+        regions[l - 1] = np.unique(hs).shape[0]
         Rs, Is, Gs, As = nR, nI, nG, nA
 
 
@@ -707,10 +724,10 @@ def extremes(plan, first, count, smin, smax, exact, max_regions=MAX_REGIONS, reg
     smin, smax   (count, L) float64: min and max of rho_l(x) = ||h^l(x)||^2 / ||x||^2 over
                  unit x (squared-norm ratios), NaN where not computed
     exact        (count, L) bool: True where smin / smax were computed (exact up to rounding)
-    max_regions  most activation cones per layer of a trial; beyond, that layer and the
-                 deeper ones are not computed (exact False)
-    regions      (count, L) int64 or None: the number of cones of each layer (0 where not
-                 computed)
+    max_regions  most cones (pieces of activation regions) per layer of a trial; beyond,
+                 that layer and the deeper ones are not computed (exact False, NaN)
+    regions      (count, L) int64 or None: the number of activation regions of layers
+                 1..l that meet the sphere, per layer (0 where not computed)
     """
     from .. import activations
     first, count, max_regions = int(first), int(count), int(max_regions)
