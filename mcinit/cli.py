@@ -248,9 +248,16 @@ def _complete_run(found, cfg, shard):
             or found.completed != found.rows or found.partial):
         return None
     eps = np.array(REPORT_EPS)
-    failures = {k: v for k, v in Run(found).failure_counts(eps, "norm").items() if k in ("forward", "backward", "both")}
+    run = Run(found)
+    counts = run.failure_counts(eps, "norm")
+    failures = {k: v for k, v in counts.items() if k in ("forward", "backward", "both")}
+    sup = None
+    if cfg.sup:
+        methods = run.sup_methods()
+        sup = {"sup": counts["sup"], "sup_possible": counts["sup_possible"], "sup_exact": methods["exact"],
+               "sup_pairs": sum(methods.values())}
     return RunResult(config=cfg, summary=found.summary, elapsed=0.0, sink=None, eps=eps, failures=failures,
-                     computed=0)
+                     computed=0, sup=sup)
 
 
 @main.command()

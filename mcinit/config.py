@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 
-from .options import (BY_NAME, DATA_RANDOM, DEFAULT_BLOCKS, DISTS, HEADS, INITS, KERNELS, ConfigError, defaults, parse_count,
+from .options import (BY_NAME, DATA_RANDOM, DEFAULT_BLOCKS, DEFAULT_SUP_BOUND, DISTS, HEADS, INITS, KERNELS, ConfigError, defaults, parse_count,
                       parse_head, parse_widths, read_config_file, run_values)
 
 __all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "KERNELS", "build", "check_precision",
@@ -24,7 +24,7 @@ __all__ = ["RunConfig", "ConfigError", "DEFAULTS", "INITS", "DISTS", "HEADS", "K
 DEFAULTS = defaults()
 #: fields added after the first format, left out of the config JSON at their default value
 OPTIONAL_FIELDS = {"precision": "float64", "properties": "both", "arch": "plain", "branch_scale": 1.0,
-                   "wn_grad": "weight", "activation": "relu", "gain": None}
+                   "wn_grad": "weight", "activation": "relu", "gain": None, "sup_boxes": None, "sup_gap": None}
 
 MAX_WIDTH = 1 << 20
 MAX_DEPTH = 4000
@@ -69,6 +69,11 @@ class RunConfig:
     sup_starts, sup_steps
                 the supremum search over the unit sphere (kernels/sup.py): local searches
                 per layer and direction, and points each evaluates (None: no search)
+    sup_boxes, sup_gap
+                with the supremum search, the certified bounds' budget: boxes of the
+                branch-and-bound per layer and direction, and the relative gap at which it
+                stops (--sup-bound).  None with the search: a run of an earlier mcinit,
+                whose file holds the search's values only (it reads; it is not continued)
     init        he | he-in | glorot | lecun | wn | wn-unit (docs/design.md section 3)
     dist        normal | uniform (variance-scaling family; not used by wn inits)
     head        ('softmax', K) or ('gaussian', K)
@@ -109,6 +114,8 @@ class RunConfig:
     wn_grad: str = "weight"
     activation: str = "relu"
     gain: float = None
+    sup_boxes: int = None
+    sup_gap: float = None
 
     @property
     def residual(self):
@@ -124,6 +131,12 @@ class RunConfig:
     def sup(self):
         """Whether each trial also searches the sphere for the extreme forward ratios."""
         return self.sup_starts is not None
+
+    @property
+    def sup_certified(self):
+        """Whether the run records the two-sided extremes over the sphere (the exact or certified
+        methods' columns, format version 4): every run with the search this mcinit makes."""
+        return self.sup and self.sup_boxes is not None
 
     @property
     def depth(self):
@@ -203,7 +216,7 @@ def load_config_file(path, several=False):
 def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, samples=None,
           data=None, normalize=None, arch=None, blocks=None, branch_scale=None, activation=None, init=None,
           gain=None, wn_gain=None, wn_grad=None, dist=None, head=None, kernel=None, precision=None,
-          properties=None, sup_search=None, seed=None):
+          properties=None, sup_search=None, sup_bound=None, seed=None):
     """Validate user values and return (RunConfig with kernel possibly 'auto', fixed
     dataset (N, n_0) or None).  Raises ConfigError with one line.
 
@@ -215,7 +228,7 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     given = dict(trials=trials, input_dim=input_dim, width=width, depth=depth, widths=widths,
                  samples=samples, data=data, normalize=normalize, init=init, wn_gain=wn_gain, dist=dist,
                  head=head, kernel=kernel, precision=precision, properties=properties, sup_search=sup_search,
-                 seed=seed, arch=arch, blocks=blocks, branch_scale=branch_scale, wn_grad=wn_grad,
+                 sup_bound=sup_bound, seed=seed, arch=arch, blocks=blocks, branch_scale=branch_scale, wn_grad=wn_grad,
                  activation=activation, gain=gain)
     given = {k: BY_NAME[k].parse(v) for k, v in given.items() if v is not None}
     d = dict(DEFAULTS)
@@ -280,9 +293,12 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     if not 0 <= seed < 1 << 64:
         raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed}")
 
-    sup_starts = sup_steps = None
+    sup_starts = sup_steps = sup_boxes = sup_gap = None
+    if "sup_bound" in given and "sup_search" not in given:
+        raise ConfigError("--sup-bound is the budget of the supremum search's certified bounds: give --sup-search too")
     if "sup_search" in given:
         sup_starts, sup_steps = given["sup_search"]
+        sup_boxes, sup_gap = given.get("sup_bound", DEFAULT_SUP_BOUND)
         if "data" not in given:
             d["data"] = "sphere"
         elif given["data"].lower() != "sphere":
@@ -328,6 +344,7 @@ def build(*, trials=None, input_dim=None, width=None, depth=None, widths=None, s
     cfg = RunConfig(widths=tuple(ws), input_dim=n0, samples=N, data=src, data_sha256=sha,
                     init=init, dist=dist, head=head, kernel=kernel, seed=seed, trials=trials,
                     normalize=norm, wn_gain=gain, sup_starts=sup_starts, sup_steps=sup_steps,
+                    sup_boxes=sup_boxes, sup_gap=sup_gap,
                     precision=d["precision"], properties=d["properties"], arch=arch,
                     branch_scale=float(scale), wn_grad=wn_grad, activation=activation, gain=init_gain)
     if cfg.sup and sup_starts > N:

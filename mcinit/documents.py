@@ -91,7 +91,26 @@ def _run_body(result, output=None, threads=None, requested_kernel=None, shard=No
                   threads=threads),
         dead=s.dead,
         layers=numbers["layers"],
-        failure=failure)
+        failure=failure,
+        sup=_sup_body(cfg, numbers["sup"], numbers["eps"], s.trials))
+
+
+def _sup_body(cfg, sup, eps, trials):
+    """The run document's ``sup``: null without the supremum search, else {method (in words),
+    exact_pairs, pairs, failure: one row per eps (norm form) of the lower estimate (failures,
+    p_hat, ci_low, ci_high: trials failing at the extremes found) and the upper one
+    (failures_upper, p_upper, ci_low_upper, ci_high_upper: trials whose certified bounds do
+    not exclude a failure)}."""
+    if sup is None:
+        return None
+    from .sphere import method_of
+    from .summary_text import LEVEL
+    lo, up = sup["lower"], sup["upper"]
+    rows = [dict(form="norm", eps=e, level=LEVEL, trials=trials, failures=lo["failures"][i], p_hat=lo["p_hat"][i],
+                 ci_low=lo["ci_low"][i], ci_high=lo["ci_high"][i], failures_upper=up["failures"][i],
+                 p_upper=up["p_hat"][i], ci_low_upper=up["ci_low"][i], ci_high_upper=up["ci_high"][i])
+            for i, e in enumerate(eps)]
+    return dict(method=method_of(cfg.input_dim), exact_pairs=sup["exact"], pairs=sup["pairs"], failure=rows)
 
 
 def run_document(result, output=None, threads=None, requested_kernel=None, shard=None):
@@ -108,7 +127,8 @@ def run_document(result, output=None, threads=None, requested_kernel=None, shard
     complete), time {elapsed_s, startup_s, trials_per_s, threads}, dead, layers (mcinit.rows.layer_rows),
     failure (one row per property computed and eps: prop, form, eps, level, trials,
     failures, p_hat, ci_low, ci_high, p_exact, paper_delta: the summary's paper column,
-    the paper's bound of the row's property, twice it for both)."""
+    the paper's bound of the row's property, twice it for both), sup (with the supremum
+    search: _sup_body, the two-sided failure probability for every input; else null)."""
     return dict(_header("run"), **_run_body(result, output, threads, requested_kernel, shard))
 
 

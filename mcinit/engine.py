@@ -28,7 +28,7 @@ from .options import BACKENDS
 from .kernels.common import forward_deaths, make_plan
 from .progress import progress_bar
 from .stats import EPS_LADDER, PROPS_OF, QUANTITIES_OF, Summary, failure_counts, record_buffers, reduce_and_tally
-from .layout import DATA_PATH
+from .layout import DATA_PATH, sup_of
 from .store import MemorySink, Sink
 
 __all__ = ["run", "resolve", "kernel_choice", "resolve_backend", "RunResult", "Stopped", "default_batch_size",
@@ -54,6 +54,7 @@ class RunResult:
     computed: int = 0  # trials computed by this call (less than summary.trials after a resume)
     startup: float = 0.0  # seconds (part of elapsed) spent compiling the kernels or loading them
     #                       from numba's cache: a first trial computed apart and discarded (_warm_up)
+    sup: dict = None  # with the supremum search, mcinit.sphere.tally of every trial (norm form, at eps)
 
     @property
     def rate(self):
@@ -247,14 +248,10 @@ class Stopped(Exception):
 
 
 def _sup_extremes(plan, config, first, fwd, bwd, dead):
-    """sup_min, sup_max: rho_l's extremes over the random and the searched inputs (kernels/sup.py),
-    the search starting from the batch's ratios fwd, bwd (count, N, L) and dead flags (count,)."""
-    from .kernels import sup
-    count, L = fwd.shape[0], config.depth
-    smin, smax, bmin, bmax, dev = (np.empty((count, L)) for _ in range(5))
-    sup.fill(plan, first, count, smin, smax, bmin, bmax, dev, np.zeros(count, dtype=np.bool_),
-             config.samples, config.sup_starts, config.sup_steps, ratios=(fwd, bwd, dead))
-    return {"sup_min": smin, "sup_max": smax}
+    """The supremum search's columns of a batch (mcinit.sphere.extremes), from the batch's
+    ratios fwd, bwd (count, N, L) and dead flags (count,) on its random sphere inputs."""
+    from . import sphere
+    return sphere.extremes(plan, config, first, fwd, bwd, dead)
 
 
 #: what this process has compiled or loaded already (_warm_up's keys)
@@ -348,6 +345,9 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     sink = MemorySink() if sink is None else sink
     if not isinstance(sink, Sink):
         raise TypeError(f"sink must be a mcinit.store.Sink, not {type(sink).__name__}")
+    if config.sup and not config.sup_certified:
+        raise ConfigError("this run's supremum search is an earlier mcinit's (one-sided, no certified bounds): "
+                          "its file reads, but it is not continued; start a new run with --sup-search")
     # what the run needs of the machine, before the sink creates anything
     if config.residual:
         from .kernels.residual import refuse
@@ -370,7 +370,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     L, N = config.depth, config.samples
     meta = dict(config=config.config_json(), config_hash=config.config_hash(), seed=config.seed,
                 depth=L, trials=T, kernel=config.kernel, mcinit_version=__version__,
-                first_index=first_index, rows=stop - first_index, sup=config.sup, samples=N,
+                first_index=first_index, rows=stop - first_index, sup=sup_of(config), samples=N,
                 properties=config.properties,
                 shard=f"{shard[0]}/{shard[1]}" if shard is not None else "",
                 extra_attrs={DATA_PATH: config.data_path} if config.data_path else {})
@@ -379,6 +379,13 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
     # only what the run computes is reduced, tallied and written (config.properties)
     quantities = QUANTITIES_OF[config.properties]
     failures = {k: np.zeros(len(eps), dtype=np.int64) for k in PROPS_OF[config.properties]}
+    sup_tally = {"sup": np.zeros(len(eps), dtype=np.int64), "sup_possible": np.zeros(len(eps), dtype=np.int64),
+                 "sup_exact": 0, "sup_pairs": 0} if config.sup else None
+
+    def add_sup(records):
+        from . import sphere
+        for k, v in sphere.tally(records, eps).items():
+            sup_tally[k] += v
     if state is None:
         first, summary = first_index, Summary(L, quantities)
     else:
@@ -389,6 +396,8 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
                 rec = sink.read_records(a, min(done, a + (1 << 20)))
                 for k, v in failure_counts(rec, eps, "norm").items():
                     failures[k] += v
+                if config.sup:
+                    add_sup(rec)
         except BaseException:
             sink.close()
             raise
@@ -433,6 +442,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         nbatch[0] += 1
         if config.sup:
             records.update(_sup_extremes(plan, config, first, fwd, bwd, dead))
+            add_sup(records)
         for k, v in counts.items():
             failures[k] += v
         writer.put(first, records, summary.copy())
@@ -492,7 +502,7 @@ def run(config, data=None, sink=None, threads=None, batch_size=None, quiet=True,
         sink.close()
         kernels.release(config.kernel)
     result = RunResult(config=config, summary=summary, elapsed=time.perf_counter() - t0, sink=sink,
-                       eps=eps, failures=failures, computed=first - start, startup=startup)
+                       eps=eps, failures=failures, computed=first - start, startup=startup, sup=sup_tally)
     if stopped:
         raise Stopped(first, result)
     return result

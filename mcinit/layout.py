@@ -1,4 +1,4 @@
-"""The results file's layout (format versions 1, 2 and 3): the one place that names its
+"""The results file's layout (format versions 1 to 4): the one place that names its
 groups, datasets and attributes and knows their shapes and types.  The writer (store),
 the reader (reader) and merge build and read files through it.
 
@@ -12,7 +12,8 @@ One run (the file's root, or a sweep's group /runs/<name>)::
   trials/    index (rows,) int64; fwd_min, fwd_max, bwd_min, bwd_max (rows, L) float64;
              dead (rows,) bool (some h^l = 0 or delta^L = 0; with properties forward,
              some h^l = 0: no delta is computed); with the supremum search also
-             sup_min, sup_max (rows, L).
+             sup_min, sup_max (rows, L), and from version 4 sup_lower, sup_upper
+             (rows, L) float64 and sup_method (rows, L) uint8 (SUP_CERTIFIED_FIELDS).
              With one input per trial fwd_max and bwd_max are soft links to fwd_min and
              bwd_min (LINKED).  Version 3 (more than one input per trial) also has, per
              quantity recorded, the statistics over the trial's inputs (INPUT_FIELDS):
@@ -41,6 +42,16 @@ version 1 or 2 (written before version 3) still reads, without these columns; it
 in its version when it is resumed, extended or merged (merged with version 3 parts, the
 output lacks them too).
 
+Version 4 is the layout of a run with the supremum search made by this mcinit (its
+configuration has sup_boxes, sup_gap): the layout of versions 1 to 3 as the run's
+properties and inputs make it, and SUP_CERTIFIED_FIELDS: per trial and layer a certified
+lower bound on the infimum of rho_l over the unit sphere (sup_lower), a certified upper
+bound on its supremum (sup_upper) and the method of the extremes (sup_method, an index of
+SUP_METHODS: 0 the local search with branch-and-bound bounds, 1 exact).  sup_min and
+sup_max stay the extremes found at actual inputs.  A file with the search written before
+version 4 reads (its values are the search's, a one-sided estimate); it is not resumed,
+extended or merged with version 4 runs (its configuration differs: no sup_boxes).
+
 A sweep file: root attributes format, format_version (1: the sweep's own layout; each
 run group carries its own), kind="sweep", runs (JSON list of the run names) and one run
 group per name under /runs/.
@@ -54,9 +65,9 @@ import numpy as np
 
 from .stats import HIST_BINS, QUANTITIES, QUANTITIES_OF, Summary, input_fields, record_fields
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSIONS", "format_version_of", "RNG", "TRIALS", "SUMMARY",
+__all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSIONS", "format_version_of", "sup_of", "RNG", "TRIALS", "SUMMARY",
            "CHECKPOINT", "RUNS", "COMPLETED", "DATA_PATH", "RECORD_FIELDS",
-           "COLUMNS", "INPUT_FIELDS", "TRIAL_COLUMNS", "input_stats_of", "LINKED", "SUP_FIELDS", "CHUNK_ROWS",
+           "COLUMNS", "INPUT_FIELDS", "TRIAL_COLUMNS", "input_stats_of", "LINKED", "SUP_FIELDS", "SUP_CERTIFIED_FIELDS", "SUP_METHODS", "CHUNK_ROWS",
            "StoreError", "now", "mark_format", "run_path",
            "slot_group", "member", "column_shapes", "creation_bytes", "record_bytes", "stored_columns", "fixed_dataset", "write_summary", "read_summary",
            "checkpoint_slot", "build_run", "sweep_attrs", "set_completed", "write_final"]
@@ -64,8 +75,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSIONS", "format_version_of", "
 FORMAT = "mcinit"
 #: the newest version written (a run of more than one input per trial); FORMAT_VERSIONS:
 #: those read
-FORMAT_VERSION = 3
-FORMAT_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+FORMAT_VERSIONS = (1, 2, 3, 4)
 RNG = "philox4x32-10"
 #: a run's groups: per-trial records, the summary, the two checkpoint slots
 TRIALS, SUMMARY, CHECKPOINT = "trials", "summary", "checkpoint"
@@ -86,11 +97,16 @@ LINKED = {"fwd_max": "fwd_min", "bwd_max": "bwd_min"}
 #: per-trial columns of runs with the supremum search: min and max of rho_l over every
 #: input evaluated (random and searched)
 SUP_FIELDS = ("sup_min", "sup_max")
+#: per-trial columns of runs with the supremum search from format version 4: certified
+#: bounds on rho_l's infimum and supremum over the sphere, and the method (SUP_METHODS)
+SUP_CERTIFIED_FIELDS = ("sup_lower", "sup_upper", "sup_method")
+#: sup_method's values: the local search with branch-and-bound bounds, or exact extremes
+SUP_METHODS = ("search", "exact")
 #: per-trial columns of version 3 (more than one input per trial): the statistics over
 #: the trial's inputs of both quantities (a run of one property has its own)
 INPUT_FIELDS = input_fields()
 #: every column a run's /trials group may hold
-TRIAL_COLUMNS = COLUMNS + INPUT_FIELDS + SUP_FIELDS
+TRIAL_COLUMNS = COLUMNS + INPUT_FIELDS + SUP_FIELDS + SUP_CERTIFIED_FIELDS
 #: rows per chunk of the per-trial columns (fewer for a smaller run)
 CHUNK_ROWS = 16384
 _SUMMARY_KEYS = ("count", "mean", "m2", "min", "max", "hist")
@@ -102,10 +118,23 @@ def input_stats_of(samples):
     return int(samples) > 1
 
 
-def format_version_of(properties, input_stats=False):
+def sup_of(config):
+    """column_shapes' ``sup`` of a run's configuration: False without the supremum search,
+    "certified" for a run that records the two-sided extremes (version 4), True for a run
+    with the search of an earlier mcinit (sup_min, sup_max only)."""
+    if not config.sup:
+        return False
+    return "certified" if config.sup_certified else True
+
+
+def format_version_of(properties, input_stats=False, sup_certified=False):
     """The format version of a run of ``properties`` (mcinit.options.PROPERTIES) that
-    records the statistics over the inputs (input_stats) or not: 3 when it does, else 1 for
-    both properties (version 1's layout, unchanged) and 2 for one property."""
+    records the statistics over the inputs (input_stats) or not, and the two-sided extremes
+    over the sphere (sup_certified) or not: 4 with the extremes, else 3 with the
+    statistics, else 1 for both properties (version 1's layout, unchanged) and 2 for one
+    property."""
+    if sup_certified:
+        return 4
     if input_stats:
         return 3
     return 1 if properties == "both" else 2
@@ -142,7 +171,8 @@ def column_shapes(depth, samples, sup, properties="both", input_stats=None):
     """{column: (shape after the row axis, dtype, twin or None)} of a run's /trials group.
 
     depth    L, the hidden layers; samples: inputs per trial (1: the max columns are soft
-    links to their twins); sup: whether the run has the supremum search's columns;
+    links to their twins); sup: whether the run has the supremum search's columns (False,
+    True: those of versions 1-3, sup_of(config): "certified" for version 4's);
     properties: what the run records (its quantities' columns only); input_stats: whether
     it records the statistics over the inputs (version 3; None: input_stats_of(samples),
     as a new run does)."""
@@ -156,6 +186,10 @@ def column_shapes(depth, samples, sup, properties="both", input_stats=None):
     if sup:
         for name in SUP_FIELDS:
             cols[name] = ((int(depth),), np.dtype(np.float64), None)
+        if sup == "certified":
+            for name in SUP_CERTIFIED_FIELDS:
+                dtype = np.uint8 if name == "sup_method" else np.float64
+                cols[name] = ((int(depth),), np.dtype(dtype), None)
     return cols
 
 
@@ -310,7 +344,7 @@ def build_run(g, meta):
     if input_stats is None:
         input_stats = input_stats_of(samples)
     g.attrs["format"] = FORMAT
-    g.attrs["format_version"] = format_version_of(properties, input_stats)
+    g.attrs["format_version"] = format_version_of(properties, input_stats, meta.get("sup") == "certified")
     g.attrs["mcinit_version"] = meta["mcinit_version"]
     g.attrs["config"] = meta["config"]
     g.attrs["config_hash"] = meta["config_hash"]

@@ -98,8 +98,8 @@ def human_bytes(n):
 def _record_row_bytes(config):
     """Bytes of one trial's records in memory: the file's columns (layout.record_bytes: fwd/bwd
     min and max, the statistics over the inputs, dead, sup columns) but its index."""
-    from .layout import record_bytes
-    return record_bytes(config.depth, config.samples, config.sup, config.properties) - 8
+    from .layout import record_bytes, sup_of
+    return record_bytes(config.depth, config.samples, sup_of(config), config.properties) - 8
 
 
 def _dense_scratch(widths, N, K, store_budget, orthogonal=False):
@@ -244,12 +244,12 @@ def file_bytes(config, rows=None):
     """Bytes of the results file of ``rows`` trials of config (its trials when None): its
     rows, whole chunks of them (trial_bytes each), and what its creation takes
     (layout.creation_bytes: metadata and summaries)."""
-    from .layout import CHUNK_ROWS, creation_bytes
+    from .layout import CHUNK_ROWS, creation_bytes, sup_of
     rows = int(config.trials if rows is None else rows)
     chunk = max(1, min(CHUNK_ROWS, rows))
     allocated = -(-rows // chunk) * chunk
     return (allocated * trial_bytes(config)
-            + creation_bytes(config.depth, rows, config.samples, config.sup, config.properties))
+            + creation_bytes(config.depth, rows, config.samples, sup_of(config), config.properties))
 
 
 def submission_bytes(configs, shards):

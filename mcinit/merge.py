@@ -25,7 +25,7 @@ import numpy as np
 from . import sweep as sweep_mod
 from ._version import __version__
 from .stats import QUANTITIES_OF, Summary
-from .layout import (DATA_PATH, RUNS, TRIAL_COLUMNS, TRIALS, StoreError, build_run, creation_bytes, record_bytes,
+from .layout import (DATA_PATH, RUNS, TRIAL_COLUMNS, TRIALS, StoreError, build_run, creation_bytes, record_bytes, sup_of,
                      stored_columns, sweep_attrs, write_final)
 from .reader import open_file, read_file
 from .store import OutputLock, check_output, create_file
@@ -88,7 +88,7 @@ def _write_run(out, group, parts, missing, meta_extra):
         summary.merge(q.summary)
     meta = dict(config=first.config_json, config_hash=first.config_hash, seed=cfg.seed,
                 depth=cfg.depth, trials=cfg.trials, kernel=first.kernel, mcinit_version=__version__,
-                first_index=0, rows=rows, sup=cfg.sup, samples=cfg.samples, properties=cfg.properties,
+                first_index=0, rows=rows, sup=sup_of(cfg), samples=cfg.samples, properties=cfg.properties,
                 input_stats=_input_stats(parts),
                 extra_attrs=dict(merged_from=json.dumps([part_name(q) for q in parts]),
                                  partial=np.int8(bool(missing)), missing=json.dumps(missing), **meta_extra))
@@ -205,8 +205,8 @@ def _merge(paths, output, allow_partial, sweep):
     for name, qs, missing in plan:
         c = qs[0].config
         rows = sum(q.completed for q in qs)
-        need += (creation_bytes(c.depth, rows, c.samples, c.sup, c.properties, _input_stats(qs))
-                 + rows * record_bytes(c.depth, c.samples, c.sup, c.properties, _input_stats(qs)))
+        need += (creation_bytes(c.depth, rows, c.samples, sup_of(c), c.properties, _input_stats(qs))
+                 + rows * record_bytes(c.depth, c.samples, sup_of(c), c.properties, _input_stats(qs)))
     attrs = sweep_attrs([p[0] for p in plan], __version__) if sweep else {}
     create_file(output, attrs, build, need)
     lines.append(f"merged -> {output}")

@@ -33,7 +33,7 @@ __all__ = ["ConfigError", "Option", "OPTIONS", "BY_NAME", "RUN", "EXEC", "RUN_OP
            "SEVERAL", "INITS", "DISTS", "HEADS", "KERNELS", "DATA_RANDOM", "NORMALIZE", "BACKENDS",
            "FORMS", "GAUSSIAN_INITS", "EXACT_INITS", "ARCHS", "RESIDUAL_ARCHS", "WN_GRADS", "DEFAULT_BLOCKS", "parse_branch_scale", "ACTIVATIONS",
            "HOMOGENEOUS_ACTIVATIONS", "DEFAULT_LEAKY_SLOPE", "parse_activation", "PRECISIONS", "PROPERTIES", "DEFAULT_CLASSES", "defaults", "read_config_file", "collect", "split_list",
-           "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search",
+           "parse_count", "parse_integer", "parse_float", "parse_widths", "parse_head", "parse_sup_search", "parse_sup_bound", "DEFAULT_SUP_BOUND",
            "parse_shard", "run_values", "COMMANDS", "options_of", "markdown_table"]
 
 
@@ -249,6 +249,41 @@ def parse_sup_search(value):
     return parse_count(parts[0], "sup-search starts"), parse_count(parts[1], "sup-search steps")
 
 
+#: --sup-bound when --sup-search is given without it: boxes per layer and direction, and the
+#: relative gap at which the branch-and-bound stops early
+DEFAULT_SUP_BOUND = (256, 0.01)
+
+
+def parse_sup_bound(value):
+    """(boxes, gap) from 'BOXES' or 'BOXES,GAP' (e.g. '256,0.01') or such a pair: boxes a whole
+    number >= 0 (0: only the global bound), gap a number >= 0 (0: use every box)."""
+    if isinstance(value, str):
+        parts = [p.strip(" ") for p in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        parts = [value]
+    else:
+        parts = []
+    if len(parts) not in (1, 2) or any(p == "" for p in parts):
+        raise ConfigError(f"sup-bound must be BOXES or BOXES,GAP (e.g. 256,0.01), got {value!r}")
+    boxes = parse_integer(parts[0], "sup-bound boxes")
+    if boxes < 0 or boxes > MAX_SUP_BOXES:
+        raise ConfigError(f"sup-bound boxes must be a whole number in [0, {MAX_SUP_BOXES}], got {parts[0]!r}")
+    gap = DEFAULT_SUP_BOUND[1] if len(parts) == 1 else parse_float(parts[1], "sup-bound gap")
+    if not (math.isfinite(gap) and gap >= 0):
+        raise ConfigError(f"sup-bound gap must be a number >= 0, got {parts[1]!r}")
+    return boxes, float(gap)
+
+
+#: most boxes per layer and direction of the branch-and-bound
+MAX_SUP_BOXES = 1 << 24
+
+
+def _sup_bound_text(cfg):
+    return None if cfg.sup_boxes is None else f"{cfg.sup_boxes},{cfg.sup_gap!r}"
+
+
 _SHARD_RE = re.compile(r"([0-9]+)/([0-9]+)", re.ASCII)
 
 
@@ -450,6 +485,12 @@ OPTIONS = (
            "forward ratios of every layer (the property for all inputs), from STARTS of the --samples "
            "random sphere inputs per layer and direction, STEPS points each (e.g. 4,50).",
            parse_text=parse_sup_search, fields=("sup_starts", "sup_steps"), value_of=_sup_text),
+    Option("sup_bound", TEXT, "BOXES[,GAP]: with --sup-search, the certified bounds of the extreme forward "
+           "ratios: a branch-and-bound over the sphere of at most BOXES boxes per layer and direction, "
+           "stopping early at relative gap GAP.  Input dimension 2 (and small dimensions where the regions "
+           "are few) is computed exactly instead.", default_text=f"{DEFAULT_SUP_BOUND[0]},{DEFAULT_SUP_BOUND[1]} "
+           "with --sup-search", parse_text=parse_sup_bound, fields=("sup_boxes", "sup_gap"),
+           value_of=_sup_bound_text),
     Option("seed", INTEGER, "Seed, 0 <= seed < 2**64.", default=0, several=True, fields=("seed",),
            value_of=lambda c: c.seed),
     Option("backend", CHOICE, "Where the trials are computed (auto: CUDA when an NVIDIA GPU is present).", role=EXEC,
@@ -571,7 +612,8 @@ def read_config_file(path, several=False):
                 raise ConfigError("a table where a value is expected")
             if several and opt.several and isinstance(value, (list, str)):
                 values[opt.name] = opt.parse_several(value)
-            elif isinstance(value, list) and opt.kind not in (LIST,) and opt.parse_text is not parse_sup_search:
+            elif isinstance(value, list) and opt.kind not in (LIST,) and opt.parse_text not in (parse_sup_search,
+                                                                                       parse_sup_bound):
                 raise ConfigError("a list where one value is expected"
                                   + (" (mcinit sweep and submit take lists)" if opt.several else ""))
             else:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from .config import RunConfig
-from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSIONS, RUNS, SUMMARY, TRIALS, StoreError,
+from .layout import (CHECKPOINT, COMPLETED, DATA_PATH, FORMAT, FORMAT_VERSIONS, RUNS, SUMMARY, TRIALS, StoreError, sup_of,
                      checkpoint_slot, column_shapes, format_version_of, input_stats_of, member, read_summary, run_path,
                      slot_group)
 from .stats import Summary
@@ -189,7 +189,7 @@ def _check_shard(shard, trials, first, rows):
 def _check_columns(t, rows, config, input_stats):
     """Every per-trial column present with the shape and type the configuration implies
     (and the statistics over the inputs with input_stats)."""
-    for name, (tail, dtype, twin) in column_shapes(config.depth, config.samples, config.sup,
+    for name, (tail, dtype, twin) in column_shapes(config.depth, config.samples, sup_of(config),
                                                    config.properties, input_stats).items():
         link = t.get(name, getlink=True)
         if link is None:
@@ -226,12 +226,19 @@ def read_run(g, path, group="/", name=None):
             raise StoreError("its configuration does not match its config_hash (edited?)")
         # a run of N > 1 inputs is version 3; before version 3 it was version 1 or 2
         # (without the statistics over the inputs), which still reads
-        versions = sorted({format_version_of(config.properties, input_stats_of(config.samples)),
-                           format_version_of(config.properties)})
+        # (a run with the two-sided extremes over the sphere is version 4, with the statistics
+        # over the inputs when N > 1)
+        if config.sup_certified:
+            versions = [format_version_of(config.properties, sup_certified=True)]
+        else:
+            versions = sorted({format_version_of(config.properties, input_stats_of(config.samples)),
+                               format_version_of(config.properties)})
         if version not in versions:
-            raise StoreError(f"has format version {version}, but a run of properties {config.properties} "
+            what = "with the supremum search" if config.sup_certified else f"of properties {config.properties}"
+            raise StoreError(f"has format version {version}, but a run {what} "
                              f"is written as version {' or '.join(map(str, versions))}")
-        input_stats = version == format_version_of(config.properties, True)
+        input_stats = (input_stats_of(config.samples) if config.sup_certified
+                       else version == format_version_of(config.properties, True))
         trials = _int_attr(g, "trials")
         first = _int_attr(g, "first_index")
         rows = _int_attr(g, "rows")

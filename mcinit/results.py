@@ -23,15 +23,18 @@ from .rows import config_columns, failure_cells, layer_rows
 from .options import FORMS
 from .stats import (EPS_LADDER, INPUT_STATS, PROPS_OF, QUANTITIES, QUANTITIES_OF, deviation, failure_counts,
                     input_fields, record_fields, warn_norm_eps)
-from .layout import SUP_FIELDS, TRIALS
+from .layout import SUP_CERTIFIED_FIELDS, SUP_FIELDS, SUP_METHODS, TRIALS
 from .layout import StoreError
 from .reader import open_file, read_file, reason
 
 __all__ = ["load", "Results", "Run", "PROPS", "FORMS", "SUP"]
 
 PROPS = ("forward", "backward", "both")
-#: the forward property over all of R^n, from the supremum search (a lower estimate)
+#: the forward property over all of R^n (--sup-search): counted from the extremes found at
+#: actual inputs (a lower estimate of the failure probability) and, from format version 4,
+#: from the certified bounds (an upper estimate: the key SUP_POSSIBLE of failure_counts)
 SUP = "sup"
+SUP_POSSIBLE = "sup_possible"
 _BLOCK = 1 << 20
 #: trials per block of failure_by_layer (its arrays are (block, L) per eps)
 _LAYER_BLOCK = 1 << 16
@@ -65,6 +68,10 @@ class Run:
         self.fields = record_fields(quantities, input_stats=info.input_stats)
         # the fields failures are counted from: min and max
         self._extremes = record_fields(quantities)
+        # the supremum search's columns: found extremes, and from version 4 the certified bounds
+        # and the method of each (trial, layer)
+        self.sup_fields = ((SUP_FIELDS + (SUP_CERTIFIED_FIELDS if self.config.sup_certified else ()))
+                           if self.config.sup else ())
         # (form, eps) -> {prop: failures}: failure(), the report's default eps and its figures
         # ask for the same counts; each eps is counted once per form (the counts of one eps do not
         # depend on the others asked with it)
@@ -84,7 +91,7 @@ class Run:
         r is infinite, as np.std); a run of more than one input written before format
         version 3 has none: asking for them is a StoreError of one line."""
         if fields is None:
-            fields = self.fields + ("dead", "index")
+            fields = self.fields + self.sup_fields + ("dead", "index")
         fields = tuple(fields)
         quantities = QUANTITIES_OF[self.config.properties]
         missing = [k for k in fields if k.split("_")[0] in QUANTITIES
@@ -173,41 +180,72 @@ class Run:
 
     def failure_counts(self, eps, form="norm"):
         """Failures per property at each eps over the completed trials, read in blocks;
-        with the supremum search also "sup": the forward property over every evaluated input."""
+        with the supremum search also "sup": the forward property over the inputs where the
+        extremes were found (certain failures), and with its certified bounds (format
+        version 4) "sup_possible": the trials whose certified bounds do not exclude a failure
+        (SUP_POSSIBLE; without them every trial counts)."""
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
-        props = self.props + ((SUP,) if self.config.sup else ())
+        sups = ((SUP, SUP_POSSIBLE) if self.config.sup else ())
+        props = self.props + sups
         new = np.asarray(sorted({float(e) for e in eps} - {e for f, e in self._counts if f == form}))
         if len(new):
             total = {p: np.zeros(len(new), dtype=np.int64) for p in props}
-            fields = self._extremes + (SUP_FIELDS if self.config.sup else ())
+            fields = self._extremes + self.sup_fields
             for start in range(0, self.completed, _BLOCK):
                 rec = self.records(fields, start, start + _BLOCK)
                 for p, v in failure_counts(rec, new, form).items():
                     total[p] += v
                 if self.config.sup:
-                    searched = dict(rec, fwd_min=rec["sup_min"], fwd_max=rec["sup_max"])
-                    total[SUP] += failure_counts(searched, new, form)["forward"]
+                    found = dict(fwd_min=rec["sup_min"], fwd_max=rec["sup_max"])
+                    total[SUP] += failure_counts(found, new, form)["forward"]
+                    if self.config.sup_certified:
+                        bounded = dict(fwd_min=rec["sup_lower"], fwd_max=rec["sup_upper"])
+                        total[SUP_POSSIBLE] += failure_counts(bounded, new, form)["forward"]
+                    else:
+                        total[SUP_POSSIBLE] += len(rec["sup_min"])
             for i, e in enumerate(new):
                 self._counts[form, float(e)] = {p: int(total[p][i]) for p in props}
         return {p: np.array([self._counts[form, float(e)][p] for e in eps], dtype=np.int64) for p in props}
+
+    def sup_methods(self):
+        """{method (mcinit.layout.SUP_METHODS): (trial, layer) pairs of the completed trials
+        whose extremes over the sphere it computed}; a file of the search before format
+        version 4: all by the search.  Empty without the supremum search."""
+        if not self.config.sup:
+            return {}
+        if not self.config.sup_certified:
+            return {m: (self.completed * self.config.depth if m == "search" else 0) for m in SUP_METHODS}
+        counts = np.zeros(len(SUP_METHODS), dtype=np.int64)
+        for start in range(0, self.completed, _BLOCK):
+            m = self.records(("sup_method",), start, start + _BLOCK)["sup_method"]
+            counts += np.bincount(m.ravel(), minlength=len(SUP_METHODS))[:len(SUP_METHODS)]
+        return {m: int(counts[i]) for i, m in enumerate(SUP_METHODS)}
 
     def layer_failure_counts(self, eps, prop="forward", form="norm", cumulative=False):
         """Failures of ``prop`` at each hidden layer and eps over the completed trials: an
         int array (L, len(eps)), read in blocks.  A trial fails at layer l when its ratio
         there deviates by more than eps for some input (NaN, +inf: always) or, for the
         forward property, layer l is dead (rho_l = 0); both: either; sup: the forward
-        property over every input the supremum search evaluated.  cumulative: at some layer
-        1..l (the row of layer L is then failure_counts' count)."""
+        property at the extremes found over the sphere; sup_possible: the certified bounds do
+        not exclude a failure (SUP_POSSIBLE).  cumulative: at some layer 1..l (the row of
+        layer L is then failure_counts' count)."""
         eps = np.atleast_1d(np.asarray(eps, dtype=float))
-        if prop not in (self.props + ((SUP,) if self.config.sup else ())):
+        if prop not in (self.props + ((SUP, SUP_POSSIBLE) if self.config.sup else ())):
             raise ValueError(f"run {self.name} did not compute the {prop} property")
-        names = {"forward": ("fwd",), "backward": ("bwd",), "both": ("fwd", "bwd"), SUP: ("sup",)}[prop]
         total = np.zeros((self.config.depth, len(eps)), dtype=np.int64)
+        if prop == SUP_POSSIBLE and not self.config.sup_certified:
+            total[:] = self.completed            # no certified bound: every trial may fail
+            return total
+        # (min column, max column, whether a ratio of 0 fails: a dead forward layer) per quantity
+        pairs = {"forward": (("fwd_min", "fwd_max", True),), "backward": (("bwd_min", "bwd_max", False),),
+                 SUP: (("sup_min", "sup_max", True),), SUP_POSSIBLE: (("sup_lower", "sup_upper", True),)}
+        pairs["both"] = pairs["forward"] + pairs["backward"]
+        cols = pairs[prop]
         for start in range(0, self.completed, _LAYER_BLOCK):
-            rec = self.records(tuple(f"{q}_{end}" for q in names for end in ("min", "max")),
-                               start, start + _LAYER_BLOCK)
-            dev = np.maximum.reduce([deviation(rec[f"{q}_{end}"], form) for q in names for end in ("min", "max")])
-            dead = (rec[f"{names[0]}_min"] == 0) if names[0] != "bwd" else np.zeros(dev.shape, bool)
+            rec = self.records(tuple(c for pair in cols for c in pair[:2]), start, start + _LAYER_BLOCK)
+            dev = np.maximum.reduce([deviation(rec[c], form) for pair in cols for c in pair[:2]])
+            lo, _, zero_fails = cols[0]
+            dead = (rec[lo] == 0) if zero_fails else np.zeros(dev.shape, bool)
             if cumulative:
                 dev = np.maximum.accumulate(dev, axis=1)
                 dead = np.logical_or.accumulate(dead, axis=1)
@@ -252,9 +290,15 @@ class Results:
                 form, |ratio - 1| in the squared form, max(sqrt(ratio), 1/sqrt(ratio)) - 1 in
                 the symmetric form (mcinit.stats.deviation).  Norm-form eps >= 1 asked for
                 gives a UserWarning: no collapsing norm exceeds it (the symmetric form sees them)
-        prop    forward (rho), backward (gamma) or both; or sup: the forward property over
-                every input the supremum search evaluated, a lower estimate of the failure
-                probability for all of R^n (only runs made with --sup-search).  Only the runs
+        prop    forward (rho), backward (gamma) or both; or sup: the forward property for
+                every input of R^n at once (only runs made with --sup-search), two-sided:
+                failures / p_hat count the trials that fail at the extremes found at actual
+                inputs (a lower estimate of the probability), failures_upper / p_upper the
+                trials whose certified bounds do not exclude a failure (an upper estimate;
+                with ci_high_upper, [ci_low, ci_high_upper] holds the probability at the
+                level), gap = p_upper - p_hat (0 where every extreme is exact), exact_share
+                the share of (trial, layer) pairs computed exactly.  A file of the search
+                written before format version 4 has no certified bounds: p_upper 1.  Only the runs
                 that computed prop have rows (a run made with --properties forward has no
                 backward and no both rows); none is a ValueError
         level   confidence level of the exact Clopper-Pearson interval
@@ -277,16 +321,21 @@ class Results:
         for run in self.with_property(prop).runs:
             c = run.config
             T = run.completed
-            cells = failure_cells(run.failure_counts(eps, form)[prop], T, level)
+            counts = run.failure_counts(eps, form)
+            cells = failure_cells(counts[prop], T, level)
+            upper = _sup_upper(run, counts, T, level) if prop == SUP else None
             bounds = _bounds(c, eps, prop, form)
             for i, e in enumerate(eps):
-                rows.append(_identified(dict(
+                row = dict(
                     run=run.name, width=min(c.widths), widths=",".join(map(str, c.widths)), input_dim=c.input_dim,
                     depth=c.depth, samples=c.samples, init=c.init, dist=c.dist, kernel=run.kernel, prop=prop,
                     form=form, eps=float(e), trials=T, failures=int(cells["failures"][i]),
                     p_hat=float(cells["p_hat"][i]), ci_low=float(cells["ci_low"][i]),
                     ci_high=float(cells["ci_high"][i]), paper_delta=bounds["paper_delta"][i],
-                    chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i]), run))
+                    chernoff=bounds["chernoff"][i], p_exact=bounds["p_exact"][i])
+                if upper is not None:
+                    row.update({k: v[i] if isinstance(v, np.ndarray) else v for k, v in upper.items()})
+                rows.append(_identified(row, run))
         if not rows:
             _no_run_computed(self, prop)
         import pandas as pd     # here: a run's closing summary imports this module, not pandas
@@ -326,6 +375,7 @@ class Results:
         deviation of its ratio at l (rho_l forward, gamma_l backward; either for both)
         exceeds eps for some input, or, forward, when layer l is dead (rho_l = 0);
         cumulative=True: at some layer 1..l, so that the row of l = L is failure()'s.
+        prop sup adds failures_upper and p_upper (the certified bounds', as in failure()).
         Columns: run, prop, form, eps, layer, width (n_l), cumulative, trials,
         failures, p_hat, ci_low, ci_high (exact interval at level), p_exact (cumulative
         forward only: the exact probability that one input fails by layer l, Gaussian
@@ -337,6 +387,7 @@ class Results:
             c = run.config
             T = run.completed
             k = run.layer_failure_counts(eps, prop, form, cumulative)       # (L, len(eps))
+            k_up = run.layer_failure_counts(eps, SUP_POSSIBLE, form, cumulative) if prop == SUP else None
             exact = np.full((c.depth, len(eps)), np.nan)
             if cumulative and prop == "forward" and _exact_defined(c):
                 law = theory.exact_law_shown(c)[0]
@@ -354,11 +405,27 @@ class Results:
                         run=run.name, prop=prop, form=form, eps=float(e), layer=l + 1, width=int(c.widths[l]),
                         cumulative=bool(cumulative), trials=T, failures=int(cells["failures"][i]),
                         p_hat=float(cells["p_hat"][i]), ci_low=float(cells["ci_low"][i]),
-                        ci_high=float(cells["ci_high"][i]), p_exact=float(exact[l, i])), run))
+                        ci_high=float(cells["ci_high"][i]), p_exact=float(exact[l, i]),
+                        **({} if k_up is None else dict(failures_upper=int(k_up[l, i]),
+                                                        p_upper=float(k_up[l, i] / T) if T else float("nan")))), run))
         if not rows:
             _no_run_computed(self, prop)
         import pandas as pd
         return pd.DataFrame(rows)
+
+
+def _sup_upper(run, counts, T, level):
+    """The columns of prop="sup" beyond the lower estimate: failures_upper (trials whose
+    certified bounds do not exclude a failure), p_upper and ci_high_upper (the upper estimate
+    and the upper end of its interval), gap (p_upper - p_hat) and exact_share (the share of
+    (trial, layer) pairs whose extremes are exact)."""
+    possible = failure_cells(counts[SUP_POSSIBLE], T, level)
+    methods = run.sup_methods()
+    pairs = sum(methods.values())
+    return dict(failures_upper=possible["failures"].astype(np.int64), p_upper=possible["p_hat"].astype(float),
+                ci_high_upper=possible["ci_high"].astype(float),
+                gap=(possible["p_hat"] - failure_cells(counts[SUP], T, level)["p_hat"]).astype(float),
+                exact_share=float(methods.get("exact", 0) / pairs) if pairs else float("nan"))
 
 
 def _one_input_statistic(r, stat):

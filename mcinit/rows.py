@@ -28,6 +28,7 @@ def config_columns(config):
     (mcinit.options.run_values, in the option table's order), with trials renamed
     trials_planned (the configuration's trials; a table's ``trials`` are the completed ones),
     widths as text ("64,128,96"), head as "softmax:20", sup_search as "STARTS,STEPS" or None,
+    sup_bound as "BOXES,GAP" or None,
     wn_gain a number or None, and depth (L) after widths."""
     cols = {}
     for key, value in run_values(config).items():

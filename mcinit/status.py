@@ -14,7 +14,7 @@ damaged or foreign file with one line; nothing is written.
 import json
 import os
 
-from .layout import COMPLETED, RUNS, StoreError, column_shapes, run_path
+from .layout import COMPLETED, RUNS, StoreError, column_shapes, run_path, sup_of
 from .reader import open_file, read_file, sweep_names
 from .rows import config_columns
 
@@ -58,7 +58,7 @@ def record_columns(info):
     order (mcinit.layout.column_shapes): index, the record fields (with the statistics over
     the inputs where it holds them), dead and the supremum search's."""
     c = info.config
-    return list(column_shapes(c.depth, c.samples, c.sup, c.properties, info.input_stats))
+    return list(column_shapes(c.depth, c.samples, sup_of(c), c.properties, info.input_stats))
 
 
 def file_status(path):

@@ -59,7 +59,7 @@ import time
 import h5py
 import numpy as np
 
-from .layout import (COLUMNS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, TRIAL_COLUMNS, TRIALS,
+from .layout import (COLUMNS, SUP_CERTIFIED_FIELDS, SUP_FIELDS, DATA_PATH, FORMAT_VERSION, LINKED, RECORD_FIELDS, SUMMARY, TRIAL_COLUMNS, TRIALS, sup_of,
                      StoreError, build_run, checkpoint_slot, creation_bytes, input_stats_of, mark_format, read_summary,
                      record_bytes, set_completed, slot_group, stored_columns, write_final, write_summary)
 from .options import RUN_OPTIONS
@@ -782,8 +782,8 @@ class HDF5Sink(Sink):
                         t[name][a:b] = src[name][a:b]
             write_final(f, info.summary, info.completed)
 
-        need = (creation_bytes(config.depth, rows, config.samples, config.sup, config.properties, info.input_stats)
-                + info.completed * record_bytes(config.depth, config.samples, config.sup, config.properties,
+        need = (creation_bytes(config.depth, rows, config.samples, sup_of(config), config.properties, info.input_stats)
+                + info.completed * record_bytes(config.depth, config.samples, sup_of(config), config.properties,
                                                 info.input_stats))
         create_file(self.path, {}, build, need)
 
@@ -909,7 +909,7 @@ class HDF5Sink(Sink):
         try:
             with open_file(self.path) as f:
                 t = (f[self.group] if self.group else f)[TRIALS]
-                return {k: t[k][start:stop] for k in COLUMNS if k in t}
+                return {k: t[k][start:stop] for k in COLUMNS + SUP_FIELDS + SUP_CERTIFIED_FIELDS if k in t}
         except (OSError, KeyError, RuntimeError) as e:
             if isinstance(e, StoreError):
                 raise

@@ -29,12 +29,17 @@ def run_numbers(result):
              weights), or None where they are not defined or the forward property was not computed
     paper_delta  {forward, backward, both: mcinit.results.paper_bound at eps (norm form), or None
              outside the paper's setting}: the summary's ``paper`` column is the forward one (the
-             same bound as the backward's; both: min(1, 2 delta))"""
+             same bound as the backward's; both: min(1, 2 delta))
+    sup      with the supremum search, the forward property for every input of the sphere:
+             {lower, upper: failure_cells at LEVEL of the trials failing at the extremes found and
+             of those whose certified bounds do not exclude a failure, exact, pairs: the (trial,
+             layer) pairs computed exactly and in all}; else None"""
     cfg, s = result.config, result.summary
     return dict(layers=layer_rows(cfg, s), eps=[float(e) for e in result.eps],
                 failure={p: failure_cells(k, s.trials, LEVEL) for p, k in result.failures.items()},
                 p_exact=_exact_forward(cfg, result.eps) if "fwd" in s.quantities else None,
-                paper_delta={p: _paper(cfg, result.eps, p) for p in ("forward", "backward", "both")})
+                paper_delta={p: _paper(cfg, result.eps, p) for p in ("forward", "backward", "both")},
+                sup=_sup_numbers(result))
 
 
 def _ci(cells, i):
@@ -105,6 +110,34 @@ def run_summary(result, output=None, threads=None):
                      "<= 1): collapse shows in mcinit report --form symmetric")
     deaths = "some h^l = 0" if cfg.properties == "forward" else f"some h^l = 0 or {_last(cfg)} = 0"
     lines.append(f"dead networks ({deaths}): {s.dead:,}")
+    if numbers["sup"] is not None:
+        lines += [""] + _sup_lines(cfg, numbers["sup"], result.eps)
+    return lines
+
+
+def _sup_numbers(result):
+    """The forward property for every input of the sphere at once (--sup-search): {lower,
+    upper: failure_cells of the certain failures (extremes found) and of the possible ones
+    (certified bounds), exact, pairs: (trial, layer) pairs computed exactly, and in all}, or
+    None without the search."""
+    t = getattr(result, "sup", None)
+    if t is None:
+        return None
+    T = result.summary.trials
+    return dict(lower=failure_cells(t["sup"], T, LEVEL), upper=failure_cells(t["sup_possible"], T, LEVEL),
+                exact=int(t["sup_exact"]), pairs=int(t["sup_pairs"]))
+
+
+def _sup_lines(cfg, sup, eps):
+    from .sphere import method_of
+    share = f"{sup['exact']:,} of {sup['pairs']:,}" if sup["pairs"] else "none"
+    lines = ["for every input of the unit sphere at once (--sup-search; the paper's infinite-data case):",
+             f"  method: {method_of(cfg.input_dim)}; exact in {share} (trial, layer) pairs",
+             "  lower: the trials failing at the extremes found at actual inputs; upper: those whose certified",
+             "  bounds do not exclude a failure; the probability lies between (norm form, exact 95% intervals)",
+             f"{'eps':>6}  {'lower':<30} upper"]
+    for i, e in enumerate(eps):
+        lines.append(f"{e:>6g}  {_ci(sup['lower'], i):<30} {_ci(sup['upper'], i):<30}".rstrip())
     return lines
 
 

@@ -44,7 +44,7 @@ def configurations(rows):
         dict(trials=10, input_dim=6, width=7, depth=2, samples=2, init="glorot", dist="uniform",
              head="softmax:4", kernel="dense", seed=3),
         dict(trials=8, input_dim=5, width=6, depth=2, samples=3, data="sphere", init="lecun",
-             sup_search="2,5", properties="forward", seed=2),
+             sup_search="2,5", sup_bound="64,0.05", properties="forward", seed=2),
         dict(trials=6, input_dim=5, width=6, arch="residual", blocks=1, branch_scale="1/B", samples=2,
              init="wn", kernel="dense", seed=4),
         # --wn-grad direction: refused by every kernel until the plain dense kernel computes it
@@ -128,6 +128,7 @@ def test_every_run_option_enters_the_config_hash():
                                             ).config_json()))
     hashed |= set(json.loads(config.build(trials=3, width=4, depth=1, activation="tanh", init="orthogonal",
                                           gain=1.2, kernel="dense")[0].config_json()))
+    hashed |= set(json.loads(config.build(trials=3, width=4, depth=1, samples=2, sup_search="1,1")[0].config_json()))
     covered = set()
     for o in options.RUN_OPTIONS:
         assert o.fields and set(o.fields) <= fields, o.name

@@ -38,6 +38,8 @@ def good(tmp_path_factory):
     one = [a if a != 2 else 1 for a in RUN]       # one input per trial
     assert one != RUN and invoke(*one, "-o", d / "one.h5").exit_code == 0
     assert invoke(*one, "--properties", "forward", "-o", d / "forward1.h5").exit_code == 0
+    assert invoke("run", "--trials", 40, "--input-dim", 2, "--widths", "4,3", "--samples", 3, "--sup-search", "1,4",
+                  "-q", "-o", d / "sup.h5").exit_code == 0
     return d
 
 
@@ -97,7 +99,10 @@ DAMAGED = {
     "completed text": ("good", _attr("completed", "300"), "completed is not an integer"),
     "completed missing": ("good", _del("completed"), "has no completed attribute"),
     "format version 2": ("good", _attr("format_version", np.int64(2)), "format version 2"),
-    "format version 4": ("good", _attr("format_version", np.int64(4)), "reads versions 1, 2 and 3"),
+    "format version 5": ("good", _attr("format_version", np.int64(5)), "reads versions 1, 2, 3 and 4"),
+    "sup run claiming version 3": ("sup", _attr("format_version", np.int64(3)),
+                                   "format version 3, but a run with the supremum search is written as version 4"),
+    "sup run without trials/sup_upper": ("sup", _del("trials/sup_upper"), "has no trials/sup_upper"),
     "forward run claiming version 1": ("forward", _attr("format_version", np.int64(1)),
                                        "format version 1, but a run of properties forward is written as version 2 or 3"),
     "one input claiming version 3": ("one", _attr("format_version", np.int64(3)),

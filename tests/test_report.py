@@ -216,8 +216,18 @@ def deep_glorot_file(tmp_path_factory):
                      init="glorot", seed=4)
 
 
-@pytest.mark.slow       # draws four files' figures, together and one file per panel (about 30 s)
-@pytest.mark.parametrize("which", ["sweep_file", "single_file", "many_inputs_file", "deep_glorot_file"])
+@pytest.fixture(scope="module")
+def sup_file(tmp_path_factory):
+    """Two input dimensions with the search over the sphere: exact on the circle, certified beyond."""
+    path = str(tmp_path_factory.mktemp("rep") / "sup.h5")
+    runs = sweep.expand(dict(trials=60, width="8", depth="3", input_dim="2,6", samples=6, sup_search="2,10",
+                             sup_bound="32", properties="forward", seed=5))
+    sweep.run_sweep(runs, path)
+    return path
+
+
+@pytest.mark.slow       # draws five files' figures, together and one file per panel (about 40 s)
+@pytest.mark.parametrize("which", ["sweep_file", "single_file", "many_inputs_file", "deep_glorot_file", "sup_file"])
 def test_figure_layout(which, request):
     """N = 1 and N > 1, one and both properties, Gaussian and uniform weights, sweeps and single
     runs: no two texts or legends overlap, none covers an axes, every axis has a label, and the
@@ -236,6 +246,7 @@ def test_figure_layout(which, request):
     has_backward = any("backward" in r.props for r in res.runs)
     assert any("Backward failure" in t for t in titles) == has_backward
     assert any("Forward failure" in t for t in titles)
+    assert any("every input of the sphere" in t for t in titles) == any(r.config.sup for r in res.runs)
     separate = report.draw_figures(res, eps=[0.25, 0.5, 0.75], panels="separate")
     assert [_panel_titles(f)[0] for f in separate] == titles
     for fig in separate:

@@ -33,6 +33,10 @@ What is checked, and how likely a correct kernel is to fail:
   arithmetic, exact, no statistics).
 """
 
+import hashlib
+import json
+import shutil
+
 import h5py
 import numba
 import numpy as np
@@ -311,13 +315,22 @@ def test_failure_table_for_all_inputs(tmp_path):
     fin = res.failure([0.3, 0.6, 1.0], prop="forward")
     sup = res.failure([0.3, 0.6, 1.0], prop="sup")
     assert np.all(sup.failures.values >= fin.failures.values)
-    rec = res.runs[0].records(("sup_min", "sup_max"))
-    dev = np.maximum(np.abs(np.sqrt(rec["sup_max"]) - 1), np.abs(np.sqrt(rec["sup_min"]) - 1)).max(1)
-    dead = (rec["sup_min"] == 0).any(1)   # an input found with no active unit: a failure at any eps
-    assert sup.failures.tolist() == [int(np.sum((dev > e) | dead)) for e in (0.3, 0.6, 1.0)]
+    rec = res.runs[0].records(("sup_min", "sup_max", "sup_lower", "sup_upper", "sup_method"))
+
+    def failing(lo, hi):
+        dev = np.maximum(np.abs(np.sqrt(hi) - 1), np.abs(np.sqrt(lo) - 1)).max(1)
+        dead = (lo == 0).any(1)   # an input with no active unit (or one not excluded): a failure at any eps
+        return [int(np.sum((dev > e) | dead)) for e in (0.3, 0.6, 1.0)]
+    assert sup.failures.tolist() == failing(rec["sup_min"], rec["sup_max"])
+    # the upper estimate: the trials whose certified bounds do not exclude a failure
+    assert sup.failures_upper.tolist() == failing(rec["sup_lower"], rec["sup_upper"])
+    assert np.all(sup.failures_upper >= sup.failures)
+    assert np.allclose(sup.gap, sup.p_upper - sup.p_hat)
+    assert sup.exact_share.tolist() == [float(np.mean(rec["sup_method"] == 1))] * 3
+    assert np.all(rec["sup_lower"] <= rec["sup_min"]) and np.all(rec["sup_upper"] >= rec["sup_max"])
     assert sup.paper_delta.isna().all()
     text = CliRunner().invoke(main, ["report", str(path), "--eps", "0.5,1"]).output
-    assert "LOWER ESTIMATE" in text and "with the search" in text
+    assert "LOWER ESTIMATE" in text and "UPPER ESTIMATE" in text and "all inputs: upper" in text
 
 
 def test_shards_with_the_search_merge_to_the_single_run(tmp_path):
@@ -330,8 +343,52 @@ def test_shards_with_the_search_merge_to_the_single_run(tmp_path):
     out = str(tmp_path / "m.h5")
     merge_files(parts, out)
     with h5py.File(out, "r") as f:
-        for k in ("sup_min", "sup_max", "fwd_max", "index"):
+        for k in ("sup_min", "sup_max", "sup_lower", "sup_upper", "sup_method", "fwd_max", "index"):
             assert np.array_equal(f["trials"][k][...], single[k]), k
+        assert f.attrs["format_version"] == 4
+
+
+def _before_version_4(src, dst):
+    """A copy of a run file with the search as an mcinit before format version 4 wrote it: the
+    search's sup_min, sup_max only, a configuration without sup_boxes and sup_gap."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        for k in ("sup_lower", "sup_upper", "sup_method"):
+            del f["trials"][k]
+        c = json.loads(f.attrs["config"])
+        del c["sup_boxes"], c["sup_gap"]
+        text = json.dumps(c, sort_keys=True, separators=(",", ":"))
+        f.attrs["config"] = text
+        f.attrs["config_hash"] = hashlib.sha256(text.encode()).hexdigest()
+        f.attrs["format_version"] = np.int64(3)
+
+
+def test_a_search_file_before_version_4_reads_and_is_not_continued(tmp_path):
+    """A file of the one-sided search (before format version 4) loads, counts its failures
+    from the search's values, has no certified bound (p_upper 1: every trial may fail),
+    reports, and is refused in one line when resumed, changing no byte."""
+    new = tmp_path / "new.h5"
+    args = ["run", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in dict(KW, trials=30).items()), [])]
+    assert CliRunner().invoke(main, args + ["-o", str(new), "-q"]).exit_code == 0
+    old = tmp_path / "old.h5"
+    _before_version_4(new, old)
+    res = mcinit.load(old)
+    run = res.runs[0]
+    assert run.format_version == 3 and not run.config.sup_certified
+    assert run.sup_methods() == {"search": 30 * 3, "exact": 0}
+    assert "sup_upper" not in run.records() and "sup_max" in run.records()
+    sup = res.failure([0.3], prop="sup")
+    assert sup.failures.tolist() == mcinit.load(new).failure([0.3], prop="sup").failures.tolist()
+    assert sup.p_upper.tolist() == [1.0] and sup.failures_upper.tolist() == [30]
+    text = CliRunner().invoke(main, ["report", str(old), "--eps", "0.3"]).output
+    assert "their upper estimate is 1" in text
+    before = old.read_bytes()
+    r = CliRunner().invoke(main, args + ["-o", str(old), "--resume"])
+    assert r.exit_code != 0 and r.output.startswith("mcinit: error:") and "--sup-bound none in the file" in r.output
+    assert r.output.count("\n") == 1 and old.read_bytes() == before
+    # the engine refuses to continue such a configuration whatever the sink
+    with pytest.raises(config.ConfigError, match="not continued"):
+        engine.run(run.config)
 
 
 @pytest.mark.parametrize("extra,word", [(dict(data="gaussian"), "sphere"), (dict(kernel="projected"), "dense"),

@@ -547,6 +547,55 @@ def _draw_failure_eps(fig, letter, ctx, prop, runs):
     _legend(ax, h + _notes(runs, prop))
 
 
+def _draw_sup(fig, letter, ctx, runs):
+    """The forward property for every input of the sphere against eps, one colour per run: the
+    band between the lower estimate (extremes found) and the upper one (certified bounds), and
+    the random inputs' failure probability beside it."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    eps, form, colors, vary = ctx["eps"], ctx["form"], ctx["colors"], ctx["vary"]
+    ax = fig.add_subplot()
+    a, b = _eps_grid_range(runs, form, "sup_possible")
+    a = min(a, _eps_grid_range(runs, form, "forward")[0])
+    grid = np.linspace(a, b, 100)
+    curves = []
+    for run in runs:
+        k = run.failure_counts(grid, form)
+        T = run.completed
+        curves.append((run, k["forward"] / T, k["sup"] / T, k["sup_possible"] / T))
+    bottom = _floor([v for _, *ps, in curves for p in ps for v in p], default=1.0 / max(r.completed for r in runs))
+    handles = []
+    for run, rnd, lo, up in curves:
+        col = colors[run.name]
+        shown = lambda p: np.where(p > 0, p, np.nan)     # a curve ends where no trial fails
+        ax.fill_between(grid, np.maximum(lo, bottom), up, where=up > 0, color=col, alpha=0.2, lw=0)
+        ax.plot(grid, shown(lo), "-", color=col, lw=1.8)
+        ax.plot(grid, shown(up), "-.", color=col, lw=1.4)
+        ax.plot(grid, shown(rnd), ":", color=col, lw=1.4)
+        c = run.config
+        handles.append(Line2D([], [], color=col, lw=2.5,
+                              label=f"{_run_label(run, vary | {'depth'})}, n_0 = {c.input_dim}"))
+    for e in eps:
+        if a <= e <= b:
+            ax.axvline(e, color="0.75", lw=0.7, zorder=0)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, 2.0)
+    ax.set_xlim(a, b)
+    ax.grid(True, alpha=0.3)
+    _finish(ax, letter, "Forward failure for every input of the sphere",
+            f"tolerance eps on {deviation_words(form, _PROP_RATIO['forward'])}", "P(some input fails)")
+    h = [_header("runs")] + handles + [
+        _header("drawn"),
+        Line2D([], [], color="k", lw=1.8, label="lower estimate: extremes found at actual inputs"),
+        Line2D([], [], color="k", lw=1.4, ls="-.", label="upper estimate: certified bounds"),
+        Patch(color="k", alpha=0.2, label="the probability for all inputs lies here"),
+        Line2D([], [], color="k", lw=1.4, ls=":", label="the N random inputs only"),
+        Line2D([], [], color="0.75", lw=0.7, label="the report's eps")]
+    if any(not r.config.sup_certified for r in runs):
+        h.append(_header("a file before format version 4: no certified bound (upper 1)"))
+    _legend(ax, h)
+
+
 # ---------------------------------------------------------------------------
 # the mean-field view: rho_l against its infinite-width prediction, failure against depth
 
@@ -670,6 +719,7 @@ def _panel_specs(results):
     """(the runs that computed the forward property, the panels in their order): each panel a
     tuple (kind, prop, group key, runs), kind one of layers, hist, width, eps, meanfield (the
     mean-field prediction beside the networks' spread, where mcinit.meanfield describes some run),
+    sup (the runs with the supremum search: the two-sided failure for every input against eps),
     depth (the forward failure probability against depth, runs of depth > 1).  ValueError when
     there is nothing to draw."""
     results = results.with_property("forward")      # the ratio panels are of the forward property
@@ -692,6 +742,9 @@ def _panel_specs(results):
             specs += [("width", prop, key, rs) for key, rs in groups.items()]
         else:
             specs.append(("eps", prop, None, some))
+    sup_runs = [r for r in runs if r.config.sup]
+    if sup_runs:
+        specs.append(("sup", "sup", None, sup_runs))
     mf_runs = _meanfield_runs(results)
     if mf_runs:
         specs.append(("meanfield", None, None, mf_runs))
@@ -725,7 +778,8 @@ def draw_figures(results, eps=None, form="norm", level=0.95, panels="together", 
              "width": lambda f, l, s: _draw_failure_width(f, l, ctx, s[1], s[2], s[3]),
              "eps": lambda f, l, s: _draw_failure_eps(f, l, ctx, s[1], s[3]),
              "meanfield": lambda f, l, s: _draw_meanfield(f, l, ctx, s[3]),
-             "depth": lambda f, l, s: _draw_depth(f, l, ctx, s[3])}
+             "depth": lambda f, l, s: _draw_depth(f, l, ctx, s[3]),
+             "sup": lambda f, l, s: _draw_sup(f, l, ctx, s[3])}
     if panels == "separate":
         figs = []
         for i, spec in enumerate(specs):
