@@ -3,17 +3,18 @@
 
 What is checked, and how likely a correct kernel is to fail:
 
-- brute force: for input dimensions 3, 4, 5 (and two networks in 6), widths 2..8,
-  depths 1..4, the three weight distributions and several seeds, the independent NumPy network of
-  tests/reference.py evaluated on a dense point set of the sphere (a Fibonacci grid of
-  GRID points on S^2; GRID uniform random points on the higher spheres), refined by Nelder-Mead
-  (scipy.optimize.minimize, on y -> rho_l(y / |y|)) from the REFINE best points of each
-  side.  The grid and the refinements are values at actual inputs, so the exact max
-  must not be below their best by more than rounding (1e-9 relative): no statistics.
-  The other side (agreement within 1e-6 of the max) holds when some refinement reaches
-  the global extreme; measured on exactly the networks of these tests (72 trials): the
-  exact and refined values differed by at most 7.7e-16 of the max on either side, so the
-  margin is about 1e9 and, with the fixed seeds, the outcome is deterministic.
+- brute force: for input dimensions 3, 4, 5 (and two networks in 6), widths 2..8, depths
+  1..4, the three weight distributions and several seeds, the independent NumPy network
+  of tests/reference.py evaluated on a dense point set of the sphere (a Fibonacci grid
+  of GRID points on S^2; GRID uniform random points on the higher spheres), refined by
+  Nelder-Mead (scipy.optimize.minimize, on y -> rho_l(y / |y|)) from the REFINE best
+  points of each side. The grid and the refinements are values at actual inputs, so the
+  exact max must not be below their best by more than rounding (1e-9 relative): no
+  statistics. The other side (agreement within 1e-6 of the max) holds when some
+  refinement reaches the global extreme; measured on exactly the networks of these tests
+  (72 trials): the exact and refined values differed by at most 7.7e-16 of the max on
+  either side, so the margin is about 1e9 and, with the fixed seeds, the outcome is
+  deterministic.
 - exactness (no statistics): a first layer narrower than the input has a null space,
   where rho_l = 0: the exact min is 0 (the repeated eigenvalue 0); the first layer's
   activation regions are those of n_1 hyperplanes in general position.

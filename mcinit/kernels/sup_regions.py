@@ -85,7 +85,8 @@ _I2 = types.int64[:, ::1]
 def initial_cones(n):
     """The n + 1 simplicial cones spanned by n of e_1, .., e_n, -(e_1 + .. + e_n): rays
     R (n+1, n, n) (unit rows), constraints G (n+1, n, n) (unit rows, g_k . r_j = 0 for
-    j != k, g_k . r_k > 0), incidences I (n+1, n, _NW) (bit sets: ray j tight on every constraint but j)."""
+    j != k, g_k . r_k > 0), incidences I (n+1, n, _NW) (bit sets: ray j is tight on every
+    constraint but j)."""
     V = np.vstack([np.eye(n), -np.ones((1, n))])
     R = np.empty((n + 1, n, n))
     G = np.empty((n + 1, n, n))
@@ -441,8 +442,9 @@ def _cone_extremes(wbuf, offs, widths, l, R, I, G, A, vals, top, ext, xe, faces,
     with map A into ext.  The faces are bit sets over the rays, generated from the cone
     itself by intersection with the constraints' tight-ray sets (every face is such an
     intersection); a face whose values are known to lie within ext (its restricted
-    eigenvalues, or _ray_bounds) is not expanded: those of its subfaces lie within them too.  Returns False beyond
-    MAX_FACES faces.  table: scratch hash set (indices, -1 free); g: scratch bit set."""
+    eigenvalues, or _ray_bounds) is not expanded: those of its subfaces lie within them
+    too.  Returns False beyond MAX_FACES faces.  table: scratch hash set (indices, -1
+    free); g: scratch bit set."""
     n = widths[0]
     m = R.shape[0]
     c = G.shape[0]
