@@ -37,17 +37,19 @@ they are the extremes up to rounding.  A repeated eigenvalue (e.g. 0 of a rank-d
 map) has eigenvectors that may all miss C while their eigenspace meets it; its
 intersection with C then has an extreme ray on a lower face, where it is again a
 stationary point with the same value, so the extremes are still found (docs/design.md).
-Cones whose eigenvalue range [lambda_min(M), lambda_max(M)] lies within the extremes
-found so far are skipped (they cannot hold anything more extreme).
+Faces (and cones) whose values are bounded within the extremes found so far, by their
+eigenvalue range or by bounds from their rays (_ray_bounds), are not expanded: by
+interlacing, their subfaces cannot hold anything more extreme.
 
 Regions.  The activation regions of layer l are the distinct activation patterns of
 layers 1..l among the cones (an activation region is convex, so the pieces the starting
 cones cut it into share its pattern); they are counted by a 64-bit hash of the pattern.
 
-Limits.  When a trial's cones at some layer exceed ``max_regions`` (the work and memory
-are proportional to the cones, about 1 to 2 per region), or a cone has more than 248
-rays or constraints (the bit sets) or more than MAX_FACES faces, the trial stops there:
-exact is False and smin / smax are NaN for that layer and all deeper ones.
+Limits.  When a trial's activation regions at some layer exceed ``max_regions``, or its
+cones exceed CONES_PER_REGION max_regions (the work and memory, about 2.5 kB per cone,
+are proportional to the cones, 1 to 2.5 per region), or a cone has more than 248 rays or
+constraints (the bit sets) or more than MAX_FACES faces, the trial stops there: exact is
+False and smin / smax are NaN for that layer and all deeper ones.
 """
 
 import math
@@ -60,13 +62,16 @@ from . import sup
 from .common import n_chunks
 from .. import rng
 
-__all__ = ["extremes", "MAX_DIM", "MAX_REGIONS", "MAX_FACES", "initial_cones"]
+__all__ = ["extremes", "MAX_DIM", "MAX_REGIONS", "CONES_PER_REGION", "MAX_FACES", "initial_cones"]
 
 #: largest input dimension accepted: at n_0 = 6 a trial of widths 8, 8 takes about a
 #: second and widths 8, 8, 8 exceed MAX_REGIONS (measured: docs/design.md, section 16)
 MAX_DIM = 6
-#: default most cones per layer of a trial (memory: about 2.5 kB each, per running trial)
-MAX_REGIONS = 50000
+#: default most activation regions per layer of a trial
+MAX_REGIONS = 20000
+#: most cones per layer of a trial, per max_regions (memory: about 2.5 kB per cone, per
+#: running trial: 150 MB at the default)
+CONES_PER_REGION = 3
 #: most faces of one cone
 MAX_FACES = 4096
 
@@ -606,6 +611,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
         nG = List.empty_list(_F2)
         nA = List.empty_list(_F2)
         nh = List.empty_list(types.int64)
+        nreg = 0
         ok = True
         for c in range(len(Rs)):
             A = As[c]
@@ -654,7 +660,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
                         qI.append(Im)
                         qG.append(Gm)
                         qM.append(pM[p].copy())
-                if not ok or len(nR) + len(qR) > max_regions:
+                if not ok or len(nR) + len(qR) > CONES_PER_REGION * max_regions:
                     ok = False
                     break
                 pR, pI, pG, pM = qR, qI, qG, qM
@@ -675,6 +681,12 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
                 nI.append(pI[p])
                 nG.append(pG[p])
                 nA.append(An)
+        if ok:
+            hs = np.empty(len(nh), dtype=np.int64)
+            for c in range(len(nh)):
+                hs[c] = nh[c]
+            nreg = np.unique(hs).shape[0]
+            ok = nreg <= max_regions
         if ok:
             lam = np.empty((len(nR), 2))
             top = np.empty(len(nR))
@@ -697,10 +709,7 @@ def _trial(trial, k0, k1, widths, var, gain, dist, offs, wbuf, R0, G0, I0, max_r
             else:
                 smax[l - 1] = rw[l]
         exact[l - 1] = True
-        hs = np.empty(len(nh), dtype=np.int64)
-        for c in range(len(nh)):
-            hs[c] = nh[c]
-        regions[l - 1] = np.unique(hs).shape[0]
+        regions[l - 1] = nreg
         Rs, Is, Gs, As = nR, nI, nG, nA
 
 
@@ -726,8 +735,9 @@ def extremes(plan, first, count, smin, smax, exact, max_regions=MAX_REGIONS, reg
     smin, smax   (count, L) float64: min and max of rho_l(x) = ||h^l(x)||^2 / ||x||^2 over
                  unit x (squared-norm ratios), NaN where not computed
     exact        (count, L) bool: True where smin / smax were computed (exact up to rounding)
-    max_regions  most cones (pieces of activation regions) per layer of a trial; beyond,
-                 that layer and the deeper ones are not computed (exact False, NaN)
+    max_regions  most activation regions per layer of a trial (and CONES_PER_REGION times
+                 as many cones); beyond, that layer and the deeper ones are not computed
+                 (exact False, NaN)
     regions      (count, L) int64 or None: the number of activation regions of layers
                  1..l that meet the sphere, per layer (0 where not computed)
     """
