@@ -47,7 +47,7 @@ cones cut it into share its pattern); they are counted by a 64-bit hash of the p
 
 Limits.  When a trial's activation regions at some layer exceed ``max_regions``, or its
 cones exceed CONES_PER_REGION max_regions (the work and memory, about 2.5 kB per cone,
-are proportional to the cones, 1 to 2.5 per region), or a cone has more than 248 rays or
+are proportional to the cones, 2 to 5 per region), or a cone has more than 248 rays or
 constraints (the bit sets) or more than MAX_FACES faces, the trial stops there: exact is
 False and smin / smax are NaN for that layer and all deeper ones.
 """
