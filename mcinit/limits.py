@@ -235,6 +235,9 @@ def run_memory(config, batch_size, threads=1, backend="cpu", in_memory_rows=0, r
                 # the branch-and-bound's open boxes (kernels/sup_bound.py), per thread
                 from .kernels.sup_bound import memory
                 scratch += threads * memory(widths, config.sup_boxes)
+                from .kernels import sup_regions
+                if 3 <= widths[0] <= sup_regions.MAX_DIM:
+                    scratch += threads * sup_regions.memory()
     return Memory(ratios=int(ratios), records=int(records), scratch=int(scratch), fixed=int(fixed))
 
 
