@@ -295,8 +295,10 @@ def test_search_extends_the_random_inputs_extremes(tmp_path):
 
 def test_the_engine_hands_its_ratios_to_the_search():
     """A run's sup_min / sup_max (the search started from the engine's own ratios) equal those of
-    the search run on its own (which computes the random inputs' ratios itself), bit for bit."""
-    cfg, data = config.build(**KW)
+    the search run on its own (which computes the random inputs' ratios itself), bit for bit.  (Input
+    dimension 8 has no exact method, and --sup-bound 0 adds no evaluated point of the boxes: the
+    search's values are the columns.)"""
+    cfg, data = config.build(**dict(KW, input_dim=8, sup_bound="0"))
     mem = engine.run(cfg, data, batch_size=50).records
     plan = common.make_plan(cfg, data)
     L = cfg.depth
