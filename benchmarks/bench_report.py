@@ -24,6 +24,8 @@ class ReportWriter:
             (f"full (best of {self.reps} repetitions of ~{self.per_rep:g} s, ~{self.per_rep * FIXED_REP_FACTOR:g} s "
              f"for the many-input cases, and one more minutes later)")
         w("# mcinit benchmark results\n")
+        w("The property for every input of the sphere (`--sup-search`: exact, search and certified "
+          "bounds) is timed by `bench_sup.py`; its latest table is in [RESULTS-sup.md](RESULTS-sup.md).\n")
         if self.quick:
             w("> **This is a `--quick` run**: every number is one ~0.3 s measurement on a possibly "
               "busy machine, good to a few tens of percent. Rerun `python benchmarks/bench.py "

@@ -43,7 +43,7 @@ def configurations(rows):
              init="wn", wn_gain=1.25, head="gaussian:3", kernel="blocked", precision="float32", seed=5),
         dict(trials=10, input_dim=6, width=7, depth=2, samples=2, init="glorot", dist="uniform",
              head="softmax:4", kernel="dense", seed=3),
-        dict(trials=8, input_dim=5, width=6, depth=2, samples=3, data="sphere", init="lecun",
+        dict(trials=8, input_dim=2, width=6, depth=2, samples=3, data="sphere", init="lecun",
              sup_search="2,5", sup_bound="64,0.05", properties="forward", seed=2),
         dict(trials=6, input_dim=5, width=6, arch="residual", blocks=1, branch_scale="1/B", samples=2,
              init="wn", kernel="dense", seed=4),

@@ -197,13 +197,14 @@ def test_forward_deaths_of_a_kernel_that_computes_both():
     assert dead.tolist() == [False, True, False, True]
 
 
-def test_a_forward_run_with_the_supremum_search_records_the_search():
-    """The supremum search (the forward property over the sphere) runs beside --properties
-    forward: its columns equal those of a run of both."""
-    kw = dict(trials=40, input_dim=4, widths="6,5", samples=4, sup_search="2,4", seed=2)
+@pytest.mark.parametrize("n0", [2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)])
+def test_a_forward_run_with_the_supremum_search_records_the_search(n0):
+    """The extremes over the sphere (exact at n_0 = 2 and 4, search and bounds at 8) are computed
+    beside --properties forward: their columns equal those of a run of both."""
+    kw = dict(trials=40, input_dim=n0, widths="6,5", samples=4, sup_search="2,4", seed=2)
     both = _run("dense", 1, 16, **kw)
     fwd = _run("dense", 1, 16, properties="forward", **kw)
-    for f in ("fwd_min", "fwd_max", "sup_min", "sup_max"):
+    for f in ("fwd_min", "fwd_max", "sup_min", "sup_max", "sup_lower", "sup_upper", "sup_method"):
         assert np.array_equal(fwd.records[f], both.records[f]), f
     assert "bwd_min" not in fwd.records
 

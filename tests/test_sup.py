@@ -272,6 +272,7 @@ def test_search_finds_the_brute_force_extremes(n0):
 KW = dict(trials=120, input_dim=4, widths="12,10,12", samples=12, sup_search="3,25")
 
 
+@pytest.mark.slow       # runs the region enumeration or the branch-and-bound (compiled: tens of seconds)
 def test_search_extends_the_random_inputs_extremes(tmp_path):
     cfg, data = config.build(**KW)
     assert cfg.kernel == "dense" and cfg.data == "sphere" and cfg.sup
@@ -293,6 +294,7 @@ def test_search_extends_the_random_inputs_extremes(tmp_path):
     assert res.summary.trials == 120
 
 
+@pytest.mark.slow       # runs the region enumeration or the branch-and-bound (compiled: tens of seconds)
 def test_the_engine_hands_its_ratios_to_the_search():
     """A run's sup_min / sup_max (the search started from the engine's own ratios) equal those of
     the search run on its own (which computes the random inputs' ratios itself), bit for bit.  (Input
@@ -308,6 +310,7 @@ def test_the_engine_hands_its_ratios_to_the_search():
     assert np.array_equal(mem["sup_min"], out[0]) and np.array_equal(mem["sup_max"], out[1])
 
 
+@pytest.mark.slow       # runs the region enumeration or the branch-and-bound (compiled: tens of seconds)
 def test_failure_table_for_all_inputs(tmp_path):
     path = tmp_path / "s.h5"
     r = CliRunner().invoke(main, ["run", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in KW.items()), []),
@@ -335,6 +338,7 @@ def test_failure_table_for_all_inputs(tmp_path):
     assert "LOWER ESTIMATE" in text and "UPPER ESTIMATE" in text and "all inputs: upper" in text
 
 
+@pytest.mark.slow       # runs the region enumeration or the branch-and-bound (compiled: tens of seconds)
 def test_shards_with_the_search_merge_to_the_single_run(tmp_path):
     cfg, data = config.build(**KW)
     single = engine.run(cfg, data).records
@@ -348,6 +352,37 @@ def test_shards_with_the_search_merge_to_the_single_run(tmp_path):
         for k in ("sup_min", "sup_max", "sup_lower", "sup_upper", "sup_method", "fwd_max", "index"):
             assert np.array_equal(f["trials"][k][...], single[k]), k
         assert f.attrs["format_version"] == 4
+
+
+def test_a_run_on_the_circle_is_exact_in_every_trial_and_layer():
+    """Input dimension 2: every (trial, layer) is exact (sup_method 1), the random inputs lie within
+    the extremes, the certified bounds are the extremes widened by the rounding margin only, the
+    exact maximum is at least the dense kernel's rho_l on a 4096-angle scan of the trial's circle,
+    and the columns are the same for any batch size and thread count."""
+    kw = dict(trials=24, input_dim=2, widths="7,5,6", samples=5, sup_search="2,10", seed=9)
+    cfg, _ = config.build(**kw)
+    a = engine.run(cfg, batch_size=24).records
+    assert np.all(a["sup_method"] == 1)
+    assert np.all(a["sup_min"] <= a["fwd_min"]) and np.all(a["sup_max"] >= a["fwd_max"])
+    assert np.all(a["sup_lower"] <= a["sup_min"]) and np.all(a["sup_upper"] >= a["sup_max"])
+    assert np.all(a["sup_upper"] <= a["sup_max"] * (1 + 1e-8)) and np.all(a["sup_lower"] >= a["sup_min"] * (1 - 1e-8))
+    t = np.linspace(0, 2 * np.pi, 4096, endpoint=False)
+    X = np.stack([np.cos(t), np.sin(t)], axis=1)
+    for trial in (0, 11, 23):
+        Ws, _ = reference.weights(cfg, trial)
+        H = X.T
+        for l, W in enumerate(Ws):
+            H = np.maximum(W @ H, 0.0)
+            r = (H * H).sum(axis=0)
+            assert r.max() <= a["sup_max"][trial, l] * (1 + 1e-12)
+            assert r.min() >= a["sup_min"][trial, l] - 1e-12 * r.max()
+    numba.set_num_threads(1)
+    try:
+        b = engine.run(cfg, batch_size=5).records
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for k in ("sup_min", "sup_max", "sup_lower", "sup_upper", "sup_method"):
+        assert np.array_equal(a[k], b[k]), k
 
 
 def _before_version_4(src, dst):
@@ -370,7 +405,7 @@ def test_a_search_file_before_version_4_reads_and_is_not_continued(tmp_path):
     from the search's values, has no certified bound (p_upper 1: every trial may fail),
     reports, and is refused in one line when resumed, changing no byte."""
     new = tmp_path / "new.h5"
-    args = ["run", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in dict(KW, trials=30).items()), [])]
+    args = ["run", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in dict(KW, trials=30, input_dim=2).items()), [])]
     assert CliRunner().invoke(main, args + ["-o", str(new), "-q"]).exit_code == 0
     old = tmp_path / "old.h5"
     _before_version_4(new, old)

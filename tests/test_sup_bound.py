@@ -106,6 +106,7 @@ def check_sound(cfg, plan, first, count, r, X):
             assert np.all(np.sqrt(r["fmin"][j]) >= np.sqrt(bmin) - d)
 
 
+@pytest.mark.slow       # compiles the branch-and-bound (about 30 s cold): the default suite leaves it to -m slow
 def test_bounds_contain_a_circle_scan_and_the_fallback_is_the_spectral_product():
     """The default-suite test: one tiny 2-D network, 3 trials, both the branch-and-bound and
     (fewer than 2 n_0 boxes) the spectral fallback."""

@@ -115,6 +115,7 @@ def check_against_brute(cfg, first, count, gaps=None):
         assert np.all(smin[t] >= lo - 1e-6 * hi), (smin[t], lo)
 
 
+@pytest.mark.slow       # compiles the enumeration (about 45 s cold): the default suite leaves it to -m slow
 def test_agrees_with_brute_force_in_three_dimensions():
     check_against_brute(build(3, "5,4", seed=3), 0, 3)
 
