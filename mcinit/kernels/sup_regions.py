@@ -522,6 +522,19 @@ def _cone_extremes(wbuf, offs, widths, l, R, I, G, A, vals, top, ext, xe, faces,
 
 
 @njit(cache=True)
+def _ray_values(R, A, n, nl, vals):
+    """vals[r] = ||A R[r]||^2 for every ray r of a cone (its map A: nl x n)."""
+    for r in range(R.shape[0]):
+        v = 0.0
+        for i in range(nl):
+            a = 0.0
+            for j in range(n):
+                a += A[i, j] * R[r, j]
+            v += a * a
+        vals[r] = v
+
+
+@njit(cache=True)
 def _layer_extremes(wbuf, offs, widths, l, Rs, Is, Gs, As, ext, xe, faces, table, gbits, Q,
                     AQ, S, V, x, u, vals, lam, top):
     """ext = [min, max] of rho_l over the cones of layer l; False if some cone has too
@@ -536,15 +549,9 @@ def _layer_extremes(wbuf, offs, widths, l, Rs, Is, Gs, As, ext, xe, faces, table
     for c in range(nc):
         R = Rs[c]
         A = As[c]
+        _ray_values(R, A, n, nl, vals)
         for r in range(R.shape[0]):
-            v = 0.0
-            for i in range(nl):
-                a = 0.0
-                for j in range(n):
-                    a += A[i, j] * R[r, j]
-                v += a * a
-            vals[r] = v
-            _fold(v, R[r], n, ext, xe)
+            _fold(vals[r], R[r], n, ext, xe)
         for a in range(n):
             for j in range(n):
                 Q[a, j] = 1.0 if a == j else 0.0
@@ -561,14 +568,7 @@ def _layer_extremes(wbuf, offs, widths, l, Rs, Is, Gs, As, ext, xe, faces, table
             continue
         R = Rs[c]
         A = As[c]
-        for r in range(R.shape[0]):
-            v = 0.0
-            for i in range(nl):
-                a = 0.0
-                for j in range(n):
-                    a += A[i, j] * R[r, j]
-                v += a * a
-            vals[r] = v
+        _ray_values(R, A, n, nl, vals)
         if not _cone_extremes(wbuf, offs, widths, l, R, Is[c], Gs[c], A, vals, top[c], ext, xe,
                               faces, table, gbits, Q, AQ, S, V, x, u):
             return False

@@ -491,6 +491,17 @@ def _eps_grid_range(runs, form, prop):
     return max(0.01, a * 0.8), min(4.0, max(b, a * 2))
 
 
+def _eps_axes(ax, eps, a, b, bottom):
+    """The axes of a failure panel against eps: the report's eps as thin lines, log y from bottom."""
+    for e in eps:
+        if a <= e <= b:
+            ax.axvline(e, color="0.75", lw=0.7, zorder=0)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, 2.0)
+    ax.set_xlim(a, b)
+    ax.grid(True, alpha=0.3)
+
+
 def _draw_failure_eps(fig, letter, ctx, prop, runs):
     """One width: failure probability of ``prop`` against eps, one colour per run, with the bound curves."""
     from matplotlib.lines import Line2D
@@ -531,13 +542,7 @@ def _draw_failure_eps(fig, letter, ctx, prop, runs):
                     ax.fill_between(tc["eps"], tc["exact"], tc["union"], facecolor="none", edgecolor=col,
                                     hatch="///", lw=0, alpha=0.5)
         handles.append(Line2D([], [], color=col, lw=2.5, label=_run_label(run, vary | {"depth", "samples"})))
-    for e in eps:
-        if a <= e <= b:
-            ax.axvline(e, color="0.75", lw=0.7, zorder=0)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom, 2.0)
-    ax.set_xlim(a, b)
-    ax.grid(True, alpha=0.3)
+    _eps_axes(ax, eps, a, b, bottom)
     widths = sorted({widths_label(r.config.widths) for r in runs})
     _finish(ax, letter, f"{prop.capitalize()} failure vs eps (width {', '.join(widths)})",
             f"tolerance eps on {deviation_words(form, _PROP_RATIO[prop])}", f"P({prop} failure)")
@@ -575,13 +580,7 @@ def _draw_sup(fig, letter, ctx, runs):
         c = run.config
         handles.append(Line2D([], [], color=col, lw=2.5,
                               label=f"{_run_label(run, vary | {'depth'})}, n_0 = {c.input_dim}"))
-    for e in eps:
-        if a <= e <= b:
-            ax.axvline(e, color="0.75", lw=0.7, zorder=0)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom, 2.0)
-    ax.set_xlim(a, b)
-    ax.grid(True, alpha=0.3)
+    _eps_axes(ax, eps, a, b, bottom)
     _finish(ax, letter, "Forward failure for every input of the sphere",
             f"tolerance eps on {deviation_words(form, _PROP_RATIO['forward'])}", "P(some input fails)")
     h = [_header("runs")] + handles + [
