@@ -140,14 +140,14 @@ def property_files(tmp_path_factory):
     shutil.copy(d / "forward.h5", d / "forward-v1.h5")
     with h5py.File(d / "forward-v1.h5", "a") as f:
         f.attrs["format_version"] = np.int64(1)
-    shutil.copy(d / "part0.h5", d / "v4.h5")
-    with h5py.File(d / "v4.h5", "a") as f:
-        f.attrs["format_version"] = np.int64(4)
+    shutil.copy(d / "part0.h5", d / "v5.h5")
+    with h5py.File(d / "v5.h5", "a") as f:
+        f.attrs["format_version"] = np.int64(5)
     return d
 
 
 def test_the_precision_and_properties_section_lists_its_cases():
-    assert len(PROPERTY_ROWS) == 15 and len({c for c, _, _ in PROPERTY_ROWS}) == 15
+    assert len(PROPERTY_ROWS) == 18 and len({c for c, _, _ in PROPERTY_ROWS}) == 18
 
 
 @pytest.mark.parametrize("case,command,message", PROPERTY_ROWS, ids=[r[0] for r in PROPERTY_ROWS])

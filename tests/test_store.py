@@ -1,4 +1,4 @@
-"""The HDF5 results file (format versions 1, 2 and 3, docs/design.md section 7): layout, readers during a
+"""The HDF5 results file (format versions 1 to 4, docs/design.md section 7): layout, readers during a
 run, crash safety (real SIGKILLs), clean stops, resume, shards and merge."""
 
 import json
