@@ -277,7 +277,7 @@ def parse_sup_bound(value):
 
 
 #: most boxes per layer and direction of the branch-and-bound
-MAX_SUP_BOXES = 1 << 24
+MAX_SUP_BOXES = 1 << 20
 
 
 def _sup_bound_text(cfg):
