@@ -79,7 +79,8 @@ def test_the_configurations_set_every_run_option_to_a_non_default(rows6):
         assert given[name] != default, name
 
 
-@pytest.mark.parametrize("which", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("which", [0, 1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow),
+                                   4, 5])   # (2, 3: the search's and the residual kernels' compiles, with the slow tests)
 def test_run_config_files_sweep_and_submit_give_one_config_hash(tmp_path, rows6, which):
     values = configurations(rows6)[which]
     want = engine.resolve(config.build(**values)[0]).config_hash()

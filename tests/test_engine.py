@@ -197,7 +197,8 @@ def test_forward_deaths_of_a_kernel_that_computes_both():
     assert dead.tolist() == [False, True, False, True]
 
 
-@pytest.mark.parametrize("n0", [2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)])
+@pytest.mark.slow       # (the circle's run is in the default suite in test_sup.py)
+@pytest.mark.parametrize("n0", [2, 4, 8])
 def test_a_forward_run_with_the_supremum_search_records_the_search(n0):
     """The extremes over the sphere (exact at n_0 = 2 and 4, search and bounds at 8) are computed
     beside --properties forward: their columns equal those of a run of both."""

@@ -169,7 +169,7 @@ def test_auto_batch_size_refused_when_not_one_trial_fits():
 def test_file_estimate_matches_the_file(tmp_path):
     for kw in (dict(trials=40000, width=16, depth=3),                     # law: linked max columns
                dict(trials=3000, input_dim=6, width=8, depth=5, samples=3, kernel="dense"),
-               dict(trials=200, input_dim=3, width=8, depth=2, samples=4, data="sphere",
+               dict(trials=200, input_dim=2, width=8, depth=2, samples=4, data="sphere",
                     kernel="dense", sup_search="2,3")):
         cfg, data = resolved(**kw)
         out = tmp_path / f"{cfg.config_hash()}.h5"

@@ -37,6 +37,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow       # the residual dense kernel's compile (about 15 s cold): with the slow tests
 @pytest.mark.parametrize("store", [None, False])
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_dense_residual_kernel_matches_numpy_reference(case, store):
@@ -52,6 +53,7 @@ def test_dense_residual_kernel_matches_numpy_reference(case, store):
             assert dead[j] == bool(np.any(rho == 0) or np.any(np.isinf(gamma)))
 
 
+@pytest.mark.slow       # the residual dense kernel's compile (about 15 s cold): with the slow tests
 @pytest.mark.parametrize("case", [0, 3])
 def test_dense_residual_forward_only_equals_the_forward_of_both(case):
     cfg, data = config.build(trials=10, kernel="dense", **CASES[case])
@@ -65,6 +67,7 @@ def test_dense_residual_forward_only_equals_the_forward_of_both(case):
 
 # ------------------------------------------------------------------ finite differences
 
+@pytest.mark.slow       # the residual dense kernel's compile (about 15 s cold): with the slow tests
 @pytest.mark.parametrize("arch", ["residual", "single-skip"])
 def test_backward_ratios_are_finite_differences_of_the_loss(arch):
     """gamma_l of the kernel equals ||dloss/dW_l||_F^2 / (||x||^2 ||g_L||^2) with every gradient
@@ -196,6 +199,7 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+@pytest.mark.slow       # the residual dense kernel's compile (about 15 s cold): with the slow tests
 @pytest.mark.parametrize("arch, samples", [("residual", 1), ("single-skip", 3)])
 def test_run_end_to_end(tmp_path, arch, samples):
     """mcinit run writes a residual run; its layer table carries the residual law's means

@@ -87,6 +87,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_never_less_than_the_random_inputs(case):
     cfg, _ = config.build(trials=10, data="sphere", samples=9, **CASES[case])
@@ -106,6 +107,7 @@ def test_never_less_than_the_random_inputs(case):
     assert np.all(r["sup_dev"] >= best_random)
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_without_search_equals_the_dense_kernel_bit_for_bit(case):
     cfg, _ = config.build(trials=10, data="sphere", samples=7, **CASES[case])
@@ -119,6 +121,7 @@ def test_without_search_equals_the_dense_kernel_bit_for_bit(case):
         assert np.array_equal(r["dead"], ddead)
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 @pytest.mark.parametrize("case", [0, 3])
 def test_given_ratios_give_the_recomputed_records_bit_for_bit(case):
     """Started from the dense kernel's ratios handed in (what the engine does), the search
@@ -135,6 +138,7 @@ def test_given_ratios_give_the_recomputed_records_bit_for_bit(case):
         assert np.array_equal(own[k], v), k
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 def test_the_inputs_are_the_sphere_dataset_whatever_the_plan_says(correlated_npy):
     """The plan's data source and sample count are not used: inputs are sphere inputs."""
     kw = dict(trials=10, input_dim=40, widths="10,12", seed=4)
@@ -146,6 +150,7 @@ def test_the_inputs_are_the_sphere_dataset_whatever_the_plan_says(correlated_npy
         assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k]), k
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 def test_every_search_improves_on_its_start():
     """From a start with rho_l > 0 and a non-zero gradient the first model step is
     exact inside the start's region (or just past its boundary): strictly better."""
@@ -157,6 +162,7 @@ def test_every_search_improves_on_its_start():
     assert np.all((r["fwd_min"] < lo) | (lo == 0.0))
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 def test_more_work_never_reports_less_and_splitting_changes_nothing():
     cfg, _ = config.build(trials=10, input_dim=6, widths="10,8,12", data="sphere", samples=6)
     base = run_sup(cfg, 0, 6, 6, starts=2, steps=20)
@@ -248,6 +254,7 @@ def networks(n0, count, seed):
     return out
 
 
+@pytest.mark.slow       # compiles the local search (about 30 s cold): with the slow tests
 @pytest.mark.parametrize("n0", [2, 3])
 def test_search_finds_the_brute_force_extremes(n0):
     X = circle(M_GRID) if n0 == 2 else fibonacci_sphere(M_GRID)
